@@ -1,0 +1,191 @@
+// Package api serves Fog's ARM-compatible REST API: authentication, request validation and
+// the HTTP handlers for each resource type. It turns errors into ARM error bodies; everything
+// else lives in the controller.
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/controller"
+	"github.com/fogdb/fog/internal/resource"
+)
+
+// InstanceAPIVersions are the api-versions accepted for managed instances and databases.
+var InstanceAPIVersions = arm.APIVersions{
+	"2021-05-01-preview", "2021-11-01", "2022-05-01-preview", "2023-05-01-preview",
+	"2023-08-01", "2024-05-01-preview", "2025-01-01",
+}
+
+// RetryAfter is the Retry-After, in seconds, sent with 202 responses. Azure sends 10 to 15;
+// Fog's operations take seconds, so clients that honour it should not wait longer.
+const RetryAfter = 1
+
+// Server is the HTTP API.
+type Server struct {
+	c      *controller.Controller
+	tokens *Tokens
+	log    *slog.Logger
+}
+
+// New returns the API server.
+func New(c *controller.Controller, tokens *Tokens, log *slog.Logger) *Server {
+	return &Server{c: c, tokens: tokens, log: log}
+}
+
+const (
+	miPath = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Sql/managedInstances/{name}"
+	dbPath = miPath + "/databases/{db}"
+	opBase = "/subscriptions/{sub}/providers/Microsoft.Sql/locations/{loc}/"
+)
+
+// Handler returns the API's http.Handler.
+func (s *Server) Handler() http.Handler {
+	rt := &arm.Router{}
+	rt.Handle("GET", "/subscriptions/{sub}/providers/Microsoft.Sql/managedInstances", s.listInstances)
+	rt.Handle("GET", "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Sql/managedInstances", s.listInstances)
+	rt.Handle("PUT", miPath, s.putInstance)
+	rt.Handle("GET", miPath, s.getInstance)
+	rt.Handle("DELETE", miPath, s.deleteInstance)
+	rt.Handle("GET", miPath+"/databases", s.listDatabases)
+	rt.Handle("PUT", dbPath, s.putDatabase)
+	rt.Handle("GET", dbPath, s.getDatabase)
+	rt.Handle("DELETE", dbPath, s.deleteDatabase)
+	for _, kind := range []string{"managedInstance", "managedDatabase"} {
+		rt.Handle("GET", opBase+kind+"AzureAsyncOperation/{op}", s.operationStatus)
+		rt.Handle("GET", opBase+kind+"OperationResults/{op}", s.operationResult)
+	}
+	return s.logRequests(s.authenticate(rt))
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
+
+// logRequests logs method, path and status. Headers are never logged: they carry the token.
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("x-ms-client-request-id")
+		if id == "" {
+			id = resource.NewUID()
+		}
+		w.Header().Set("x-ms-request-id", id)
+		corr := r.Header.Get("x-ms-correlation-request-id")
+		if corr == "" {
+			corr = id
+		}
+		w.Header().Set("x-ms-correlation-request-id", corr)
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", sw.status, "took", time.Since(start).Round(time.Microsecond))
+	})
+}
+
+// decode reads a JSON body into v, or returns the ARM error for a missing or malformed one.
+func decode(r *http.Request, v any) *arm.Error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
+	if err != nil {
+		return arm.BadRequest("InvalidRequestContent", "The request body could not be read: %v.", err)
+	}
+	if len(body) > 1<<20 {
+		return arm.Errorf(http.StatusRequestEntityTooLarge, "RequestBodyTooLarge", "The request body exceeds 1 MiB.")
+	}
+	if len(body) == 0 {
+		return arm.BadRequest("InvalidRequestContent", "The request content was invalid and could not be deserialized: the body is empty; send the resource as JSON.")
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			return arm.BadRequest("InvalidRequestContent", "The request content was invalid and could not be deserialized: malformed JSON at byte %d: %v.", se.Offset, se)
+		case errors.As(err, &te):
+			return arm.BadRequest("InvalidRequestContent", "The request content was invalid and could not be deserialized: '%s' must be a JSON %s, not %s.", te.Field, te.Type, te.Value)
+		default:
+			return arm.BadRequest("InvalidRequestContent", "The request content was invalid and could not be deserialized: %v.", err)
+		}
+	}
+	return nil
+}
+
+// accepted writes the 202 of a long-running operation with absolute polling URLs at
+// subscription scope, as the Microsoft.Sql resource provider does.
+func (s *Server) accepted(w http.ResponseWriter, r *http.Request, op *controller.Operation, apiVersion string) {
+	kind := "managedInstance"
+	if op.Kind == controller.KindPutDatabase || op.Kind == controller.KindDeleteDatabase {
+		kind = "managedDatabase"
+	}
+	base := fmt.Sprintf("https://%s/subscriptions/%s/providers/Microsoft.Sql/locations/%s/", r.Host, op.Subscription, url.PathEscape(op.Location))
+	q := "?api-version=" + url.QueryEscape(apiVersion)
+	w.Header().Set("Azure-AsyncOperation", base+kind+"AzureAsyncOperation/"+op.ID+q)
+	w.Header().Set("Location", base+kind+"OperationResults/"+op.ID+q)
+	w.Header().Set("Retry-After", strconv.Itoa(RetryAfter))
+	arm.WriteJSON(w, http.StatusAccepted, map[string]any{"operation": op.Name, "startTime": op.StartTime})
+}
+
+func (s *Server) operationStatus(w http.ResponseWriter, r *http.Request) {
+	if _, aerr := InstanceAPIVersions.Check(r); aerr != nil {
+		arm.WriteError(w, aerr)
+		return
+	}
+	op, aerr := s.c.GetOperation(r.Context(), r.PathValue("sub"), r.PathValue("loc"), r.PathValue("op"))
+	if aerr != nil {
+		arm.WriteError(w, aerr)
+		return
+	}
+	if !op.Terminal() {
+		w.Header().Set("Retry-After", strconv.Itoa(RetryAfter))
+	}
+	body := op.StatusBody()
+	body.ID = r.URL.Path
+	arm.WriteJSON(w, http.StatusOK, body)
+}
+
+func (s *Server) operationResult(w http.ResponseWriter, r *http.Request) {
+	ver, aerr := InstanceAPIVersions.Check(r)
+	if aerr != nil {
+		arm.WriteError(w, aerr)
+		return
+	}
+	ctx := r.Context()
+	op, aerr := s.c.GetOperation(ctx, r.PathValue("sub"), r.PathValue("loc"), r.PathValue("op"))
+	if aerr != nil {
+		arm.WriteError(w, aerr)
+		return
+	}
+	switch op.Status {
+	case arm.StatusInProgress:
+		w.Header().Set("Location", "https://"+r.Host+r.URL.Path+"?api-version="+url.QueryEscape(ver))
+		w.Header().Set("Retry-After", strconv.Itoa(RetryAfter))
+		w.WriteHeader(http.StatusAccepted)
+		return
+	case arm.StatusFailed, arm.StatusCanceled:
+		e := *op.Error
+		e.Status = op.ErrorStatus
+		if e.Status == 0 {
+			e.Status = http.StatusInternalServerError
+		}
+		arm.WriteError(w, &e)
+		return
+	}
+	switch op.Kind {
+	case controller.KindPutInstance:
+		s.writeResource(w, ctx, op.ResourceID)
+	case controller.KindPutDatabase:
+		s.writeResource(w, ctx, op.ResourceID)
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
+}

@@ -1,0 +1,56 @@
+// Package arm holds the Azure Resource Manager conventions that Fog's API follows: resource
+// ids, api-version checks, error bodies and the long-running-operation protocol.
+package arm
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+)
+
+// Error is an ARM error: an HTTP status, a stable code that clients branch on, and a message
+// that says what to do. It is the only error type the API layer writes to clients.
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Target  string `json:"target,omitempty"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf builds an *Error with a formatted message.
+func Errorf(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// BadRequest is shorthand for a 400 error.
+func BadRequest(code, format string, args ...any) *Error {
+	return Errorf(http.StatusBadRequest, code, format, args...)
+}
+
+// Body is the JSON error envelope: {"error":{"code":..., "message":...}}.
+type Body struct {
+	Error *Error `json:"error"`
+}
+
+// WriteError writes e as an ARM error response, with the x-ms-error-code header that azcore
+// reads before the body.
+func WriteError(w http.ResponseWriter, e *Error) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("x-ms-error-code", e.Code)
+	if e.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer authorization_uri="", error="invalid_token"`)
+	}
+	w.WriteHeader(e.Status)
+	_ = json.NewEncoder(w).Encode(Body{Error: e})
+}
+
+// WriteJSON writes v with the given status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	if v != nil {
+		_ = json.NewEncoder(w).Encode(v)
+	}
+}

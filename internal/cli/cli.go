@@ -1,0 +1,161 @@
+// Package cli is the fog command line: `fog up` and the az-shaped `fog sql mi`, `fog sql midb`
+// command groups.
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// IO is where commands read and write.
+type IO struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+type globals struct {
+	config       string
+	subscription string
+	output       string
+	io           IO
+}
+
+// Run runs the fog command line with args (without the program name).
+func Run(ctx context.Context, args []string, stdio IO) error {
+	root := newRoot(stdio)
+	root.SetArgs(args)
+	root.SetIn(stdio.In)
+	root.SetOut(stdio.Out)
+	root.SetErr(stdio.Err)
+	return root.ExecuteContext(ctx)
+}
+
+func newRoot(stdio IO) *cobra.Command {
+	g := &globals{io: stdio}
+	root := &cobra.Command{
+		Use:           "fog",
+		Short:         "Fog: failover groups for PostgreSQL, managed like Azure SQL Managed Instance",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.config, "config", "", "client config file (default $FOG_CONFIG or .fog/client.json)")
+	root.PersistentFlags().StringVar(&g.subscription, "subscription", "", "subscription id (default: the one in the client config)")
+	root.PersistentFlags().StringVarP(&g.output, "output", "o", "json", "output format: json or none")
+	sql := &cobra.Command{Use: "sql", Short: "Manage managed instances and their databases"}
+	sql.AddCommand(newMICommand(g), newMIDBCommand(g))
+	root.AddCommand(newUpCommand(g), sql)
+	return root
+}
+
+func (g *globals) client() (*client, error) {
+	if g.output != "json" && g.output != "none" {
+		return nil, usageErr("--output", "use json or none")
+	}
+	path := g.config
+	if path == "" {
+		path = defaultConfigPath()
+	}
+	return loadClient(path, g.subscription)
+}
+
+// usageErr is a bad flag value, reported like az does: the flag and what to do.
+func usageErr(flag, format string, args ...any) error {
+	return fmt.Errorf("argument %s: %s", flag, fmt.Sprintf(format, args...))
+}
+
+// print writes an ARM body as az does: properties flattened into the top level and the
+// resource group added.
+func (g *globals) print(body []byte) error {
+	if g.output == "none" || len(body) == 0 {
+		return nil
+	}
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return fmt.Errorf("decode response: %w", err)
+	}
+	if m, ok := v.(map[string]any); ok {
+		if list, ok := m["value"].([]any); ok {
+			for i := range list {
+				list[i] = flatten(list[i])
+			}
+			v = list
+		} else {
+			v = flatten(m)
+		}
+	}
+	b, _ := json.MarshalIndent(v, "", "  ")
+	_, err := fmt.Fprintln(g.io.Out, string(b))
+	return err
+}
+
+func flatten(v any) any {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return v
+	}
+	out := map[string]any{}
+	for k, val := range m {
+		if k != "properties" {
+			out[k] = val
+		}
+	}
+	if p, ok := m["properties"].(map[string]any); ok {
+		for k, val := range p {
+			out[k] = val
+		}
+	}
+	if id, ok := m["id"].(string); ok {
+		parts := strings.Split(id, "/")
+		for i := 0; i+1 < len(parts); i++ {
+			if strings.EqualFold(parts[i], "resourceGroups") {
+				out["resourceGroup"] = parts[i+1]
+			}
+		}
+	}
+	return out
+}
+
+// progressFor shows a spinner line on a terminal, as az does while it waits.
+func (g *globals) progressFor(what string) progress {
+	f, ok := g.io.Err.(*os.File)
+	if !ok {
+		return nil
+	}
+	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	frames := []string{"|", "/", "-", "\\"}
+	i := 0
+	return func(status string, pct *float64) {
+		p := ""
+		if pct != nil {
+			p = fmt.Sprintf(" %.0f%%", *pct)
+		}
+		fmt.Fprintf(f, "\r %s %s: %s%s   ", frames[i%len(frames)], what, status, p)
+		i++
+		if strings.EqualFold(status, "succeeded") || strings.EqualFold(status, "failed") {
+			fmt.Fprint(f, "\r\033[K")
+		}
+	}
+}
+
+// confirm asks the az question; without a yes on the input, the answer is no.
+func (g *globals) confirm(yes bool) error {
+	if yes {
+		return nil
+	}
+	fmt.Fprint(g.io.Err, "Are you sure you want to perform this operation? (y/n): ")
+	line, _ := bufio.NewReader(g.io.In).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(line)); a == "y" || a == "yes" {
+		return nil
+	}
+	return errors.New("operation cancelled (pass --yes to skip the question)")
+}

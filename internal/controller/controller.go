@@ -1,0 +1,411 @@
+// Package controller is Fog's control plane: it validates and records what users ask for,
+// writes the desired state agents reconcile to, and drives each long-running operation until
+// the observed state proves it done. Operations are persisted, so a restarted controller
+// resumes the ones in flight.
+package controller
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/postgres"
+	"github.com/fogdb/fog/internal/resource"
+	"github.com/fogdb/fog/internal/store"
+)
+
+// Config configures the controller.
+type Config struct {
+	Regions   []string
+	DNSSuffix string
+	// AddressBase is the first loopback address handed to instances; each instance gets the
+	// next free one, so names resolve to addresses as in a real deployment.
+	AddressBase netip.Addr
+	Port        int
+	// LocaleOK reports whether a locale can be used for a new instance.
+	LocaleOK func(string) bool
+	// OperationTimeout bounds every operation.
+	OperationTimeout time.Duration
+}
+
+// Validate checks the configuration and fills defaults.
+func (c *Config) Validate() error {
+	if len(c.Regions) == 0 {
+		return errors.New("controller: at least one region is required")
+	}
+	if c.DNSSuffix == "" {
+		c.DNSSuffix = "database.fog.internal"
+	}
+	if !c.AddressBase.IsValid() {
+		c.AddressBase = netip.MustParseAddr("127.0.10.1")
+	}
+	if c.Port == 0 {
+		c.Port = 5432
+	}
+	if c.OperationTimeout == 0 {
+		c.OperationTimeout = 10 * time.Minute
+	}
+	return nil
+}
+
+// Controller is the control plane.
+type Controller struct {
+	cfg Config
+	st  store.Store
+	log *slog.Logger
+
+	createMu sync.Mutex // serialises address allocation and name reservation
+	kick     chan string
+	mu       sync.Mutex
+	driving  map[string]bool
+}
+
+// New returns a controller; call Run to drive operations.
+func New(cfg Config, st store.Store, log *slog.Logger) (*Controller, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Controller{cfg: cfg, st: st, log: log, kick: make(chan string, 128), driving: map[string]bool{}}, nil
+}
+
+// Regions returns the deployment's regions.
+func (c *Controller) Regions() []string { return c.cfg.Regions }
+
+// Run drives operations until ctx ends and every driver has returned.
+func (c *Controller) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tick := time.NewTicker(3 * time.Second)
+	defer tick.Stop()
+	start := func(id string) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.driving[id] {
+			return
+		}
+		c.driving[id] = true
+		wg.Go(func() {
+			c.drive(ctx, id)
+			c.mu.Lock()
+			delete(c.driving, id)
+			c.mu.Unlock()
+		})
+	}
+	for {
+		ops, err := store.List[Operation](ctx, c.st, "ops/")
+		if err != nil && ctx.Err() == nil {
+			c.log.Error("list operations", "err", err)
+		}
+		for _, op := range ops {
+			if !op.Terminal() {
+				start(op.ID)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case id := <-c.kick:
+			start(id)
+		case <-tick.C:
+		}
+	}
+}
+
+func miKey(sub, rg, name string) string {
+	return "mi/" + strings.ToLower(sub) + "/" + strings.ToLower(rg) + "/" + strings.ToLower(name)
+}
+func nameKey(name string) string { return "names/mi/" + strings.ToLower(name) }
+
+type nameRecord struct {
+	ID string `json:"id"`
+}
+
+func internalError(err error) *arm.Error {
+	return arm.Errorf(http.StatusInternalServerError, "InternalServerError", "Fog could not complete the request: %v. Retry; if it persists, check the fog log.", err)
+}
+
+func (c *Controller) getInstance(ctx context.Context, sub, rg, name string) (*resource.ManagedInstance, int64, *arm.Error) {
+	var m resource.ManagedInstance
+	rev, err := store.Get(ctx, c.st, miKey(sub, rg, name), &m)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, 0, resource.NotFound(resource.TypeManagedInstance, name)
+	}
+	if err != nil {
+		return nil, 0, internalError(err)
+	}
+	return &m, rev, nil
+}
+
+func (c *Controller) lookupByID(ctx context.Context, id string) (*resource.ManagedInstance, bool) {
+	p, err := arm.ParseInstanceID(id)
+	if err != nil {
+		return nil, false
+	}
+	m, _, aerr := c.getInstance(ctx, p.Subscription, p.ResourceGroup, p.Name)
+	return m, aerr == nil
+}
+
+func (c *Controller) observed(ctx context.Context, m *resource.ManagedInstance) (instance.Status, bool) {
+	var st instance.Status
+	_, err := store.Get(ctx, c.st, instance.StatusKey(m.Location, m.UID), &st)
+	return st, err == nil
+}
+
+// View renders an instance with its observed state.
+func (c *Controller) view(ctx context.Context, m *resource.ManagedInstance) resource.InstanceJSON {
+	state := "Creating"
+	if st, ok := c.observed(ctx, m); ok {
+		switch st.Phase {
+		case instance.PhaseReady:
+			state = "Ready"
+		case instance.PhaseFailed:
+			state = "Failed"
+		case instance.PhaseDeleted:
+			state = "Deleted"
+		case instance.PhaseStopped:
+			state = "Stopped"
+		}
+	}
+	if m.ProvisioningState == resource.ProvisioningDeleting {
+		state = "Deleting"
+	}
+	// An agent refreshes its heartbeat at least every 10 s; older news says nothing about now.
+	if st, ok := c.observed(ctx, m); ok && state == "Ready" && time.Since(st.Heartbeat) > 30*time.Second {
+		state = "Unknown"
+	}
+	return m.View(c.cfg.DNSSuffix, state)
+}
+
+// GetInstance returns one instance.
+func (c *Controller) GetInstance(ctx context.Context, sub, rg, name string) (resource.InstanceJSON, *arm.Error) {
+	m, _, err := c.getInstance(ctx, sub, rg, name)
+	if err != nil {
+		return resource.InstanceJSON{}, err
+	}
+	return c.view(ctx, m), nil
+}
+
+// ListInstances lists the instances of a resource group, or of the subscription if rg is "".
+func (c *Controller) ListInstances(ctx context.Context, sub, rg string) ([]resource.InstanceJSON, *arm.Error) {
+	prefix := "mi/" + strings.ToLower(sub) + "/"
+	if rg != "" {
+		prefix += strings.ToLower(rg) + "/"
+	}
+	ms, err := store.List[resource.ManagedInstance](ctx, c.st, prefix)
+	if err != nil {
+		return nil, internalError(err)
+	}
+	out := make([]resource.InstanceJSON, 0, len(ms))
+	for i := range ms {
+		out = append(out, c.view(ctx, &ms[i]))
+	}
+	return out, nil
+}
+
+func (c *Controller) busy(ctx context.Context, m *resource.ManagedInstance) *arm.Error {
+	if m.ActiveOperation == "" {
+		return nil
+	}
+	var op Operation
+	if _, err := store.Get(ctx, c.st, opKey(m.ActiveOperation), &op); err != nil || op.Terminal() {
+		return nil
+	}
+	return arm.Errorf(http.StatusConflict, "ConflictingServerOperation",
+		"An operation (%s) is in progress on managed instance '%s'. Retry when it has finished.", op.Name, m.Name)
+}
+
+func (c *Controller) newOp(kind, name, sub string, m *resource.ManagedInstance, resourceID string) *Operation {
+	return &Operation{
+		ID: resource.NewUID(), Name: name, Kind: kind, Subscription: sub, Location: m.Location,
+		ResourceID: resourceID, InstanceKey: miKey(m.Subscription, m.ResourceGroup, m.Name),
+		InstanceUID: m.UID, Region: m.Location, Status: arm.StatusInProgress, StartTime: time.Now().UTC(),
+	}
+}
+
+func (c *Controller) spec(m *resource.ManagedInstance) instance.Spec {
+	tz, _ := resource.IANATimezone(m.TimezoneID)
+	return instance.Spec{
+		UID: m.UID, Name: m.Name, Region: m.Location, Generation: m.Generation,
+		Host: m.Host, Port: m.Port, Locale: m.Collation, Timezone: tz,
+		AdminLogin: m.AdministratorLogin, AdminVerifier: m.PasswordVerifier,
+		DNSNames: []string{m.Name + "." + m.DNSZone + "." + c.cfg.DNSSuffix}, VCores: m.VCores,
+	}
+}
+
+// PutInstance creates or updates an instance and returns the operation that completes it.
+func (c *Controller) PutInstance(ctx context.Context, sub, rg, name string, body resource.InstanceJSON) (*Operation, *arm.Error) {
+	if err := resource.ValidateResourceGroupName(rg); err != nil {
+		return nil, err
+	}
+	if err := resource.ValidateInstanceName(name); err != nil {
+		return nil, err
+	}
+	c.createMu.Lock()
+	defer c.createMu.Unlock()
+
+	cur, rev, aerr := c.getInstance(ctx, sub, rg, name)
+	if aerr != nil && aerr.Status != http.StatusNotFound {
+		return nil, aerr
+	}
+	create := cur == nil
+	if !create {
+		if err := c.busy(ctx, cur); err != nil {
+			return nil, err
+		}
+		if cur.ProvisioningState == resource.ProvisioningDeleting {
+			return nil, arm.Errorf(http.StatusConflict, "ConflictingServerOperation", "Managed instance '%s' is being deleted.", name)
+		}
+	}
+	env := resource.Env{Regions: c.cfg.Regions, LocaleOK: c.cfg.LocaleOK,
+		Lookup: func(id string) (*resource.ManagedInstance, bool) { return c.lookupByID(ctx, id) }}
+	m, password, verr := resource.ApplyInstance(env, cur, sub, rg, name, body)
+	if verr != nil {
+		return nil, verr
+	}
+	conds := []store.Cond{{Key: miKey(sub, rg, name), Rev: rev}}
+	var ops []store.Op
+	if create {
+		var owner nameRecord
+		if _, err := store.Get(ctx, c.st, nameKey(name), &owner); err == nil {
+			return nil, arm.Errorf(http.StatusConflict, "NameAlreadyExists",
+				"The managed instance name '%s' is already in use by %s. Instance names are unique in the deployment because they become DNS names; choose another.", name, owner.ID)
+		}
+		conds = append(conds, store.Cond{Key: nameKey(name), Rev: 0})
+		m.UID = resource.NewUID()
+		m.CreatedAt = time.Now().UTC()
+		host, port, err := c.allocateAddress(ctx)
+		if err != nil {
+			return nil, arm.Errorf(http.StatusServiceUnavailable, "NoAddressAvailable", "No loopback address and port is free for a new instance: %v.", err)
+		}
+		m.Host, m.Port = host, port
+		m.ProvisioningState = resource.ProvisioningCreating
+		ops = append(ops, store.PutOp(nameKey(name), nameRecord{ID: m.ID()}))
+	} else {
+		m.ProvisioningState = resource.ProvisioningUpdating
+	}
+	if password != "" {
+		m.PasswordVerifier = postgres.SCRAMVerifier(password)
+	}
+	m.Generation++
+	opName := "UpsertManagedServer"
+	op := c.newOp(KindPutInstance, opName, sub, m, m.ID())
+	op.Generation, op.Create = m.Generation, create
+	m.ActiveOperation = op.ID
+	ops = append(ops,
+		store.PutOp(miKey(sub, rg, name), m),
+		store.PutOp(instance.SpecKey(m.Location, m.UID), c.spec(m)),
+		store.PutOp(opKey(op.ID), op))
+	if err := c.st.Txn(ctx, conds, ops); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil, arm.Errorf(http.StatusConflict, "ConflictingServerOperation", "Managed instance '%s' changed while this request ran; retry.", name)
+		}
+		return nil, internalError(err)
+	}
+	c.log.Info("accepted", "operation", opName, "id", op.ID, "instance", m.ID(), "create", create)
+	c.kickOp(op.ID)
+	return op, nil
+}
+
+func (c *Controller) kickOp(id string) {
+	select {
+	case c.kick <- id:
+	default:
+	}
+}
+
+// allocateAddress finds the next loopback address (from AddressBase) on which Port is free
+// and used by no other instance; if the port is taken on every address tried, it falls back
+// to a free port on the first unused address.
+func (c *Controller) allocateAddress(ctx context.Context) (string, int, error) {
+	all, err := store.List[resource.ManagedInstance](ctx, c.st, "mi/")
+	if err != nil {
+		return "", 0, err
+	}
+	used := map[string]bool{}
+	for _, m := range all {
+		used[m.Host] = true
+	}
+	a := c.cfg.AddressBase
+	var firstUnused string
+	for range 1024 {
+		host := a.String()
+		a = a.Next()
+		if used[host] {
+			continue
+		}
+		if firstUnused == "" {
+			firstUnused = host
+		}
+		if l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(c.cfg.Port))); err == nil {
+			l.Close()
+			return host, c.cfg.Port, nil
+		}
+	}
+	if firstUnused == "" {
+		return "", 0, errors.New("every address tried is in use")
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(firstUnused, "0"))
+	if err != nil {
+		return "", 0, err
+	}
+	defer l.Close()
+	return firstUnused, l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// DeleteInstance starts deleting an instance; a nil operation means there was nothing to delete.
+func (c *Controller) DeleteInstance(ctx context.Context, sub, rg, name string) (*Operation, *arm.Error) {
+	m, rev, aerr := c.getInstance(ctx, sub, rg, name)
+	if aerr != nil {
+		if aerr.Status == http.StatusNotFound {
+			return nil, nil
+		}
+		return nil, aerr
+	}
+	if m.ProvisioningState == resource.ProvisioningDeleting && m.ActiveOperation != "" {
+		var op Operation
+		if _, err := store.Get(ctx, c.st, opKey(m.ActiveOperation), &op); err == nil {
+			return &op, nil
+		}
+	}
+	if err := c.busy(ctx, m); err != nil {
+		return nil, err
+	}
+	op := c.newOp(KindDeleteInstance, "DropManagedServer", sub, m, m.ID())
+	m.ProvisioningState = resource.ProvisioningDeleting
+	m.ActiveOperation = op.ID
+	spec := c.spec(m)
+	spec.Deleted = true
+	err := c.st.Txn(ctx, []store.Cond{{Key: miKey(sub, rg, name), Rev: rev}}, []store.Op{
+		store.PutOp(miKey(sub, rg, name), m),
+		store.PutOp(instance.SpecKey(m.Location, m.UID), spec),
+		store.PutOp(opKey(op.ID), op)})
+	if err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil, arm.Errorf(http.StatusConflict, "ConflictingServerOperation", "Managed instance '%s' changed while this request ran; retry.", name)
+		}
+		return nil, internalError(err)
+	}
+	c.log.Info("accepted", "operation", op.Name, "id", op.ID, "instance", m.ID())
+	c.kickOp(op.ID)
+	return op, nil
+}
+
+// GetOperation returns an operation by id, as addressed by subscription and location.
+func (c *Controller) GetOperation(ctx context.Context, sub, location, id string) (*Operation, *arm.Error) {
+	var op Operation
+	_, err := store.Get(ctx, c.st, opKey(id), &op)
+	if err != nil || !strings.EqualFold(op.Subscription, sub) ||
+		resource.NormalizeRegion([]string{op.Location}, location) == "" {
+		return nil, arm.Errorf(http.StatusNotFound, "OperationIdNotFound", "The operation '%s' was not found.", id)
+	}
+	return &op, nil
+}

@@ -1,0 +1,176 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/resource"
+	"github.com/fogdb/fog/internal/store"
+)
+
+// readyInstance returns the instance if it exists and can take database operations.
+func (c *Controller) readyInstance(ctx context.Context, sub, rg, mi string) (*resource.ManagedInstance, *arm.Error) {
+	m, _, err := c.getInstance(ctx, sub, rg, mi)
+	if err != nil {
+		return nil, err
+	}
+	switch m.ProvisioningState {
+	case resource.ProvisioningCreating, resource.ProvisioningDeleting:
+		return nil, arm.Errorf(http.StatusConflict, "ConflictingServerOperation",
+			"Managed instance '%s' is %s; retry the database operation when it is Ready.", mi, m.ProvisioningState)
+	}
+	return m, nil
+}
+
+// refresh asks the instance's agent for its current databases and waits briefly for the
+// answer, so databases made with plain SQL show up at once. If the agent does not answer in
+// time the last observed list is used.
+func (c *Controller) refresh(ctx context.Context, m *resource.ManagedInstance) []instance.DB {
+	cmd := instance.Command{ID: resource.NewUID(), InstanceUID: m.UID, Kind: instance.CmdRefresh, Created: time.Now().UTC()}
+	key := instance.CommandKey(m.Location, cmd.ID)
+	if err := store.Put(ctx, c.st, key, cmd); err == nil {
+		wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := c.waitFor(wctx, key, func() (bool, error) {
+			var got instance.Command
+			_, err := store.Get(wctx, c.st, key, &got)
+			return got.Done, err
+		})
+		cancel()
+		if err != nil {
+			c.log.Warn("database refresh not answered; using last observed list", "instance", m.Name, "err", err)
+		}
+		_ = c.st.Txn(context.WithoutCancel(ctx), nil, []store.Op{{Key: key, Delete: true}})
+	}
+	st, _ := c.observed(ctx, m)
+	return st.Databases
+}
+
+func (c *Controller) dbView(m *resource.ManagedInstance, d instance.DB) resource.DatabaseJSON {
+	created := d.Created
+	return resource.DatabaseJSON{
+		ID: arm.DatabaseID(m.Subscription, m.ResourceGroup, m.Name, d.Name), Name: d.Name,
+		Type: resource.TypeDatabase, Location: m.Location,
+		Properties: resource.DatabaseProperties{Collation: d.Collation, Status: "Online", CreationDate: &created},
+	}
+}
+
+// ListDatabases lists an instance's user databases.
+func (c *Controller) ListDatabases(ctx context.Context, sub, rg, mi string) ([]resource.DatabaseJSON, *arm.Error) {
+	m, _, err := c.getInstance(ctx, sub, rg, mi)
+	if err != nil {
+		return nil, err
+	}
+	out := []resource.DatabaseJSON{}
+	for _, d := range c.refresh(ctx, m) {
+		if !resource.IsSystemDatabase(d.Name) {
+			out = append(out, c.dbView(m, d))
+		}
+	}
+	return out, nil
+}
+
+// GetDatabase returns one user database.
+func (c *Controller) GetDatabase(ctx context.Context, sub, rg, mi, db string) (resource.DatabaseJSON, *arm.Error) {
+	m, _, err := c.getInstance(ctx, sub, rg, mi)
+	if err != nil {
+		return resource.DatabaseJSON{}, err
+	}
+	if !resource.IsSystemDatabase(db) {
+		for _, d := range c.refresh(ctx, m) {
+			if d.Name == db {
+				return c.dbView(m, d), nil
+			}
+		}
+	}
+	return resource.DatabaseJSON{}, resource.NotFound(resource.TypeDatabase, mi+"/"+db)
+}
+
+// PutDatabase creates a database. If it exists already the current resource is returned and
+// no operation is started.
+func (c *Controller) PutDatabase(ctx context.Context, sub, rg, mi, db string, body resource.DatabaseJSON) (*Operation, *resource.DatabaseJSON, *arm.Error) {
+	if err := resource.ValidateDatabaseName(db); err != nil {
+		return nil, nil, err
+	}
+	m, err := c.readyInstance(ctx, sub, rg, mi)
+	if err != nil {
+		return nil, nil, err
+	}
+	if body.Location != "" && resource.NormalizeRegion([]string{m.Location}, body.Location) == "" {
+		return nil, nil, arm.BadRequest("InvalidLocation",
+			"The database location '%s' differs from its managed instance's location '%s'; omit it or use the instance's.", body.Location, m.Location)
+	}
+	if body.Properties.Collation != "" && body.Properties.Collation != m.Collation {
+		return nil, nil, arm.BadRequest("InvalidCollation",
+			"A database takes its instance's locale ('%s'); per-database collations other than that are not supported yet.", m.Collation)
+	}
+	for _, d := range c.refresh(ctx, m) {
+		if d.Name == db {
+			v := c.dbView(m, d)
+			return nil, &v, nil
+		}
+	}
+	return c.databaseCommand(ctx, m, KindPutDatabase, "CreateManagedDatabase", instance.CmdCreateDatabase, db)
+}
+
+// DeleteDatabase drops a database; a nil operation means it did not exist.
+func (c *Controller) DeleteDatabase(ctx context.Context, sub, rg, mi, db string) (*Operation, *arm.Error) {
+	m, err := c.readyInstance(ctx, sub, rg, mi)
+	if err != nil {
+		if err.Status == http.StatusNotFound {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if resource.IsSystemDatabase(db) {
+		return nil, arm.BadRequest("CannotUseReservedDatabaseName", "The system database '%s' cannot be dropped.", db)
+	}
+	found := false
+	for _, d := range c.refresh(ctx, m) {
+		found = found || d.Name == db
+	}
+	if !found {
+		return nil, nil
+	}
+	op, _, aerr := c.databaseCommand(ctx, m, KindDeleteDatabase, "DropManagedDatabase", instance.CmdDropDatabase, db)
+	return op, aerr
+}
+
+func (c *Controller) databaseCommand(ctx context.Context, m *resource.ManagedInstance, kind, name, cmdKind, db string) (*Operation, *resource.DatabaseJSON, *arm.Error) {
+	op := c.newOp(kind, name, m.Subscription, m, arm.DatabaseID(m.Subscription, m.ResourceGroup, m.Name, db))
+	op.Database = db
+	cmd := instance.Command{ID: resource.NewUID(), InstanceUID: m.UID, Kind: cmdKind, Database: db, Owner: m.AdministratorLogin, Created: time.Now().UTC()}
+	op.CommandID = cmd.ID
+	if err := c.st.Txn(ctx, nil, []store.Op{
+		store.PutOp(instance.CommandKey(m.Location, cmd.ID), cmd),
+		store.PutOp(opKey(op.ID), op)}); err != nil {
+		return nil, nil, internalError(err)
+	}
+	c.log.Info("accepted", "operation", name, "id", op.ID, "database", op.ResourceID)
+	c.kickOp(op.ID)
+	return op, nil, nil
+}
+
+func (c *Controller) driveDatabase(ctx context.Context, op *Operation) *arm.Error {
+	key := instance.CommandKey(op.Region, op.CommandID)
+	var cmd instance.Command
+	err := c.waitFor(ctx, key, func() (bool, error) {
+		_, err := store.Get(ctx, c.st, key, &cmd)
+		if errors.Is(err, store.ErrNotFound) {
+			cmd = instance.Command{Done: true, Error: "the command was lost (the instance was deleted)"}
+			return true, nil
+		}
+		return cmd.Done, err
+	})
+	if err != nil {
+		return c.waitErr(op, err)
+	}
+	_ = c.st.Txn(ctx, nil, []store.Op{{Key: key, Delete: true}})
+	if cmd.Error != "" {
+		return arm.BadRequest("DatabaseOperationFailed", "%s of '%s' failed: %s", op.Name, op.Database, cmd.Error)
+	}
+	return nil
+}

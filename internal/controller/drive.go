@@ -1,0 +1,195 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/resource"
+	"github.com/fogdb/fog/internal/store"
+)
+
+// errTimeout means an operation did not see the state it waited for in time.
+var errTimeout = errors.New("controller: operation timed out")
+
+// drive runs one operation to its end. Every step reads the state it expects first, so a
+// driver started again after a restart picks up where the last one stopped.
+func (c *Controller) drive(ctx context.Context, id string) {
+	var op Operation
+	if _, err := store.Get(ctx, c.st, opKey(id), &op); err != nil || op.Terminal() {
+		return
+	}
+	ctx, cancel := context.WithDeadline(ctx, op.StartTime.Add(c.cfg.OperationTimeout))
+	defer cancel()
+	var aerr *arm.Error
+	switch op.Kind {
+	case KindPutInstance:
+		aerr = c.drivePutInstance(ctx, &op)
+	case KindDeleteInstance:
+		aerr = c.driveDeleteInstance(ctx, &op)
+	case KindPutDatabase, KindDeleteDatabase:
+		aerr = c.driveDatabase(ctx, &op)
+	default:
+		aerr = internalError(fmt.Errorf("unknown operation kind %q", op.Kind))
+	}
+	if ctx.Err() != nil && aerr != nil && errors.Is(context.Cause(ctx), context.Canceled) {
+		return // fog is stopping; the operation resumes on the next start
+	}
+	c.finish(&op, aerr)
+}
+
+func (c *Controller) finish(op *Operation, aerr *arm.Error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := store.Update(ctx, c.st, opKey(op.ID), func(o *Operation) error {
+		now := time.Now().UTC()
+		o.EndTime = &now
+		o.Status = arm.StatusSucceeded
+		if aerr != nil {
+			o.Status, o.Error, o.ErrorStatus = arm.StatusFailed, aerr, aerr.Status
+		} else {
+			done := 100.0
+			o.Percent = &done
+		}
+		return nil
+	})
+	if err != nil {
+		c.log.Error("finish operation", "id", op.ID, "err", err)
+		return
+	}
+	if aerr != nil {
+		c.log.Warn("operation failed", "operation", op.Name, "id", op.ID, "resource", op.ResourceID, "code", aerr.Code, "message", aerr.Message)
+	} else {
+		c.log.Info("operation succeeded", "operation", op.Name, "id", op.ID, "resource", op.ResourceID, "took", time.Since(op.StartTime).Round(time.Millisecond))
+	}
+}
+
+// waitFor calls check whenever a key under prefix changes (and every 250 ms) until it
+// reports done, fails, or ctx ends.
+func (c *Controller) waitFor(ctx context.Context, prefix string, check func() (bool, error)) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events := c.st.Watch(wctx, prefix)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		done, err := check()
+		if err != nil || done {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return errTimeout
+			}
+			return ctx.Err()
+		case <-events:
+		case <-tick.C:
+		}
+	}
+}
+
+func (c *Controller) waitErr(op *Operation, err error) *arm.Error {
+	if errors.Is(err, errTimeout) {
+		return arm.Errorf(http.StatusInternalServerError, "OperationTimedOut",
+			"The operation %s did not finish within %s. The region's agent may be down; the desired state is kept and applied when it returns.", op.Name, c.cfg.OperationTimeout)
+	}
+	return internalError(err)
+}
+
+func (c *Controller) drivePutInstance(ctx context.Context, op *Operation) *arm.Error {
+	var st instance.Status
+	err := c.waitFor(ctx, instance.StatusKey(op.Region, op.InstanceUID), func() (bool, error) {
+		_, err := store.Get(ctx, c.st, instance.StatusKey(op.Region, op.InstanceUID), &st)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		return st.ObservedGeneration >= op.Generation && (st.Phase == instance.PhaseReady || st.Phase == instance.PhaseFailed), nil
+	})
+	if err != nil {
+		return c.waitErr(op, err)
+	}
+	if st.Phase == instance.PhaseReady {
+		_, err := store.Update(ctx, c.st, op.InstanceKey, func(m *resource.ManagedInstance) error {
+			if m.ActiveOperation == op.ID {
+				m.ActiveOperation = ""
+				m.ProvisioningState = resource.ProvisioningSucceeded
+			}
+			return nil
+		})
+		if err != nil {
+			return internalError(err)
+		}
+		return nil
+	}
+	if !op.Create {
+		_, _ = store.Update(ctx, c.st, op.InstanceKey, func(m *resource.ManagedInstance) error {
+			if m.ActiveOperation == op.ID {
+				m.ActiveOperation = ""
+				m.ProvisioningState = resource.ProvisioningFailed
+			}
+			return nil
+		})
+		return arm.Errorf(http.StatusBadRequest, "ProvisioningFailed", "Updating managed instance failed: %s. Fix the cause and send the update again.", st.Error)
+	}
+	// A create that failed is removed entirely: the agent has already removed the data
+	// directory; the records go too, so the name can be used again.
+	if err := c.removeInstance(ctx, op); err != nil {
+		return c.waitErr(op, err)
+	}
+	return arm.Errorf(http.StatusBadRequest, "ProvisioningFailed",
+		"Creating the managed instance failed and nothing was left behind: %s", st.Error)
+}
+
+func (c *Controller) driveDeleteInstance(ctx context.Context, op *Operation) *arm.Error {
+	if err := c.removeInstance(ctx, op); err != nil {
+		return c.waitErr(op, err)
+	}
+	return nil
+}
+
+// removeInstance asks the agent to delete the instance, waits until it has, and then removes
+// every record of it.
+func (c *Controller) removeInstance(ctx context.Context, op *Operation) error {
+	specKey := instance.SpecKey(op.Region, op.InstanceUID)
+	var spec instance.Spec
+	if _, err := store.Get(ctx, c.st, specKey, &spec); err == nil && !spec.Deleted {
+		if _, err := store.Update(ctx, c.st, specKey, func(s *instance.Spec) error { s.Deleted = true; return nil }); err != nil {
+			return err
+		}
+	}
+	statusKey := instance.StatusKey(op.Region, op.InstanceUID)
+	err := c.waitFor(ctx, statusKey, func() (bool, error) {
+		var st instance.Status
+		_, err := store.Get(ctx, c.st, statusKey, &st)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		return st.Phase == instance.PhaseDeleted, err
+	})
+	if err != nil {
+		return err
+	}
+	var m resource.ManagedInstance
+	ops := []store.Op{{Key: specKey, Delete: true}, {Key: statusKey, Delete: true}}
+	if _, err := store.Get(ctx, c.st, op.InstanceKey, &m); err == nil && m.UID == op.InstanceUID {
+		ops = append(ops, store.Op{Key: op.InstanceKey, Delete: true}, store.Op{Key: nameKey(m.Name), Delete: true})
+	}
+	cmds, err := store.List[instance.Command](ctx, c.st, instance.CommandPrefix(op.Region))
+	if err != nil {
+		return err
+	}
+	for _, cmd := range cmds {
+		if cmd.InstanceUID == op.InstanceUID {
+			ops = append(ops, store.Op{Key: instance.CommandKey(op.Region, cmd.ID), Delete: true})
+		}
+	}
+	return c.st.Txn(ctx, nil, ops)
+}

@@ -1,0 +1,50 @@
+package controller
+
+import (
+	"time"
+
+	"github.com/fogdb/fog/internal/arm"
+)
+
+// Operation kinds.
+const (
+	KindPutInstance    = "putInstance"
+	KindDeleteInstance = "deleteInstance"
+	KindPutDatabase    = "putDatabase"
+	KindDeleteDatabase = "deleteDatabase"
+)
+
+// Operation is a long-running operation as stored: enough to serve its status URL and its
+// result URL, and to resume driving it after a restart.
+type Operation struct {
+	ID           string     `json:"id"`
+	Name         string     `json:"name"`
+	Kind         string     `json:"kind"`
+	Subscription string     `json:"subscription"`
+	Location     string     `json:"location"`
+	ResourceID   string     `json:"resourceId"`
+	InstanceKey  string     `json:"instanceKey"`
+	InstanceUID  string     `json:"instanceUid"`
+	Region       string     `json:"region"`
+	Generation   int64      `json:"generation,omitempty"`
+	Create       bool       `json:"create,omitempty"`
+	Database     string     `json:"database,omitempty"`
+	CommandID    string     `json:"commandId,omitempty"`
+	Status       string     `json:"status"`
+	Error        *arm.Error `json:"error,omitempty"`
+	ErrorStatus  int        `json:"errorStatus,omitempty"`
+	StartTime    time.Time  `json:"startTime"`
+	EndTime      *time.Time `json:"endTime,omitempty"`
+	Percent      *float64   `json:"percent,omitempty"`
+}
+
+// StatusBody is the operation as the Azure-AsyncOperation URL serves it.
+func (o *Operation) StatusBody() arm.OperationStatus {
+	s := arm.OperationStatus{Name: o.ID, Status: o.Status, StartTime: o.StartTime, EndTime: o.EndTime, Error: o.Error, PercentComplete: o.Percent}
+	return s
+}
+
+// Terminal reports whether the operation has finished.
+func (o *Operation) Terminal() bool { return arm.Terminal(o.Status) }
+
+func opKey(id string) string { return "ops/" + id }

@@ -1,0 +1,369 @@
+package postgres
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// SystemUser is the bootstrap superuser Fog uses, over the Unix socket only.
+const SystemUser = "fog_system"
+
+// Cluster is one PostgreSQL cluster on this machine: a data directory, a socket directory and
+// a TCP address.
+type Cluster struct {
+	// Dir holds pgdata/ and the server log.
+	Dir string
+	// SocketDir is short because a Unix socket path may not exceed 107 bytes.
+	SocketDir string
+	Host      string
+	Port      int
+	R         *Runner
+}
+
+// DataDir is the PGDATA directory.
+func (c *Cluster) DataDir() string { return filepath.Join(c.Dir, "pgdata") }
+
+// LogFile is where the server writes its log.
+func (c *Cluster) LogFile() string { return filepath.Join(c.Dir, "postgres.log") }
+
+// SocketDirFor returns a short socket directory for an instance uid.
+func SocketDirFor(uid string) string {
+	h := sha256.Sum256([]byte(uid))
+	return filepath.Join(os.TempDir(), fmt.Sprintf("fog-%x", h[:5]))
+}
+
+// Initialized reports whether initdb has completed in DataDir.
+func (c *Cluster) Initialized() bool {
+	_, err := os.Stat(filepath.Join(c.DataDir(), "PG_VERSION"))
+	return err == nil
+}
+
+// Init runs initdb. Data checksums make pg_rewind possible later; peer authentication on the
+// socket lets only Fog's OS user act as the system role.
+func (c *Cluster) Init(ctx context.Context, locale string) error {
+	if err := c.R.MkdirOwned(c.Dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", c.Dir, err)
+	}
+	// A half-finished initdb leaves a directory it refuses to reuse.
+	if err := os.RemoveAll(c.DataDir()); err != nil {
+		return err
+	}
+	if err := c.R.MkdirOwned(c.DataDir(), 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", c.DataDir(), err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	_, err := c.R.Run(ctx, "initdb", "-D", c.DataDir(), "-U", SystemUser, "--data-checksums",
+		"--encoding=UTF8", "--locale="+locale, "--auth-local=peer", "--auth-host=reject")
+	if err != nil {
+		return fmt.Errorf("initdb: %w", err)
+	}
+	return c.appendInclude()
+}
+
+func (c *Cluster) appendInclude() error {
+	p := filepath.Join(c.DataDir(), "postgresql.conf")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	if bytes.Contains(b, []byte("include_if_exists = 'fog.conf'")) {
+		return nil
+	}
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.WriteString("\n# Settings managed by Fog; they override the ones above.\ninclude_if_exists = 'fog.conf'\n")
+	return err
+}
+
+// Config is what Fog sets in a cluster's configuration.
+type Config struct {
+	Name     string
+	Timezone string
+	CertPEM  []byte
+	KeyPEM   []byte
+	// FogUser is the OS user the agent connects as over the socket (peer authentication).
+	FogUser string
+}
+
+// WriteConfig writes fog.conf, pg_hba.conf, pg_ident.conf and the TLS files. It changes only
+// what needs a reload or restart to take effect; the caller decides which.
+func (c *Cluster) WriteConfig(cfg Config) error {
+	settings := map[string]string{
+		"listen_addresses":         quote(c.Host),
+		"port":                     strconv.Itoa(c.Port),
+		"unix_socket_directories":  quote(c.SocketDir),
+		"unix_socket_permissions":  "0700",
+		"cluster_name":             quote(cfg.Name),
+		"ssl":                      "on",
+		"ssl_cert_file":            quote("server.crt"),
+		"ssl_key_file":             quote("server.key"),
+		"ssl_min_protocol_version": quote("TLSv1.2"),
+		"password_encryption":      quote("scram-sha-256"),
+		"timezone":                 quote(cfg.Timezone),
+		"log_timezone":             quote(cfg.Timezone),
+		// Ready to be a replication primary or standby without a restart.
+		"wal_level":             "replica",
+		"hot_standby":           "on",
+		"max_wal_senders":       "10",
+		"max_replication_slots": "10",
+		// A dead standby's slot must not fill the primary's disk: past this the slot is
+		// invalidated and the standby reseeded.
+		"max_slot_wal_keep_size": quote("2GB"),
+		"wal_log_hints":          "on",
+		// Promotion otherwise waits up to 5 s when the standby's connection to a dead
+		// primary already failed.
+		"wal_retrieve_retry_interval": quote("100ms"),
+		"wal_keep_size":               quote("256MB"),
+		"log_line_prefix":             quote("%m [%p] %q%u@%d "),
+		"log_connections":             "off",
+	}
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var conf strings.Builder
+	conf.WriteString("# Written by Fog. Do not edit: it is rewritten on every reconcile.\n")
+	for _, k := range keys {
+		fmt.Fprintf(&conf, "%s = %s\n", k, settings[k])
+	}
+	// Only TLS connections with SCRAM are accepted from the network; the system role only
+	// over the socket. Without a hostnossl line, plain connections are refused with "no
+	// encryption".
+	hba := `# Written by Fog.
+local   all          ` + SystemUser + `                  peer map=fog
+local   replication  ` + SystemUser + `                  peer map=fog
+host    all          ` + SystemUser + `   0.0.0.0/0      reject
+host    all          ` + SystemUser + `   ::/0           reject
+hostssl replication  all          0.0.0.0/0      scram-sha-256
+hostssl replication  all          ::/0           scram-sha-256
+hostssl all          all          0.0.0.0/0      scram-sha-256
+hostssl all          all          ::/0           scram-sha-256
+`
+	ident := "# Written by Fog.\nfog  " + cfg.FogUser + "  " + SystemUser + "\nfog  " + c.R.Username + "  " + SystemUser + "\n"
+	files := []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{
+		{"fog.conf", []byte(conf.String()), 0o600},
+		{"pg_hba.conf", []byte(hba), 0o600},
+		{"pg_ident.conf", []byte(ident), 0o600},
+		{"server.crt", cfg.CertPEM, 0o600},
+		{"server.key", cfg.KeyPEM, 0o600},
+	}
+	for _, f := range files {
+		if err := c.writeOwned(filepath.Join(c.DataDir(), f.name), f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) writeOwned(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	if err := c.R.Chown(tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// PID returns the postmaster's pid if one is running for this data directory.
+func (c *Cluster) PID() (int, bool) {
+	pid, ok := c.lockPID()
+	if !ok {
+		return 0, false
+	}
+	return pid, running(pid)
+}
+
+func (c *Cluster) lockPID() (int, bool) {
+	b, err := os.ReadFile(filepath.Join(c.DataDir(), "postmaster.pid"))
+	if err != nil {
+		return 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	return pid, err == nil && pid > 0
+}
+
+// running reports whether pid is a live postgres process. A zombie is not: a postmaster
+// orphaned by a kill -9 of fog belongs to init, and an init that does not reap (as in some
+// containers) leaves it a zombie forever after it dies. The pid file can also outlive a crash
+// and its pid be reused by another program.
+func running(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // no /proc: trust kill(0)
+	}
+	_, rest, _ := strings.Cut(string(stat), ") ")
+	if strings.HasPrefix(rest, "Z") || strings.HasPrefix(rest, "X") {
+		return false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err != nil || bytes.Contains(cmdline, []byte("postgres"))
+}
+
+// removeStaleLocks removes postmaster.pid and the socket lock file when the process they
+// name is gone. PostgreSQL removes a stale lock itself only when kill(pid, 0) fails, which it
+// does not for a zombie.
+func (c *Cluster) removeStaleLocks() error {
+	for _, p := range []string{
+		filepath.Join(c.DataDir(), "postmaster.pid"),
+		filepath.Join(c.SocketDir, fmt.Sprintf(".s.PGSQL.%d.lock", c.Port)),
+	} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		pid, err := strconv.Atoi(strings.TrimSpace(line))
+		if err != nil || pid <= 0 || running(pid) {
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Start starts the server and waits until it accepts connections. pg_ctl's own wait polls
+// only every 100 ms, so Fog starts without waiting and polls the socket itself.
+func (c *Cluster) Start(ctx context.Context) error {
+	if err := c.R.MkdirOwned(c.SocketDir, 0o700); err != nil {
+		return fmt.Errorf("create socket dir: %w", err)
+	}
+	if _, ok := c.PID(); !ok {
+		if err := c.removeStaleLocks(); err != nil {
+			return fmt.Errorf("remove stale postmaster.pid: %w", err)
+		}
+		if err := c.R.Chown(c.LogFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if _, err := c.R.Run(ctx, "pg_ctl", "start", "-W", "-s", "-D", c.DataDir(), "-l", c.LogFile()); err != nil {
+			return fmt.Errorf("start: %w", err)
+		}
+	}
+	return c.WaitReady(ctx, 60*time.Second)
+}
+
+// WaitReady polls until the server accepts a connection, the postmaster exits, or timeout.
+func (c *Cluster) WaitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	started := time.Now()
+	for {
+		conn, err := c.Connect(ctx, "postgres")
+		if err == nil {
+			conn.Close(context.Background())
+			return nil
+		}
+		// Give pg_ctl a moment to write the pid file before treating its absence as a crash.
+		if _, ok := c.PID(); !ok && time.Since(started) > 2*time.Second {
+			return fmt.Errorf("postgres exited during start: %s", c.LogTail(8))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("postgres did not accept connections within %s: %v; log: %s", timeout, err, c.LogTail(5))
+		case <-tick.C:
+		}
+	}
+}
+
+// Stop shuts the server down. mode is "fast" or "immediate".
+func (c *Cluster) Stop(ctx context.Context, mode string) error {
+	if _, ok := c.PID(); !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	if _, err := c.R.Run(ctx, "pg_ctl", "stop", "-s", "-D", c.DataDir(), "-m", mode, "-w", "-t", "80"); err != nil {
+		if _, ok := c.PID(); !ok {
+			return nil
+		}
+		return fmt.Errorf("stop: %w", err)
+	}
+	return nil
+}
+
+// Reload makes the server re-read its configuration files.
+func (c *Cluster) Reload(ctx context.Context) error {
+	_, err := c.R.Run(ctx, "pg_ctl", "reload", "-s", "-D", c.DataDir())
+	return err
+}
+
+// Remove deletes the cluster's directories. The server must be stopped.
+func (c *Cluster) Remove() error {
+	if err := os.RemoveAll(c.Dir); err != nil {
+		return err
+	}
+	return os.RemoveAll(c.SocketDir)
+}
+
+// Connect opens a connection as the system role over the Unix socket.
+func (c *Cluster) Connect(ctx context.Context, db string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig("")
+	if err != nil {
+		return nil, err
+	}
+	cfg.Host = c.SocketDir
+	cfg.Port = uint16(c.Port)
+	cfg.User = SystemUser
+	cfg.Database = db
+	cfg.TLSConfig = nil
+	cfg.Fallbacks = nil
+	cfg.ConnectTimeout = 5 * time.Second
+	cfg.RuntimeParams = map[string]string{"application_name": "fog-agent"}
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
+// LogTail returns the last n lines of the server log, for error messages.
+func (c *Cluster) LogTail(n int) string {
+	b, err := os.ReadFile(c.LogFile())
+	if err != nil {
+		return "(no log)"
+	}
+	return lastLines(string(b), n)
+}
+
+func lastLines(s string, n int) string {
+	var lines []string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		if t := strings.TrimSpace(sc.Text()); t != "" {
+			lines = append(lines, t)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}

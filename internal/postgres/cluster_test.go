@@ -1,0 +1,122 @@
+package postgres
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fogdb/fog/internal/devca"
+	"github.com/jackc/pgx/v5"
+)
+
+func freePort(t *testing.T, host string) int {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestClusterLifecycle(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bin, err := FindBinaries(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRunner(bin, "postgres", slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	host := "127.0.0.1"
+	c := &Cluster{Dir: dir + "/i1", SocketDir: SocketDirFor(dir), Host: host, Port: freePort(t, host), R: r}
+	if err := c.Init(ctx, "C.UTF-8"); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := devca.LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt, key, err := ca.Issue([]string{"i1.test"}, []net.IP{net.ParseIP(host)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteConfig(Config{Name: "i1", Timezone: "America/Los_Angeles", CertPEM: crt, KeyPEM: key, FogUser: "root"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Stop(context.Background(), "immediate"); c.Remove() })
+
+	sys, err := c.Connect(ctx, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close(ctx)
+	const pw = "Very-Secret-Passw0rd!"
+	if err := EnsureAdmin(ctx, sys, "fogadmin", SCRAMVerifier(pw)); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateDatabase(ctx, sys, "app", "fogadmin"); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateDatabase(ctx, sys, "app", "fogadmin"); err != nil {
+		t.Fatalf("second CreateDatabase = %v, want nil (idempotent)", err)
+	}
+
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca.CertPEM)
+	dsn := fmt.Sprintf("host=%s port=%d user=fogadmin password=%s dbname=app sslmode=verify-full", host, c.Port, pw)
+	cfg, _ := pgx.ParseConfig(dsn)
+	cfg.TLSConfig = &tls.Config{RootCAs: pool, ServerName: host}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("admin over TLS: %v", err)
+	}
+	defer conn.Close(ctx)
+	var tz string
+	var ssl bool
+	if err := conn.QueryRow(ctx, "SELECT current_setting('TimeZone'), ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&tz, &ssl); err != nil {
+		t.Fatal(err)
+	}
+	if tz != "America/Los_Angeles" || !ssl {
+		t.Fatalf("TimeZone, ssl = %q, %v; want America/Los_Angeles, true", tz, ssl)
+	}
+
+	// Wrong password and plaintext connections are refused.
+	bad, _ := pgx.ParseConfig(strings.Replace(dsn, pw, "wrong-password-xx", 1))
+	bad.TLSConfig = cfg.TLSConfig
+	if c, err := pgx.ConnectConfig(ctx, bad); err == nil {
+		c.Close(ctx)
+		t.Fatal("connect with a wrong password succeeded")
+	}
+	plain, _ := pgx.ParseConfig(strings.Replace(dsn, "verify-full", "disable", 1))
+	if c, err := pgx.ConnectConfig(ctx, plain); err == nil {
+		c.Close(ctx)
+		t.Fatal("connect without TLS succeeded")
+	}
+
+	dbs, err := ListDatabases(ctx, sys)
+	if err != nil || len(dbs) != 1 || dbs[0].Name != "app" {
+		t.Fatalf("ListDatabases = %+v, %v; want [app]", dbs, err)
+	}
+	if err := DropDatabase(ctx, sys, "app"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop(ctx, "fast"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.PID(); ok {
+		t.Fatal("postmaster still running after Stop")
+	}
+}

@@ -1,0 +1,123 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Runner runs PostgreSQL programs as the OS user that owns the clusters. PostgreSQL refuses
+// to run as root, so when Fog is root the programs run as an unprivileged user (default
+// "postgres"); otherwise they run as Fog's own user.
+type Runner struct {
+	Bin      string
+	Username string
+	uid, gid int
+	switchTo bool
+	log      *slog.Logger
+}
+
+// NewRunner prepares a Runner for the binaries in bin. osUser is the user to switch to when
+// running as root.
+func NewRunner(bin, osUser string, log *slog.Logger) (*Runner, error) {
+	r := &Runner{Bin: bin, log: log}
+	if os.Geteuid() != 0 {
+		u, err := user.Current()
+		if err != nil {
+			return nil, fmt.Errorf("look up current user: %w", err)
+		}
+		r.Username, r.uid, r.gid = u.Username, os.Getuid(), os.Getgid()
+		return r, nil
+	}
+	u, err := user.Lookup(osUser)
+	if err != nil {
+		return nil, fmt.Errorf("fog runs as root, so PostgreSQL must run as an unprivileged user, and user %q was not found (%v): create it (useradd --system %s) or pass --pg-user", osUser, err, osUser)
+	}
+	r.Username = u.Username
+	r.uid, _ = strconv.Atoi(u.Uid)
+	r.gid, _ = strconv.Atoi(u.Gid)
+	r.switchTo = r.uid != 0
+	if !r.switchTo {
+		return nil, fmt.Errorf("PostgreSQL cannot run as root; pass --pg-user with an unprivileged user")
+	}
+	return r, nil
+}
+
+// Command builds a command for a PostgreSQL program, run as the cluster owner in its own
+// process group (so a Ctrl-C meant for fog does not reach it).
+func (r *Runner) Command(ctx context.Context, program string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, filepath.Join(r.Bin, program), args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if r.switchTo {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(r.uid), Gid: uint32(r.gid)}
+	}
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "LC_ALL=C.UTF-8", "HOME=" + os.TempDir()}
+	cmd.Dir = os.TempDir()
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// Run runs a program and returns its combined output in the error when it fails.
+func (r *Runner) Run(ctx context.Context, program string, args ...string) ([]byte, error) {
+	out, err := r.Command(ctx, program, args...).CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("%s: %w: %s", program, err, lastLines(string(out), 5))
+	}
+	return out, nil
+}
+
+// MkdirOwned creates dir (and parents) owned by the cluster owner with the given mode, and
+// makes sure the owner can traverse every ancestor: t.TempDir() and /root are 0700 and
+// owned by root, and initdb fails there with a bare "permission denied".
+func (r *Runner) MkdirOwned(dir string, mode os.FileMode) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, mode); err != nil {
+		return err
+	}
+	if !r.switchTo {
+		return nil
+	}
+	if err := os.Chown(dir, r.uid, r.gid); err != nil {
+		return err
+	}
+	return r.ensureTraversable(filepath.Dir(dir))
+}
+
+// Chown gives path to the cluster owner (a no-op when not root).
+func (r *Runner) Chown(path string) error {
+	if !r.switchTo {
+		return nil
+	}
+	return os.Chown(path, r.uid, r.gid)
+}
+
+func (r *Runner) ensureTraversable(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		sys := st.Sys().(*syscall.Stat_t)
+		mode := st.Mode().Perm()
+		ok := (int(sys.Uid) == r.uid && mode&0o100 != 0) ||
+			(int(sys.Gid) == r.gid && mode&0o010 != 0) || mode&0o001 != 0
+		if !ok {
+			r.log.Info("allowing the PostgreSQL user to traverse a parent directory (adding o+x)", "dir", d, "user", r.Username)
+			if err := os.Chmod(d, mode|0o001); err != nil {
+				return fmt.Errorf("let %s traverse %s: %w", r.Username, d, err)
+			}
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,54 @@
+package resource
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fogdb/fog/internal/arm"
+)
+
+// SystemDatabases are PostgreSQL's own databases, never listed as user databases.
+var SystemDatabases = []string{"postgres", "template0", "template1"}
+
+// IsSystemDatabase reports whether name is one of SystemDatabases.
+func IsSystemDatabase(name string) bool { return slices.Contains(SystemDatabases, name) }
+
+// ValidateDatabaseName checks a database name: 1 to 63 bytes (PostgreSQL's NAMEDATALEN), no
+// control characters and none of the characters ARM forbids in resource names, not a system
+// database.
+func ValidateDatabaseName(name string) *arm.Error {
+	if IsSystemDatabase(strings.ToLower(name)) || strings.EqualFold(name, "master") || strings.EqualFold(name, "msdb") ||
+		strings.EqualFold(name, "model") || strings.EqualFold(name, "tempdb") {
+		return arm.BadRequest("CannotUseReservedDatabaseName", "The database name '%s' is reserved; choose another name.", name)
+	}
+	bad := len(name) == 0 || len(name) > 63 || strings.HasSuffix(name, ".") || strings.HasSuffix(name, " ") ||
+		strings.ContainsAny(name, `<>*%&:\/?#"'`)
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f {
+			bad = true
+		}
+	}
+	if bad {
+		return arm.BadRequest("InvalidIdentifier",
+			"The database name '%s' is invalid: use 1 to 63 bytes without control characters or any of < > * %% & : \\ / ? # \" ', not ending with a period or space.", name)
+	}
+	return nil
+}
+
+// DatabaseProperties is the properties block of a managed database.
+type DatabaseProperties struct {
+	Collation    string     `json:"collation,omitempty"`
+	Status       string     `json:"status,omitempty"`
+	CreationDate *time.Time `json:"creationDate,omitempty"`
+}
+
+// DatabaseJSON is the wire form of a managed database.
+type DatabaseJSON struct {
+	ID         string             `json:"id,omitempty"`
+	Name       string             `json:"name,omitempty"`
+	Type       string             `json:"type,omitempty"`
+	Location   string             `json:"location,omitempty"`
+	Tags       map[string]string  `json:"tags,omitempty"`
+	Properties DatabaseProperties `json:"properties"`
+}

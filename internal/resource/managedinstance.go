@@ -1,0 +1,481 @@
+// Package resource defines Fog's ARM resource types (ManagedInstance, Database), their wire
+// JSON and the rules a request must satisfy.
+package resource
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fogdb/fog/internal/arm"
+)
+
+// Type names as ARM reports them.
+const (
+	TypeManagedInstance = "Microsoft.Sql/managedInstances"
+	TypeDatabase        = "Microsoft.Sql/managedInstances/databases"
+)
+
+// Provisioning states.
+const (
+	ProvisioningCreating  = "Creating"
+	ProvisioningUpdating  = "Updating"
+	ProvisioningDeleting  = "Deleting"
+	ProvisioningSucceeded = "Succeeded"
+	ProvisioningFailed    = "Failed"
+)
+
+// Defaults, as az and Azure apply them.
+const (
+	DefaultVCores         = 8
+	DefaultStorageGB      = 256
+	DefaultCollation      = "C.UTF-8"
+	DefaultTimezone       = "UTC"
+	DefaultLicenseType    = "LicenseIncluded"
+	DefaultDatabaseFormat = "SQLServer2022"
+	DefaultFamily         = "Gen5"
+)
+
+// ManagedInstance is the stored record of a managed instance: what the user asked for plus
+// what Fog assigned (uid, address, DNS zone). The admin password is kept only as a SCRAM
+// verifier.
+type ManagedInstance struct {
+	UID                string            `json:"uid"`
+	Subscription       string            `json:"subscription"`
+	ResourceGroup      string            `json:"resourceGroup"`
+	Name               string            `json:"name"`
+	Location           string            `json:"location"`
+	Tags               map[string]string `json:"tags,omitempty"`
+	Tier               string            `json:"tier"`
+	Family             string            `json:"family"`
+	VCores             int               `json:"vCores"`
+	StorageSizeInGB    int               `json:"storageSizeInGB"`
+	Collation          string            `json:"collation"`
+	TimezoneID         string            `json:"timezoneId"`
+	AdministratorLogin string            `json:"administratorLogin"`
+	PasswordVerifier   string            `json:"passwordVerifier"`
+	DNSZone            string            `json:"dnsZone"`
+	DNSZonePartner     string            `json:"dnsZonePartner,omitempty"`
+	LicenseType        string            `json:"licenseType"`
+	InstancePoolID     string            `json:"instancePoolId,omitempty"`
+	DatabaseFormat     string            `json:"databaseFormat"`
+	Host               string            `json:"host"`
+	Port               int               `json:"port"`
+	ProvisioningState  string            `json:"provisioningState"`
+	Generation         int64             `json:"generation"`
+	// ActiveOperation is the id of the operation that owns the instance right now, if any.
+	ActiveOperation string    `json:"activeOperation,omitempty"`
+	CreatedAt       time.Time `json:"createdAt"`
+}
+
+// ID is the ARM id.
+func (m *ManagedInstance) ID() string { return arm.InstanceID(m.Subscription, m.ResourceGroup, m.Name) }
+
+// SkuName is "GP_Gen5" or "BC_Gen5".
+func (m *ManagedInstance) SkuName() string { return skuPrefix(m.Tier) + "_" + m.Family }
+
+// Sku is the ARM sku block.
+type Sku struct {
+	Name     string `json:"name,omitempty"`
+	Tier     string `json:"tier,omitempty"`
+	Family   string `json:"family,omitempty"`
+	Capacity *int   `json:"capacity,omitempty"`
+}
+
+// InstanceProperties is the properties block of a managed instance, as sent and as returned.
+// Pointers distinguish "not sent" from a zero value. Host and Port are Fog's additions: the
+// address the instance listens on until DNS serves the fully qualified name.
+type InstanceProperties struct {
+	ProvisioningState          string  `json:"provisioningState,omitempty"`
+	State                      string  `json:"state,omitempty"`
+	FullyQualifiedDomainName   string  `json:"fullyQualifiedDomainName,omitempty"`
+	AdministratorLogin         *string `json:"administratorLogin,omitempty"`
+	AdministratorLoginPassword *string `json:"administratorLoginPassword,omitempty"`
+	VCores                     *int    `json:"vCores,omitempty"`
+	StorageSizeInGB            *int    `json:"storageSizeInGB,omitempty"`
+	Collation                  *string `json:"collation,omitempty"`
+	TimezoneID                 *string `json:"timezoneId,omitempty"`
+	DNSZone                    *string `json:"dnsZone,omitempty"`
+	DNSZonePartner             *string `json:"dnsZonePartner,omitempty"`
+	LicenseType                *string `json:"licenseType,omitempty"`
+	InstancePoolID             *string `json:"instancePoolId,omitempty"`
+	DatabaseFormat             *string `json:"databaseFormat,omitempty"`
+	Host                       string  `json:"host,omitempty"`
+	Port                       int     `json:"port,omitempty"`
+}
+
+// InstanceJSON is the wire form of a managed instance.
+type InstanceJSON struct {
+	ID         string             `json:"id,omitempty"`
+	Name       string             `json:"name,omitempty"`
+	Type       string             `json:"type,omitempty"`
+	Location   string             `json:"location"`
+	Tags       map[string]string  `json:"tags,omitempty"`
+	Sku        *Sku               `json:"sku,omitempty"`
+	Properties InstanceProperties `json:"properties"`
+}
+
+// View renders m for a GET. state is the observed state ("Ready", "Stopped", ...).
+func (m *ManagedInstance) View(dnsSuffix, state string) InstanceJSON {
+	capacity := m.VCores
+	p := InstanceProperties{
+		ProvisioningState:        m.ProvisioningState,
+		State:                    state,
+		FullyQualifiedDomainName: m.Name + "." + m.DNSZone + "." + dnsSuffix,
+		AdministratorLogin:       &m.AdministratorLogin,
+		VCores:                   &capacity,
+		StorageSizeInGB:          ptr(m.StorageSizeInGB),
+		Collation:                ptr(m.Collation),
+		TimezoneID:               ptr(m.TimezoneID),
+		DNSZone:                  ptr(m.DNSZone),
+		LicenseType:              ptr(m.LicenseType),
+		DatabaseFormat:           ptr(m.DatabaseFormat),
+		Host:                     m.Host,
+		Port:                     m.Port,
+	}
+	if m.DNSZonePartner != "" {
+		p.DNSZonePartner = ptr(m.DNSZonePartner)
+	}
+	if m.InstancePoolID != "" {
+		p.InstancePoolID = ptr(m.InstancePoolID)
+	}
+	return InstanceJSON{
+		ID: m.ID(), Name: m.Name, Type: TypeManagedInstance, Location: m.Location, Tags: m.Tags,
+		Sku:        &Sku{Name: m.SkuName(), Tier: m.Tier, Family: m.Family, Capacity: &capacity},
+		Properties: p,
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// Tiers and the sku name prefixes that go with them.
+var tiers = map[string]string{"GeneralPurpose": "GP", "BusinessCritical": "BC"}
+
+func skuPrefix(tier string) string { return tiers[tier] }
+
+// AllowedVCores are the vCore counts Azure accepts for Gen5 instances.
+var AllowedVCores = []int{4, 8, 16, 24, 32, 40, 64, 80}
+
+var licenseTypes = []string{"LicenseIncluded", "BasePrice"}
+var databaseFormats = []string{"SQLServer2022", "SQLServer2025", "AlwaysUpToDate"}
+
+var instanceNameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidateInstanceName applies Azure's rules for managed instance names: lowercase letters,
+// digits and hyphens, 1 to 63 characters, no hyphen at either end. The name becomes a DNS label.
+func ValidateInstanceName(name string) *arm.Error {
+	if !instanceNameRe.MatchString(name) {
+		return arm.BadRequest("InvalidResourceName",
+			"The managed instance name '%s' is invalid. Use 1 to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen.", name)
+	}
+	return nil
+}
+
+var rgNameRe = regexp.MustCompile(`^[-\w._()]{1,90}$`)
+
+// ValidateResourceGroupName applies ARM's resource group name rules.
+func ValidateResourceGroupName(rg string) *arm.Error {
+	if !rgNameRe.MatchString(rg) || strings.HasSuffix(rg, ".") {
+		return arm.BadRequest("InvalidResourceGroup",
+			"The resource group name '%s' is invalid. Use up to 90 letters, digits, underscores, hyphens, periods (not at the end) and parentheses.", rg)
+	}
+	return nil
+}
+
+// Env is what validation needs to know about the deployment.
+type Env struct {
+	Regions []string
+	// LocaleOK reports whether PostgreSQL on this machine can use the locale.
+	LocaleOK func(string) bool
+	// Lookup finds another instance by ARM id, for dnsZonePartner.
+	Lookup func(id string) (*ManagedInstance, bool)
+}
+
+// NormalizeRegion turns "East US" or "eastus" into the region name the deployment uses, or "".
+func NormalizeRegion(regions []string, loc string) string {
+	want := strings.ToLower(strings.ReplaceAll(loc, " ", ""))
+	for _, r := range regions {
+		if strings.ToLower(strings.ReplaceAll(r, " ", "")) == want {
+			return r
+		}
+	}
+	return ""
+}
+
+// ApplyInstance validates a PUT body and applies it to cur (nil for a create), returning the
+// record to store and the plaintext password when one was given (the caller turns it into a
+// verifier and forgets it). Immutable properties may be repeated with their current value.
+func ApplyInstance(env Env, cur *ManagedInstance, sub, rg, name string, body InstanceJSON) (*ManagedInstance, string, *arm.Error) {
+	create := cur == nil
+	var m ManagedInstance
+	if create {
+		m = ManagedInstance{Subscription: sub, ResourceGroup: rg, Name: name,
+			Tier: "GeneralPurpose", Family: DefaultFamily, VCores: DefaultVCores, StorageSizeInGB: DefaultStorageGB,
+			Collation: DefaultCollation, TimezoneID: DefaultTimezone, LicenseType: DefaultLicenseType,
+			DatabaseFormat: DefaultDatabaseFormat}
+	} else {
+		m = *cur
+	}
+	p := body.Properties
+
+	if body.Location == "" {
+		return nil, "", arm.BadRequest("LocationRequired", "The location property is required. Use one of: %s.", strings.Join(env.Regions, ", "))
+	}
+	loc := NormalizeRegion(env.Regions, body.Location)
+	if loc == "" {
+		return nil, "", arm.BadRequest("LocationNotAvailableForResourceType",
+			"The provided location '%s' is not available for resource type '%s'. This deployment has: %s.", body.Location, TypeManagedInstance, strings.Join(env.Regions, ", "))
+	}
+	if create {
+		m.Location = loc
+	} else if loc != m.Location {
+		return nil, "", immutable("location", m.Location)
+	}
+	if body.Tags != nil {
+		for k, v := range body.Tags {
+			if k == "" || len(k) > 512 || len(v) > 256 {
+				return nil, "", arm.BadRequest("InvalidTag", "Tag names must be 1 to 512 characters and values at most 256 characters; '%.40s' is not.", k)
+			}
+		}
+		m.Tags = body.Tags
+	}
+
+	if err := applySku(&m, body.Sku, p.VCores); err != nil {
+		return nil, "", err
+	}
+	if p.StorageSizeInGB != nil {
+		s := *p.StorageSizeInGB
+		if s < 32 || s > 16384 || s%32 != 0 {
+			return nil, "", arm.BadRequest("InvalidStorageSizeInGB",
+				"storageSizeInGB %d is invalid: use a multiple of 32 from 32 to 16384.", s)
+		}
+		m.StorageSizeInGB = s
+	}
+
+	if p.Collation != nil && *p.Collation != m.Collation {
+		if !create {
+			return nil, "", immutable("collation", m.Collation)
+		}
+		c := *p.Collation
+		if strings.HasPrefix(strings.ToUpper(c), "SQL_") || strings.Contains(c, "_CI_") || strings.Contains(c, "_CS_") {
+			return nil, "", arm.BadRequest("InvalidCollation",
+				"'%s' is a SQL Server collation. Fog instances are PostgreSQL clusters and take a PostgreSQL locale such as C.UTF-8 or en_US.UTF-8 (see `locale -a` on the server).", c)
+		}
+		if env.LocaleOK != nil && !env.LocaleOK(c) {
+			return nil, "", arm.BadRequest("InvalidCollation",
+				"The locale '%s' is not available to PostgreSQL on this machine. Use one listed by `locale -a`, for example C.UTF-8.", c)
+		}
+		m.Collation = c
+	}
+	if p.TimezoneID != nil && *p.TimezoneID != m.TimezoneID {
+		if !create {
+			return nil, "", immutable("timezoneId", m.TimezoneID)
+		}
+		if _, ok := IANATimezone(*p.TimezoneID); !ok {
+			return nil, "", arm.BadRequest("InvalidTimezone",
+				"The timezoneId '%s' is not known. Use an IANA name such as Europe/Berlin or a Windows name such as 'Pacific Standard Time'.", *p.TimezoneID)
+		}
+		m.TimezoneID = *p.TimezoneID
+	}
+
+	if p.AdministratorLogin != nil && *p.AdministratorLogin != m.AdministratorLogin {
+		if !create {
+			return nil, "", immutable("administratorLogin", m.AdministratorLogin)
+		}
+		if err := validateLogin(*p.AdministratorLogin); err != nil {
+			return nil, "", err
+		}
+		m.AdministratorLogin = *p.AdministratorLogin
+	}
+	if create && m.AdministratorLogin == "" {
+		return nil, "", arm.BadRequest("MissingAdministratorLogin", "administratorLogin is required when creating a managed instance.")
+	}
+	var password string
+	if p.AdministratorLoginPassword != nil {
+		password = *p.AdministratorLoginPassword
+		if err := ValidatePassword(password, m.AdministratorLogin); err != nil {
+			return nil, "", err
+		}
+	} else if create {
+		return nil, "", arm.BadRequest("MissingAdministratorLoginPassword", "administratorLoginPassword is required when creating a managed instance.")
+	}
+
+	if p.DNSZone != nil && (create || *p.DNSZone != m.DNSZone) {
+		return nil, "", arm.BadRequest("InvalidParameterValue", "dnsZone is assigned by Fog and cannot be set; use dnsZonePartner to share another instance's zone.")
+	}
+	if p.DNSZonePartner != nil && *p.DNSZonePartner != "" {
+		if !create {
+			if !strings.EqualFold(*p.DNSZonePartner, m.DNSZonePartner) {
+				return nil, "", immutable("dnsZonePartner", m.DNSZonePartner)
+			}
+		} else {
+			pid, err := arm.ParseInstanceID(*p.DNSZonePartner)
+			if err != nil {
+				return nil, "", arm.BadRequest("InvalidDnsZonePartner", "dnsZonePartner: %v.", err)
+			}
+			partner, ok := env.Lookup(*p.DNSZonePartner)
+			if !ok {
+				return nil, "", arm.BadRequest("InvalidDnsZonePartner",
+					"dnsZonePartner '%s' names no managed instance of this deployment; create that instance first or fix the id.", *p.DNSZonePartner)
+			}
+			_ = pid
+			m.DNSZonePartner = partner.ID()
+			m.DNSZone = partner.DNSZone
+		}
+	}
+	if create && m.DNSZone == "" {
+		m.DNSZone = newDNSZone()
+	}
+
+	if p.LicenseType != nil {
+		lt, ok := oneOf(licenseTypes, *p.LicenseType)
+		if !ok {
+			return nil, "", arm.BadRequest("InvalidLicenseType", "licenseType '%s' is invalid: use LicenseIncluded or BasePrice.", *p.LicenseType)
+		}
+		m.LicenseType = lt
+	}
+	if p.InstancePoolID != nil && *p.InstancePoolID != m.InstancePoolID {
+		if !create {
+			return nil, "", immutable("instancePoolId", m.InstancePoolID)
+		}
+		m.InstancePoolID = *p.InstancePoolID
+	}
+	if p.DatabaseFormat != nil {
+		f, ok := oneOf(databaseFormats, *p.DatabaseFormat)
+		if !ok {
+			return nil, "", arm.BadRequest("InvalidDatabaseFormat", "databaseFormat '%s' is invalid: use %s.", *p.DatabaseFormat, strings.Join(databaseFormats, ", "))
+		}
+		// Azure's update policy is one-way: AlwaysUpToDate cannot be reverted.
+		if !create && m.DatabaseFormat == "AlwaysUpToDate" && f != "AlwaysUpToDate" {
+			return nil, "", arm.BadRequest("InvalidDatabaseFormatChange",
+				"The update policy of '%s' is AlwaysUpToDate and cannot be changed back to %s.", m.Name, f)
+		}
+		m.DatabaseFormat = f
+	}
+	return &m, password, nil
+}
+
+func applySku(m *ManagedInstance, sku *Sku, vcores *int) *arm.Error {
+	if sku != nil {
+		if sku.Name != "" {
+			prefix, family, ok := strings.Cut(sku.Name, "_")
+			tier := ""
+			for t, p := range tiers {
+				if strings.EqualFold(p, prefix) {
+					tier = t
+				}
+			}
+			if !ok || tier == "" || !strings.EqualFold(family, DefaultFamily) {
+				return arm.BadRequest("InvalidSku", "The sku name '%s' is invalid: use GP_Gen5 (GeneralPurpose) or BC_Gen5 (BusinessCritical).", sku.Name)
+			}
+			m.Tier, m.Family = tier, DefaultFamily
+		}
+		if sku.Tier != "" {
+			t, ok := oneOf([]string{"GeneralPurpose", "BusinessCritical"}, sku.Tier)
+			if !ok {
+				return arm.BadRequest("InvalidSku", "The sku tier '%s' is invalid: use GeneralPurpose or BusinessCritical.", sku.Tier)
+			}
+			if sku.Name != "" && t != m.Tier {
+				return arm.BadRequest("InvalidSku", "The sku name '%s' and tier '%s' disagree.", sku.Name, sku.Tier)
+			}
+			m.Tier = t
+		}
+		if sku.Family != "" && !strings.EqualFold(sku.Family, DefaultFamily) {
+			return arm.BadRequest("InvalidSku", "The hardware family '%s' is invalid: use Gen5.", sku.Family)
+		}
+		if sku.Capacity != nil {
+			if vcores != nil && *vcores != *sku.Capacity {
+				return arm.BadRequest("InvalidSku", "sku.capacity %d and vCores %d disagree; send one of them.", *sku.Capacity, *vcores)
+			}
+			vcores = sku.Capacity
+		}
+	}
+	if vcores != nil {
+		if !slices.Contains(AllowedVCores, *vcores) {
+			return arm.BadRequest("InvalidVCores", "vCores %d is invalid: use one of %v.", *vcores, AllowedVCores)
+		}
+		m.VCores = *vcores
+	}
+	return nil
+}
+
+func oneOf(allowed []string, v string) (string, bool) {
+	for _, a := range allowed {
+		if strings.EqualFold(a, v) {
+			return a, true
+		}
+	}
+	return "", false
+}
+
+func immutable(prop, cur string) *arm.Error {
+	return arm.BadRequest("PropertyChangeNotSupported",
+		"The property '%s' cannot be changed after the managed instance is created (current value '%s'). Create a new instance instead.", prop, cur)
+}
+
+var loginRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+var reservedLogins = []string{"postgres", "fog_system", "fog_replication", "public", "admin", "administrator", "root", "sa", "guest"}
+
+func validateLogin(l string) *arm.Error {
+	if !loginRe.MatchString(l) {
+		return arm.BadRequest("InvalidLoginName",
+			"The administratorLogin '%s' is invalid: use 1 to 63 letters, digits and underscores, starting with a letter or underscore.", l)
+	}
+	if slices.Contains(reservedLogins, strings.ToLower(l)) || strings.HasPrefix(strings.ToLower(l), "pg_") {
+		return arm.BadRequest("InvalidLoginName", "The administratorLogin '%s' is reserved; choose another name.", l)
+	}
+	return nil
+}
+
+// ValidatePassword applies Azure SQL Managed Instance's rule: 16 to 128 characters, with
+// characters from three of uppercase, lowercase, digits and symbols, not containing the login.
+// The message never repeats the password.
+func ValidatePassword(pw, login string) *arm.Error {
+	n := len([]rune(pw))
+	classes := 0
+	for _, f := range []func(rune) bool{
+		func(r rune) bool { return r >= 'A' && r <= 'Z' },
+		func(r rune) bool { return r >= 'a' && r <= 'z' },
+		func(r rune) bool { return r >= '0' && r <= '9' },
+		func(r rune) bool { return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9') },
+	} {
+		if strings.IndexFunc(pw, f) >= 0 {
+			classes++
+		}
+	}
+	if n < 16 || n > 128 || classes < 3 || (login != "" && strings.Contains(strings.ToLower(pw), strings.ToLower(login))) {
+		return arm.BadRequest("InvalidPassword",
+			"administratorLoginPassword is not complex enough: use 16 to 128 characters from at least three of uppercase letters, lowercase letters, digits and symbols, and do not include the login name.")
+	}
+	for _, r := range pw {
+		if r < 0x20 || r == 0x7f {
+			return arm.BadRequest("InvalidPassword", "administratorLoginPassword must not contain control characters.")
+		}
+	}
+	return nil
+}
+
+func newDNSZone() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// NewUID returns a random id for internal use (data directories, operations).
+func NewUID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// NotFound is the ARM 404 for a resource.
+func NotFound(typ, name string) *arm.Error {
+	return arm.Errorf(http.StatusNotFound, "ResourceNotFound",
+		"The requested resource of type '%s' with name '%s' was not found.", typ, name)
+}

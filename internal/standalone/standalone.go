@@ -1,0 +1,280 @@
+// Package standalone runs a whole Fog deployment in one process, as `fog up` does: the
+// embedded store, the development CA, the HTTPS API, the controller and one agent per region.
+package standalone
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/fogdb/fog/internal/agent"
+	"github.com/fogdb/fog/internal/api"
+	"github.com/fogdb/fog/internal/controller"
+	"github.com/fogdb/fog/internal/devca"
+	"github.com/fogdb/fog/internal/postgres"
+	"github.com/fogdb/fog/internal/store"
+)
+
+// Config configures a standalone deployment. Zero values take the defaults of `fog up`.
+type Config struct {
+	DataDir     string
+	Regions     []string
+	Listen      string
+	PGBin       string
+	PGUser      string
+	DNSSuffix   string
+	AddressBase string
+	Port        int
+	// LocaleOK overrides the check of locales against `locale -a` (tests use it to make
+	// initdb fail on purpose).
+	LocaleOK func(string) bool
+	// Resync is the agents' periodic check interval.
+	Resync time.Duration
+	Log    *slog.Logger
+}
+
+// DefaultSubscription is the subscription id written to a new client config.
+const DefaultSubscription = "00000000-0000-0000-0000-000000000000"
+
+var regionRe = regexp.MustCompile(`^[a-z][a-z0-9]{1,31}$`)
+
+// Validate fills defaults and checks the configuration.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		c.DataDir = ".fog"
+	}
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return err
+	}
+	c.DataDir = abs
+	if len(c.Regions) == 0 {
+		c.Regions = []string{"eastus", "westus"}
+	}
+	seen := map[string]bool{}
+	for _, r := range c.Regions {
+		if !regionRe.MatchString(r) {
+			return fmt.Errorf("region %q is invalid: use 2 to 32 lowercase letters and digits, starting with a letter (like eastus)", r)
+		}
+		if seen[r] {
+			return fmt.Errorf("region %q is listed twice", r)
+		}
+		seen[r] = true
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:7443"
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("--listen %q: %w", c.Listen, err)
+	}
+	if c.PGUser == "" {
+		c.PGUser = "postgres"
+	}
+	if c.AddressBase == "" {
+		c.AddressBase = "127.0.10.1"
+	}
+	a, err := netip.ParseAddr(c.AddressBase)
+	if err != nil || !a.Is4() || !a.IsLoopback() {
+		return fmt.Errorf("--address-base %q must be an IPv4 loopback address such as 127.0.10.1", c.AddressBase)
+	}
+	if c.Port == 0 {
+		c.Port = 5432
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		return fmt.Errorf("--pg-port %d is out of range", c.Port)
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	return nil
+}
+
+// ClientConfig is what the CLI needs to reach the API; `fog up` writes it to client.json.
+type ClientConfig struct {
+	APIURL       string `json:"apiUrl"`
+	CACert       string `json:"caCert"`
+	Token        string `json:"token"`
+	Subscription string `json:"subscription"`
+}
+
+// Info is what a running deployment tells its caller.
+type Info struct {
+	APIURL     string
+	ClientFile string
+	Client     ClientConfig
+}
+
+// Run runs the deployment until ctx ends, then stops every PostgreSQL instance it runs and
+// returns. ready is called once the API is serving.
+func Run(ctx context.Context, cfg Config, ready func(Info)) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := cfg.Log
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	bin, err := postgres.FindBinaries(ctx, cfg.PGBin)
+	if err != nil {
+		return err
+	}
+	runner, err := postgres.NewRunner(bin, cfg.PGUser, log)
+	if err != nil {
+		return err
+	}
+	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, "fog.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ca, err := devca.LoadOrCreate(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	localeOK := cfg.LocaleOK
+	if localeOK == nil {
+		localeOK = systemLocales(ctx)
+	}
+	ctrl, err := controller.New(controller.Config{
+		Regions: cfg.Regions, DNSSuffix: cfg.DNSSuffix,
+		AddressBase: netip.MustParseAddr(cfg.AddressBase), Port: cfg.Port, LocaleOK: localeOK,
+	}, st, log.With("component", "controller"))
+	if err != nil {
+		return err
+	}
+	tokens := api.NewTokens(st)
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (pass --listen to use another address)", cfg.Listen, err)
+	}
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	tlsCert, err := apiCertificate(ca, host)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	apiURL := "https://" + net.JoinHostPort(host, port)
+	client, clientFile, err := clientConfig(ctx, cfg.DataDir, apiURL, ca, tokens)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           api.New(ctrl, tokens, log.With("component", "api")).Handler(),
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{tlsCert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	fogUser := "root"
+	if u, err := user.Current(); err == nil {
+		fogUser = u.Username
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, region := range cfg.Regions {
+		a := agent.New(agent.Config{
+			Region: region, Dir: filepath.Join(cfg.DataDir, "regions", region), FogUser: fogUser,
+			Resync: cfg.Resync, StopOnExit: true,
+		}, st, runner, ca, log.With("component", "agent"))
+		g.Go(func() error { return a.Run(gctx) })
+	}
+	g.Go(func() error { return ctrl.Run(gctx) })
+	g.Go(func() error {
+		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("api: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	if ready != nil {
+		ready(Info{APIURL: apiURL, ClientFile: clientFile, Client: client})
+	}
+	return g.Wait()
+}
+
+func apiCertificate(ca *devca.CA, host string) (tls.Certificate, error) {
+	ips := []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}
+	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+		ips = append(ips, ip)
+	}
+	crt, key, err := ca.Issue([]string{"localhost"}, ips)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(crt, key)
+}
+
+// clientConfig writes client.json, keeping the existing token when it is still valid so that
+// a restarted fog does not lock out a configured CLI.
+func clientConfig(ctx context.Context, dir, apiURL string, ca *devca.CA, tokens *api.Tokens) (ClientConfig, string, error) {
+	path := filepath.Join(dir, "client.json")
+	var cc ClientConfig
+	if b, err := os.ReadFile(path); err == nil {
+		_ = json.Unmarshal(b, &cc)
+	}
+	if !tokens.Valid(ctx, cc.Token) {
+		tok, err := tokens.Create(ctx, "admin")
+		if err != nil {
+			return cc, "", fmt.Errorf("create admin token: %w", err)
+		}
+		cc.Token = tok
+	}
+	if cc.Subscription == "" {
+		cc.Subscription = DefaultSubscription
+	}
+	cc.APIURL, cc.CACert = apiURL, string(ca.CertPEM)
+	b, _ := json.MarshalIndent(cc, "", "  ")
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return cc, "", err
+	}
+	return cc, path, os.Rename(tmp, path)
+}
+
+// systemLocales returns a check against `locale -a`. glibc accepts "en_US.UTF-8" for a locale
+// listed as "en_US.utf8", so names compare with the codeset normalised.
+func systemLocales(ctx context.Context) func(string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, "locale", "-a").Output()
+	have := map[string]bool{"c": true, "posix": true}
+	for _, l := range strings.Fields(string(out)) {
+		have[normLocale(l)] = true
+	}
+	return func(l string) bool { return have[normLocale(l)] }
+}
+
+func normLocale(l string) string {
+	name, codeset, ok := strings.Cut(l, ".")
+	if !ok {
+		return strings.ToLower(l)
+	}
+	codeset, mod, _ := strings.Cut(codeset, "@")
+	codeset = strings.ToLower(strings.ReplaceAll(codeset, "-", ""))
+	n := name + "." + codeset
+	if mod != "" {
+		n += "@" + mod
+	}
+	return strings.ToLower(n)
+}

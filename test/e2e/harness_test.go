@@ -1,0 +1,364 @@
+// Package e2e tests Fog end to end: real PostgreSQL processes started by a real Fog, driven
+// through the HTTPS API, the CLI and PostgreSQL clients on loopback.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fogdb/fog/internal/cli"
+	"github.com/fogdb/fog/internal/standalone"
+	"github.com/jackc/pgx/v5"
+)
+
+const (
+	sub      = standalone.DefaultSubscription
+	apiVer   = "2023-08-01"
+	password = "Str0ng-Password-123!"
+)
+
+var fogBinary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "fog-e2e-bin")
+	if err != nil {
+		panic(err)
+	}
+	fogBinary = filepath.Join(dir, "fog")
+	out, err := exec.Command("go", "build", "-o", fogBinary, "../../cmd/fog").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build fog: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// nextBase hands each Fog of the run its own loopback range, so tests never share addresses.
+var nextBase atomic.Int32
+
+func addressBase() string { return fmt.Sprintf("127.0.%d.1", 100+nextBase.Add(1)) }
+
+// fog is a running deployment and a client for its API.
+type fog struct {
+	t       *testing.T
+	dataDir string
+	base    string
+	info    standalone.ClientConfig
+	hc      *http.Client
+	stop    func()
+}
+
+// startFog runs a Fog in this process on dataDir (a new one when ""), until the test ends.
+func startFog(t *testing.T, dataDir string, mutate ...func(*standalone.Config)) *fog {
+	t.Helper()
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	logf, err := os.OpenFile(filepath.Join(dataDir, "fog.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := standalone.Config{
+		DataDir: dataDir, Listen: "127.0.0.1:0", AddressBase: addressBase(),
+		Log: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan standalone.Info, 1)
+	done := make(chan error, 1)
+	go func() { done <- standalone.Run(ctx, cfg, func(i standalone.Info) { ready <- i }) }()
+	f := &fog{t: t, dataDir: dataDir, base: cfg.AddressBase}
+	select {
+	case info := <-ready:
+		f.info = info.Client
+	case err := <-done:
+		cancel()
+		t.Fatalf("fog did not start: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("fog did not start within 30s")
+	}
+	var once bool
+	f.stop = func() {
+		if once {
+			return
+		}
+		once = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("fog stopped with %v", err)
+			}
+		case <-time.After(2 * time.Minute):
+			t.Error("fog did not stop within 2 minutes")
+		}
+		logf.Close()
+	}
+	t.Cleanup(func() {
+		f.stop()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dataDir, "fog.log"))
+			t.Logf("fog log (tail):\n%s", tail(string(b), 40))
+		}
+	})
+	f.hc = httpClient(t, f.info.CACert)
+	return f
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func httpClient(t *testing.T, caPEM string) *http.Client {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(caPEM)) {
+		t.Fatal("client config has no CA certificate")
+	}
+	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+}
+
+// response is an API answer.
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("response body %q is not a JSON object: %v", r.Body, err)
+	}
+	return m
+}
+
+// code returns the ARM error code of an error response.
+func (r response) code() string {
+	var e struct{ Error struct{ Code, Message string } }
+	_ = json.Unmarshal(r.Body, &e)
+	return e.Error.Code
+}
+
+// call sends a request with the admin token. path is relative to the API unless absolute;
+// api-version is added when the path has none.
+func (f *fog) call(method, path string, body any) response {
+	f.t.Helper()
+	return f.callWith(method, path, body, "Bearer "+f.info.Token)
+}
+
+func (f *fog) callWith(method, path string, body any, auth string) response {
+	f.t.Helper()
+	u := path
+	if !strings.HasPrefix(u, "https://") {
+		u = f.info.APIURL + path
+	}
+	if !strings.Contains(u, "api-version=") {
+		if strings.Contains(u, "?") {
+			u += "&api-version=" + apiVer
+		} else {
+			u += "?api-version=" + apiVer
+		}
+	}
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, u, rd)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := f.hc.Do(req)
+	if err != nil {
+		f.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+func miPath(rg, name string) string {
+	return fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Sql/managedInstances/%s", sub, rg, name)
+}
+
+func miBody(location string, props map[string]any) map[string]any {
+	p := map[string]any{"administratorLogin": "fogadmin", "administratorLoginPassword": password}
+	for k, v := range props {
+		if v == nil {
+			delete(p, k)
+		} else {
+			p[k] = v
+		}
+	}
+	return map[string]any{"location": location, "properties": p}
+}
+
+// wait polls an operation's Azure-AsyncOperation URL until it ends and returns its status body.
+func (f *fog) wait(r response) map[string]any {
+	f.t.Helper()
+	if r.Status != http.StatusAccepted {
+		f.t.Fatalf("status = %d (%s), want 202", r.Status, r.Body)
+	}
+	u := r.Header.Get("Azure-AsyncOperation")
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		st := f.call("GET", u, nil)
+		if st.Status != http.StatusOK {
+			f.t.Fatalf("GET operation status = %d %s", st.Status, st.Body)
+		}
+		m := st.json(f.t)
+		if s := m["status"]; s != "InProgress" {
+			return m
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	f.t.Fatalf("operation %s did not finish in 2 minutes", u)
+	return nil
+}
+
+// mustSucceed waits for an operation and fails the test unless it succeeded.
+func (f *fog) mustSucceed(r response) {
+	f.t.Helper()
+	if m := f.wait(r); m["status"] != "Succeeded" {
+		f.t.Fatalf("operation ended %v, want Succeeded", m)
+	}
+}
+
+// createInstance creates an instance and returns its GET body.
+func (f *fog) createInstance(rg, name, location string, props map[string]any) map[string]any {
+	f.t.Helper()
+	f.mustSucceed(f.call("PUT", miPath(rg, name), miBody(location, props)))
+	got := f.call("GET", miPath(rg, name), nil)
+	if got.Status != http.StatusOK {
+		f.t.Fatalf("GET %s = %d %s", name, got.Status, got.Body)
+	}
+	return got.json(f.t)
+}
+
+func props(m map[string]any) map[string]any { return m["properties"].(map[string]any) }
+
+// connect opens a TLS connection (verifying the Fog CA) to an instance as its admin.
+func connect(t *testing.T, ca string, inst map[string]any, user, pw, db string) (*pgx.Conn, error) {
+	t.Helper()
+	p := props(inst)
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%v user=%s dbname=%s sslmode=verify-full connect_timeout=10", p["host"], p["port"], user, db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Password = pw
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(ca))
+	cfg.TLSConfig = &tls.Config{RootCAs: pool, ServerName: p["host"].(string)}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
+func mustConnect(t *testing.T, ca string, inst map[string]any, db string) *pgx.Conn {
+	t.Helper()
+	c, err := connect(t, ca, inst, "fogadmin", password, db)
+	if err != nil {
+		t.Fatalf("connect to %s/%s as admin: %v", props(inst)["host"], db, err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// runCLI runs the fog command line in process against f and returns stdout, stderr, error.
+func (f *fog) runCLI(stdin string, args ...string) (string, string, error) {
+	var out, errb bytes.Buffer
+	args = append([]string{"--config", filepath.Join(f.dataDir, "client.json")}, args...)
+	err := cli.Run(context.Background(), args, cli.IO{In: strings.NewReader(stdin), Out: &out, Err: &errb})
+	return out.String(), errb.String(), err
+}
+
+// fogProcess is `fog up` run as a separate process, for tests that kill or signal it.
+type fogProcess struct {
+	cmd    *exec.Cmd
+	client standalone.ClientConfig
+	stderr *bytes.Buffer
+}
+
+func startFogProcess(t *testing.T, dataDir, base string) *fogProcess {
+	t.Helper()
+	cmd := exec.Command(fogBinary, "up", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--address-base", base)
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &fogProcess{cmd: cmd, stderr: &stderr}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_ = cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("fog process stderr (tail):\n%s", tail(stderr.String(), 30))
+		}
+	})
+	lines := make(chan string, 4)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	select {
+	case l, ok := <-lines:
+		if !ok || !strings.HasPrefix(l, "Fog API: ") {
+			t.Fatalf("fog up printed %q, want the API line; stderr: %s", l, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("fog up did not start; stderr: %s", stderr.String())
+	}
+	b, err := os.ReadFile(filepath.Join(dataDir, "client.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &p.client); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// asFog wraps a process's API in the same helpers as an in-process Fog.
+func (p *fogProcess) asFog(t *testing.T, dataDir string) *fog {
+	return &fog{t: t, dataDir: dataDir, info: p.client, hc: httpClient(t, p.client.CACert)}
+}
