@@ -2,6 +2,7 @@ package arm
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -27,7 +28,8 @@ func (rt *Router) Handle(method, pattern string, h http.HandlerFunc) {
 func split(p string) []string { return strings.Split(strings.Trim(p, "/"), "/") }
 
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	segs := split(r.URL.Path)
+	// Split the escaped path so that an encoded "/" inside a name stays inside its segment.
+	segs := split(r.URL.EscapedPath())
 	pathMatched := false
 	for _, ro := range rt.routes {
 		vals, ok := ro.match(segs)
@@ -66,7 +68,11 @@ func (ro route) match(segs []string) (map[string]string, bool) {
 			if vals == nil {
 				vals = map[string]string{}
 			}
-			vals[p[1:len(p)-1]] = segs[i]
+			v, err := url.PathUnescape(segs[i])
+			if err != nil {
+				return nil, false
+			}
+			vals[p[1:len(p)-1]] = v
 			continue
 		}
 		if !strings.EqualFold(p, segs[i]) {

@@ -150,7 +150,7 @@ func TestInstanceValidation(t *testing.T) {
 	existing := f.createInstance("rg-v", "v-existing", "eastus", nil)
 	for _, tc := range []struct {
 		name, rg, mi string
-		body any
+		body         any
 		status       int
 		code         string
 	}{

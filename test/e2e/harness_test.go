@@ -160,7 +160,9 @@ func (r response) json(t *testing.T) map[string]any {
 
 // code returns the ARM error code of an error response.
 func (r response) code() string {
-	var e struct{ Error struct{ Code, Message string } }
+	var e struct {
+		Error struct{ Code, Message string }
+	}
 	_ = json.Unmarshal(r.Body, &e)
 	return e.Error.Code
 }
