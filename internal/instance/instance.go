@@ -3,7 +3,12 @@
 // an agent reports back, and one-shot commands (create or drop a database) an agent carries out.
 package instance
 
-import "time"
+import (
+	"strings"
+	"time"
+
+	"github.com/fogdb/fog/internal/postgres"
+)
 
 // Spec is the desired state of an instance. The agent of Region reconciles PostgreSQL to it.
 type Spec struct {
@@ -24,6 +29,62 @@ type Spec struct {
 	VCores   int      `json:"vCores"`
 	// Deleted asks the agent to stop the instance and remove its data.
 	Deleted bool `json:"deleted"`
+
+	// Replication, set while the instance is in a failover group.
+	Role  string `json:"role,omitempty"` // "" (standalone), RolePrimary or RoleStandby
+	Epoch int64  `json:"epoch,omitempty"`
+	// Upstream is the primary a standby streams from.
+	Upstream *Upstream `json:"upstream,omitempty"`
+	// Paused keeps the instance shut down: the fence of a demoted primary. StopImmediately
+	// skips the shutdown checkpoint (forced failover).
+	Paused          bool `json:"paused,omitempty"`
+	StopImmediately bool `json:"stopImmediately,omitempty"`
+	// PromoteAfterLSN holds a promotion until the standby has received WAL past this LSN (the
+	// old primary's shutdown checkpoint), so a planned failover loses nothing.
+	PromoteAfterLSN string `json:"promoteAfterLsn,omitempty"`
+	// Rewind tells a former primary to rewind to its upstream's timeline before following it.
+	Rewind bool `json:"rewind,omitempty"`
+	// Slots are the physical slots a primary keeps for its standbys.
+	Slots []string `json:"slots,omitempty"`
+	// SeedGeneration: a standby whose SeededGeneration is lower is seeded again.
+	SeedGeneration int64 `json:"seedGeneration,omitempty"`
+	// Replication credentials: the verifier for the primary's role, the password for the
+	// standby's connection.
+	ReplicationVerifier string `json:"replicationVerifier,omitempty"`
+	ReplicationPassword string `json:"replicationPassword,omitempty"`
+	// ExtraIPs go into the server certificate (listener addresses).
+	ExtraIPs []string `json:"extraIps,omitempty"`
+	// Link describes the failover group for the link-status view.
+	Link *Link `json:"link,omitempty"`
+}
+
+// Roles.
+const (
+	RolePrimary = "primary"
+	RoleStandby = "standby"
+)
+
+// Upstream is where a standby streams from.
+type Upstream struct {
+	UID    string `json:"uid"`
+	Region string `json:"region"`
+	Host string `json:"host"`
+	Port int    `json:"port"`
+	Slot string `json:"slot"`
+}
+
+// Link names a failover group and its members.
+type Link struct {
+	ID            string `json:"id"`
+	Name          string `json:"name"`
+	PrimaryName   string `json:"primaryName"`
+	SecondaryName string `json:"secondaryName"`
+	SecondaryType string `json:"secondaryType"`
+}
+
+// SlotName is the replication slot of a standby instance.
+func SlotName(uid string) string {
+	return "fog_" + strings.ReplaceAll(uid, "-", "")
 }
 
 // Phases an agent reports.
@@ -44,6 +105,31 @@ type Status struct {
 	Databases          []DB      `json:"databases"`
 	ServerVersion      string    `json:"serverVersion,omitempty"`
 	Heartbeat          time.Time `json:"heartbeat"`
+
+	// Role is what the server is: RolePrimary (accepts writes) or RoleStandby (in recovery).
+	Role string `json:"role,omitempty"`
+	// Epoch is the spec epoch the role was reached in.
+	Epoch int64 `json:"epoch,omitempty"`
+	// ShutdownLSN is the shutdown checkpoint of a paused former primary.
+	ShutdownLSN string `json:"shutdownLsn,omitempty"`
+	// PromotedFrom is the end of the old timeline: where this server's history diverged.
+	PromotedFrom string `json:"promotedFrom,omitempty"`
+	// Seeding progress of a standby, and the seed generation it completed.
+	SeedPercent      *float64 `json:"seedPercent,omitempty"`
+	SeededGeneration int64    `json:"seededGeneration,omitempty"`
+	// Rewound reports the WAL a rewind discarded, for the epoch it happened in.
+	Rewound *LostWAL `json:"rewound,omitempty"`
+	// Replication is the server's own view, refreshed on every resync.
+	Replication *postgres.Replication `json:"replication,omitempty"`
+}
+
+// LostWAL is a WAL range a forced failover discarded.
+type LostWAL struct {
+	Epoch   int64  `json:"epoch"`
+	FromLSN string `json:"fromLsn"`
+	ToLSN   string `json:"toLsn"`
+	Bytes   int64  `json:"bytes"`
+	SavedIn string `json:"savedIn,omitempty"`
 }
 
 // DB is one user database as the agent saw it.
@@ -58,20 +144,24 @@ const (
 	CmdCreateDatabase = "createDatabase"
 	CmdDropDatabase   = "dropDatabase"
 	CmdRefresh        = "refresh"
+	CmdCheckpoint     = "checkpoint"
+	CmdCheckReach     = "checkReach"
 )
 
 // Command is a one-shot request to an agent. Databases are commands, not desired state,
 // because users also create and drop them with SQL: the agent must neither recreate a database
 // a user dropped nor drop one a user created.
 type Command struct {
-	ID          string    `json:"id"`
-	InstanceUID string    `json:"instanceUid"`
-	Kind        string    `json:"kind"`
-	Database    string    `json:"database,omitempty"`
-	Owner       string    `json:"owner,omitempty"`
-	Done        bool      `json:"done"`
-	Error       string    `json:"error,omitempty"`
-	Created     time.Time `json:"created"`
+	ID          string `json:"id"`
+	InstanceUID string `json:"instanceUid"`
+	Kind        string `json:"kind"`
+	Database    string `json:"database,omitempty"`
+	// Target is a host:port for CmdCheckReach.
+	Target  string    `json:"target,omitempty"`
+	Owner   string    `json:"owner,omitempty"`
+	Done    bool      `json:"done"`
+	Error   string    `json:"error,omitempty"`
+	Created time.Time `json:"created"`
 }
 
 // Store keys.

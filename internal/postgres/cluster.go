@@ -3,6 +3,7 @@ package postgres
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -100,6 +101,39 @@ type Config struct {
 	KeyPEM   []byte
 	// FogUser is the OS user the agent connects as over the socket (peer authentication).
 	FogUser string
+	// CACertPEM is the CA a standby verifies its primary's certificate with.
+	CACertPEM []byte
+	// Standby, when set, makes the cluster a streaming standby of that upstream.
+	Standby *Upstream
+	// MaxSlotWALKeepSize bounds the WAL a slot may hold back (default 2GB).
+	MaxSlotWALKeepSize string
+}
+
+// Upstream is the primary a standby streams from.
+type Upstream struct {
+	Host     string
+	Port     int
+	User     string
+	Password string
+	Slot     string
+	AppName  string
+}
+
+// PassFile is where the replication password is kept for primary_conninfo, pg_basebackup and
+// pg_rewind, so that it appears neither in a setting a superuser can SHOW nor on a command line.
+func (c *Cluster) PassFile() string { return filepath.Join(c.Dir, "replication.pgpass") }
+
+// CAFile is the CA certificate a standby verifies its upstream with.
+func (c *Cluster) CAFile() string { return filepath.Join(c.Dir, "ca.crt") }
+
+// ConnInfo is the libpq connection string to the upstream, TLS verified against the CA.
+func (c *Cluster) ConnInfo(u *Upstream, dbname string) string {
+	s := fmt.Sprintf("host=%s port=%d user=%s passfile=%s sslmode=verify-full sslrootcert=%s application_name=%s connect_timeout=5",
+		u.Host, u.Port, u.User, c.PassFile(), c.CAFile(), u.AppName)
+	if dbname != "" {
+		s += " dbname=" + dbname
+	}
+	return s
 }
 
 // WriteConfig writes fog.conf, pg_hba.conf, pg_ident.conf and the TLS files. It changes only
@@ -125,7 +159,9 @@ func (c *Cluster) WriteConfig(cfg Config) error {
 		"max_replication_slots": "10",
 		// A dead standby's slot must not fill the primary's disk: past this the slot is
 		// invalidated and the standby reseeded.
-		"max_slot_wal_keep_size": quote("2GB"),
+		"max_slot_wal_keep_size": quote(cmp.Or(cfg.MaxSlotWALKeepSize, "2GB")),
+		// Commit times feed last_commit of the replication-link view.
+		"track_commit_timestamp": "on",
 		"wal_log_hints":          "on",
 		// Promotion otherwise waits up to 5 s when the standby's connection to a dead
 		// primary already failed.
@@ -133,6 +169,11 @@ func (c *Cluster) WriteConfig(cfg Config) error {
 		"wal_keep_size":               quote("256MB"),
 		"log_line_prefix":             quote("%m [%p] %q%u@%d "),
 		"log_connections":             "off",
+	}
+	if u := cfg.Standby; u != nil {
+		settings["primary_conninfo"] = quote(c.ConnInfo(u, ""))
+		settings["primary_slot_name"] = quote(u.Slot)
+		settings["recovery_target_timeline"] = quote("latest")
 	}
 	keys := make([]string, 0, len(settings))
 	for k := range settings {
@@ -174,7 +215,28 @@ hostssl all          all          ::/0           scram-sha-256
 			return err
 		}
 	}
+	if len(cfg.CACertPEM) > 0 {
+		if err := c.writeOwned(c.CAFile(), cfg.CACertPEM, 0o644); err != nil {
+			return err
+		}
+	}
+	if u := cfg.Standby; u != nil {
+		if err := c.WritePassFile(u); err != nil {
+			return err
+		}
+		return c.writeOwned(filepath.Join(c.DataDir(), "standby.signal"), nil, 0o600)
+	}
+	if err := os.Remove(filepath.Join(c.DataDir(), "standby.signal")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	return nil
+}
+
+// WritePassFile writes the pgpass file for the replication user.
+func (c *Cluster) WritePassFile(u *Upstream) error {
+	esc := strings.NewReplacer(`\`, `\\`, ":", `\:`)
+	line := fmt.Sprintf("*:*:*:%s:%s\n", esc.Replace(u.User), esc.Replace(u.Password))
+	return c.writeOwned(c.PassFile(), []byte(line), 0o600)
 }
 
 func (c *Cluster) writeOwned(path string, data []byte, mode os.FileMode) error {

@@ -1,0 +1,606 @@
+package agent
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/postgres"
+	"github.com/fogdb/fog/internal/store"
+)
+
+// worker reconciles one instance; all of its PostgreSQL actions are serialised here.
+type worker struct {
+	a    *Agent
+	uid  string
+	kick chan struct{}
+	log  *slog.Logger
+	last instance.Status
+	// views remembers, per database, the link the view was last written with.
+	views   map[string]string
+	hadLink bool
+}
+
+func (w *worker) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-w.kick:
+			if !ok {
+				return
+			}
+		}
+		var s instance.Spec
+		if _, err := store.Get(ctx, w.a.st, instance.SpecKey(w.a.cfg.Region, w.uid), &s); err != nil {
+			continue
+		}
+		st := w.reconcile(ctx, s)
+		w.publish(ctx, st)
+		w.runCommands(ctx, s)
+	}
+}
+
+func (w *worker) status(ctx context.Context) (instance.Status, bool) {
+	var st instance.Status
+	_, err := store.Get(ctx, w.a.st, instance.StatusKey(w.a.cfg.Region, w.uid), &st)
+	return st, err == nil
+}
+
+// publish writes st if it differs from what was last written, or to refresh the heartbeat.
+func (w *worker) publish(ctx context.Context, st instance.Status) {
+	st.UID = w.uid
+	st.Heartbeat = w.last.Heartbeat
+	if reflect.DeepEqual(w.last, st) && time.Since(w.last.Heartbeat) < 10*time.Second {
+		return
+	}
+	st.Heartbeat = time.Now().UTC()
+	if err := store.Put(ctx, w.a.st, instance.StatusKey(w.a.cfg.Region, w.uid), st); err != nil {
+		if ctx.Err() == nil {
+			w.log.Error("publish status", "err", err)
+		}
+		return
+	}
+	w.last = st
+}
+
+// reconcile brings the instance to its spec and returns what it observed.
+func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status {
+	c := w.a.cluster(s)
+	prev, _ := w.status(ctx)
+	st := prev
+	st.Error = ""
+
+	if s.Deleted {
+		if prev.Phase == instance.PhaseDeleted {
+			return prev
+		}
+		if err := c.StopNow(ctx, false); err != nil {
+			w.log.Warn("fast stop before delete failed; stopping immediately", "err", err)
+			_ = c.StopNow(ctx, true)
+		}
+		if err := c.Remove(); err != nil {
+			st.Error = fmt.Sprintf("remove data: %v", err)
+			return st
+		}
+		w.log.Info("instance deleted", "instance", s.Name)
+		return instance.Status{Phase: instance.PhaseDeleted, ObservedGeneration: s.Generation}
+	}
+	// A failed create is not retried: the control plane deletes it.
+	if prev.Phase == instance.PhaseFailed && prev.ObservedGeneration == s.Generation {
+		return prev
+	}
+	fail := func(err error) instance.Status {
+		w.log.Error("reconcile failed", "instance", s.Name, "err", err)
+		st.Error, st.ObservedGeneration = err.Error(), s.Generation
+		if prev.ObservedGeneration == 0 || prev.Phase == instance.PhaseCreating && prev.Role == "" {
+			// A create that failed leaves nothing behind.
+			st.Phase = instance.PhaseFailed
+			_ = c.StopNow(ctx, true)
+			_ = c.Remove()
+			return st
+		}
+		// The instance ran before: the failure is retried on every resync, never given up.
+		if _, ok := c.PID(); !ok {
+			st.Phase = instance.PhaseStopped
+		}
+		return st
+	}
+
+	if !c.Initialized() && s.Role != instance.RoleStandby {
+		st.Phase = instance.PhaseCreating
+		w.publish(ctx, st)
+		w.log.Info("initialising instance", "instance", s.Name, "addr", net.JoinHostPort(s.Host, fmt.Sprint(s.Port)))
+		if err := c.Init(ctx, s.Locale); err != nil {
+			return fail(err)
+		}
+	}
+	if s.Paused {
+		return w.fence(ctx, c, s, st)
+	}
+	if s.Role == instance.RoleStandby {
+		if err := w.standby(ctx, c, s, &st); err != nil {
+			return fail(err)
+		}
+	} else if err := w.primary(ctx, c, s, &st); err != nil {
+		return fail(err)
+	}
+	st.ShutdownLSN = ""
+	conn, err := c.Connect(ctx, "postgres")
+	if err != nil {
+		return fail(fmt.Errorf("connect: %w", err))
+	}
+	defer conn.Close(context.Background())
+	if err := w.observe(ctx, conn, s, &st); err != nil {
+		return fail(err)
+	}
+	st.Phase, st.ObservedGeneration, st.Epoch = instance.PhaseReady, s.Generation, s.Epoch
+	return st
+}
+
+// fence keeps a demoted primary shut down, recording where its WAL ends when the shutdown
+// was clean.
+func (w *worker) fence(ctx context.Context, c *postgres.Cluster, s instance.Spec, st instance.Status) instance.Status {
+	if _, running := c.PID(); running {
+		w.log.Info("fencing instance: shutting it down", "instance", s.Name, "epoch", s.Epoch, "immediate", s.StopImmediately)
+		if err := c.StopNow(ctx, s.StopImmediately); err != nil {
+			st.Error = err.Error()
+			return st
+		}
+	}
+	st.Phase, st.ObservedGeneration, st.Epoch = instance.PhaseStopped, s.Generation, s.Epoch
+	st.ShutdownLSN = ""
+	if lsn, state, err := c.LatestCheckpoint(ctx); err == nil && state == "shut down" {
+		st.ShutdownLSN = lsn
+	}
+	return st
+}
+
+func (w *worker) configure(c *postgres.Cluster, s instance.Spec, standby *postgres.Upstream) error {
+	ips := []net.IP{}
+	for _, h := range append([]string{s.Host}, s.ExtraIPs...) {
+		if ip := net.ParseIP(h); ip != nil {
+			ips = append(ips, ip)
+		}
+	}
+	crt, key, err := w.a.ca.Issue(append([]string{s.Name}, s.DNSNames...), ips)
+	if err != nil {
+		return err
+	}
+	return c.WriteConfig(postgres.Config{
+		Name: s.Name, Timezone: s.Timezone, CertPEM: crt, KeyPEM: key, FogUser: w.a.cfg.FogUser,
+		CACertPEM: w.a.cfg.CACertPEM, Standby: standby, MaxSlotWALKeepSize: w.a.cfg.MaxSlotWALKeepSize,
+	})
+}
+
+func upstreamOf(s instance.Spec) *postgres.Upstream {
+	u := s.Upstream
+	return &postgres.Upstream{Host: u.Host, Port: u.Port, User: postgres.ReplicationUser,
+		Password: s.ReplicationPassword, Slot: u.Slot, AppName: postgres.SlotNameApp(s.UID)}
+}
+
+// primary makes the instance a read-write server: promoting it if it is a standby (after
+// the WAL it must have is in, for a planned failover), starting it if it is down.
+func (w *worker) primary(ctx context.Context, c *postgres.Cluster, s instance.Spec, st *instance.Status) error {
+	_, running := c.PID()
+	changed := st.ObservedGeneration != s.Generation || st.Phase != instance.PhaseReady
+	if running {
+		conn, err := c.Connect(ctx, "postgres")
+		if err != nil {
+			return fmt.Errorf("connect: %w", err)
+		}
+		defer conn.Close(context.Background())
+		var inRecovery bool
+		if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+			return err
+		}
+		if inRecovery {
+			if err := w.promote(ctx, c, conn, s, st); err != nil {
+				return err
+			}
+			changed = true
+		}
+	}
+	if !running || changed {
+		if err := w.configure(c, s, nil); err != nil {
+			return err
+		}
+	}
+	if running {
+		if changed {
+			return c.Reload(ctx)
+		}
+		return nil
+	}
+	if st.Phase == instance.PhaseReady {
+		w.log.Warn("instance was not running; starting it", "instance", s.Name)
+		st.Phase = instance.PhaseStopped
+		w.publish(ctx, *st)
+	}
+	return c.Start(ctx)
+}
+
+func (w *worker) promote(ctx context.Context, c *postgres.Cluster, conn *pgx.Conn, s instance.Spec, st *instance.Status) error {
+	if s.PromoteAfterLSN != "" {
+		want, err := postgres.ParseLSN(s.PromoteAfterLSN)
+		if err != nil {
+			return err
+		}
+		if err := waitReceived(ctx, conn, want, 15*time.Second); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	if err := postgres.Promote(ctx, conn); err != nil {
+		return err
+	}
+	w.log.Info("promoted", "instance", s.Name, "epoch", s.Epoch, "took", time.Since(start).Round(time.Microsecond))
+	// The switch point of the new timeline is where the histories diverge.
+	var history string
+	if err := conn.QueryRow(ctx, `SELECT pg_read_file('pg_wal/' || lpad(to_hex(timeline_id), 8, '0') || '.history')
+		FROM pg_control_checkpoint()`).Scan(&history); err == nil {
+		st.PromotedFrom = lastSwitchPoint(history)
+	}
+	st.Role, st.Epoch = instance.RolePrimary, s.Epoch
+	w.publish(ctx, *st)
+	// pg_rewind of the old primary needs a checkpoint on the new timeline first, or the
+	// rewound server fails with "requested timeline ... does not contain minimum recovery point".
+	return postgres.Checkpoint(ctx, conn)
+}
+
+// waitReceived polls until the standby has received WAL past lsn.
+func waitReceived(ctx context.Context, conn *pgx.Conn, lsn postgres.LSN, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var got string
+		if err := conn.QueryRow(ctx, "SELECT coalesce(pg_last_wal_receive_lsn(), '0/0')::text").Scan(&got); err != nil {
+			return err
+		}
+		if l, err := postgres.ParseLSN(got); err == nil && l > lsn {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: the standby received WAL up to %s, not past the old primary's shutdown checkpoint %s", ErrNotCaughtUp, got, lsn)
+		case <-tick.C:
+		}
+	}
+}
+
+// ErrNotCaughtUp means a standby did not receive the WAL a planned failover needs.
+var ErrNotCaughtUp = errors.New("agent: standby not caught up")
+
+func lastSwitchPoint(history string) string {
+	var last string
+	for _, line := range strings.Split(history, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && !strings.HasPrefix(f[0], "#") {
+			last = f[1]
+		}
+	}
+	return last
+}
+
+// standby makes the instance a streaming standby of its upstream: seeding it when asked,
+// rewinding a former primary when asked, then following the upstream's latest timeline.
+func (w *worker) standby(ctx context.Context, c *postgres.Cluster, s instance.Spec, st *instance.Status) error {
+	up := upstreamOf(s)
+	if !c.Initialized() || s.SeedGeneration > st.SeededGeneration {
+		w.log.Info("seeding standby", "instance", s.Name, "from", net.JoinHostPort(up.Host, fmt.Sprint(up.Port)))
+		zero := 0.0
+		st.Phase, st.SeedPercent, st.Role = instance.PhaseCreating, &zero, instance.RoleStandby
+		w.publish(ctx, *st)
+		last := time.Now()
+		err := c.BaseBackup(ctx, up, func(p float64) {
+			if time.Since(last) > 500*time.Millisecond {
+				last = time.Now()
+				st.SeedPercent = &p
+				w.publish(ctx, *st)
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("seed from %s:%d: %w", up.Host, up.Port, err)
+		}
+		st.SeededGeneration, st.SeedPercent, st.Rewound = s.SeedGeneration, nil, nil
+		if err := w.configure(c, s, up); err != nil {
+			return err
+		}
+		w.log.Info("seeded standby", "instance", s.Name)
+		return c.Start(ctx)
+	}
+	_, running := c.PID()
+	if running {
+		conn, err := c.Connect(ctx, "postgres")
+		if err != nil {
+			return err
+		}
+		var inRecovery bool
+		err = conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery)
+		conn.Close(context.Background())
+		if err != nil {
+			return err
+		}
+		if !inRecovery {
+			// A primary told to follow another: it must stop first, and it was not fenced
+			// through the protocol, so only a rewind makes it safe.
+			w.log.Warn("instance is a primary but should be a standby; stopping it", "instance", s.Name)
+			if err := c.StopNow(ctx, false); err != nil {
+				return err
+			}
+			running = false
+			s.Rewind = true
+		}
+	}
+	if s.Rewind && !running && (st.Rewound == nil || st.Rewound.Epoch != s.Epoch) {
+		if err := w.rewind(ctx, c, s, up, st); err != nil {
+			return err
+		}
+	}
+	if err := w.configure(c, s, up); err != nil {
+		return err
+	}
+	if running {
+		return c.Reload(ctx)
+	}
+	return c.Start(ctx)
+}
+
+// rewind makes a former primary's data a history of the new primary's timeline: crash
+// recovery if it was not shut down cleanly, note where its WAL ends, keep its WAL aside, and
+// pg_rewind. The WAL between the new timeline's switch point and that end is what the
+// forced failover lost.
+func (w *worker) rewind(ctx context.Context, c *postgres.Cluster, s instance.Spec, up *postgres.Upstream, st *instance.Status) error {
+	_, state, err := c.LatestCheckpoint(ctx)
+	if err != nil {
+		return err
+	}
+	if state != "shut down" && state != "shut down in recovery" {
+		w.log.Info("crash recovery before rewind", "instance", s.Name, "state", state)
+		if err := c.CrashRecover(ctx); err != nil {
+			return err
+		}
+	}
+	end, _, err := c.LatestCheckpoint(ctx)
+	if err != nil {
+		return err
+	}
+	var upStatus instance.Status
+	if _, err := store.Get(ctx, w.a.st, instance.StatusKey(s.Upstream.Region, s.Upstream.UID), &upStatus); err != nil {
+		return fmt.Errorf("read upstream status: %w", err)
+	}
+	lost := &instance.LostWAL{Epoch: s.Epoch, FromLSN: upStatus.PromotedFrom, ToLSN: end}
+	from, ferr := postgres.ParseLSN(upStatus.PromotedFrom)
+	to, terr := postgres.ParseLSN(end)
+	if ferr == nil && terr == nil && to > from {
+		lost.Bytes = int64(to - from)
+	}
+	if lost.Bytes > 0 {
+		lost.SavedIn = filepath.Join(c.Dir, fmt.Sprintf("lost-wal-epoch-%d", s.Epoch))
+		if err := c.CopyWAL(lost.SavedIn); err != nil {
+			w.log.Warn("could not keep the lost WAL aside", "err", err)
+			lost.SavedIn = ""
+		}
+	}
+	w.log.Info("rewinding former primary", "instance", s.Name, "lostFrom", lost.FromLSN, "lostTo", lost.ToLSN, "lostBytes", lost.Bytes)
+	if out, err := c.Rewind(ctx, up); err != nil {
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(out))
+	}
+	st.Rewound = lost
+	w.publish(ctx, *st)
+	return nil
+}
+
+// observe refreshes what the status reports: role, replication, databases; and on a primary
+// makes sure the admin, the replication role and the slots exist.
+func (w *worker) observe(ctx context.Context, conn *pgx.Conn, s instance.Spec, st *instance.Status) error {
+	rep, err := postgres.ReplicationState(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if !rep.InRecovery {
+		if st.ObservedGeneration != s.Generation || st.Phase != instance.PhaseReady || st.Role != instance.RolePrimary {
+			if err := postgres.EnsureAdmin(ctx, conn, s.AdminLogin, s.AdminVerifier); err != nil {
+				return err
+			}
+			if s.ReplicationVerifier != "" {
+				if err := postgres.EnsureReplicationRole(ctx, conn, s.ReplicationVerifier); err != nil {
+					return err
+				}
+			}
+			st.ServerVersion, _ = postgres.ServerVersion(ctx, conn)
+		}
+		if err := w.syncSlots(ctx, conn, s, rep.Slots); err != nil {
+			return err
+		}
+		if len(rep.Slots) != len(s.Slots) {
+			if rep, err = postgres.ReplicationState(ctx, conn); err != nil {
+				return err
+			}
+		}
+		st.Role = instance.RolePrimary
+	} else {
+		st.Role = instance.RoleStandby
+	}
+	st.Replication = &rep
+	dbs, err := postgres.ListDatabases(ctx, conn)
+	if err != nil {
+		return err
+	}
+	st.Databases = toDBs(dbs)
+	if !rep.InRecovery {
+		w.ensureLinkViews(ctx, s, dbs)
+	}
+	return nil
+}
+
+// ensureLinkViews keeps the link-status view and its row current in every database,
+// template1 included so that new databases have it. It connects to a database only when the
+// link changed or the database is new to this worker.
+func (w *worker) ensureLinkViews(ctx context.Context, s instance.Spec, dbs []postgres.Database) {
+	var row *postgres.LinkRow
+	want := ""
+	if l := s.Link; l != nil {
+		allow := 2
+		if l.SecondaryType == "Standby" {
+			allow = 0
+		}
+		row = &postgres.LinkRow{ID: l.ID, Name: l.Name, PrimaryServer: l.PrimaryName, SecondaryServer: l.SecondaryName, AllowConnections: allow}
+		want = fmt.Sprintf("%+v", *row)
+	}
+	if w.views == nil {
+		w.views = map[string]string{}
+	}
+	names := []string{"template1", "postgres"}
+	for _, d := range dbs {
+		names = append(names, d.Name)
+	}
+	c := w.a.cluster(s)
+	for _, db := range names {
+		if done, ok := w.views[db]; ok && done == want {
+			continue
+		}
+		if want == "" && !w.hadLink {
+			continue // never in a group: nothing to install or clear
+		}
+		conn, err := c.Connect(ctx, db)
+		if err != nil {
+			continue
+		}
+		err = postgres.EnsureLinkView(ctx, conn, row)
+		conn.Close(context.Background())
+		if err != nil {
+			w.log.Warn("link status view", "database", db, "err", err)
+			continue
+		}
+		w.views[db] = want
+	}
+	if want != "" {
+		w.hadLink = true
+	}
+}
+
+// syncSlots creates the slots the spec lists and drops Fog's slots it no longer lists.
+func (w *worker) syncSlots(ctx context.Context, conn *pgx.Conn, s instance.Spec, have []postgres.Slot) error {
+	for _, name := range s.Slots {
+		if err := postgres.EnsureSlot(ctx, conn, name); err != nil {
+			return err
+		}
+	}
+	for _, sl := range have {
+		if strings.HasPrefix(sl.Name, "fog_") && !containsStr(s.Slots, sl.Name) {
+			if err := postgres.DropSlot(ctx, conn, sl.Name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func containsStr(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func toDBs(dbs []postgres.Database) []instance.DB {
+	out := make([]instance.DB, 0, len(dbs))
+	for _, d := range dbs {
+		out = append(out, instance.DB{Name: d.Name, Collation: d.Collation, Created: d.Created.UTC()})
+	}
+	return out
+}
+
+func (w *worker) runCommands(ctx context.Context, s instance.Spec) {
+	for _, cmd := range w.a.commandsFor(ctx, w.uid) {
+		if err := w.execute(ctx, s, cmd); err != nil {
+			cmd.Error = err.Error()
+		}
+		cmd.Done = true
+		if err := store.Put(ctx, w.a.st, instance.CommandKey(w.a.cfg.Region, cmd.ID), cmd); err != nil && ctx.Err() == nil {
+			w.log.Error("complete command", "id", cmd.ID, "err", err)
+		}
+	}
+}
+
+func (w *worker) execute(ctx context.Context, s instance.Spec, cmd instance.Command) error {
+	if s.Deleted {
+		return errors.New("the instance is being deleted")
+	}
+	if cmd.Kind == instance.CmdCheckReach {
+		return checkReach(ctx, cmd.Target)
+	}
+	c := w.a.cluster(s)
+	conn, err := c.Connect(ctx, "postgres")
+	if err != nil {
+		return fmt.Errorf("instance %s is not accepting connections: %w", s.Name, err)
+	}
+	defer conn.Close(context.Background())
+	switch cmd.Kind {
+	case instance.CmdCreateDatabase:
+		err = postgres.CreateDatabase(ctx, conn, cmd.Database, cmd.Owner)
+	case instance.CmdDropDatabase:
+		err = postgres.DropDatabase(ctx, conn, cmd.Database)
+	case instance.CmdCheckpoint:
+		err = postgres.Checkpoint(ctx, conn)
+	case instance.CmdRefresh:
+	default:
+		err = fmt.Errorf("unknown command %q", cmd.Kind)
+	}
+	if err != nil {
+		return err
+	}
+	st, _ := w.status(ctx)
+	if st.Phase == instance.PhaseReady {
+		if err := w.observe(ctx, conn, s, &st); err != nil {
+			return err
+		}
+		w.publish(ctx, st)
+	}
+	return nil
+}
+
+// checkReach opens a TCP connection to a PostgreSQL server and asks for TLS, the first thing
+// a standby does; it proves the replication path from this agent's side.
+func checkReach(ctx context.Context, target string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", target)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	req := make([]byte, 8)
+	binary.BigEndian.PutUint32(req[0:4], 8)
+	binary.BigEndian.PutUint32(req[4:8], 80877103)
+	if _, err := conn.Write(req); err != nil {
+		return err
+	}
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(conn, b); err != nil {
+		return fmt.Errorf("no answer to the TLS request from %s: %w", target, err)
+	}
+	if b[0] != 'S' {
+		return fmt.Errorf("%s does not offer TLS", target)
+	}
+	return nil
+}
+

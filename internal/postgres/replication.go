@@ -1,0 +1,420 @@
+package postgres
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ReplicationUser is the role standbys stream as, and pg_rewind reads its source as.
+const ReplicationUser = "fog_replication"
+
+// EnsureReplicationRole creates or updates the replication role. pg_rewind needs to read
+// files of its source server; the grants are the ones its documentation lists for a
+// non-superuser.
+func EnsureReplicationRole(ctx context.Context, conn *pgx.Conn, verifier string) error {
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", ReplicationUser).Scan(&exists); err != nil {
+		return err
+	}
+	verb := "CREATE"
+	if exists {
+		verb = "ALTER"
+	}
+	stmts := []string{
+		fmt.Sprintf("%s ROLE %s WITH LOGIN REPLICATION PASSWORD '%s'", verb, ident(ReplicationUser), strings.ReplaceAll(verifier, "'", "''")),
+		"GRANT EXECUTE ON function pg_catalog.pg_ls_dir(text, boolean, boolean) TO " + ident(ReplicationUser),
+		"GRANT EXECUTE ON function pg_catalog.pg_stat_file(text, boolean) TO " + ident(ReplicationUser),
+		"GRANT EXECUTE ON function pg_catalog.pg_read_binary_file(text) TO " + ident(ReplicationUser),
+		"GRANT EXECUTE ON function pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO " + ident(ReplicationUser),
+		// CHECKPOINT on a newly promoted primary before pg_rewind reads it.
+		"GRANT pg_checkpoint TO " + ident(ReplicationUser),
+	}
+	for _, q := range stmts {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("ensure replication role: %w", err)
+		}
+	}
+	return nil
+}
+
+// EnsureSlot creates a physical replication slot if it does not exist. immediately reserve
+// WAL, so that WAL a standby has not received yet is kept from the moment the slot exists.
+func EnsureSlot(ctx context.Context, conn *pgx.Conn, name string) error {
+	_, err := conn.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)
+		WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, name)
+	if err != nil {
+		return fmt.Errorf("create slot %s: %w", name, err)
+	}
+	return nil
+}
+
+// DropSlot drops a slot if it exists and is not in use.
+func DropSlot(ctx context.Context, conn *pgx.Conn, name string) error {
+	_, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+		WHERE slot_name = $1 AND NOT active`, name)
+	return err
+}
+
+// Slot is a replication slot on a primary.
+type Slot struct {
+	Name       string `json:"name"`
+	Active     bool   `json:"active"`
+	WALStatus  string `json:"walStatus"`
+	RestartLSN string `json:"restartLsn,omitempty"`
+}
+
+// Replica is one row of pg_stat_replication.
+type Replica struct {
+	AppName   string     `json:"appName"`
+	State     string     `json:"state"`
+	SentLSN   string     `json:"sentLsn"`
+	WriteLSN  string     `json:"writeLsn"`
+	FlushLSN  string     `json:"flushLsn"`
+	ReplayLSN string     `json:"replayLsn"`
+	FlushLag  float64    `json:"flushLagSeconds"`
+	ReplyTime *time.Time `json:"replyTime,omitempty"`
+}
+
+// Replication is what a server says about its replication right now.
+type Replication struct {
+	InRecovery bool   `json:"inRecovery"`
+	Timeline   int    `json:"timeline"`
+	CurrentLSN string `json:"currentLsn"` // primary: pg_current_wal_lsn; standby: last received
+	ReplayLSN  string `json:"replayLsn,omitempty"`
+	// Standby only.
+	ReceiverStatus string     `json:"receiverStatus,omitempty"`
+	LastMessage    *time.Time `json:"lastMessage,omitempty"`
+	// Primary only.
+	Replicas []Replica `json:"replicas,omitempty"`
+	Slots    []Slot    `json:"slots,omitempty"`
+}
+
+// ReplicationState reads the replication view of the server.
+func ReplicationState(ctx context.Context, conn *pgx.Conn) (Replication, error) {
+	var r Replication
+	err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery(),
+		(SELECT timeline_id FROM pg_control_checkpoint()),
+		CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text ELSE pg_current_wal_lsn()::text END,
+		coalesce(pg_last_wal_replay_lsn()::text, '')`).Scan(&r.InRecovery, &r.Timeline, &r.CurrentLSN, &r.ReplayLSN)
+	if err != nil {
+		return r, fmt.Errorf("replication state: %w", err)
+	}
+	if r.InRecovery {
+		var status *string
+		var last *time.Time
+		var tli *int
+		err := conn.QueryRow(ctx, `SELECT max(status), max(last_msg_receipt_time), max(received_tli) FROM pg_stat_wal_receiver`).Scan(&status, &last, &tli)
+		if err != nil {
+			return r, fmt.Errorf("wal receiver: %w", err)
+		}
+		if status != nil {
+			r.ReceiverStatus = *status
+		}
+		r.LastMessage = last
+		if tli != nil && *tli > r.Timeline {
+			r.Timeline = *tli
+		}
+		return r, nil
+	}
+	rows, err := conn.Query(ctx, `SELECT application_name, state,
+		coalesce(sent_lsn::text, ''), coalesce(write_lsn::text, ''), coalesce(flush_lsn::text, ''), coalesce(replay_lsn::text, ''),
+		coalesce(extract(epoch FROM flush_lag), 0)::float8, reply_time
+		FROM pg_stat_replication ORDER BY application_name`)
+	if err != nil {
+		return r, fmt.Errorf("pg_stat_replication: %w", err)
+	}
+	r.Replicas, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Replica, error) {
+		var x Replica
+		err := row.Scan(&x.AppName, &x.State, &x.SentLSN, &x.WriteLSN, &x.FlushLSN, &x.ReplayLSN, &x.FlushLag, &x.ReplyTime)
+		return x, err
+	})
+	if err != nil {
+		return r, err
+	}
+	rows, err = conn.Query(ctx, `SELECT slot_name, active, coalesce(wal_status, ''), coalesce(restart_lsn::text, '')
+		FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name`)
+	if err != nil {
+		return r, fmt.Errorf("pg_replication_slots: %w", err)
+	}
+	r.Slots, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Slot, error) {
+		var s Slot
+		err := row.Scan(&s.Name, &s.Active, &s.WALStatus, &s.RestartLSN)
+		return s, err
+	})
+	return r, err
+}
+
+// Checkpoint runs CHECKPOINT.
+func Checkpoint(ctx context.Context, conn *pgx.Conn) error {
+	_, err := conn.Exec(ctx, "CHECKPOINT")
+	return err
+}
+
+// Promote ends recovery and waits until the server accepts writes. It checks first, so a
+// repeated promote is harmless; pg_promote(false) returns at once and Fog polls every few
+// milliseconds instead of pg_ctl's 100.
+func Promote(ctx context.Context, conn *pgx.Conn) error {
+	var inRecovery bool
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+		return err
+	}
+	if !inRecovery {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_promote(false)"); err != nil {
+		return fmt.Errorf("pg_promote: %w", err)
+	}
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+			return err
+		}
+		if !inRecovery {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("promotion did not finish: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// StopNow shuts the server down with SIGINT (fast) or SIGQUIT (immediate) and polls for the
+// postmaster's exit every few milliseconds, where pg_ctl -w would poll every 100 ms.
+func (c *Cluster) StopNow(ctx context.Context, immediate bool) error {
+	pid, ok := c.PID()
+	if !ok {
+		return nil
+	}
+	sig := syscall.SIGINT
+	if immediate {
+		sig = syscall.SIGQUIT
+	}
+	if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signal postmaster %d: %w", pid, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if !running(pid) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("postmaster %d did not exit: %w", pid, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// ControlData returns pg_controldata's fields.
+func (c *Cluster) ControlData(ctx context.Context) (map[string]string, error) {
+	out, err := c.R.Run(ctx, "pg_controldata", "-D", c.DataDir())
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok {
+			m[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	return m, nil
+}
+
+// LatestCheckpoint returns the location of the last checkpoint and the cluster state.
+func (c *Cluster) LatestCheckpoint(ctx context.Context) (lsn, state string, err error) {
+	m, err := c.ControlData(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	return m["Latest checkpoint location"], m["Database cluster state"], nil
+}
+
+var progressRe = regexp.MustCompile(`(\d+)/(\d+) kB \((\d+)%\)`)
+
+// BaseBackup replaces the data directory with a copy of the upstream taken with pg_basebackup,
+// streaming WAL, through slot (created if missing), over TLS. progress is called with the
+// percentage done.
+func (c *Cluster) BaseBackup(ctx context.Context, u *Upstream, progress func(float64)) error {
+	if err := c.StopNow(ctx, false); err != nil {
+		return err
+	}
+	if err := c.WritePassFile(u); err != nil {
+		return err
+	}
+	// PostgreSQL refuses to back up into a non-empty directory.
+	if err := os.RemoveAll(c.DataDir()); err != nil {
+		return err
+	}
+	if err := c.R.MkdirOwned(c.DataDir(), 0o700); err != nil {
+		return err
+	}
+	args := []string{"-D", c.DataDir(), "-d", c.ConnInfo(u, ""), "-X", "stream", "--checkpoint=fast", "--progress", "--verbose", "-S", u.Slot}
+	if !slotExists(ctx, c, u) {
+		args = append(args, "-C")
+	}
+	cmd := c.R.Command(ctx, "pg_basebackup", args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("pg_basebackup: %w", err)
+	}
+	var tailBuf []string
+	rd := bufio.NewReader(stderr)
+	for {
+		// --progress ends its updates with \r, other messages with \n.
+		line, err := rd.ReadString('\r')
+		for _, l := range strings.Split(line, "\n") {
+			if m := progressRe.FindStringSubmatch(l); m != nil && progress != nil {
+				done, _ := strconv.ParseFloat(m[1], 64)
+				total, _ := strconv.ParseFloat(m[2], 64)
+				if total > 0 {
+					progress(100 * done / total)
+				}
+			} else if t := strings.TrimSpace(l); t != "" {
+				tailBuf = append(tailBuf, t)
+				if len(tailBuf) > 5 {
+					tailBuf = tailBuf[1:]
+				}
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			break
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("pg_basebackup: %w: %s", err, strings.Join(tailBuf, " | "))
+	}
+	return nil
+}
+
+// slotExists asks the upstream whether the slot is there, so pg_basebackup -C is passed only
+// when it must create it (it fails if the slot exists).
+func slotExists(ctx context.Context, c *Cluster, u *Upstream) bool {
+	cfg, err := pgx.ParseConfig(c.ConnInfo(u, "postgres"))
+	if err != nil {
+		return false
+	}
+	cfg.Password = readPass(c.PassFile())
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return false
+	}
+	defer conn.Close(context.Background())
+	var n int
+	_ = conn.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", u.Slot).Scan(&n)
+	return n > 0
+}
+
+func readPass(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	parts := strings.SplitN(strings.TrimSpace(string(b)), ":", 5)
+	if len(parts) < 5 {
+		return ""
+	}
+	return strings.NewReplacer(`\:`, ":", `\\`, `\`).Replace(parts[4])
+}
+
+// CrashRecover brings a data directory that was not shut down cleanly to a consistent,
+// cleanly shut down state by running the server in single-user mode, which replays WAL to
+// its end and writes a shutdown checkpoint. It listens on nothing, so no client can write.
+func (c *Cluster) CrashRecover(ctx context.Context) error {
+	cmd := c.R.Command(ctx, "postgres", "--single", "-D", c.DataDir(), "-c", "listen_addresses=", "-c", "archive_mode=off", "postgres")
+	cmd.Stdin = strings.NewReader("")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("crash recovery: %w: %s", err, lastLines(string(out), 5))
+	}
+	return nil
+}
+
+// Rewind makes the data directory a copy of source's timeline history with pg_rewind. The
+// server must be shut down cleanly (see CrashRecover).
+func (c *Cluster) Rewind(ctx context.Context, u *Upstream) (string, error) {
+	if err := c.WritePassFile(u); err != nil {
+		return "", err
+	}
+	out, err := c.R.Run(ctx, "pg_rewind", "-D", c.DataDir(), "--source-server", c.ConnInfo(u, "postgres"), "--progress")
+	if err != nil {
+		return string(out), fmt.Errorf("pg_rewind: %w", err)
+	}
+	return string(out), nil
+}
+
+// CopyWAL copies the WAL segments of the data directory to dir, to keep what a forced
+// failover discards.
+func (c *Cluster) CopyWAL(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	files, err := filepath.Glob(filepath.Join(c.DataDir(), "pg_wal", "0*"))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LSN is a WAL location as PostgreSQL prints it ("16/B374D848").
+type LSN uint64
+
+// ParseLSN parses "X/Y".
+func ParseLSN(s string) (LSN, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, fmt.Errorf("bad LSN %q", s)
+	}
+	h, err := strconv.ParseUint(hi, 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("bad LSN %q", s)
+	}
+	l, err := strconv.ParseUint(lo, 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("bad LSN %q", s)
+	}
+	return LSN(h<<32 | l), nil
+}
+
+func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint64(l)&0xffffffff) }
+
+
+// SlotNameApp is the application_name a standby streams with, so the primary's
+// pg_stat_replication row can be matched to it.
+func SlotNameApp(uid string) string { return "fog_" + strings.ReplaceAll(uid, "-", "") }
