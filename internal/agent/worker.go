@@ -248,9 +248,12 @@ func (w *worker) promote(ctx context.Context, c *postgres.Cluster, conn *pgx.Con
 	w.log.Info("promoted", "instance", s.Name, "epoch", s.Epoch, "took", time.Since(start).Round(time.Microsecond))
 	// The switch point of the new timeline is where the histories diverge.
 	var history string
-	if err := conn.QueryRow(ctx, `SELECT pg_read_file('pg_wal/' || lpad(to_hex(timeline_id), 8, '0') || '.history')
-		FROM pg_control_checkpoint()`).Scan(&history); err == nil {
+	// The control file names the new timeline only after the next checkpoint; the name of the
+	// current WAL file names it at once.
+	if err := conn.QueryRow(ctx, `SELECT pg_read_file('pg_wal/' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) || '.history')`).Scan(&history); err == nil {
 		st.PromotedFrom = lastSwitchPoint(history)
+	} else {
+		w.log.Warn("read timeline history", "err", err)
 	}
 	st.Role, st.Epoch = instance.RolePrimary, s.Epoch
 	w.publish(ctx, *st)
@@ -603,4 +606,3 @@ func checkReach(ctx context.Context, target string) error {
 	}
 	return nil
 }
-

@@ -59,6 +59,7 @@ func (s *Server) Handler() http.Handler {
 	rt.Handle("PUT", dbPath, s.putDatabase)
 	rt.Handle("GET", dbPath, s.getDatabase)
 	rt.Handle("DELETE", dbPath, s.deleteDatabase)
+	s.groupRoutes(rt)
 	for _, kind := range []string{"managedInstance", "managedDatabase"} {
 		rt.Handle("GET", opBase+kind+"AzureAsyncOperation/{op}", s.operationStatus)
 		rt.Handle("GET", opBase+kind+"OperationResults/{op}", s.operationResult)
@@ -124,8 +125,11 @@ func decode(r *http.Request, v any) *arm.Error {
 // subscription scope, as the Microsoft.Sql resource provider does.
 func (s *Server) accepted(w http.ResponseWriter, r *http.Request, op *controller.Operation, apiVersion string) {
 	kind := "managedInstance"
-	if op.Kind == controller.KindPutDatabase || op.Kind == controller.KindDeleteDatabase {
+	switch op.Kind {
+	case controller.KindPutDatabase, controller.KindDeleteDatabase:
 		kind = "managedDatabase"
+	case controller.KindCreateGroup, controller.KindUpdateGroup, controller.KindDeleteGroup, controller.KindFailover, controller.KindForceFailover:
+		kind = "instanceFailoverGroup"
 	}
 	base := fmt.Sprintf("https://%s/subscriptions/%s/providers/Microsoft.Sql/locations/%s/", r.Host, op.Subscription, url.PathEscape(op.Location))
 	q := "?api-version=" + url.QueryEscape(apiVersion)
@@ -135,8 +139,12 @@ func (s *Server) accepted(w http.ResponseWriter, r *http.Request, op *controller
 	arm.WriteJSON(w, http.StatusAccepted, map[string]any{"operation": op.Name, "startTime": op.StartTime})
 }
 
+// opVersions accepts any api-version of any resource type: the polling URLs carry the
+// version of the request that started the operation.
+var opVersions = append(append(arm.APIVersions{}, InstanceAPIVersions...), GroupAPIVersions...)
+
 func (s *Server) operationStatus(w http.ResponseWriter, r *http.Request) {
-	if _, aerr := InstanceAPIVersions.Check(r); aerr != nil {
+	if _, aerr := opVersions.Check(r); aerr != nil {
 		arm.WriteError(w, aerr)
 		return
 	}
@@ -154,7 +162,7 @@ func (s *Server) operationStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) operationResult(w http.ResponseWriter, r *http.Request) {
-	ver, aerr := InstanceAPIVersions.Check(r)
+	ver, aerr := opVersions.Check(r)
 	if aerr != nil {
 		arm.WriteError(w, aerr)
 		return
@@ -185,6 +193,13 @@ func (s *Server) operationResult(w http.ResponseWriter, r *http.Request) {
 		s.writeResource(w, ctx, op.ResourceID)
 	case controller.KindPutDatabase:
 		s.writeResource(w, ctx, op.ResourceID)
+	case controller.KindCreateGroup, controller.KindUpdateGroup, controller.KindFailover, controller.KindForceFailover:
+		v, aerr := s.c.GroupResult(ctx, op)
+		if aerr != nil {
+			arm.WriteError(w, aerr)
+			return
+		}
+		arm.WriteJSON(w, http.StatusOK, v)
 	default:
 		w.WriteHeader(http.StatusNoContent)
 	}

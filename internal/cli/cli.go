@@ -50,7 +50,7 @@ func newRoot(stdio IO) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.subscription, "subscription", "", "subscription id (default: the one in the client config)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "json", "output format: json or none")
 	sql := &cobra.Command{Use: "sql", Short: "Manage managed instances and their databases"}
-	sql.AddCommand(newMICommand(g), newMIDBCommand(g))
+	sql.AddCommand(newMICommand(g), newMIDBCommand(g), newGroupCommand(g))
 	root.AddCommand(newUpCommand(g), sql)
 	return root
 }

@@ -84,7 +84,7 @@ func (c *Controller) Regions() []string { return c.cfg.Regions }
 func (c *Controller) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	tick := time.NewTicker(3 * time.Second)
+	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	start := func(id string) {
 		c.mu.Lock()
@@ -116,6 +116,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		case id := <-c.kick:
 			start(id)
 		case <-tick.C:
+			c.monitor(ctx)
 		}
 	}
 }
@@ -231,16 +232,6 @@ func (c *Controller) newOp(kind, name, sub string, m *resource.ManagedInstance, 
 	}
 }
 
-func (c *Controller) spec(m *resource.ManagedInstance) instance.Spec {
-	tz, _ := resource.IANATimezone(m.TimezoneID)
-	return instance.Spec{
-		UID: m.UID, Name: m.Name, Region: m.Location, Generation: m.Generation,
-		Host: m.Host, Port: m.Port, Locale: m.Collation, Timezone: tz,
-		AdminLogin: m.AdministratorLogin, AdminVerifier: m.PasswordVerifier,
-		DNSNames: []string{m.Name + "." + m.DNSZone + "." + c.cfg.DNSSuffix}, VCores: m.VCores,
-	}
-}
-
 // PutInstance creates or updates an instance and returns the operation that completes it.
 func (c *Controller) PutInstance(ctx context.Context, sub, rg, name string, body resource.InstanceJSON) (*Operation, *arm.Error) {
 	if err := resource.ValidateResourceGroupName(rg); err != nil {
@@ -298,11 +289,20 @@ func (c *Controller) PutInstance(ctx context.Context, sub, rg, name string, body
 	m.Generation++
 	opName := "UpsertManagedServer"
 	op := c.newOp(KindPutInstance, opName, sub, m, m.ID())
-	op.Generation, op.Create = m.Generation, create
+	op.Create = create
 	m.ActiveOperation = op.ID
-	ops = append(ops,
+	spec, err := c.specFor(ctx, m)
+	if err != nil {
+		return nil, internalError(err)
+	}
+	sconds, sops, gens, err := c.specWrites(ctx, spec)
+	if err != nil {
+		return nil, internalError(err)
+	}
+	op.Generation = gens[0]
+	conds = append(conds, sconds...)
+	ops = append(append(ops, sops...),
 		store.PutOp(miKey(sub, rg, name), m),
-		store.PutOp(instance.SpecKey(m.Location, m.UID), c.spec(m)),
 		store.PutOp(opKey(op.ID), op))
 	if err := c.st.Txn(ctx, conds, ops); err != nil {
 		if errors.Is(err, store.ErrConflict) {
@@ -325,7 +325,7 @@ func (c *Controller) kickOp(id string) {
 // allocateAddress finds the next loopback address (from AddressBase) on which Port is free
 // and used by no other instance; if the port is taken on every address tried, it falls back
 // to a free port on the first unused address.
-func (c *Controller) allocateAddress(ctx context.Context) (string, int, error) {
+func (c *Controller) allocateAddress(ctx context.Context, extraUsed ...string) (string, int, error) {
 	all, err := store.List[resource.ManagedInstance](ctx, c.st, "mi/")
 	if err != nil {
 		return "", 0, err
@@ -333,6 +333,16 @@ func (c *Controller) allocateAddress(ctx context.Context) (string, int, error) {
 	used := map[string]bool{}
 	for _, m := range all {
 		used[m.Host] = true
+	}
+	groups, err := store.List[FailoverGroup](ctx, c.st, "fog/")
+	if err != nil {
+		return "", 0, err
+	}
+	for _, g := range groups {
+		used[g.ReadWrite.Host], used[g.ReadOnly.Host] = true, true
+	}
+	for _, h := range extraUsed {
+		used[h] = true
 	}
 	a := c.cfg.AddressBase
 	var firstUnused string
@@ -379,15 +389,22 @@ func (c *Controller) DeleteInstance(ctx context.Context, sub, rg, name string) (
 	if err := c.busy(ctx, m); err != nil {
 		return nil, err
 	}
+	if m.FailoverGroup != "" {
+		return nil, arm.Errorf(http.StatusConflict, "ManagedInstanceInFailoverGroup",
+			"Managed instance '%s' is in failover group '%s'. Delete the failover group first.", name, m.FailoverGroup)
+	}
 	op := c.newOp(KindDeleteInstance, "DropManagedServer", sub, m, m.ID())
 	m.ProvisioningState = resource.ProvisioningDeleting
 	m.ActiveOperation = op.ID
-	spec := c.spec(m)
+	spec := c.baseSpec(m)
 	spec.Deleted = true
-	err := c.st.Txn(ctx, []store.Cond{{Key: miKey(sub, rg, name), Rev: rev}}, []store.Op{
+	sconds, sops, _, err := c.specWrites(ctx, spec)
+	if err != nil {
+		return nil, internalError(err)
+	}
+	err = c.st.Txn(ctx, append(sconds, store.Cond{Key: miKey(sub, rg, name), Rev: rev}), append(sops,
 		store.PutOp(miKey(sub, rg, name), m),
-		store.PutOp(instance.SpecKey(m.Location, m.UID), spec),
-		store.PutOp(opKey(op.ID), op)})
+		store.PutOp(opKey(op.ID), op)))
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil, arm.Errorf(http.StatusConflict, "ConflictingServerOperation", "Managed instance '%s' changed while this request ran; retry.", name)

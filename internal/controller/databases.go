@@ -30,10 +30,15 @@ func (c *Controller) readyInstance(ctx context.Context, sub, rg, mi string) (*re
 // answer, so databases made with plain SQL show up at once. If the agent does not answer in
 // time the last observed list is used.
 func (c *Controller) refresh(ctx context.Context, m *resource.ManagedInstance) []instance.DB {
+	return c.refreshWithin(ctx, m, 3*time.Second)
+}
+
+// refreshWithin is refresh with a bound on the wait.
+func (c *Controller) refreshWithin(ctx context.Context, m *resource.ManagedInstance, d time.Duration) []instance.DB {
 	cmd := instance.Command{ID: resource.NewUID(), InstanceUID: m.UID, Kind: instance.CmdRefresh, Created: time.Now().UTC()}
 	key := instance.CommandKey(m.Location, cmd.ID)
 	if err := store.Put(ctx, c.st, key, cmd); err == nil {
-		wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		wctx, cancel := context.WithTimeout(ctx, d)
 		err := c.waitFor(wctx, key, func() (bool, error) {
 			var got instance.Command
 			_, err := store.Get(wctx, c.st, key, &got)

@@ -23,7 +23,11 @@ func (c *Controller) drive(ctx context.Context, id string) {
 	if _, err := store.Get(ctx, c.st, opKey(id), &op); err != nil || op.Terminal() {
 		return
 	}
-	ctx, cancel := context.WithDeadline(ctx, op.StartTime.Add(c.cfg.OperationTimeout))
+	timeout := c.cfg.OperationTimeout
+	if op.Kind == KindCreateGroup {
+		timeout = 24 * time.Hour // seeding is size-of-data
+	}
+	ctx, cancel := context.WithDeadline(ctx, op.StartTime.Add(timeout))
 	defer cancel()
 	var aerr *arm.Error
 	switch op.Kind {
@@ -33,6 +37,16 @@ func (c *Controller) drive(ctx context.Context, id string) {
 		aerr = c.driveDeleteInstance(ctx, &op)
 	case KindPutDatabase, KindDeleteDatabase:
 		aerr = c.driveDatabase(ctx, &op)
+	case KindCreateGroup:
+		aerr = c.driveCreateGroup(ctx, &op)
+	case KindUpdateGroup:
+		aerr = c.driveUpdateGroup(ctx, &op)
+	case KindDeleteGroup:
+		aerr = c.driveDeleteGroup(ctx, &op)
+	case KindFailover:
+		aerr = c.drivePlannedFailover(ctx, &op)
+	case KindForceFailover:
+		aerr = c.driveForcedFailover(ctx, &op)
 	default:
 		aerr = internalError(fmt.Errorf("unknown operation kind %q", op.Kind))
 	}

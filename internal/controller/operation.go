@@ -17,25 +17,27 @@ const (
 // Operation is a long-running operation as stored: enough to serve its status URL and its
 // result URL, and to resume driving it after a restart.
 type Operation struct {
-	ID           string     `json:"id"`
-	Name         string     `json:"name"`
-	Kind         string     `json:"kind"`
-	Subscription string     `json:"subscription"`
-	Location     string     `json:"location"`
-	ResourceID   string     `json:"resourceId"`
-	InstanceKey  string     `json:"instanceKey"`
-	InstanceUID  string     `json:"instanceUid"`
-	Region       string     `json:"region"`
-	Generation   int64      `json:"generation,omitempty"`
-	Create       bool       `json:"create,omitempty"`
-	Database     string     `json:"database,omitempty"`
-	CommandID    string     `json:"commandId,omitempty"`
-	Status       string     `json:"status"`
-	Error        *arm.Error `json:"error,omitempty"`
-	ErrorStatus  int        `json:"errorStatus,omitempty"`
-	StartTime    time.Time  `json:"startTime"`
-	EndTime      *time.Time `json:"endTime,omitempty"`
-	Percent      *float64   `json:"percent,omitempty"`
+	ID           string `json:"id"`
+	Name         string `json:"name"`
+	Kind         string `json:"kind"`
+	Subscription string `json:"subscription"`
+	// ResourceGroup is the addressed resource group of a failover-group operation.
+	ResourceGroup string     `json:"resourceGroup,omitempty"`
+	Location      string     `json:"location"`
+	ResourceID    string     `json:"resourceId"`
+	InstanceKey   string     `json:"instanceKey"`
+	InstanceUID   string     `json:"instanceUid"`
+	Region        string     `json:"region"`
+	Generation    int64      `json:"generation,omitempty"`
+	Create        bool       `json:"create,omitempty"`
+	Database      string     `json:"database,omitempty"`
+	CommandID     string     `json:"commandId,omitempty"`
+	Status        string     `json:"status"`
+	Error         *arm.Error `json:"error,omitempty"`
+	ErrorStatus   int        `json:"errorStatus,omitempty"`
+	StartTime     time.Time  `json:"startTime"`
+	EndTime       *time.Time `json:"endTime,omitempty"`
+	Percent       *float64   `json:"percent,omitempty"`
 }
 
 // StatusBody is the operation as the Azure-AsyncOperation URL serves it.

@@ -68,9 +68,9 @@ const (
 type Upstream struct {
 	UID    string `json:"uid"`
 	Region string `json:"region"`
-	Host string `json:"host"`
-	Port int    `json:"port"`
-	Slot string `json:"slot"`
+	Host   string `json:"host"`
+	Port   int    `json:"port"`
+	Slot   string `json:"slot"`
 }
 
 // Link names a failover group and its members.

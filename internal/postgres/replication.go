@@ -105,7 +105,8 @@ type Replication struct {
 func ReplicationState(ctx context.Context, conn *pgx.Conn) (Replication, error) {
 	var r Replication
 	err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery(),
-		(SELECT timeline_id FROM pg_control_checkpoint()),
+		CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())
+			ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
 		CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text ELSE pg_current_wal_lsn()::text END,
 		coalesce(pg_last_wal_replay_lsn()::text, '')`).Scan(&r.InRecovery, &r.Timeline, &r.CurrentLSN, &r.ReplayLSN)
 	if err != nil {
@@ -348,6 +349,9 @@ func readPass(path string) string {
 // cleanly shut down state by running the server in single-user mode, which replays WAL to
 // its end and writes a shutdown checkpoint. It listens on nothing, so no client can write.
 func (c *Cluster) CrashRecover(ctx context.Context) error {
+	if err := c.removeStaleLocks(); err != nil {
+		return err
+	}
 	cmd := c.R.Command(ctx, "postgres", "--single", "-D", c.DataDir(), "-c", "listen_addresses=", "-c", "archive_mode=off", "postgres")
 	cmd.Stdin = strings.NewReader("")
 	out, err := cmd.CombinedOutput()
@@ -413,7 +417,6 @@ func ParseLSN(s string) (LSN, error) {
 }
 
 func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint64(l)&0xffffffff) }
-
 
 // SlotNameApp is the application_name a standby streams with, so the primary's
 // pg_stat_replication row can be matched to it.

@@ -68,6 +68,8 @@ type ManagedInstance struct {
 	Port               int               `json:"port"`
 	ProvisioningState  string            `json:"provisioningState"`
 	Generation         int64             `json:"generation"`
+	// FailoverGroup is the name of the group the instance is in, if any.
+	FailoverGroup string `json:"failoverGroup,omitempty"`
 	// ActiveOperation is the id of the operation that owns the instance right now, if any.
 	ActiveOperation string    `json:"activeOperation,omitempty"`
 	CreatedAt       time.Time `json:"createdAt"`

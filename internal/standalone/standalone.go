@@ -26,6 +26,7 @@ import (
 	"github.com/fogdb/fog/internal/api"
 	"github.com/fogdb/fog/internal/controller"
 	"github.com/fogdb/fog/internal/devca"
+	"github.com/fogdb/fog/internal/gateway"
 	"github.com/fogdb/fog/internal/postgres"
 	"github.com/fogdb/fog/internal/store"
 )
@@ -45,6 +46,10 @@ type Config struct {
 	LocaleOK func(string) bool
 	// Resync is the agents' periodic check interval.
 	Resync time.Duration
+	// HoldTimeout bounds how long a listener holds new connections during a failover.
+	HoldTimeout time.Duration
+	// MaxSlotWALKeepSize overrides the WAL a replication slot may hold back.
+	MaxSlotWALKeepSize string
 	Log    *slog.Logger
 }
 
@@ -190,11 +195,26 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	for _, region := range cfg.Regions {
 		a := agent.New(agent.Config{
 			Region: region, Dir: filepath.Join(cfg.DataDir, "regions", region), FogUser: fogUser,
-			Resync: cfg.Resync, StopOnExit: true,
+			Resync: cfg.Resync, StopOnExit: true, CACertPEM: ca.CertPEM, MaxSlotWALKeepSize: cfg.MaxSlotWALKeepSize,
 		}, st, runner, ca, log.With("component", "agent"))
 		g.Go(func() error { return a.Run(gctx) })
 	}
+	gw := gateway.New(gateway.Config{
+		HoldTimeout:   cfg.HoldTimeout,
+		WatchPrefixes: []string{"fog/", "observed/", "desired/"},
+	}, st, func(ctx context.Context) ([]gateway.Listener, error) {
+		routes, err := ctrl.Routes(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]gateway.Listener, 0, len(routes))
+		for _, r := range routes {
+			out = append(out, gateway.Listener{Addr: r.Addr, Names: r.Names, Route: gateway.Route{Target: r.Target, Hold: r.Hold, Refuse: r.Refuse}})
+		}
+		return out, nil
+	}, ca, log.With("component", "gateway"))
 	g.Go(func() error { return ctrl.Run(gctx) })
+	g.Go(func() error { return gw.Run(gctx) })
 	g.Go(func() error {
 		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("api: %w", err)

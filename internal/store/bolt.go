@@ -160,6 +160,7 @@ func (b *Bolt) Watch(ctx context.Context, prefix string) <-chan Event {
 	context.AfterFunc(ctx, func() {
 		b.mu.Lock()
 		delete(b.watchers, w)
+		close(w.ch) // under the lock, so notify never sends on a closed channel
 		b.mu.Unlock()
 	})
 	return w.ch

@@ -55,7 +55,7 @@ type Store interface {
 	Txn(ctx context.Context, conds []Cond, ops []Op) error
 	// Watch delivers an event for each later write under prefix until ctx ends. A slow
 	// watcher may miss events but never misses that something changed: it gets at least one
-	// event after the last write.
+	// event after the last write. The channel is closed when ctx ends.
 	Watch(ctx context.Context, prefix string) <-chan Event
 	Close() error
 }

@@ -1,0 +1,282 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+type groupFlags struct {
+	name, rg, location, mi, partnerMI, partnerRG string
+	policy, secondaryType, readOnlyPolicy          string
+	grace                                          int
+	allowDataLoss, noWait                          bool
+}
+
+func (c *client) groupPath(rg, location, name string) string {
+	p := fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Sql/locations/%s/instanceFailoverGroups",
+		url.PathEscape(c.sub), url.PathEscape(rg), url.PathEscape(location))
+	if name != "" {
+		p += "/" + url.PathEscape(name)
+	}
+	return p
+}
+
+var policies = map[string]string{"manual": "Manual", "automatic": "Automatic"}
+var secondaryTypes = map[string]string{"geo": "Geo", "standby": "Standby"}
+var roPolicies = map[string]string{"disabled": "Disabled", "enabled": "Enabled"}
+
+func pick(m map[string]string, flag, v string) (string, error) {
+	if x, ok := m[strings.ToLower(v)]; ok {
+		return x, nil
+	}
+	var allowed []string
+	for _, x := range m {
+		allowed = append(allowed, x)
+	}
+	return "", usageErr(flag, "%q is not one of %s", v, strings.Join(allowed, ", "))
+}
+
+// readWrite builds the readWriteEndpoint as az does: the grace period in hours becomes
+// minutes, and is omitted for Manual.
+func (f *groupFlags) readWrite(cmd *cobra.Command, cur map[string]any) (map[string]any, error) {
+	rw := map[string]any{}
+	if cur != nil {
+		rw = cur
+	}
+	if cmd.Flags().Changed("failover-policy") || cur == nil {
+		p, err := pick(policies, "--failover-policy", f.policy)
+		if err != nil {
+			return nil, err
+		}
+		rw["failoverPolicy"] = p
+	}
+	if cmd.Flags().Changed("grace-period") {
+		if f.grace < 1 {
+			return nil, usageErr("--grace-period", "the grace period is in hours and must be at least 1")
+		}
+		rw["failoverWithDataLossGracePeriodMinutes"] = f.grace * 60
+	} else if rw["failoverPolicy"] == "Automatic" && rw["failoverWithDataLossGracePeriodMinutes"] == nil {
+		rw["failoverWithDataLossGracePeriodMinutes"] = 60
+	}
+	if rw["failoverPolicy"] == "Manual" {
+		delete(rw, "failoverWithDataLossGracePeriodMinutes")
+	}
+	return rw, nil
+}
+
+func newGroupCommand(g *globals) *cobra.Command {
+	grp := &cobra.Command{Use: "instance-failover-group", Short: "Manage instance failover groups (az sql instance-failover-group)"}
+	var f groupFlags
+	addr := func(c *cobra.Command) {
+		c.Flags().StringVarP(&f.name, "name", "n", "", "failover group name")
+		c.Flags().StringVarP(&f.rg, "resource-group", "g", "", "resource group of the instance on this side")
+		c.Flags().StringVarP(&f.location, "location", "l", "", "region of the instance on this side")
+		_ = c.MarkFlagRequired("name")
+		_ = c.MarkFlagRequired("resource-group")
+		_ = c.MarkFlagRequired("location")
+	}
+
+	create := &cobra.Command{
+		Use: "create", Short: "Create a failover group (seeds the secondary from the primary)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if f.partnerRG == "" {
+				f.partnerRG = f.rg
+			}
+			var prim, part struct {
+				ID       string
+				Location string
+			}
+			_, b, err := c.do(cmd.Context(), http.MethodGet, c.instancePath(f.rg, f.mi), nil)
+			if err != nil {
+				return err
+			}
+			_ = json.Unmarshal(b, &prim)
+			_, b, err = c.do(cmd.Context(), http.MethodGet, c.instancePath(f.partnerRG, f.partnerMI), nil)
+			if err != nil {
+				return err
+			}
+			_ = json.Unmarshal(b, &part)
+			rw, err := f.readWrite(cmd, nil)
+			if err != nil {
+				return err
+			}
+			props := map[string]any{
+				"readWriteEndpoint":    rw,
+				"readOnlyEndpoint":     map[string]any{"failoverPolicy": "Disabled"},
+				"partnerRegions":       []any{map[string]any{"location": part.Location}},
+				"managedInstancePairs": []any{map[string]any{"primaryManagedInstanceId": prim.ID, "partnerManagedInstanceId": part.ID}},
+			}
+			if cmd.Flags().Changed("secondary-type") {
+				t, err := pick(secondaryTypes, "--secondary-type", f.secondaryType)
+				if err != nil {
+					return err
+				}
+				props["secondaryType"] = t
+			}
+			return g.put(cmd, c.groupPath(f.rg, prim.Location, f.name), map[string]any{"properties": props}, f.noWait, "Seeding the secondary")
+		},
+	}
+	create.Flags().StringVarP(&f.name, "name", "n", "", "failover group name")
+	create.Flags().StringVarP(&f.rg, "resource-group", "g", "", "resource group of the primary instance")
+	create.Flags().StringVar(&f.mi, "mi", "", "primary managed instance")
+	create.Flags().StringVar(&f.mi, "source-mi", "", "alias of --mi")
+	create.Flags().StringVar(&f.partnerMI, "partner-mi", "", "secondary managed instance")
+	create.Flags().StringVar(&f.partnerRG, "partner-resource-group", "", "resource group of the secondary (default: --resource-group)")
+	create.Flags().StringVar(&f.policy, "failover-policy", "Manual", "Manual or Automatic")
+	create.Flags().IntVar(&f.grace, "grace-period", 1, "hours before an Automatic policy fails over with data loss (at least 1)")
+	create.Flags().StringVar(&f.secondaryType, "secondary-type", "Geo", "Geo (readable) or Standby (DR only)")
+	create.Flags().BoolVar(&f.noWait, "no-wait", false, "do not wait for seeding to finish")
+	for _, fl := range []string{"name", "resource-group", "partner-mi"} {
+		_ = create.MarkFlagRequired(fl)
+	}
+	create.PreRunE = func(*cobra.Command, []string) error {
+		if f.mi == "" {
+			return usageErr("--mi", "the primary managed instance is required")
+		}
+		return nil
+	}
+
+	show := &cobra.Command{
+		Use: "show", Short: "Show a failover group as this side sees it", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			return g.get(cmd, c.groupPath(f.rg, f.location, f.name))
+		},
+	}
+	addr(show)
+
+	list := &cobra.Command{
+		Use: "list", Short: "List the failover groups of a resource group and region", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			return g.get(cmd, c.groupPath(f.rg, f.location, ""))
+		},
+	}
+	list.Flags().StringVarP(&f.rg, "resource-group", "g", "", "resource group")
+	list.Flags().StringVarP(&f.location, "location", "l", "", "region")
+	_ = list.MarkFlagRequired("resource-group")
+	_ = list.MarkFlagRequired("location")
+
+	update := &cobra.Command{
+		Use: "update", Short: "Change a failover group's policies (on the primary side)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			path := c.groupPath(f.rg, f.location, f.name)
+			_, b, err := c.do(cmd.Context(), http.MethodGet, path, nil)
+			if err != nil {
+				return err
+			}
+			var cur struct {
+				Properties map[string]any `json:"properties"`
+			}
+			if err := json.Unmarshal(b, &cur); err != nil {
+				return err
+			}
+			p := cur.Properties
+			rw, _ := p["readWriteEndpoint"].(map[string]any)
+			if rw, err = f.readWrite(cmd, rw); err != nil {
+				return err
+			}
+			p["readWriteEndpoint"] = rw
+			if cmd.Flags().Changed("secondary-type") {
+				if p["secondaryType"], err = pick(secondaryTypes, "--secondary-type", f.secondaryType); err != nil {
+					return err
+				}
+			}
+			if cmd.Flags().Changed("read-only-failover-policy") {
+				v, err := pick(roPolicies, "--read-only-failover-policy", f.readOnlyPolicy)
+				if err != nil {
+					return err
+				}
+				p["readOnlyEndpoint"] = map[string]any{"failoverPolicy": v}
+			}
+			for _, k := range []string{"replicationRole", "replicationState", "listeners", "replication", "lastForcedFailover", "warnings"} {
+				delete(p, k)
+			}
+			if regions, ok := p["partnerRegions"].([]any); ok {
+				for _, r := range regions {
+					if m, ok := r.(map[string]any); ok {
+						delete(m, "replicationRole")
+					}
+				}
+			}
+			return g.put(cmd, path, map[string]any{"properties": p}, false, "Updating failover group")
+		},
+	}
+	addr(update)
+	update.Flags().StringVar(&f.policy, "failover-policy", "", "Manual or Automatic")
+	update.Flags().IntVar(&f.grace, "grace-period", 1, "hours before an Automatic policy fails over with data loss")
+	update.Flags().StringVar(&f.secondaryType, "secondary-type", "", "Geo or Standby")
+	update.Flags().StringVar(&f.readOnlyPolicy, "read-only-failover-policy", "", "Enabled or Disabled: may read-only sessions go to the primary when the secondary is down")
+
+	del := &cobra.Command{
+		Use: "delete", Short: "Delete a failover group; both instances keep their data", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			return g.delete(cmd, c.groupPath(f.rg, f.location, f.name), false, "Deleting failover group")
+		},
+	}
+	addr(del)
+
+	setPrimary := &cobra.Command{
+		Use: "set-primary", Short: "Fail over to the instance in this resource group and region", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			path := c.groupPath(f.rg, f.location, f.name)
+			_, b, err := c.do(cmd.Context(), http.MethodGet, path, nil)
+			if err != nil {
+				return err
+			}
+			var cur struct {
+				Properties struct{ ReplicationRole string } `json:"properties"`
+			}
+			_ = json.Unmarshal(b, &cur)
+			// As az: a side that is already primary needs nothing.
+			if cur.Properties.ReplicationRole == "Primary" {
+				return nil
+			}
+			action := "/failover"
+			if f.allowDataLoss {
+				action = "/forceFailoverAllowDataLoss"
+			}
+			resp, _, err := c.do(cmd.Context(), http.MethodPost, path+action, nil)
+			if err != nil {
+				return err
+			}
+			body, err := c.wait(cmd.Context(), resp, "", g.progressFor("Failing over"))
+			if err != nil {
+				return err
+			}
+			return g.print(body)
+		},
+	}
+	addr(setPrimary)
+	setPrimary.Flags().BoolVar(&f.allowDataLoss, "allow-data-loss", false, "fail over even if the primary is unreachable; recent transactions may be lost")
+
+	grp.AddCommand(create, show, list, update, del, setPrimary)
+	return grp
+}

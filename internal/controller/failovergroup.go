@@ -1,0 +1,638 @@
+package controller
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/postgres"
+	"github.com/fogdb/fog/internal/resource"
+	"github.com/fogdb/fog/internal/store"
+)
+
+// Failover-group operation kinds.
+const (
+	KindCreateGroup   = "createGroup"
+	KindUpdateGroup   = "updateGroup"
+	KindDeleteGroup   = "deleteGroup"
+	KindFailover      = "failover"
+	KindForceFailover = "forceFailover"
+)
+
+func fogNotFound(name string) *arm.Error {
+	return resource.NotFound(resource.TypeFailoverGroup, name)
+}
+
+// group loads a group and the index of the side (sub, rg, location) addresses; a group that
+// exists but is not addressed there is not found, as in ARM.
+func (c *Controller) group(ctx context.Context, sub, rg, loc, name string) (*FailoverGroup, int64, int, *arm.Error) {
+	var g FailoverGroup
+	rev, err := store.Get(ctx, c.st, fogKey(name), &g)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, 0, -1, fogNotFound(name)
+	}
+	if err != nil {
+		return nil, 0, -1, internalError(err)
+	}
+	i := g.side(sub, rg, loc)
+	if i < 0 {
+		return nil, 0, -1, fogNotFound(name)
+	}
+	return &g, rev, i, nil
+}
+
+func (c *Controller) groupBusy(ctx context.Context, g *FailoverGroup) *arm.Error {
+	if g.ActiveOperation == "" {
+		return nil
+	}
+	var op Operation
+	if _, err := store.Get(ctx, c.st, opKey(g.ActiveOperation), &op); err != nil || op.Terminal() {
+		return nil
+	}
+	return arm.Errorf(http.StatusConflict, "InstanceFailoverGroupBusy",
+		"Instance failover group '%s' is busy with another operation (%s). Retry when it has finished.", g.Name, op.Name)
+}
+
+func sideID(s GroupSide) string {
+	return arm.InstanceID(s.Subscription, s.ResourceGroup, s.InstanceName)
+}
+
+func role(primary bool) string {
+	if primary {
+		return "Primary"
+	}
+	return "Secondary"
+}
+
+// statuses returns both sides' observed state.
+func (c *Controller) statuses(ctx context.Context, g *FailoverGroup) [2]instance.Status {
+	var out [2]instance.Status
+	for i, s := range g.Sides {
+		_, _ = store.Get(ctx, c.st, instance.StatusKey(s.Location, s.InstanceUID), &out[i])
+	}
+	return out
+}
+
+// replicationState derives the state a GET shows from the group and what the agents see.
+func (c *Controller) replicationState(g *FailoverGroup, st [2]instance.Status, opRunning bool) string {
+	sec := st[g.Secondary()]
+	if opRunning {
+		switch g.OperationKind {
+		case KindFailover, KindForceFailover:
+			return resource.StateFailoverInProgress
+		case KindCreateGroup:
+			if sec.SeedPercent != nil || sec.Role == instance.RoleStandby {
+				return resource.StateSeeding
+			}
+			return resource.StatePending
+		}
+	}
+	switch {
+	case sec.SeedPercent != nil:
+		return resource.StateSeeding
+	case sec.Role == instance.RoleStandby && sec.Replication != nil && sec.Replication.ReceiverStatus == "streaming":
+		return resource.StateCatchUp
+	}
+	return resource.StateSuspended
+}
+
+// view renders group g as side i sees it.
+func (c *Controller) groupView(ctx context.Context, g *FailoverGroup, i int) resource.FailoverGroupJSON {
+	s := g.Sides[i]
+	other := g.Sides[1-i]
+	st := c.statuses(ctx, g)
+	opRunning := c.groupBusy(ctx, g) != nil
+	rw := &resource.ReadWriteEndpoint{FailoverPolicy: g.ReadWritePolicy}
+	if g.ReadWritePolicy == "Automatic" {
+		rw.FailoverWithDataLossGracePeriodMinutes = g.GraceMinutes
+	}
+	partnerLoc := other.Location
+	if i == 0 && g.Sides[0].PartnerRegionAsSent != "" {
+		partnerLoc = g.Sides[0].PartnerRegionAsSent
+	}
+	rwName, roName := ListenerNames(g.Name, g.DNSZone, c.cfg.DNSSuffix)
+	p := resource.FailoverGroupProperties{
+		SecondaryType:     g.SecondaryType,
+		ReadWriteEndpoint: rw,
+		ReadOnlyEndpoint:  &resource.ReadOnlyEndpoint{FailoverPolicy: g.ReadOnlyPolicy},
+		ReplicationRole:   role(i == g.Primary),
+		ReplicationState:  c.replicationState(g, st, opRunning),
+		PartnerRegions:    []resource.PartnerRegion{{Location: partnerLoc, ReplicationRole: role(1-i == g.Primary)}},
+		ManagedInstancePairs: []resource.InstancePair{{
+			PrimaryManagedInstanceID: sideID(g.Sides[g.Primary]),
+			PartnerManagedInstanceID: sideID(g.Sides[g.Secondary()]),
+		}},
+		Listeners: &resource.Listeners{
+			ReadWrite: resource.Listener{FQDN: rwName, Host: g.ReadWrite.Host, Port: g.ReadWrite.Port},
+			ReadOnly:  resource.Listener{FQDN: roName, Host: g.ReadOnly.Host, Port: g.ReadOnly.Port},
+		},
+		Replication:        replicationStatus(g, st),
+		LastForcedFailover: g.LastForced,
+		Warnings:           g.Warnings,
+	}
+	return resource.FailoverGroupJSON{
+		ID: fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Sql/locations/%s/instanceFailoverGroups/%s",
+			s.Subscription, s.ResourceGroup, s.Location, g.Name),
+		Name: g.Name, Type: resource.TypeFailoverGroup, Properties: p,
+	}
+}
+
+// replicationStatus reads the lag from the primary's pg_stat_replication row for the
+// secondary: bytes between the primary's WAL end and what the secondary flushed ("hardened").
+func replicationStatus(g *FailoverGroup, st [2]instance.Status) *resource.ReplicationStatus {
+	r := &resource.ReplicationStatus{Epoch: g.Epoch, SeedingPercentComplete: st[g.Secondary()].SeedPercent}
+	prim := st[g.Primary].Replication
+	if prim == nil || prim.InRecovery {
+		return r
+	}
+	app := postgres.SlotNameApp(g.Sides[g.Secondary()].InstanceUID)
+	for _, rep := range prim.Replicas {
+		if rep.AppName != app {
+			continue
+		}
+		r.LastHardenedLSN = rep.FlushLSN
+		r.LastHardenedTime = rep.ReplyTime
+		lag := rep.FlushLag
+		r.LagSeconds = &lag
+		cur, err1 := postgres.ParseLSN(prim.CurrentLSN)
+		fl, err2 := postgres.ParseLSN(rep.FlushLSN)
+		if err1 == nil && err2 == nil {
+			b := int64(0)
+			if cur > fl {
+				b = int64(cur - fl)
+			}
+			r.LagBytes = &b
+		}
+	}
+	return r
+}
+
+// refreshGroup asks both agents for fresh replication figures (bounded), so a GET shows the
+// lag as it is now.
+func (c *Controller) refreshGroup(ctx context.Context, g *FailoverGroup) {
+	for _, s := range g.Sides {
+		var m resource.ManagedInstance
+		if _, err := store.Get(ctx, c.st, s.InstanceKey(), &m); err == nil {
+			c.refreshWithin(ctx, &m, time.Second)
+		}
+	}
+}
+
+// GetFailoverGroup returns a group as the addressed side sees it.
+func (c *Controller) GetFailoverGroup(ctx context.Context, sub, rg, loc, name string) (resource.FailoverGroupJSON, *arm.Error) {
+	g, _, i, aerr := c.group(ctx, sub, rg, loc, name)
+	if aerr != nil {
+		return resource.FailoverGroupJSON{}, aerr
+	}
+	c.refreshGroup(ctx, g)
+	return c.groupView(ctx, g, i), nil
+}
+
+// ListFailoverGroups lists the groups with a side in (sub, rg, location).
+func (c *Controller) ListFailoverGroups(ctx context.Context, sub, rg, loc string) ([]resource.FailoverGroupJSON, *arm.Error) {
+	if resource.NormalizeRegion(c.cfg.Regions, loc) == "" {
+		return nil, arm.BadRequest("LocationNotAvailableForResourceType",
+			"The provided location '%s' is not available for resource type '%s'. This deployment has: %s.", loc, resource.TypeFailoverGroup, strings.Join(c.cfg.Regions, ", "))
+	}
+	gs, err := store.List[FailoverGroup](ctx, c.st, "fog/")
+	if err != nil {
+		return nil, internalError(err)
+	}
+	out := []resource.FailoverGroupJSON{}
+	for k := range gs {
+		if i := gs[k].side(sub, rg, loc); i >= 0 {
+			out = append(out, c.groupView(ctx, &gs[k], i))
+		}
+	}
+	return out, nil
+}
+
+func newSecret() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// PutFailoverGroup creates a group, after every prerequisite check, or updates its policies.
+func (c *Controller) PutFailoverGroup(ctx context.Context, sub, rg, loc, name string, body resource.FailoverGroupJSON) (*Operation, *arm.Error) {
+	if err := resource.ValidateFailoverGroupName(name); err != nil {
+		return nil, err
+	}
+	region := resource.NormalizeRegion(c.cfg.Regions, loc)
+	if region == "" {
+		return nil, arm.BadRequest("LocationNotAvailableForResourceType",
+			"The provided location '%s' is not available for resource type '%s'. This deployment has: %s.", loc, resource.TypeFailoverGroup, strings.Join(c.cfg.Regions, ", "))
+	}
+	spec, aerr := resource.ValidateFailoverGroupBody(body)
+	if aerr != nil {
+		return nil, aerr
+	}
+	c.createMu.Lock()
+	defer c.createMu.Unlock()
+	var existing FailoverGroup
+	rev, err := store.Get(ctx, c.st, fogKey(name), &existing)
+	switch {
+	case err == nil:
+		return c.updateGroup(ctx, &existing, rev, sub, rg, region, spec)
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, internalError(err)
+	}
+	return c.createGroup(ctx, sub, rg, region, name, spec)
+}
+
+func (c *Controller) updateGroup(ctx context.Context, g *FailoverGroup, rev int64, sub, rg, region string, spec *resource.FailoverGroupSpec) (*Operation, *arm.Error) {
+	i := g.side(sub, rg, region)
+	if i < 0 {
+		return nil, arm.Errorf(http.StatusConflict, "InstanceFailoverGroupDnsRecordInUse",
+			"The failover group name '%s' is in use by another group (its listener names must be unique); choose another name.", g.Name)
+	}
+	if i != g.Primary {
+		return nil, arm.BadRequest("InstanceFailoverGroupUpdateOrDeleteRequestOnSecondary",
+			"Modifications to the instance failover group are not allowed on a secondary server. Execute the request on the primary server (resource group '%s', location '%s').",
+			g.Sides[g.Primary].ResourceGroup, g.Sides[g.Primary].Location)
+	}
+	if err := c.groupBusy(ctx, g); err != nil {
+		return nil, err
+	}
+	sec := g.Sides[g.Secondary()]
+	if resource.NormalizeRegion([]string{sec.Location}, spec.PartnerRegion) == "" {
+		return nil, arm.BadRequest("InstanceFailoverGroupCreateOrUpdateRequestReadOnlyPropertyModified",
+			"The create or update instance failover group request body should not modify the read-only property 'partnerRegions' (it is '%s'). To change regions, delete the group and create a new one.", sec.Location)
+	}
+	if !sameInstance(spec.PrimaryID, g.Sides[g.Primary]) || !sameInstance(spec.PartnerID, sec) {
+		return nil, arm.BadRequest("InstanceFailoverGroupCreateOrUpdateRequestReadOnlyPropertyModified",
+			"The create or update instance failover group request body should not modify the read-only property 'managedInstancePairs' (primary %s, partner %s).", sideID(g.Sides[g.Primary]), sideID(sec))
+	}
+	op := &Operation{ID: resource.NewUID(), Name: "UpdateManagedFailoverGroup", Kind: KindUpdateGroup, Subscription: sub, ResourceGroup: rg,
+		Location: region, ResourceID: g.Name, Status: arm.StatusInProgress, StartTime: time.Now().UTC()}
+	g.ReadWritePolicy, g.GraceMinutes, g.ReadOnlyPolicy, g.SecondaryType = spec.ReadWritePolicy, spec.GraceMinutes, spec.ReadOnlyPolicy, spec.SecondaryType
+	g.ActiveOperation, g.OperationKind = op.ID, op.Kind
+	g.event("Update", fmt.Sprintf("policy %s, read-only %s, secondary type %s", g.ReadWritePolicy, g.ReadOnlyPolicy, g.SecondaryType), nil)
+	if aerr := c.writeGroup(ctx, g, rev, store.PutOp(opKey(op.ID), op)); aerr != nil {
+		return nil, aerr
+	}
+	c.kickOp(op.ID)
+	return op, nil
+}
+
+func sameInstance(id resource.ParsedID, s GroupSide) bool {
+	return strings.EqualFold(id.Subscription, s.Subscription) && strings.EqualFold(id.ResourceGroup, s.ResourceGroup) && strings.EqualFold(id.Name, s.InstanceName)
+}
+
+// writeGroup stores g (if nobody changed it since rev) together with both members' specs and
+// any extra ops, in one transaction. It returns the specs' generations.
+func (c *Controller) writeGroup(ctx context.Context, g *FailoverGroup, rev int64, extra ...store.Op) *arm.Error {
+	_, err := c.writeGroupGens(ctx, g, rev, extra...)
+	return err
+}
+
+func (c *Controller) writeGroupGens(ctx context.Context, g *FailoverGroup, rev int64, extra ...store.Op) ([2]int64, *arm.Error) {
+	var gens [2]int64
+	var ms [2]resource.ManagedInstance
+	var mrevs [2]int64
+	for i, s := range g.Sides {
+		r, err := store.Get(ctx, c.st, s.InstanceKey(), &ms[i])
+		if err != nil {
+			return gens, internalError(fmt.Errorf("read member %s: %w", s.InstanceName, err))
+		}
+		mrevs[i] = r
+	}
+	conds := []store.Cond{{Key: fogKey(g.Name), Rev: rev}}
+	ops := append([]store.Op{store.PutOp(fogKey(g.Name), g)}, extra...)
+	var specs []instance.Spec
+	for i := range g.Sides {
+		base := c.baseSpec(&ms[i])
+		if ms[i].FailoverGroup == g.Name {
+			specs = append(specs, c.groupSpec(base, g, i, &ms[1-i]))
+		} else {
+			specs = append(specs, base)
+		}
+	}
+	sconds, sops, sg, err := c.specWrites(ctx, specs...)
+	if err != nil {
+		return gens, internalError(err)
+	}
+	gens[0], gens[1] = sg[0], sg[1]
+	if err := c.st.Txn(ctx, append(conds, sconds...), append(ops, sops...)); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return gens, arm.Errorf(http.StatusConflict, "InstanceFailoverGroupBusy", "Instance failover group '%s' changed while this request ran; retry.", g.Name)
+		}
+		return gens, internalError(err)
+	}
+	return gens, nil
+}
+
+func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name string, spec *resource.FailoverGroupSpec) (*Operation, *arm.Error) {
+	if !strings.EqualFold(spec.PrimaryID.Subscription, sub) || !strings.EqualFold(spec.PrimaryID.ResourceGroup, rg) {
+		return nil, arm.BadRequest("InstanceFailoverGroupCreateOrUpdateRequestInvalidPrimary",
+			"The given primary field in create or update instance failover group request body is empty or invalid: the primary %s must be in the resource group the request is addressed to ('%s').", spec.PrimaryID.Raw, rg)
+	}
+	prim, prev, aerr := c.getInstance(ctx, spec.PrimaryID.Subscription, spec.PrimaryID.ResourceGroup, spec.PrimaryID.Name)
+	if aerr != nil {
+		return nil, arm.BadRequest("InstanceFailoverGroupCreateOrUpdateRequestInvalidPrimary",
+			"The given primary field in create or update instance failover group request body is empty or invalid: no managed instance %s.", spec.PrimaryID.Raw)
+	}
+	part, srev, aerr := c.getInstance(ctx, spec.PartnerID.Subscription, spec.PartnerID.ResourceGroup, spec.PartnerID.Name)
+	if aerr != nil {
+		return nil, arm.BadRequest("InstanceFailoverGroupCreateOrUpdateRequestInvalidPartner",
+			"The given partners field in create or update instance failover group request body is empty or invalid: no managed instance %s.", spec.PartnerID.Raw)
+	}
+	if prim.Location != region {
+		return nil, arm.BadRequest("InstanceFailoverGroupCreateOrUpdateRequestInvalidPrimary",
+			"The primary managed instance '%s' is in '%s'; address the request to that location, not '%s'.", prim.Name, prim.Location, region)
+	}
+	var warnings []string
+	checks := []func() *arm.Error{
+		func() *arm.Error {
+			if prim.Location == part.Location {
+				return arm.BadRequest("InvalidFailoverGroupRegion", "Servers specified in an Instance Failover Group need to reside in different regions to provide isolation: both are in '%s'.", prim.Location)
+			}
+			return nil
+		},
+		func() *arm.Error {
+			if resource.NormalizeRegion([]string{part.Location}, spec.PartnerRegion) == "" {
+				return arm.BadRequest("FailoverGroupRegionMismatch", "Partner region specified in Failover Group need to match the region of the partner managed instance indicated: partnerRegions says '%s', '%s' is in '%s'.", spec.PartnerRegion, part.Name, part.Location)
+			}
+			return nil
+		},
+		func() *arm.Error {
+			for _, m := range []*resource.ManagedInstance{prim, part} {
+				if m.FailoverGroup != "" {
+					return arm.Errorf(http.StatusConflict, "InstanceFailoverGroupAlreadyExists", "Failover group already exists on a given server: '%s' is in failover group '%s'.", m.Name, m.FailoverGroup)
+				}
+			}
+			return nil
+		},
+		func() *arm.Error {
+			for _, m := range []*resource.ManagedInstance{prim, part} {
+				if m.InstancePoolID != "" {
+					return arm.BadRequest("ManagedInstanceGeoDRNotAllowedForInstancePool", "Creating auto-failover group (GeoDR) is not supported for Managed Instances provisioned inside instance pools ('%s' is in %s). Auto failover groups can be created only for standalone Managed Instances.", m.Name, m.InstancePoolID)
+				}
+			}
+			return nil
+		},
+		func() *arm.Error {
+			for _, m := range []*resource.ManagedInstance{prim, part} {
+				if m.ProvisioningState != resource.ProvisioningSucceeded {
+					return arm.Errorf(http.StatusConflict, "ConflictingServerOperation", "Managed instance '%s' is %s; create the group when it is Ready.", m.Name, m.ProvisioningState)
+				}
+				if st, ok := c.observed(ctx, m); !ok || st.Phase != instance.PhaseReady {
+					return arm.BadRequest("ManagedInstanceStoppingOrStopped", "Managed instance '%s' is not Ready (its PostgreSQL is not running); create the group when it is.", m.Name)
+				}
+			}
+			return nil
+		},
+		func() *arm.Error {
+			if prim.Tier != part.Tier {
+				return arm.BadRequest("ServerEditionMismatch", "Edition must be the same as the primary server when creating a replica server: '%s' is %s, '%s' is %s.", prim.Name, prim.Tier, part.Name, part.Tier)
+			}
+			return nil
+		},
+		func() *arm.Error {
+			if prim.StorageSizeInGB != part.StorageSizeInGB {
+				return arm.BadRequest("GeoDrInstanceSizeMismatch", "Primary managed instance and partner managed instance do not have the same storage size: %d GB and %d GB.", prim.StorageSizeInGB, part.StorageSizeInGB)
+			}
+			return nil
+		},
+		func() *arm.Error {
+			if prim.Collation != part.Collation {
+				return arm.BadRequest("GeoDrCollationMismatch", "Primary and partner managed instances must have the same collation: '%s' and '%s'. A physical replica shares the primary's locale.", prim.Collation, part.Collation)
+			}
+			pt, _ := resource.IANATimezone(prim.TimezoneID)
+			st, _ := resource.IANATimezone(part.TimezoneID)
+			if pt != st {
+				return arm.BadRequest("GeoDrTimezoneMismatch", "Primary and partner managed instances must have the same timezoneId: '%s' and '%s'.", prim.TimezoneID, part.TimezoneID)
+			}
+			return nil
+		},
+		func() *arm.Error {
+			if prim.DNSZone != part.DNSZone {
+				return arm.BadRequest("DnsZoneMismatch", "The DNSZone on the partner server is different from the DNSZone on the source server. This breaks InstanceFailoverGroup functionality. Create '%s' with dnsZonePartner set to %s.", part.Name, prim.ID())
+			}
+			return nil
+		},
+		func() *arm.Error {
+			if prim.DatabaseFormat != part.DatabaseFormat {
+				return arm.BadRequest("ManagedInstanceEstablishingFailoverGroupGeoPrimaryWithNewerVersionEditionThanSecondary",
+					"Failover group cannot be created because database format of the primary instance (%s) is not compatible with the database format of the secondary instance (%s).", prim.DatabaseFormat, part.DatabaseFormat)
+			}
+			return nil
+		},
+		func() *arm.Error {
+			if dbs := c.refresh(ctx, part); len(dbs) > 0 {
+				return arm.BadRequest("GeoDrSecondaryInstanceNotEmpty", "Secondary managed instance has user databases (%s). To create an instance failover group the secondary managed instance needs to be empty.", dbs[0].Name)
+			}
+			return nil
+		},
+		func() *arm.Error {
+			if n := c.nameInZone(ctx, name, prim.DNSZone); n != "" {
+				return arm.Errorf(http.StatusConflict, "InstanceFailoverGroupDnsRecordInUse", "A duplicate DNS record exists for the requested endpoint: '%s' is already the name of %s in zone %s.", name, n, prim.DNSZone)
+			}
+			return nil
+		},
+	}
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return nil, err
+		}
+	}
+	if prim.VCores != part.VCores {
+		warnings = append(warnings, fmt.Sprintf("The instances have different vCores (%s: %d, %s: %d). This is allowed; after a failover the new primary runs with its own vCores.", prim.Name, prim.VCores, part.Name, part.VCores))
+	}
+	if err := c.checkReach(ctx, part, prim); err != nil {
+		return nil, err
+	}
+
+	rwHost, rwPort, err := c.allocateAddress(ctx)
+	if err != nil {
+		return nil, arm.Errorf(http.StatusServiceUnavailable, "NoAddressAvailable", "No address is free for the read-write listener: %v.", err)
+	}
+	roHost, roPort, err := c.allocateAddress(ctx, rwHost)
+	if err != nil {
+		return nil, arm.Errorf(http.StatusServiceUnavailable, "NoAddressAvailable", "No address is free for the read-only listener: %v.", err)
+	}
+	pw := newSecret()
+	g := &FailoverGroup{
+		Name: name, ID: resource.NewUID(), Primary: 0,
+		Sides: [2]GroupSide{
+			{Subscription: prim.Subscription, ResourceGroup: prim.ResourceGroup, Location: prim.Location, InstanceName: prim.Name, InstanceUID: prim.UID, PartnerRegionAsSent: spec.PartnerRegion},
+			{Subscription: part.Subscription, ResourceGroup: part.ResourceGroup, Location: part.Location, InstanceName: part.Name, InstanceUID: part.UID},
+		},
+		Members:         [2]Member{{Role: instance.RolePrimary}, {}},
+		ReadWritePolicy: spec.ReadWritePolicy, GraceMinutes: spec.GraceMinutes, ReadOnlyPolicy: spec.ReadOnlyPolicy, SecondaryType: spec.SecondaryType,
+		Epoch: 1, ReplicationPassword: pw, ReplicationVerifier: postgres.SCRAMVerifier(pw), SeedGeneration: 1,
+		ReadWrite: Address{Host: rwHost, Port: rwPort}, ReadOnly: Address{Host: roHost, Port: roPort},
+		DNSZone: prim.DNSZone, Warnings: warnings, Created: time.Now().UTC(),
+	}
+	op := &Operation{ID: resource.NewUID(), Name: "CreateManagedFailoverGroup", Kind: KindCreateGroup, Subscription: sub, ResourceGroup: rg,
+		Location: region, ResourceID: name, Status: arm.StatusInProgress, StartTime: time.Now().UTC()}
+	g.ActiveOperation, g.OperationKind = op.ID, op.Kind
+	g.event("Create", fmt.Sprintf("primary %s (%s), secondary %s (%s)", prim.Name, prim.Location, part.Name, part.Location), nil)
+	prim.FailoverGroup, part.FailoverGroup = name, name
+	sconds, sops, _, err := c.specWrites(ctx,
+		c.groupSpec(c.baseSpec(prim), g, 0, part), c.groupSpec(c.baseSpec(part), g, 1, prim))
+	if err != nil {
+		return nil, internalError(err)
+	}
+	// The members' records name the group in the same transaction that creates it, guarded by
+	// their revisions, so two groups can never take the same instance.
+	conds := append([]store.Cond{{Key: fogKey(name), Rev: 0},
+		{Key: miKey(prim.Subscription, prim.ResourceGroup, prim.Name), Rev: prev},
+		{Key: miKey(part.Subscription, part.ResourceGroup, part.Name), Rev: srev}}, sconds...)
+	ops := append([]store.Op{store.PutOp(fogKey(name), g), store.PutOp(opKey(op.ID), op),
+		store.PutOp(miKey(prim.Subscription, prim.ResourceGroup, prim.Name), prim),
+		store.PutOp(miKey(part.Subscription, part.ResourceGroup, part.Name), part)}, sops...)
+	if err := c.st.Txn(ctx, conds, ops); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil, arm.Errorf(http.StatusConflict, "InstanceFailoverGroupBusy", "The group or its instances changed while this request ran; retry.")
+		}
+		return nil, internalError(err)
+	}
+	c.log.Info("accepted", "operation", op.Name, "id", op.ID, "group", name)
+	c.kickOp(op.ID)
+	return op, nil
+}
+
+// nameInZone reports what already uses name in a DNS zone: an instance, or "".
+func (c *Controller) nameInZone(ctx context.Context, name, zone string) string {
+	ms, _ := store.List[resource.ManagedInstance](ctx, c.st, "mi/")
+	for _, m := range ms {
+		if m.DNSZone == zone && strings.EqualFold(m.Name, name) {
+			return "managed instance " + m.ID()
+		}
+	}
+	return ""
+}
+
+// checkReach has the secondary's agent open a connection to the primary's replication
+// endpoint, the path a standby uses, before anything changes.
+func (c *Controller) checkReach(ctx context.Context, from, to *resource.ManagedInstance) *arm.Error {
+	target := net.JoinHostPort(to.Host, strconv.Itoa(to.Port))
+	cmd := instance.Command{ID: resource.NewUID(), InstanceUID: from.UID, Kind: instance.CmdCheckReach, Target: target, Created: time.Now().UTC()}
+	key := instance.CommandKey(from.Location, cmd.ID)
+	if err := store.Put(ctx, c.st, key, cmd); err != nil {
+		return internalError(err)
+	}
+	defer func() { _ = c.st.Txn(context.WithoutCancel(ctx), nil, []store.Op{{Key: key, Delete: true}}) }()
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var got instance.Command
+	err := c.waitFor(wctx, key, func() (bool, error) {
+		_, err := store.Get(wctx, c.st, key, &got)
+		return got.Done, err
+	})
+	if err != nil {
+		return arm.BadRequest("InstanceFailoverGroupIncorrectNetworkingConfiguration",
+			"Networking configuration is incorrect: the agent of region '%s' did not report whether it reaches %s (%v).", from.Location, target, err)
+	}
+	if got.Error != "" {
+		return arm.BadRequest("InstanceFailoverGroupIncorrectNetworkingConfiguration",
+			"Networking configuration is incorrect. The secondary '%s' (region %s) cannot reach the primary's replication endpoint %s: %s.", from.Name, from.Location, target, got.Error)
+	}
+	return nil
+}
+
+// DeleteFailoverGroup removes a group (primary side only); nil means there was none.
+func (c *Controller) DeleteFailoverGroup(ctx context.Context, sub, rg, loc, name string) (*Operation, *arm.Error) {
+	g, rev, i, aerr := c.group(ctx, sub, rg, loc, name)
+	if aerr != nil {
+		if aerr.Status == http.StatusNotFound {
+			return nil, nil
+		}
+		return nil, aerr
+	}
+	if i != g.Primary {
+		return nil, arm.BadRequest("InstanceFailoverGroupUpdateOrDeleteRequestOnSecondary",
+			"Modifications to the instance failover group are not allowed on a secondary server. Execute the request on the primary server (resource group '%s', location '%s').",
+			g.Sides[g.Primary].ResourceGroup, g.Sides[g.Primary].Location)
+	}
+	if g.Deleting && g.ActiveOperation != "" {
+		var op Operation
+		if _, err := store.Get(ctx, c.st, opKey(g.ActiveOperation), &op); err == nil {
+			return &op, nil
+		}
+	}
+	if err := c.groupBusy(ctx, g); err != nil {
+		return nil, err
+	}
+	op := &Operation{ID: resource.NewUID(), Name: "DropManagedFailoverGroup", Kind: KindDeleteGroup, Subscription: sub, ResourceGroup: rg,
+		Location: g.Sides[i].Location, ResourceID: name, Status: arm.StatusInProgress, StartTime: time.Now().UTC()}
+	g.ActiveOperation, g.OperationKind, g.Deleting = op.ID, op.Kind, true
+	if aerr := c.writeGroup(ctx, g, rev, store.PutOp(opKey(op.ID), op)); aerr != nil {
+		return nil, aerr
+	}
+	c.log.Info("accepted", "operation", op.Name, "id", op.ID, "group", name)
+	c.kickOp(op.ID)
+	return op, nil
+}
+
+// Failover starts a planned (force false) or forced failover to the addressed side, which
+// must be the secondary.
+func (c *Controller) Failover(ctx context.Context, sub, rg, loc, name string, force bool) (*Operation, *arm.Error) {
+	g, rev, i, aerr := c.group(ctx, sub, rg, loc, name)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if i == g.Primary {
+		return nil, arm.BadRequest("InstanceFailoverGroupFailoverRequestOnPrimary",
+			"The failover request should be initiated on the secondary server of instance failover group: '%s' is already the primary. Address the request to resource group '%s', location '%s'.",
+			g.Sides[i].InstanceName, g.Sides[g.Secondary()].ResourceGroup, g.Sides[g.Secondary()].Location)
+	}
+	if err := c.groupBusy(ctx, g); err != nil {
+		return nil, err
+	}
+	if g.Deleting {
+		return nil, arm.Errorf(http.StatusConflict, "InstanceFailoverGroupBusy", "Instance failover group '%s' is being deleted.", name)
+	}
+	st := c.statuses(ctx, g)
+	if st[g.Secondary()].SeedPercent != nil || st[g.Secondary()].SeededGeneration < g.Members[g.Secondary()].SeedGeneration {
+		return nil, arm.Errorf(http.StatusConflict, "InstanceFailoverGroupBusy",
+			"Instance failover group '%s' is seeding its secondary; a failover is possible once replicationState is CATCH_UP.", name)
+	}
+	kind, opName := KindFailover, "FailoverManagedFailoverGroup"
+	if force {
+		kind = KindForceFailover
+	}
+	op := &Operation{ID: resource.NewUID(), Name: opName, Kind: kind, Subscription: sub, ResourceGroup: rg,
+		Location: g.Sides[i].Location, ResourceID: name, Status: arm.StatusInProgress, StartTime: time.Now().UTC()}
+	g.ActiveOperation, g.OperationKind = op.ID, kind
+	if err := c.st.Txn(ctx, []store.Cond{{Key: fogKey(name), Rev: rev}}, []store.Op{store.PutOp(fogKey(name), g), store.PutOp(opKey(op.ID), op)}); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil, arm.Errorf(http.StatusConflict, "InstanceFailoverGroupBusy", "Instance failover group '%s' changed while this request ran; retry.", name)
+		}
+		return nil, internalError(err)
+	}
+	c.log.Info("accepted", "operation", opName, "id", op.ID, "group", name, "force", force)
+	c.kickOp(op.ID)
+	return op, nil
+}
+
+// GroupResult is the body an operation's Location returns: the group as the side the
+// operation was addressed to sees it.
+func (c *Controller) GroupResult(ctx context.Context, op *Operation) (resource.FailoverGroupJSON, *arm.Error) {
+	var g FailoverGroup
+	if _, err := store.Get(ctx, c.st, fogKey(op.ResourceID), &g); err != nil {
+		return resource.FailoverGroupJSON{}, fogNotFound(op.ResourceID)
+	}
+	i := g.side(op.Subscription, op.ResourceGroup, op.Location)
+	if i < 0 {
+		for k, s := range g.Sides {
+			if resource.NormalizeRegion([]string{s.Location}, op.Location) != "" {
+				i = k
+			}
+		}
+	}
+	if i < 0 {
+		i = g.Primary
+	}
+	return c.groupView(ctx, &g, i), nil
+}

@@ -1,0 +1,79 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/store"
+)
+
+// ListenerRoute is where one listener sends new connections right now.
+type ListenerRoute struct {
+	Addr   string
+	Names  []string
+	Target string
+	Hold   bool
+	Refuse string
+}
+
+// Routes computes every listener's route from the groups and what the agents observe. The
+// read-write listener routes only to the instance observed as primary in the group's current
+// epoch, so a primary of an older epoch (one a failover fenced, or one that came back) never
+// receives a connection through it: the rule that keeps split brain out of the listener.
+func (c *Controller) Routes(ctx context.Context) ([]ListenerRoute, error) {
+	groups, err := store.List[FailoverGroup](ctx, c.st, "fog/")
+	if err != nil {
+		return nil, err
+	}
+	var out []ListenerRoute
+	for k := range groups {
+		g := &groups[k]
+		if g.Deleting {
+			continue
+		}
+		st := c.statuses(ctx, g)
+		var addrs [2]string
+		for i, s := range g.Sides {
+			var spec instance.Spec
+			if _, err := store.Get(ctx, c.st, instance.SpecKey(s.Location, s.InstanceUID), &spec); err == nil {
+				addrs[i] = net.JoinHostPort(spec.Host, strconv.Itoa(spec.Port))
+			}
+		}
+		rwName, roName := ListenerNames(g.Name, g.DNSZone, c.cfg.DNSSuffix)
+		prim, sec := st[g.Primary], st[g.Secondary()]
+		primOK := prim.Phase == instance.PhaseReady && prim.Role == instance.RolePrimary && prim.Epoch == g.Epoch && live(prim)
+		rw := ListenerRoute{Addr: net.JoinHostPort(g.ReadWrite.Host, strconv.Itoa(g.ReadWrite.Port)), Names: []string{rwName}}
+		switch {
+		case g.Switching:
+			rw.Hold = true
+		case primOK:
+			rw.Target = addrs[g.Primary]
+		default:
+			// No primary of this epoch is up (it crashed and its agent is restarting it):
+			// wait for it rather than fail at once.
+			rw.Hold = true
+		}
+		ro := ListenerRoute{Addr: net.JoinHostPort(g.ReadOnly.Host, strconv.Itoa(g.ReadOnly.Port)), Names: []string{roName}}
+		secOK := sec.Phase == instance.PhaseReady && sec.Role == instance.RoleStandby && live(sec)
+		switch {
+		case g.SecondaryType == "Standby":
+			ro.Refuse = fmt.Sprintf("the read-only listener of failover group %s is disabled: its secondary is a Standby (disaster recovery only) replica; connect to the read-write listener %s", g.Name, rwName)
+		case g.Switching:
+			ro.Hold = true
+		case secOK:
+			ro.Target = addrs[g.Secondary()]
+		case g.ReadOnlyPolicy == "Enabled" && primOK:
+			ro.Target = addrs[g.Primary]
+		default:
+			ro.Refuse = fmt.Sprintf("the secondary of failover group %s is not available for read-only sessions (readOnlyEndpoint.failoverPolicy is Disabled); retry later or use the read-write listener %s", g.Name, rwName)
+		}
+		out = append(out, rw, ro)
+	}
+	return out, nil
+}
+
+func live(st instance.Status) bool { return time.Since(st.Heartbeat) < agentLeaseTimeout }

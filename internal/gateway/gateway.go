@@ -1,0 +1,430 @@
+// Package gateway serves the failover-group listeners: PostgreSQL-protocol endpoints that
+// route each new connection to the right instance (the read-write listener to the primary of
+// the group's current epoch, the read-only listener to the secondary) and hold new
+// connections while a failover switches the primary.
+//
+// TLS is end to end: the gateway answers the client's SSLRequest by passing it to the chosen
+// server and then relays bytes, so SCRAM (with channel binding) and the server certificate,
+// which names the listeners, work unchanged. The gateway only reads the first packet.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/fogdb/fog/internal/store"
+)
+
+// Protocol codes of the first packet (PostgreSQL's protocol.html, "Message Formats").
+const (
+	codeSSLRequest    = 80877103
+	codeGSSENCRequest = 80877104
+	codeCancelRequest = 80877102
+)
+
+// Route is where a listener sends new connections.
+type Route struct {
+	// Target is host:port of the server; empty with Hold or Refuse.
+	Target string
+	// Hold makes new connections wait (a failover is switching the primary).
+	Hold bool
+	// Refuse is the error new connections get.
+	Refuse string
+}
+
+// Listener is one listener the gateway should serve.
+type Listener struct {
+	Addr  string
+	Names []string // DNS names, for the gateway's own certificate
+	Route Route
+}
+
+// Source computes the listeners and their routes from the store.
+type Source func(ctx context.Context) ([]Listener, error)
+
+// Issuer signs server certificates.
+type Issuer interface {
+	Issue(dnsNames []string, ips []net.IP) (certPEM, keyPEM []byte, err error)
+}
+
+// Config configures the gateway.
+type Config struct {
+	// HoldTimeout bounds how long a new connection waits while a failover switches.
+	HoldTimeout time.Duration
+	// WatchPrefixes are the store prefixes whose changes may change routes.
+	WatchPrefixes []string
+	// Resync recomputes routes periodically (heartbeats expire without a write).
+	Resync time.Duration
+}
+
+// Gateway serves listeners.
+type Gateway struct {
+	cfg    Config
+	st     store.Store
+	source Source
+	ca     Issuer
+	log    *slog.Logger
+
+	mu        sync.Mutex
+	listeners map[string]*listener
+}
+
+// New returns a gateway.
+func New(cfg Config, st store.Store, source Source, ca Issuer, log *slog.Logger) *Gateway {
+	if cfg.HoldTimeout == 0 {
+		cfg.HoldTimeout = 30 * time.Second
+	}
+	if cfg.Resync == 0 {
+		cfg.Resync = time.Second
+	}
+	return &Gateway{cfg: cfg, st: st, source: source, ca: ca, log: log, listeners: map[string]*listener{}}
+}
+
+// Run serves until ctx ends and every connection has been closed.
+func (g *Gateway) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events := make(chan struct{}, 1)
+	for _, p := range g.cfg.WatchPrefixes {
+		ch := g.st.Watch(wctx, p)
+		wg.Go(func() {
+			for range ch {
+				select {
+				case events <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}
+	tick := time.NewTicker(g.cfg.Resync)
+	defer tick.Stop()
+	for {
+		g.sync(ctx, &wg)
+		select {
+		case <-ctx.Done():
+			g.mu.Lock()
+			for _, l := range g.listeners {
+				l.close()
+			}
+			g.mu.Unlock()
+			return nil
+		case <-events:
+		case <-tick.C:
+		}
+	}
+}
+
+// Routes returns the current route of every listener (for tests and status).
+func (g *Gateway) Routes() map[string]Route {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := map[string]Route{}
+	for a, l := range g.listeners {
+		out[a] = l.current()
+	}
+	return out
+}
+
+func (g *Gateway) sync(ctx context.Context, wg *sync.WaitGroup) {
+	want, err := g.source(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			g.log.Error("compute listener routes", "err", err)
+		}
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	seen := map[string]bool{}
+	for _, w := range want {
+		seen[w.Addr] = true
+		l, ok := g.listeners[w.Addr]
+		if !ok {
+			var err error
+			l, err = g.listen(w)
+			if err != nil {
+				g.log.Error("open listener", "addr", w.Addr, "err", err)
+				continue
+			}
+			g.listeners[w.Addr] = l
+			wg.Go(func() { l.accept(ctx, wg) })
+		}
+		l.setRoute(w.Route)
+	}
+	for a, l := range g.listeners {
+		if !seen[a] {
+			l.close()
+			delete(g.listeners, a)
+		}
+	}
+}
+
+func (g *Gateway) listen(w Listener) (*listener, error) {
+	host, _, _ := net.SplitHostPort(w.Addr)
+	crt, key, err := g.ca.Issue(w.Names, []net.IP{net.ParseIP(host)})
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair(crt, key)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", w.Addr)
+	if err != nil {
+		return nil, err
+	}
+	g.log.Info("listener open", "addr", w.Addr, "names", w.Names)
+	return &listener{g: g, addr: w.Addr, ln: ln, changed: make(chan struct{}), conns: map[*session]bool{},
+		tlsConf: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}, nil
+}
+
+type listener struct {
+	g       *Gateway
+	addr    string
+	ln      net.Listener
+	tlsConf *tls.Config
+
+	mu      sync.Mutex
+	route   Route
+	changed chan struct{} // closed and replaced on every route change
+	conns   map[*session]bool
+	closed  bool
+}
+
+type session struct {
+	client, server net.Conn
+	target         string
+}
+
+func (l *listener) current() Route {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.route
+}
+
+// setRoute changes the route. Sessions to a server that is no longer the target are closed:
+// after a failover nobody may keep writing to the old primary through the listener.
+func (l *listener) setRoute(r Route) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r == l.route {
+		return
+	}
+	if r.Target != l.route.Target {
+		for s := range l.conns {
+			if s.target != r.Target {
+				s.client.Close()
+				if s.server != nil {
+					s.server.Close()
+				}
+			}
+		}
+	}
+	l.g.log.Debug("route", "listener", l.addr, "target", r.Target, "hold", r.Hold, "refuse", r.Refuse)
+	l.route = r
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+func (l *listener) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
+	l.closed = true
+	l.ln.Close()
+	for s := range l.conns {
+		s.client.Close()
+		if s.server != nil {
+			s.server.Close()
+		}
+	}
+}
+
+func (l *listener) accept(ctx context.Context, wg *sync.WaitGroup) {
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			return
+		}
+		wg.Go(func() { l.serve(ctx, conn) })
+	}
+}
+
+// waitRoute returns the route for a new connection, waiting while it holds.
+func (l *listener) waitRoute(ctx context.Context) (Route, error) {
+	deadline := time.NewTimer(l.g.cfg.HoldTimeout)
+	defer deadline.Stop()
+	for {
+		l.mu.Lock()
+		r, ch := l.route, l.changed
+		l.mu.Unlock()
+		if !r.Hold {
+			return r, nil
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return r, fmt.Errorf("no primary after waiting %s for the failover to finish; retry", l.g.cfg.HoldTimeout)
+		case <-ctx.Done():
+			return r, ctx.Err()
+		}
+	}
+}
+
+func readPacket(c net.Conn) (uint32, []byte, error) {
+	var hdr [8]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:4])
+	if n < 8 || n > 10000 {
+		return 0, nil, fmt.Errorf("bad startup packet length %d", n)
+	}
+	pkt := make([]byte, n)
+	copy(pkt, hdr[:])
+	if _, err := io.ReadFull(c, pkt[8:]); err != nil {
+		return 0, nil, err
+	}
+	return binary.BigEndian.Uint32(hdr[4:8]), pkt, nil
+}
+
+func (l *listener) serve(ctx context.Context, client net.Conn) {
+	defer client.Close()
+	_ = client.SetReadDeadline(time.Now().Add(30 * time.Second))
+	code, pkt, err := readPacket(client)
+	if err != nil {
+		return
+	}
+	if code == codeGSSENCRequest {
+		if _, err := client.Write([]byte{'N'}); err != nil {
+			return
+		}
+		if code, pkt, err = readPacket(client); err != nil {
+			return
+		}
+	}
+	_ = client.SetReadDeadline(time.Time{})
+	if code == codeCancelRequest {
+		// A cancel goes to the server the listener routes to now: the session it cancels is
+		// on that server unless a failover closed it.
+		if r := l.current(); r.Target != "" {
+			if s, err := net.DialTimeout("tcp", r.Target, 5*time.Second); err == nil {
+				_, _ = s.Write(pkt)
+				s.Close()
+			}
+		}
+		return
+	}
+	r, err := l.waitRoute(ctx)
+	if err == nil && r.Refuse != "" {
+		err = errors.New(r.Refuse)
+	}
+	if err != nil {
+		l.refuse(client, code, err.Error())
+		return
+	}
+	server, err := net.DialTimeout("tcp", r.Target, 5*time.Second)
+	if err != nil {
+		l.refuse(client, code, fmt.Sprintf("the server behind this listener (%s) is not reachable: %v", r.Target, err))
+		return
+	}
+	s := &session{client: client, server: server, target: r.Target}
+	if !l.track(s, true) {
+		server.Close()
+		return
+	}
+	defer l.track(s, false)
+	defer server.Close()
+	if _, err := server.Write(pkt); err != nil {
+		return
+	}
+	relay(client, server)
+}
+
+// track adds or removes a session; adding fails when the route moved on meanwhile.
+func (l *listener) track(s *session, add bool) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !add {
+		delete(l.conns, s)
+		return true
+	}
+	if l.closed || l.route.Target != s.target {
+		return false
+	}
+	l.conns[s] = true
+	return true
+}
+
+func relay(a, b net.Conn) {
+	done := make(chan struct{}, 2)
+	cp := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		if tc, ok := dst.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		done <- struct{}{}
+	}
+	go cp(a, b)
+	go cp(b, a)
+	<-done
+	a.Close()
+	b.Close()
+	<-done
+}
+
+// refuse tells the client why it cannot connect, as a FATAL ErrorResponse with SQLSTATE
+// 57P03 (cannot_connect_now), which poolers and drivers treat as retryable. A client that
+// asked for TLS gets the error inside TLS with the gateway's own certificate, because pgx and
+// others report only "server refused TLS" for an error answer to SSLRequest.
+func (l *listener) refuse(client net.Conn, code uint32, msg string) {
+	_ = client.SetDeadline(time.Now().Add(10 * time.Second))
+	var w io.Writer = client
+	if code == codeSSLRequest {
+		if _, err := client.Write([]byte{'S'}); err != nil {
+			return
+		}
+		tc := tls.Server(client, l.tlsConf)
+		if err := tc.Handshake(); err != nil {
+			return
+		}
+		if _, _, err := readPacket(tc); err != nil {
+			return
+		}
+		w = tc
+		defer tc.Close()
+	}
+	_, _ = w.Write(errorResponse("57P03", msg))
+}
+
+func errorResponse(sqlstate, msg string) []byte {
+	body := []byte{}
+	for _, f := range []struct {
+		t byte
+		v string
+	}{{'S', "FATAL"}, {'V', "FATAL"}, {'C', sqlstate}, {'M', msg}} {
+		body = append(body, f.t)
+		body = append(body, f.v...)
+		body = append(body, 0)
+	}
+	body = append(body, 0)
+	out := []byte{'E', 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(out[1:], uint32(len(body)+4))
+	return append(out, body...)
+}
+
+// Addr joins host and port.
+func Addr(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
