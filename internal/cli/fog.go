@@ -12,9 +12,9 @@ import (
 
 type groupFlags struct {
 	name, rg, location, mi, partnerMI, partnerRG string
-	policy, secondaryType, readOnlyPolicy          string
-	grace                                          int
-	allowDataLoss, noWait                          bool
+	policy, secondaryType, readOnlyPolicy        string
+	grace                                        int
+	allowDataLoss, noWait                        bool
 }
 
 func (c *client) groupPath(rg, location, name string) string {

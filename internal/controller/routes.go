@@ -13,11 +13,12 @@ import (
 
 // ListenerRoute is where one listener sends new connections right now.
 type ListenerRoute struct {
-	Addr   string
-	Names  []string
-	Target string
-	Hold   bool
-	Refuse string
+	Addr     string
+	Names    []string
+	Target   string
+	Hold     bool
+	Refuse   string
+	Fallback string
 }
 
 // Routes computes every listener's route from the groups and what the agents observe. The
@@ -66,6 +67,9 @@ func (c *Controller) Routes(ctx context.Context) ([]ListenerRoute, error) {
 			ro.Hold = true
 		case secOK:
 			ro.Target = addrs[g.Secondary()]
+			if g.ReadOnlyPolicy == "Enabled" && primOK {
+				ro.Fallback = addrs[g.Primary]
+			}
 		case g.ReadOnlyPolicy == "Enabled" && primOK:
 			ro.Target = addrs[g.Primary]
 		default:

@@ -39,6 +39,9 @@ type Route struct {
 	Hold bool
 	// Refuse is the error new connections get.
 	Refuse string
+	// Fallback is tried when Target does not accept the connection (the read-only listener
+	// with readOnlyEndpoint.failoverPolicy Enabled falls back to the primary).
+	Fallback string
 }
 
 // Listener is one listener the gateway should serve.
@@ -221,9 +224,9 @@ func (l *listener) setRoute(r Route) {
 	if r == l.route {
 		return
 	}
-	if r.Target != l.route.Target {
+	if r.Target != l.route.Target || r.Fallback != l.route.Fallback {
 		for s := range l.conns {
-			if s.target != r.Target {
+			if s.target != r.Target && s.target != r.Fallback {
 				s.client.Close()
 				if s.server != nil {
 					s.server.Close()
@@ -336,12 +339,17 @@ func (l *listener) serve(ctx context.Context, client net.Conn) {
 		l.refuse(client, code, err.Error())
 		return
 	}
-	server, err := net.DialTimeout("tcp", r.Target, 5*time.Second)
+	target := r.Target
+	server, err := net.DialTimeout("tcp", target, 5*time.Second)
+	if err != nil && r.Fallback != "" {
+		target = r.Fallback
+		server, err = net.DialTimeout("tcp", target, 5*time.Second)
+	}
 	if err != nil {
-		l.refuse(client, code, fmt.Sprintf("the server behind this listener (%s) is not reachable: %v", r.Target, err))
+		l.refuse(client, code, fmt.Sprintf("the server behind this listener (%s) is not reachable: %v", target, err))
 		return
 	}
-	s := &session{client: client, server: server, target: r.Target}
+	s := &session{client: client, server: server, target: target}
 	if !l.track(s, true) {
 		server.Close()
 		return
@@ -362,7 +370,7 @@ func (l *listener) track(s *session, add bool) bool {
 		delete(l.conns, s)
 		return true
 	}
-	if l.closed || l.route.Target != s.target {
+	if l.closed || (l.route.Target != s.target && l.route.Fallback != s.target) {
 		return false
 	}
 	l.conns[s] = true

@@ -50,7 +50,7 @@ type Config struct {
 	HoldTimeout time.Duration
 	// MaxSlotWALKeepSize overrides the WAL a replication slot may hold back.
 	MaxSlotWALKeepSize string
-	Log    *slog.Logger
+	Log                *slog.Logger
 }
 
 // DefaultSubscription is the subscription id written to a new client config.
@@ -209,7 +209,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		}
 		out := make([]gateway.Listener, 0, len(routes))
 		for _, r := range routes {
-			out = append(out, gateway.Listener{Addr: r.Addr, Names: r.Names, Route: gateway.Route{Target: r.Target, Hold: r.Hold, Refuse: r.Refuse}})
+			out = append(out, gateway.Listener{Addr: r.Addr, Names: r.Names, Route: gateway.Route{Target: r.Target, Hold: r.Hold, Refuse: r.Refuse, Fallback: r.Fallback}})
 		}
 		return out, nil
 	}, ca, log.With("component", "gateway"))
