@@ -319,6 +319,7 @@ func (w *worker) standby(ctx context.Context, c *postgres.Cluster, s instance.Sp
 			return fmt.Errorf("seed from %s:%d: %w", up.Host, up.Port, err)
 		}
 		st.SeededGeneration, st.SeedPercent, st.Rewound = s.SeedGeneration, nil, nil
+		st.SeededAt = time.Now().UTC()
 		if err := w.configure(c, s, up); err != nil {
 			return err
 		}
@@ -552,6 +553,13 @@ func (w *worker) execute(ctx context.Context, s instance.Spec, cmd instance.Comm
 	c := w.a.cluster(s)
 	conn, err := c.Connect(ctx, "postgres")
 	if err != nil {
+		if _, running := c.PID(); !running {
+			// Report the instance down now rather than at the next resync, which starts it.
+			if st, ok := w.status(ctx); ok && st.Phase == instance.PhaseReady {
+				st.Phase = instance.PhaseStopped
+				w.publish(ctx, st)
+			}
+		}
 		return fmt.Errorf("instance %s is not accepting connections: %w", s.Name, err)
 	}
 	defer conn.Close(context.Background())

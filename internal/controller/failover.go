@@ -438,7 +438,8 @@ func (c *Controller) monitor(ctx context.Context) {
 				lost = lost || (s.Name == slot && s.WALStatus == "lost")
 			}
 		}
-		if lost && sec.SeededGeneration >= g.Members[g.Secondary()].SeedGeneration {
+		// The primary's view must postdate the last seed, which replaced the lost slot.
+		if lost && sec.SeededGeneration >= g.Members[g.Secondary()].SeedGeneration && prim.Heartbeat.After(sec.SeededAt) {
 			c.log.Warn("secondary fell too far behind (slot invalidated); reseeding it", "group", g.Name, "secondary", g.Sides[g.Secondary()].InstanceName)
 			_, _, err := c.stepGroup(ctx, g.Name, func(g *FailoverGroup) {
 				g.SeedGeneration++

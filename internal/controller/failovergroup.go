@@ -99,10 +99,26 @@ func (c *Controller) replicationState(g *FailoverGroup, st [2]instance.Status, o
 	switch {
 	case sec.SeedPercent != nil:
 		return resource.StateSeeding
-	case sec.Role == instance.RoleStandby && sec.Replication != nil && sec.Replication.ReceiverStatus == "streaming":
+	case sec.Role == instance.RoleStandby && sec.Replication != nil && sec.Replication.ReceiverStatus == "streaming" &&
+		sec.Phase == instance.PhaseReady && live(sec) && primarySees(g, st[g.Primary]):
 		return resource.StateCatchUp
 	}
 	return resource.StateSuspended
+}
+
+// primarySees reports whether the primary streams to the secondary (a standby whose WAL was
+// removed reconnects and looks like streaming from its own side for a moment).
+func primarySees(g *FailoverGroup, prim instance.Status) bool {
+	if prim.Replication == nil || !live(prim) {
+		return true // the primary's view is unknown; trust the secondary's
+	}
+	app := postgres.SlotNameApp(g.Sides[g.Secondary()].InstanceUID)
+	for _, r := range prim.Replication.Replicas {
+		if r.AppName == app && r.State == "streaming" {
+			return true
+		}
+	}
+	return false
 }
 
 // view renders group g as side i sees it.

@@ -115,8 +115,9 @@ type Status struct {
 	// PromotedFrom is the end of the old timeline: where this server's history diverged.
 	PromotedFrom string `json:"promotedFrom,omitempty"`
 	// Seeding progress of a standby, and the seed generation it completed.
-	SeedPercent      *float64 `json:"seedPercent,omitempty"`
-	SeededGeneration int64    `json:"seededGeneration,omitempty"`
+	SeedPercent      *float64  `json:"seedPercent,omitempty"`
+	SeededGeneration int64     `json:"seededGeneration,omitempty"`
+	SeededAt         time.Time `json:"seededAt"`
 	// Rewound reports the WAL a rewind discarded, for the epoch it happened in.
 	Rewound *LostWAL `json:"rewound,omitempty"`
 	// Replication is the server's own view, refreshed on every resync.

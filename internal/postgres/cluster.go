@@ -166,7 +166,6 @@ func (c *Cluster) WriteConfig(cfg Config) error {
 		// Promotion otherwise waits up to 5 s when the standby's connection to a dead
 		// primary already failed.
 		"wal_retrieve_retry_interval": quote("100ms"),
-		"wal_keep_size":               quote("256MB"),
 		"log_line_prefix":             quote("%m [%p] %q%u@%d "),
 		"log_connections":             "off",
 	}

@@ -272,7 +272,11 @@ func (c *Cluster) BaseBackup(ctx context.Context, u *Upstream, progress func(flo
 		return err
 	}
 	args := []string{"-D", c.DataDir(), "-d", c.ConnInfo(u, ""), "-X", "stream", "--checkpoint=fast", "--progress", "--verbose", "-S", u.Slot}
-	if !slotExists(ctx, c, u) {
+	exists, err := prepareSlot(ctx, c, u)
+	if err != nil {
+		return err
+	}
+	if !exists {
 		args = append(args, "-C")
 	}
 	cmd := c.R.Command(ctx, "pg_basebackup", args...)
@@ -315,22 +319,35 @@ func (c *Cluster) BaseBackup(ctx context.Context, u *Upstream, progress func(flo
 	return nil
 }
 
-// slotExists asks the upstream whether the slot is there, so pg_basebackup -C is passed only
-// when it must create it (it fails if the slot exists).
-func slotExists(ctx context.Context, c *Cluster, u *Upstream) bool {
+// prepareSlot asks the upstream whether the slot is there, so pg_basebackup -C is passed only
+// when it must create it (it fails if the slot exists). A slot the upstream invalidated
+// (max_slot_wal_keep_size) keeps nothing and cannot be used: it is dropped, to be created anew.
+func prepareSlot(ctx context.Context, c *Cluster, u *Upstream) (bool, error) {
 	cfg, err := pgx.ParseConfig(c.ConnInfo(u, "postgres"))
 	if err != nil {
-		return false
+		return false, err
 	}
 	cfg.Password = readPass(c.PassFile())
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return false
+		return false, fmt.Errorf("connect to upstream: %w", err)
 	}
 	defer conn.Close(context.Background())
-	var n int
-	_ = conn.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", u.Slot).Scan(&n)
-	return n > 0
+	var status *string
+	err = conn.QueryRow(ctx, "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1", u.Slot).Scan(&status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if status != nil && *status == "lost" {
+		if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", u.Slot); err != nil {
+			return false, fmt.Errorf("drop invalidated slot %s: %w", u.Slot, err)
+		}
+		return false, nil
+	}
+	return true, nil
 }
 
 func readPass(path string) string {

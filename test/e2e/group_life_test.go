@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fogdb/fog/internal/standalone"
 )
 
 func eventually(t *testing.T, within time.Duration, what string, ok func() bool) {
@@ -271,4 +273,52 @@ func TestPlannedFailoverRollsBack(t *testing.T) {
 		t.Errorf("rows after rollback = %d, want 10", len(present))
 	}
 	p.waitState(t, "CATCH_UP", 60*time.Second)
+}
+
+// TestSuspendedSecondaryIsReseeded: a secondary that falls further behind than
+// max_slot_wal_keep_size loses its slot; the group shows SUSPENDED and reseeds it on its own.
+func TestSuspendedSecondaryIsReseeded(t *testing.T) {
+	f := startFog(t, "", func(c *standalone.Config) {
+		c.MaxSlotWALKeepSize = "32MB"
+		c.Resync = time.Hour // a killed secondary stays down until the reseed
+	})
+	p := newPair(t, f, "sus")
+	p.create(t, nil)
+	p.setupTable(t)
+	ctx := context.Background()
+	if err := syscall.Kill(postmasterOf(t, f, p.sec), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	c := mustConnect(t, f.info.CACert, p.prim, "app")
+	for range 4 {
+		if _, err := c.Exec(ctx, "INSERT INTO w (id) SELECT g FROM generate_series((SELECT coalesce(max(id), 0) + 1 FROM w), (SELECT coalesce(max(id), 0) + 200000 FROM w)) g"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Exec(ctx, "CHECKPOINT"); err != nil {
+		t.Fatal(err)
+	}
+	var status string
+	_ = c.QueryRow(ctx, "SELECT coalesce(wal_status, '') FROM pg_replication_slots").Scan(&status)
+	if status != "lost" {
+		t.Fatalf("slot wal_status = %q after writing past max_slot_wal_keep_size, want lost", status)
+	}
+	var total int
+	_ = c.QueryRow(ctx, "SELECT count(*) FROM w").Scan(&total)
+	saw := map[string]bool{}
+	eventually(t, 90*time.Second, "reseeded and streaming again", func() bool {
+		s := props(p.get(t, "rg-p", "eastus"))["replicationState"].(string)
+		saw[s] = true
+		return s == "CATCH_UP" && (saw["SUSPENDED"] || saw["SEEDING"])
+	})
+	t.Logf("states seen: %v", saw)
+	s := mustConnect(t, f.info.CACert, p.sec, "app")
+	eventually(t, 10*time.Second, "rows on the reseeded secondary", func() bool {
+		var n int
+		err := s.QueryRow(ctx, "SELECT count(*) FROM w").Scan(&n)
+		if n != total {
+			t.Logf("secondary has %d rows of %d (%v)", n, total, err)
+		}
+		return n == total
+	})
 }

@@ -119,7 +119,7 @@ func startFog(t *testing.T, dataDir string, mutate ...func(*standalone.Config)) 
 		f.stop()
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(dataDir, "fog.log"))
-			t.Logf("fog log (tail):\n%s", tail(string(b), 40))
+			t.Logf("fog log (tail):\n%s", tail(grepOut(string(b), "level=DEBUG"), 40))
 		}
 	})
 	f.hc = httpClient(t, f.info.CACert)
@@ -363,4 +363,15 @@ func startFogProcess(t *testing.T, dataDir, base string) *fogProcess {
 // asFog wraps a process's API in the same helpers as an in-process Fog.
 func (p *fogProcess) asFog(t *testing.T, dataDir string) *fog {
 	return &fog{t: t, dataDir: dataDir, info: p.client, hc: httpClient(t, p.client.CACert)}
+}
+
+// grepOut drops the lines containing s.
+func grepOut(text, s string) string {
+	var keep []string
+	for _, l := range strings.Split(text, "\n") {
+		if !strings.Contains(l, s) {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
 }
