@@ -30,6 +30,8 @@ type worker struct {
 	// views remembers, per database, the link the view was last written with.
 	views   map[string]string
 	hadLink bool
+	// observedAt is when the last observation of the server began.
+	observedAt time.Time
 }
 
 func (w *worker) run(ctx context.Context) {
@@ -142,6 +144,7 @@ func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status
 		return fail(fmt.Errorf("connect: %w", err))
 	}
 	defer conn.Close(context.Background())
+	w.observedAt = time.Now()
 	if err := w.observe(ctx, conn, s, &st); err != nil {
 		return fail(err)
 	}
@@ -184,10 +187,10 @@ func (w *worker) configure(c *postgres.Cluster, s instance.Spec, standby *postgr
 	})
 }
 
-func upstreamOf(s instance.Spec) *postgres.Upstream {
+func upstreamOf(s instance.Spec, ca []byte) *postgres.Upstream {
 	u := s.Upstream
 	return &postgres.Upstream{Host: u.Host, Port: u.Port, User: postgres.ReplicationUser,
-		Password: s.ReplicationPassword, Slot: u.Slot, AppName: postgres.SlotNameApp(s.UID)}
+		Password: s.ReplicationPassword, Slot: u.Slot, AppName: postgres.SlotNameApp(s.UID), CACertPEM: ca}
 }
 
 // primary makes the instance a read-write server: promoting it if it is a standby (after
@@ -301,7 +304,7 @@ func lastSwitchPoint(history string) string {
 // standby makes the instance a streaming standby of its upstream: seeding it when asked,
 // rewinding a former primary when asked, then following the upstream's latest timeline.
 func (w *worker) standby(ctx context.Context, c *postgres.Cluster, s instance.Spec, st *instance.Status) error {
-	up := upstreamOf(s)
+	up := upstreamOf(s, w.a.cfg.CACertPEM)
 	if !c.Initialized() || s.SeedGeneration > st.SeededGeneration {
 		w.log.Info("seeding standby", "instance", s.Name, "from", net.JoinHostPort(up.Host, fmt.Sprint(up.Port)))
 		zero := 0.0
@@ -531,25 +534,45 @@ func toDBs(dbs []postgres.Database) []instance.DB {
 	return out
 }
 
+// runCommands carries out the instance's pending commands. Refresh requests are answered
+// together: one fresh look at the server serves every refresh asked for before it began.
 func (w *worker) runCommands(ctx context.Context, s instance.Spec) {
-	for _, cmd := range w.a.commandsFor(ctx, w.uid) {
-		if err := w.execute(ctx, s, cmd); err != nil {
-			cmd.Error = err.Error()
+	cmds := w.a.commandsFor(ctx, w.uid)
+	if len(cmds) == 0 {
+		return
+	}
+	observe := false
+	for i := range cmds {
+		if cmds[i].Kind == instance.CmdRefresh {
+			observe = observe || cmds[i].Created.After(w.observedAt)
+			continue
 		}
+		if err := w.execute(ctx, s, cmds[i]); err != nil {
+			cmds[i].Error = err.Error()
+		}
+		observe = true
+	}
+	if observe && !s.Deleted {
+		if err := w.refreshStatus(ctx, s); err != nil {
+			for i := range cmds {
+				if cmds[i].Kind == instance.CmdRefresh {
+					cmds[i].Error = err.Error()
+				}
+			}
+		}
+	}
+	ops := make([]store.Op, 0, len(cmds))
+	for _, cmd := range cmds {
 		cmd.Done = true
-		if err := store.Put(ctx, w.a.st, instance.CommandKey(w.a.cfg.Region, cmd.ID), cmd); err != nil && ctx.Err() == nil {
-			w.log.Error("complete command", "id", cmd.ID, "err", err)
-		}
+		ops = append(ops, store.PutOp(instance.CommandKey(w.a.cfg.Region, cmd.ID), cmd))
+	}
+	if err := w.a.st.Txn(ctx, nil, ops); err != nil && ctx.Err() == nil {
+		w.log.Error("complete commands", "err", err)
 	}
 }
 
-func (w *worker) execute(ctx context.Context, s instance.Spec, cmd instance.Command) error {
-	if s.Deleted {
-		return errors.New("the instance is being deleted")
-	}
-	if cmd.Kind == instance.CmdCheckReach {
-		return checkReach(ctx, cmd.Target)
-	}
+// refreshStatus publishes a fresh observation of a running instance.
+func (w *worker) refreshStatus(ctx context.Context, s instance.Spec) error {
 	c := w.a.cluster(s)
 	conn, err := c.Connect(ctx, "postgres")
 	if err != nil {
@@ -563,28 +586,40 @@ func (w *worker) execute(ctx context.Context, s instance.Spec, cmd instance.Comm
 		return fmt.Errorf("instance %s is not accepting connections: %w", s.Name, err)
 	}
 	defer conn.Close(context.Background())
-	switch cmd.Kind {
-	case instance.CmdCreateDatabase:
-		err = postgres.CreateDatabase(ctx, conn, cmd.Database, cmd.Owner)
-	case instance.CmdDropDatabase:
-		err = postgres.DropDatabase(ctx, conn, cmd.Database)
-	case instance.CmdCheckpoint:
-		err = postgres.Checkpoint(ctx, conn)
-	case instance.CmdRefresh:
-	default:
-		err = fmt.Errorf("unknown command %q", cmd.Kind)
+	st, _ := w.status(ctx)
+	if st.Phase != instance.PhaseReady {
+		return nil
 	}
-	if err != nil {
+	w.observedAt = time.Now()
+	if err := w.observe(ctx, conn, s, &st); err != nil {
 		return err
 	}
-	st, _ := w.status(ctx)
-	if st.Phase == instance.PhaseReady {
-		if err := w.observe(ctx, conn, s, &st); err != nil {
-			return err
-		}
-		w.publish(ctx, st)
-	}
+	w.publish(ctx, st)
 	return nil
+}
+
+func (w *worker) execute(ctx context.Context, s instance.Spec, cmd instance.Command) error {
+	if s.Deleted {
+		return errors.New("the instance is being deleted")
+	}
+	if cmd.Kind == instance.CmdCheckReach {
+		return checkReach(ctx, cmd.Target)
+	}
+	c := w.a.cluster(s)
+	conn, err := c.Connect(ctx, "postgres")
+	if err != nil {
+		return fmt.Errorf("instance %s is not accepting connections: %w", s.Name, err)
+	}
+	defer conn.Close(context.Background())
+	switch cmd.Kind {
+	case instance.CmdCreateDatabase:
+		return postgres.CreateDatabase(ctx, conn, cmd.Database, cmd.Owner)
+	case instance.CmdDropDatabase:
+		return postgres.DropDatabase(ctx, conn, cmd.Database)
+	case instance.CmdCheckpoint:
+		return postgres.Checkpoint(ctx, conn)
+	}
+	return fmt.Errorf("unknown command %q", cmd.Kind)
 }
 
 // checkReach opens a TCP connection to a PostgreSQL server and asks for TLS, the first thing

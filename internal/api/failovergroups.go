@@ -18,96 +18,44 @@ var GroupAPIVersions = arm.APIVersions{
 const fogPath = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Sql/locations/{loc}/instanceFailoverGroups"
 
 func (s *Server) groupRoutes(rt *arm.Router) {
-	rt.Handle("GET", fogPath, s.listGroups)
-	rt.Handle("PUT", fogPath+"/{name}", s.putGroup)
-	rt.Handle("GET", fogPath+"/{name}", s.getGroup)
-	rt.Handle("DELETE", fogPath+"/{name}", s.deleteGroup)
-	rt.Handle("POST", fogPath+"/{name}/failover", s.failover(false))
-	rt.Handle("POST", fogPath+"/{name}/forceFailoverAllowDataLoss", s.failover(true))
-	rt.Handle("GET", opBase+"instanceFailoverGroupAzureAsyncOperation/{op}", s.operationStatus)
-	rt.Handle("GET", opBase+"instanceFailoverGroupOperationResults/{op}", s.operationResult)
-}
-
-func checkGroup(w http.ResponseWriter, r *http.Request) (string, bool) {
-	v, aerr := GroupAPIVersions.Check(r)
-	if aerr != nil {
-		arm.WriteError(w, aerr)
-		return "", false
+	v := func(h func(w http.ResponseWriter, r *http.Request, ver string)) http.HandlerFunc {
+		return versioned(GroupAPIVersions, h)
 	}
-	return v, true
-}
-
-func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
-	if _, ok := checkGroup(w, r); !ok {
-		return
+	addr := func(r *http.Request) (string, string, string, string) {
+		return r.PathValue("sub"), r.PathValue("rg"), r.PathValue("loc"), r.PathValue("name")
 	}
-	v, aerr := s.c.ListFailoverGroups(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("loc"))
-	if aerr != nil {
-		arm.WriteError(w, aerr)
-		return
-	}
-	arm.WriteJSON(w, http.StatusOK, list[resource.FailoverGroupJSON]{Value: v})
-}
-
-func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
-	if _, ok := checkGroup(w, r); !ok {
-		return
-	}
-	v, aerr := s.c.GetFailoverGroup(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("loc"), r.PathValue("name"))
-	if aerr != nil {
-		arm.WriteError(w, aerr)
-		return
-	}
-	arm.WriteJSON(w, http.StatusOK, v)
-}
-
-func (s *Server) putGroup(w http.ResponseWriter, r *http.Request) {
-	ver, ok := checkGroup(w, r)
-	if !ok {
-		return
-	}
-	var body resource.FailoverGroupJSON
-	if aerr := decode(r, &body); aerr != nil {
-		aerr.Code = "InstanceFailoverGroupCreateOrUpdateRequestInvalid"
-		arm.WriteError(w, aerr)
-		return
-	}
-	op, aerr := s.c.PutFailoverGroup(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("loc"), r.PathValue("name"), body)
-	if aerr != nil {
-		arm.WriteError(w, aerr)
-		return
-	}
-	s.accepted(w, r, op, ver)
-}
-
-func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request) {
-	ver, ok := checkGroup(w, r)
-	if !ok {
-		return
-	}
-	op, aerr := s.c.DeleteFailoverGroup(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("loc"), r.PathValue("name"))
-	if aerr != nil {
-		arm.WriteError(w, aerr)
-		return
-	}
-	if op == nil {
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
-	s.accepted(w, r, op, ver)
-}
-
-func (s *Server) failover(force bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		ver, ok := checkGroup(w, r)
-		if !ok {
-			return
-		}
-		op, aerr := s.c.Failover(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("loc"), r.PathValue("name"), force)
-		if aerr != nil {
+	rt.Handle("GET", fogPath, v(func(w http.ResponseWriter, r *http.Request, _ string) {
+		vs, aerr := s.c.ListFailoverGroups(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("loc"))
+		replyList(w, vs, aerr)
+	}))
+	rt.Handle("GET", fogPath+"/{name}", v(func(w http.ResponseWriter, r *http.Request, _ string) {
+		sub, rg, loc, name := addr(r)
+		vg, aerr := s.c.GetFailoverGroup(r.Context(), sub, rg, loc, name)
+		reply(w, vg, aerr)
+	}))
+	rt.Handle("PUT", fogPath+"/{name}", v(func(w http.ResponseWriter, r *http.Request, ver string) {
+		var body resource.FailoverGroupJSON
+		if aerr := decode(r, &body); aerr != nil {
+			aerr.Code = "InstanceFailoverGroupCreateOrUpdateRequestInvalid"
 			arm.WriteError(w, aerr)
 			return
 		}
-		s.accepted(w, r, op, ver)
+		sub, rg, loc, name := addr(r)
+		op, aerr := s.c.PutFailoverGroup(r.Context(), sub, rg, loc, name, body)
+		s.replyOp(w, r, ver, op, aerr)
+	}))
+	rt.Handle("DELETE", fogPath+"/{name}", v(func(w http.ResponseWriter, r *http.Request, ver string) {
+		sub, rg, loc, name := addr(r)
+		op, aerr := s.c.DeleteFailoverGroup(r.Context(), sub, rg, loc, name)
+		s.replyOp(w, r, ver, op, aerr)
+	}))
+	for action, force := range map[string]bool{"failover": false, "forceFailoverAllowDataLoss": true} {
+		rt.Handle("POST", fogPath+"/{name}/"+action, v(func(w http.ResponseWriter, r *http.Request, ver string) {
+			sub, rg, loc, name := addr(r)
+			op, aerr := s.c.Failover(r.Context(), sub, rg, loc, name, force)
+			s.replyOp(w, r, ver, op, aerr)
+		}))
 	}
+	rt.Handle("GET", opBase+"instanceFailoverGroupAzureAsyncOperation/{op}", s.operationStatus)
+	rt.Handle("GET", opBase+"instanceFailoverGroupOperationResults/{op}", s.operationResult)
 }

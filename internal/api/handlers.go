@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/controller"
 	"github.com/fogdb/fog/internal/resource"
 )
 
@@ -15,33 +16,8 @@ type list[T any] struct {
 	NextLink string `json:"nextLink,omitempty"`
 }
 
-// check validates api-version and returns it; on failure it has written the error.
-func check(w http.ResponseWriter, r *http.Request) (string, bool) {
-	v, aerr := InstanceAPIVersions.Check(r)
-	if aerr != nil {
-		arm.WriteError(w, aerr)
-		return "", false
-	}
-	return v, true
-}
-
-func (s *Server) listInstances(w http.ResponseWriter, r *http.Request) {
-	if _, ok := check(w, r); !ok {
-		return
-	}
-	v, aerr := s.c.ListInstances(r.Context(), r.PathValue("sub"), r.PathValue("rg"))
-	if aerr != nil {
-		arm.WriteError(w, aerr)
-		return
-	}
-	arm.WriteJSON(w, http.StatusOK, list[resource.InstanceJSON]{Value: v})
-}
-
-func (s *Server) getInstance(w http.ResponseWriter, r *http.Request) {
-	if _, ok := check(w, r); !ok {
-		return
-	}
-	v, aerr := s.c.GetInstance(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
+// reply writes v with 200, or the error.
+func reply[T any](w http.ResponseWriter, v T, aerr *arm.Error) {
 	if aerr != nil {
 		arm.WriteError(w, aerr)
 		return
@@ -49,102 +25,87 @@ func (s *Server) getInstance(w http.ResponseWriter, r *http.Request) {
 	arm.WriteJSON(w, http.StatusOK, v)
 }
 
-func (s *Server) putInstance(w http.ResponseWriter, r *http.Request) {
-	ver, ok := check(w, r)
-	if !ok {
-		return
-	}
-	var body resource.InstanceJSON
-	if aerr := decode(r, &body); aerr != nil {
-		arm.WriteError(w, aerr)
-		return
-	}
-	op, aerr := s.c.PutInstance(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), body)
-	if aerr != nil {
-		arm.WriteError(w, aerr)
-		return
-	}
-	s.accepted(w, r, op, ver)
+// replyList writes vs in the list envelope, or the error.
+func replyList[T any](w http.ResponseWriter, vs []T, aerr *arm.Error) {
+	reply(w, list[T]{Value: vs}, aerr)
 }
 
-func (s *Server) deleteInstance(w http.ResponseWriter, r *http.Request) {
-	ver, ok := check(w, r)
-	if !ok {
-		return
-	}
-	op, aerr := s.c.DeleteInstance(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
-	if aerr != nil {
+// replyOp writes the 202 of a started operation, 204 when there was nothing to do, or the error.
+func (s *Server) replyOp(w http.ResponseWriter, r *http.Request, ver string, op *controller.Operation, aerr *arm.Error) {
+	switch {
+	case aerr != nil:
 		arm.WriteError(w, aerr)
-		return
-	}
-	if op == nil {
+	case op == nil:
 		w.WriteHeader(http.StatusNoContent)
-		return
+	default:
+		s.accepted(w, r, op, ver)
 	}
-	s.accepted(w, r, op, ver)
 }
 
-func (s *Server) listDatabases(w http.ResponseWriter, r *http.Request) {
-	if _, ok := check(w, r); !ok {
-		return
+// versioned wraps a handler with the api-version check of its resource type.
+func versioned(versions arm.APIVersions, h func(w http.ResponseWriter, r *http.Request, ver string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ver, aerr := versions.Check(r)
+		if aerr != nil {
+			arm.WriteError(w, aerr)
+			return
+		}
+		h(w, r, ver)
 	}
-	v, aerr := s.c.ListDatabases(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
-	if aerr != nil {
-		arm.WriteError(w, aerr)
-		return
-	}
-	arm.WriteJSON(w, http.StatusOK, list[resource.DatabaseJSON]{Value: v})
 }
 
-func (s *Server) getDatabase(w http.ResponseWriter, r *http.Request) {
-	if _, ok := check(w, r); !ok {
-		return
+func (s *Server) instanceRoutes(rt *arm.Router) {
+	v := func(h func(w http.ResponseWriter, r *http.Request, ver string)) http.HandlerFunc {
+		return versioned(InstanceAPIVersions, h)
 	}
-	v, aerr := s.c.GetDatabase(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), r.PathValue("db"))
-	if aerr != nil {
-		arm.WriteError(w, aerr)
-		return
-	}
-	arm.WriteJSON(w, http.StatusOK, v)
-}
-
-func (s *Server) putDatabase(w http.ResponseWriter, r *http.Request) {
-	ver, ok := check(w, r)
-	if !ok {
-		return
-	}
-	var body resource.DatabaseJSON
-	if aerr := decode(r, &body); aerr != nil {
-		arm.WriteError(w, aerr)
-		return
-	}
-	op, existing, aerr := s.c.PutDatabase(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), r.PathValue("db"), body)
-	if aerr != nil {
-		arm.WriteError(w, aerr)
-		return
-	}
-	if existing != nil {
-		arm.WriteJSON(w, http.StatusOK, existing)
-		return
-	}
-	s.accepted(w, r, op, ver)
-}
-
-func (s *Server) deleteDatabase(w http.ResponseWriter, r *http.Request) {
-	ver, ok := check(w, r)
-	if !ok {
-		return
-	}
-	op, aerr := s.c.DeleteDatabase(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), r.PathValue("db"))
-	if aerr != nil {
-		arm.WriteError(w, aerr)
-		return
-	}
-	if op == nil {
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
-	s.accepted(w, r, op, ver)
+	listInstances := v(func(w http.ResponseWriter, r *http.Request, _ string) {
+		vs, aerr := s.c.ListInstances(r.Context(), r.PathValue("sub"), r.PathValue("rg"))
+		replyList(w, vs, aerr)
+	})
+	rt.Handle("GET", "/subscriptions/{sub}/providers/Microsoft.Sql/managedInstances", listInstances)
+	rt.Handle("GET", "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Sql/managedInstances", listInstances)
+	rt.Handle("GET", miPath, v(func(w http.ResponseWriter, r *http.Request, _ string) {
+		vi, aerr := s.c.GetInstance(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
+		reply(w, vi, aerr)
+	}))
+	rt.Handle("PUT", miPath, v(func(w http.ResponseWriter, r *http.Request, ver string) {
+		var body resource.InstanceJSON
+		if aerr := decode(r, &body); aerr != nil {
+			arm.WriteError(w, aerr)
+			return
+		}
+		op, aerr := s.c.PutInstance(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), body)
+		s.replyOp(w, r, ver, op, aerr)
+	}))
+	rt.Handle("DELETE", miPath, v(func(w http.ResponseWriter, r *http.Request, ver string) {
+		op, aerr := s.c.DeleteInstance(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
+		s.replyOp(w, r, ver, op, aerr)
+	}))
+	rt.Handle("GET", miPath+"/databases", v(func(w http.ResponseWriter, r *http.Request, _ string) {
+		vs, aerr := s.c.ListDatabases(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
+		replyList(w, vs, aerr)
+	}))
+	rt.Handle("GET", dbPath, v(func(w http.ResponseWriter, r *http.Request, _ string) {
+		vd, aerr := s.c.GetDatabase(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), r.PathValue("db"))
+		reply(w, vd, aerr)
+	}))
+	rt.Handle("PUT", dbPath, v(func(w http.ResponseWriter, r *http.Request, ver string) {
+		var body resource.DatabaseJSON
+		if aerr := decode(r, &body); aerr != nil {
+			arm.WriteError(w, aerr)
+			return
+		}
+		op, existing, aerr := s.c.PutDatabase(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), r.PathValue("db"), body)
+		if aerr == nil && existing != nil {
+			arm.WriteJSON(w, http.StatusOK, existing)
+			return
+		}
+		s.replyOp(w, r, ver, op, aerr)
+	}))
+	rt.Handle("DELETE", dbPath, v(func(w http.ResponseWriter, r *http.Request, ver string) {
+		op, aerr := s.c.DeleteDatabase(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), r.PathValue("db"))
+		s.replyOp(w, r, ver, op, aerr)
+	}))
 }
 
 // writeResource writes the current body of an instance or database by ARM id.
@@ -155,16 +116,11 @@ func (s *Server) writeResource(w http.ResponseWriter, ctx context.Context, id st
 		arm.WriteError(w, arm.Errorf(http.StatusInternalServerError, "InternalServerError", "operation names a bad resource id"))
 		return
 	}
-	var v any
-	var aerr *arm.Error
 	if isDB {
-		v, aerr = s.c.GetDatabase(ctx, p.Subscription, p.ResourceGroup, p.Name, db)
-	} else {
-		v, aerr = s.c.GetInstance(ctx, p.Subscription, p.ResourceGroup, p.Name)
-	}
-	if aerr != nil {
-		arm.WriteError(w, aerr)
+		v, aerr := s.c.GetDatabase(ctx, p.Subscription, p.ResourceGroup, p.Name, db)
+		reply(w, v, aerr)
 		return
 	}
-	arm.WriteJSON(w, http.StatusOK, v)
+	v, aerr := s.c.GetInstance(ctx, p.Subscription, p.ResourceGroup, p.Name)
+	reply(w, v, aerr)
 }

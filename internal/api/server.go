@@ -50,15 +50,7 @@ const (
 // Handler returns the API's http.Handler.
 func (s *Server) Handler() http.Handler {
 	rt := &arm.Router{}
-	rt.Handle("GET", "/subscriptions/{sub}/providers/Microsoft.Sql/managedInstances", s.listInstances)
-	rt.Handle("GET", "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Sql/managedInstances", s.listInstances)
-	rt.Handle("PUT", miPath, s.putInstance)
-	rt.Handle("GET", miPath, s.getInstance)
-	rt.Handle("DELETE", miPath, s.deleteInstance)
-	rt.Handle("GET", miPath+"/databases", s.listDatabases)
-	rt.Handle("PUT", dbPath, s.putDatabase)
-	rt.Handle("GET", dbPath, s.getDatabase)
-	rt.Handle("DELETE", dbPath, s.deleteDatabase)
+	s.instanceRoutes(rt)
 	s.groupRoutes(rt)
 	for _, kind := range []string{"managedInstance", "managedDatabase"} {
 		rt.Handle("GET", opBase+kind+"AzureAsyncOperation/{op}", s.operationStatus)
@@ -189,17 +181,11 @@ func (s *Server) operationResult(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch op.Kind {
-	case controller.KindPutInstance:
-		s.writeResource(w, ctx, op.ResourceID)
-	case controller.KindPutDatabase:
+	case controller.KindPutInstance, controller.KindPutDatabase:
 		s.writeResource(w, ctx, op.ResourceID)
 	case controller.KindCreateGroup, controller.KindUpdateGroup, controller.KindFailover, controller.KindForceFailover:
 		v, aerr := s.c.GroupResult(ctx, op)
-		if aerr != nil {
-			arm.WriteError(w, aerr)
-			return
-		}
-		arm.WriteJSON(w, http.StatusOK, v)
+		reply(w, v, aerr)
 	default:
 		w.WriteHeader(http.StatusNoContent)
 	}

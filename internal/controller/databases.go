@@ -35,20 +35,8 @@ func (c *Controller) refresh(ctx context.Context, m *resource.ManagedInstance) [
 
 // refreshWithin is refresh with a bound on the wait.
 func (c *Controller) refreshWithin(ctx context.Context, m *resource.ManagedInstance, d time.Duration) []instance.DB {
-	cmd := instance.Command{ID: resource.NewUID(), InstanceUID: m.UID, Kind: instance.CmdRefresh, Created: time.Now().UTC()}
-	key := instance.CommandKey(m.Location, cmd.ID)
-	if err := store.Put(ctx, c.st, key, cmd); err == nil {
-		wctx, cancel := context.WithTimeout(ctx, d)
-		err := c.waitFor(wctx, key, func() (bool, error) {
-			var got instance.Command
-			_, err := store.Get(wctx, c.st, key, &got)
-			return got.Done, err
-		})
-		cancel()
-		if err != nil {
-			c.log.Warn("database refresh not answered; using last observed list", "instance", m.Name, "err", err)
-		}
-		_ = c.st.Txn(context.WithoutCancel(ctx), nil, []store.Op{{Key: key, Delete: true}})
+	if _, err := c.runCommand(ctx, m.Location, instance.Command{InstanceUID: m.UID, Kind: instance.CmdRefresh}, d); err != nil {
+		c.log.Warn("database refresh not answered; using last observed list", "instance", m.Name, "err", err)
 	}
 	st, _ := c.observed(ctx, m)
 	return st.Databases

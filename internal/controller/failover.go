@@ -395,19 +395,8 @@ func (c *Controller) recordLost(ctx context.Context, name string) {
 
 // command sends a one-shot command to a side's agent and waits for it.
 func (c *Controller) command(ctx context.Context, s GroupSide, kind string, timeout time.Duration) error {
-	cmd := instance.Command{ID: resource.NewUID(), InstanceUID: s.InstanceUID, Kind: kind, Created: time.Now().UTC()}
-	key := instance.CommandKey(s.Location, cmd.ID)
-	if err := store.Put(ctx, c.st, key, cmd); err != nil {
-		return err
-	}
-	defer func() { _ = c.st.Txn(context.WithoutCancel(ctx), nil, []store.Op{{Key: key, Delete: true}}) }()
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var got instance.Command
-	if err := c.waitFor(wctx, key, func() (bool, error) {
-		_, err := store.Get(wctx, c.st, key, &got)
-		return got.Done, err
-	}); err != nil {
+	got, err := c.runCommand(ctx, s.Location, instance.Command{InstanceUID: s.InstanceUID, Kind: kind}, timeout)
+	if err != nil {
 		return err
 	}
 	if got.Error != "" {
@@ -442,7 +431,7 @@ func (c *Controller) monitor(ctx context.Context) {
 		if lost && sec.SeededGeneration >= g.Members[g.Secondary()].SeedGeneration && prim.Heartbeat.After(sec.SeededAt) {
 			c.log.Warn("secondary fell too far behind (slot invalidated); reseeding it", "group", g.Name, "secondary", g.Sides[g.Secondary()].InstanceName)
 			_, _, err := c.stepGroup(ctx, g.Name, func(g *FailoverGroup) {
-				g.SeedGeneration++
+				g.SeedGeneration = newSeedGeneration(g.SeedGeneration)
 				g.Members[g.Secondary()].SeedGeneration = g.SeedGeneration
 				g.event("Reseed", "the secondary fell further behind than max_slot_wal_keep_size allows; reseeding it", nil)
 			})

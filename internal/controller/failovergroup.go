@@ -232,6 +232,13 @@ func (c *Controller) ListFailoverGroups(ctx context.Context, sub, rg, loc string
 	return out, nil
 }
 
+// newSeedGeneration returns a seed generation above prev that no earlier group used either:
+// an instance remembers the generation it was last seeded with, and one that was the
+// secondary of an earlier group must be seeded again, not trusted.
+func newSeedGeneration(prev int64) int64 {
+	return max(prev+1, time.Now().UnixNano())
+}
+
 func newSecret() string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
@@ -485,7 +492,7 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 		},
 		Members:         [2]Member{{Role: instance.RolePrimary}, {}},
 		ReadWritePolicy: spec.ReadWritePolicy, GraceMinutes: spec.GraceMinutes, ReadOnlyPolicy: spec.ReadOnlyPolicy, SecondaryType: spec.SecondaryType,
-		Epoch: 1, ReplicationPassword: pw, ReplicationVerifier: postgres.SCRAMVerifier(pw), SeedGeneration: 1,
+		Epoch: 1, ReplicationPassword: pw, ReplicationVerifier: postgres.SCRAMVerifier(pw), SeedGeneration: newSeedGeneration(0),
 		ReadWrite: Address{Host: rwHost, Port: rwPort}, ReadOnly: Address{Host: roHost, Port: roPort},
 		DNSZone: prim.DNSZone, Warnings: warnings, Created: time.Now().UTC(),
 	}
@@ -533,19 +540,7 @@ func (c *Controller) nameInZone(ctx context.Context, name, zone string) string {
 // endpoint, the path a standby uses, before anything changes.
 func (c *Controller) checkReach(ctx context.Context, from, to *resource.ManagedInstance) *arm.Error {
 	target := net.JoinHostPort(to.Host, strconv.Itoa(to.Port))
-	cmd := instance.Command{ID: resource.NewUID(), InstanceUID: from.UID, Kind: instance.CmdCheckReach, Target: target, Created: time.Now().UTC()}
-	key := instance.CommandKey(from.Location, cmd.ID)
-	if err := store.Put(ctx, c.st, key, cmd); err != nil {
-		return internalError(err)
-	}
-	defer func() { _ = c.st.Txn(context.WithoutCancel(ctx), nil, []store.Op{{Key: key, Delete: true}}) }()
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	var got instance.Command
-	err := c.waitFor(wctx, key, func() (bool, error) {
-		_, err := store.Get(wctx, c.st, key, &got)
-		return got.Done, err
-	})
+	got, err := c.runCommand(ctx, from.Location, instance.Command{InstanceUID: from.UID, Kind: instance.CmdCheckReach, Target: target}, 10*time.Second)
 	if err != nil {
 		return arm.BadRequest("InstanceFailoverGroupIncorrectNetworkingConfiguration",
 			"Networking configuration is incorrect: the agent of region '%s' did not report whether it reaches %s (%v).", from.Location, target, err)

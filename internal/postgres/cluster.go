@@ -117,6 +117,8 @@ type Upstream struct {
 	Password string
 	Slot     string
 	AppName  string
+	// CACertPEM verifies the upstream's certificate.
+	CACertPEM []byte
 }
 
 // PassFile is where the replication password is kept for primary_conninfo, pg_basebackup and
@@ -231,10 +233,16 @@ hostssl all          all          ::/0           scram-sha-256
 	return nil
 }
 
-// WritePassFile writes the pgpass file for the replication user.
+// WritePassFile writes the pgpass file for the replication user, and the CA file that
+// verifies the upstream.
 func (c *Cluster) WritePassFile(u *Upstream) error {
 	esc := strings.NewReplacer(`\`, `\\`, ":", `\:`)
 	line := fmt.Sprintf("*:*:*:%s:%s\n", esc.Replace(u.User), esc.Replace(u.Password))
+	if len(u.CACertPEM) > 0 {
+		if err := c.writeOwned(c.CAFile(), u.CACertPEM, 0o644); err != nil {
+			return err
+		}
+	}
 	return c.writeOwned(c.PassFile(), []byte(line), 0o600)
 }
 

@@ -328,6 +328,8 @@ func TestForcedFailoverAfterKill(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w, waitW := p.runWriter(ctx, 5*time.Millisecond)
+	roName := strings.Replace(p.rwFQDN, p.name+".", p.name+".secondary.", 1)
+	rd, waitR := p.runReader(ctx, roName)
 	time.Sleep(300 * time.Millisecond)
 
 	// Pause the primary's WAL sender: what the primary acknowledges from now on is never
@@ -366,14 +368,21 @@ func TestForcedFailoverAfterKill(t *testing.T) {
 	if st["status"] != "Succeeded" {
 		t.Fatalf("forced failover: %v", st)
 	}
+	g := p.waitState(t, "CATCH_UP", 90*time.Second)
 	cancel()
 	waitW()
-	t.Logf("first commit through the listener %s after the forced failover call", firstCommit.Round(time.Millisecond))
+	waitR()
+	t.Logf("first commit through the listener %s after the forced failover call; reader: %d reads", firstCommit.Round(time.Millisecond), rd.reads)
+	if rd.onPrimary > 0 {
+		t.Errorf("the read-only listener routed %d reads to a primary", rd.onPrimary)
+	}
+	if len(rd.bad) > 0 {
+		t.Errorf("reader saw %d unexpected errors, first: %v", len(rd.bad), rd.bad[0])
+	}
 	if firstCommit == 0 || firstCommit > 5*time.Second {
 		t.Errorf("first commit after the call took %s", firstCommit)
 	}
 
-	g := p.waitState(t, "CATCH_UP", 90*time.Second)
 	if props(g)["replicationRole"] == nil {
 		t.Fatal("no role")
 	}
@@ -447,5 +456,45 @@ func TestForcedFailoverAfterKill(t *testing.T) {
 			t.Fatal("the old primary did not receive a row written after the forced failover")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestListenerCancel: a query cancel sent to the listener reaches the server running the
+// query, as psql's Ctrl-C and drivers' cancel do.
+func TestListenerCancel(t *testing.T) {
+	f := startFog(t, "")
+	p := newPair(t, f, "cancel")
+	p.create(t, nil)
+	ctx := context.Background()
+	c, err := p.listenerConn(ctx, p.rw, "postgres", p.rwFQDN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := c.Exec(ctx, "SELECT pg_sleep(30)")
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if err := c.PgConn().CancelRequest(ctx); err != nil {
+		t.Fatalf("cancel request: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "57014") {
+			t.Fatalf("query after cancel: %v, want SQLSTATE 57014 (query_canceled)", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("cancel took effect after %s", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the query was not canceled")
+	}
+	// The session survives a cancel.
+	var one int
+	if err := c.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
+		t.Errorf("query after cancel: %v", err)
 	}
 }

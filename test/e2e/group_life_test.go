@@ -226,8 +226,35 @@ func TestFailoverGroupUpdateAndDelete(t *testing.T) {
 	if _, err := p.listenerConn(ctx, p.rw, "app", p.rwFQDN); err == nil {
 		t.Error("the read-write listener still accepts connections after delete")
 	}
-	// The instances can be deleted now.
-	f.mustSucceed(f.call("DELETE", miPath("rg-s", "upd-s"), nil))
+	// The same pair can form a group again: the former secondary, now diverged, is seeded
+	// afresh (it must not be trusted as an old standby).
+	if err := func() error {
+		c := mustConnect(t, f.info.CACert, p.sec, "postgres")
+		defer c.Close(ctx)
+		_, err := c.Exec(ctx, "DROP DATABASE app WITH (FORCE)")
+		return err
+	}(); err != nil {
+		t.Fatal(err)
+	}
+	p.create(t, nil)
+	c2, err := p.listenerConn(ctx, p.rw, "app", p.rwFQDN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Exec(ctx, "INSERT INTO w (id) VALUES (2000)"); err != nil {
+		t.Fatal(err)
+	}
+	c2.Close(ctx)
+	eventually(t, 10*time.Second, "the re-created group replicates", func() bool {
+		s, err := connect(t, f.info.CACert, p.sec, "fogadmin", password, "app")
+		if err != nil {
+			return false
+		}
+		defer s.Close(ctx)
+		var n int
+		_ = s.QueryRow(ctx, "SELECT count(*) FROM w WHERE id IN (1000, 2000)").Scan(&n)
+		return n == 2
+	})
 	_ = pgx.ErrNoRows
 }
 

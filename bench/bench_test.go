@@ -1,0 +1,37 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestSmoke runs one short scenario so the harness cannot rot; the numbers are not checked
+// against targets (benchmarks measure, tests assert behaviour).
+func TestSmoke(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out := filepath.Join(t.TempDir(), "results.json")
+	if err := run(ctx, []string{"-runs", "1", "-cp-seconds", "0.5", "-cp-clients", "5", "-out", out, "controlplane"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Results []result `json:"results"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Results) != 1 || res.Results[0].Summary["get_instance_rps"].Median <= 0 || res.Results[0].Summary["get_instance_errors"].Max != 0 {
+		t.Fatalf("smoke results = %+v", res.Results)
+	}
+	if err := run(ctx, []string{"nosuch"}); err == nil {
+		t.Error("an unknown scenario was accepted")
+	}
+}

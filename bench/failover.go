@@ -1,0 +1,377 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// writer commits every interval through whatever address target returns, reconnecting on
+// any error, and records when each acknowledged commit returned.
+type writer struct {
+	mu    sync.Mutex
+	okAt  []time.Time
+	onto  []string // the server address each commit ran on
+	acked []int64
+	errs  int
+}
+
+func startWriter(ctx context.Context, ca *x509.CertPool, target func() string, every time.Duration, idBase int64) (*writer, func()) {
+	w := &writer{}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var conn *pgx.Conn
+		id := idBase
+		for ctx.Err() == nil {
+			if conn == nil {
+				c, err := connect(ctx, ca, target(), "app")
+				if err != nil {
+					w.mu.Lock()
+					w.errs++
+					w.mu.Unlock()
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				conn = c
+			}
+			id++
+			var server string
+			if err := conn.QueryRow(ctx, "INSERT INTO w (id) VALUES ($1) RETURNING host(inet_server_addr())", id).Scan(&server); err != nil {
+				w.mu.Lock()
+				w.errs++
+				w.mu.Unlock()
+				conn.Close(context.Background())
+				conn = nil
+				continue
+			}
+			w.mu.Lock()
+			w.okAt = append(w.okAt, time.Now())
+			w.onto = append(w.onto, server)
+			w.acked = append(w.acked, id)
+			w.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(every):
+			}
+		}
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
+	return w, func() { cancel(); <-done }
+}
+
+// gap is the longest time without a successful commit after from: the write-unavailability
+// window as a client committing every few milliseconds sees it.
+func (w *writer) gap(from time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var longest time.Duration
+	prev := from
+	for _, t := range w.okAt {
+		if t.Before(from) {
+			prev = t
+			continue
+		}
+		if d := t.Sub(prev); d > longest {
+			longest = d
+		}
+		prev = t
+	}
+	return longest
+}
+
+// firstAfter is the first successful commit after t on server. (After a kill -9 of a
+// postmaster its backends live on for a moment and may still commit: those do not count.)
+func (w *writer) firstAfter(t time.Time, server string) (time.Duration, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, x := range w.okAt {
+		if x.After(t) && w.onto[i] == server {
+			return x.Sub(t), true
+		}
+	}
+	return 0, false
+}
+
+func (w *writer) waitFirstAfter(ctx context.Context, t time.Time, server string, limit time.Duration) (time.Duration, error) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if d, ok := w.firstAfter(t, server); ok {
+			return d, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return 0, errors.New("no commit succeeded")
+}
+
+// lost counts acknowledged ids missing from the table at addr.
+func (w *writer) lost(ctx context.Context, ca *x509.CertPool, addr string) (int, error) {
+	c, err := connect(ctx, ca, addr, "app")
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close(ctx)
+	rows, err := c.Query(ctx, "SELECT id FROM w")
+	if err != nil {
+		return 0, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return 0, err
+	}
+	have := map[int64]bool{}
+	for _, id := range ids {
+		have[id] = true
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, id := range w.acked {
+		if !have[id] {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func createTable(ctx context.Context, ca *x509.CertPool, addr string) error {
+	c, err := connect(ctx, ca, addr, "app")
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	_, err = c.Exec(ctx, "CREATE TABLE IF NOT EXISTS w (id bigint PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())")
+	return err
+}
+
+// setupFogGroup starts a Fog with a replicating group and the writer's table.
+func setupFogGroup(ctx context.Context, base string) (*fog, *group, error) {
+	f, err := startFog(ctx, base)
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := f.createPair(ctx, "bench")
+	if err == nil {
+		err = g.create(ctx)
+	}
+	if err == nil {
+		err = f.do(ctx, "PUT", miPath("rg-p", "bench-p")+"/databases/app", map[string]any{})
+	}
+	if err == nil {
+		err = createTable(ctx, f.ca, g.rw)
+	}
+	if err != nil {
+		f.stop()
+		return nil, nil, err
+	}
+	return f, g, nil
+}
+
+func plannedScenario(ctx context.Context, o options) (*result, error) {
+	res := newResult("planned failover (writer commits every 5 ms through the read-write listener)")
+	f, g, err := setupFogGroup(ctx, "127.0.200.1")
+	if err != nil {
+		return nil, err
+	}
+	defer f.stop()
+	raw, err := newRawPair(ctx, "127.0.201.1,127.0.201.2")
+	if err != nil {
+		return nil, err
+	}
+	defer raw.close()
+	if err := createTable(ctx, raw.ca, raw.addr(0)); err != nil {
+		return nil, err
+	}
+	for run := range o.runs {
+		// Fog.
+		w, stop := startWriter(ctx, f.ca, func() string { return g.rw }, 5*time.Millisecond, int64(run)*1e7)
+		time.Sleep(300 * time.Millisecond)
+		sec := g.secondarySide()
+		t0 := time.Now()
+		r, err := f.call(ctx, "POST", groupPath(sec[0], sec[1], g.name)+"/failover", nil)
+		if err == nil {
+			_, err = f.wait(ctx, r)
+		}
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("fog failover: %w", err)
+		}
+		opTime := time.Since(t0)
+		g.primSide = sec
+		time.Sleep(300 * time.Millisecond)
+		stop()
+		if err := g.waitCatchUp(ctx); err != nil {
+			return nil, err
+		}
+		lost, err := w.lost(ctx, f.ca, g.rw)
+		if err != nil {
+			return nil, err
+		}
+		fogGap := w.gap(t0)
+		res.add("fog_unavailable_ms", ms(fogGap))
+		res.add("fog_operation_ms", ms(opTime))
+		res.add("fog_lost_commits", float64(lost))
+
+		// Raw switchover.
+		var target atomic.Value
+		target.Store(raw.addr(raw.primary))
+		rw, rstop := startWriter(ctx, raw.ca, func() string { return target.Load().(string) }, 5*time.Millisecond, int64(run)*1e7+5e6)
+		time.Sleep(300 * time.Millisecond)
+		t1 := time.Now()
+		if err := raw.switchover(ctx); err != nil {
+			rstop()
+			return nil, fmt.Errorf("raw switchover: %w", err)
+		}
+		target.Store(raw.addr(raw.primary))
+		rawOp := time.Since(t1)
+		time.Sleep(300 * time.Millisecond)
+		rstop()
+		rawLost, err := rw.lost(ctx, raw.ca, raw.addr(raw.primary))
+		if err != nil {
+			return nil, err
+		}
+		rawGap := rw.gap(t1)
+		res.add("raw_unavailable_ms", ms(rawGap))
+		res.add("raw_operation_ms", ms(rawOp))
+		res.add("raw_lost_commits", float64(rawLost))
+		res.add("ratio_unavailable_fog_to_raw", ms(fogGap)/ms(rawGap))
+		if err := raw.rejoin(ctx, false); err != nil {
+			return nil, fmt.Errorf("raw rejoin: %w", err)
+		}
+		fmt.Printf("  planned run %d: fog unavailable %s (op %s, lost %d); raw %s (lost %d)\n", run+1,
+			fogGap.Round(time.Millisecond), opTime.Round(time.Millisecond), lost, rawGap.Round(time.Millisecond), rawLost)
+	}
+	fmt.Print(res.finish("fog_unavailable_ms", "raw_unavailable_ms", "ratio_unavailable_fog_to_raw", "fog_operation_ms", "raw_operation_ms", "fog_lost_commits", "raw_lost_commits"))
+	return res, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// postmasterFor finds the pid of the instance listening on host under dir.
+func postmasterFor(dir, host string) (int, error) {
+	files, _ := filepath.Glob(filepath.Join(dir, "regions", "*", "*", "pgdata", "postmaster.pid"))
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		if strings.Contains(string(b), "\n"+host+"\n") {
+			return strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+		}
+	}
+	return 0, fmt.Errorf("no postmaster for %s", host)
+}
+
+func forcedScenario(ctx context.Context, o options) (*result, error) {
+	res := newResult("forced failover after kill -9 of the primary (writer every 5 ms)")
+	f, g, err := setupFogGroup(ctx, "127.0.202.1")
+	if err != nil {
+		return nil, err
+	}
+	defer f.stop()
+	raw, err := newRawPair(ctx, "127.0.203.1,127.0.203.2")
+	if err != nil {
+		return nil, err
+	}
+	defer raw.close()
+	if err := createTable(ctx, raw.ca, raw.addr(0)); err != nil {
+		return nil, err
+	}
+	hosts := map[string]string{"rg-p": g.prim.host, "rg-s": g.sec.host}
+	for run := range o.runs {
+		w, stop := startWriter(ctx, f.ca, func() string { return g.rw }, 5*time.Millisecond, int64(run)*1e7)
+		time.Sleep(300 * time.Millisecond)
+		pid, err := postmasterFor(f.dir, hosts[g.primSide[0]])
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			stop()
+			return nil, err
+		}
+		sec := g.secondarySide()
+		t0 := time.Now()
+		r, err := f.call(ctx, "POST", groupPath(sec[0], sec[1], g.name)+"/forceFailoverAllowDataLoss", nil)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		newHost := hosts[sec[0]]
+		first, ferr := w.waitFirstAfter(ctx, t0, newHost, 30*time.Second)
+		if _, err := f.wait(ctx, r); err != nil {
+			stop()
+			return nil, fmt.Errorf("fog forced failover: %w", err)
+		}
+		opTime := time.Since(t0)
+		g.primSide = sec
+		time.Sleep(200 * time.Millisecond)
+		stop()
+		if ferr != nil {
+			return nil, ferr
+		}
+		if err := g.waitCatchUp(ctx); err != nil {
+			return nil, err
+		}
+		lost, err := w.lost(ctx, f.ca, g.rw)
+		if err != nil {
+			return nil, err
+		}
+		res.add("fog_first_commit_ms", ms(first))
+		res.add("fog_operation_ms", ms(opTime))
+		res.add("fog_lost_commits", float64(lost))
+
+		var target atomic.Value
+		target.Store(raw.addr(raw.primary))
+		rw, rstop := startWriter(ctx, raw.ca, func() string { return target.Load().(string) }, 5*time.Millisecond, int64(run)*1e7+5e6)
+		time.Sleep(300 * time.Millisecond)
+		if err := raw.killPrimary(); err != nil {
+			rstop()
+			return nil, err
+		}
+		t1 := time.Now()
+		if err := raw.promoteNow(ctx); err != nil {
+			rstop()
+			return nil, fmt.Errorf("raw promote: %w", err)
+		}
+		target.Store(raw.addr(raw.primary))
+		rfirst, rerr := rw.waitFirstAfter(ctx, t1, raw.nodes[raw.primary].Host, 30*time.Second)
+		time.Sleep(200 * time.Millisecond)
+		rstop()
+		if rerr != nil {
+			return nil, rerr
+		}
+		rawLost, err := rw.lost(ctx, raw.ca, raw.addr(raw.primary))
+		if err != nil {
+			return nil, err
+		}
+		res.add("raw_first_commit_ms", ms(rfirst))
+		res.add("raw_lost_commits", float64(rawLost))
+		res.add("ratio_first_commit_fog_to_raw", ms(first)/ms(rfirst))
+		if err := raw.rejoin(ctx, true); err != nil {
+			return nil, fmt.Errorf("raw rejoin: %w", err)
+		}
+		fmt.Printf("  forced run %d: fog first commit %s after the call (op %s, lost %d); raw %s (lost %d)\n", run+1,
+			first.Round(time.Millisecond), opTime.Round(time.Millisecond), lost, rfirst.Round(time.Millisecond), rawLost)
+	}
+	fmt.Print(res.finish("fog_first_commit_ms", "raw_first_commit_ms", "ratio_first_commit_fog_to_raw", "fog_operation_ms", "fog_lost_commits", "raw_lost_commits"))
+	return res, nil
+}

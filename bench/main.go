@@ -1,0 +1,148 @@
+// Command bench measures what people choose a failover system on: how long writes stop in a
+// planned failover, how fast a forced failover serves again and what it loses, replication
+// lag under load, the gateway's cost, seeding speed and the control plane's latency. Every
+// Fog figure comes with the raw PostgreSQL mechanism measured in the same run.
+//
+//	go run ./bench all              # every scenario, 5 runs each
+//	go run ./bench planned forced   # some scenarios
+//	go run ./bench -runs 3 lag
+//
+// Scenarios: planned, forced, lag, gateway, seeding, controlplane. Each prints min / median /
+// p95 / max and the raw samples go to a JSON file (-out, default bench/results/<time>.json).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the knobs of a run.
+type options struct {
+	runs        int
+	lagSeconds  int
+	pgbenchSecs int
+	seedScale   int
+	cpSeconds   float64
+	cpClients   int
+	out         string
+}
+
+// result is one scenario's output: named samples and the summaries printed.
+type result struct {
+	Scenario string               `json:"scenario"`
+	Samples  map[string][]float64 `json:"samples"`
+	Summary  map[string]summary   `json:"summary"`
+	Notes    []string             `json:"notes,omitempty"`
+}
+
+func newResult(name string) *result {
+	return &result{Scenario: name, Samples: map[string][]float64{}, Summary: map[string]summary{}}
+}
+
+func (r *result) add(key string, v float64) { r.Samples[key] = append(r.Samples[key], v) }
+
+func (r *result) finish(keys ...string) string {
+	rows := [][2]string{}
+	for _, k := range keys {
+		s := summarize(r.Samples[k])
+		r.Summary[k] = s
+		rows = append(rows, [2]string{k, s.String()})
+	}
+	out := table(r.Scenario, rows)
+	for _, n := range r.Notes {
+		out += "  " + n + "\n"
+	}
+	return out
+}
+
+type scenario func(ctx context.Context, o options) (*result, error)
+
+var scenarios = map[string]scenario{
+	"planned":      plannedScenario,
+	"forced":       forcedScenario,
+	"lag":          lagScenario,
+	"gateway":      gatewayScenario,
+	"seeding":      seedingScenario,
+	"controlplane": controlPlaneScenario,
+}
+
+var order = []string{"planned", "forced", "lag", "gateway", "seeding", "controlplane"}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	var o options
+	fs.IntVar(&o.runs, "runs", 5, "runs per scenario")
+	fs.IntVar(&o.lagSeconds, "lag-seconds", 30, "pgbench duration of one lag run")
+	fs.IntVar(&o.pgbenchSecs, "pgbench-seconds", 10, "pgbench duration of one gateway run")
+	fs.IntVar(&o.seedScale, "seed-scale", 70, "pgbench scale of the seeding database (70 is about 1 GB)")
+	fs.Float64Var(&o.cpSeconds, "cp-seconds", 5, "duration of one control-plane run, per request kind")
+	fs.IntVar(&o.cpClients, "cp-clients", 50, "concurrent API clients")
+	fs.StringVar(&o.out, "out", "", "JSON file for the raw results (default bench/results/<time>.json)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (Fog runs in this process) to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cpuprofile != "" {
+		pf, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	names := fs.Args()
+	if len(names) == 0 || (len(names) == 1 && names[0] == "all") {
+		names = order
+	}
+	for _, n := range names {
+		if scenarios[n] == nil {
+			return fmt.Errorf("unknown scenario %q: use all or %s", n, strings.Join(order, ", "))
+		}
+	}
+	if o.out == "" {
+		o.out = filepath.Join("bench", "results", time.Now().UTC().Format("20060102T150405Z")+".json")
+	}
+	host, _ := os.Hostname()
+	fmt.Printf("Fog benchmarks: %d runs each; %s/%s, %d CPUs, host %s\n", o.runs, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), host)
+	var all []*result
+	for _, n := range names {
+		start := time.Now()
+		r, err := scenarios[n](ctx, o)
+		if err != nil {
+			return fmt.Errorf("%s: %w", n, err)
+		}
+		all = append(all, r)
+		fmt.Printf("  (%s took %s)\n", n, time.Since(start).Round(time.Second))
+	}
+	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(map[string]any{"time": time.Now().UTC(), "runs": o.runs, "cpus": runtime.NumCPU(), "results": all}, "", "  ")
+	if err := os.WriteFile(o.out, b, 0o644); err != nil {
+		return err
+	}
+	fmt.Println("raw results:", o.out)
+	return nil
+}
