@@ -71,7 +71,11 @@ func startFog(ctx context.Context, base string) (*fog, error) {
 		cancel()
 		err := <-done
 		logf.Close()
-		os.RemoveAll(dir)
+		if os.Getenv("FOG_BENCH_KEEP") == "" {
+			os.RemoveAll(dir)
+		} else {
+			fmt.Println("  kept", dir)
+		}
 		return err
 	}
 	return f, nil

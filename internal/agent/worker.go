@@ -32,9 +32,12 @@ type worker struct {
 	hadLink bool
 	// observedAt is when the last observation of the server began.
 	observedAt time.Time
+	// backoff is the delay before looking again at a state in transition.
+	backoff time.Duration
 }
 
 func (w *worker) run(ctx context.Context) {
+	var soon <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -43,7 +46,9 @@ func (w *worker) run(ctx context.Context) {
 			if !ok {
 				return
 			}
+		case <-soon:
 		}
+		soon = nil
 		var s instance.Spec
 		if _, err := store.Get(ctx, w.a.st, instance.SpecKey(w.a.cfg.Region, w.uid), &s); err != nil {
 			continue
@@ -51,6 +56,18 @@ func (w *worker) run(ctx context.Context) {
 		st := w.reconcile(ctx, s)
 		w.publish(ctx, st)
 		w.runCommands(ctx, s)
+		// A state on its way somewhere is looked at again soon rather than at the next
+		// resync: a standby whose receiver has not connected yet, an instance that failed
+		// to start.
+		transitional := !s.Deleted && !s.Paused && (st.Phase == instance.PhaseStopped ||
+			st.Phase == instance.PhaseReady && st.Role == instance.RoleStandby &&
+				(st.Replication == nil || st.Replication.ReceiverStatus != "streaming"))
+		if transitional {
+			w.backoff = min(max(2*w.backoff, 100*time.Millisecond), 5*time.Second)
+			soon = time.After(w.backoff)
+		} else {
+			w.backoff = 0
+		}
 	}
 }
 
