@@ -69,6 +69,26 @@ func (f *groupFlags) readWrite(cmd *cobra.Command, cur map[string]any) (map[stri
 	return rw, nil
 }
 
+// current reads the addressed group and returns its path and properties.
+func (f *groupFlags) current(cmd *cobra.Command, g *globals) (*client, string, map[string]any, error) {
+	c, err := g.client()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	path := c.groupPath(f.rg, f.location, f.name)
+	_, b, err := c.do(cmd.Context(), http.MethodGet, path, nil)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	var cur struct {
+		Properties map[string]any `json:"properties"`
+	}
+	if err := json.Unmarshal(b, &cur); err != nil {
+		return nil, "", nil, fmt.Errorf("decode failover group: %w", err)
+	}
+	return c, path, cur.Properties, nil
+}
+
 func newGroupCommand(g *globals) *cobra.Command {
 	grp := &cobra.Command{Use: "instance-failover-group", Short: "Manage instance failover groups (az sql instance-failover-group)"}
 	var f groupFlags
@@ -175,22 +195,10 @@ func newGroupCommand(g *globals) *cobra.Command {
 	update := &cobra.Command{
 		Use: "update", Short: "Change a failover group's policies (on the primary side)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
+			_, path, p, err := f.current(cmd, g)
 			if err != nil {
 				return err
 			}
-			path := c.groupPath(f.rg, f.location, f.name)
-			_, b, err := c.do(cmd.Context(), http.MethodGet, path, nil)
-			if err != nil {
-				return err
-			}
-			var cur struct {
-				Properties map[string]any `json:"properties"`
-			}
-			if err := json.Unmarshal(b, &cur); err != nil {
-				return err
-			}
-			p := cur.Properties
 			rw, _ := p["readWriteEndpoint"].(map[string]any)
 			if rw, err = f.readWrite(cmd, rw); err != nil {
 				return err
@@ -242,21 +250,12 @@ func newGroupCommand(g *globals) *cobra.Command {
 	setPrimary := &cobra.Command{
 		Use: "set-primary", Short: "Fail over to the instance in this resource group and region", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
+			c, path, p, err := f.current(cmd, g)
 			if err != nil {
 				return err
 			}
-			path := c.groupPath(f.rg, f.location, f.name)
-			_, b, err := c.do(cmd.Context(), http.MethodGet, path, nil)
-			if err != nil {
-				return err
-			}
-			var cur struct {
-				Properties struct{ ReplicationRole string } `json:"properties"`
-			}
-			_ = json.Unmarshal(b, &cur)
 			// As az: a side that is already primary needs nothing.
-			if cur.Properties.ReplicationRole == "Primary" {
+			if p["replicationRole"] == "Primary" {
 				return nil
 			}
 			action := "/failover"

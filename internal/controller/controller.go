@@ -212,12 +212,21 @@ func (c *Controller) ListInstances(ctx context.Context, sub, rg string) ([]resou
 	return out, nil
 }
 
-func (c *Controller) busy(ctx context.Context, m *resource.ManagedInstance) *arm.Error {
-	if m.ActiveOperation == "" {
-		return nil
+// running returns the operation id if it exists and has not ended.
+func (c *Controller) running(ctx context.Context, id string) (*Operation, bool) {
+	if id == "" {
+		return nil, false
 	}
 	var op Operation
-	if _, err := store.Get(ctx, c.st, opKey(m.ActiveOperation), &op); err != nil || op.Terminal() {
+	if _, err := store.Get(ctx, c.st, opKey(id), &op); err != nil || op.Terminal() {
+		return nil, false
+	}
+	return &op, true
+}
+
+func (c *Controller) busy(ctx context.Context, m *resource.ManagedInstance) *arm.Error {
+	op, ok := c.running(ctx, m.ActiveOperation)
+	if !ok {
 		return nil
 	}
 	return arm.Errorf(http.StatusConflict, "ConflictingServerOperation",

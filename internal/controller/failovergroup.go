@@ -51,11 +51,8 @@ func (c *Controller) group(ctx context.Context, sub, rg, loc, name string) (*Fai
 }
 
 func (c *Controller) groupBusy(ctx context.Context, g *FailoverGroup) *arm.Error {
-	if g.ActiveOperation == "" {
-		return nil
-	}
-	var op Operation
-	if _, err := store.Get(ctx, c.st, opKey(g.ActiveOperation), &op); err != nil || op.Terminal() {
+	op, ok := c.running(ctx, g.ActiveOperation)
+	if !ok {
 		return nil
 	}
 	return arm.Errorf(http.StatusConflict, "InstanceFailoverGroupBusy",
