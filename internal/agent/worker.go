@@ -63,7 +63,7 @@ func (w *worker) run(ctx context.Context) {
 			st.Phase == instance.PhaseReady && st.Role == instance.RoleStandby &&
 				(st.Replication == nil || st.Replication.ReceiverStatus != "streaming"))
 		if transitional {
-			w.backoff = min(max(2*w.backoff, 100*time.Millisecond), 5*time.Second)
+			w.backoff = min(max(2*w.backoff, 20*time.Millisecond), 5*time.Second)
 			soon = time.After(w.backoff)
 		} else {
 			w.backoff = 0

@@ -57,6 +57,9 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// operationRetention is how long a finished operation's status stays readable.
+const operationRetention = 24 * time.Hour
+
 // Controller is the control plane.
 type Controller struct {
 	cfg Config
@@ -105,10 +108,16 @@ func (c *Controller) Run(ctx context.Context) error {
 		if err != nil && ctx.Err() == nil {
 			c.log.Error("list operations", "err", err)
 		}
+		var prune []store.Op
 		for _, op := range ops {
 			if !op.Terminal() {
 				start(op.ID)
+			} else if op.EndTime != nil && time.Since(*op.EndTime) > operationRetention {
+				prune = append(prune, store.Op{Key: opKey(op.ID), Delete: true})
 			}
+		}
+		if len(prune) > 0 {
+			_ = c.st.Txn(ctx, nil, prune)
 		}
 		select {
 		case <-ctx.Done():
