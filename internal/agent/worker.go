@@ -10,6 +10,7 @@ import (
 	"net"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -525,22 +526,13 @@ func (w *worker) syncSlots(ctx context.Context, conn *pgx.Conn, s instance.Spec,
 		}
 	}
 	for _, sl := range have {
-		if strings.HasPrefix(sl.Name, "fog_") && !containsStr(s.Slots, sl.Name) {
+		if strings.HasPrefix(sl.Name, "fog_") && !slices.Contains(s.Slots, sl.Name) {
 			if err := postgres.DropSlot(ctx, conn, sl.Name); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
-}
-
-func containsStr(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func toDBs(dbs []postgres.Database) []instance.DB {

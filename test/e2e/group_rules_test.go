@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"syscall"
@@ -178,5 +177,4 @@ func TestFailoverGroupSidesAndBusy(t *testing.T) {
 			t.Errorf("list at %v = %d %s", side, l.Status, l.Body)
 		}
 	}
-	_ = context.Background
 }
