@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -21,8 +22,10 @@ import (
 
 // InstanceAPIVersions are the api-versions accepted for managed instances and databases.
 var InstanceAPIVersions = arm.APIVersions{
-	"2021-05-01-preview", "2021-11-01", "2022-05-01-preview", "2023-05-01-preview",
-	"2023-08-01", "2024-05-01-preview", "2025-01-01",
+	"2021-05-01-preview", "2021-08-01-preview", "2021-11-01", "2022-02-01-preview",
+	"2022-05-01-preview", "2022-08-01-preview", "2022-11-01-preview", "2023-02-01-preview",
+	"2023-05-01-preview", "2023-08-01", "2023-08-01-preview", "2024-05-01-preview",
+	"2024-11-01-preview", "2025-01-01",
 }
 
 // RetryAfter is the Retry-After, in seconds, sent with 202 responses. Azure sends 10 to 15;
@@ -133,7 +136,11 @@ func (s *Server) accepted(w http.ResponseWriter, r *http.Request, op *controller
 
 // opVersions accepts any api-version of any resource type: the polling URLs carry the
 // version of the request that started the operation.
-var opVersions = append(append(arm.APIVersions{}, InstanceAPIVersions...), GroupAPIVersions...)
+var opVersions = func() arm.APIVersions {
+	v := append(append(arm.APIVersions{}, InstanceAPIVersions...), GroupAPIVersions...)
+	slices.Sort(v)
+	return slices.Compact(v)
+}()
 
 func (s *Server) operationStatus(w http.ResponseWriter, r *http.Request) {
 	if _, aerr := opVersions.Check(r); aerr != nil {
