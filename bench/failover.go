@@ -185,21 +185,33 @@ func setupFogGroup(ctx context.Context, base string) (*fog, *group, error) {
 	return f, g, nil
 }
 
+// setupBoth starts a Fog with a replicating group and a raw pair, each with the writer's table.
+func setupBoth(ctx context.Context, fogBase, rawBase string) (*fog, *group, *rawPair, error) {
+	f, g, err := setupFogGroup(ctx, fogBase)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	raw, err := newRawPair(ctx, rawBase)
+	if err == nil {
+		if err = createTable(ctx, raw.ca, raw.addr(0)); err != nil {
+			raw.close()
+		}
+	}
+	if err != nil {
+		f.stop()
+		return nil, nil, nil, err
+	}
+	return f, g, raw, nil
+}
+
 func plannedScenario(ctx context.Context, o options) (*result, error) {
 	res := newResult("planned failover (writer commits every 5 ms through the read-write listener)")
-	f, g, err := setupFogGroup(ctx, "127.0.200.1")
+	f, g, raw, err := setupBoth(ctx, "127.0.200.1", "127.0.201.1,127.0.201.2")
 	if err != nil {
 		return nil, err
 	}
 	defer f.stop()
-	raw, err := newRawPair(ctx, "127.0.201.1,127.0.201.2")
-	if err != nil {
-		return nil, err
-	}
 	defer raw.close()
-	if err := createTable(ctx, raw.ca, raw.addr(0)); err != nil {
-		return nil, err
-	}
 	for run := range o.runs {
 		// Fog.
 		w, stop := startWriter(ctx, f.ca, func() string { return g.rw }, 5*time.Millisecond, int64(run)*1e7)
@@ -282,19 +294,12 @@ func postmasterFor(dir, host string) (int, error) {
 
 func forcedScenario(ctx context.Context, o options) (*result, error) {
 	res := newResult("forced failover after kill -9 of the primary (writer every 5 ms)")
-	f, g, err := setupFogGroup(ctx, "127.0.202.1")
+	f, g, raw, err := setupBoth(ctx, "127.0.202.1", "127.0.203.1,127.0.203.2")
 	if err != nil {
 		return nil, err
 	}
 	defer f.stop()
-	raw, err := newRawPair(ctx, "127.0.203.1,127.0.203.2")
-	if err != nil {
-		return nil, err
-	}
 	defer raw.close()
-	if err := createTable(ctx, raw.ca, raw.addr(0)); err != nil {
-		return nil, err
-	}
 	hosts := map[string]string{"rg-p": g.prim.host, "rg-s": g.sec.host}
 	for run := range o.runs {
 		w, stop := startWriter(ctx, f.ca, func() string { return g.rw }, 5*time.Millisecond, int64(run)*1e7)

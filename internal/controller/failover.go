@@ -187,15 +187,22 @@ func (c *Controller) driveDeleteGroup(ctx context.Context, op *Operation) *arm.E
 	return nil
 }
 
+// failoverStart reads what a failover starts from: the group, which side is which, and both
+// sides' observed state.
+func (c *Controller) failoverStart(ctx context.Context, op *Operation) (g FailoverGroup, oldI, newI int, st [2]instance.Status, err error) {
+	if _, err = store.Get(ctx, c.st, fogKey(op.ResourceID), &g); err != nil {
+		return
+	}
+	return g, g.Primary, g.Secondary(), c.statuses(ctx, &g), nil
+}
+
 func (c *Controller) drivePlannedFailover(ctx context.Context, op *Operation) *arm.Error {
 	defer c.endGroupOp(ctx, op.ResourceID, op.ID)
-	var g FailoverGroup
-	if _, err := store.Get(ctx, c.st, fogKey(op.ResourceID), &g); err != nil {
+	g, oldI, newI, st, err := c.failoverStart(ctx, op)
+	if err != nil {
 		return internalError(err)
 	}
-	oldI, newI := g.Primary, g.Secondary()
 	old, nw := g.Sides[oldI], g.Sides[newI]
-	st := c.statuses(ctx, &g)
 	if !streaming(st[newI]) {
 		return cannotFailover("the secondary %s is not streaming from the primary (replicationState is not CATCH_UP)", nw.InstanceName)
 	}
@@ -309,13 +316,11 @@ func (c *Controller) rejoin(ctx context.Context, name string, oldI, newI int, se
 
 func (c *Controller) driveForcedFailover(ctx context.Context, op *Operation) *arm.Error {
 	defer c.endGroupOp(ctx, op.ResourceID, op.ID)
-	var g FailoverGroup
-	if _, err := store.Get(ctx, c.st, fogKey(op.ResourceID), &g); err != nil {
+	g, oldI, newI, st, err := c.failoverStart(ctx, op)
+	if err != nil {
 		return internalError(err)
 	}
-	oldI, newI := g.Primary, g.Secondary()
 	old, nw := g.Sides[oldI], g.Sides[newI]
-	st := c.statuses(ctx, &g)
 	if !fresh(st[newI]) || st[newI].Role != instance.RoleStandby {
 		return cannotFailover("the secondary %s is not available", nw.InstanceName)
 	}

@@ -180,6 +180,16 @@ func (p *pair) setupTable(t *testing.T) {
 	if _, err := c.Exec(ctx, "CREATE TABLE w (id bigint PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())"); err != nil {
 		t.Fatal(err)
 	}
+	// Replication is asynchronous: wait until the secondary has the table before readers start.
+	eventually(t, 10*time.Second, "table on the secondary", func() bool {
+		s, err := connect(t, p.f.info.CACert, p.sec, "fogadmin", password, "app")
+		if err != nil {
+			return false
+		}
+		defer s.Close(ctx)
+		_, err = s.Exec(ctx, "SELECT 1 FROM w LIMIT 1")
+		return err == nil
+	})
 }
 
 // failover runs POST failover (or force) on the current secondary and returns the result.
