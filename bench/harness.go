@@ -51,7 +51,7 @@ func startFog(ctx context.Context, base string) (*fog, error) {
 	go func() {
 		done <- standalone.Run(ctx, standalone.Config{
 			DataDir: dir, Listen: "127.0.0.1:0", AddressBase: base,
-			Log: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelInfo})),
+			Log: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: logLevel()})),
 		}, func(i standalone.Info) { ready <- i })
 	}()
 	f := &fog{dir: dir}
@@ -79,6 +79,14 @@ func startFog(ctx context.Context, base string) (*fog, error) {
 		return err
 	}
 	return f, nil
+}
+
+// logLevel is Info, or Debug when the run's data is kept for inspection (FOG_BENCH_KEEP).
+func logLevel() slog.Level {
+	if os.Getenv("FOG_BENCH_KEEP") != "" {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }
 
 type response struct {
