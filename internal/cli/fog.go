@@ -49,7 +49,11 @@ func (f *groupFlags) readWrite(cmd *cobra.Command, cur map[string]any) (map[stri
 		rw = cur
 	}
 	if cmd.Flags().Changed("failover-policy") || cur == nil {
-		p, err := pick(policies, "--failover-policy", f.policy)
+		v := f.policy
+		if !cmd.Flags().Changed("failover-policy") {
+			v = "Manual" // create's default; update keeps what the group has
+		}
+		p, err := pick(policies, "--failover-policy", v)
 		if err != nil {
 			return nil, err
 		}

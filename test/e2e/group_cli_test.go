@@ -22,6 +22,14 @@ func TestFailoverGroupCLI(t *testing.T) {
 	if g["replicationRole"] != "Primary" || g["replicationState"] != "CATCH_UP" || rw["failoverWithDataLossGracePeriodMinutes"] != 120.0 || g["resourceGroup"] != "rg-p" {
 		t.Errorf("create output = %v", g)
 	}
+	// The defaults: Manual, no grace period.
+	p2 := newPair(t, f, "clidef")
+	_ = p2
+	out2, _, err := f.runCLI("", "sql", "instance-failover-group", "create", "-n", "clidef", "-g", "rg-p", "--mi", "clidef-p",
+		"--partner-mi", "clidef-s", "--partner-resource-group", "rg-s")
+	if err != nil || !strings.Contains(out2, `"failoverPolicy": "Manual"`) || strings.Contains(out2, "GracePeriod") {
+		t.Fatalf("create with defaults: %q, %v", out2, err)
+	}
 	// show on the secondary side.
 	out, _, err = f.runCLI("", "sql", "instance-failover-group", "show", "-n", "cli", "-g", "rg-s", "-l", "westus")
 	if err != nil || !strings.Contains(out, `"replicationRole": "Secondary"`) {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -117,6 +118,9 @@ func startFog(t *testing.T, dataDir string, mutate ...func(*standalone.Config)) 
 	}
 	t.Cleanup(func() {
 		f.stop()
+		if left := leftovers(dataDir); len(left) > 0 {
+			t.Errorf("fog left PostgreSQL processes running after it stopped: %v", left)
+		}
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(dataDir, "fog.log"))
 			t.Logf("fog log (tail):\n%s", tail(grepOut(string(b), "level=DEBUG"), 40))
@@ -374,4 +378,24 @@ func grepOut(text, s string) string {
 		}
 	}
 	return strings.Join(keep, "\n")
+}
+
+// leftovers kills and returns the processes still running from dir (postmasters whose data
+// directory is under it). Fog must stop all of them when it stops.
+func leftovers(dir string) []int {
+	var pids []int
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(b), dir+"/") {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil || !alive(pid) {
+			continue
+		}
+		pids = append(pids, pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return pids
 }
