@@ -185,6 +185,16 @@ func setupFogGroup(ctx context.Context, base string) (*fog, *group, error) {
 	return f, g, nil
 }
 
+// startWriter starts the writer on the raw pair's primary, with a warm-up, and returns the
+// function that re-points it to the current primary (the perfect VIP of the baseline).
+func (p *rawPair) startWriter(ctx context.Context, run int) (*writer, func(), func()) {
+	var target atomic.Value
+	target.Store(p.addr(p.primary))
+	w, stop := startWriter(ctx, p.ca, func() string { return target.Load().(string) }, 5*time.Millisecond, int64(run)*1e7+5e6)
+	time.Sleep(300 * time.Millisecond)
+	return w, stop, func() { target.Store(p.addr(p.primary)) }
+}
+
 // setupBoth starts a Fog with a replicating group and a raw pair, each with the writer's table.
 func setupBoth(ctx context.Context, fogBase, rawBase string) (*fog, *group, *rawPair, error) {
 	f, g, err := setupFogGroup(ctx, fogBase)
@@ -243,16 +253,13 @@ func plannedScenario(ctx context.Context, o options) (*result, error) {
 		res.add("fog_lost_commits", float64(lost))
 
 		// Raw switchover.
-		var target atomic.Value
-		target.Store(raw.addr(raw.primary))
-		rw, rstop := startWriter(ctx, raw.ca, func() string { return target.Load().(string) }, 5*time.Millisecond, int64(run)*1e7+5e6)
-		time.Sleep(300 * time.Millisecond)
+		rw, rstop, repoint := raw.startWriter(ctx, run)
 		t1 := time.Now()
 		if err := raw.switchover(ctx); err != nil {
 			rstop()
 			return nil, fmt.Errorf("raw switchover: %w", err)
 		}
-		target.Store(raw.addr(raw.primary))
+		repoint()
 		rawOp := time.Since(t1)
 		time.Sleep(300 * time.Millisecond)
 		rstop()
@@ -344,10 +351,7 @@ func forcedScenario(ctx context.Context, o options) (*result, error) {
 		res.add("fog_operation_ms", ms(opTime))
 		res.add("fog_lost_commits", float64(lost))
 
-		var target atomic.Value
-		target.Store(raw.addr(raw.primary))
-		rw, rstop := startWriter(ctx, raw.ca, func() string { return target.Load().(string) }, 5*time.Millisecond, int64(run)*1e7+5e6)
-		time.Sleep(300 * time.Millisecond)
+		rw, rstop, repoint := raw.startWriter(ctx, run)
 		if err := raw.killPrimary(); err != nil {
 			rstop()
 			return nil, err
@@ -357,7 +361,7 @@ func forcedScenario(ctx context.Context, o options) (*result, error) {
 			rstop()
 			return nil, fmt.Errorf("raw promote: %w", err)
 		}
-		target.Store(raw.addr(raw.primary))
+		repoint()
 		rfirst, rerr := rw.waitFirstAfter(ctx, t1, raw.nodes[raw.primary].Host, 30*time.Second)
 		time.Sleep(200 * time.Millisecond)
 		rstop()
