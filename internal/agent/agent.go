@@ -5,6 +5,8 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/lease"
 	"github.com/fogdb/fog/internal/postgres"
 	"github.com/fogdb/fog/internal/store"
 )
@@ -31,12 +34,22 @@ type Config struct {
 	FogUser string
 	// CACertPEM is the CA that standbys verify their primary's certificate with.
 	CACertPEM []byte
-	// Resync is how often every instance is checked even without a change.
+	// Resync is how often every instance is reconciled (and repaired) even without a change.
 	Resync time.Duration
+	// Observe is how often the state of each running instance is published (replication
+	// lag, role, databases): API reads answer from it and never ask the agent.
+	Observe time.Duration
 	// StopOnExit stops every instance when Run returns (fog up's Ctrl-C).
 	StopOnExit bool
 	// MaxSlotWALKeepSize overrides PostgreSQL's bound on WAL kept for a slot.
 	MaxSlotWALKeepSize string
+	// Lease is the timing of the agent's lease (package lease).
+	Lease lease.Timing
+	// GuardCommand starts the guard process that fences this region's primaries if the
+	// agent dies (the fog binary and "guard"); nil runs none, and says so at start.
+	GuardCommand []string
+	// GuardFile is where the agent writes the guard's deadlines (default: beside Dir).
+	GuardFile string
 }
 
 // Agent reconciles one region. Each instance has its own worker, so a long seed of one
@@ -50,20 +63,114 @@ type Agent struct {
 
 	mu      sync.Mutex
 	workers map[string]*worker
+	// specs is the desired state last read, by uid, for the lease keeper's fences.
+	specByUID map[string]instance.Spec
+	// locks serialise, per instance, a start or promotion with a fence, so that a fence never
+	// looks between the lease gate and the postmaster's pid file.
+	locks map[string]*sync.Mutex
+
+	keeper *lease.Keeper
 }
 
 // New returns an agent.
-func New(cfg Config, st store.Store, runner *postgres.Runner, ca Issuer, log *slog.Logger) *Agent {
+func New(cfg Config, st store.Store, runner *postgres.Runner, ca Issuer, log *slog.Logger) (*Agent, error) {
 	if cfg.Resync == 0 {
 		cfg.Resync = 2 * time.Second
 	}
-	return &Agent{cfg: cfg, st: st, runner: runner, ca: ca, log: log.With("region", cfg.Region), workers: map[string]*worker{}}
+	if cfg.Observe == 0 {
+		cfg.Observe = time.Second
+	}
+	a := &Agent{cfg: cfg, st: st, runner: runner, ca: ca, log: log.With("region", cfg.Region), workers: map[string]*worker{},
+		specByUID: map[string]instance.Spec{}, locks: map[string]*sync.Mutex{}}
+	guardFile := ""
+	if len(cfg.GuardCommand) > 0 {
+		guardFile = cfg.GuardFile
+		if guardFile == "" {
+			guardFile = filepath.Join(filepath.Dir(cfg.Dir), cfg.Region+".guard.json")
+		}
+	}
+	k, err := lease.NewKeeper(lease.KeeperConfig{Region: cfg.Region, Timing: cfg.Lease, GuardFile: guardFile, GuardCommand: cfg.GuardCommand},
+		st, a.leaseDemands, a.fenceNow, a.log.With("component", "lease"))
+	if err != nil {
+		return nil, err
+	}
+	a.keeper = k
+	return a, nil
+}
+
+// Keeper is the agent's lease keeper.
+func (a *Agent) Keeper() *lease.Keeper { return a.keeper }
+
+// leaseDemands reads the region's desired state for the lease keeper: the primaries the
+// store names in their current epoch, and the demoted primaries to stop at once.
+func (a *Agent) leaseDemands(ctx context.Context) (lease.Demands, error) {
+	kvs, err := a.st.List(ctx, instance.SpecPrefix(a.cfg.Region))
+	if err != nil {
+		return lease.Demands{}, err
+	}
+	var d lease.Demands
+	specs := map[string]instance.Spec{}
+	for _, kv := range kvs {
+		var s instance.Spec
+		if err := json.Unmarshal(kv.Value, &s); err != nil {
+			return d, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		specs[s.UID] = s
+		c := lease.Claim{UID: s.UID, Epoch: s.Epoch, Key: kv.Key, Rev: kv.Rev, DataDir: a.cluster(s).DataDir()}
+		switch {
+		case s.Deleted || s.Epoch == 0:
+		case s.Role == instance.RolePrimary && !s.Paused:
+			d.Claims = append(d.Claims, c)
+		case s.Paused && s.StopImmediately:
+			d.Fence = append(d.Fence, c)
+		}
+	}
+	a.mu.Lock()
+	a.specByUID = specs
+	a.mu.Unlock()
+	return d, nil
+}
+
+// fenceNow stops an instance at once (immediate shutdown); nil when it is not running.
+func (a *Agent) fenceNow(ctx context.Context, uid string) error {
+	a.mu.Lock()
+	s, ok := a.specByUID[uid]
+	a.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("instance %s is not in this region's desired state", uid)
+	}
+	c := a.cluster(s)
+	if _, running := c.PID(); !running {
+		return nil
+	}
+	l := a.instLock(uid)
+	l.Lock()
+	defer l.Unlock()
+	a.log.Warn("fencing instance: immediate shutdown", "instance", s.Name, "epoch", s.Epoch)
+	return c.StopNow(ctx, true)
+}
+
+func (a *Agent) instLock(uid string) *sync.Mutex {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l, ok := a.locks[uid]
+	if !ok {
+		l = &sync.Mutex{}
+		a.locks[uid] = l
+	}
+	return l
 }
 
 // Run reconciles until ctx ends, then (with StopOnExit) stops every instance cleanly.
 func (a *Agent) Run(ctx context.Context) error {
+	if len(a.cfg.GuardCommand) == 0 {
+		a.log.Warn("no guard process: if this agent dies, its primaries stay writable until it returns")
+	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var lwg sync.WaitGroup
+	defer lwg.Wait()
+	lwg.Go(func() { _ = a.keeper.Run(wctx) })
 	specs := a.st.Watch(wctx, instance.SpecPrefix(a.cfg.Region))
 	cmds := a.st.Watch(wctx, instance.CommandPrefix(a.cfg.Region))
 	tick := time.NewTicker(a.cfg.Resync)
@@ -76,6 +183,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			wg.Wait()
 			if a.cfg.StopOnExit {
 				a.stopAll()
+				a.keeper.Disarm()
 			}
 			return nil
 		case <-specs:

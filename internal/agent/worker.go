@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/fogdb/fog/internal/failpoint"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/postgres"
 	"github.com/fogdb/fog/internal/store"
@@ -39,6 +40,8 @@ type worker struct {
 
 func (w *worker) run(ctx context.Context) {
 	var soon <-chan time.Time
+	observe := time.NewTicker(w.a.cfg.Observe)
+	defer observe.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -48,6 +51,15 @@ func (w *worker) run(ctx context.Context) {
 				return
 			}
 		case <-soon:
+		case <-observe.C:
+			// Only a fresh look at a running server: nothing is started or changed here.
+			var s instance.Spec
+			if _, err := store.Get(ctx, w.a.st, instance.SpecKey(w.a.cfg.Region, w.uid), &s); err == nil && !s.Deleted && !s.Paused {
+				if st, ok := w.status(ctx); ok && st.Phase == instance.PhaseReady && st.ObservedGeneration == s.Generation {
+					_ = w.refreshStatus(ctx, s)
+				}
+			}
+			continue
 		}
 		soon = nil
 		var s instance.Spec
@@ -121,6 +133,11 @@ func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status
 	if prev.Phase == instance.PhaseFailed && prev.ObservedGeneration == s.Generation {
 		return prev
 	}
+	if err := checkEpoch(c.Dir, s.GroupID, s.Epoch); err != nil {
+		w.log.Warn("not acting on desired state", "instance", s.Name, "err", err)
+		st.Error = err.Error()
+		return st
+	}
 	fail := func(err error) instance.Status {
 		w.log.Error("reconcile failed", "instance", s.Name, "err", err)
 		st.Error, st.ObservedGeneration = err.Error(), s.Generation
@@ -174,6 +191,7 @@ func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status
 // was clean.
 func (w *worker) fence(ctx context.Context, c *postgres.Cluster, s instance.Spec, st instance.Status) instance.Status {
 	if _, running := c.PID(); running {
+		failpoint.Hit(failpoint.AgentFence)
 		w.log.Info("fencing instance: shutting it down", "instance", s.Name, "epoch", s.Epoch, "immediate", s.StopImmediately)
 		if err := c.StopNow(ctx, s.StopImmediately); err != nil {
 			st.Error = err.Error()
@@ -215,6 +233,17 @@ func upstreamOf(s instance.Spec, ca []byte) *postgres.Upstream {
 // the WAL it must have is in, for a planned failover), starting it if it is down.
 func (w *worker) primary(ctx context.Context, c *postgres.Cluster, s instance.Spec, st *instance.Status) error {
 	_, running := c.PID()
+	if !running && c.IsStandby() {
+		// A standby that is down (it crashed, or fog died before it was promoted) is started
+		// as the standby it is and then promoted through pg_promote(), never by starting it
+		// without standby.signal: that would end recovery wherever its WAL ends, on the old
+		// timeline, without waiting for the WAL a planned failover must not lose.
+		w.log.Info("starting standby before promoting it", "instance", s.Name)
+		if err := c.Start(ctx); err != nil {
+			return err
+		}
+		running = true
+	}
 	changed := st.ObservedGeneration != s.Generation || st.Phase != instance.PhaseReady
 	if running {
 		conn, err := c.Connect(ctx, "postgres")
@@ -249,7 +278,30 @@ func (w *worker) primary(ctx context.Context, c *postgres.Cluster, s instance.Sp
 		st.Phase = instance.PhaseStopped
 		w.publish(ctx, *st)
 	}
-	return c.Start(ctx)
+	if err := w.gated(ctx, s, c.Launch); err != nil {
+		return err
+	}
+	return c.WaitReady(ctx, 60*time.Second)
+}
+
+// ErrNoLease means the agent does not hold the lease a primary needs.
+var ErrNoLease = errors.New("agent: no lease for this primary")
+
+// gated runs fn, which makes the instance writable (a start or a promotion), only while the
+// agent holds the lease for it as primary of the spec's epoch: the store must say, now, that
+// it is the primary of the current epoch (CloudNativePG's instance manager likewise refuses
+// to start a primary the cluster no longer names). A standalone instance needs no lease.
+func (w *worker) gated(ctx context.Context, s instance.Spec, fn func(context.Context) error) error {
+	if s.Role != instance.RolePrimary || s.Epoch == 0 {
+		return fn(ctx)
+	}
+	l := w.a.instLock(s.UID)
+	l.Lock()
+	defer l.Unlock()
+	if !w.a.keeper.Acquire(ctx, s.UID, s.Epoch) {
+		return fmt.Errorf("%w: %s is not the primary of epoch %d in the store, or the store cannot be reached; it stays down", ErrNoLease, s.Name, s.Epoch)
+	}
+	return fn(ctx)
 }
 
 func (w *worker) promote(ctx context.Context, c *postgres.Cluster, conn *pgx.Conn, s instance.Spec, st *instance.Status) error {
@@ -263,7 +315,8 @@ func (w *worker) promote(ctx context.Context, c *postgres.Cluster, conn *pgx.Con
 		}
 	}
 	start := time.Now()
-	if err := postgres.Promote(ctx, conn); err != nil {
+	failpoint.Hit(failpoint.AgentPromote)
+	if err := w.gated(ctx, s, func(ctx context.Context) error { return postgres.Promote(ctx, conn) }); err != nil {
 		return err
 	}
 	w.log.Info("promoted", "instance", s.Name, "epoch", s.Epoch, "took", time.Since(start).Round(time.Microsecond))
@@ -291,7 +344,9 @@ func waitReceived(ctx context.Context, conn *pgx.Conn, lsn postgres.LSN, timeout
 	defer tick.Stop()
 	for {
 		var got string
-		if err := conn.QueryRow(ctx, "SELECT coalesce(pg_last_wal_receive_lsn(), '0/0')::text").Scan(&got); err != nil {
+		// After a restart the receive position is unknown until the receiver connects, but WAL
+		// received before the restart is in pg_wal and replayed: either position will do.
+		if err := conn.QueryRow(ctx, "SELECT greatest(coalesce(pg_last_wal_receive_lsn(), '0/0'), coalesce(pg_last_wal_replay_lsn(), '0/0'))::text").Scan(&got); err != nil {
 			return err
 		}
 		if l, err := postgres.ParseLSN(got); err == nil && l > lsn {

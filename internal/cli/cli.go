@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fogdb/fog/internal/failpoint"
 )
 
 // IO is where commands read and write.
@@ -30,6 +32,9 @@ type globals struct {
 
 // Run runs the fog command line with args (without the program name).
 func Run(ctx context.Context, args []string, stdio IO) error {
+	if err := failpoint.FromEnv(); err != nil {
+		return err
+	}
 	root := newRoot(stdio)
 	root.SetArgs(args)
 	root.SetIn(stdio.In)
@@ -51,7 +56,7 @@ func newRoot(stdio IO) *cobra.Command {
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "json", "output format: json or none")
 	sql := &cobra.Command{Use: "sql", Short: "Manage managed instances and their databases"}
 	sql.AddCommand(newMICommand(g), newMIDBCommand(g), newGroupCommand(g))
-	root.AddCommand(newUpCommand(g), sql)
+	root.AddCommand(newUpCommand(g), newGuardCommand(g), sql)
 	return root
 }
 

@@ -3,10 +3,13 @@ package cli
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/fogdb/fog/internal/guard"
+	"github.com/fogdb/fog/internal/lease"
 	"github.com/fogdb/fog/internal/standalone"
 )
 
@@ -28,6 +31,9 @@ func newUpCommand(g *globals) *cobra.Command {
 					cfg.Regions = append(cfg.Regions, r)
 				}
 			}
+			if exe, err := os.Executable(); err == nil {
+				cfg.GuardCommand = []string{exe, "guard"}
+			}
 			return standalone.Run(cmd.Context(), cfg, func(info standalone.Info) {
 				fmt.Fprintf(g.io.Out, "Fog API: %s (regions: %s)\n", info.APIURL, strings.Join(cfg.Regions, ", "))
 				fmt.Fprintf(g.io.Out, "Use the CLI in another terminal: FOG_CONFIG=%s fog sql mi list\n", info.ClientFile)
@@ -43,6 +49,24 @@ func newUpCommand(g *globals) *cobra.Command {
 	fl.StringVar(&cfg.DNSSuffix, "dns-suffix", "database.fog.internal", "DNS suffix of instance and listener names")
 	fl.StringVar(&cfg.AddressBase, "address-base", "127.0.10.1", "first loopback address handed to instances")
 	fl.IntVar(&cfg.Port, "pg-port", 5432, "PostgreSQL port of instances (a free port is used where it is taken)")
+	fl.DurationVar(&cfg.LeaseTTL, "lease-ttl", lease.DefaultTTL, "how long a primary stays writable without its agent renewing its lease; a forced failover whose old primary's agent does not answer waits this long")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return up
+}
+
+// newGuardCommand is the process an agent starts to fence its primaries if the agent dies
+// (package guard); it is not meant to be run by hand.
+func newGuardCommand(g *globals) *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use: "guard", Short: "Fence this machine's primaries when their agent stops renewing its lease (started by the agent)",
+		Args: cobra.NoArgs, Hidden: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := slog.New(slog.NewTextHandler(g.io.Err, nil)).With("component", "guard")
+			return guard.Run(cmd.Context(), file, log)
+		},
+	}
+	cmd.Flags().StringVar(&file, "file", "", "the guard file the agent writes")
+	_ = cmd.MarkFlagRequired("file")
+	return cmd
 }

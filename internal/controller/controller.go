@@ -18,6 +18,7 @@ import (
 
 	"github.com/fogdb/fog/internal/arm"
 	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/lease"
 	"github.com/fogdb/fog/internal/postgres"
 	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/store"
@@ -35,6 +36,9 @@ type Config struct {
 	LocaleOK func(string) bool
 	// OperationTimeout bounds every operation.
 	OperationTimeout time.Duration
+	// LeaseTTL is the agents' lease TTL: how long the controller waits, on its own clock,
+	// without seeing a renewal before it treats an agent's primaries as fenced.
+	LeaseTTL time.Duration
 }
 
 // Validate checks the configuration and fills defaults.
@@ -54,6 +58,9 @@ func (c *Config) Validate() error {
 	if c.OperationTimeout == 0 {
 		c.OperationTimeout = 10 * time.Minute
 	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = lease.DefaultTTL
+	}
 	return nil
 }
 
@@ -68,6 +75,7 @@ type Controller struct {
 
 	createMu sync.Mutex // serialises address allocation and name reservation
 	kick     chan string
+	leases   *lease.Observer
 	mu       sync.Mutex
 	driving  map[string]bool
 }
@@ -77,7 +85,8 @@ func New(cfg Config, st store.Store, log *slog.Logger) (*Controller, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Controller{cfg: cfg, st: st, log: log, kick: make(chan string, 128), driving: map[string]bool{}}, nil
+	return &Controller{cfg: cfg, st: st, log: log, kick: make(chan string, 128), driving: map[string]bool{},
+		leases: lease.NewObserver(cfg.LeaseTTL, nil)}, nil
 }
 
 // Regions returns the deployment's regions.
@@ -188,8 +197,8 @@ func (c *Controller) view(ctx context.Context, m *resource.ManagedInstance) reso
 	if m.ProvisioningState == resource.ProvisioningDeleting {
 		state = "Deleting"
 	}
-	// An agent refreshes its heartbeat at least every 10 s; older news says nothing about now.
-	if st, ok := c.observed(ctx, m); ok && state == "Ready" && time.Since(st.Heartbeat) > 30*time.Second {
+	// Observed state is news from the agent; without its lease it says nothing about now.
+	if _, live := c.regionLease(ctx, m.Location); state == "Ready" && !live {
 		state = "Unknown"
 	}
 	return m.View(c.cfg.DNSSuffix, state)

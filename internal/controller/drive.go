@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/fogdb/fog/internal/arm"
@@ -27,7 +28,13 @@ func (c *Controller) drive(ctx context.Context, id string) {
 	if op.Kind == KindCreateGroup {
 		timeout = 24 * time.Hour // seeding is size-of-data
 	}
-	ctx, cancel := context.WithDeadline(ctx, op.StartTime.Add(timeout))
+	// A resumed operation gets at least a little time of its own: one that was interrupted
+	// by a long outage of fog still ends with what its steps find, not a bare timeout.
+	deadline := op.StartTime.Add(timeout)
+	if minimum := time.Now().Add(2 * time.Minute); deadline.Before(minimum) {
+		deadline = minimum
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	var aerr *arm.Error
 	switch op.Kind {
@@ -56,21 +63,13 @@ func (c *Controller) drive(ctx context.Context, id string) {
 	c.finish(&op, aerr)
 }
 
+// finish records the operation's outcome and, for a failover-group operation, releases the
+// group's operation mark in the same transaction: a group is never free while its operation
+// is still InProgress, nor busy after it ended.
 func (c *Controller) finish(op *Operation, aerr *arm.Error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := store.Update(ctx, c.st, opKey(op.ID), func(o *Operation) error {
-		now := time.Now().UTC()
-		o.EndTime = &now
-		o.Status = arm.StatusSucceeded
-		if aerr != nil {
-			o.Status, o.Error, o.ErrorStatus = arm.StatusFailed, aerr, aerr.Status
-		} else {
-			done := 100.0
-			o.Percent = &done
-		}
-		return nil
-	})
+	err := c.finishTxn(ctx, op.ID, aerr)
 	if err != nil {
 		c.log.Error("finish operation", "id", op.ID, "err", err)
 		return
@@ -82,13 +81,64 @@ func (c *Controller) finish(op *Operation, aerr *arm.Error) {
 	}
 }
 
-// waitFor calls check whenever a key under prefix changes (and every 250 ms) until it
-// reports done, fails, or ctx ends.
-func (c *Controller) waitFor(ctx context.Context, prefix string, check func() (bool, error)) error {
+func (c *Controller) finishTxn(ctx context.Context, id string, aerr *arm.Error) error {
+	for {
+		var o Operation
+		orev, err := store.Get(ctx, c.st, opKey(id), &o)
+		if err != nil {
+			return err
+		}
+		now := time.Now().UTC()
+		o.EndTime = &now
+		o.Status = arm.StatusSucceeded
+		if aerr != nil {
+			o.Status, o.Error, o.ErrorStatus = arm.StatusFailed, aerr, aerr.Status
+		} else {
+			done := 100.0
+			o.Percent = &done
+		}
+		conds := []store.Cond{{Key: opKey(id), Rev: orev}}
+		ops := []store.Op{store.PutOp(opKey(id), o)}
+		if o.groupOp() {
+			var g FailoverGroup
+			grev, err := store.Get(ctx, c.st, fogKey(o.ResourceID), &g)
+			switch {
+			case err == nil && g.ActiveOperation == id:
+				g.ActiveOperation, g.OperationKind = "", ""
+				conds = append(conds, store.Cond{Key: fogKey(o.ResourceID), Rev: grev})
+				ops = append(ops, store.PutOp(fogKey(o.ResourceID), g))
+			case err != nil && !errors.Is(err, store.ErrNotFound):
+				return err
+			}
+		}
+		err = c.st.Txn(ctx, conds, ops)
+		if !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+}
+
+// waitFor calls check whenever a key under one of the prefixes changes (and every 100 ms)
+// until it reports done, fails, or ctx ends.
+func (c *Controller) waitFor(ctx context.Context, prefix string, check func() (bool, error), more ...string) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	events := c.st.Watch(wctx, prefix)
-	tick := time.NewTicker(250 * time.Millisecond)
+	events := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for _, p := range append([]string{prefix}, more...) {
+		ch := c.st.Watch(wctx, p)
+		wg.Go(func() {
+			for range ch {
+				select {
+				case events <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		done, err := check()

@@ -9,440 +9,348 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/failpoint"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/store"
 )
 
-// Bounds of the failover steps. A planned failover gives up (and rolls back, losing nothing)
-// when the old primary does not shut down, or the secondary does not receive its last WAL,
-// within these.
+// Steps a failover operation records (Operation.Step). The table in the package
+// documentation says what each writes and what resume and rollback do from it.
 const (
-	fenceTimeout      = 30 * time.Second
-	promoteTimeout    = 30 * time.Second
-	forcedFenceWait   = 2 * time.Second
-	rejoinTimeout     = 90 * time.Second
-	agentLeaseTimeout = 15 * time.Second
+	stepAccepted   = ""
+	stepFenced     = "fenced"
+	stepPromoting  = "promoting"
+	stepRouted     = "routed"
+	stepRejoining  = "rejoining"
+	stepRolledBack = "rolledBack"
 )
 
-// stepGroup applies fn to the stored group and writes it with both members' specs, retrying
-// when someone else wrote in between.
-func (c *Controller) stepGroup(ctx context.Context, name string, fn func(g *FailoverGroup)) (*FailoverGroup, [2]int64, error) {
+// errStopping is returned by a driver interrupted by fog stopping; the operation stays
+// InProgress and resumes from its recorded step on the next start.
+var errStopping = arm.Errorf(http.StatusServiceUnavailable, "ServiceStopping", "Fog is stopping; the operation resumes when it starts again.")
+
+// stopping reports whether ctx ended because fog is stopping (not because the operation's
+// own deadline passed).
+func stopping(ctx context.Context) bool {
+	return ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled)
+}
+
+// advance applies fn to the group and to a copy of the operation record, and writes both, with
+// the members' desired state, in one transaction: a step's effect and the record of having
+// reached it are never apart. It retries when someone else wrote the group in between.
+func (c *Controller) advance(ctx context.Context, op *Operation, fn func(g *FailoverGroup, next *Operation)) (*FailoverGroup, error) {
 	for {
 		var g FailoverGroup
-		rev, err := store.Get(ctx, c.st, fogKey(name), &g)
+		rev, err := store.Get(ctx, c.st, fogKey(op.ResourceID), &g)
 		if err != nil {
-			return nil, [2]int64{}, err
+			return nil, err
 		}
-		fn(&g)
-		gens, aerr := c.writeGroupGens(ctx, &g, rev)
+		next := *op
+		fn(&g, &next)
+		_, aerr := c.writeGroupGens(ctx, &g, rev, store.PutOp(opKey(op.ID), next))
 		if aerr == nil {
-			return &g, gens, nil
+			*op = next
+			return &g, nil
 		}
 		if aerr.Code != "InstanceFailoverGroupBusy" || ctx.Err() != nil {
-			return nil, gens, aerr
+			return nil, aerr
 		}
 	}
 }
 
-// waitSide waits until side's observed state satisfies ok.
-func (c *Controller) waitSide(ctx context.Context, s GroupSide, timeout time.Duration, ok func(st instance.Status) bool) (instance.Status, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	key := instance.StatusKey(s.Location, s.InstanceUID)
-	var st instance.Status
-	err := c.waitFor(ctx, key, func() (bool, error) {
-		st = instance.Status{}
-		if _, err := store.Get(ctx, c.st, key, &st); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return false, err
-		}
-		return ok(st), nil
-	})
-	return st, err
-}
-
-func fresh(st instance.Status) bool { return time.Since(st.Heartbeat) < agentLeaseTimeout }
-
-func streaming(st instance.Status) bool {
-	return st.Phase == instance.PhaseReady && st.Role == instance.RoleStandby && st.Replication != nil && st.Replication.ReceiverStatus == "streaming"
-}
-
-func hasSlot(st instance.Status, slot string) bool {
-	if st.Replication == nil {
-		return false
-	}
-	for _, s := range st.Replication.Slots {
-		if s.Name == slot {
-			return true
-		}
-	}
-	return false
-}
-
-// endGroupOp clears the group's operation mark.
-func (c *Controller) endGroupOp(ctx context.Context, name, opID string) {
-	ctx = context.WithoutCancel(ctx)
-	_, _ = store.Update(ctx, c.st, fogKey(name), func(g *FailoverGroup) error {
-		if g.ActiveOperation == opID {
-			g.ActiveOperation, g.OperationKind = "", ""
-		}
-		return nil
-	})
-}
-
-func (c *Controller) setPercent(ctx context.Context, id string, p float64) {
-	_, _ = store.Update(ctx, c.st, opKey(id), func(o *Operation) error { o.Percent = &p; return nil })
-}
-
-func cannotFailover(format string, args ...any) *arm.Error {
-	return arm.BadRequest("ManagedInstanceGeoFailoverCannotBeExecuted", "Managed Instance geo-failover cannot be executed at this time. Reason: '%s'.", fmt.Sprintf(format, args...))
-}
-
-func (c *Controller) driveCreateGroup(ctx context.Context, op *Operation) *arm.Error {
-	defer c.endGroupOp(ctx, op.ResourceID, op.ID)
+// sides returns the group, the side the operation makes primary and the side it demotes.
+// They come from the operation record, never from the group's current primary: after a crash
+// the group may already name the target.
+func (c *Controller) sides(ctx context.Context, op *Operation) (FailoverGroup, GroupSide, GroupSide, [2]instance.Status, error) {
 	var g FailoverGroup
 	if _, err := store.Get(ctx, c.st, fogKey(op.ResourceID), &g); err != nil {
-		return internalError(err)
+		return g, GroupSide{}, GroupSide{}, [2]instance.Status{}, err
 	}
-	prim, sec := g.Sides[g.Primary], g.Sides[g.Secondary()]
-	// The primary first: its replication role and the secondary's slot must exist before
-	// the secondary asks for a base backup.
-	slot := instance.SlotName(sec.InstanceUID)
-	if _, err := c.waitSide(ctx, prim, 2*time.Minute, func(st instance.Status) bool {
-		return st.Phase == instance.PhaseReady && st.Role == instance.RolePrimary && hasSlot(st, slot)
-	}); err != nil {
-		return cannotFailover("the primary %s did not become ready for replication: %v", prim.InstanceName, err)
-	}
-	gp, _, err := c.stepGroup(ctx, g.Name, func(g *FailoverGroup) {
-		g.Members[g.Secondary()] = Member{Role: instance.RoleStandby, SeedGeneration: g.SeedGeneration}
-	})
-	if err != nil {
-		return internalError(err)
-	}
-	var lastPct float64 = -1
-	_, err = c.waitSide(ctx, sec, 24*time.Hour, func(st instance.Status) bool {
-		if st.SeedPercent != nil && *st.SeedPercent != lastPct {
-			lastPct = *st.SeedPercent
-			c.setPercent(ctx, op.ID, lastPct)
-		}
-		return st.SeededGeneration >= gp.SeedGeneration && streaming(st)
-	})
-	if err != nil {
-		return c.waitErr(op, err)
-	}
-	c.log.Info("failover group replicating", "group", g.Name, "primary", prim.InstanceName, "secondary", sec.InstanceName)
-	return nil
-}
-
-func (c *Controller) driveUpdateGroup(ctx context.Context, op *Operation) *arm.Error {
-	defer c.endGroupOp(ctx, op.ResourceID, op.ID)
-	return nil
-}
-
-func (c *Controller) driveDeleteGroup(ctx context.Context, op *Operation) *arm.Error {
-	var g FailoverGroup
-	rev, err := store.Get(ctx, c.st, fogKey(op.ResourceID), &g)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return internalError(err)
-	}
-	// Both instances leave the group: the secondary is promoted to a read-write instance of
-	// its own, the primary drops the slot; the group record stays (Deleting) until both have.
-	var ms [2]resource.ManagedInstance
-	var conds []store.Cond
-	var ops []store.Op
-	for i, s := range g.Sides {
-		r, err := store.Get(ctx, c.st, s.InstanceKey(), &ms[i])
-		if err != nil {
-			return internalError(err)
-		}
-		if ms[i].FailoverGroup == g.Name {
-			ms[i].FailoverGroup = ""
-			conds = append(conds, store.Cond{Key: s.InstanceKey(), Rev: r})
-			ops = append(ops, store.PutOp(s.InstanceKey(), ms[i]))
-		}
-	}
-	sconds, sops, gens, err := c.specWrites(ctx, c.baseSpec(&ms[0]), c.baseSpec(&ms[1]))
-	if err != nil {
-		return internalError(err)
-	}
-	conds = append(append(conds, store.Cond{Key: fogKey(g.Name), Rev: rev}), sconds...)
-	if err := c.st.Txn(ctx, conds, append(ops, sops...)); err != nil {
-		return internalError(fmt.Errorf("leave group: %w", err)) // the driver is retried after a restart
-	}
-	for i, s := range g.Sides {
-		gen := gens[i]
-		if _, err := c.waitSide(ctx, s, 2*time.Minute, func(st instance.Status) bool {
-			return st.ObservedGeneration >= gen && st.Phase == instance.PhaseReady && st.Role == instance.RolePrimary
-		}); err != nil {
-			return c.waitErr(op, fmt.Errorf("instance %s did not leave the group: %w", s.InstanceName, err))
-		}
-	}
-	if err := c.st.Txn(ctx, nil, []store.Op{{Key: fogKey(g.Name), Delete: true}}); err != nil {
-		return internalError(err)
-	}
-	c.log.Info("failover group deleted", "group", g.Name)
-	return nil
-}
-
-// failoverStart reads what a failover starts from: the group, which side is which, and both
-// sides' observed state.
-func (c *Controller) failoverStart(ctx context.Context, op *Operation) (g FailoverGroup, oldI, newI int, st [2]instance.Status, err error) {
-	if _, err = store.Get(ctx, c.st, fogKey(op.ResourceID), &g); err != nil {
-		return
-	}
-	return g, g.Primary, g.Secondary(), c.statuses(ctx, &g), nil
+	return g, g.Sides[op.Target], g.Sides[1-op.Target], c.statuses(ctx, &g), nil
 }
 
 func (c *Controller) drivePlannedFailover(ctx context.Context, op *Operation) *arm.Error {
-	defer c.endGroupOp(ctx, op.ResourceID, op.ID)
-	g, oldI, newI, st, err := c.failoverStart(ctx, op)
-	if err != nil {
-		return internalError(err)
-	}
-	old, nw := g.Sides[oldI], g.Sides[newI]
-	if !streaming(st[newI]) {
-		return cannotFailover("the secondary %s is not streaming from the primary (replicationState is not CATCH_UP)", nw.InstanceName)
-	}
-	if !fresh(st[oldI]) || st[oldI].Phase != instance.PhaseReady {
-		return cannotFailover("the primary %s is not reachable; use forceFailoverAllowDataLoss", old.InstanceName)
-	}
-	start := time.Now()
-	// A checkpoint while the primary still serves writes keeps the shutdown checkpoint, and
-	// so the time writes are stopped, short.
-	if err := c.command(ctx, old, instance.CmdCheckpoint, 30*time.Second); err != nil {
-		return cannotFailover("checkpoint on %s: %v", old.InstanceName, err)
-	}
-	seeded := st[oldI].SeededGeneration
-	gf, _, err := c.stepGroup(ctx, g.Name, func(g *FailoverGroup) {
-		g.Epoch++
-		g.Switching = true
-		g.Members[oldI] = Member{Role: instance.RoleStandby, Paused: true, SeedGeneration: seeded}
-	})
-	if err != nil {
-		return internalError(err)
-	}
-	epoch := gf.Epoch
-	fenced, err := c.waitSide(ctx, old, fenceTimeout, func(s instance.Status) bool {
-		return s.Phase == instance.PhaseStopped && s.Epoch == epoch && s.ShutdownLSN != ""
-	})
-	if err != nil {
-		c.rollbackPlanned(ctx, g.Name, oldI, newI, seeded)
-		return arm.BadRequest("PlannedFailoverTimedOut", "User invoked planned failover, and it timed out: the primary %s did not shut down cleanly within %s (%v). Nothing was lost; it is the primary again.", old.InstanceName, fenceTimeout, err)
-	}
-	fencedAt := time.Now()
-	_, _, err = c.stepGroup(ctx, g.Name, func(g *FailoverGroup) {
-		g.Members[newI] = Member{Role: instance.RolePrimary, PromoteAfterLSN: fenced.ShutdownLSN}
-	})
-	if err != nil {
-		return internalError(err)
-	}
-	promoted, err := c.waitSide(ctx, nw, promoteTimeout, func(s instance.Status) bool {
-		return (s.Role == instance.RolePrimary && s.Epoch == epoch) || strings.Contains(s.Error, "not caught up")
-	})
-	if err != nil || promoted.Role != instance.RolePrimary {
-		reason := fmt.Sprint(err)
-		if err == nil {
-			reason = promoted.Error
+	tgt, old := op.Target, 1-op.Target
+	for {
+		g, nw, ow, st, err := c.sides(ctx, op)
+		if err != nil {
+			return internalError(err)
 		}
-		c.rollbackPlanned(ctx, g.Name, oldI, newI, seeded)
-		return arm.BadRequest("PlannedFailoverTimedOut", "User invoked planned failover, and it timed out: the secondary %s did not take over (%s). Nothing was lost; %s is the primary again.", nw.InstanceName, reason, old.InstanceName)
+		switch op.Step {
+		case stepAccepted:
+			failpoint.Hit(failpoint.PlannedAccepted)
+			if g.Primary != old {
+				return cannotFailover("%s is already the primary", nw.InstanceName)
+			}
+			if !streaming(st[tgt]) {
+				return cannotFailover("the secondary %s is not streaming from the primary (replicationState is not CATCH_UP)", nw.InstanceName)
+			}
+			if !c.agentLive(ctx, ow) || st[old].Phase != instance.PhaseReady {
+				return cannotFailover("the primary %s is not reachable; use forceFailoverAllowDataLoss", ow.InstanceName)
+			}
+			// A checkpoint while the primary still serves writes keeps the shutdown checkpoint,
+			// and so the time writes are stopped, short.
+			if err := c.command(ctx, ow, instance.CmdCheckpoint, 30*time.Second); err != nil {
+				return cannotFailover("checkpoint on %s: %v", ow.InstanceName, err)
+			}
+			failpoint.Hit(failpoint.PlannedCheckpoint)
+			seeded := st[old].SeededGeneration
+			_, err = c.advance(ctx, op, func(g *FailoverGroup, next *Operation) {
+				g.Epoch++
+				g.Switching = true
+				g.Members[old] = Member{Role: instance.RoleStandby, Paused: true, SeedGeneration: seeded}
+				next.Step, next.Epoch, next.Seeded = stepFenced, g.Epoch, seeded
+			})
+			if err != nil {
+				return internalError(err)
+			}
+			c.log.Info("planned failover: old primary fenced", "group", g.Name, "epoch", op.Epoch)
+			failpoint.Hit(failpoint.PlannedFenced)
+
+		case stepFenced:
+			fenced, err := c.waitSide(ctx, ow, fenceTimeout, func(s instance.Status) bool {
+				return s.Phase == instance.PhaseStopped && s.Epoch == op.Epoch && s.ShutdownLSN != ""
+			})
+			if stopping(ctx) {
+				return errStopping
+			}
+			if err != nil {
+				return c.rollback(ctx, op, arm.BadRequest("PlannedFailoverTimedOut",
+					"User invoked planned failover, and it timed out: the primary %s did not shut down cleanly within %s (%v). Nothing was lost; it is the primary again.", ow.InstanceName, fenceTimeout, err))
+			}
+			failpoint.Hit(failpoint.PlannedStopped)
+			_, err = c.advance(ctx, op, func(g *FailoverGroup, next *Operation) {
+				g.Members[tgt] = Member{Role: instance.RolePrimary, PromoteAfterLSN: fenced.ShutdownLSN}
+				next.Step, next.ShutdownLSN = stepPromoting, fenced.ShutdownLSN
+			})
+			if err != nil {
+				return internalError(err)
+			}
+			failpoint.Hit(failpoint.PlannedPromoting)
+
+		case stepPromoting:
+			promoted, err := c.waitSide(ctx, nw, promoteTimeout, func(s instance.Status) bool {
+				return (s.Role == instance.RolePrimary && s.Epoch == op.Epoch) || strings.Contains(s.Error, "not caught up")
+			})
+			if stopping(ctx) {
+				return errStopping
+			}
+			if err != nil || promoted.Role != instance.RolePrimary || promoted.Epoch != op.Epoch {
+				reason := fmt.Sprint(err)
+				if err == nil {
+					reason = promoted.Error
+				}
+				return c.rollback(ctx, op, arm.BadRequest("PlannedFailoverTimedOut",
+					"User invoked planned failover, and it timed out: the secondary %s did not take over (%s). Nothing was lost; %s is the primary again.", nw.InstanceName, reason, ow.InstanceName))
+			}
+			failpoint.Hit(failpoint.PlannedPromoted)
+			if err := c.route(ctx, op, fmt.Sprintf("planned failover: %s is primary (epoch %d)", nw.InstanceName, op.Epoch), "Failover", nil); err != nil {
+				return internalError(err)
+			}
+			failpoint.Hit(failpoint.PlannedRouted)
+
+		case stepRouted:
+			if err := c.rejoinStep(ctx, op, false); err != nil {
+				return internalError(err)
+			}
+			failpoint.Hit(failpoint.PlannedRejoining)
+
+		case stepRejoining:
+			c.awaitRejoin(ctx, op)
+			return nil
+
+		case stepRolledBack:
+			return op.Reason
+
+		default:
+			return internalError(fmt.Errorf("unknown step %q", op.Step))
+		}
 	}
-	promotedAt := time.Now()
-	_, _, err = c.stepGroup(ctx, g.Name, func(g *FailoverGroup) {
-		g.Primary, g.Switching = newI, false
-		g.Members[newI] = Member{Role: instance.RolePrimary}
-		g.event("Failover", fmt.Sprintf("planned failover: %s is primary (epoch %d); writes were held %s", nw.InstanceName, epoch, time.Since(fencedAt).Round(time.Millisecond)), nil)
-	})
-	if err != nil {
-		return internalError(err)
-	}
-	c.log.Info("planned failover: new primary serving", "group", g.Name, "primary", nw.InstanceName, "epoch", epoch,
-		"fence", fencedAt.Sub(start).Round(time.Millisecond), "promote", promotedAt.Sub(fencedAt).Round(time.Millisecond))
-	c.rejoin(ctx, g.Name, oldI, newI, seeded, false)
-	return nil
 }
 
-// rollbackPlanned makes the old primary the primary again in a new epoch: its clean shutdown
-// lost nothing, and the secondary, if it did not promote, still follows it.
-func (c *Controller) rollbackPlanned(ctx context.Context, name string, oldI, newI int, seeded int64) {
+// route names the target as the group's primary and lets the listener route to it.
+func (c *Controller) route(ctx context.Context, op *Operation, msg, kind string, forced *resource.ForcedFailover) error {
+	_, err := c.advance(ctx, op, func(g *FailoverGroup, next *Operation) {
+		g.Primary, g.Switching = op.Target, false
+		g.Members[op.Target] = Member{Role: instance.RolePrimary}
+		if forced != nil {
+			g.LastForced = forced
+		}
+		g.event(kind, msg, nil)
+		next.Step = stepRouted
+	})
+	if err == nil {
+		c.log.Info(msg, "group", op.ResourceID, "took", time.Since(op.StartTime).Round(time.Millisecond))
+	}
+	return err
+}
+
+// rollback makes the old primary the primary again in a new epoch, unless the target did
+// become primary of the operation's epoch after all, in which case the operation goes on:
+// an operation ends with what happened. A planned failover's old primary shut down cleanly
+// and lost nothing; a forced one's was stopped at once and recovers what it had.
+func (c *Controller) rollback(ctx context.Context, op *Operation, reason *arm.Error) *arm.Error {
 	ctx = context.WithoutCancel(ctx)
-	_, _, err := c.stepGroup(ctx, name, func(g *FailoverGroup) {
+	g, nw, _, st, err := c.sides(ctx, op)
+	if err != nil {
+		return internalError(err)
+	}
+	if s := st[op.Target]; s.Role == instance.RolePrimary && s.Epoch == op.Epoch {
+		c.log.Warn("failover: the target became primary after all; going on", "group", g.Name, "target", nw.InstanceName)
+		if op.Kind == KindFailover {
+			return c.drivePlannedFailover(ctx, op)
+		}
+		return c.driveForcedFailover(ctx, op)
+	}
+	old := 1 - op.Target
+	_, err = c.advance(ctx, op, func(g *FailoverGroup, next *Operation) {
 		g.Epoch++
 		g.Switching = false
-		g.Members[oldI] = Member{Role: instance.RolePrimary}
-		g.Members[newI] = Member{Role: instance.RoleStandby, SeedGeneration: g.Members[newI].SeedGeneration}
-		g.event("FailoverRolledBack", "planned failover rolled back; the primary is unchanged", nil)
+		g.Members[old] = Member{Role: instance.RolePrimary}
+		g.Members[op.Target] = Member{Role: instance.RoleStandby, SeedGeneration: g.Members[op.Target].SeedGeneration}
+		g.event("FailoverRolledBack", fmt.Sprintf("failover to %s rolled back (%s); the primary is unchanged", nw.InstanceName, reason.Code), nil)
+		next.Step, next.Reason = stepRolledBack, reason
 	})
 	if err != nil {
-		c.log.Error("roll back planned failover", "group", name, "err", err)
-	}
-}
-
-// rejoin makes the old primary a standby of the new one, once the new primary has its slot
-// (slots do not follow a promotion), and waits for it to stream.
-func (c *Controller) rejoin(ctx context.Context, name string, oldI, newI int, seeded int64, rewind bool) *instance.Status {
-	var g FailoverGroup
-	if _, err := store.Get(ctx, c.st, fogKey(name), &g); err != nil {
-		return nil
-	}
-	old, nw := g.Sides[oldI], g.Sides[newI]
-	slot := instance.SlotName(old.InstanceUID)
-	if _, err := c.waitSide(ctx, nw, 30*time.Second, func(s instance.Status) bool { return hasSlot(s, slot) }); err != nil {
-		c.log.Warn("new primary has no slot for the old one yet", "group", name, "err", err)
-	}
-	_, _, err := c.stepGroup(ctx, name, func(g *FailoverGroup) {
-		g.Members[oldI] = Member{Role: instance.RoleStandby, SeedGeneration: seeded, Rewind: rewind}
-	})
-	if err != nil {
-		c.log.Error("rejoin", "group", name, "err", err)
-		return nil
-	}
-	cur, _ := c.waitSide(ctx, old, time.Second, func(instance.Status) bool { return true })
-	if !fresh(cur) {
-		c.log.Warn("old primary's agent is not answering; it rejoins when it returns", "group", name, "instance", old.InstanceName)
-		return nil
-	}
-	st, err := c.waitSide(ctx, old, rejoinTimeout, func(s instance.Status) bool { return streaming(s) })
-	if err != nil {
-		c.log.Warn("old primary did not rejoin in time; it keeps trying", "group", name, "instance", old.InstanceName, "err", err)
-		return &st
-	}
-	c.log.Info("old primary follows the new one", "group", name, "instance", old.InstanceName)
-	return &st
-}
-
-func (c *Controller) driveForcedFailover(ctx context.Context, op *Operation) *arm.Error {
-	defer c.endGroupOp(ctx, op.ResourceID, op.ID)
-	g, oldI, newI, st, err := c.failoverStart(ctx, op)
-	if err != nil {
+		c.log.Error("roll back failover", "group", g.Name, "err", err)
 		return internalError(err)
 	}
-	old, nw := g.Sides[oldI], g.Sides[newI]
-	if !fresh(st[newI]) || st[newI].Role != instance.RoleStandby {
-		return cannotFailover("the secondary %s is not available", nw.InstanceName)
-	}
-	seeded := st[oldI].SeededGeneration
-	start := time.Now()
-	gf, _, err := c.stepGroup(ctx, g.Name, func(g *FailoverGroup) {
-		g.Epoch++
-		g.Switching = true
-		g.Members[oldI] = Member{Role: instance.RoleStandby, Paused: true, StopImmediately: true, Rewind: true, SeedGeneration: seeded}
-	})
-	if err != nil {
-		return internalError(err)
-	}
-	epoch := gf.Epoch
-	// Fence the old primary if its agent answers. Behind the listener it is fenced already:
-	// the gateway routes only to the primary of the current epoch.
-	if fresh(st[oldI]) {
-		if _, err := c.waitSide(ctx, old, forcedFenceWait, func(s instance.Status) bool {
-			return s.Epoch == epoch && s.Phase == instance.PhaseStopped
-		}); err != nil {
-			c.log.Warn("old primary not confirmed fenced; promoting anyway (the listener routes by epoch)", "group", g.Name, "err", err)
-		}
-	}
-	_, _, err = c.stepGroup(ctx, g.Name, func(g *FailoverGroup) {
-		g.Members[newI] = Member{Role: instance.RolePrimary}
-	})
-	if err != nil {
-		return internalError(err)
-	}
-	promoted, err := c.waitSide(ctx, nw, promoteTimeout, func(s instance.Status) bool {
-		return s.Role == instance.RolePrimary && s.Epoch == epoch
-	})
-	if err != nil {
-		return arm.Errorf(http.StatusInternalServerError, "OperationTimedOut", "The secondary %s was not promoted within %s: %v.", nw.InstanceName, promoteTimeout, err)
-	}
-	_, _, err = c.stepGroup(ctx, g.Name, func(g *FailoverGroup) {
-		g.Primary, g.Switching = newI, false
-		g.LastForced = &resource.ForcedFailover{Time: time.Now().UTC(), Epoch: epoch}
-		g.event("ForcedFailover", fmt.Sprintf("forced failover: %s is primary (epoch %d), promoted from %s", nw.InstanceName, epoch, promoted.PromotedFrom), nil)
-	})
-	if err != nil {
-		return internalError(err)
-	}
-	c.log.Info("forced failover: new primary serving", "group", g.Name, "primary", nw.InstanceName, "epoch", epoch, "took", time.Since(start).Round(time.Millisecond))
-	if rs := c.rejoin(ctx, g.Name, oldI, newI, seeded, true); rs != nil {
-		c.recordLost(ctx, g.Name)
-	}
-	return nil
+	return reason
 }
 
-// recordLost copies what a rewind reported it discarded into the group's last forced
-// failover, once, with an event.
-func (c *Controller) recordLost(ctx context.Context, name string) {
-	var g FailoverGroup
-	if _, err := store.Get(ctx, c.st, fogKey(name), &g); err != nil || g.LastForced == nil || g.LastForced.LostKnown {
-		return
-	}
-	old := g.Sides[g.Secondary()]
-	var st instance.Status
-	if _, err := store.Get(ctx, c.st, instance.StatusKey(old.Location, old.InstanceUID), &st); err != nil {
-		return
-	}
-	if st.Rewound == nil || st.Rewound.Epoch != g.LastForced.Epoch {
-		return
-	}
-	lost := &resource.LostWAL{FromLSN: st.Rewound.FromLSN, ToLSN: st.Rewound.ToLSN, Bytes: st.Rewound.Bytes, SavedIn: st.Rewound.SavedIn}
-	_, _ = store.Update(ctx, c.st, fogKey(name), func(g *FailoverGroup) error {
-		if g.LastForced == nil || g.LastForced.LostKnown {
-			return nil
-		}
-		g.LastForced.LostWAL, g.LastForced.LostKnown = lost, true
-		g.event("LostWAL", fmt.Sprintf("the forced failover of epoch %d discarded %d bytes of WAL (%s to %s) on %s", g.LastForced.Epoch, lost.Bytes, lost.FromLSN, lost.ToLSN, old.InstanceName), lost)
-		return nil
-	})
-	c.log.Warn("forced failover lost WAL", "group", name, "from", lost.FromLSN, "to", lost.ToLSN, "bytes", lost.Bytes)
-}
-
-// command sends a one-shot command to a side's agent and waits for it.
-func (c *Controller) command(ctx context.Context, s GroupSide, kind string, timeout time.Duration) error {
-	got, err := c.runCommand(ctx, s.Location, instance.Command{InstanceUID: s.InstanceUID, Kind: kind}, timeout)
+// rejoinStep makes the old primary a standby of the new one, once the new primary has the
+// old one's slot (slots do not follow a promotion).
+func (c *Controller) rejoinStep(ctx context.Context, op *Operation, rewind bool) error {
+	_, nw, ow, _, err := c.sides(ctx, op)
 	if err != nil {
 		return err
 	}
-	if got.Error != "" {
-		return errors.New(got.Error)
+	slot := instance.SlotName(ow.InstanceUID)
+	if _, err := c.waitSide(ctx, nw, 30*time.Second, func(s instance.Status) bool { return hasSlot(s, slot) }); err != nil {
+		c.log.Warn("new primary has no slot for the old one yet", "group", op.ResourceID, "err", err)
 	}
-	return nil
+	_, err = c.advance(ctx, op, func(g *FailoverGroup, next *Operation) {
+		g.Members[1-op.Target] = Member{Role: instance.RoleStandby, SeedGeneration: op.Seeded, Rewind: rewind}
+		next.Step = stepRejoining
+	})
+	return err
 }
 
-// monitor looks after groups between operations: it records what a forced failover lost once
-// the old primary's rewind reports it, and reseeds a secondary whose slot the primary
-// invalidated (max_slot_wal_keep_size), which leaves it SUSPENDED until then.
-func (c *Controller) monitor(ctx context.Context) {
-	groups, err := store.List[FailoverGroup](ctx, c.st, "fog/")
+// awaitRejoin waits, bounded, for the old primary to stream from the new one. The roles have
+// changed either way: an old primary whose agent is away rejoins when it returns.
+func (c *Controller) awaitRejoin(ctx context.Context, op *Operation) {
+	_, _, ow, _, err := c.sides(ctx, op)
 	if err != nil {
 		return
 	}
-	for _, g := range groups {
-		if g.ActiveOperation != "" || g.Deleting {
-			continue
+	if !c.agentLive(ctx, ow) {
+		c.log.Warn("old primary's agent is not answering; it rejoins when it returns", "group", op.ResourceID, "instance", ow.InstanceName)
+		return
+	}
+	if _, err := c.waitSide(ctx, ow, rejoinTimeout, streaming); err != nil {
+		c.log.Warn("old primary did not rejoin in time; it keeps trying", "group", op.ResourceID, "instance", ow.InstanceName, "err", err)
+		return
+	}
+	c.log.Info("old primary follows the new one", "group", op.ResourceID, "instance", ow.InstanceName)
+	if op.Kind == KindForceFailover {
+		c.recordLost(ctx, op.ResourceID)
+	}
+}
+
+func (c *Controller) driveForcedFailover(ctx context.Context, op *Operation) *arm.Error {
+	tgt, old := op.Target, 1-op.Target
+	for {
+		g, nw, ow, st, err := c.sides(ctx, op)
+		if err != nil {
+			return internalError(err)
 		}
-		c.recordLost(ctx, g.Name)
-		st := c.statuses(ctx, &g)
-		prim, sec := st[g.Primary], st[g.Secondary()]
-		slot := instance.SlotName(g.Sides[g.Secondary()].InstanceUID)
-		lost := false
-		if prim.Replication != nil {
-			for _, s := range prim.Replication.Slots {
-				lost = lost || (s.Name == slot && s.WALStatus == "lost")
+		switch op.Step {
+		case stepAccepted:
+			failpoint.Hit(failpoint.ForcedAccepted)
+			if g.Primary != old {
+				return cannotFailover("%s is already the primary", nw.InstanceName)
 			}
-		}
-		// The primary's view must postdate the last seed, which replaced the lost slot.
-		if lost && sec.SeededGeneration >= g.Members[g.Secondary()].SeedGeneration && prim.Heartbeat.After(sec.SeededAt) {
-			c.log.Warn("secondary fell too far behind (slot invalidated); reseeding it", "group", g.Name, "secondary", g.Sides[g.Secondary()].InstanceName)
-			_, _, err := c.stepGroup(ctx, g.Name, func(g *FailoverGroup) {
-				g.SeedGeneration = newSeedGeneration(g.SeedGeneration)
-				g.Members[g.Secondary()].SeedGeneration = g.SeedGeneration
-				g.event("Reseed", "the secondary fell further behind than max_slot_wal_keep_size allows; reseeding it", nil)
+			if !c.agentLive(ctx, nw) || st[tgt].Role != instance.RoleStandby {
+				return cannotFailover("the secondary %s is not available", nw.InstanceName)
+			}
+			seeded := st[old].SeededGeneration
+			_, err = c.advance(ctx, op, func(g *FailoverGroup, next *Operation) {
+				g.Epoch++
+				g.Switching = true
+				g.Members[old] = Member{Role: instance.RoleStandby, Paused: true, StopImmediately: true, Rewind: true, SeedGeneration: seeded}
+				next.Step, next.Epoch, next.Seeded = stepFenced, g.Epoch, seeded
 			})
 			if err != nil {
-				c.log.Error("reseed", "group", g.Name, "err", err)
+				return internalError(err)
 			}
+			failpoint.Hit(failpoint.ForcedFenced)
+
+		case stepFenced:
+			// Never promote while the old primary could still accept a write through any path:
+			// wait until its agent confirms it stopped, or its lease has surely expired (its
+			// agent, or the guard if the agent is dead, has stopped it by then).
+			var how string
+			err := c.waitFor(ctx, instance.StatusKey(ow.Location, ow.InstanceUID), func() (bool, error) {
+				var s instance.Status
+				_, _ = store.Get(ctx, c.st, instance.StatusKey(ow.Location, ow.InstanceUID), &s)
+				var done bool
+				done, how = c.fenceDone(ctx, ow, op.Epoch, s.Epoch == op.Epoch && s.Phase == instance.PhaseStopped)
+				return done, nil
+			}, "leases/")
+			if stopping(ctx) {
+				return errStopping
+			}
+			if err != nil {
+				return c.rollback(ctx, op, arm.Errorf(http.StatusInternalServerError, "OperationTimedOut",
+					"The old primary %s could not be fenced (%v); nothing was promoted and it is the primary again.", ow.InstanceName, err))
+			}
+			c.log.Info("forced failover: old primary fenced", "group", g.Name, "instance", ow.InstanceName, "how", how,
+				"after", time.Since(op.StartTime).Round(time.Millisecond))
+			failpoint.Hit(failpoint.ForcedConfirmed)
+			_, err = c.advance(ctx, op, func(g *FailoverGroup, next *Operation) {
+				g.Members[tgt] = Member{Role: instance.RolePrimary}
+				next.Step = stepPromoting
+			})
+			if err != nil {
+				return internalError(err)
+			}
+			failpoint.Hit(failpoint.ForcedPromoting)
+
+		case stepPromoting:
+			promoted, err := c.waitSide(ctx, nw, promoteTimeout, func(s instance.Status) bool {
+				return s.Role == instance.RolePrimary && s.Epoch == op.Epoch
+			})
+			if stopping(ctx) {
+				return errStopping
+			}
+			if err != nil {
+				return c.rollback(ctx, op, arm.Errorf(http.StatusInternalServerError, "OperationTimedOut",
+					"The secondary %s was not promoted within %s (%v); %s is the primary again.", nw.InstanceName, promoteTimeout, err, ow.InstanceName))
+			}
+			failpoint.Hit(failpoint.ForcedPromoted)
+			forced := &resource.ForcedFailover{Time: time.Now().UTC(), Epoch: op.Epoch}
+			msg := fmt.Sprintf("forced failover: %s is primary (epoch %d), promoted from %s", nw.InstanceName, op.Epoch, promoted.PromotedFrom)
+			if err := c.route(ctx, op, msg, "ForcedFailover", forced); err != nil {
+				return internalError(err)
+			}
+			failpoint.Hit(failpoint.ForcedRouted)
+
+		case stepRouted:
+			if err := c.rejoinStep(ctx, op, true); err != nil {
+				return internalError(err)
+			}
+			failpoint.Hit(failpoint.ForcedRejoining)
+
+		case stepRejoining:
+			c.awaitRejoin(ctx, op)
+			return nil
+
+		case stepRolledBack:
+			return op.Reason
+
+		default:
+			return internalError(fmt.Errorf("unknown step %q", op.Step))
 		}
 	}
 }

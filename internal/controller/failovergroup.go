@@ -80,7 +80,7 @@ func (c *Controller) statuses(ctx context.Context, g *FailoverGroup) [2]instance
 }
 
 // replicationState derives the state a GET shows from the group and what the agents see.
-func (c *Controller) replicationState(g *FailoverGroup, st [2]instance.Status, opRunning bool) string {
+func (c *Controller) replicationState(ctx context.Context, g *FailoverGroup, st [2]instance.Status, opRunning bool) string {
 	sec := st[g.Secondary()]
 	if opRunning {
 		switch g.OperationKind {
@@ -97,7 +97,7 @@ func (c *Controller) replicationState(g *FailoverGroup, st [2]instance.Status, o
 	case sec.SeedPercent != nil:
 		return resource.StateSeeding
 	case sec.Role == instance.RoleStandby && sec.Replication != nil && sec.Replication.ReceiverStatus == "streaming" &&
-		sec.Phase == instance.PhaseReady && live(sec) && primarySees(g, st[g.Primary]):
+		sec.Phase == instance.PhaseReady && c.agentLive(ctx, g.Sides[g.Secondary()]) && primarySees(g, st[g.Primary], c.agentLive(ctx, g.Sides[g.Primary])):
 		return resource.StateCatchUp
 	}
 	return resource.StateSuspended
@@ -105,8 +105,8 @@ func (c *Controller) replicationState(g *FailoverGroup, st [2]instance.Status, o
 
 // primarySees reports whether the primary streams to the secondary (a standby whose WAL was
 // removed reconnects and looks like streaming from its own side for a moment).
-func primarySees(g *FailoverGroup, prim instance.Status) bool {
-	if prim.Replication == nil || !live(prim) {
+func primarySees(g *FailoverGroup, prim instance.Status, primLive bool) bool {
+	if prim.Replication == nil || !primLive {
 		return true // the primary's view is unknown; trust the secondary's
 	}
 	app := postgres.SlotNameApp(g.Sides[g.Secondary()].InstanceUID)
@@ -138,7 +138,7 @@ func (c *Controller) groupView(ctx context.Context, g *FailoverGroup, i int) res
 		ReadWriteEndpoint: rw,
 		ReadOnlyEndpoint:  &resource.ReadOnlyEndpoint{FailoverPolicy: g.ReadOnlyPolicy},
 		ReplicationRole:   role(i == g.Primary),
-		ReplicationState:  c.replicationState(g, st, opRunning),
+		ReplicationState:  c.replicationState(ctx, g, st, opRunning),
 		PartnerRegions:    []resource.PartnerRegion{{Location: partnerLoc, ReplicationRole: role(1-i == g.Primary)}},
 		ManagedInstancePairs: []resource.InstancePair{{
 			PrimaryManagedInstanceID: sideID(g.Sides[g.Primary]),
@@ -189,24 +189,12 @@ func replicationStatus(g *FailoverGroup, st [2]instance.Status) *resource.Replic
 	return r
 }
 
-// refreshGroup asks both agents for fresh replication figures (bounded), so a GET shows the
-// lag as it is now.
-func (c *Controller) refreshGroup(ctx context.Context, g *FailoverGroup) {
-	for _, s := range g.Sides {
-		var m resource.ManagedInstance
-		if _, err := store.Get(ctx, c.st, s.InstanceKey(), &m); err == nil {
-			c.refreshWithin(ctx, &m, time.Second)
-		}
-	}
-}
-
 // GetFailoverGroup returns a group as the addressed side sees it.
 func (c *Controller) GetFailoverGroup(ctx context.Context, sub, rg, loc, name string) (resource.FailoverGroupJSON, *arm.Error) {
 	g, _, i, aerr := c.group(ctx, sub, rg, loc, name)
 	if aerr != nil {
 		return resource.FailoverGroupJSON{}, aerr
 	}
-	c.refreshGroup(ctx, g)
 	return c.groupView(ctx, g, i), nil
 }
 
@@ -611,7 +599,7 @@ func (c *Controller) Failover(ctx context.Context, sub, rg, loc, name string, fo
 		kind = KindForceFailover
 	}
 	op := &Operation{ID: resource.NewUID(), Name: opName, Kind: kind, Subscription: sub, ResourceGroup: rg,
-		Location: g.Sides[i].Location, ResourceID: name, Status: arm.StatusInProgress, StartTime: time.Now().UTC()}
+		Location: g.Sides[i].Location, ResourceID: name, Status: arm.StatusInProgress, StartTime: time.Now().UTC(), Target: i}
 	g.ActiveOperation, g.OperationKind = op.ID, kind
 	if err := c.st.Txn(ctx, []store.Cond{{Key: fogKey(name), Rev: rev}}, []store.Op{store.PutOp(fogKey(name), g), store.PutOp(opKey(op.ID), op)}); err != nil {
 		if errors.Is(err, store.ErrConflict) {

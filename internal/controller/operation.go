@@ -38,6 +38,26 @@ type Operation struct {
 	StartTime     time.Time  `json:"startTime"`
 	EndTime       *time.Time `json:"endTime,omitempty"`
 	Percent       *float64   `json:"percent,omitempty"`
+
+	// Failover record (see the package documentation): the side the user asked to become
+	// primary, the epoch the operation created, and the last step reached, each written in
+	// the same transaction as that step's effect.
+	Target      int    `json:"target,omitempty"`
+	Epoch       int64  `json:"epoch,omitempty"`
+	Step        string `json:"step,omitempty"`
+	ShutdownLSN string `json:"shutdownLsn,omitempty"`
+	Seeded      int64  `json:"seeded,omitempty"`
+	// Reason is why a rolled-back operation failed, kept for a resumed driver to report.
+	Reason *arm.Error `json:"reason,omitempty"`
+}
+
+// groupOp reports whether the operation holds its failover group's operation mark.
+func (o *Operation) groupOp() bool {
+	switch o.Kind {
+	case KindCreateGroup, KindUpdateGroup, KindDeleteGroup, KindFailover, KindForceFailover:
+		return true
+	}
+	return false
 }
 
 // StatusBody is the operation as the Azure-AsyncOperation URL serves it.

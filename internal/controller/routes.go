@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"time"
 
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/store"
@@ -46,7 +45,10 @@ func (c *Controller) Routes(ctx context.Context) ([]ListenerRoute, error) {
 		}
 		rwName, roName := ListenerNames(g.Name, g.DNSZone, c.cfg.DNSSuffix)
 		prim, sec := st[g.Primary], st[g.Secondary()]
-		primOK := prim.Phase == instance.PhaseReady && prim.Role == instance.RolePrimary && prim.Epoch == g.Epoch && live(prim)
+		// The primary must be the one of the current epoch and hold a live lease for it: an
+		// agent that lost its lease has fenced its primary, or is about to.
+		primOK := prim.Phase == instance.PhaseReady && prim.Role == instance.RolePrimary && prim.Epoch == g.Epoch &&
+			c.holdsLease(ctx, g.Sides[g.Primary], g.Epoch)
 		rw := ListenerRoute{Addr: net.JoinHostPort(g.ReadWrite.Host, strconv.Itoa(g.ReadWrite.Port)), Names: []string{rwName}}
 		switch {
 		case g.Switching:
@@ -59,7 +61,7 @@ func (c *Controller) Routes(ctx context.Context) ([]ListenerRoute, error) {
 			rw.Hold = true
 		}
 		ro := ListenerRoute{Addr: net.JoinHostPort(g.ReadOnly.Host, strconv.Itoa(g.ReadOnly.Port)), Names: []string{roName}}
-		secOK := sec.Phase == instance.PhaseReady && sec.Role == instance.RoleStandby && live(sec)
+		secOK := sec.Phase == instance.PhaseReady && sec.Role == instance.RoleStandby && c.agentLive(ctx, g.Sides[g.Secondary()])
 		switch {
 		case g.SecondaryType == "Standby":
 			ro.Refuse = fmt.Sprintf("the read-only listener of failover group %s is disabled: its secondary is a Standby (disaster recovery only) replica; connect to the read-write listener %s", g.Name, rwName)
@@ -80,4 +82,3 @@ func (c *Controller) Routes(ctx context.Context) ([]ListenerRoute, error) {
 	return out, nil
 }
 
-func live(st instance.Status) bool { return time.Since(st.Heartbeat) < agentLeaseTimeout }

@@ -26,7 +26,7 @@ func (c *Controller) baseSpec(m *resource.ManagedInstance) instance.Spec {
 func (c *Controller) groupSpec(base instance.Spec, g *FailoverGroup, i int, partner *resource.ManagedInstance) instance.Spec {
 	s := base
 	mem := g.Members[i]
-	s.Role, s.Epoch, s.Paused, s.StopImmediately = mem.Role, g.Epoch, mem.Paused, mem.StopImmediately
+	s.Role, s.Epoch, s.GroupID, s.Paused, s.StopImmediately = mem.Role, g.Epoch, g.ID, mem.Paused, mem.StopImmediately
 	s.PromoteAfterLSN, s.Rewind = mem.PromoteAfterLSN, mem.Rewind
 	switch mem.Role {
 	case instance.RoleStandby:

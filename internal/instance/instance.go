@@ -33,6 +33,9 @@ type Spec struct {
 	// Replication, set while the instance is in a failover group.
 	Role  string `json:"role,omitempty"` // "" (standalone), RolePrimary or RoleStandby
 	Epoch int64  `json:"epoch,omitempty"`
+	// GroupID identifies the failover group Epoch counts in: an agent refuses desired state
+	// of a lower epoch of the same group than it has already seen.
+	GroupID string `json:"groupId,omitempty"`
 	// Upstream is the primary a standby streams from.
 	Upstream *Upstream `json:"upstream,omitempty"`
 	// Paused keeps the instance shut down: the fence of a demoted primary. StopImmediately

@@ -46,6 +46,13 @@ func SocketDirFor(uid string) string {
 	return filepath.Join(os.TempDir(), fmt.Sprintf("fog-%x", h[:5]))
 }
 
+// IsStandby reports whether the data directory is set up as a standby (standby.signal); it
+// holds whether or not the server runs (CloudNativePG's IsPrimary reads the same file).
+func (c *Cluster) IsStandby() bool {
+	_, err := os.Stat(filepath.Join(c.DataDir(), "standby.signal"))
+	return err == nil
+}
+
 // Initialized reports whether initdb has completed in DataDir.
 func (c *Cluster) Initialized() bool {
 	_, err := os.Stat(filepath.Join(c.DataDir(), "PG_VERSION"))
@@ -325,21 +332,46 @@ func (c *Cluster) removeStaleLocks() error {
 // Start starts the server and waits until it accepts connections. pg_ctl's own wait polls
 // only every 100 ms, so Fog starts without waiting and polls the socket itself.
 func (c *Cluster) Start(ctx context.Context) error {
+	if err := c.Launch(ctx); err != nil {
+		return err
+	}
+	return c.WaitReady(ctx, 60*time.Second)
+}
+
+// Launch starts the postmaster, if none runs, and returns once its pid file names a live
+// process, so that whoever fences the instance next finds it (a fence that looks before the
+// pid file exists would think the server down). It does not wait for connections.
+func (c *Cluster) Launch(ctx context.Context) error {
 	if err := c.R.MkdirOwned(c.SocketDir, 0o700); err != nil {
 		return fmt.Errorf("create socket dir: %w", err)
 	}
-	if _, ok := c.PID(); !ok {
-		if err := c.removeStaleLocks(); err != nil {
-			return fmt.Errorf("remove stale postmaster.pid: %w", err)
+	if _, ok := c.PID(); ok {
+		return nil
+	}
+	if err := c.removeStaleLocks(); err != nil {
+		return fmt.Errorf("remove stale postmaster.pid: %w", err)
+	}
+	if err := c.R.Chown(c.LogFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if _, err := c.R.Run(ctx, "pg_ctl", "start", "-W", "-s", "-D", c.DataDir(), "-l", c.LogFile()); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, ok := c.PID(); ok {
+			return nil
 		}
-		if err := c.R.Chown(c.LogFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		if _, err := c.R.Run(ctx, "pg_ctl", "start", "-W", "-s", "-D", c.DataDir(), "-l", c.LogFile()); err != nil {
-			return fmt.Errorf("start: %w", err)
+		select {
+		case <-ctx.Done():
+			// The postmaster may have exited at once (a bad setting): WaitReady reports why.
+			return nil
+		case <-tick.C:
 		}
 	}
-	return c.WaitReady(ctx, 60*time.Second)
 }
 
 // WaitReady polls until the server accepts a connection, the postmaster exits, or timeout.
@@ -410,7 +442,9 @@ func (c *Cluster) Connect(ctx context.Context, db string) (*pgx.Conn, error) {
 	cfg.TLSConfig = nil
 	cfg.Fallbacks = nil
 	cfg.ConnectTimeout = 5 * time.Second
-	cfg.RuntimeParams = map[string]string{"application_name": "fog-agent"}
+	// Nothing the agent runs may hang it: a lock held by a user session or a stuck
+	// statement fails after these bounds and is retried on the next reconcile.
+	cfg.RuntimeParams = map[string]string{"application_name": "fog-agent", "statement_timeout": "60s", "lock_timeout": "10s"}
 	return pgx.ConnectConfig(ctx, cfg)
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/fogdb/fog/internal/controller"
 	"github.com/fogdb/fog/internal/devca"
 	"github.com/fogdb/fog/internal/gateway"
+	"github.com/fogdb/fog/internal/lease"
 	"github.com/fogdb/fog/internal/postgres"
 	"github.com/fogdb/fog/internal/store"
 )
@@ -50,6 +51,11 @@ type Config struct {
 	HoldTimeout time.Duration
 	// MaxSlotWALKeepSize overrides the WAL a replication slot may hold back.
 	MaxSlotWALKeepSize string
+	// LeaseTTL is the agents' lease TTL (package lease); 0 takes the default.
+	LeaseTTL time.Duration
+	// GuardCommand starts the process that fences a region's primaries if fog dies (the fog
+	// binary and "guard"); nil runs none.
+	GuardCommand []string
 	Log                *slog.Logger
 }
 
@@ -157,7 +163,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	}
 	ctrl, err := controller.New(controller.Config{
 		Regions: cfg.Regions, DNSSuffix: cfg.DNSSuffix,
-		AddressBase: netip.MustParseAddr(cfg.AddressBase), Port: cfg.Port, LocaleOK: localeOK,
+		AddressBase: netip.MustParseAddr(cfg.AddressBase), Port: cfg.Port, LocaleOK: localeOK, LeaseTTL: cfg.LeaseTTL,
 	}, st, log.With("component", "controller"))
 	if err != nil {
 		return err
@@ -191,17 +197,26 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	if u, err := user.Current(); err == nil {
 		fogUser = u.Username
 	}
-	g, gctx := errgroup.WithContext(ctx)
+	var agents []*agent.Agent
 	for _, region := range cfg.Regions {
-		a := agent.New(agent.Config{
+		a, err := agent.New(agent.Config{
 			Region: region, Dir: filepath.Join(cfg.DataDir, "regions", region), FogUser: fogUser,
 			Resync: cfg.Resync, StopOnExit: true, CACertPEM: ca.CertPEM, MaxSlotWALKeepSize: cfg.MaxSlotWALKeepSize,
+			Lease: lease.Timing{TTL: cfg.LeaseTTL}, GuardCommand: cfg.GuardCommand,
 		}, st, runner, ca, log.With("component", "agent"))
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		agents = append(agents, a)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, a := range agents {
 		g.Go(func() error { return a.Run(gctx) })
 	}
 	gw := gateway.New(gateway.Config{
 		HoldTimeout:   cfg.HoldTimeout,
-		WatchPrefixes: []string{"fog/", "observed/", "desired/"},
+		WatchPrefixes: []string{"fog/", "observed/", "desired/", lease.Prefix},
 	}, st, func(ctx context.Context) ([]gateway.Listener, error) {
 		routes, err := ctrl.Routes(ctx)
 		if err != nil {

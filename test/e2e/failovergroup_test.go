@@ -41,7 +41,8 @@ func (p *pair) runWriter(ctx context.Context, every time.Duration) (*writer, fun
 			}
 		}()
 		lastOK := time.Now()
-		var id int64
+		id := p.idBase
+		p.idBase += 1 << 32 // a later writer on the same table starts above every id of this one
 		for ctx.Err() == nil {
 			if conn == nil {
 				c, err := p.listenerConn(ctx, p.rw, "app", p.rwFQDN)
@@ -309,6 +310,15 @@ func walSenderPID(t *testing.T, ca string, inst map[string]any) int {
 
 func postmasterOf(t *testing.T, f *fog, inst map[string]any) int {
 	t.Helper()
+	pid, ok := findPostmaster(f, inst)
+	if !ok {
+		t.Fatalf("no postmaster found for %v", inst["name"])
+	}
+	return pid
+}
+
+// findPostmaster returns the pid of the instance's running postmaster, if any.
+func findPostmaster(f *fog, inst map[string]any) (int, bool) {
 	files, _ := filepath.Glob(filepath.Join(f.dataDir, "regions", inst["location"].(string), "*", "pgdata", "postmaster.pid"))
 	for _, file := range files {
 		b, _ := os.ReadFile(file)
@@ -317,12 +327,11 @@ func postmasterOf(t *testing.T, f *fog, inst map[string]any) int {
 			// postmaster.pid: pid, datadir, start time, port, socket dir, listen address
 			if strings.Contains(string(b), props(inst)["host"].(string)) {
 				pid, _ := strconv.Atoi(lines[0])
-				return pid
+				return pid, alive(pid)
 			}
 		}
 	}
-	t.Fatalf("no postmaster found for %v", inst["name"])
-	return 0
+	return 0, false
 }
 
 // TestForcedFailoverAfterKill kills the primary's postgres with SIGKILL while a writer runs,

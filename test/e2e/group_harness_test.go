@@ -42,6 +42,7 @@ type pair struct {
 	rw, ro     string // listener host:port
 	rwFQDN     string
 	listenerIP [2]string
+	idBase     int64 // first id the next writer uses
 }
 
 func newPair(t *testing.T, f *fog, name string) *pair {

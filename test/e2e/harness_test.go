@@ -78,7 +78,7 @@ func startFog(t *testing.T, dataDir string, mutate ...func(*standalone.Config)) 
 		t.Fatal(err)
 	}
 	cfg := standalone.Config{
-		DataDir: dataDir, Listen: "127.0.0.1:0", AddressBase: addressBase(),
+		DataDir: dataDir, Listen: "127.0.0.1:0", AddressBase: addressBase(), GuardCommand: []string{fogBinary, "guard"},
 		Log: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	for _, m := range mutate {
@@ -319,9 +319,12 @@ type fogProcess struct {
 	stderr *bytes.Buffer
 }
 
-func startFogProcess(t *testing.T, dataDir, base string) *fogProcess {
+// startFogProcess runs `fog up` on dataDir as a process of its own; env is added to its
+// environment (failpoints).
+func startFogProcess(t *testing.T, dataDir, base string, env ...string) *fogProcess {
 	t.Helper()
 	cmd := exec.Command(fogBinary, "up", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--address-base", base)
+	cmd.Env = append(os.Environ(), env...)
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -1,0 +1,127 @@
+// Package lease is how a regional agent earns the right to keep a primary writable, and how
+// the control plane knows when that right has surely lapsed.
+//
+// Each agent keeps one record per region, leases/<region>, which it rewrites every Renew
+// interval from a loop of its own (Keeper.Run), so that nothing the agent does to PostgreSQL
+// can delay it. The record claims, per instance, the epoch in which the store names it the
+// primary; the write is guarded by the revisions of those instances' desired state, so a
+// claim can only be renewed while the desired state it was read from is still current (the
+// compare etcd's election Proclaim uses on the leader key). An agent that has not renewed for
+// FenceAfter stops its primaries at once; a guard process that outlives the agent (package
+// guard) does the same if the agent itself is dead.
+//
+// The control plane never compares its clock with an agent's. An Observer notes the store
+// revision of each region's record and the local monotonic time at which it first saw that
+// revision; the lease is live until TTL has passed on the observer's own clock without a new
+// revision (CloudNativePG's lease runnable does the same). Because the agent fences at
+// FenceAfter < TTL after it *sent* a renewal, and the observer counts TTL from when it *saw*
+// one, the agent has always stopped writing before the observer calls the lease expired.
+package lease
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Record is the stored lease of one region's agent.
+type Record struct {
+	Region string `json:"region"`
+	// Seq counts renewals; every renewal changes the record and so its revision.
+	Seq int64 `json:"seq"`
+	// Claims maps an instance uid to the epoch in which the agent holds it as primary.
+	Claims map[string]int64 `json:"claims,omitempty"`
+	// Fenced maps an instance uid to the epoch in which the agent confirmed it stopped.
+	Fenced map[string]int64 `json:"fenced,omitempty"`
+}
+
+// Key is the store key of a region's lease.
+func Key(region string) string { return "leases/" + region }
+
+// Prefix is the prefix of every lease key.
+const Prefix = "leases/"
+
+// Timing of leases. Renew + 2*StoreTimeout <= FenceAfter < TTL (Patroni's rule
+// loop_wait + 2*retry_timeout <= ttl, with the fence margin on top).
+type Timing struct {
+	// TTL is how long the control plane waits without seeing a renewal before it treats the
+	// lease as expired and may promote another primary.
+	TTL time.Duration
+	// Renew is the interval between renewals.
+	Renew time.Duration
+	// StoreTimeout bounds one renewal.
+	StoreTimeout time.Duration
+	// FenceAfter is how long after its last successful renewal an agent stops its primaries.
+	FenceAfter time.Duration
+}
+
+// DefaultTTL is the lease TTL unless configured.
+const DefaultTTL = 4 * time.Second
+
+// Validate fills the defaults from TTL and checks the timing rule.
+func (t *Timing) Validate() error {
+	if t.TTL == 0 {
+		t.TTL = DefaultTTL
+	}
+	if t.TTL < time.Second {
+		return fmt.Errorf("lease TTL %s is below the minimum of 1s", t.TTL)
+	}
+	if t.Renew == 0 {
+		t.Renew = t.TTL / 8
+	}
+	if t.StoreTimeout == 0 {
+		t.StoreTimeout = t.TTL / 4
+	}
+	if t.FenceAfter == 0 {
+		t.FenceAfter = t.TTL * 3 / 4
+	}
+	if t.Renew+2*t.StoreTimeout > t.FenceAfter || t.FenceAfter >= t.TTL {
+		return errors.New("lease timing must satisfy renew + 2*storeTimeout <= fenceAfter < ttl")
+	}
+	return nil
+}
+
+// Observer tells, on the control plane's own clock, whether a region's lease is live.
+type Observer struct {
+	ttl time.Duration
+	now func() time.Time
+
+	mu   sync.Mutex
+	seen map[string]seen
+}
+
+type seen struct {
+	rev int64
+	at  time.Time
+}
+
+// NewObserver returns an observer for leases of the given TTL. now is the clock (nil: time.Now).
+func NewObserver(ttl time.Duration, now func() time.Time) *Observer {
+	if now == nil {
+		now = time.Now
+	}
+	return &Observer{ttl: ttl, now: now, seen: map[string]seen{}}
+}
+
+// TTL is the lease TTL the observer counts with.
+func (o *Observer) TTL() time.Duration { return o.ttl }
+
+// Note records that key has revision rev now and returns how long ago, on the observer's
+// clock, that revision was first seen. A key never seen before counts as just renewed: an
+// observer that has just started waits a full TTL before it calls any lease expired.
+func (o *Observer) Note(key string, rev int64) time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	now := o.now()
+	s, ok := o.seen[key]
+	if !ok || s.rev != rev {
+		s = seen{rev: rev, at: now}
+		o.seen[key] = s
+	}
+	return now.Sub(s.at)
+}
+
+// Live reports whether the lease at key, currently at revision rev, may still be held.
+// rev 0 (no record) is live only until TTL after the observer first looked.
+func (o *Observer) Live(key string, rev int64) bool { return o.Note(key, rev) < o.ttl }
