@@ -109,4 +109,3 @@ func (c *Controller) driveDeleteGroup(ctx context.Context, op *Operation) *arm.E
 	c.log.Info("failover group deleted", "group", g.Name)
 	return nil
 }
-

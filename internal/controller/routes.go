@@ -81,4 +81,3 @@ func (c *Controller) Routes(ctx context.Context) ([]ListenerRoute, error) {
 	}
 	return out, nil
 }
-

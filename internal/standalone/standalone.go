@@ -56,7 +56,7 @@ type Config struct {
 	// GuardCommand starts the process that fences a region's primaries if fog dies (the fog
 	// binary and "guard"); nil runs none.
 	GuardCommand []string
-	Log                *slog.Logger
+	Log          *slog.Logger
 }
 
 // DefaultSubscription is the subscription id written to a new client config.
