@@ -229,14 +229,16 @@ func plannedScenario(ctx context.Context, o options) (*result, error) {
 		sec := g.secondarySide()
 		t0 := time.Now()
 		r, err := f.call(ctx, "POST", groupPath(sec[0], sec[1], g.name)+"/failover", nil)
+		var st map[string]any
 		if err == nil {
-			_, err = f.wait(ctx, r)
+			st, err = f.wait(ctx, r)
 		}
 		if err != nil {
 			stop()
 			return nil, fmt.Errorf("fog failover: %w", err)
 		}
 		opTime := time.Since(t0)
+		addSteps(res, "fog", st)
 		g.primSide = sec
 		time.Sleep(300 * time.Millisecond)
 		stop()
@@ -278,7 +280,7 @@ func plannedScenario(ctx context.Context, o options) (*result, error) {
 		fmt.Printf("  planned run %d: fog unavailable %s (op %s, lost %d); raw %s (lost %d)\n", run+1,
 			fogGap.Round(time.Millisecond), opTime.Round(time.Millisecond), lost, rawGap.Round(time.Millisecond), rawLost)
 	}
-	fmt.Print(res.finish("fog_unavailable_ms", "raw_unavailable_ms", "ratio_unavailable_fog_to_raw", "fog_operation_ms", "raw_operation_ms", "fog_lost_commits", "raw_lost_commits"))
+	fmt.Print(res.finish(append([]string{"fog_unavailable_ms", "raw_unavailable_ms", "ratio_unavailable_fog_to_raw", "fog_operation_ms", "raw_operation_ms", "fog_lost_commits", "raw_lost_commits"}, stepKeys(res, "fog")...)...))
 	return res, nil
 }
 
@@ -329,10 +331,12 @@ func forcedScenario(ctx context.Context, o options) (*result, error) {
 		}
 		newHost := hosts[sec[0]]
 		first, ferr := w.waitFirstAfter(ctx, t0, newHost, 30*time.Second)
-		if _, err := f.wait(ctx, r); err != nil {
+		st, err := f.wait(ctx, r)
+		if err != nil {
 			stop()
 			return nil, fmt.Errorf("fog forced failover: %w", err)
 		}
+		addSteps(res, "fog", st)
 		opTime := time.Since(t0)
 		g.primSide = sec
 		time.Sleep(200 * time.Millisecond)
@@ -381,6 +385,6 @@ func forcedScenario(ctx context.Context, o options) (*result, error) {
 		fmt.Printf("  forced run %d: fog first commit %s after the call (op %s, lost %d); raw %s (lost %d)\n", run+1,
 			first.Round(time.Millisecond), opTime.Round(time.Millisecond), lost, rfirst.Round(time.Millisecond), rawLost)
 	}
-	fmt.Print(res.finish("fog_first_commit_ms", "raw_first_commit_ms", "ratio_first_commit_fog_to_raw", "fog_operation_ms", "fog_lost_commits", "raw_lost_commits"))
+	fmt.Print(res.finish(append([]string{"fog_first_commit_ms", "raw_first_commit_ms", "ratio_first_commit_fog_to_raw", "fog_operation_ms", "fog_lost_commits", "raw_lost_commits"}, stepKeys(res, "fog")...)...))
 	return res, nil
 }

@@ -54,19 +54,14 @@ func startFog(ctx context.Context, base string) (*fog, error) {
 			Log: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: logLevel()})),
 		}, func(i standalone.Info) { ready <- i })
 	}()
-	f := &fog{dir: dir}
+	var f *fog
 	select {
 	case info := <-ready:
-		f.client = info.Client
+		f = newFogClient(dir, info.Client)
 	case err := <-done:
 		cancel()
 		return nil, err
 	}
-	f.ca = x509.NewCertPool()
-	f.ca.AppendCertsFromPEM([]byte(f.client.CACert))
-	f.hc = &http.Client{Timeout: time.Minute, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: f.ca}, MaxIdleConnsPerHost: 100,
-	}}
 	f.stop = func() error {
 		cancel()
 		err := <-done
@@ -79,6 +74,29 @@ func startFog(ctx context.Context, base string) (*fog, error) {
 		return err
 	}
 	return f, nil
+}
+
+// newFogClient is a client of the deployment whose client config is cc.
+func newFogClient(dir string, cc standalone.ClientConfig) *fog {
+	f := &fog{dir: dir, client: cc, ca: x509.NewCertPool(), stop: func() error { return nil }}
+	f.ca.AppendCertsFromPEM([]byte(cc.CACert))
+	f.hc = &http.Client{Timeout: time.Minute, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: f.ca}, MaxIdleConnsPerHost: 100,
+	}}
+	return f
+}
+
+// fogFromDir is a client of the `fog up` running on dir, from its client.json.
+func fogFromDir(dir string) (*fog, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "client.json"))
+	if err != nil {
+		return nil, err
+	}
+	var cc standalone.ClientConfig
+	if err := json.Unmarshal(b, &cc); err != nil {
+		return nil, err
+	}
+	return newFogClient(dir, cc), nil
 }
 
 // logLevel is Info, or Debug when the run's data is kept for inspection (FOG_BENCH_KEEP).

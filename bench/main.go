@@ -7,7 +7,9 @@
 //	go run ./bench planned forced   # some scenarios
 //	go run ./bench -runs 3 lag
 //
-// Scenarios: planned, forced, lag, gateway, seeding, controlplane. Each prints min / median /
+// Scenarios: planned, loaded (planned under pgbench load), forced, silent (forced failover while the old primary's agent does not
+// answer), settle (kill -9 of fog in the middle of a planned failover), lag, gateway, seeding,
+// controlplane. Each prints min / median /
 // p95 / max and the raw samples go to a JSON file (-out, default bench/results/<time>.json).
 package main
 
@@ -74,9 +76,12 @@ var scenarios = map[string]scenario{
 	"gateway":      gatewayScenario,
 	"seeding":      seedingScenario,
 	"controlplane": controlPlaneScenario,
+	"silent":       silentScenario,
+	"settle":       settleScenario,
+	"loaded":       loadedScenario,
 }
 
-var order = []string{"planned", "forced", "lag", "gateway", "seeding", "controlplane"}
+var order = []string{"planned", "loaded", "forced", "silent", "settle", "lag", "gateway", "seeding", "controlplane"}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -52,6 +52,7 @@ func (w *worker) run(ctx context.Context) {
 			}
 		case <-soon:
 		case <-observe.C:
+			failpoint.Hit(failpoint.AgentStall(w.a.cfg.Region))
 			// Only a fresh look at a running server: nothing is started or changed here.
 			var s instance.Spec
 			if _, err := store.Get(ctx, w.a.st, instance.SpecKey(w.a.cfg.Region, w.uid), &s); err == nil && !s.Deleted && !s.Paused {
@@ -62,6 +63,7 @@ func (w *worker) run(ctx context.Context) {
 			continue
 		}
 		soon = nil
+		failpoint.Hit(failpoint.AgentStall(w.a.cfg.Region))
 		var s instance.Spec
 		if _, err := store.Get(ctx, w.a.st, instance.SpecKey(w.a.cfg.Region, w.uid), &s); err != nil {
 			continue

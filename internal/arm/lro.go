@@ -22,6 +22,20 @@ type OperationStatus struct {
 	EndTime         *time.Time `json:"endTime,omitempty"`
 	PercentComplete *float64   `json:"percentComplete,omitempty"`
 	Error           *Error     `json:"error,omitempty"`
+	// Properties carries Fog's extras (a failover's steps with their times); Azure's
+	// operation status has the same optional field.
+	Properties *OperationProperties `json:"properties,omitempty"`
+}
+
+// OperationProperties are Fog's additions to an operation's status.
+type OperationProperties struct {
+	Steps []StepTime `json:"steps,omitempty"`
+}
+
+// StepTime is when an operation reached a step.
+type StepTime struct {
+	Step string    `json:"step"`
+	At   time.Time `json:"at"`
 }
 
 // Terminal reports whether s is a final status.

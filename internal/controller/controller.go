@@ -1,7 +1,3 @@
-// Package controller is Fog's control plane: it validates and records what users ask for,
-// writes the desired state agents reconcile to, and drives each long-running operation until
-// the observed state proves it done. Operations are persisted, so a restarted controller
-// resumes the ones in flight.
 package controller
 
 import (

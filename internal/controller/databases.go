@@ -27,8 +27,8 @@ func (c *Controller) readyInstance(ctx context.Context, sub, rg, mi string) (*re
 }
 
 // refresh asks the instance's agent for its current databases and waits briefly for the
-// answer, so databases made with plain SQL show up at once. If the agent does not answer in
-// time the last observed list is used.
+// answer; writes use it to decide on a fresh view. If the agent does not answer in time the
+// last observed list is used.
 func (c *Controller) refresh(ctx context.Context, m *resource.ManagedInstance) []instance.DB {
 	return c.refreshWithin(ctx, m, 3*time.Second)
 }
@@ -38,6 +38,13 @@ func (c *Controller) refreshWithin(ctx context.Context, m *resource.ManagedInsta
 	if _, err := c.runCommand(ctx, m.Location, instance.Command{InstanceUID: m.UID, Kind: instance.CmdRefresh}, d); err != nil {
 		c.log.Warn("database refresh not answered; using last observed list", "instance", m.Name, "err", err)
 	}
+	st, _ := c.observed(ctx, m)
+	return st.Databases
+}
+
+// observedDBs is the instance's databases as its agent last published them (every second):
+// reads never wait for an agent, which may be busy with a checkpoint or a recovery.
+func (c *Controller) observedDBs(ctx context.Context, m *resource.ManagedInstance) []instance.DB {
 	st, _ := c.observed(ctx, m)
 	return st.Databases
 }
@@ -58,7 +65,7 @@ func (c *Controller) ListDatabases(ctx context.Context, sub, rg, mi string) ([]r
 		return nil, err
 	}
 	out := []resource.DatabaseJSON{}
-	for _, d := range c.refresh(ctx, m) {
+	for _, d := range c.observedDBs(ctx, m) {
 		if !resource.IsSystemDatabase(d.Name) {
 			out = append(out, c.dbView(m, d))
 		}
@@ -73,7 +80,7 @@ func (c *Controller) GetDatabase(ctx context.Context, sub, rg, mi, db string) (r
 		return resource.DatabaseJSON{}, err
 	}
 	if !resource.IsSystemDatabase(db) {
-		for _, d := range c.refresh(ctx, m) {
+		for _, d := range c.observedDBs(ctx, m) {
 			if d.Name == db {
 				return c.dbView(m, d), nil
 			}

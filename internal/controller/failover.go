@@ -47,7 +47,9 @@ func (c *Controller) advance(ctx context.Context, op *Operation, fn func(g *Fail
 			return nil, err
 		}
 		next := *op
+		next.Timeline = append([]arm.StepTime(nil), op.Timeline...)
 		fn(&g, &next)
+		next.mark(next.Step)
 		_, aerr := c.writeGroupGens(ctx, &g, rev, store.PutOp(opKey(op.ID), next))
 		if aerr == nil {
 			*op = next
@@ -94,6 +96,7 @@ func (c *Controller) drivePlannedFailover(ctx context.Context, op *Operation) *a
 			if err := c.command(ctx, ow, instance.CmdCheckpoint, 30*time.Second); err != nil {
 				return cannotFailover("checkpoint on %s: %v", ow.InstanceName, err)
 			}
+			op.mark("checkpointed")
 			failpoint.Hit(failpoint.PlannedCheckpoint)
 			seeded := st[old].SeededGeneration
 			_, err = c.advance(ctx, op, func(g *FailoverGroup, next *Operation) {
@@ -110,15 +113,22 @@ func (c *Controller) drivePlannedFailover(ctx context.Context, op *Operation) *a
 
 		case stepFenced:
 			fenced, err := c.waitSide(ctx, ow, fenceTimeout, func(s instance.Status) bool {
-				return s.Phase == instance.PhaseStopped && s.Epoch == op.Epoch && s.ShutdownLSN != ""
+				return s.Phase == instance.PhaseStopped && s.Epoch == op.Epoch && s.ObservedGeneration > 0
 			})
 			if stopping(ctx) {
 				return errStopping
+			}
+			if err == nil && fenced.ShutdownLSN == "" {
+				// It stopped without a shutdown checkpoint: it crashed during the shutdown, so the
+				// end of its WAL never reached the secondary. It restarts as the primary.
+				return c.rollback(ctx, op, arm.BadRequest("PlannedFailoverTimedOut",
+					"User invoked planned failover, and it could not complete: the primary %s stopped without a clean shutdown (it crashed), so the secondary cannot be shown to have all of its WAL. Nothing was lost; it is the primary again. Retry the failover.", ow.InstanceName))
 			}
 			if err != nil {
 				return c.rollback(ctx, op, arm.BadRequest("PlannedFailoverTimedOut",
 					"User invoked planned failover, and it timed out: the primary %s did not shut down cleanly within %s (%v). Nothing was lost; it is the primary again.", ow.InstanceName, fenceTimeout, err))
 			}
+			op.mark("stopped")
 			failpoint.Hit(failpoint.PlannedStopped)
 			_, err = c.advance(ctx, op, func(g *FailoverGroup, next *Operation) {
 				g.Members[tgt] = Member{Role: instance.RolePrimary, PromoteAfterLSN: fenced.ShutdownLSN}
@@ -144,6 +154,7 @@ func (c *Controller) drivePlannedFailover(ctx context.Context, op *Operation) *a
 				return c.rollback(ctx, op, arm.BadRequest("PlannedFailoverTimedOut",
 					"User invoked planned failover, and it timed out: the secondary %s did not take over (%s). Nothing was lost; %s is the primary again.", nw.InstanceName, reason, ow.InstanceName))
 			}
+			op.mark("promoted")
 			failpoint.Hit(failpoint.PlannedPromoted)
 			if err := c.route(ctx, op, fmt.Sprintf("planned failover: %s is primary (epoch %d)", nw.InstanceName, op.Epoch), "Failover", nil); err != nil {
 				return internalError(err)
@@ -307,6 +318,7 @@ func (c *Controller) driveForcedFailover(ctx context.Context, op *Operation) *ar
 			}
 			c.log.Info("forced failover: old primary fenced", "group", g.Name, "instance", ow.InstanceName, "how", how,
 				"after", time.Since(op.StartTime).Round(time.Millisecond))
+			op.mark("confirmedFenced")
 			failpoint.Hit(failpoint.ForcedConfirmed)
 			_, err = c.advance(ctx, op, func(g *FailoverGroup, next *Operation) {
 				g.Members[tgt] = Member{Role: instance.RolePrimary}
@@ -328,6 +340,7 @@ func (c *Controller) driveForcedFailover(ctx context.Context, op *Operation) *ar
 				return c.rollback(ctx, op, arm.Errorf(http.StatusInternalServerError, "OperationTimedOut",
 					"The secondary %s was not promoted within %s (%v); %s is the primary again.", nw.InstanceName, promoteTimeout, err, ow.InstanceName))
 			}
+			op.mark("promoted")
 			failpoint.Hit(failpoint.ForcedPromoted)
 			forced := &resource.ForcedFailover{Time: time.Now().UTC(), Epoch: op.Epoch}
 			msg := fmt.Sprintf("forced failover: %s is primary (epoch %d), promoted from %s", nw.InstanceName, op.Epoch, promoted.PromotedFrom)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/fogdb/fog/internal/arm"
 	"github.com/fogdb/fog/internal/failpoint"
 	"github.com/fogdb/fog/internal/instance"
@@ -426,3 +428,5 @@ func TestForcedFailoverWaitsForLeaseWhenAgentIsDead(t *testing.T) {
 	}
 	fmt.Fprintln(io.Discard, took)
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

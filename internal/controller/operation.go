@@ -49,6 +49,13 @@ type Operation struct {
 	Seeded      int64  `json:"seeded,omitempty"`
 	// Reason is why a rolled-back operation failed, kept for a resumed driver to report.
 	Reason *arm.Error `json:"reason,omitempty"`
+	// Timeline is when each step was reached (and what was observed between them).
+	Timeline []arm.StepTime `json:"timeline,omitempty"`
+}
+
+// mark notes that the operation reached step now; it is stored with the next step.
+func (o *Operation) mark(step string) {
+	o.Timeline = append(o.Timeline, arm.StepTime{Step: step, At: time.Now().UTC()})
 }
 
 // groupOp reports whether the operation holds its failover group's operation mark.
@@ -63,6 +70,9 @@ func (o *Operation) groupOp() bool {
 // StatusBody is the operation as the Azure-AsyncOperation URL serves it.
 func (o *Operation) StatusBody() arm.OperationStatus {
 	s := arm.OperationStatus{Name: o.ID, Status: o.Status, StartTime: o.StartTime, EndTime: o.EndTime, Error: o.Error, PercentComplete: o.Percent}
+	if len(o.Timeline) > 0 {
+		s.Properties = &arm.OperationProperties{Steps: o.Timeline}
+	}
 	return s
 }
 

@@ -61,6 +61,11 @@ const (
 	AgentFence   = "agent/fence"   // just before the old primary is shut down
 )
 
+// AgentStall is the point an agent of region passes before each lease renewal and each
+// reconcile: a hook that blocks there makes the agent stop answering while its PostgreSQL
+// keeps running (the benchmark of a forced failover whose old primary's agent is silent).
+func AgentStall(region string) string { return "agent/" + region + "/stall" }
+
 // Points lists every point above.
 var Points = []string{
 	PlannedAccepted, PlannedCheckpoint, PlannedFenced, PlannedStopped, PlannedPromoting, PlannedPromoted, PlannedRouted, PlannedRejoining,

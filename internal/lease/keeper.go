@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fogdb/fog/internal/failpoint"
 	"github.com/fogdb/fog/internal/store"
 )
 
@@ -131,6 +132,7 @@ func (k *Keeper) renew(ctx context.Context, fence bool) error {
 }
 
 func (k *Keeper) renewOnce(ctx context.Context, fence bool) error {
+	failpoint.Hit(failpoint.AgentStall(k.cfg.Region))
 	ctx, cancel := context.WithTimeout(ctx, k.cfg.Timing.StoreTimeout)
 	defer cancel()
 	sent := time.Now()

@@ -354,7 +354,9 @@ func (c *Cluster) Launch(ctx context.Context) error {
 	if err := c.R.Chown(c.LogFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if _, err := c.R.Run(ctx, "pg_ctl", "start", "-W", "-s", "-D", c.DataDir(), "-l", c.LogFile()); err != nil {
+	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+	defer scancel()
+	if _, err := c.R.Run(sctx, "pg_ctl", "start", "-W", "-s", "-D", c.DataDir(), "-l", c.LogFile()); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -417,6 +419,8 @@ func (c *Cluster) Stop(ctx context.Context, mode string) error {
 
 // Reload makes the server re-read its configuration files.
 func (c *Cluster) Reload(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	_, err := c.R.Run(ctx, "pg_ctl", "reload", "-s", "-D", c.DataDir())
 	return err
 }

@@ -226,8 +226,21 @@ func (c *Cluster) StopNow(ctx context.Context, immediate bool) error {
 	}
 }
 
+// Bounds of the programs Fog runs: none may hold an agent's worker forever.
+const (
+	controlDataTimeout = 30 * time.Second
+	// Crash recovery and pg_rewind are size-of-WAL, not size-of-data; an hour is far beyond
+	// any that completes.
+	recoveryTimeout = time.Hour
+	// BasebackupStall ends a pg_basebackup whose progress has not moved for this long (a dead
+	// upstream or a network that drops packets without resetting the connection).
+	BasebackupStall = 2 * time.Minute
+)
+
 // ControlData returns pg_controldata's fields.
 func (c *Cluster) ControlData(ctx context.Context) (map[string]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, controlDataTimeout)
+	defer cancel()
 	out, err := c.R.Run(ctx, "pg_controldata", "-D", c.DataDir())
 	if err != nil {
 		return nil, err
@@ -279,6 +292,8 @@ func (c *Cluster) BaseBackup(ctx context.Context, u *Upstream, progress func(flo
 	if !exists {
 		args = append(args, "-C")
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	cmd := c.R.Command(ctx, "pg_basebackup", args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -287,11 +302,17 @@ func (c *Cluster) BaseBackup(ctx context.Context, u *Upstream, progress func(flo
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("pg_basebackup: %w", err)
 	}
+	// A stall watchdog: every line pg_basebackup prints (its progress every second) moves it.
+	stall := time.AfterFunc(BasebackupStall, func() {
+		cancel(fmt.Errorf("pg_basebackup made no progress for %s", BasebackupStall))
+	})
+	defer stall.Stop()
 	var tailBuf []string
 	rd := bufio.NewReader(stderr)
 	for {
 		// --progress ends its updates with \r, other messages with \n.
 		line, err := rd.ReadString('\r')
+		stall.Reset(BasebackupStall)
 		for _, l := range strings.Split(line, "\n") {
 			if m := progressRe.FindStringSubmatch(l); m != nil && progress != nil {
 				done, _ := strconv.ParseFloat(m[1], 64)
@@ -314,6 +335,9 @@ func (c *Cluster) BaseBackup(ctx context.Context, u *Upstream, progress func(flo
 		}
 	}
 	if err := cmd.Wait(); err != nil {
+		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+			err = cause
+		}
 		return fmt.Errorf("pg_basebackup: %w: %s", err, strings.Join(tailBuf, " | "))
 	}
 	return nil
@@ -369,6 +393,8 @@ func (c *Cluster) CrashRecover(ctx context.Context) error {
 	if err := c.removeStaleLocks(); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, recoveryTimeout)
+	defer cancel()
 	cmd := c.R.Command(ctx, "postgres", "--single", "-D", c.DataDir(), "-c", "listen_addresses=", "-c", "archive_mode=off", "postgres")
 	cmd.Stdin = strings.NewReader("")
 	out, err := cmd.CombinedOutput()
@@ -384,6 +410,8 @@ func (c *Cluster) Rewind(ctx context.Context, u *Upstream) (string, error) {
 	if err := c.WritePassFile(u); err != nil {
 		return "", err
 	}
+	ctx, cancel := context.WithTimeout(ctx, recoveryTimeout)
+	defer cancel()
 	out, err := c.R.Run(ctx, "pg_rewind", "-D", c.DataDir(), "--source-server", c.ConnInfo(u, "postgres"), "--progress")
 	if err != nil {
 		return string(out), fmt.Errorf("pg_rewind: %w", err)

@@ -1,0 +1,55 @@
+// Package controller is Fog's control plane: it validates and records what users ask for,
+// writes the desired state agents reconcile to, and drives each long-running operation until
+// the observed state proves it done. Operations are persisted, so a restarted controller
+// resumes the ones in flight.
+//
+// # Failover as a persisted state machine
+//
+// A failover operation's record (Operation) holds the side the user asked to become primary
+// (Target), the epoch the operation created (Epoch) and the last step reached (Step). Each
+// step's effect on the group and the members' desired state is written in the same store
+// transaction as the record of reaching it (advance), so a crash leaves either both or
+// neither. A restarted controller continues from Step; it never works out the direction
+// from the group's current primary, which after a crash may already be the target. The
+// group's ActiveOperation is released in the same transaction that gives the operation its
+// final status (finish), so exactly one operation per group runs, across restarts and
+// graceful stops (a stop leaves the operation InProgress; it resumes on the next start).
+//
+// Planned failover (no loss):
+//
+//	step        written in the transaction                     resume from here              roll back from here
+//	(accepted)  the operation, Target                          checks, CHECKPOINT, fence     nothing changed: Failed
+//	fenced      epoch E+1, Switching, old: standby+paused      wait for the clean shutdown   epoch E+2, old primary again
+//	            (fast shutdown)                                and its checkpoint LSN        (it lost nothing), Failed
+//	promoting   new: primary after that LSN, ShutdownLSN       wait for the new primary      as above, unless the new side
+//	                                                           of epoch E+1                  did promote: then go on
+//	routed      Primary = Target, Switching off, event         make the old one follow       (roles changed: no rollback)
+//	rejoining   old: standby of the new primary                wait (bounded) for streaming  Succeeded either way
+//
+// Forced failover (loses what the secondary had not received, and reports it):
+//
+//	step        written in the transaction                     resume from here              roll back from here
+//	(accepted)  the operation, Target                          checks, fence                 nothing changed: Failed
+//	fenced      epoch E+1, Switching, old: paused,             wait until the old primary    epoch E+2, old primary again,
+//	            immediate stop, rewind later                   is confirmed stopped in E+1   Failed (it was stopped at
+//	                                                           or its agent's lease expired  once and recovers what it had)
+//	promoting   new: primary                                   wait for the new primary      as above, unless the new side
+//	                                                           of epoch E+1                  did promote: then go on
+//	routed      Primary = Target, Switching off, lastForced    old: rewind and follow        (roles changed: no rollback)
+//	rejoining   old: standby with rewind                       wait (bounded); record the    Succeeded either way
+//	                                                           lost range once rewound
+//
+// Every step first reads the state it expects (observed state, the lease record), so a step
+// repeated after a crash is harmless. A failpoint (package failpoint) marks each step; the
+// unit tests crash the controller at each with fake agents, and the end-to-end tests kill
+// the real fog binary and PostgreSQL there.
+//
+// # Leases and fencing
+//
+// The controller never promotes a new primary while the old one could still accept writes:
+// it waits until the old primary's agent confirms it stopped in the new epoch, or until that
+// agent's lease has gone a full TTL without a renewal on the controller's own clock (package
+// lease), by which time the agent, or its guard process if the agent is dead, has stopped it.
+// Listener routes name a primary only while its agent holds a live lease for it in the
+// group's current epoch.
+package controller
