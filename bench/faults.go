@@ -89,7 +89,24 @@ func silentScenario(ctx context.Context, o options) (*result, error) {
 			stop()
 			return nil, err
 		}
+		// API reads while the agent is silent: they answer from the store.
+		gctx, gstop := context.WithCancel(ctx)
+		gdone := make(chan []float64, 1)
+		go func() {
+			var lat []float64
+			for gctx.Err() == nil {
+				s := time.Now()
+				if _, err := f.getJSON(gctx, groupPath(g.primSide[0], g.primSide[1], g.name)); err == nil {
+					lat = append(lat, ms(time.Since(s)))
+				}
+			}
+			gdone <- lat
+		}()
 		first, ferr := w.waitFirstAfter(ctx, t0, hosts[sec[0]], 60*time.Second)
+		gstop()
+		for _, l := range <-gdone {
+			res.add("get_group_while_agent_silent_ms", l)
+		}
 		stalled.Store("")
 		st, err := f.wait(ctx, r)
 		if err != nil {
@@ -110,7 +127,7 @@ func silentScenario(ctx context.Context, o options) (*result, error) {
 		addSteps(res, "fog", st)
 		fmt.Printf("  silent-agent run %d: first commit %s after the call\n", run+1, first.Round(time.Millisecond))
 	}
-	fmt.Print(res.finish(append([]string{"fog_first_commit_ms", "bound_ttl_plus_1s_ms"}, stepKeys(res, "fog")...)...))
+	fmt.Print(res.finish(append([]string{"fog_first_commit_ms", "bound_ttl_plus_1s_ms", "get_group_while_agent_silent_ms"}, stepKeys(res, "fog")...)...))
 	return res, nil
 }
 
