@@ -224,64 +224,91 @@ func plannedScenario(ctx context.Context, o options) (*result, error) {
 	defer raw.close()
 	for run := range o.runs {
 		// Fog.
-		w, stop := startWriter(ctx, f.ca, func() string { return g.rw }, 5*time.Millisecond, int64(run)*1e7)
-		time.Sleep(300 * time.Millisecond)
-		sec := g.secondarySide()
-		t0 := time.Now()
-		r, err := f.call(ctx, "POST", groupPath(sec[0], sec[1], g.name)+"/failover", nil)
-		var st map[string]any
-		if err == nil {
-			st, err = f.wait(ctx, r)
-		}
-		if err != nil {
-			stop()
-			return nil, fmt.Errorf("fog failover: %w", err)
-		}
-		opTime := time.Since(t0)
-		addSteps(res, "fog", st)
-		g.primSide = sec
-		time.Sleep(300 * time.Millisecond)
-		stop()
-		if err := g.waitCatchUp(ctx); err != nil {
-			return nil, err
-		}
-		lost, err := w.lost(ctx, f.ca, g.rw)
+		fogGap, opTime, lost, err := g.measuredFailover(ctx, res, run, nil)
 		if err != nil {
 			return nil, err
 		}
-		fogGap := w.gap(t0)
 		res.add("fog_unavailable_ms", ms(fogGap))
 		res.add("fog_operation_ms", ms(opTime))
 		res.add("fog_lost_commits", float64(lost))
 
 		// Raw switchover.
-		rw, rstop, repoint := raw.startWriter(ctx, run)
-		t1 := time.Now()
-		if err := raw.switchover(ctx); err != nil {
-			rstop()
-			return nil, fmt.Errorf("raw switchover: %w", err)
-		}
-		repoint()
-		rawOp := time.Since(t1)
-		time.Sleep(300 * time.Millisecond)
-		rstop()
-		rawLost, err := rw.lost(ctx, raw.ca, raw.addr(raw.primary))
+		rawGap, rawOp, rawLost, err := raw.measuredSwitchover(ctx, run, nil)
 		if err != nil {
 			return nil, err
 		}
-		rawGap := rw.gap(t1)
 		res.add("raw_unavailable_ms", ms(rawGap))
 		res.add("raw_operation_ms", ms(rawOp))
 		res.add("raw_lost_commits", float64(rawLost))
 		res.add("ratio_unavailable_fog_to_raw", ms(fogGap)/ms(rawGap))
-		if err := raw.rejoin(ctx, false); err != nil {
-			return nil, fmt.Errorf("raw rejoin: %w", err)
-		}
 		fmt.Printf("  planned run %d: fog unavailable %s (op %s, lost %d); raw %s (lost %d)\n", run+1,
 			fogGap.Round(time.Millisecond), opTime.Round(time.Millisecond), lost, rawGap.Round(time.Millisecond), rawLost)
 	}
 	fmt.Print(res.finish(append([]string{"fog_unavailable_ms", "raw_unavailable_ms", "ratio_unavailable_fog_to_raw", "fog_operation_ms", "raw_operation_ms", "fog_lost_commits", "raw_lost_commits"}, stepKeys(res, "fog")...)...))
 	return res, nil
+}
+
+// measuredFailover runs a planned failover of the group while the 5 ms writer commits through
+// the read-write listener, and returns the write gap, the operation's duration and the
+// acknowledged commits lost; the step timeline goes into res. stopLoad, if set, is called once
+// the operation has ended, before the group's rejoin is awaited.
+func (g *group) measuredFailover(ctx context.Context, res *result, run int, stopLoad func()) (gap, op time.Duration, lost int, err error) {
+	f := g.f
+	w, stop := startWriter(ctx, f.ca, func() string { return g.rw }, 5*time.Millisecond, int64(run)*1e7)
+	time.Sleep(300 * time.Millisecond)
+	sec := g.secondarySide()
+	t0 := time.Now()
+	r, err := f.call(ctx, "POST", groupPath(sec[0], sec[1], g.name)+"/failover", nil)
+	var st map[string]any
+	if err == nil {
+		st, err = f.wait(ctx, r)
+	}
+	op = time.Since(t0)
+	if err != nil {
+		stop()
+		return 0, 0, 0, fmt.Errorf("fog failover: %w", err)
+	}
+	addSteps(res, "fog", st)
+	g.primSide = sec
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	if stopLoad != nil {
+		stopLoad()
+	}
+	if err := g.waitCatchUp(ctx); err != nil {
+		return 0, 0, 0, err
+	}
+	if lost, err = w.lost(ctx, f.ca, g.rw); err != nil {
+		return 0, 0, 0, err
+	}
+	return w.gap(t0), op, lost, nil
+}
+
+// measuredSwitchover switches the raw pair over by hand while the 5 ms writer runs (re-pointed
+// the moment the new primary answers, a perfect VIP), calls repointed then, and returns the
+// write gap, the switchover's duration and the acknowledged commits lost; the old primary
+// follows the new one afterwards.
+func (p *rawPair) measuredSwitchover(ctx context.Context, run int, repointed func()) (gap, op time.Duration, lost int, err error) {
+	w, stop, repoint := p.startWriter(ctx, run)
+	t1 := time.Now()
+	if err := p.switchover(ctx); err != nil {
+		stop()
+		return 0, 0, 0, fmt.Errorf("raw switchover: %w", err)
+	}
+	repoint()
+	if repointed != nil {
+		repointed()
+	}
+	op = time.Since(t1)
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	if lost, err = w.lost(ctx, p.ca, p.addr(p.primary)); err != nil {
+		return 0, 0, 0, err
+	}
+	if err := p.rejoin(ctx, false); err != nil {
+		return 0, 0, 0, fmt.Errorf("raw rejoin: %w", err)
+	}
+	return w.gap(t1), op, lost, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

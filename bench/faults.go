@@ -312,63 +312,27 @@ func loadedScenario(ctx context.Context, o options) (*result, error) {
 	}
 	for run := range o.runs {
 		stopLoad := load(func() string { return g.rw })
-		w, stop := startWriter(ctx, f.ca, func() string { return g.rw }, 5*time.Millisecond, int64(run)*1e7)
-		time.Sleep(time.Second)
-		sec := g.secondarySide()
-		t0 := time.Now()
-		r, err := f.call(ctx, "POST", groupPath(sec[0], sec[1], g.name)+"/failover", nil)
-		var st map[string]any
-		if err == nil {
-			st, err = f.wait(ctx, r)
-		}
+		time.Sleep(700 * time.Millisecond)
+		fogGap, _, lost, err := g.measuredFailover(ctx, res, run, stopLoad)
 		if err != nil {
-			stop()
 			stopLoad()
-			return nil, fmt.Errorf("fog failover: %w", err)
-		}
-		g.primSide = sec
-		time.Sleep(500 * time.Millisecond)
-		stop()
-		stopLoad()
-		if err := g.waitCatchUp(ctx); err != nil {
 			return nil, err
 		}
-		lost, err := w.lost(ctx, f.ca, g.rw)
-		if err != nil {
-			return nil, err
-		}
-		addSteps(res, "fog", st)
-		fogGap := w.gap(t0)
 		res.add("fog_unavailable_ms", ms(fogGap))
 		res.add("fog_lost_commits", float64(lost))
 
 		var target atomic.Value
 		target.Store(raw.addr(raw.primary))
 		stopRawLoad := load(func() string { return target.Load().(string) })
-		rw, rstop, repoint := raw.startWriter(ctx, run)
 		time.Sleep(700 * time.Millisecond)
-		t1 := time.Now()
-		if err := raw.switchover(ctx); err != nil {
-			rstop()
-			stopRawLoad()
-			return nil, fmt.Errorf("raw switchover: %w", err)
-		}
-		repoint()
-		target.Store(raw.addr(raw.primary))
-		time.Sleep(500 * time.Millisecond)
-		rstop()
+		rawGap, _, rawLost, err := raw.measuredSwitchover(ctx, run, func() { target.Store(raw.addr(raw.primary)) })
 		stopRawLoad()
-		rawLost, err := rw.lost(ctx, raw.ca, raw.addr(raw.primary))
 		if err != nil {
 			return nil, err
 		}
-		rawGap := rw.gap(t1)
 		res.add("raw_unavailable_ms", ms(rawGap))
 		res.add("raw_lost_commits", float64(rawLost))
 		res.add("ratio_unavailable_fog_to_raw", ms(fogGap)/ms(rawGap))
-		if err := raw.rejoin(ctx, false); err != nil {
-			return nil, fmt.Errorf("raw rejoin: %w", err)
-		}
 		fmt.Printf("  loaded planned run %d: fog unavailable %s (lost %d); raw %s (lost %d)\n", run+1,
 			fogGap.Round(time.Millisecond), lost, rawGap.Round(time.Millisecond), rawLost)
 	}

@@ -161,23 +161,37 @@ func (c *Controller) drivePlannedFailover(ctx context.Context, op *Operation) *a
 			}
 			failpoint.Hit(failpoint.PlannedRouted)
 
-		case stepRouted:
-			if err := c.rejoinStep(ctx, op, false); err != nil {
-				return internalError(err)
-			}
-			failpoint.Hit(failpoint.PlannedRejoining)
-
-		case stepRejoining:
-			c.awaitRejoin(ctx, op)
-			return nil
-
-		case stepRolledBack:
-			return op.Reason
-
 		default:
-			return internalError(fmt.Errorf("unknown step %q", op.Step))
+			if done, aerr := c.laterStep(ctx, op); done {
+				return aerr
+			}
 		}
 	}
+}
+
+// laterStep runs the steps both failovers share once the roles have changed, or were rolled
+// back. done reports that the operation has ended, with aerr its outcome.
+func (c *Controller) laterStep(ctx context.Context, op *Operation) (done bool, aerr *arm.Error) {
+	forced := op.Kind == KindForceFailover
+	switch op.Step {
+	case stepRouted:
+		// A forced failover's old primary may have WAL the new one never had: it is rewound.
+		if err := c.rejoinStep(ctx, op, forced); err != nil {
+			return true, internalError(err)
+		}
+		if forced {
+			failpoint.Hit(failpoint.ForcedRejoining)
+		} else {
+			failpoint.Hit(failpoint.PlannedRejoining)
+		}
+		return false, nil
+	case stepRejoining:
+		c.awaitRejoin(ctx, op)
+		return true, nil
+	case stepRolledBack:
+		return true, op.Reason
+	}
+	return true, internalError(fmt.Errorf("unknown step %q", op.Step))
 }
 
 // route names the target as the group's primary and lets the listener route to it.
@@ -349,21 +363,10 @@ func (c *Controller) driveForcedFailover(ctx context.Context, op *Operation) *ar
 			}
 			failpoint.Hit(failpoint.ForcedRouted)
 
-		case stepRouted:
-			if err := c.rejoinStep(ctx, op, true); err != nil {
-				return internalError(err)
-			}
-			failpoint.Hit(failpoint.ForcedRejoining)
-
-		case stepRejoining:
-			c.awaitRejoin(ctx, op)
-			return nil
-
-		case stepRolledBack:
-			return op.Reason
-
 		default:
-			return internalError(fmt.Errorf("unknown step %q", op.Step))
+			if done, aerr := c.laterStep(ctx, op); done {
+				return aerr
+			}
 		}
 	}
 }

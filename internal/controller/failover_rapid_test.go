@@ -4,8 +4,6 @@ import (
 	"context"
 	"flag"
 	"os"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,22 +30,9 @@ func TestFailoverRandomFaults(t *testing.T) {
 	}
 	points := append([]string{""}, failpoint.Points[:len(failpoint.Points)-2]...) // controller steps; "" = no crash
 	rapid.Check(t, func(rt *rapid.T) {
-		st, err := store.OpenBolt(filepath.Join(t.TempDir(), "fog.db"))
-		if err != nil {
-			rt.Fatal(err)
-		}
-		defer st.Close()
-		ctx, cancel := context.WithCancel(context.Background())
-		w := newWorld(t, st)
-		var wg sync.WaitGroup
-		defer wg.Wait()
-		defer cancel()
-		for _, r := range []string{"eastus", "westus"} {
-			wg.Go(func() { w.run(ctx, r) })
-		}
-		c := newTestController(t, st)
-		setupGroup(t, c)
-		waitStreaming(t, c)
+		ctx, w, c, stop := startWorld(t)
+		defer stop()
+		st := c.st
 		regions := []string{"eastus", "westus"}
 		for step := range rapid.IntRange(1, 3).Draw(rt, "operations") {
 			var g FailoverGroup
@@ -60,7 +45,7 @@ func TestFailoverRandomFaults(t *testing.T) {
 			crash := rapid.SampledFrom(points).Draw(rt, "crashAt")
 			if outage != "" {
 				w.setDown(outage, true)
-				wg.Go(func() {
+				w.wg.Go(func() {
 					select {
 					case <-time.After(outageFor):
 					case <-ctx.Done():

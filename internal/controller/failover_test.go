@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -46,6 +45,7 @@ type world struct {
 	// guardAfter is how long after its agent died a primary is stopped by the guard.
 	guardAfter time.Duration
 	diedAt     map[string]time.Time
+	wg         sync.WaitGroup // the fake agents and anything a test starts beside them
 }
 
 func newWorld(t *testing.T, st store.Store) *world {
@@ -208,6 +208,30 @@ func (w *world) apply(ctx context.Context, s instance.Spec) instance.Status {
 	return st
 }
 
+// startWorld opens a store, starts fake agents for both regions and a controller, and writes a
+// replicating group. stop ends them all.
+func startWorld(t *testing.T) (ctx context.Context, w *world, c *Controller, stop func()) {
+	t.Helper()
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "fog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w = newWorld(t, st)
+	for _, r := range []string{"eastus", "westus"} {
+		w.wg.Go(func() { w.run(ctx, r) })
+	}
+	stop = func() {
+		cancel()
+		w.wg.Wait()
+		st.Close()
+	}
+	c = newTestController(t, st)
+	setupGroup(t, c)
+	waitStreaming(t, c)
+	return ctx, w, c, stop
+}
+
 // setupGroup writes two instances and a replicating group straight into the store.
 func setupGroup(t *testing.T, c *Controller) {
 	t.Helper()
@@ -313,23 +337,9 @@ func TestFailoverResumesAfterCrashAtEveryStep(t *testing.T) {
 	for _, force := range []bool{false, true} {
 		for _, point := range points[force] {
 			t.Run(point, func(t *testing.T) {
-				st, err := store.OpenBolt(filepath.Join(t.TempDir(), "fog.db"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer st.Close()
-				ctx, cancel := context.WithCancel(context.Background())
-				defer cancel()
-				w := newWorld(t, st)
-				var wg sync.WaitGroup
-				defer wg.Wait()
-				defer cancel()
-				for _, r := range []string{"eastus", "westus"} {
-					wg.Go(func() { w.run(ctx, r) })
-				}
-				c := newTestController(t, st)
-				setupGroup(t, c)
-				waitStreaming(t, c)
+				ctx, w, c, stop := startWorld(t)
+				defer stop()
+				st := c.st
 				op, aerr := c.Failover(ctx, "sub", "rg-s", "westus", "fg", force)
 				if aerr != nil {
 					t.Fatalf("Failover: %v", aerr)
@@ -389,22 +399,8 @@ func waitStreaming(t *testing.T, c *Controller) {
 // server keeps running until the guard stops it. The controller must not promote before the
 // lease has expired on its own clock, and then must.
 func TestForcedFailoverWaitsForLeaseWhenAgentIsDead(t *testing.T) {
-	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "fog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	w := newWorld(t, st)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	for _, r := range []string{"eastus", "westus"} {
-		wg.Go(func() { w.run(ctx, r) })
-	}
-	c := newTestController(t, st)
-	setupGroup(t, c)
-	waitStreaming(t, c)
+	ctx, w, c, stop := startWorld(t)
+	defer stop()
 	w.mu.Lock()
 	w.down["eastus"], w.diedAt["eastus"] = true, time.Now()
 	w.mu.Unlock()
@@ -426,7 +422,6 @@ func TestForcedFailoverWaitsForLeaseWhenAgentIsDead(t *testing.T) {
 	if w.maxWriter > 1 {
 		t.Errorf("%d servers accepted writes at once", w.maxWriter)
 	}
-	fmt.Fprintln(io.Discard, took)
 }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
