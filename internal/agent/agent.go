@@ -11,6 +11,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -176,8 +177,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	tick := time.NewTicker(a.cfg.Resync)
 	defer tick.Stop()
 	var wg sync.WaitGroup
+	only, wake := "", true
 	for {
-		a.dispatch(ctx, &wg)
+		if wake {
+			a.dispatch(ctx, &wg, only)
+		}
+		only, wake = "", true
 		select {
 		case <-ctx.Done():
 			wg.Wait()
@@ -186,15 +191,26 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.keeper.Disarm()
 			}
 			return nil
-		case <-specs:
-		case <-cmds:
+		case ev := <-specs:
+			only = strings.TrimPrefix(ev.Key, instance.SpecPrefix(a.cfg.Region))
+		case ev := <-cmds:
+			// Only a new command wakes its instance's worker: the worker marking commands
+			// done, or the controller removing them, must not set off a full reconcile
+			// just when the controller moves on to its next step.
+			var cmd instance.Command
+			if _, err := store.Get(ctx, a.st, ev.Key, &cmd); err != nil || cmd.Done {
+				wake = false
+				continue
+			}
+			only = cmd.InstanceUID
 		case <-tick.C:
 		}
 	}
 }
 
-// dispatch starts a worker for every instance that lacks one and wakes every worker.
-func (a *Agent) dispatch(ctx context.Context, wg *sync.WaitGroup) {
+// dispatch starts a worker for every instance that lacks one and wakes every worker, or only
+// the worker of instance only when it is set.
+func (a *Agent) dispatch(ctx context.Context, wg *sync.WaitGroup, only string) {
 	uids := map[string]bool{}
 	for _, s := range a.specs(ctx) {
 		uids[s.UID] = true
@@ -207,6 +223,8 @@ func (a *Agent) dispatch(ctx context.Context, wg *sync.WaitGroup) {
 			w = &worker{a: a, uid: uid, kick: make(chan struct{}, 1), log: a.log.With("uid", uid)}
 			a.workers[uid] = w
 			wg.Go(func() { w.run(ctx) })
+		} else if only != "" && uid != only {
+			continue
 		}
 		select {
 		case w.kick <- struct{}{}:

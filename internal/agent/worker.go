@@ -168,6 +168,9 @@ func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status
 	if s.Paused {
 		return w.fence(ctx, c, s, st)
 	}
+	if s.Drain {
+		return w.drain(ctx, c, s, st)
+	}
 	if s.Role == instance.RoleStandby {
 		if err := w.standby(ctx, c, s, &st); err != nil {
 			return fail(err)
@@ -175,7 +178,7 @@ func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status
 	} else if err := w.primary(ctx, c, s, &st); err != nil {
 		return fail(err)
 	}
-	st.ShutdownLSN = ""
+	st.DrainedLSN = ""
 	conn, err := c.Connect(ctx, "postgres")
 	if err != nil {
 		return fail(fmt.Errorf("connect: %w", err))
@@ -189,8 +192,7 @@ func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status
 	return st
 }
 
-// fence keeps a demoted primary shut down, recording where its WAL ends when the shutdown
-// was clean.
+// fence keeps a demoted primary shut down.
 func (w *worker) fence(ctx context.Context, c *postgres.Cluster, s instance.Spec, st instance.Status) instance.Status {
 	if _, running := c.PID(); running {
 		failpoint.Hit(failpoint.AgentFence)
@@ -200,11 +202,42 @@ func (w *worker) fence(ctx context.Context, c *postgres.Cluster, s instance.Spec
 			return st
 		}
 	}
-	st.Phase, st.ObservedGeneration, st.Epoch = instance.PhaseStopped, s.Generation, s.Epoch
-	st.ShutdownLSN = ""
-	if lsn, state, err := c.LatestCheckpoint(ctx); err == nil && state == "shut down" {
-		st.ShutdownLSN = lsn
+	st.Phase, st.ObservedGeneration, st.Epoch, st.DrainedLSN = instance.PhaseStopped, s.Generation, s.Epoch, ""
+	return st
+}
+
+// drain fences a primary for a planned failover without a shutdown, whose checkpoint would
+// sit inside the time writes are stopped: client connections are refused from now on
+// (pg_hba.conf keeps only Fog's own socket and replication), every client session is ended,
+// and the flushed end of WAL is reported. Every commit a client was told of was flushed
+// before its session ended, so it lies before that point, and the standby is promoted only
+// once it has received WAL up to there: nothing acknowledged is lost. The server keeps
+// running so its WAL sender ships everything; it is stopped and rewound when it rejoins.
+func (w *worker) drain(ctx context.Context, c *postgres.Cluster, s instance.Spec, st instance.Status) instance.Status {
+	st.ObservedGeneration, st.Epoch = s.Generation, s.Epoch
+	if _, running := c.PID(); !running {
+		st.Phase, st.DrainedLSN = instance.PhaseStopped, ""
+		return st
 	}
+	failpoint.Hit(failpoint.AgentFence)
+	start := time.Now()
+	conn, err := c.Connect(ctx, "postgres")
+	if err != nil {
+		st.Error = fmt.Sprintf("connect: %v", err)
+		return st
+	}
+	defer conn.Close(context.Background())
+	lsn, err := c.Drain(ctx, conn, s.Name)
+	if err != nil {
+		st.Error = err.Error()
+		return st
+	}
+	if st.Phase != instance.PhaseDrained || st.DrainedLSN == "" {
+		st.DrainedLSN = lsn.String()
+		w.log.Info("drained primary: no client can write", "instance", s.Name, "epoch", s.Epoch, "endOfWAL", st.DrainedLSN,
+			"took", time.Since(start).Round(time.Microsecond))
+	}
+	st.Phase, st.Role = instance.PhaseDrained, instance.RolePrimary
 	return st
 }
 
@@ -351,12 +384,12 @@ func waitReceived(ctx context.Context, conn *pgx.Conn, lsn postgres.LSN, timeout
 		if err := conn.QueryRow(ctx, "SELECT greatest(coalesce(pg_last_wal_receive_lsn(), '0/0'), coalesce(pg_last_wal_replay_lsn(), '0/0'))::text").Scan(&got); err != nil {
 			return err
 		}
-		if l, err := postgres.ParseLSN(got); err == nil && l > lsn {
+		if l, err := postgres.ParseLSN(got); err == nil && l >= lsn {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: the standby received WAL up to %s, not past the old primary's shutdown checkpoint %s", ErrNotCaughtUp, got, lsn)
+			return fmt.Errorf("%w: the standby received WAL up to %s, not up to the drained primary's end of WAL %s", ErrNotCaughtUp, got, lsn)
 		case <-tick.C:
 		}
 	}
@@ -470,7 +503,7 @@ func (w *worker) rewind(ctx context.Context, c *postgres.Cluster, s instance.Spe
 	if ferr == nil && terr == nil && to > from {
 		lost.Bytes = int64(to - from)
 	}
-	if lost.Bytes > 0 {
+	if lost.Bytes > 0 && s.KeepLostWAL {
 		lost.SavedIn = filepath.Join(c.Dir, fmt.Sprintf("lost-wal-epoch-%d", s.Epoch))
 		if err := c.CopyWAL(lost.SavedIn); err != nil {
 			w.log.Warn("could not keep the lost WAL aside", "err", err)

@@ -180,7 +180,7 @@ func (c *Controller) view(ctx context.Context, m *resource.ManagedInstance) reso
 	state := "Creating"
 	if st, ok := c.observed(ctx, m); ok {
 		switch st.Phase {
-		case instance.PhaseReady:
+		case instance.PhaseReady, instance.PhaseDrained:
 			state = "Ready"
 		case instance.PhaseFailed:
 			state = "Failed"

@@ -15,16 +15,19 @@
 // final status (finish), so exactly one operation per group runs, across restarts and
 // graceful stops (a stop leaves the operation InProgress; it resumes on the next start).
 //
-// Planned failover (no loss):
+// Planned failover (no loss). The old primary is drained rather than shut down, so its
+// shutdown checkpoint is not inside the time writes stop: every commit a client was told of
+// lies before the drained end of WAL, which the new primary has before it is promoted.
 //
 //	step        written in the transaction                     resume from here              roll back from here
 //	(accepted)  the operation, Target                          checks, CHECKPOINT, fence     nothing changed: Failed
-//	fenced      epoch E+1, Switching, old: standby+paused      wait for the clean shutdown   epoch E+2, old primary again
-//	            (fast shutdown)                                and its checkpoint LSN        (it lost nothing), Failed
-//	promoting   new: primary after that LSN, ShutdownLSN       wait for the new primary      as above, unless the new side
-//	                                                           of epoch E+1                  did promote: then go on
+//	fenced      epoch E+1, Switching, old: drain (clients      wait for the drained end of   epoch E+2, old primary again
+//	            refused and ended, server keeps running)       WAL (or the old one down)     (it lost nothing), Failed
+//	promoting   new: primary once it has WAL up to that        wait for the new primary      as above, unless the new side
+//	            point, DrainedLSN                              of epoch E+1                  did promote: then go on
 //	routed      Primary = Target, Switching off, event         make the old one follow       (roles changed: no rollback)
-//	rejoining   old: standby of the new primary                wait (bounded) for streaming  Succeeded either way
+//	rejoining   old: stop, rewind (its shutdown checkpoint),   wait (bounded) for streaming  Succeeded either way
+//	            standby of the new primary
 //
 // Forced failover (loses what the secondary had not received, and reports it):
 //

@@ -102,7 +102,7 @@ func (c *Controller) drivePlannedFailover(ctx context.Context, op *Operation) *a
 			_, err = c.advance(ctx, op, func(g *FailoverGroup, next *Operation) {
 				g.Epoch++
 				g.Switching = true
-				g.Members[old] = Member{Role: instance.RoleStandby, Paused: true, SeedGeneration: seeded}
+				g.Members[old] = Member{Role: instance.RoleStandby, Drain: true, SeedGeneration: seeded}
 				next.Step, next.Epoch, next.Seeded = stepFenced, g.Epoch, seeded
 			})
 			if err != nil {
@@ -113,26 +113,26 @@ func (c *Controller) drivePlannedFailover(ctx context.Context, op *Operation) *a
 
 		case stepFenced:
 			fenced, err := c.waitSide(ctx, ow, fenceTimeout, func(s instance.Status) bool {
-				return s.Phase == instance.PhaseStopped && s.Epoch == op.Epoch && s.ObservedGeneration > 0
+				return s.Epoch == op.Epoch && (s.Phase == instance.PhaseDrained && s.DrainedLSN != "" || s.Phase == instance.PhaseStopped)
 			})
 			if stopping(ctx) {
 				return errStopping
 			}
-			if err == nil && fenced.ShutdownLSN == "" {
-				// It stopped without a shutdown checkpoint: it crashed during the shutdown, so the
-				// end of its WAL never reached the secondary. It restarts as the primary.
+			if err == nil && fenced.Phase == instance.PhaseStopped {
+				// It is down (it crashed): the end of its WAL cannot be shown to have reached the
+				// secondary. It restarts as the primary and loses nothing.
 				return c.rollback(ctx, op, arm.BadRequest("PlannedFailoverTimedOut",
-					"User invoked planned failover, and it could not complete: the primary %s stopped without a clean shutdown (it crashed), so the secondary cannot be shown to have all of its WAL. Nothing was lost; it is the primary again. Retry the failover.", ow.InstanceName))
+					"User invoked planned failover, and it could not complete: the primary %s went down (it crashed) while its clients were being drained, so the secondary cannot be shown to have all of its WAL. Nothing was lost; it is the primary again. Retry the failover.", ow.InstanceName))
 			}
 			if err != nil {
 				return c.rollback(ctx, op, arm.BadRequest("PlannedFailoverTimedOut",
-					"User invoked planned failover, and it timed out: the primary %s did not shut down cleanly within %s (%v). Nothing was lost; it is the primary again.", ow.InstanceName, fenceTimeout, err))
+					"User invoked planned failover, and it timed out: the primary %s did not stop its clients within %s (%v). Nothing was lost; it is the primary again.", ow.InstanceName, fenceTimeout, err))
 			}
-			op.mark("stopped")
+			op.mark("drained")
 			failpoint.Hit(failpoint.PlannedStopped)
 			_, err = c.advance(ctx, op, func(g *FailoverGroup, next *Operation) {
-				g.Members[tgt] = Member{Role: instance.RolePrimary, PromoteAfterLSN: fenced.ShutdownLSN}
-				next.Step, next.ShutdownLSN = stepPromoting, fenced.ShutdownLSN
+				g.Members[tgt] = Member{Role: instance.RolePrimary, PromoteAfterLSN: fenced.DrainedLSN}
+				next.Step, next.DrainedLSN = stepPromoting, fenced.DrainedLSN
 			})
 			if err != nil {
 				return internalError(err)
@@ -175,7 +175,6 @@ func (c *Controller) laterStep(ctx context.Context, op *Operation) (done bool, a
 	forced := op.Kind == KindForceFailover
 	switch op.Step {
 	case stepRouted:
-		// A forced failover's old primary may have WAL the new one never had: it is rewound.
 		if err := c.rejoinStep(ctx, op, forced); err != nil {
 			return true, internalError(err)
 		}
@@ -246,7 +245,7 @@ func (c *Controller) rollback(ctx context.Context, op *Operation, reason *arm.Er
 
 // rejoinStep makes the old primary a standby of the new one, once the new primary has the
 // old one's slot (slots do not follow a promotion).
-func (c *Controller) rejoinStep(ctx context.Context, op *Operation, rewind bool) error {
+func (c *Controller) rejoinStep(ctx context.Context, op *Operation, keepLost bool) error {
 	_, nw, ow, _, err := c.sides(ctx, op)
 	if err != nil {
 		return err
@@ -255,8 +254,11 @@ func (c *Controller) rejoinStep(ctx context.Context, op *Operation, rewind bool)
 	if _, err := c.waitSide(ctx, nw, 30*time.Second, func(s instance.Status) bool { return hasSlot(s, slot) }); err != nil {
 		c.log.Warn("new primary has no slot for the old one yet", "group", op.ResourceID, "err", err)
 	}
+	// The old primary's WAL goes on past the switch point (a drained primary's background
+	// records and shutdown checkpoint; a forced one's lost commits): it is rewound, and what a
+	// forced failover discarded is kept aside.
 	_, err = c.advance(ctx, op, func(g *FailoverGroup, next *Operation) {
-		g.Members[1-op.Target] = Member{Role: instance.RoleStandby, SeedGeneration: op.Seeded, Rewind: rewind}
+		g.Members[1-op.Target] = Member{Role: instance.RoleStandby, SeedGeneration: op.Seeded, Rewind: true, KeepLostWAL: keepLost}
 		next.Step = stepRejoining
 	})
 	return err
@@ -303,7 +305,7 @@ func (c *Controller) driveForcedFailover(ctx context.Context, op *Operation) *ar
 			_, err = c.advance(ctx, op, func(g *FailoverGroup, next *Operation) {
 				g.Epoch++
 				g.Switching = true
-				g.Members[old] = Member{Role: instance.RoleStandby, Paused: true, StopImmediately: true, Rewind: true, SeedGeneration: seeded}
+				g.Members[old] = Member{Role: instance.RoleStandby, Paused: true, StopImmediately: true, Rewind: true, KeepLostWAL: true, SeedGeneration: seeded}
 				next.Step, next.Epoch, next.Seeded = stepFenced, g.Epoch, seeded
 			})
 			if err != nil {

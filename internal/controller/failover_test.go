@@ -25,8 +25,8 @@ import (
 // fakePG is a simulated PostgreSQL server: enough state to tell who accepts writes.
 type fakePG struct {
 	running, recovery bool
+	drained           bool // no client may write
 	lsn, received     int64
-	shutdownLSN       int64
 	upstream          string // the server it last followed
 }
 
@@ -55,7 +55,7 @@ func newWorld(t *testing.T, st store.Store) *world {
 func (w *world) countWriters() {
 	n := 0
 	for _, p := range w.pg {
-		if p.running && !p.recovery {
+		if p.running && !p.recovery && !p.drained {
 			n++
 		}
 	}
@@ -150,25 +150,25 @@ func (w *world) apply(ctx context.Context, s instance.Spec) instance.Status {
 		p.upstream = s.Upstream.UID
 	}
 	partner := w.pg[p.upstream]
+	p.drained = s.Drain
 	switch {
-	case s.Paused:
-		if p.running && !s.StopImmediately {
-			p.lsn += 10 // the shutdown checkpoint
-			p.shutdownLSN = p.lsn
-		} else if p.running {
-			p.shutdownLSN = 0
+	case s.Drain:
+		st.Role = instance.RolePrimary
+		if !p.running {
+			st.Phase = instance.PhaseStopped
+			return st
 		}
+		st.Phase, st.DrainedLSN = instance.PhaseDrained, lsn(p.lsn)
+		return st
+	case s.Paused:
 		p.running = false
 		st.Phase, st.Role = instance.PhaseStopped, instance.RolePrimary
-		if p.shutdownLSN != 0 {
-			st.ShutdownLSN = lsn(p.shutdownLSN)
-		}
 		return st
 	case s.Role == instance.RolePrimary || s.Role == "":
 		p.running = true
 		if p.recovery {
-			if partner != nil && !partner.running && partner.shutdownLSN != 0 {
-				p.received = max(p.received, partner.shutdownLSN+1) // the shutdown checkpoint arrived
+			if partner != nil && partner.running && partner.drained {
+				p.received = max(p.received, partner.lsn) // a drained primary's WAL sender runs on
 			}
 			if s.PromoteAfterLSN != "" {
 				want, _ := postgres.ParseLSN(s.PromoteAfterLSN)
@@ -198,8 +198,6 @@ func (w *world) apply(ctx context.Context, s instance.Spec) instance.Status {
 		if partner != nil && partner.running && !partner.recovery {
 			p.received = partner.lsn
 			st.Replication.ReceiverStatus = "streaming"
-		} else if partner != nil && !partner.running && partner.shutdownLSN != 0 {
-			p.received = max(p.received, partner.shutdownLSN+1) // the shutdown checkpoint arrived
 		}
 		if s.Rewind {
 			st.Rewound = &instance.LostWAL{Epoch: s.Epoch, FromLSN: lsn(p.received), ToLSN: lsn(p.lsn)}

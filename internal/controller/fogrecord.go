@@ -44,6 +44,8 @@ type FailoverGroup struct {
 type Member struct {
 	Role            string `json:"role,omitempty"`
 	Paused          bool   `json:"paused,omitempty"`
+	Drain           bool   `json:"drain,omitempty"`
+	KeepLostWAL     bool   `json:"keepLostWal,omitempty"`
 	StopImmediately bool   `json:"stopImmediately,omitempty"`
 	PromoteAfterLSN string `json:"promoteAfterLsn,omitempty"`
 	Rewind          bool   `json:"rewind,omitempty"`

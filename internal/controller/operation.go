@@ -42,11 +42,11 @@ type Operation struct {
 	// Failover record (see the package documentation): the side the user asked to become
 	// primary, the epoch the operation created, and the last step reached, each written in
 	// the same transaction as that step's effect.
-	Target      int    `json:"target,omitempty"`
-	Epoch       int64  `json:"epoch,omitempty"`
-	Step        string `json:"step,omitempty"`
-	ShutdownLSN string `json:"shutdownLsn,omitempty"`
-	Seeded      int64  `json:"seeded,omitempty"`
+	Target     int    `json:"target,omitempty"`
+	Epoch      int64  `json:"epoch,omitempty"`
+	Step       string `json:"step,omitempty"`
+	DrainedLSN string `json:"drainedLsn,omitempty"`
+	Seeded     int64  `json:"seeded,omitempty"`
 	// Reason is why a rolled-back operation failed, kept for a resumed driver to report.
 	Reason *arm.Error `json:"reason,omitempty"`
 	// Timeline is when each step was reached (and what was observed between them).

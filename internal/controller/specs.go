@@ -27,7 +27,7 @@ func (c *Controller) groupSpec(base instance.Spec, g *FailoverGroup, i int, part
 	s := base
 	mem := g.Members[i]
 	s.Role, s.Epoch, s.GroupID, s.Paused, s.StopImmediately = mem.Role, g.Epoch, g.ID, mem.Paused, mem.StopImmediately
-	s.PromoteAfterLSN, s.Rewind = mem.PromoteAfterLSN, mem.Rewind
+	s.PromoteAfterLSN, s.Rewind, s.Drain, s.KeepLostWAL = mem.PromoteAfterLSN, mem.Rewind, mem.Drain, mem.KeepLostWAL
 	switch mem.Role {
 	case instance.RoleStandby:
 		s.Upstream = &instance.Upstream{UID: partner.UID, Region: partner.Location, Host: partner.Host, Port: partner.Port, Slot: instance.SlotName(s.UID)}

@@ -42,8 +42,16 @@ type Spec struct {
 	// skips the shutdown checkpoint (forced failover).
 	Paused          bool `json:"paused,omitempty"`
 	StopImmediately bool `json:"stopImmediately,omitempty"`
-	// PromoteAfterLSN holds a promotion until the standby has received WAL past this LSN (the
-	// old primary's shutdown checkpoint), so a planned failover loses nothing.
+	// Drain fences a primary for a planned failover without stopping it: new client
+	// connections are refused and client sessions ended, so no client can commit, while the
+	// server keeps running and its WAL sender ships everything to the standby. The agent then
+	// reports DrainedLSN, the end of the WAL any client could have written.
+	Drain bool `json:"drain,omitempty"`
+	// KeepLostWAL keeps a rewound former primary's WAL aside (forced failover: it may hold
+	// commits the new primary never had).
+	KeepLostWAL bool `json:"keepLostWal,omitempty"`
+	// PromoteAfterLSN holds a promotion until the standby has received WAL up to this LSN (a
+	// drained old primary's end of client WAL), so a planned failover loses nothing.
 	PromoteAfterLSN string `json:"promoteAfterLsn,omitempty"`
 	// Rewind tells a former primary to rewind to its upstream's timeline before following it.
 	Rewind bool `json:"rewind,omitempty"`
@@ -95,6 +103,7 @@ const (
 	PhaseCreating = "Creating"
 	PhaseReady    = "Ready"
 	PhaseStopped  = "Stopped"
+	PhaseDrained  = "Drained" // running, accepting no client (Spec.Drain)
 	PhaseFailed   = "Failed"
 	PhaseDeleted  = "Deleted"
 )
@@ -113,8 +122,9 @@ type Status struct {
 	Role string `json:"role,omitempty"`
 	// Epoch is the spec epoch the role was reached in.
 	Epoch int64 `json:"epoch,omitempty"`
-	// ShutdownLSN is the shutdown checkpoint of a paused former primary.
-	ShutdownLSN string `json:"shutdownLsn,omitempty"`
+	// DrainedLSN is, on a drained primary (Spec.Drain), the flushed end of WAL after every
+	// client session ended: every commit a client was told of lies before it.
+	DrainedLSN string `json:"drainedLsn,omitempty"`
 	// PromotedFrom is the end of the old timeline: where this server's history diverged.
 	PromotedFrom string `json:"promotedFrom,omitempty"`
 	// Seeding progress of a standby, and the seed generation it completed.

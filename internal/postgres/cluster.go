@@ -116,6 +116,34 @@ type Config struct {
 	MaxSlotWALKeepSize string
 }
 
+// hbaConf is pg_hba.conf. Only TLS connections with SCRAM are accepted from the network; the
+// system role only over the socket. Without a hostnossl line, plain connections are refused
+// with "no encryption".
+func hbaConf(drained bool) string {
+	clients := "hostssl all          all          0.0.0.0/0      scram-sha-256\n" +
+		"hostssl all          all          ::/0           scram-sha-256\n"
+	if drained {
+		// A planned failover is switching the primary: clients get "pg_hba.conf rejects
+		// connection" and reconnect through the listener, which holds them until the new
+		// primary serves. Replication stays, so the standby receives everything.
+		clients = "host    all          all          0.0.0.0/0      reject\n" +
+			"host    all          all          ::/0           reject\n"
+	}
+	return `# Written by Fog.
+local   all          ` + SystemUser + `                  peer map=fog
+local   replication  ` + SystemUser + `                  peer map=fog
+host    all          ` + SystemUser + `   0.0.0.0/0      reject
+host    all          ` + SystemUser + `   ::/0           reject
+hostssl replication  all          0.0.0.0/0      scram-sha-256
+hostssl replication  all          ::/0           scram-sha-256
+` + clients
+}
+
+// WriteHBA rewrites only pg_hba.conf (a reload applies it to new connections).
+func (c *Cluster) WriteHBA(drained bool) error {
+	return c.writeOwned(filepath.Join(c.DataDir(), "pg_hba.conf"), []byte(hbaConf(drained)), 0o600)
+}
+
 // Upstream is the primary a standby streams from.
 type Upstream struct {
 	Host     string
@@ -193,19 +221,7 @@ func (c *Cluster) WriteConfig(cfg Config) error {
 	for _, k := range keys {
 		fmt.Fprintf(&conf, "%s = %s\n", k, settings[k])
 	}
-	// Only TLS connections with SCRAM are accepted from the network; the system role only
-	// over the socket. Without a hostnossl line, plain connections are refused with "no
-	// encryption".
-	hba := `# Written by Fog.
-local   all          ` + SystemUser + `                  peer map=fog
-local   replication  ` + SystemUser + `                  peer map=fog
-host    all          ` + SystemUser + `   0.0.0.0/0      reject
-host    all          ` + SystemUser + `   ::/0           reject
-hostssl replication  all          0.0.0.0/0      scram-sha-256
-hostssl replication  all          ::/0           scram-sha-256
-hostssl all          all          0.0.0.0/0      scram-sha-256
-hostssl all          all          ::/0           scram-sha-256
-`
+	hba := hbaConf(false)
 	ident := "# Written by Fog.\nfog  " + cfg.FogUser + "  " + SystemUser + "\nfog  " + c.R.Username + "  " + SystemUser + "\n"
 	files := []struct {
 		name string

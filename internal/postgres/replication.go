@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -161,6 +162,126 @@ func ReplicationState(ctx context.Context, conn *pgx.Conn) (Replication, error) 
 func Checkpoint(ctx context.Context, conn *pgx.Conn) error {
 	_, err := conn.Exec(ctx, "CHECKPOINT")
 	return err
+}
+
+// Drain makes sure no client can write any more and returns the flushed end of WAL: every
+// commit a client was told of lies before it. pg_hba.conf is rewritten to refuse clients
+// (Fog's own socket and replication stay) and reloaded; once this session sees the reload,
+// the postmaster has applied it too (it forwards SIGHUP to its children only after reloading),
+// so no process forked from then on can authenticate as a client. Every child of the
+// postmaster that serves a client, or is still authenticating one (pg_stat_activity does not
+// show those), is then ended with SIGTERM, as pg_terminate_backend does, and waited for.
+// Finally a commit with an xid flushes all WAL before it, asynchronous commits included.
+func (c *Cluster) Drain(ctx context.Context, conn *pgx.Conn, clusterName string) (LSN, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := c.WriteHBA(true); err != nil {
+		return 0, err
+	}
+	var before, after time.Time
+	if err := conn.QueryRow(ctx, "SELECT pg_conf_load_time()").Scan(&before); err != nil {
+		return 0, err
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		return 0, err
+	}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for after = before; !after.After(before); {
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("the server did not reload pg_hba.conf: %w", ctx.Err())
+		case <-tick.C:
+		}
+		if err := conn.QueryRow(ctx, "SELECT pg_conf_load_time()").Scan(&after); err != nil {
+			return 0, err
+		}
+	}
+	pm, ok := c.PID()
+	if !ok {
+		return 0, errors.New("the server is not running")
+	}
+	clients, err := clientProcesses(pm, clusterName)
+	if err != nil {
+		return 0, err
+	}
+	for _, pid := range clients {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+	for len(clients) > 0 {
+		clients = slices.DeleteFunc(clients, func(pid int) bool { return !running(pid) })
+		if len(clients) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("client sessions did not end: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = local"); err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, "SELECT txid_current()"); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, err
+	}
+	var lsn string
+	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&lsn); err != nil {
+		return 0, err
+	}
+	return ParseLSN(lsn)
+}
+
+// auxiliary are the process titles of the postmaster's children that serve no client
+// (PostgreSQL's postmaster.c and the titles they set with init_ps_display).
+var auxiliary = []string{"checkpointer", "background writer", "walwriter", "autovacuum launcher", "autovacuum worker",
+	"logical replication launcher", "archiver", "stats collector", "walsender", "startup", "walreceiver",
+	"logical replication worker", "logical replication apply worker", "parallel worker", "io worker", "walsummarizer"}
+
+// clientProcesses lists the children of postmaster pm that serve a client, or are starting
+// to, other than Fog's own role. It reads process titles (update_process_title is on by
+// default on Linux): "postgres: [cluster: ]user database host(port) state".
+func clientProcesses(pm int, clusterName string) ([]int, error) {
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		_, rest, ok := strings.Cut(string(b), ") ")
+		fields := strings.Fields(rest)
+		if !ok || len(fields) < 2 || fields[1] != strconv.Itoa(pm) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile(filepath.Join(filepath.Dir(f), "cmdline"))
+		if err != nil {
+			continue
+		}
+		title := strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))
+		title = strings.TrimPrefix(title, "postgres: ")
+		title = strings.TrimPrefix(title, clusterName+": ")
+		if strings.HasPrefix(title, SystemUser+" ") || slices.ContainsFunc(auxiliary, func(a string) bool { return strings.HasPrefix(title, a) }) {
+			continue
+		}
+		out = append(out, pid)
+	}
+	return out, nil
 }
 
 // Promote ends recovery and waits until the server accepts writes. It checks first, so a
