@@ -72,6 +72,9 @@ type Controller struct {
 	createMu sync.Mutex // serialises address allocation and name reservation
 	kick     chan string
 	leases   *lease.Observer
+	// seedSeen is, per group and seed generation, the store revision at which the monitor
+	// first saw that seed done (the monitor's goroutine only).
+	seedSeen map[string]int64
 	mu       sync.Mutex
 	driving  map[string]bool
 }
@@ -82,7 +85,7 @@ func New(cfg Config, st store.Store, log *slog.Logger) (*Controller, error) {
 		return nil, err
 	}
 	return &Controller{cfg: cfg, st: st, log: log, kick: make(chan string, 128), driving: map[string]bool{},
-		leases: lease.NewObserver(cfg.LeaseTTL, nil)}, nil
+		leases: lease.NewObserver(cfg.LeaseTTL, nil), seedSeen: map[string]int64{}}, nil
 }
 
 // Regions returns the deployment's regions.

@@ -128,8 +128,20 @@ func (c *Controller) monitor(ctx context.Context) {
 			continue
 		}
 		c.recordLost(ctx, g.Name)
-		st := c.statuses(ctx, &g)
-		prim, sec := st[g.Primary], st[g.Secondary()]
+		var prim, sec instance.Status
+		ps, ss := g.Sides[g.Primary], g.Sides[g.Secondary()]
+		primRev, _ := store.Get(ctx, c.st, instance.StatusKey(ps.Location, ps.InstanceUID), &prim)
+		secRev, _ := store.Get(ctx, c.st, instance.StatusKey(ss.Location, ss.InstanceUID), &sec)
+		seeded := sec.SeededGeneration >= g.Members[g.Secondary()].SeedGeneration
+		// The store revision at which this controller first saw the current seed done: the
+		// primary's view of the slot counts only if written after it (revisions, not two
+		// agents' clocks, order the two).
+		seedKey := fmt.Sprintf("%s/%d", g.ID, g.Members[g.Secondary()].SeedGeneration)
+		seedRev, ok := c.seedSeen[seedKey]
+		if seeded && !ok {
+			seedRev = secRev
+			c.seedSeen[seedKey] = seedRev
+		}
 		slot := instance.SlotName(g.Sides[g.Secondary()].InstanceUID)
 		lost := false
 		if prim.Replication != nil {
@@ -138,7 +150,7 @@ func (c *Controller) monitor(ctx context.Context) {
 			}
 		}
 		// The primary's view must postdate the last seed, which replaced the lost slot.
-		if lost && sec.SeededGeneration >= g.Members[g.Secondary()].SeedGeneration && prim.Heartbeat.After(sec.SeededAt) {
+		if lost && seeded && primRev > seedRev {
 			c.log.Warn("secondary fell too far behind (slot invalidated); reseeding it", "group", g.Name, "secondary", g.Sides[g.Secondary()].InstanceName)
 			_, _, err := c.stepGroup(ctx, g.Name, func(g *FailoverGroup) {
 				g.SeedGeneration = newSeedGeneration(g.SeedGeneration)
