@@ -145,7 +145,11 @@ func settleScenario(ctx context.Context, o options) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
+	defer func() {
+		if os.Getenv("FOG_BENCH_KEEP") == "" {
+			os.RemoveAll(dir)
+		}
+	}()
 	const base = "127.0.208.1"
 	p, err := startFogProcess(ctx, bin, dir, base)
 	if err != nil {
@@ -170,13 +174,23 @@ func settleScenario(ctx context.Context, o options) (*result, error) {
 			return nil, err
 		}
 		sec := g.secondarySide()
-		r, err := p.fog.call(ctx, "POST", groupPath(sec[0], sec[1], g.name)+"/failover", nil)
-		if err != nil {
-			return nil, err
+		// Right after a start the agents are still bringing the instances up; a failover
+		// refused for that (ManagedInstanceGeoFailoverCannotBeExecuted) is asked again.
+		var r response
+		var opPath string
+		for attempt := 0; ; attempt++ {
+			if r, err = p.fog.call(ctx, "POST", groupPath(sec[0], sec[1], g.name)+"/failover", nil); err != nil {
+				return nil, err
+			}
+			opPath = r.header.Get("Azure-AsyncOperation")
+			if p.waitExit(5*time.Second) == nil || attempt == 5 {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
-		opPath := r.header.Get("Azure-AsyncOperation")
 		if err := p.waitExit(30 * time.Second); err != nil {
-			return nil, err
+			st, _ := p.fog.getJSON(ctx, pathOf(opPath))
+			return nil, fmt.Errorf("%w (operation: %v; log in %s)", err, st, dir)
 		}
 		killed := time.Now()
 		if p, err = startFogProcess(ctx, bin, dir, base); err != nil {

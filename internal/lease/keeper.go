@@ -80,16 +80,31 @@ func NewKeeper(cfg KeeperConfig, st store.Store, demands func(context.Context) (
 // Timing returns the keeper's lease timing.
 func (k *Keeper) Timing() Timing { return k.cfg.Timing }
 
-// Run renews until ctx ends. It returns after disarming the guard: the caller stops its
-// instances itself on a graceful exit.
+// Run renews until ctx ends. The check that fences the agent's primaries when renewals stop
+// succeeding runs in a loop of its own, so that a renewal hanging on an unreachable store
+// cannot hold it up. It returns when both loops have; the caller disarms the guard and stops
+// its instances itself on a graceful exit.
 func (k *Keeper) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(k.cfg.Timing.Renew / 2)
+		defer tick.Stop()
+		for {
+			k.selfFence(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	})
+	defer wg.Wait()
 	tick := time.NewTicker(k.cfg.Timing.Renew)
 	defer tick.Stop()
 	for {
 		if err := k.renew(ctx, true); err != nil && ctx.Err() == nil {
 			k.log.Warn("lease renewal failed", "region", k.cfg.Region, "err", err)
 		}
-		k.selfFence(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -153,22 +168,28 @@ func (k *Keeper) renewOnce(ctx context.Context, fence bool) error {
 		}
 	}
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	if !fence {
 		fenced = k.fenced // keep the acknowledgements of the last full renewal
 	}
-	rec := Record{Region: k.cfg.Region, Seq: k.seq + 1, Claims: map[string]int64{}, Fenced: fenced}
+	k.seq++
+	rec := Record{Region: k.cfg.Region, Seq: k.seq, Claims: map[string]int64{}, Fenced: fenced}
+	k.mu.Unlock()
 	held := map[string]Claim{}
 	for _, c := range d.Claims {
 		rec.Claims[c.UID] = c.Epoch
 		held[c.UID] = c
 		conds = append(conds, store.Cond{Key: c.Key, Rev: c.Rev})
 	}
+	// No lock is held while the store is asked: a hanging store must not hold up selfFence.
 	if err := k.st.Txn(ctx, conds, []store.Op{store.PutOp(Key(k.cfg.Region), rec)}); err != nil {
 		return err
 	}
-	k.seq, k.lastOK, k.held, k.fenced = rec.Seq, sent, held, fenced
-	k.writeGuard(true)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if sent.After(k.lastOK) {
+		k.lastOK, k.held, k.fenced = sent, held, fenced
+		k.writeGuard(true)
+	}
 	return nil
 }
 
