@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // TestSmoke runs one short scenario so the harness cannot rot; the numbers are not checked
@@ -35,3 +37,7 @@ func TestSmoke(t *testing.T) {
 		t.Error("an unknown scenario was accepted")
 	}
 }
+
+// TestMain checks that a whole in-process Fog (store, API, controller, agents, lease keepers,
+// gateway) leaves no goroutine behind when it stops.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
