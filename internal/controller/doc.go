@@ -42,6 +42,13 @@
 //	rejoining   old: standby with rewind                       wait (bounded); record the    Succeeded either way
 //	                                                           lost range once rewound
 //
+// Creating a group (record written: the operation and the group, members' desired state;
+// then "seeding": the secondary told to seed) and deleting one ("leaving": both members
+// standalone in one transaction with the group marked; then the record removed) are
+// re-entrant in the same way: each wait reads observed state, each write is conditional, and
+// a resumed driver repeats nothing that would change the outcome. An update changes only
+// policies and ends in the transaction that accepts it.
+//
 // Every step first reads the state it expects (observed state, the lease record), so a step
 // repeated after a crash is harmless. A failpoint (package failpoint) marks each step; the
 // unit tests crash the controller at each with fake agents, and the end-to-end tests kill

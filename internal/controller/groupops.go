@@ -30,8 +30,9 @@ func (c *Controller) driveCreateGroup(ctx context.Context, op *Operation) *arm.E
 	}); err != nil {
 		return cannotFailover("the primary %s did not become ready for replication: %v", prim.InstanceName, err)
 	}
-	gp, _, err := c.stepGroup(ctx, g.Name, func(g *FailoverGroup) {
+	gp, err := c.advance(ctx, op, func(g *FailoverGroup, next *Operation) {
 		g.Members[g.Secondary()] = Member{Role: instance.RoleStandby, SeedGeneration: g.SeedGeneration}
+		next.Step = "seeding"
 	})
 	if err != nil {
 		return internalError(err)
@@ -92,6 +93,10 @@ func (c *Controller) driveDeleteGroup(ctx context.Context, op *Operation) *arm.E
 		return internalError(err)
 	}
 	conds = append(append(conds, store.Cond{Key: fogKey(g.Name), Rev: rev}), sconds...)
+	leaving := *op
+	leaving.Step = "leaving"
+	leaving.mark(leaving.Step)
+	ops = append(ops, store.PutOp(opKey(op.ID), leaving))
 	if err := c.st.Txn(ctx, conds, append(ops, sops...)); err != nil {
 		return internalError(fmt.Errorf("leave group: %w", err)) // the driver is retried after a restart
 	}
