@@ -215,8 +215,10 @@ func (c *Controller) route(ctx context.Context, op *Operation, msg, kind string,
 // an operation ends with what happened. A planned failover's old primary shut down cleanly
 // and lost nothing; a forced one's was stopped at once and recovers what it had.
 func (c *Controller) rollback(ctx context.Context, op *Operation, reason *arm.Error) *arm.Error {
-	ctx = context.WithoutCancel(ctx)
-	g, nw, _, st, err := c.sides(ctx, op)
+	// The operation's own deadline may have passed (that is often why it rolls back); the
+	// rollback's reads and write must still happen.
+	wctx := context.WithoutCancel(ctx)
+	g, nw, _, st, err := c.sides(wctx, op)
 	if err != nil {
 		return internalError(err)
 	}
@@ -228,7 +230,7 @@ func (c *Controller) rollback(ctx context.Context, op *Operation, reason *arm.Er
 		return c.driveForcedFailover(ctx, op)
 	}
 	old := 1 - op.Target
-	_, err = c.advance(ctx, op, func(g *FailoverGroup, next *Operation) {
+	_, err = c.advance(wctx, op, func(g *FailoverGroup, next *Operation) {
 		g.Epoch++
 		g.Switching = false
 		g.Members[old] = Member{Role: instance.RolePrimary}
