@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 )
 
 var (
@@ -33,21 +34,35 @@ type Cond struct {
 	Rev int64
 }
 
-// Op is a write in a transaction: a put, or a delete when Delete is set.
+// Op is a write in a transaction: a put, or a delete when Delete is set. A put with a Lease
+// is deleted by the store when that lease expires or is revoked.
 type Op struct {
 	Key    string
 	Value  []byte
 	Delete bool
+	Lease  LeaseID
 }
 
 // Event tells a watcher that a key under its prefix changed.
 type Event struct {
 	Key     string
 	Deleted bool
+	// Rev is the store revision of the change (WatchFrom; Watch may leave it 0).
+	Rev int64
+	// Compacted means the revision a WatchFrom asked for is older than the store keeps: read
+	// the prefix again (Snapshot) and watch from the snapshot's revision.
+	Compacted bool
 }
 
+// LeaseID names a lease.
+type LeaseID int64
+
+// ErrLeaseNotFound means the lease expired or was revoked.
+var ErrLeaseNotFound = errors.New("store: lease not found")
+
 // Store is the state backend. Every write bumps one global revision, as in etcd, so that
-// compares on revisions fence concurrent writers.
+// compares on revisions fence concurrent writers and revisions of different keys order
+// their writes.
 type Store interface {
 	Get(ctx context.Context, key string) (KV, error)
 	List(ctx context.Context, prefix string) ([]KV, error)
@@ -57,6 +72,18 @@ type Store interface {
 	// watcher may miss events but never misses that something changed: it gets at least one
 	// event after the last write. The channel is closed when ctx ends.
 	Watch(ctx context.Context, prefix string) <-chan Event
+	// Snapshot reads every key under the prefixes at one revision, which it returns.
+	Snapshot(ctx context.Context, prefixes ...string) (int64, []KV, error)
+	// WatchFrom delivers, in order and each with its revision, every change under prefix
+	// after revision rev, until ctx ends (the channel is then closed). When rev is older than
+	// the store keeps, the only event is one with Compacted set.
+	WatchFrom(ctx context.Context, prefix string, rev int64) <-chan Event
+	// Grant creates a lease that expires ttl after it was granted or last kept alive.
+	Grant(ctx context.Context, ttl time.Duration) (LeaseID, error)
+	// KeepAlive renews a lease once; ErrLeaseNotFound when it has expired.
+	KeepAlive(ctx context.Context, id LeaseID) error
+	// Revoke ends a lease at once, deleting its keys.
+	Revoke(ctx context.Context, id LeaseID) error
 	Close() error
 }
 

@@ -1,85 +1,59 @@
-package store
+package store_test
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"path/filepath"
-	"sync"
 	"testing"
-	"time"
+
+	"github.com/fogdb/fog/internal/store"
+	"github.com/fogdb/fog/internal/store/storetest"
 )
 
-func openTest(t *testing.T) Store {
-	t.Helper()
-	s, err := OpenBolt(filepath.Join(t.TempDir(), "fog.db"))
+func TestBolt(t *testing.T) {
+	storetest.Run(t, storetest.Backend{
+		Open: func(t *testing.T) store.Store {
+			s, err := store.OpenBolt(filepath.Join(t.TempDir(), "fog.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		},
+		// A Bolt keeps a bounded history of changes: enough writes push rev out of it.
+		Compact: func(t *testing.T, s store.Store, rev int64) {
+			ops := make([]store.Op, 0, 9000)
+			for i := range 9000 {
+				ops = append(ops, store.Op{Key: fmt.Sprintf("filler/%d", i), Value: []byte("x")})
+			}
+			if err := s.Txn(context.Background(), nil, ops); err != nil {
+				t.Fatal(err)
+			}
+		},
+	})
+}
+
+// TestBoltLeasesEndWithTheProcess: keys written with a lease are gone when the file is
+// opened again, since the leases lived in the process that closed it.
+func TestBoltLeasesEndWithTheProcess(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fog.db")
+	s, err := store.OpenBolt(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-func TestTxnCompare(t *testing.T) {
 	ctx := context.Background()
-	s := openTest(t)
-	if err := s.Txn(ctx, []Cond{{Key: "a", Rev: 0}}, []Op{{Key: "a", Value: []byte("1")}}); err != nil {
-		t.Fatalf("create a: %v", err)
-	}
-	if err := s.Txn(ctx, []Cond{{Key: "a", Rev: 0}}, []Op{{Key: "a", Value: []byte("2")}}); !errors.Is(err, ErrConflict) {
-		t.Fatalf("second create of a = %v, want ErrConflict", err)
-	}
-	kv, err := s.Get(ctx, "a")
-	if err != nil || string(kv.Value) != "1" {
-		t.Fatalf("Get(a) = %q, %v, want 1", kv.Value, err)
-	}
-	if err := s.Txn(ctx, []Cond{{Key: "a", Rev: kv.Rev}}, []Op{{Key: "a", Delete: true}, {Key: "b", Value: []byte("x")}}); err != nil {
-		t.Fatalf("delete a: %v", err)
-	}
-	if _, err := s.Get(ctx, "a"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Get(a) after delete = %v, want ErrNotFound", err)
-	}
-	kvs, _ := s.List(ctx, "b")
-	if len(kvs) != 1 || kvs[0].Rev <= kv.Rev {
-		t.Fatalf("List(b) = %+v, want one key with a newer revision than %d", kvs, kv.Rev)
-	}
-}
-
-func TestUpdateConcurrent(t *testing.T) {
-	ctx := context.Background()
-	s := openTest(t)
-	if err := Put(ctx, s, "n", 0); err != nil {
+	id, _ := s.Grant(ctx, 1<<40)
+	_ = s.Txn(ctx, nil, []store.Op{{Key: "leased", Value: []byte("x"), Lease: id}, {Key: "kept", Value: []byte("y")}})
+	s.Close()
+	s, err = store.OpenBolt(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	for range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := Update(ctx, s, "n", func(n *int) error { *n++; return nil }); err != nil {
-				t.Error(err)
-			}
-		}()
+	defer s.Close()
+	if _, err := s.Get(ctx, "leased"); err == nil {
+		t.Error("a leased key survived the process")
 	}
-	wg.Wait()
-	var n int
-	if _, err := Get(ctx, s, "n", &n); err != nil || n != 20 {
-		t.Fatalf("n = %d, %v, want 20", n, err)
-	}
-}
-
-func TestWatch(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s := openTest(t)
-	ch := s.Watch(ctx, "x/")
-	_ = Put(ctx, s, "y/1", 1)
-	_ = Put(ctx, s, "x/1", 1)
-	select {
-	case ev := <-ch:
-		if ev.Key != "x/1" {
-			t.Fatalf("event key = %q, want x/1", ev.Key)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("no event for x/1")
+	if _, err := s.Get(ctx, "kept"); err != nil {
+		t.Errorf("an ordinary key: %v", err)
 	}
 }

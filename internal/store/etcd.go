@@ -1,0 +1,229 @@
+package store
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// EtcdConfig is how to reach an etcd cluster, with the options etcdctl takes.
+type EtcdConfig struct {
+	Endpoints []string
+	// TLS, when set, is used for client connections (--cacert, --cert, --key).
+	TLS *tls.Config
+	// Username and Password authenticate (--user), when etcd has auth enabled.
+	Username, Password string
+	// Prefix is put before every key, so several deployments can share one etcd (default
+	// "/fog/").
+	Prefix      string
+	DialTimeout time.Duration
+}
+
+// Etcd is a Store on an etcd cluster (v3.4 or newer). Revisions are etcd's: a key's Rev is
+// its ModRevision, and a Cond with Rev 0 compares its CreateRevision with 0 (the key does not
+// exist).
+type Etcd struct {
+	c      *clientv3.Client
+	prefix string
+}
+
+// OpenEtcd connects to etcd and checks that it answers.
+func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*Etcd, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("store: no etcd endpoints")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "/fog/"
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 5 * time.Second
+	}
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints: cfg.Endpoints, TLS: cfg.TLS, Username: cfg.Username, Password: cfg.Password,
+		DialTimeout: cfg.DialTimeout, Context: ctx,
+		// The client's own retry warnings would go to stderr; Fog reports what fails itself.
+		Logger: zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: connect to etcd %v: %w", cfg.Endpoints, err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	if _, err := c.Get(sctx, cfg.Prefix+"\x00probe"); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("store: etcd %v does not answer: %w", cfg.Endpoints, err)
+	}
+	return &Etcd{c: c, prefix: cfg.Prefix}, nil
+}
+
+// Client is the underlying etcd client (elections, compaction in tests).
+func (e *Etcd) Client() *clientv3.Client { return e.c }
+
+func (e *Etcd) kv(k []byte, v []byte, rev int64) KV {
+	return KV{Key: string(k[len(e.prefix):]), Value: v, Rev: rev}
+}
+
+// Get implements Store.
+func (e *Etcd) Get(ctx context.Context, key string) (KV, error) {
+	r, err := e.c.Get(ctx, e.prefix+key)
+	if err != nil {
+		return KV{}, fmt.Errorf("store: get %s: %w", key, err)
+	}
+	if len(r.Kvs) == 0 {
+		return KV{}, ErrNotFound
+	}
+	return e.kv(r.Kvs[0].Key, r.Kvs[0].Value, r.Kvs[0].ModRevision), nil
+}
+
+// List implements Store.
+func (e *Etcd) List(ctx context.Context, prefix string) ([]KV, error) {
+	_, kvs, err := e.Snapshot(ctx, prefix)
+	return kvs, err
+}
+
+// Snapshot implements Store: every range of one etcd transaction is read at its revision.
+func (e *Etcd) Snapshot(ctx context.Context, prefixes ...string) (int64, []KV, error) {
+	ops := make([]clientv3.Op, 0, len(prefixes))
+	for _, p := range prefixes {
+		ops = append(ops, clientv3.OpGet(e.prefix+p, clientv3.WithPrefix()))
+	}
+	r, err := e.c.Txn(ctx).Then(ops...).Commit()
+	if err != nil {
+		return 0, nil, fmt.Errorf("store: read %v: %w", prefixes, err)
+	}
+	var out []KV
+	for _, rr := range r.Responses {
+		for _, kv := range rr.GetResponseRange().Kvs {
+			out = append(out, e.kv(kv.Key, kv.Value, kv.ModRevision))
+		}
+	}
+	return r.Header.Revision, out, nil
+}
+
+// Txn implements Store.
+func (e *Etcd) Txn(ctx context.Context, conds []Cond, ops []Op) error {
+	cmps := make([]clientv3.Cmp, 0, len(conds))
+	for _, c := range conds {
+		if c.Rev == 0 {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(e.prefix+c.Key), "=", 0))
+		} else {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(e.prefix+c.Key), "=", c.Rev))
+		}
+	}
+	then := make([]clientv3.Op, 0, len(ops))
+	for _, op := range ops {
+		switch {
+		case op.Delete:
+			then = append(then, clientv3.OpDelete(e.prefix+op.Key))
+		case op.Lease != 0:
+			then = append(then, clientv3.OpPut(e.prefix+op.Key, string(op.Value), clientv3.WithLease(clientv3.LeaseID(op.Lease))))
+		default:
+			then = append(then, clientv3.OpPut(e.prefix+op.Key, string(op.Value)))
+		}
+	}
+	r, err := e.c.Txn(ctx).If(cmps...).Then(then...).Commit()
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return ErrLeaseNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("store: txn: %w", err)
+	}
+	if !r.Succeeded {
+		return ErrConflict
+	}
+	return nil
+}
+
+// Watch implements Store.
+func (e *Etcd) Watch(ctx context.Context, prefix string) <-chan Event {
+	out := make(chan Event, 64)
+	wch := e.c.Watch(clientv3.WithRequireLeader(ctx), e.prefix+prefix, clientv3.WithPrefix())
+	go func() {
+		defer close(out)
+		for resp := range wch {
+			if resp.Err() != nil {
+				// The watch broke (a lost leader, a compaction): tell the watcher to look.
+				select {
+				case out <- Event{}:
+				default:
+				}
+				continue
+			}
+			for _, ev := range resp.Events {
+				select {
+				case out <- Event{Key: string(ev.Kv.Key[len(e.prefix):]), Deleted: ev.Type == clientv3.EventTypeDelete, Rev: ev.Kv.ModRevision}:
+				default:
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// WatchFrom implements Store.
+func (e *Etcd) WatchFrom(ctx context.Context, prefix string, rev int64) <-chan Event {
+	out := make(chan Event)
+	wctx, cancel := context.WithCancel(ctx)
+	wch := e.c.Watch(clientv3.WithRequireLeader(wctx), e.prefix+prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	go func() {
+		defer close(out)
+		defer cancel()
+		for resp := range wch {
+			if resp.CompactRevision != 0 || errors.Is(resp.Err(), rpctypes.ErrCompacted) {
+				select {
+				case out <- Event{Compacted: true, Rev: resp.CompactRevision}:
+				case <-ctx.Done():
+				}
+				return
+			}
+			if resp.Err() != nil {
+				continue
+			}
+			for _, ev := range resp.Events {
+				select {
+				case out <- Event{Key: string(ev.Kv.Key[len(e.prefix):]), Deleted: ev.Type == clientv3.EventTypeDelete, Rev: ev.Kv.ModRevision}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// Grant implements Store. etcd counts TTLs in whole seconds and enforces a minimum.
+func (e *Etcd) Grant(ctx context.Context, ttl time.Duration) (LeaseID, error) {
+	secs := int64((ttl + time.Second - 1) / time.Second)
+	r, err := e.c.Grant(ctx, secs)
+	if err != nil {
+		return 0, fmt.Errorf("store: grant lease: %w", err)
+	}
+	return LeaseID(r.ID), nil
+}
+
+// KeepAlive implements Store.
+func (e *Etcd) KeepAlive(ctx context.Context, id LeaseID) error {
+	_, err := e.c.KeepAliveOnce(ctx, clientv3.LeaseID(id))
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return ErrLeaseNotFound
+	}
+	return err
+}
+
+// Revoke implements Store.
+func (e *Etcd) Revoke(ctx context.Context, id LeaseID) error {
+	_, err := e.c.Revoke(ctx, clientv3.LeaseID(id))
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return ErrLeaseNotFound
+	}
+	return err
+}
+
+// Close implements Store.
+func (e *Etcd) Close() error { return e.c.Close() }
