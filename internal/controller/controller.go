@@ -88,6 +88,15 @@ func New(cfg Config, st store.Store, log *slog.Logger) (*Controller, error) {
 		leases: lease.NewObserver(cfg.LeaseTTL, nil), seedSeen: map[string]int64{}}, nil
 }
 
+// Driver returns a controller that drives operations through st: the leader's store, whose
+// every write carries the leadership's token (package election), so that a deposed leader's
+// drivers can no longer change anything. It shares the configuration and the lease
+// observer; the API keeps accepting requests through the controller it was made from.
+func (c *Controller) Driver(st store.Store) *Controller {
+	return &Controller{cfg: c.cfg, st: st, log: c.log, kick: make(chan string, 128), driving: map[string]bool{},
+		leases: c.leases, seedSeen: map[string]int64{}}
+}
+
 // Regions returns the deployment's regions.
 func (c *Controller) Regions() []string { return c.cfg.Regions }
 
@@ -97,6 +106,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer wg.Wait()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	// Operations are accepted by any server's API; the leader learns of them from the store.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	accepted := c.st.Watch(wctx, "ops/")
 	start := func(id string) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -132,6 +145,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			return nil
 		case id := <-c.kick:
 			start(id)
+		case <-accepted:
 		case <-tick.C:
 			c.monitor(ctx)
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/fogdb/fog/internal/api"
 	"github.com/fogdb/fog/internal/controller"
 	"github.com/fogdb/fog/internal/devca"
+	"github.com/fogdb/fog/internal/election"
 	"github.com/fogdb/fog/internal/gateway"
 	"github.com/fogdb/fog/internal/lease"
 	"github.com/fogdb/fog/internal/postgres"
@@ -58,6 +59,9 @@ type Config struct {
 	GuardCommand []string
 	Log          *slog.Logger
 }
+
+// LeaderKey is the store key of the control plane's leader election.
+const LeaderKey = "leader/controller"
 
 // DefaultSubscription is the subscription id written to a new client config.
 const DefaultSubscription = "00000000-0000-0000-0000-000000000000"
@@ -228,7 +232,14 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		}
 		return out, nil
 	}, ca, log.With("component", "gateway"))
-	g.Go(func() error { return ctrl.Run(gctx) })
+	// The same election as on several servers: with the embedded store this process always
+	// wins it, and its drivers write through the leader's guard all the same.
+	hostname, _ := os.Hostname()
+	elector := election.New(election.Config{Key: LeaderKey, ID: fmt.Sprintf("%s/%d", hostname, os.Getpid()), TTL: 5 * time.Second},
+		st, log.With("component", "election"))
+	g.Go(func() error {
+		return elector.Run(gctx, func(lctx context.Context, gst store.Store) { _ = ctrl.Driver(gst).Run(lctx) })
+	})
 	g.Go(func() error { return gw.Run(gctx) })
 	g.Go(func() error {
 		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
