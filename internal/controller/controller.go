@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/group"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/lease"
 	"github.com/fogdb/fog/internal/postgres"
@@ -97,6 +98,9 @@ func (c *Controller) Driver(st store.Store) *Controller {
 		leases: c.leases, seedSeen: map[string]int64{}}
 }
 
+// DNSSuffix is the suffix of instance and listener names.
+func (c *Controller) DNSSuffix() string { return c.cfg.DNSSuffix }
+
 // Regions returns the deployment's regions.
 func (c *Controller) Regions() []string { return c.cfg.Regions }
 
@@ -110,6 +114,16 @@ func (c *Controller) Run(ctx context.Context) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	accepted := c.st.Watch(wctx, "ops/")
+	// Every lease renewal is noted as it happens, so that a lease's expiry counts from the
+	// last renewal this controller saw, not from when an operation first asked.
+	renewals := c.st.Watch(wctx, lease.Prefix)
+	wg.Go(func() {
+		for ev := range renewals {
+			if ev.Rev != 0 {
+				c.leases.Note(ev.Key, ev.Rev)
+			}
+		}
+	})
 	start := func(id string) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -152,10 +166,8 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 }
 
-func miKey(sub, rg, name string) string {
-	return "mi/" + strings.ToLower(sub) + "/" + strings.ToLower(rg) + "/" + strings.ToLower(name)
-}
-func nameKey(name string) string { return "names/mi/" + strings.ToLower(name) }
+func miKey(sub, rg, name string) string { return group.InstanceKey(sub, rg, name) }
+func nameKey(name string) string        { return "names/mi/" + strings.ToLower(name) }
 
 type nameRecord struct {
 	ID string `json:"id"`

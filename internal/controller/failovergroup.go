@@ -43,7 +43,7 @@ func (c *Controller) group(ctx context.Context, sub, rg, loc, name string) (*Fai
 	if err != nil {
 		return nil, 0, -1, internalError(err)
 	}
-	i := g.side(sub, rg, loc)
+	i := g.Side(sub, rg, loc)
 	if i < 0 {
 		return nil, 0, -1, fogNotFound(name)
 	}
@@ -210,7 +210,7 @@ func (c *Controller) ListFailoverGroups(ctx context.Context, sub, rg, loc string
 	}
 	out := []resource.FailoverGroupJSON{}
 	for k := range gs {
-		if i := gs[k].side(sub, rg, loc); i >= 0 {
+		if i := gs[k].Side(sub, rg, loc); i >= 0 {
 			out = append(out, c.groupView(ctx, &gs[k], i))
 		}
 	}
@@ -258,7 +258,7 @@ func (c *Controller) PutFailoverGroup(ctx context.Context, sub, rg, loc, name st
 }
 
 func (c *Controller) updateGroup(ctx context.Context, g *FailoverGroup, rev int64, sub, rg, region string, spec *resource.FailoverGroupSpec) (*Operation, *arm.Error) {
-	i := g.side(sub, rg, region)
+	i := g.Side(sub, rg, region)
 	if i < 0 {
 		return nil, arm.Errorf(http.StatusConflict, "InstanceFailoverGroupDnsRecordInUse",
 			"The failover group name '%s' is in use by another group (its listener names must be unique); choose another name.", g.Name)
@@ -284,7 +284,7 @@ func (c *Controller) updateGroup(ctx context.Context, g *FailoverGroup, rev int6
 		Location: region, ResourceID: g.Name, Status: arm.StatusInProgress, StartTime: time.Now().UTC()}
 	g.ReadWritePolicy, g.GraceMinutes, g.ReadOnlyPolicy, g.SecondaryType = spec.ReadWritePolicy, spec.GraceMinutes, spec.ReadOnlyPolicy, spec.SecondaryType
 	g.ActiveOperation, g.OperationKind = op.ID, op.Kind
-	g.event("Update", fmt.Sprintf("policy %s, read-only %s, secondary type %s", g.ReadWritePolicy, g.ReadOnlyPolicy, g.SecondaryType), nil)
+	g.Event("Update", fmt.Sprintf("policy %s, read-only %s, secondary type %s", g.ReadWritePolicy, g.ReadOnlyPolicy, g.SecondaryType), nil)
 	if aerr := c.writeGroup(ctx, g, rev, store.PutOp(opKey(op.ID), op)); aerr != nil {
 		return nil, aerr
 	}
@@ -484,7 +484,7 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 	op := &Operation{ID: resource.NewUID(), Name: "CreateManagedFailoverGroup", Kind: KindCreateGroup, Subscription: sub, ResourceGroup: rg,
 		Location: region, ResourceID: name, Status: arm.StatusInProgress, StartTime: time.Now().UTC()}
 	g.ActiveOperation, g.OperationKind = op.ID, op.Kind
-	g.event("Create", fmt.Sprintf("primary %s (%s), secondary %s (%s)", prim.Name, prim.Location, part.Name, part.Location), nil)
+	g.Event("Create", fmt.Sprintf("primary %s (%s), secondary %s (%s)", prim.Name, prim.Location, part.Name, part.Location), nil)
 	prim.FailoverGroup, part.FailoverGroup = name, name
 	sconds, sops, _, err := c.specWrites(ctx,
 		c.groupSpec(c.baseSpec(prim), g, 0, part), c.groupSpec(c.baseSpec(part), g, 1, prim))
@@ -619,7 +619,7 @@ func (c *Controller) GroupResult(ctx context.Context, op *Operation) (resource.F
 	if _, err := store.Get(ctx, c.st, fogKey(op.ResourceID), &g); err != nil {
 		return resource.FailoverGroupJSON{}, fogNotFound(op.ResourceID)
 	}
-	i := g.side(op.Subscription, op.ResourceGroup, op.Location)
+	i := g.Side(op.Subscription, op.ResourceGroup, op.Location)
 	if i < 0 {
 		for k, s := range g.Sides {
 			if resource.NormalizeRegion([]string{s.Location}, op.Location) != "" {

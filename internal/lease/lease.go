@@ -19,10 +19,14 @@
 package lease
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/fogdb/fog/internal/store"
 )
 
 // Record is the stored lease of one region's agent.
@@ -125,3 +129,30 @@ func (o *Observer) Note(key string, rev int64) time.Duration {
 // Live reports whether the lease at key, currently at revision rev, may still be held.
 // rev 0 (no record) is live only until TTL after the observer first looked.
 func (o *Observer) Live(key string, rev int64) bool { return o.Note(key, rev) < o.ttl }
+
+// Read reads a region's lease record from st and reports whether the lease is live on the
+// observer's clock. A store that does not answer counts as live: the lease may be held.
+func (o *Observer) Read(ctx context.Context, st store.Store, region string) (Record, bool) {
+	var rec Record
+	kv, err := st.Get(ctx, Key(region))
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return rec, true
+	}
+	if err == nil {
+		_ = json.Unmarshal(kv.Value, &rec)
+	}
+	return rec, o.Live(Key(region), kv.Rev)
+}
+
+// AgentLive reports whether region's agent renews its lease.
+func (o *Observer) AgentLive(ctx context.Context, st store.Store, region string) bool {
+	_, live := o.Read(ctx, st, region)
+	return live
+}
+
+// Holds reports whether region's agent holds instance uid as primary of epoch under a live
+// lease.
+func (o *Observer) Holds(ctx context.Context, st store.Store, region, uid string, epoch int64) bool {
+	rec, live := o.Read(ctx, st, region)
+	return live && rec.Claims[uid] == epoch
+}

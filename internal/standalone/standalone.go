@@ -3,6 +3,7 @@
 package standalone
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -28,6 +29,7 @@ import (
 	"github.com/fogdb/fog/internal/devca"
 	"github.com/fogdb/fog/internal/election"
 	"github.com/fogdb/fog/internal/gateway"
+	"github.com/fogdb/fog/internal/group"
 	"github.com/fogdb/fog/internal/lease"
 	"github.com/fogdb/fog/internal/postgres"
 	"github.com/fogdb/fog/internal/store"
@@ -218,11 +220,14 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	for _, a := range agents {
 		g.Go(func() error { return a.Run(gctx) })
 	}
+	// The gateway reads the groups and what the agents observe from the store, and judges
+	// leases on its own clock; it does not ask the controller.
+	gwLeases := lease.NewObserver(cmp.Or(cfg.LeaseTTL, lease.DefaultTTL), nil)
 	gw := gateway.New(gateway.Config{
 		HoldTimeout:   cfg.HoldTimeout,
-		WatchPrefixes: []string{"fog/", "observed/", "desired/", lease.Prefix},
+		WatchPrefixes: []string{group.Prefix, "observed/", "desired/", lease.Prefix},
 	}, st, func(ctx context.Context) ([]gateway.Listener, error) {
-		routes, err := ctrl.Routes(ctx)
+		routes, err := group.Routes(ctx, st, gwLeases, ctrl.DNSSuffix())
 		if err != nil {
 			return nil, err
 		}

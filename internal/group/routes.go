@@ -1,4 +1,4 @@
-package controller
+package group
 
 import (
 	"context"
@@ -7,11 +7,12 @@ import (
 	"strconv"
 
 	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/lease"
 	"github.com/fogdb/fog/internal/store"
 )
 
-// ListenerRoute is where one listener sends new connections right now.
-type ListenerRoute struct {
+// Route is where one listener sends new connections right now.
+type Route struct {
 	Addr     string
 	Names    []string
 	Target   string
@@ -24,32 +25,36 @@ type ListenerRoute struct {
 // read-write listener routes only to the instance observed as primary in the group's current
 // epoch, so a primary of an older epoch (one a failover fenced, or one that came back) never
 // receives a connection through it: the rule that keeps split brain out of the listener.
-func (c *Controller) Routes(ctx context.Context) ([]ListenerRoute, error) {
-	groups, err := store.List[FailoverGroup](ctx, c.st, "fog/")
+// Leases are judged on obs's clock.
+func Routes(ctx context.Context, st0 store.Store, obs *lease.Observer, dnsSuffix string) ([]Route, error) {
+	groups, err := store.List[FailoverGroup](ctx, st0, Prefix)
 	if err != nil {
 		return nil, err
 	}
-	var out []ListenerRoute
+	var out []Route
 	for k := range groups {
 		g := &groups[k]
 		if g.Deleting {
 			continue
 		}
-		st := c.statuses(ctx, g)
+		var st [2]instance.Status
+		for i, s := range g.Sides {
+			_, _ = store.Get(ctx, st0, instance.StatusKey(s.Location, s.InstanceUID), &st[i])
+		}
 		var addrs [2]string
 		for i, s := range g.Sides {
 			var spec instance.Spec
-			if _, err := store.Get(ctx, c.st, instance.SpecKey(s.Location, s.InstanceUID), &spec); err == nil {
+			if _, err := store.Get(ctx, st0, instance.SpecKey(s.Location, s.InstanceUID), &spec); err == nil {
 				addrs[i] = net.JoinHostPort(spec.Host, strconv.Itoa(spec.Port))
 			}
 		}
-		rwName, roName := ListenerNames(g.Name, g.DNSZone, c.cfg.DNSSuffix)
+		rwName, roName := ListenerNames(g.Name, g.DNSZone, dnsSuffix)
 		prim, sec := st[g.Primary], st[g.Secondary()]
 		// The primary must be the one of the current epoch and hold a live lease for it: an
 		// agent that lost its lease has fenced its primary, or is about to.
 		primOK := prim.Phase == instance.PhaseReady && prim.Role == instance.RolePrimary && prim.Epoch == g.Epoch &&
-			c.holdsLease(ctx, g.Sides[g.Primary], g.Epoch)
-		rw := ListenerRoute{Addr: net.JoinHostPort(g.ReadWrite.Host, strconv.Itoa(g.ReadWrite.Port)), Names: []string{rwName}}
+			obs.Holds(ctx, st0, g.Sides[g.Primary].Location, g.Sides[g.Primary].InstanceUID, g.Epoch)
+		rw := Route{Addr: net.JoinHostPort(g.ReadWrite.Host, strconv.Itoa(g.ReadWrite.Port)), Names: []string{rwName}}
 		switch {
 		case g.Switching:
 			rw.Hold = true
@@ -60,8 +65,8 @@ func (c *Controller) Routes(ctx context.Context) ([]ListenerRoute, error) {
 			// wait for it rather than fail at once.
 			rw.Hold = true
 		}
-		ro := ListenerRoute{Addr: net.JoinHostPort(g.ReadOnly.Host, strconv.Itoa(g.ReadOnly.Port)), Names: []string{roName}}
-		secOK := sec.Phase == instance.PhaseReady && sec.Role == instance.RoleStandby && c.agentLive(ctx, g.Sides[g.Secondary()])
+		ro := Route{Addr: net.JoinHostPort(g.ReadOnly.Host, strconv.Itoa(g.ReadOnly.Port)), Names: []string{roName}}
+		secOK := sec.Phase == instance.PhaseReady && sec.Role == instance.RoleStandby && obs.AgentLive(ctx, st0, g.Sides[g.Secondary()].Location)
 		switch {
 		case g.SecondaryType == "Standby":
 			ro.Refuse = fmt.Sprintf("the read-only listener of failover group %s is disabled: its secondary is a Standby (disaster recovery only) replica; connect to the read-write listener %s", g.Name, rwName)

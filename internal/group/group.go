@@ -1,0 +1,115 @@
+// Package group holds the stored record of a failover group, shared by the controller that
+// writes it and the gateways that route by it, and computes the listeners' routes.
+package group
+
+import (
+	"strings"
+	"time"
+
+	"github.com/fogdb/fog/internal/resource"
+)
+
+// FailoverGroup is the stored record of an instance failover group. Sides[Primary] is the
+// current primary; every role change increments Epoch.
+type FailoverGroup struct {
+	Name            string       `json:"name"`
+	Sides           [2]GroupSide `json:"sides"`
+	Primary         int          `json:"primary"`
+	ReadWritePolicy string       `json:"readWritePolicy"`
+	GraceMinutes    *int         `json:"graceMinutes,omitempty"`
+	ReadOnlyPolicy  string       `json:"readOnlyPolicy"`
+	SecondaryType   string       `json:"secondaryType"`
+	Epoch           int64        `json:"epoch"`
+	// Switching holds new read-write connections while the primary changes.
+	Switching bool `json:"switching"`
+	// Deleting: the group is being removed; listeners are gone.
+	Deleting        bool   `json:"deleting,omitempty"`
+	ActiveOperation string `json:"activeOperation,omitempty"`
+	// OperationKind of the active operation, for replicationState.
+	OperationKind       string                   `json:"operationKind,omitempty"`
+	Members             [2]Member                `json:"members"`
+	ID                  string                   `json:"id"`
+	ReplicationPassword string                   `json:"replicationPassword"`
+	ReplicationVerifier string                   `json:"replicationVerifier"`
+	SeedGeneration      int64                    `json:"seedGeneration"`
+	ReadWrite           Address                  `json:"readWrite"`
+	ReadOnly            Address                  `json:"readOnly"`
+	DNSZone             string                   `json:"dnsZone"`
+	Warnings            []string                 `json:"warnings,omitempty"`
+	LastForced          *resource.ForcedFailover `json:"lastForced,omitempty"`
+	Events              []resource.Event         `json:"events,omitempty"`
+	Created             time.Time                `json:"created"`
+}
+
+// Member is what the group wants of one side's instance right now; the instance spec is its
+// base spec with this applied.
+type Member struct {
+	Role            string `json:"role,omitempty"`
+	Paused          bool   `json:"paused,omitempty"`
+	Drain           bool   `json:"drain,omitempty"`
+	KeepLostWAL     bool   `json:"keepLostWal,omitempty"`
+	StopImmediately bool   `json:"stopImmediately,omitempty"`
+	PromoteAfterLSN string `json:"promoteAfterLsn,omitempty"`
+	Rewind          bool   `json:"rewind,omitempty"`
+	SeedGeneration  int64  `json:"seedGeneration,omitempty"`
+}
+
+// GroupSide is one member of a group.
+type GroupSide struct {
+	Subscription  string `json:"subscription"`
+	ResourceGroup string `json:"resourceGroup"`
+	Location      string `json:"location"`
+	InstanceName  string `json:"instanceName"`
+	InstanceUID   string `json:"instanceUid"`
+	// PartnerRegionAsSent keeps the partnerRegions location in the form the client sent.
+	PartnerRegionAsSent string `json:"partnerRegionAsSent,omitempty"`
+}
+
+// Address is a listener address.
+type Address struct {
+	Host string `json:"host"`
+	Port int    `json:"port"`
+}
+
+// Secondary is the index of the current secondary.
+func (g *FailoverGroup) Secondary() int { return 1 - g.Primary }
+
+// InstanceKey is the store key of a side's instance.
+func (s GroupSide) InstanceKey() string {
+	return InstanceKey(s.Subscription, s.ResourceGroup, s.InstanceName)
+}
+
+// Side returns the index of the side addressed by (sub, rg, location), or -1.
+func (g *FailoverGroup) Side(sub, rg, location string) int {
+	for i, s := range g.Sides {
+		if strings.EqualFold(s.Subscription, sub) && strings.EqualFold(s.ResourceGroup, rg) &&
+			resource.NormalizeRegion([]string{s.Location}, location) != "" {
+			return i
+		}
+	}
+	return -1
+}
+
+// Event records an event in the group, keeping the last 50.
+func (g *FailoverGroup) Event(kind, msg string, lost *resource.LostWAL) {
+	g.Events = append(g.Events, resource.Event{Time: time.Now().UTC(), Kind: kind, Message: msg, Initiator: "user", LostWAL: lost})
+	if len(g.Events) > 50 {
+		g.Events = g.Events[len(g.Events)-50:]
+	}
+}
+
+// Key is the store key of a group's record.
+func Key(name string) string { return Prefix + strings.ToLower(name) }
+
+// Prefix is the prefix of every group record.
+const Prefix = "fog/"
+
+// InstanceKey is the store key of a managed instance's record.
+func InstanceKey(sub, rg, name string) string {
+	return "mi/" + strings.ToLower(sub) + "/" + strings.ToLower(rg) + "/" + strings.ToLower(name)
+}
+
+// ListenerNames returns the read-write and read-only listener names of a group.
+func ListenerNames(name, zone, suffix string) (rw, ro string) {
+	return name + "." + zone + "." + suffix, name + ".secondary." + zone + "." + suffix
+}
