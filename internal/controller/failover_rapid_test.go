@@ -98,20 +98,3 @@ func (w *world) setDown(region string, down bool) {
 	}
 	w.down[region] = down
 }
-
-// waitSettled waits until the group's secondary streams again, so the next operation starts
-// from a healthy group.
-func waitSettled(t *testing.T, c *Controller) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		var g FailoverGroup
-		_, _ = store.Get(context.Background(), c.st, fogKey("fg"), &g)
-		st := c.statuses(context.Background(), &g)
-		if streaming(st[g.Secondary()]) {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("the fake group did not settle")
-}

@@ -226,7 +226,7 @@ func startWorld(t *testing.T) (ctx context.Context, w *world, c *Controller, sto
 	}
 	c = newTestController(t, st)
 	setupGroup(t, c)
-	waitStreaming(t, c)
+	waitSettled(t, c)
 	return ctx, w, c, stop
 }
 
@@ -378,19 +378,21 @@ func (c *Controller) groupBusyAt(ctx context.Context) *arm.Error {
 	return c.groupBusy(ctx, &g)
 }
 
-func waitStreaming(t *testing.T, c *Controller) {
+// waitSettled waits until the group's secondary streams from its primary, so an operation
+// starts from a healthy group.
+func waitSettled(t *testing.T, c *Controller) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		var g FailoverGroup
 		_, _ = store.Get(context.Background(), c.st, fogKey("fg"), &g)
 		st := c.statuses(context.Background(), &g)
-		if streaming(st[1]) && st[0].Role == instance.RolePrimary {
+		if streaming(st[g.Secondary()]) && st[g.Primary].Role == instance.RolePrimary {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatal("the fake group never replicated")
+	t.Fatal("the fake group does not replicate")
 }
 
 // TestForcedFailoverWaitsForLeaseWhenAgentIsDead: the old primary's agent is dead and its
