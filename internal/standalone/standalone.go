@@ -50,6 +50,8 @@ type Config struct {
 	LocaleOK func(string) bool
 	// Resync is the agents' periodic check interval.
 	Resync time.Duration
+	// Observe is how often agents publish what they observe of running instances.
+	Observe time.Duration
 	// HoldTimeout bounds how long a listener holds new connections during a failover.
 	HoldTimeout time.Duration
 	// MaxSlotWALKeepSize overrides the WAL a replication slot may hold back.
@@ -207,7 +209,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	for _, region := range cfg.Regions {
 		a, err := agent.New(agent.Config{
 			Region: region, Dir: filepath.Join(cfg.DataDir, "regions", region), FogUser: fogUser,
-			Resync: cfg.Resync, StopOnExit: true, CACertPEM: ca.CertPEM, MaxSlotWALKeepSize: cfg.MaxSlotWALKeepSize,
+			Resync: cfg.Resync, Observe: cfg.Observe, StopOnExit: true, CACertPEM: ca.CertPEM, MaxSlotWALKeepSize: cfg.MaxSlotWALKeepSize,
 			Lease: lease.Timing{TTL: cfg.LeaseTTL}, GuardCommand: cfg.GuardCommand,
 		}, st, runner, ca, log.With("component", "agent"))
 		if err != nil {

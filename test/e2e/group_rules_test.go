@@ -108,8 +108,9 @@ func TestFailoverGroupPrerequisites(t *testing.T) {
 // TestFailoverGroupNetworkCheck: the secondary's agent must reach the primary's replication
 // endpoint, or the create fails naming the address and the error.
 func TestFailoverGroupNetworkCheck(t *testing.T) {
-	// The agents look only every hour here, so a killed postgres stays down.
-	f := startFog(t, "", func(c *standalone.Config) { c.Resync = time.Hour })
+	// The agents look only every hour here, so a killed postgres stays down and is not seen
+	// to be down: what finds it is the reach test of the create.
+	f := startFog(t, "", func(c *standalone.Config) { c.Resync, c.Observe = time.Hour, time.Hour })
 	p := newPair(t, f, "net")
 	pm := postmasterOf(t, f, p.prim)
 	if err := syscall.Kill(pm, syscall.SIGKILL); err != nil {
