@@ -37,18 +37,7 @@ func TestAgentCutOffFencesItsPrimary(t *testing.T) {
 	pm := postmasterOf(t, f, p.prim)
 
 	cut.Store(true)
-	cutAt := time.Now()
-	for alive(pm) && time.Since(cutAt) < 10*time.Second {
-		time.Sleep(10 * time.Millisecond)
-	}
-	fencedAfter := time.Since(cutAt)
-	if alive(pm) {
-		t.Fatal("the cut-off agent's primary is still running 10 s later")
-	}
-	t.Logf("primary fenced %s after its agent was cut off", fencedAfter.Round(time.Millisecond))
-	if fencedAfter > 4*time.Second {
-		t.Errorf("fenced %s after the cut; must be before the lease TTL of 4 s", fencedAfter)
-	}
+	expectFenced(t, pm, "its agent was cut off")
 
 	start := time.Now()
 	r := f.call("POST", groupPath("rg-s", "westus", p.name)+"/forceFailoverAllowDataLoss", nil)
