@@ -52,6 +52,8 @@ type Config struct {
 	Resync time.Duration
 	// Observe is how often agents publish what they observe of running instances.
 	Observe time.Duration
+	// Etcd, when set, keeps Fog's state in etcd instead of the embedded store file.
+	Etcd *store.EtcdConfig
 	// HoldTimeout bounds how long a listener holds new connections during a failover.
 	HoldTimeout time.Duration
 	// MaxSlotWALKeepSize overrides the WAL a replication slot may hold back.
@@ -156,7 +158,12 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, "fog.db"))
+	var st store.Store
+	if cfg.Etcd != nil {
+		st, err = store.OpenEtcd(ctx, *cfg.Etcd)
+	} else {
+		st, err = store.OpenBolt(filepath.Join(cfg.DataDir, "fog.db"))
+	}
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,85 @@
+package e2e
+
+import (
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/fogdb/fog/internal/standalone"
+	"github.com/fogdb/fog/internal/store"
+)
+
+// startEtcd runs a one-member etcd in the test process on loopback until the test ends.
+func startEtcd(t *testing.T) []string {
+	t.Helper()
+	free := func() url.URL {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return url.URL{Scheme: "http", Host: l.Addr().String()}
+	}
+	cfg := embed.NewConfig()
+	cfg.Dir = t.TempDir()
+	client, peer := free(), free()
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
+	cfg.InitialCluster = cfg.Name + "=" + peer.String()
+	cfg.LogLevel = "error"
+	cfg.LogOutputs = []string{filepath.Join(cfg.Dir, "etcd.log")}
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		e.Close()
+		t.Fatal("etcd did not start")
+	}
+	t.Cleanup(e.Close)
+	return []string{client.String()}
+}
+
+// TestFogOnEtcd runs Fog with its state in etcd instead of the embedded store file: a group
+// is created, fails over planned and forced, and after Fog restarts on the same etcd the
+// group is there as it was.
+func TestFogOnEtcd(t *testing.T) {
+	endpoints := startEtcd(t)
+	dir := t.TempDir()
+	onEtcd := func(c *standalone.Config) { c.Etcd = &store.EtcdConfig{Endpoints: endpoints} }
+	f := startFog(t, dir, onEtcd)
+	p := newPair(t, f, "ec")
+	p.create(t, nil)
+	p.setupTable(t)
+	mustExecRW(t, p, "INSERT INTO w (id) VALUES (1)")
+	if res := p.failover(t, false); !strings.Contains(res["id"].(string), "/resourceGroups/rg-s/") {
+		t.Errorf("planned failover result %v, want the rg-s side", res["id"])
+	}
+	p.waitState(t, "CATCH_UP", 60*time.Second)
+	if res := p.failover(t, true); !strings.Contains(res["id"].(string), "/resourceGroups/rg-p/") {
+		t.Errorf("forced failover result %v, want the rg-p side", res["id"])
+	}
+	p.waitState(t, "CATCH_UP", 60*time.Second)
+	f.stop()
+
+	f2 := startFog(t, dir, onEtcd)
+	p.f = f2
+	if rg, _ := p.sideOf(t, "Primary"); rg != "rg-p" {
+		t.Errorf("after a restart on the same etcd the primary is %s, want rg-p", rg)
+	}
+	p.waitState(t, "CATCH_UP", 60*time.Second)
+	if !p.present(t)[1] {
+		t.Error("the row written before the failovers is missing")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "fog.db")); err == nil {
+		t.Error("fog.db exists: the state went to the store file, not etcd")
+	}
+}
