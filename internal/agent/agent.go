@@ -197,6 +197,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			// Only a new command wakes its instance's worker: the worker marking commands
 			// done, or the controller removing them, must not set off a full reconcile
 			// just when the controller moves on to its next step.
+			if ev.Key == "" {
+				continue // the watch was set up again: look at everything
+			}
 			var cmd instance.Command
 			if _, err := store.Get(ctx, a.st, ev.Key, &cmd); err != nil || cmd.Done {
 				wake = false

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/controller"
 	"github.com/fogdb/fog/internal/store"
 )
 
@@ -44,13 +45,16 @@ func (t *Tokens) Create(ctx context.Context, name string) (string, error) {
 	return tok, store.Put(ctx, t.st, tokenKey(tok), tokenRecord{Name: name, Created: time.Now().UTC()})
 }
 
-// Valid reports whether token is a known token.
-func (t *Tokens) Valid(ctx context.Context, token string) bool {
+// Valid reports whether token is a known token; err is set when the store could not tell.
+func (t *Tokens) Valid(ctx context.Context, token string) (bool, error) {
 	if token == "" {
-		return false
+		return false, nil
 	}
 	_, err := t.st.Get(ctx, tokenKey(token))
-	return err == nil
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 var errNoToken = errors.New("no bearer token")
@@ -70,6 +74,11 @@ func bearer(r *http.Request) (string, error) {
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, err := bearer(r)
+		var valid bool
+		var verr error
+		if err == nil {
+			valid, verr = s.tokens.Valid(r.Context(), tok)
+		}
 		switch {
 		case errors.Is(err, errNoToken):
 			arm.WriteError(w, arm.Errorf(http.StatusUnauthorized, "AuthenticationFailed",
@@ -77,7 +86,12 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		case err != nil:
 			arm.WriteError(w, arm.Errorf(http.StatusUnauthorized, "InvalidAuthenticationToken",
 				"The 'Authorization' header is malformed: it must be 'Bearer <token>'."))
-		case !s.tokens.Valid(r.Context(), tok):
+		case errors.Is(verr, store.ErrUnavailable):
+			arm.WriteError(w, controller.StoreUnavailable())
+		case verr != nil:
+			arm.WriteError(w, arm.Errorf(http.StatusInternalServerError, "InternalServerError",
+				"Fog could not check the access token. Retry; if it persists, check the fog log."))
+		case !valid:
 			arm.WriteError(w, arm.Errorf(http.StatusUnauthorized, "InvalidAuthenticationToken",
 				"The access token is invalid. Use the token from your client config."))
 		default:

@@ -173,7 +173,16 @@ type nameRecord struct {
 	ID string `json:"id"`
 }
 
+// StoreUnavailable is the answer to a request the store could not serve in time.
+func StoreUnavailable() *arm.Error {
+	return arm.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable",
+		"Fog's store (etcd) is not answering, so the request could not be served. Nothing was changed; retry when the store is back.")
+}
+
 func internalError(err error) *arm.Error {
+	if errors.Is(err, store.ErrUnavailable) {
+		return StoreUnavailable()
+	}
 	return arm.Errorf(http.StatusInternalServerError, "InternalServerError", "Fog could not complete the request: %v. Retry; if it persists, check the fog log.", err)
 }
 

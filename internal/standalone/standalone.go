@@ -293,7 +293,9 @@ func clientConfig(ctx context.Context, dir, apiURL string, ca *devca.CA, tokens 
 	if b, err := os.ReadFile(path); err == nil {
 		_ = json.Unmarshal(b, &cc)
 	}
-	if !tokens.Valid(ctx, cc.Token) {
+	if ok, err := tokens.Valid(ctx, cc.Token); err != nil {
+		return cc, "", fmt.Errorf("check the admin token: %w", err)
+	} else if !ok {
 		tok, err := tokens.Create(ctx, "admin")
 		if err != nil {
 			return cc, "", fmt.Errorf("create admin token: %w", err)

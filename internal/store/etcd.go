@@ -62,6 +62,26 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*Etcd, error) {
 	return &Etcd{c: c, prefix: cfg.Prefix}, nil
 }
 
+// callTimeout bounds one request when the caller set no deadline: without a quorum etcd
+// does not answer, and nothing in Fog may hang on that.
+const callTimeout = 5 * time.Second
+
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, callTimeout)
+}
+
+// unavailable marks errors that mean etcd did not answer.
+func unavailable(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrNoLeader) || errors.Is(err, rpctypes.ErrTimeout) ||
+		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) || errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return err
+}
+
 // Client is the underlying etcd client (elections, compaction in tests).
 func (e *Etcd) Client() *clientv3.Client { return e.c }
 
@@ -71,9 +91,11 @@ func (e *Etcd) kv(k []byte, v []byte, rev int64) KV {
 
 // Get implements Store.
 func (e *Etcd) Get(ctx context.Context, key string) (KV, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	r, err := e.c.Get(ctx, e.prefix+key)
 	if err != nil {
-		return KV{}, fmt.Errorf("store: get %s: %w", key, err)
+		return KV{}, fmt.Errorf("store: get %s: %w", key, unavailable(err))
 	}
 	if len(r.Kvs) == 0 {
 		return KV{}, ErrNotFound
@@ -93,9 +115,11 @@ func (e *Etcd) Snapshot(ctx context.Context, prefixes ...string) (int64, []KV, e
 	for _, p := range prefixes {
 		ops = append(ops, clientv3.OpGet(e.prefix+p, clientv3.WithPrefix()))
 	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	r, err := e.c.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
-		return 0, nil, fmt.Errorf("store: read %v: %w", prefixes, err)
+		return 0, nil, fmt.Errorf("store: read %v: %w", prefixes, unavailable(err))
 	}
 	var out []KV
 	for _, rr := range r.Responses {
@@ -127,12 +151,14 @@ func (e *Etcd) Txn(ctx context.Context, conds []Cond, ops []Op) error {
 			then = append(then, clientv3.OpPut(e.prefix+op.Key, string(op.Value)))
 		}
 	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	r, err := e.c.Txn(ctx).If(cmps...).Then(then...).Commit()
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return ErrLeaseNotFound
 	}
 	if err != nil {
-		return fmt.Errorf("store: txn: %w", err)
+		return fmt.Errorf("store: txn: %w", unavailable(err))
 	}
 	if !r.Succeeded {
 		return ErrConflict
@@ -140,26 +166,35 @@ func (e *Etcd) Txn(ctx context.Context, conds []Cond, ops []Op) error {
 	return nil
 }
 
-// Watch implements Store.
+// Watch implements Store. A watch that etcd ends (no leader, a lost connection) is set up
+// again until ctx ends, with an event each time so the watcher looks again: it may have
+// missed changes meanwhile.
 func (e *Etcd) Watch(ctx context.Context, prefix string) <-chan Event {
 	out := make(chan Event, 64)
-	wch := e.c.Watch(clientv3.WithRequireLeader(ctx), e.prefix+prefix, clientv3.WithPrefix())
+	notify := func(ev Event) {
+		select {
+		case out <- ev:
+		default:
+		}
+	}
 	go func() {
 		defer close(out)
-		for resp := range wch {
-			if resp.Err() != nil {
-				// The watch broke (a lost leader, a compaction): tell the watcher to look.
-				select {
-				case out <- Event{}:
-				default:
+		for ctx.Err() == nil {
+			wctx, cancel := context.WithCancel(ctx)
+			for resp := range e.c.Watch(clientv3.WithRequireLeader(wctx), e.prefix+prefix, clientv3.WithPrefix()) {
+				if resp.Err() != nil {
+					notify(Event{})
+					continue
 				}
-				continue
+				for _, ev := range resp.Events {
+					notify(Event{Key: string(ev.Kv.Key[len(e.prefix):]), Deleted: ev.Type == clientv3.EventTypeDelete, Rev: ev.Kv.ModRevision})
+				}
 			}
-			for _, ev := range resp.Events {
-				select {
-				case out <- Event{Key: string(ev.Kv.Key[len(e.prefix):]), Deleted: ev.Type == clientv3.EventTypeDelete, Rev: ev.Kv.ModRevision}:
-				default:
-				}
+			cancel()
+			notify(Event{})
+			select {
+			case <-ctx.Done():
+			case <-time.After(250 * time.Millisecond):
 			}
 		}
 	}()
@@ -200,24 +235,30 @@ func (e *Etcd) WatchFrom(ctx context.Context, prefix string, rev int64) <-chan E
 // Grant implements Store. etcd counts TTLs in whole seconds and enforces a minimum.
 func (e *Etcd) Grant(ctx context.Context, ttl time.Duration) (LeaseID, error) {
 	secs := int64((ttl + time.Second - 1) / time.Second)
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	r, err := e.c.Grant(ctx, secs)
 	if err != nil {
-		return 0, fmt.Errorf("store: grant lease: %w", err)
+		return 0, fmt.Errorf("store: grant lease: %w", unavailable(err))
 	}
 	return LeaseID(r.ID), nil
 }
 
 // KeepAlive implements Store.
 func (e *Etcd) KeepAlive(ctx context.Context, id LeaseID) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	_, err := e.c.KeepAliveOnce(ctx, clientv3.LeaseID(id))
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return ErrLeaseNotFound
 	}
-	return err
+	return unavailable(err)
 }
 
 // Revoke implements Store.
 func (e *Etcd) Revoke(ctx context.Context, id LeaseID) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	_, err := e.c.Revoke(ctx, clientv3.LeaseID(id))
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return ErrLeaseNotFound

@@ -18,6 +18,9 @@ var (
 	ErrConflict = errors.New("store: revision conflict")
 	// ErrClosed means the store was closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrUnavailable means the store did not answer in time (an etcd cluster without a
+	// quorum, a partition); the request may be retried later.
+	ErrUnavailable = errors.New("store: unavailable")
 )
 
 // KV is one stored key with the revision of its last write.

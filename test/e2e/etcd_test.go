@@ -15,17 +15,20 @@ import (
 	"github.com/fogdb/fog/internal/store"
 )
 
+func freeURLString(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "http://" + l.Addr().String()
+}
+
 // startEtcd runs a one-member etcd in the test process on loopback until the test ends.
 func startEtcd(t *testing.T) []string {
 	t.Helper()
-	free := func() url.URL {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return url.URL{Scheme: "http", Host: l.Addr().String()}
-	}
+	free := func() url.URL { return freeLoopbackURL(t) }
 	cfg := embed.NewConfig()
 	cfg.Dir = t.TempDir()
 	client, peer := free(), free()
