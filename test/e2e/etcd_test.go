@@ -1,61 +1,22 @@
 package e2e
 
 import (
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"go.etcd.io/etcd/server/v3/embed"
-
 	"github.com/fogdb/fog/internal/standalone"
 	"github.com/fogdb/fog/internal/store"
+	"github.com/fogdb/fog/internal/store/storetest"
 )
-
-func freeURLString(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "http://" + l.Addr().String()
-}
-
-// startEtcd runs a one-member etcd in the test process on loopback until the test ends.
-func startEtcd(t *testing.T) []string {
-	t.Helper()
-	free := func() url.URL { return freeLoopbackURL(t) }
-	cfg := embed.NewConfig()
-	cfg.Dir = t.TempDir()
-	client, peer := free(), free()
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
-	cfg.InitialCluster = cfg.Name + "=" + peer.String()
-	cfg.LogLevel = "error"
-	cfg.LogOutputs = []string{filepath.Join(cfg.Dir, "etcd.log")}
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(30 * time.Second):
-		e.Close()
-		t.Fatal("etcd did not start")
-	}
-	t.Cleanup(e.Close)
-	return []string{client.String()}
-}
 
 // TestFogOnEtcd runs Fog with its state in etcd instead of the embedded store file: a group
 // is created, fails over planned and forced, and after Fog restarts on the same etcd the
 // group is there as it was.
 func TestFogOnEtcd(t *testing.T) {
-	endpoints := startEtcd(t)
+	endpoints := storetest.StartEtcd(t, 1).Endpoints()
 	dir := t.TempDir()
 	onEtcd := func(c *standalone.Config) { c.Etcd = &store.EtcdConfig{Endpoints: endpoints} }
 	f := startFog(t, dir, onEtcd)
