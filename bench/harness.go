@@ -63,6 +63,8 @@ func startFog(ctx context.Context, base string) (*fog, error) {
 		return nil, err
 	}
 	f.stop = func() error {
+		// Idle keep-alive connections would keep goroutines on both sides after the stop.
+		f.hc.CloseIdleConnections()
 		cancel()
 		err := <-done
 		logf.Close()
