@@ -248,6 +248,27 @@ func plannedScenario(ctx context.Context, o options) (*result, error) {
 	return res, nil
 }
 
+// endForced waits for a forced failover's operation r (towards side sec) to end, records its
+// steps, lets the writer run a little on the new primary, stops it (stop is called once the
+// operation has ended), and waits for the group to replicate again. ferr is the writer's
+// error waiting for its first commit. It returns when the operation ended.
+func (g *group) endForced(ctx context.Context, res *result, r response, sec [2]string, stop func(), ferr error) (time.Time, error) {
+	st, err := g.f.wait(ctx, r)
+	ended := time.Now()
+	if err != nil {
+		stop()
+		return ended, fmt.Errorf("fog forced failover: %w", err)
+	}
+	addSteps(res, "fog", st)
+	g.primSide = sec
+	time.Sleep(200 * time.Millisecond)
+	stop()
+	if ferr != nil {
+		return ended, ferr
+	}
+	return ended, g.waitCatchUp(ctx)
+}
+
 // measuredFailover runs a planned failover of the group while the 5 ms writer commits through
 // the read-write listener, and returns the write gap, the operation's duration and the
 // acknowledged commits lost; the step timeline goes into res. stopLoad, if set, is called once
@@ -358,22 +379,11 @@ func forcedScenario(ctx context.Context, o options) (*result, error) {
 		}
 		newHost := hosts[sec[0]]
 		first, ferr := w.waitFirstAfter(ctx, t0, newHost, 30*time.Second)
-		st, err := f.wait(ctx, r)
+		ended, err := g.endForced(ctx, res, r, sec, stop, ferr)
 		if err != nil {
-			stop()
-			return nil, fmt.Errorf("fog forced failover: %w", err)
-		}
-		addSteps(res, "fog", st)
-		opTime := time.Since(t0)
-		g.primSide = sec
-		time.Sleep(200 * time.Millisecond)
-		stop()
-		if ferr != nil {
-			return nil, ferr
-		}
-		if err := g.waitCatchUp(ctx); err != nil {
 			return nil, err
 		}
+		opTime := ended.Sub(t0)
 		lost, err := w.lost(ctx, f.ca, g.rw)
 		if err != nil {
 			return nil, err

@@ -108,23 +108,11 @@ func silentScenario(ctx context.Context, o options) (*result, error) {
 			res.add("get_group_while_agent_silent_ms", l)
 		}
 		stalled.Store("")
-		st, err := f.wait(ctx, r)
-		if err != nil {
-			stop()
-			return nil, fmt.Errorf("fog forced failover: %w", err)
-		}
-		g.primSide = sec
-		time.Sleep(200 * time.Millisecond)
-		stop()
-		if ferr != nil {
-			return nil, ferr
-		}
-		if err := g.waitCatchUp(ctx); err != nil {
+		if _, err := g.endForced(ctx, res, r, sec, stop, ferr); err != nil {
 			return nil, err
 		}
 		res.add("fog_first_commit_ms", ms(first))
 		res.add("bound_ttl_plus_1s_ms", ms(lease.DefaultTTL+time.Second))
-		addSteps(res, "fog", st)
 		fmt.Printf("  silent-agent run %d: first commit %s after the call\n", run+1, first.Round(time.Millisecond))
 	}
 	fmt.Print(res.finish(append([]string{"fog_first_commit_ms", "bound_ttl_plus_1s_ms", "get_group_while_agent_silent_ms"}, stepKeys(res, "fog")...)...))
