@@ -6,6 +6,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -51,6 +52,9 @@ type Config struct {
 	GuardCommand []string
 	// GuardFile is where the agent writes the guard's deadlines (default: beside Dir).
 	GuardFile string
+	// Record is what the agent publishes about its machine when it starts (the address
+	// range and port of its instances and listeners); its Region and Started are filled in.
+	Record instance.AgentRecord
 }
 
 // Agent reconciles one region. Each instance has its own worker, so a long seed of one
@@ -172,6 +176,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	var lwg sync.WaitGroup
 	defer lwg.Wait()
 	lwg.Go(func() { _ = a.keeper.Run(wctx) })
+	if err := a.publish(ctx); err != nil {
+		return err
+	}
 	specs := a.st.Watch(wctx, instance.SpecPrefix(a.cfg.Region))
 	cmds := a.st.Watch(wctx, instance.CommandPrefix(a.cfg.Region))
 	tick := time.NewTicker(a.cfg.Resync)
@@ -207,6 +214,27 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			only = cmd.InstanceUID
 		case <-tick.C:
+		}
+	}
+}
+
+// publish writes the agent record, retrying while the store does not answer.
+func (a *Agent) publish(ctx context.Context) error {
+	rec := a.cfg.Record
+	rec.Region, rec.Started = a.cfg.Region, time.Now().UTC()
+	for {
+		err := store.Put(ctx, a.st, instance.AgentKey(a.cfg.Region), rec)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, store.ErrForbidden) {
+			return fmt.Errorf("publish the agent record: %w", err)
+		}
+		a.log.Warn("cannot publish the agent record yet; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
 		}
 	}
 }

@@ -34,14 +34,21 @@ const RetryAfter = 1
 
 // Server is the HTTP API.
 type Server struct {
-	c      *controller.Controller
-	tokens *Tokens
-	log    *slog.Logger
+	c          *controller.Controller
+	tokens     *Tokens
+	log        *slog.Logger
+	joinTokens JoinTokenFunc
 }
 
 // New returns the API server.
 func New(c *controller.Controller, tokens *Tokens, log *slog.Logger) *Server {
 	return &Server{c: c, tokens: tokens, log: log}
+}
+
+// WithJoinTokens serves JoinTokenPath with fn.
+func (s *Server) WithJoinTokens(fn JoinTokenFunc) *Server {
+	s.joinTokens = fn
+	return s
 }
 
 const (
@@ -55,6 +62,7 @@ func (s *Server) Handler() http.Handler {
 	rt := &arm.Router{}
 	s.instanceRoutes(rt)
 	s.groupRoutes(rt)
+	rt.Handle("POST", JoinTokenPath, s.createJoinToken)
 	for _, kind := range []string{"managedInstance", "managedDatabase"} {
 		rt.Handle("GET", opBase+kind+"AzureAsyncOperation/{op}", s.operationStatus)
 		rt.Handle("GET", opBase+kind+"OperationResults/{op}", s.operationResult)

@@ -3,11 +3,10 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,10 +24,6 @@ import (
 type Config struct {
 	Regions   []string
 	DNSSuffix string
-	// AddressBase is the first loopback address handed to instances; each instance gets the
-	// next free one, so names resolve to addresses as in a real deployment.
-	AddressBase netip.Addr
-	Port        int
 	// LocaleOK reports whether a locale can be used for a new instance.
 	LocaleOK func(string) bool
 	// OperationTimeout bounds every operation.
@@ -45,12 +40,6 @@ func (c *Config) Validate() error {
 	}
 	if c.DNSSuffix == "" {
 		c.DNSSuffix = "database.fog.internal"
-	}
-	if !c.AddressBase.IsValid() {
-		c.AddressBase = netip.MustParseAddr("127.0.10.1")
-	}
-	if c.Port == 0 {
-		c.Port = 5432
 	}
 	if c.OperationTimeout == 0 {
 		c.OperationTimeout = 10 * time.Minute
@@ -178,6 +167,9 @@ func StoreUnavailable() *arm.Error {
 	return arm.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable",
 		"Fog's store (etcd) is not answering, so the request could not be served. Nothing was changed; retry when the store is back.")
 }
+
+// StoreError is the ARM error for a store failure.
+func StoreError(err error) *arm.Error { return internalError(err) }
 
 func internalError(err error) *arm.Error {
 	if errors.Is(err, store.ErrUnavailable) {
@@ -334,9 +326,9 @@ func (c *Controller) PutInstance(ctx context.Context, sub, rg, name string, body
 		conds = append(conds, store.Cond{Key: nameKey(name), Rev: 0})
 		m.UID = resource.NewUID()
 		m.CreatedAt = time.Now().UTC()
-		host, port, err := c.allocateAddress(ctx)
+		host, port, err := c.allocateAddress(ctx, m.Location)
 		if err != nil {
-			return nil, arm.Errorf(http.StatusServiceUnavailable, "NoAddressAvailable", "No loopback address and port is free for a new instance: %v.", err)
+			return nil, arm.Errorf(http.StatusServiceUnavailable, "NoAddressAvailable", "No address is available for a new instance: %v.", err)
 		}
 		m.Host, m.Port = host, port
 		m.ProvisioningState = resource.ProvisioningCreating
@@ -383,10 +375,23 @@ func (c *Controller) kickOp(id string) {
 	}
 }
 
-// allocateAddress finds the next loopback address (from AddressBase) on which Port is free
-// and used by no other instance; if the port is taken on every address tried, it falls back
-// to a free port on the first unused address.
-func (c *Controller) allocateAddress(ctx context.Context, extraUsed ...string) (string, int, error) {
+// allocateAddress hands out the next address of region's range that no instance or
+// listener uses. The range and the port are what the region's agent was configured with
+// (--address-range, --pg-port) and published in its agent record; nothing is probed here,
+// since the server is not on the region's machines.
+func (c *Controller) allocateAddress(ctx context.Context, region string, extraUsed ...string) (string, int, error) {
+	var rec instance.AgentRecord
+	if _, err := store.Get(ctx, c.st, instance.AgentKey(region), &rec); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return "", 0, fmt.Errorf("no agent of region %s has started yet, so no address range is known there; start `fog agent --region %s` on the region's machine", region, region)
+		}
+		return "", 0, err
+	}
+	first, err1 := netip.ParseAddr(rec.AddressFirst)
+	last, err2 := netip.ParseAddr(rec.AddressLast)
+	if err1 != nil || err2 != nil || rec.Port == 0 {
+		return "", 0, fmt.Errorf("the agent record of region %s has no valid address range", region)
+	}
 	all, err := store.List[resource.ManagedInstance](ctx, c.st, "mi/")
 	if err != nil {
 		return "", 0, err
@@ -400,36 +405,19 @@ func (c *Controller) allocateAddress(ctx context.Context, extraUsed ...string) (
 		return "", 0, err
 	}
 	for _, g := range groups {
-		used[g.ReadWrite.Host], used[g.ReadOnly.Host] = true, true
+		for _, h := range g.ListenerHosts() {
+			used[h] = true
+		}
 	}
 	for _, h := range extraUsed {
 		used[h] = true
 	}
-	a := c.cfg.AddressBase
-	var firstUnused string
-	for range 1024 {
-		host := a.String()
-		a = a.Next()
-		if used[host] {
-			continue
-		}
-		if firstUnused == "" {
-			firstUnused = host
-		}
-		if l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(c.cfg.Port))); err == nil {
-			l.Close()
-			return host, c.cfg.Port, nil
+	for a := first; a.IsValid() && a.Compare(last) <= 0; a = a.Next() {
+		if !used[a.String()] {
+			return a.String(), rec.Port, nil
 		}
 	}
-	if firstUnused == "" {
-		return "", 0, errors.New("every address tried is in use")
-	}
-	l, err := net.Listen("tcp", net.JoinHostPort(firstUnused, "0"))
-	if err != nil {
-		return "", 0, err
-	}
-	defer l.Close()
-	return firstUnused, l.Addr().(*net.TCPAddr).Port, nil
+	return "", 0, fmt.Errorf("every address of region %s's range %s-%s is in use; give its agent a larger --address-range", region, rec.AddressFirst, rec.AddressLast)
 }
 
 // DeleteInstance starts deleting an instance; a nil operation means there was nothing to delete.

@@ -133,6 +133,8 @@ func (c *Controller) groupView(ctx context.Context, g *FailoverGroup, i int) res
 		partnerLoc = g.Sides[0].PartnerRegionAsSent
 	}
 	rwName, roName := ListenerNames(g.Name, g.DNSZone, c.cfg.DNSSuffix)
+	// The group as seen from side i's region shows the listeners that region serves.
+	rwAddr, roAddr := g.Listeners(i)
 	p := resource.FailoverGroupProperties{
 		SecondaryType:     g.SecondaryType,
 		ReadWriteEndpoint: rw,
@@ -145,8 +147,8 @@ func (c *Controller) groupView(ctx context.Context, g *FailoverGroup, i int) res
 			PartnerManagedInstanceID: sideID(g.Sides[g.Secondary()]),
 		}},
 		Listeners: &resource.Listeners{
-			ReadWrite: resource.Listener{FQDN: rwName, Host: g.ReadWrite.Host, Port: g.ReadWrite.Port},
-			ReadOnly:  resource.Listener{FQDN: roName, Host: g.ReadOnly.Host, Port: g.ReadOnly.Port},
+			ReadWrite: resource.Listener{FQDN: rwName, Host: rwAddr.Host, Port: rwAddr.Port},
+			ReadOnly:  resource.Listener{FQDN: roName, Host: roAddr.Host, Port: roAddr.Port},
 		},
 		Replication:        replicationStatus(g, st),
 		LastForcedFailover: g.LastForced,
@@ -184,6 +186,23 @@ func replicationStatus(g *FailoverGroup, st [2]instance.Status) *resource.Replic
 				b = int64(cur - fl)
 			}
 			r.LagBytes = &b
+		}
+	}
+	if r.LagBytes == nil {
+		// The secondary is not connected (a partition, a restart): its slot still holds the
+		// WAL it has not flushed, so the lag keeps being reported, and grows with every write.
+		slot := instance.SlotName(g.Sides[g.Secondary()].InstanceUID)
+		for _, s := range prim.Slots {
+			cur, err1 := postgres.ParseLSN(prim.CurrentLSN)
+			rl, err2 := postgres.ParseLSN(s.RestartLSN)
+			if s.Name != slot || err1 != nil || err2 != nil {
+				continue
+			}
+			b := int64(0)
+			if cur > rl {
+				b = int64(cur - rl)
+			}
+			r.LagBytes, r.LastHardenedLSN = &b, s.RestartLSN
 		}
 	}
 	return r
@@ -460,13 +479,18 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 		return nil, err
 	}
 
-	rwHost, rwPort, err := c.allocateAddress(ctx)
-	if err != nil {
-		return nil, arm.Errorf(http.StatusServiceUnavailable, "NoAddressAvailable", "No address is free for the read-write listener: %v.", err)
-	}
-	roHost, roPort, err := c.allocateAddress(ctx, rwHost)
-	if err != nil {
-		return nil, arm.Errorf(http.StatusServiceUnavailable, "NoAddressAvailable", "No address is free for the read-only listener: %v.", err)
+	// Each region's gateway serves the group's listeners on addresses of its own region.
+	var listeners [2][2]Address
+	var taken []string
+	for i, inst := range []*resource.ManagedInstance{prim, part} {
+		for j, which := range []string{"read-write", "read-only"} {
+			host, port, err := c.allocateAddress(ctx, inst.Location, taken...)
+			if err != nil {
+				return nil, arm.Errorf(http.StatusServiceUnavailable, "NoAddressAvailable", "No address is free for the %s listener in %s: %v.", which, inst.Location, err)
+			}
+			listeners[i][j] = Address{Host: host, Port: port}
+			taken = append(taken, host)
+		}
 	}
 	pw := newSecret()
 	g := &FailoverGroup{
@@ -478,7 +502,7 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 		Members:         [2]Member{{Role: instance.RolePrimary}, {}},
 		ReadWritePolicy: spec.ReadWritePolicy, GraceMinutes: spec.GraceMinutes, ReadOnlyPolicy: spec.ReadOnlyPolicy, SecondaryType: spec.SecondaryType,
 		Epoch: 1, ReplicationPassword: pw, ReplicationVerifier: postgres.SCRAMVerifier(pw), SeedGeneration: newSeedGeneration(0),
-		ReadWrite: Address{Host: rwHost, Port: rwPort}, ReadOnly: Address{Host: roHost, Port: roPort},
+		ReadWrite: listeners[0][0], ReadOnly: listeners[0][1], PartnerReadWrite: listeners[1][0], PartnerReadOnly: listeners[1][1],
 		DNSZone: prim.DNSZone, Warnings: warnings, Created: time.Now().UTC(),
 	}
 	op := &Operation{ID: resource.NewUID(), Name: "CreateManagedFailoverGroup", Kind: KindCreateGroup, Subscription: sub, ResourceGroup: rg,

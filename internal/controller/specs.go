@@ -40,7 +40,7 @@ func (c *Controller) groupSpec(base instance.Spec, g *FailoverGroup, i int, part
 	if !g.Deleting {
 		rw, ro := ListenerNames(g.Name, g.DNSZone, c.cfg.DNSSuffix)
 		s.DNSNames = append(s.DNSNames, rw, ro)
-		s.ExtraIPs = []string{g.ReadWrite.Host, g.ReadOnly.Host}
+		s.ExtraIPs = g.ListenerHosts()
 		s.Link = &instance.Link{ID: g.ID, Name: g.Name, PrimaryName: g.Sides[g.Primary].InstanceName,
 			SecondaryName: g.Sides[g.Secondary()].InstanceName, SecondaryType: g.SecondaryType}
 	}

@@ -123,3 +123,105 @@ func (ca *CA) Issue(dnsNames []string, ips []net.IP) (certPEM, keyPEM []byte, er
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
 }
+
+// FromPEM loads a CA from its certificate and key in PEM (as kept in a shared store, so that
+// several servers sign with one CA).
+func FromPEM(certPEM, keyPEM []byte) (*CA, error) {
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || kb == nil {
+		return nil, errors.New("CA is not PEM")
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse CA certificate: %w", err)
+	}
+	key, err := x509.ParseECPrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse CA key: %w", err)
+	}
+	return &CA{Cert: cert, CertPEM: certPEM, key: key}, nil
+}
+
+// KeyPEM returns the CA's key in PEM.
+func (ca *CA) KeyPEM() []byte {
+	kder, _ := x509.MarshalECPrivateKey(ca.key)
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+// Save writes the CA to dir as LoadOrCreate reads it.
+func (ca *CA) Save(dir string) error {
+	if err := os.WriteFile(filepath.Join(dir, "ca.key"), ca.KeyPEM(), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "ca.crt"), ca.CertPEM, 0o644)
+}
+
+// Usage is what a certificate signed from a request may be used for.
+type Usage int
+
+const (
+	// ServerUsage is a TLS server certificate (an instance, a listener).
+	ServerUsage Usage = iota
+	// ClientUsage is a TLS client certificate (an agent's identity towards the server).
+	ClientUsage
+)
+
+// SignRequest signs a PKCS #10 certificate request (DER or PEM): the subject's key never
+// leaves the requester, the CA key never leaves the signer. For ClientUsage the subject's
+// common name is commonName, whatever the request asks; for ServerUsage the request's DNS
+// names and IP addresses are kept.
+func (ca *CA) SignRequest(csr []byte, usage Usage, commonName string, validity time.Duration) ([]byte, error) {
+	if b, _ := pem.Decode(csr); b != nil {
+		csr = b.Bytes
+	}
+	req, err := x509.ParseCertificateRequest(csr)
+	if err != nil {
+		return nil, fmt.Errorf("parse certificate request: %w", err)
+	}
+	if err := req.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("certificate request signature: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: commonName, Organization: []string{"Fog"}},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(validity),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+	}
+	switch usage {
+	case ClientUsage:
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	default:
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.DNSNames, tmpl.IPAddresses = req.DNSNames, req.IPAddresses
+		if tmpl.Subject.CommonName == "" && len(req.DNSNames) > 0 {
+			tmpl.Subject.CommonName = req.DNSNames[0]
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, req.PublicKey, ca.key)
+	if err != nil {
+		return nil, fmt.Errorf("sign certificate request: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+}
+
+// NewRequest makes a key and a certificate request for it, returning both in PEM.
+func NewRequest(commonName string, dnsNames []string, ips []net.IP) (csrPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: commonName}, DNSNames: dnsNames, IPAddresses: ips,
+	}, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
+}

@@ -26,19 +26,24 @@ type FailoverGroup struct {
 	Deleting        bool   `json:"deleting,omitempty"`
 	ActiveOperation string `json:"activeOperation,omitempty"`
 	// OperationKind of the active operation, for replicationState.
-	OperationKind       string                   `json:"operationKind,omitempty"`
-	Members             [2]Member                `json:"members"`
-	ID                  string                   `json:"id"`
-	ReplicationPassword string                   `json:"replicationPassword"`
-	ReplicationVerifier string                   `json:"replicationVerifier"`
-	SeedGeneration      int64                    `json:"seedGeneration"`
-	ReadWrite           Address                  `json:"readWrite"`
-	ReadOnly            Address                  `json:"readOnly"`
-	DNSZone             string                   `json:"dnsZone"`
-	Warnings            []string                 `json:"warnings,omitempty"`
-	LastForced          *resource.ForcedFailover `json:"lastForced,omitempty"`
-	Events              []resource.Event         `json:"events,omitempty"`
-	Created             time.Time                `json:"created"`
+	OperationKind       string    `json:"operationKind,omitempty"`
+	Members             [2]Member `json:"members"`
+	ID                  string    `json:"id"`
+	ReplicationPassword string    `json:"replicationPassword"`
+	ReplicationVerifier string    `json:"replicationVerifier"`
+	SeedGeneration      int64     `json:"seedGeneration"`
+	ReadWrite           Address   `json:"readWrite"`
+	ReadOnly            Address   `json:"readOnly"`
+	// PartnerReadWrite and PartnerReadOnly are the listeners in Sides[1]'s region (each
+	// region's gateway serves the group on addresses of its own); ReadWrite and ReadOnly are
+	// in Sides[0]'s. Groups created before regions had their own gateways have none.
+	PartnerReadWrite Address                  `json:"partnerReadWrite,omitzero"`
+	PartnerReadOnly  Address                  `json:"partnerReadOnly,omitzero"`
+	DNSZone          string                   `json:"dnsZone"`
+	Warnings         []string                 `json:"warnings,omitempty"`
+	LastForced       *resource.ForcedFailover `json:"lastForced,omitempty"`
+	Events           []resource.Event         `json:"events,omitempty"`
+	Created          time.Time                `json:"created"`
 }
 
 // Member is what the group wants of one side's instance right now; the instance spec is its
@@ -69,6 +74,24 @@ type GroupSide struct {
 type Address struct {
 	Host string `json:"host"`
 	Port int    `json:"port"`
+}
+
+// Listeners returns the read-write and read-only listener addresses in side i's region,
+// falling back to side 0's for a group that has none there.
+func (g *FailoverGroup) Listeners(i int) (rw, ro Address) {
+	if i == 1 && g.PartnerReadWrite.Host != "" {
+		return g.PartnerReadWrite, g.PartnerReadOnly
+	}
+	return g.ReadWrite, g.ReadOnly
+}
+
+// ListenerHosts are every listener address of the group.
+func (g *FailoverGroup) ListenerHosts() []string {
+	out := []string{g.ReadWrite.Host, g.ReadOnly.Host}
+	if g.PartnerReadWrite.Host != "" {
+		out = append(out, g.PartnerReadWrite.Host, g.PartnerReadOnly.Host)
+	}
+	return out
 }
 
 // Secondary is the index of the current secondary.

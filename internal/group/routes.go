@@ -25,8 +25,9 @@ type Route struct {
 // read-write listener routes only to the instance observed as primary in the group's current
 // epoch, so a primary of an older epoch (one a failover fenced, or one that came back) never
 // receives a connection through it: the rule that keeps split brain out of the listener.
-// Leases are judged on obs's clock.
-func Routes(ctx context.Context, st0 store.Store, obs *lease.Observer, dnsSuffix string) ([]Route, error) {
+// Leases are judged on obs's clock. Only the listeners in region are returned: each
+// region's gateway serves the groups with a side there, on that region's addresses.
+func Routes(ctx context.Context, st0 store.Store, obs *lease.Observer, dnsSuffix, region string) ([]Route, error) {
 	groups, err := store.List[FailoverGroup](ctx, st0, Prefix)
 	if err != nil {
 		return nil, err
@@ -54,7 +55,7 @@ func Routes(ctx context.Context, st0 store.Store, obs *lease.Observer, dnsSuffix
 		// agent that lost its lease has fenced its primary, or is about to.
 		primOK := prim.Phase == instance.PhaseReady && prim.Role == instance.RolePrimary && prim.Epoch == g.Epoch &&
 			obs.Holds(ctx, st0, g.Sides[g.Primary].Location, g.Sides[g.Primary].InstanceUID, g.Epoch)
-		rw := Route{Addr: net.JoinHostPort(g.ReadWrite.Host, strconv.Itoa(g.ReadWrite.Port)), Names: []string{rwName}}
+		rw := Route{Names: []string{rwName}}
 		switch {
 		case g.Switching:
 			rw.Hold = true
@@ -65,7 +66,7 @@ func Routes(ctx context.Context, st0 store.Store, obs *lease.Observer, dnsSuffix
 			// wait for it rather than fail at once.
 			rw.Hold = true
 		}
-		ro := Route{Addr: net.JoinHostPort(g.ReadOnly.Host, strconv.Itoa(g.ReadOnly.Port)), Names: []string{roName}}
+		ro := Route{Names: []string{roName}}
 		secOK := sec.Phase == instance.PhaseReady && sec.Role == instance.RoleStandby && obs.AgentLive(ctx, st0, g.Sides[g.Secondary()].Location)
 		switch {
 		case g.SecondaryType == "Standby":
@@ -82,7 +83,15 @@ func Routes(ctx context.Context, st0 store.Store, obs *lease.Observer, dnsSuffix
 		default:
 			ro.Refuse = fmt.Sprintf("the secondary of failover group %s is not available for read-only sessions (readOnlyEndpoint.failoverPolicy is Disabled); retry later or use the read-write listener %s", g.Name, rwName)
 		}
-		out = append(out, rw, ro)
+		for i, s := range g.Sides {
+			rwAddr, roAddr := g.Listeners(i)
+			if s.Location != region || rwAddr.Host == "" || (i == 1 && g.PartnerReadWrite.Host == "") {
+				continue
+			}
+			rw.Addr = net.JoinHostPort(rwAddr.Host, strconv.Itoa(rwAddr.Port))
+			ro.Addr = net.JoinHostPort(roAddr.Host, strconv.Itoa(roAddr.Port))
+			out = append(out, rw, ro)
+		}
 	}
 	return out, nil
 }

@@ -184,3 +184,33 @@ func StatusKey(region, uid string) string { return "observed/" + region + "/" + 
 func CommandKey(region, id string) string { return "commands/" + region + "/" + id }
 func SpecPrefix(region string) string     { return "desired/" + region + "/" }
 func CommandPrefix(region string) string  { return "commands/" + region + "/" }
+
+// AgentKey is the store key of a region's agent record.
+func AgentKey(region string) string { return "agents/" + region }
+
+// AgentRecord is what a region's agent tells the control plane about its machine when it
+// starts: the addresses it hands to instances and listeners. Addresses are the agent's
+// configuration (--address-range), never probed by the server.
+type AgentRecord struct {
+	Region string `json:"region"`
+	// AddressFirst and AddressLast bound the addresses of the region's instances and
+	// listeners, one address each, all on Port.
+	AddressFirst string `json:"addressFirst"`
+	AddressLast  string `json:"addressLast"`
+	Port         int    `json:"port"`
+	// Advertise is the address other machines reach this agent's machine at.
+	Advertise string    `json:"advertise,omitempty"`
+	Hostname  string    `json:"hostname,omitempty"`
+	Started   time.Time `json:"started"`
+}
+
+// ClusterKey is the store key of the settings every agent needs from the control plane.
+const ClusterKey = "cluster/config"
+
+// ClusterConfig are the deployment's settings that agents follow; the server writes them
+// when it starts.
+type ClusterConfig struct {
+	Regions   []string      `json:"regions"`
+	DNSSuffix string        `json:"dnsSuffix"`
+	LeaseTTL  time.Duration `json:"leaseTtl"`
+}

@@ -1,11 +1,14 @@
-// Package standalone runs a whole Fog deployment in one process, as `fog up` does: the
-// embedded store, the development CA, the HTTPS API, the controller and one agent per region.
+// Package standalone runs Fog's server, as `fog server` does: the store (embedded or etcd),
+// the CA, the HTTPS API with the agents' endpoint, and the elected controller; and, as `fog
+// up` does, the server together with one region (agent and gateway) per region in the same
+// process, each seeing the store through the same scope as a remote agent.
 package standalone
 
 import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,14 +27,15 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fogdb/fog/internal/agent"
+	"github.com/fogdb/fog/internal/agentapi"
 	"github.com/fogdb/fog/internal/api"
 	"github.com/fogdb/fog/internal/controller"
 	"github.com/fogdb/fog/internal/devca"
 	"github.com/fogdb/fog/internal/election"
-	"github.com/fogdb/fog/internal/gateway"
-	"github.com/fogdb/fog/internal/group"
+	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/lease"
 	"github.com/fogdb/fog/internal/postgres"
+	"github.com/fogdb/fog/internal/regional"
 	"github.com/fogdb/fog/internal/store"
 )
 
@@ -63,7 +67,13 @@ type Config struct {
 	// GuardCommand starts the process that fences a region's primaries if fog dies (the fog
 	// binary and "guard"); nil runs none.
 	GuardCommand []string
-	Log          *slog.Logger
+	// ServerOnly runs the API and the controller without agents (`fog server`); the regions'
+	// agents run elsewhere (`fog agent`) and join with a token.
+	ServerOnly bool
+	// APINames are extra host names and addresses the API's certificate names (`fog server
+	// --advertise`), for agents and clients on other machines.
+	APINames []string
+	Log      *slog.Logger
 }
 
 // LeaderKey is the store key of the control plane's leader election.
@@ -150,15 +160,8 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	bin, err := postgres.FindBinaries(ctx, cfg.PGBin)
-	if err != nil {
-		return err
-	}
-	runner, err := postgres.NewRunner(bin, cfg.PGUser, log)
-	if err != nil {
-		return err
-	}
 	var st store.Store
+	var err error
 	if cfg.Etcd != nil {
 		st, err = store.OpenEtcd(ctx, *cfg.Etcd)
 	} else {
@@ -168,17 +171,21 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		return err
 	}
 	defer st.Close()
-	ca, err := devca.LoadOrCreate(cfg.DataDir)
+	ca, err := loadCA(ctx, st, cfg.DataDir)
 	if err != nil {
 		return err
+	}
+	leaseTTL := cmp.Or(cfg.LeaseTTL, lease.DefaultTTL)
+	if err := store.Put(ctx, st, instance.ClusterKey, instance.ClusterConfig{
+		Regions: cfg.Regions, DNSSuffix: cmp.Or(cfg.DNSSuffix, "database.fog.internal"), LeaseTTL: leaseTTL}); err != nil {
+		return fmt.Errorf("write the deployment settings: %w", err)
 	}
 	localeOK := cfg.LocaleOK
 	if localeOK == nil {
 		localeOK = systemLocales(ctx)
 	}
 	ctrl, err := controller.New(controller.Config{
-		Regions: cfg.Regions, DNSSuffix: cfg.DNSSuffix,
-		AddressBase: netip.MustParseAddr(cfg.AddressBase), Port: cfg.Port, LocaleOK: localeOK, LeaseTTL: cfg.LeaseTTL,
+		Regions: cfg.Regions, DNSSuffix: cfg.DNSSuffix, LocaleOK: localeOK, LeaseTTL: leaseTTL,
 	}, st, log.With("component", "controller"))
 	if err != nil {
 		return err
@@ -190,62 +197,48 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		return fmt.Errorf("listen on %s: %w (pass --listen to use another address)", cfg.Listen, err)
 	}
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
-	tlsCert, err := apiCertificate(ca, host)
+	tlsCert, err := apiCertificate(ca, host, cfg.APINames)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	apiURL := "https://" + net.JoinHostPort(host, port)
+	urlHost := host
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() && len(cfg.APINames) > 0 {
+		urlHost = cfg.APINames[0]
+	}
+	apiURL := "https://" + net.JoinHostPort(urlHost, port)
 	client, clientFile, err := clientConfig(ctx, cfg.DataDir, apiURL, ca, tokens)
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	// One port serves the ARM API (bearer tokens) and the agents' endpoint (client
+	// certificates signed by the CA, which the TLS handshake verifies when one is sent).
+	agents := agentapi.NewServer(st, ca, cfg.Regions, log.With("component", "agentapi"))
+	armAPI := api.New(ctrl, tokens, log.With("component", "api")).WithJoinTokens(
+		func(ctx context.Context, region string, ttl time.Duration) (string, time.Time, error) {
+			return agentapi.CreateJoinToken(ctx, st, ca.CertPEM, region, ttl)
+		}).Handler()
+	mux := http.NewServeMux()
+	mux.Handle(agentapi.Path, agents.Handler())
+	mux.Handle("/", armAPI)
+	clientCAs := x509.NewCertPool()
+	clientCAs.AddCert(ca.Cert)
 	srv := &http.Server{
-		Handler:           api.New(ctrl, tokens, log.With("component", "api")).Handler(),
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{tlsCert}, MinVersion: tls.VersionTLS12},
+		Handler: mux,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{tlsCert}, MinVersion: tls.VersionTLS12,
+			ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: clientCAs},
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
-	fogUser := "root"
-	if u, err := user.Current(); err == nil {
-		fogUser = u.Username
-	}
-	var agents []*agent.Agent
-	for _, region := range cfg.Regions {
-		a, err := agent.New(agent.Config{
-			Region: region, Dir: filepath.Join(cfg.DataDir, "regions", region), FogUser: fogUser,
-			Resync: cfg.Resync, Observe: cfg.Observe, StopOnExit: true, CACertPEM: ca.CertPEM, MaxSlotWALKeepSize: cfg.MaxSlotWALKeepSize,
-			Lease: lease.Timing{TTL: cfg.LeaseTTL}, GuardCommand: cfg.GuardCommand,
-		}, st, runner, ca, log.With("component", "agent"))
-		if err != nil {
+	g, gctx := errgroup.WithContext(ctx)
+	if !cfg.ServerOnly {
+		if err := runRegions(gctx, g, cfg, st, ca); err != nil {
 			ln.Close()
 			return err
 		}
-		agents = append(agents, a)
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	for _, a := range agents {
-		g.Go(func() error { return a.Run(gctx) })
-	}
-	// The gateway reads the groups and what the agents observe from the store, and judges
-	// leases on its own clock; it does not ask the controller.
-	gwLeases := lease.NewObserver(cmp.Or(cfg.LeaseTTL, lease.DefaultTTL), nil)
-	gw := gateway.New(gateway.Config{
-		HoldTimeout:   cfg.HoldTimeout,
-		WatchPrefixes: []string{group.Prefix, "observed/", "desired/", lease.Prefix},
-	}, st, func(ctx context.Context) ([]gateway.Listener, error) {
-		routes, err := group.Routes(ctx, st, gwLeases, ctrl.DNSSuffix())
-		if err != nil {
-			return nil, err
-		}
-		out := make([]gateway.Listener, 0, len(routes))
-		for _, r := range routes {
-			out = append(out, gateway.Listener{Addr: r.Addr, Names: r.Names, Route: gateway.Route{Target: r.Target, Hold: r.Hold, Refuse: r.Refuse, Fallback: r.Fallback}})
-		}
-		return out, nil
-	}, ca, log.With("component", "gateway"))
 	// The same election as on several servers: with the embedded store this process always
 	// wins it, and its drivers write through the leader's guard all the same.
 	hostname, _ := os.Hostname()
@@ -254,7 +247,6 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	g.Go(func() error {
 		return elector.Run(gctx, func(lctx context.Context, gst store.Store) { _ = ctrl.Driver(gst).Run(lctx) })
 	})
-	g.Go(func() error { return gw.Run(gctx) })
 	g.Go(func() error {
 		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("api: %w", err)
@@ -273,12 +265,104 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	return g.Wait()
 }
 
-func apiCertificate(ca *devca.CA, host string) (tls.Certificate, error) {
+// runRegions starts, in g, one region (agent and gateway) per configured region, each with
+// the store scoped as a remote agent's is and the CA as issuer.
+func runRegions(ctx context.Context, g *errgroup.Group, cfg Config, st store.Store, ca *devca.CA) error {
+	bin, err := postgres.FindBinaries(ctx, cfg.PGBin)
+	if err != nil {
+		return err
+	}
+	runner, err := postgres.NewRunner(bin, cfg.PGUser, cfg.Log)
+	if err != nil {
+		return err
+	}
+	fogUser := "root"
+	if u, err := user.Current(); err == nil {
+		fogUser = u.Username
+	}
+	first := netip.MustParseAddr(cfg.AddressBase)
+	last := first
+	for range 1023 {
+		if n := last.Next(); n.IsValid() && n.IsLoopback() {
+			last = n
+		}
+	}
+	for _, region := range cfg.Regions {
+		rc := regional.Config{HoldTimeout: cfg.HoldTimeout, Agent: agent.Config{
+			Region: region, Dir: filepath.Join(cfg.DataDir, "regions", region), FogUser: fogUser,
+			Resync: cfg.Resync, Observe: cfg.Observe, StopOnExit: true, CACertPEM: ca.CertPEM, MaxSlotWALKeepSize: cfg.MaxSlotWALKeepSize,
+			GuardCommand: cfg.GuardCommand,
+			// Every region of one machine hands out addresses from the one range; the
+			// controller never gives an address twice.
+			Record: instance.AgentRecord{AddressFirst: first.String(), AddressLast: last.String(), Port: cfg.Port},
+		}}
+		scoped := store.Scoped(st, store.AgentScope(region))
+		g.Go(func() error { return regional.Run(ctx, rc, scoped, runner, ca, cfg.Log.With("region", region)) })
+	}
+	// The API is ready once every region's agent has told the control plane its addresses.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, region := range cfg.Regions {
+		for {
+			_, err := st.Get(ctx, instance.AgentKey(region))
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil || time.Now().After(deadline) {
+				return fmt.Errorf("the agent of region %s did not start: %v", region, cmp.Or(ctx.Err(), err))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// loadCA returns the deployment's CA. Several servers on one etcd must sign with one CA, so
+// the CA lives in the store (where agents cannot read it); a data directory's CA from
+// before is moved there, and each server keeps a copy beside its data.
+func loadCA(ctx context.Context, st store.Store, dir string) (*devca.CA, error) {
+	type caRecord struct {
+		Cert string `json:"cert"`
+		Key  string `json:"key"`
+	}
+	const key = "ca/root"
+	var rec caRecord
+	_, err := store.Get(ctx, st, key, &rec)
+	if err == nil {
+		ca, err := devca.FromPEM([]byte(rec.Cert), []byte(rec.Key))
+		if err != nil {
+			return nil, err
+		}
+		return ca, ca.Save(dir)
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("read the CA: %w", err)
+	}
+	ca, err := devca.LoadOrCreate(dir)
+	if err != nil {
+		return nil, err
+	}
+	err = st.Txn(ctx, []store.Cond{{Key: key, Rev: 0}}, []store.Op{store.PutOp(key, caRecord{Cert: string(ca.CertPEM), Key: string(ca.KeyPEM())})})
+	if errors.Is(err, store.ErrConflict) {
+		// Another server stored its CA first: use that one.
+		return loadCA(ctx, st, dir)
+	}
+	return ca, err
+}
+
+func apiCertificate(ca *devca.CA, host string, names []string) (tls.Certificate, error) {
 	ips := []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}
 	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
 		ips = append(ips, ip)
 	}
-	crt, key, err := ca.Issue([]string{"localhost"}, ips)
+	dns := []string{"localhost"}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append(dns, n)
+		}
+	}
+	crt, key, err := ca.Issue(dns, ips)
 	if err != nil {
 		return tls.Certificate{}, err
 	}

@@ -1,0 +1,233 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fogdb/fog/internal/agent"
+	"github.com/fogdb/fog/internal/agentapi"
+	"github.com/fogdb/fog/internal/api"
+	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/lease"
+	"github.com/fogdb/fog/internal/postgres"
+	"github.com/fogdb/fog/internal/regional"
+	"github.com/fogdb/fog/internal/standalone"
+)
+
+func logger(g *globals, logLevel string) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return nil, usageErr("--log-level", "use debug, info, warn or error")
+	}
+	return slog.New(slog.NewTextHandler(g.io.Err, &slog.HandlerOptions{Level: level})), nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func newServerCommand(g *globals) *cobra.Command {
+	var cfg standalone.Config
+	var regions, advertise, logLevel string
+	var etcd etcdFlags
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run Fog's API and controller; the regions' agents run elsewhere (fog agent)",
+		Long: `Run the API and the controller. With --etcd-endpoints, several servers share one etcd:
+all of them serve the API, one is elected leader and drives operations, and another takes
+over when it dies. Agents join with a token from 'fog join-token create'.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logger(g, logLevel)
+			if err != nil {
+				return err
+			}
+			cfg.Log, cfg.ServerOnly = log, true
+			if cfg.Etcd, err = etcd.config(); err != nil {
+				return err
+			}
+			cfg.Regions, cfg.APINames = splitList(regions), splitList(advertise)
+			return standalone.Run(cmd.Context(), cfg, func(info standalone.Info) {
+				fmt.Fprintf(g.io.Out, "Fog API: %s (regions: %s)\n", info.APIURL, strings.Join(cfg.Regions, ", "))
+				fmt.Fprintf(g.io.Out, "Client config: %s\n", info.ClientFile)
+				fmt.Fprintf(g.io.Out, "Admit an agent: FOG_CONFIG=%s fog join-token create --region %s\n", info.ClientFile, cfg.Regions[0])
+			})
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&cfg.DataDir, "data-dir", ".fog", "where this server keeps its store (without etcd), a copy of the CA and the client config")
+	fl.StringVar(&regions, "regions", "eastus,westus", "comma-separated regions of the deployment")
+	fl.StringVar(&cfg.Listen, "listen", "127.0.0.1:7443", "address of the HTTPS API (agents connect here too)")
+	fl.StringVar(&advertise, "advertise", "", "comma-separated host names or addresses at which agents and clients reach this server; its certificate names them")
+	fl.StringVar(&cfg.DNSSuffix, "dns-suffix", "database.fog.internal", "DNS suffix of instance and listener names")
+	fl.DurationVar(&cfg.LeaseTTL, "lease-ttl", lease.DefaultTTL, "how long a primary stays writable without its agent renewing its lease")
+	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	etcd.bind(fl)
+	return cmd
+}
+
+func newJoinTokenCommand(g *globals) *cobra.Command {
+	jt := &cobra.Command{Use: "join-token", Short: "Admit agents: one-time tokens for `fog agent --join-token`"}
+	var region, expires string
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create a one-time token with which one agent of a region joins",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			_, b, err := c.do(cmd.Context(), "POST", api.JoinTokenPath, map[string]string{"region": region, "expiresIn": expires})
+			if err != nil {
+				return err
+			}
+			return g.print(b)
+		},
+	}
+	create.Flags().StringVar(&region, "region", "", "region of the agent the token admits")
+	create.Flags().StringVar(&expires, "expires-in", "1h", "how long the token stays valid (1m to 24h)")
+	_ = create.MarkFlagRequired("region")
+	jt.AddCommand(create)
+	return jt
+}
+
+// parseRange reads an address range: FIRST-LAST, or a CIDR prefix (its host addresses).
+func parseRange(s string) (netip.Addr, netip.Addr, error) {
+	if first, last, ok := strings.Cut(s, "-"); ok {
+		a, err1 := netip.ParseAddr(strings.TrimSpace(first))
+		b, err2 := netip.ParseAddr(strings.TrimSpace(last))
+		if err1 != nil || err2 != nil || a.BitLen() != b.BitLen() || b.Less(a) {
+			return a, b, errors.New("give FIRST-LAST with FIRST not above LAST, such as 10.0.1.10-10.0.1.50")
+		}
+		return a, b, nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Addr{}, netip.Addr{}, errors.New("give FIRST-LAST (10.0.1.10-10.0.1.50) or a prefix (10.0.1.0/26)")
+	}
+	p = p.Masked()
+	first, last := p.Addr(), p.Addr()
+	for n := last.Next(); n.IsValid() && p.Contains(n); n = n.Next() {
+		last = n
+	}
+	if p.Addr().Is4() && p.Bits() < 31 {
+		first, last = first.Next(), last.Prev() // neither the network nor the broadcast address
+	}
+	return first, last, nil
+}
+
+func newAgentCommand(g *globals) *cobra.Command {
+	var region, servers, token, dataDir, addrRange, advertise, pgBin, pgUser, logLevel string
+	var port int
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run a region's agent and listeners on this machine, managed by fog server",
+		Long: `Run the agent of one region: it reconciles the region's PostgreSQL instances and serves the
+region's listeners. The first start needs --join-token (from 'fog join-token create'); the
+agent then keeps its client certificate in --data-dir and talks to the servers over mutual TLS.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logger(g, logLevel)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			srvs := splitList(servers)
+			for _, s := range srvs {
+				if u, err := url.Parse(s); err != nil || u.Scheme != "https" || u.Host == "" {
+					return usageErr("--server", "%q is not a server URL such as https://10.0.0.5:7443", s)
+				}
+			}
+			if len(srvs) == 0 {
+				return usageErr("--server", "give the URL of at least one fog server (comma-separated for several)")
+			}
+			first, last, err := parseRange(addrRange)
+			if err != nil {
+				return usageErr("--address-range", "%v", err)
+			}
+			if port < 1 || port > 65535 {
+				return usageErr("--pg-port", "%d is out of range", port)
+			}
+			dataDir, err = filepath.Abs(dataDir)
+			if err != nil {
+				return err
+			}
+			creds, err := agentapi.LoadCredentials(dataDir)
+			switch {
+			case errors.Is(err, os.ErrNotExist):
+				if token == "" {
+					return usageErr("--join-token", "this agent has not joined yet: create a token with `fog join-token create --region %s` and pass it", region)
+				}
+				if creds, err = agentapi.Join(ctx, srvs, token, region, dataDir); err != nil {
+					return err
+				}
+				log.Info("joined", "region", region)
+			case err != nil:
+				return err
+			case creds.Region != region:
+				return usageErr("--region", "this data directory belongs to an agent of region %s", creds.Region)
+			}
+			client, err := agentapi.NewClient(srvs, creds, log.With("component", "agentapi"))
+			if err != nil {
+				return err
+			}
+			defer client.Close()
+			bin, err := postgres.FindBinaries(ctx, pgBin)
+			if err != nil {
+				return err
+			}
+			runner, err := postgres.NewRunner(bin, pgUser, log)
+			if err != nil {
+				return err
+			}
+			fogUser := "root"
+			if u, err := user.Current(); err == nil {
+				fogUser = u.Username
+			}
+			var guardCmd []string
+			if exe, err := os.Executable(); err == nil {
+				guardCmd = []string{exe, "guard"}
+			}
+			host, _ := os.Hostname()
+			rc := regional.Config{Agent: agent.Config{
+				Region: region, Dir: filepath.Join(dataDir, "instances"), FogUser: fogUser, StopOnExit: true,
+				CACertPEM: creds.CAPEM, GuardCommand: guardCmd,
+				Record: instance.AgentRecord{AddressFirst: first.String(), AddressLast: last.String(), Port: port, Advertise: advertise, Hostname: host},
+			}, Ready: func() {
+				fmt.Fprintf(g.io.Out, "Fog agent of %s: instances and listeners on %s-%s, servers %s\n", region, first, last, strings.Join(srvs, ", "))
+			}}
+			return regional.Run(ctx, rc, client, runner, client, log.With("region", region))
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&region, "region", "", "the region this machine serves")
+	fl.StringVar(&servers, "server", "", "comma-separated URLs of the fog servers (https://host:7443,...)")
+	fl.StringVar(&token, "join-token", "", "one-time token from `fog join-token create` (first start only)")
+	fl.StringVar(&dataDir, "data-dir", ".fog-agent", "where the agent keeps its certificate and its instances' data")
+	fl.StringVar(&addrRange, "address-range", "", "addresses of this machine for instances and listeners, one each: FIRST-LAST or a prefix")
+	fl.StringVar(&advertise, "advertise", "", "address at which other machines reach this one (recorded with the agent)")
+	fl.IntVar(&port, "pg-port", 5432, "port of the instances and listeners")
+	fl.StringVar(&pgBin, "pg-bin", "", "directory of the PostgreSQL server binaries (default: $PG_BIN, pg_config, /usr/lib/postgresql/*/bin)")
+	fl.StringVar(&pgUser, "pg-user", "postgres", "unprivileged OS user that runs PostgreSQL when fog runs as root")
+	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	_ = cmd.MarkFlagRequired("region")
+	_ = cmd.MarkFlagRequired("server")
+	_ = cmd.MarkFlagRequired("address-range")
+	return cmd
+}

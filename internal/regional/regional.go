@@ -1,0 +1,100 @@
+// Package regional runs what lives on a region's machines: the agent that reconciles the
+// region's PostgreSQL instances and the gateway that serves the region's listeners. `fog
+// agent` runs it against the server's agent endpoint; `fog up` runs one per region in its
+// own process, against the same store scoped the same way.
+package regional
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/fogdb/fog/internal/agent"
+	"github.com/fogdb/fog/internal/gateway"
+	"github.com/fogdb/fog/internal/group"
+	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/lease"
+	"github.com/fogdb/fog/internal/postgres"
+	"github.com/fogdb/fog/internal/store"
+)
+
+// Issuer signs server certificates for instances and listeners.
+type Issuer interface {
+	agent.Issuer
+	gateway.Issuer
+}
+
+// Config configures a region's agent and gateway.
+type Config struct {
+	Agent agent.Config
+	// HoldTimeout bounds how long a listener holds new connections during a failover.
+	HoldTimeout time.Duration
+	// Ready, when set, is called once the agent and gateway run.
+	Ready func()
+}
+
+// ReadCluster waits for the control plane's settings (the server writes them at start).
+func ReadCluster(ctx context.Context, st store.Store, log *slog.Logger) (instance.ClusterConfig, error) {
+	var cc instance.ClusterConfig
+	for {
+		_, err := store.Get(ctx, st, instance.ClusterKey, &cc)
+		if err == nil {
+			return cc, nil
+		}
+		if errors.Is(err, store.ErrForbidden) {
+			return cc, err
+		}
+		log.Warn("waiting for the control plane's settings", "err", err)
+		select {
+		case <-ctx.Done():
+			return cc, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Run runs the region's agent and gateway over st (scoped to the region) until ctx ends.
+func Run(ctx context.Context, cfg Config, st store.Store, runner *postgres.Runner, ca Issuer, log *slog.Logger) error {
+	region := cfg.Agent.Region
+	cc, err := ReadCluster(ctx, st, log)
+	if err != nil {
+		return fmt.Errorf("read the control plane's settings: %w", err)
+	}
+	ac := cfg.Agent
+	if ac.Lease.TTL == 0 {
+		ac.Lease.TTL = cc.LeaseTTL
+	}
+	a, err := agent.New(ac, st, runner, ca, log.With("component", "agent"))
+	if err != nil {
+		return err
+	}
+	// The gateway reads the groups and what the agents observe, and judges leases on its own
+	// clock; it does not ask the controller.
+	obs := lease.NewObserver(cmp.Or(ac.Lease.TTL, lease.DefaultTTL), nil)
+	gw := gateway.New(gateway.Config{
+		HoldTimeout:   cfg.HoldTimeout,
+		WatchPrefixes: []string{group.Prefix, "observed/", "desired/", lease.Prefix},
+	}, st, func(ctx context.Context) ([]gateway.Listener, error) {
+		routes, err := group.Routes(ctx, st, obs, cc.DNSSuffix, region)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]gateway.Listener, 0, len(routes))
+		for _, r := range routes {
+			out = append(out, gateway.Listener{Addr: r.Addr, Names: r.Names, Route: gateway.Route{Target: r.Target, Hold: r.Hold, Refuse: r.Refuse, Fallback: r.Fallback}})
+		}
+		return out, nil
+	}, ca, log.With("component", "gateway", "region", region))
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.Run(gctx) })
+	g.Go(func() error { return gw.Run(gctx) })
+	if cfg.Ready != nil {
+		cfg.Ready()
+	}
+	return g.Wait()
+}
