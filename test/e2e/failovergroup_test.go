@@ -320,6 +320,9 @@ func postmasterOf(t *testing.T, f *fog, inst map[string]any) int {
 // findPostmaster returns the pid of the instance's running postmaster, if any.
 func findPostmaster(f *fog, inst map[string]any) (int, bool) {
 	files, _ := filepath.Glob(filepath.Join(f.dataDir, "regions", inst["location"].(string), "*", "pgdata", "postmaster.pid"))
+	// A `fog agent` of the region keeps its instances under its data directory's instances/.
+	more, _ := filepath.Glob(filepath.Join(f.dataDir, "regions", inst["location"].(string), "instances", "*", "pgdata", "postmaster.pid"))
+	files = append(files, more...)
 	for _, file := range files {
 		b, _ := os.ReadFile(file)
 		lines := strings.Split(string(b), "\n")
