@@ -331,22 +331,9 @@ func (l *listener) serve(ctx context.Context, client net.Conn) {
 		}
 		return
 	}
-	r, err := l.waitRoute(ctx)
-	if err == nil && r.Refuse != "" {
-		err = errors.New(r.Refuse)
-	}
+	server, target, err := l.dial(ctx)
 	if err != nil {
 		l.refuse(client, code, err.Error())
-		return
-	}
-	target := r.Target
-	server, err := net.DialTimeout("tcp", target, 5*time.Second)
-	if err != nil && r.Fallback != "" {
-		target = r.Fallback
-		server, err = net.DialTimeout("tcp", target, 5*time.Second)
-	}
-	if err != nil {
-		l.refuse(client, code, fmt.Sprintf("the server behind this listener (%s) is not reachable: %v", target, err))
 		return
 	}
 	s := &session{client: client, server: server, target: target}
@@ -360,6 +347,44 @@ func (l *listener) serve(ctx context.Context, client net.Conn) {
 		return
 	}
 	relay(client, server)
+}
+
+// dial connects a new session to the route's server. A server that does not accept the
+// connection (its primary was fenced, and the failover that replaces it has not reached
+// the listener yet) is tried again on every route change and every 200 ms, until the hold
+// timeout: a client waits for the failover, as during a switch, rather than fail at once.
+func (l *listener) dial(ctx context.Context) (net.Conn, string, error) {
+	deadline := time.Now().Add(l.g.cfg.HoldTimeout)
+	for {
+		r, err := l.waitRoute(ctx)
+		if err == nil && r.Refuse != "" {
+			err = errors.New(r.Refuse)
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		l.mu.Lock()
+		changed := l.changed
+		l.mu.Unlock()
+		target := r.Target
+		server, err := net.DialTimeout("tcp", target, 5*time.Second)
+		if err != nil && r.Fallback != "" {
+			target = r.Fallback
+			server, err = net.DialTimeout("tcp", target, 5*time.Second)
+		}
+		if err == nil {
+			return server, target, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, "", fmt.Errorf("the server behind this listener (%s) is not reachable: %v", target, err)
+		}
+		select {
+		case <-changed:
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, "", ctx.Err()
+		}
+	}
 }
 
 // track adds or removes a session; adding fails when the route moved on meanwhile.

@@ -1,6 +1,9 @@
 package store
 
 import (
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"context"
 	"crypto/tls"
 	"errors"
@@ -76,7 +79,9 @@ func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 // unavailable marks errors that mean etcd did not answer.
 func unavailable(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrNoLeader) || errors.Is(err, rpctypes.ErrTimeout) ||
-		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) || errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) {
+		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) || errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) ||
+		// An external etcd's answer comes as a gRPC status when the client gives up.
+		status.Code(err) == codes.DeadlineExceeded || status.Code(err) == codes.Unavailable {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return err

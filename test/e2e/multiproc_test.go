@@ -24,6 +24,8 @@ import (
 type proc struct {
 	t    *testing.T
 	name string
+	ns   *netns // where it runs; nil for the test's own network namespace
+	exe  string // the program; fog's binary when ""
 	args []string
 	log  string
 	cmd  *exec.Cmd
@@ -32,7 +34,13 @@ type proc struct {
 
 func startProc(t *testing.T, name, log string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, args: args, log: log}
+	return startProcIn(t, nil, name, log, args...)
+}
+
+// startProcIn starts fog with args inside network namespace ns.
+func startProcIn(t *testing.T, ns *netns, name, log string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, ns: ns, args: args, log: log}
 	p.start()
 	t.Cleanup(p.stop)
 	return p
@@ -44,7 +52,15 @@ func (p *proc) start() {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	cmd := exec.Command(fogBinary, p.args...)
+	exe := p.exe
+	if exe == "" {
+		exe = fogBinary
+	}
+	cmd := exec.Command(exe, p.args...)
+	if p.ns != nil {
+		// ip netns exec execs fog in the namespace: the pid stays fog's.
+		cmd = exec.Command("ip", p.ns.cmd(p.args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -119,15 +135,37 @@ type deployment struct {
 }
 
 func startDeployment(t *testing.T, nServers int) *deployment {
+	return startDeploymentIn(t, nServers, nil)
+}
+
+// startDeploymentIn starts the deployment; with lab, the servers (on the embedded store,
+// one) run in lab's "cp" namespace and each region's agent in the region's namespace.
+func startDeploymentIn(t *testing.T, nServers int, lab *netlab) *deployment {
+	return startDeploymentWith(t, nServers, lab, nil)
+}
+
+// startDeploymentWith starts the deployment on the etcd endpoints given, if any.
+func startDeploymentWith(t *testing.T, nServers int, lab *netlab, etcdEndpoints []string) *deployment {
 	t.Helper()
 	d := &deployment{t: t, root: t.TempDir(), agents: map[string]*proc{}}
-	d.etcd = storetest.StartEtcd(t, 3)
-	eps := strings.Join(d.etcd.Endpoints(), ",")
+	var storeArgs []string
+	if etcdEndpoints != nil {
+		storeArgs = []string{"--etcd-endpoints", strings.Join(etcdEndpoints, ",")}
+	} else if lab == nil {
+		d.etcd = storetest.StartEtcd(t, 3)
+		storeArgs = []string{"--etcd-endpoints", strings.Join(d.etcd.Endpoints(), ",")}
+	}
 	for i := range nServers {
 		dir := filepath.Join(d.root, fmt.Sprintf("server%d", i))
-		addr := freeAddr(t)
-		p := startProc(t, fmt.Sprintf("server%d", i), filepath.Join(d.root, fmt.Sprintf("server%d.log", i)),
-			"server", "--data-dir", dir, "--listen", addr, "--etcd-endpoints", eps, "--log-level", "debug")
+		var ns *netns
+		var addr string
+		if lab != nil {
+			ns, addr = lab.ns["cp"], lab.ns["cp"].addrs[i]+":7443"
+		} else {
+			addr = freeAddr(t)
+		}
+		p := startProcIn(t, ns, fmt.Sprintf("server%d", i), filepath.Join(d.root, fmt.Sprintf("server%d.log", i)),
+			append([]string{"server", "--data-dir", dir, "--listen", addr, "--log-level", "debug"}, storeArgs...)...)
 		d.servers = append(d.servers, p)
 		p.waitLog("Fog API: ", 30*time.Second)
 		b, err := os.ReadFile(filepath.Join(dir, "client.json"))
@@ -150,7 +188,12 @@ func startDeployment(t *testing.T, nServers int) *deployment {
 		}
 		tok := r.json(t)["token"].(string)
 		rng := fmt.Sprintf("%s.%d-%s.%d", prefix, 1+100*i, prefix, 60+100*i)
-		p := startProc(t, "agent-"+region, filepath.Join(d.root, "agent-"+region+".log"),
+		var ns *netns
+		if lab != nil {
+			ns = lab.ns[region]
+			rng = ns.addrs[1] + "-" + ns.addrs[len(ns.addrs)-1]
+		}
+		p := startProcIn(t, ns, "agent-"+region, filepath.Join(d.root, "agent-"+region+".log"),
 			"agent", "--region", region, "--server", strings.Join(d.urls, ","), "--join-token", tok,
 			"--data-dir", filepath.Join(d.root, "regions", region), "--address-range", rng, "--log-level", "debug")
 		d.agents[region] = p

@@ -58,6 +58,15 @@ func (l *netlab) cleanupStale() {
 			_ = exec.Command("ip", "netns", "del", f[0]).Run()
 		}
 	}
+	out, _ = exec.Command("ip", "-o", "link").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 1 {
+			name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+			if strings.HasPrefix(name, l.prefix) {
+				_ = exec.Command("ip", "link", "del", name).Run()
+			}
+		}
+	}
 	_ = exec.Command("ip", "link", "del", l.bridge).Run()
 }
 
