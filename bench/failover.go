@@ -337,6 +337,9 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // postmasterFor finds the pid of the instance listening on host under dir.
 func postmasterFor(dir, host string) (int, error) {
 	files, _ := filepath.Glob(filepath.Join(dir, "regions", "*", "*", "pgdata", "postmaster.pid"))
+	// A `fog agent` keeps its instances under its data directory's instances/.
+	more, _ := filepath.Glob(filepath.Join(dir, "regions", "*", "instances", "*", "pgdata", "postmaster.pid"))
+	files = append(files, more...)
 	for _, file := range files {
 		b, err := os.ReadFile(file)
 		if err != nil {

@@ -9,7 +9,8 @@
 //
 // Scenarios: planned, loaded (planned under pgbench load), forced, silent (forced failover while the old primary's agent does not
 // answer), settle (kill -9 of fog in the middle of a planned failover), lag, gateway, seeding,
-// controlplane. Each prints min / median /
+// controlplane, distributed (servers and agents as separate processes on etcd: planned and
+// forced failovers, and kill -9 of the leader server). Each prints min / median /
 // p95 / max and the raw samples go to a JSON file (-out, default bench/results/<time>.json).
 package main
 
@@ -79,9 +80,10 @@ var scenarios = map[string]scenario{
 	"silent":       silentScenario,
 	"settle":       settleScenario,
 	"loaded":       loadedScenario,
+	"distributed":  distributedScenario,
 }
 
-var order = []string{"planned", "loaded", "forced", "silent", "settle", "lag", "gateway", "seeding", "controlplane"}
+var order = []string{"planned", "loaded", "forced", "silent", "settle", "lag", "gateway", "seeding", "controlplane", "distributed"}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

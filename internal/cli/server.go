@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -86,7 +87,7 @@ func newJoinTokenCommand(g *globals) *cobra.Command {
 	var region, expires string
 	create := &cobra.Command{
 		Use:   "create",
-		Short: "Create a one-time token with which one agent of a region joins",
+		Short: "Create a one-time token with which one agent of a region joins (prints the token; -o json for its expiry too)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
@@ -97,7 +98,16 @@ func newJoinTokenCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.print(b)
+			if f := cmd.Flag("output"); f != nil && f.Changed {
+				return g.print(b)
+			}
+			// As kubeadm token create does: the token alone, for $(...) in scripts.
+			var out struct{ Token string }
+			if err := json.Unmarshal(b, &out); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(g.io.Out, out.Token)
+			return err
 		},
 	}
 	create.Flags().StringVar(&region, "region", "", "region of the agent the token admits")

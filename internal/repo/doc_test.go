@@ -5,6 +5,7 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,5 +40,24 @@ func TestPackageDocs(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRegionsDoNotImportTheControlPlane: what runs on a region's machines (agent, gateway,
+// the agents' link) reaches the control plane only through the store interface and the
+// server's agent endpoint, never by importing the controller or the API.
+func TestRegionsDoNotImportTheControlPlane(t *testing.T) {
+	mod := "github.com/fogdb/fog/internal/"
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}",
+		"../regional", "../agent", "../gateway", "../agentapi", "../lease", "../guard").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		for _, banned := range []string{"controller", "api", "standalone", "cli", "election"} {
+			if p == mod+banned {
+				t.Errorf("a region package depends on %s", p)
+			}
+		}
 	}
 }

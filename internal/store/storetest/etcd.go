@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,17 +23,38 @@ type EtcdCluster struct {
 // StartEtcd starts an n-member cluster that runs until the test ends.
 func StartEtcd(t *testing.T, n int) *EtcdCluster {
 	t.Helper()
+	c, err := NewEtcd(t.TempDir(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// NewEtcd starts an n-member cluster with its data under dir (benchmarks use it outside a
+// test); Close stops it.
+func NewEtcd(dir string, n int) (*EtcdCluster, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
 	c := &EtcdCluster{members: make([]*embed.Etcd, n)}
 	var initial []string
 	for i := range n {
 		cfg := embed.NewConfig()
 		cfg.Name = fmt.Sprintf("m%d", i)
-		cfg.Dir = t.TempDir()
-		client, peer := freeURL(t), freeURL(t)
+		cfg.Dir = filepath.Join(dir, cfg.Name)
+		client, err := freeURL()
+		if err != nil {
+			return nil, err
+		}
+		peer, err := freeURL()
+		if err != nil {
+			return nil, err
+		}
 		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
 		cfg.LogLevel = "error"
-		cfg.LogOutputs = []string{filepath.Join(cfg.Dir, "etcd.log")}
+		cfg.LogOutputs = []string{filepath.Join(dir, cfg.Name+".log")}
 		initial = append(initial, cfg.Name+"="+peer.String())
 		c.cfgs = append(c.cfgs, cfg)
 	}
@@ -44,17 +66,24 @@ func StartEtcd(t *testing.T, n int) *EtcdCluster {
 	for i := range n {
 		go func() { errs <- c.Start(i) }()
 	}
+	var first error
 	for range n {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
+		if err := <-errs; err != nil && first == nil {
+			first = err
 		}
 	}
-	t.Cleanup(func() {
-		for i := range c.members {
-			c.Stop(i)
-		}
-	})
-	return c
+	if first != nil {
+		c.Close()
+		return nil, first
+	}
+	return c, nil
+}
+
+// Close stops every member.
+func (c *EtcdCluster) Close() {
+	for i := range c.members {
+		c.Stop(i)
+	}
 }
 
 // Start starts member i (again).
@@ -89,12 +118,11 @@ func (c *EtcdCluster) Endpoints() []string {
 	return out
 }
 
-func freeURL(t *testing.T) url.URL {
-	t.Helper()
+func freeURL() (url.URL, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return url.URL{}, err
 	}
 	defer l.Close()
-	return url.URL{Scheme: "http", Host: l.Addr().String()}
+	return url.URL{Scheme: "http", Host: l.Addr().String()}, nil
 }
