@@ -105,7 +105,7 @@ func (ns *netns) cmd(args ...string) []string {
 }
 
 // cut makes a and b unreachable from each other (every address of each); heal undoes it.
-func (l *netlab) cut(a, b string) { l.routes("add", a, b) }
+func (l *netlab) cut(a, b string)  { l.routes("add", a, b) }
 func (l *netlab) heal(a, b string) { l.routes("del", a, b) }
 
 func (l *netlab) routes(op, a, b string) {

@@ -75,6 +75,13 @@ func TestPartitions(t *testing.T) {
 	if st := f.wait(r); st["status"] != "Succeeded" {
 		t.Fatalf("forced failover with the primary's region cut off: %v", st)
 	}
+	// Every commit acknowledged from here on is the new primary's and must survive the heal.
+	w.mu.Lock()
+	var lastBefore int64
+	for id := range w.acked {
+		lastBefore = max(lastBefore, id)
+	}
+	w.mu.Unlock()
 	if err := <-held; err != nil {
 		t.Errorf("the held session failed after the forced failover: %v", err)
 	}
@@ -103,14 +110,20 @@ func TestPartitions(t *testing.T) {
 	if !present[-1] {
 		t.Error("the commit of the held session is missing")
 	}
-	var missing, beforeSwitch int
+	var missing, beforeSwitch, afterFailover int
 	for id, lsn := range w.acked {
 		if !present[id] {
 			missing++
 			if lsn <= switchPoint {
 				beforeSwitch++
 			}
+			if id > lastBefore {
+				afterFailover++
+			}
 		}
+	}
+	if afterFailover > 0 {
+		t.Errorf("%d commits acknowledged by the new primary are lost", afterFailover)
 	}
 	t.Logf("writer: %d commits acknowledged, %d missing (%d up to the switch point %s), %d cuts", len(w.acked), missing, beforeSwitch, switchPoint, w.cuts)
 	if beforeSwitch > 0 {
