@@ -89,6 +89,8 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		case errors.Is(verr, store.ErrUnavailable):
 			arm.WriteError(w, controller.StoreUnavailable())
 		case verr != nil:
+			// The error names the store key (a hash of the token), never the token.
+			s.log.Error("check the access token", "err", verr)
 			arm.WriteError(w, arm.Errorf(http.StatusInternalServerError, "InternalServerError",
 				"Fog could not check the access token. Retry; if it persists, check the fog log."))
 		case !valid:

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -142,9 +143,22 @@ func parseRange(s string) (netip.Addr, netip.Addr, error) {
 	return first, last, nil
 }
 
+// parsePorts reads PORT or FIRST-LAST.
+func parsePorts(s string) (int, int, error) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		b = a
+	}
+	first, err1 := strconv.Atoi(strings.TrimSpace(a))
+	last, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if err1 != nil || err2 != nil || first < 1 || last > 65535 || last < first {
+		return 0, 0, errors.New("give PORT or FIRST-LAST between 1 and 65535, such as 5432-5531")
+	}
+	return first, last, nil
+}
+
 func newAgentCommand(g *globals) *cobra.Command {
-	var region, servers, token, dataDir, addrRange, advertise, pgBin, pgUser, logLevel string
-	var port int
+	var region, servers, token, dataDir, addrRange, advertise, portRange, pgBin, pgUser, logLevel string
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run a region's agent and listeners on this machine, managed by fog server",
@@ -167,12 +181,24 @@ agent then keeps its client certificate in --data-dir and talks to the servers o
 			if len(srvs) == 0 {
 				return usageErr("--server", "give the URL of at least one fog server (comma-separated for several)")
 			}
+			if addrRange == "" {
+				if advertise == "" {
+					return usageErr("--address-range", "give the addresses of this machine for instances and listeners (or --advertise for one address, with ports from --port-range)")
+				}
+				addrRange = advertise + "-" + advertise
+			}
+			if advertise != "" {
+				if _, err := netip.ParseAddr(advertise); err != nil {
+					return usageErr("--advertise", "%q is not an IP address", advertise)
+				}
+			}
 			first, last, err := parseRange(addrRange)
 			if err != nil {
 				return usageErr("--address-range", "%v", err)
 			}
-			if port < 1 || port > 65535 {
-				return usageErr("--pg-port", "%d is out of range", port)
+			port, portLast, err := parsePorts(portRange)
+			if err != nil {
+				return usageErr("--port-range", "%v", err)
 			}
 			dataDir, err = filepath.Abs(dataDir)
 			if err != nil {
@@ -218,9 +244,9 @@ agent then keeps its client certificate in --data-dir and talks to the servers o
 			rc := regional.Config{Agent: agent.Config{
 				Region: region, Dir: filepath.Join(dataDir, "instances"), FogUser: fogUser, StopOnExit: true,
 				CACertPEM: creds.CAPEM, GuardCommand: guardCmd,
-				Record: instance.AgentRecord{AddressFirst: first.String(), AddressLast: last.String(), Port: port, Advertise: advertise, Hostname: host},
+				Record: instance.AgentRecord{AddressFirst: first.String(), AddressLast: last.String(), Port: port, PortLast: portLast, Advertise: advertise, Hostname: host},
 			}, Ready: func() {
-				fmt.Fprintf(g.io.Out, "Fog agent of %s: instances and listeners on %s-%s, servers %s\n", region, first, last, strings.Join(srvs, ", "))
+				fmt.Fprintf(g.io.Out, "Fog agent of %s: instances and listeners on %s-%s ports %d-%d, servers %s\n", region, first, last, port, portLast, strings.Join(srvs, ", "))
 			}}
 			return regional.Run(ctx, rc, client, runner, client, log.With("region", region))
 		},
@@ -230,14 +256,13 @@ agent then keeps its client certificate in --data-dir and talks to the servers o
 	fl.StringVar(&servers, "server", "", "comma-separated URLs of the fog servers (https://host:7443,...)")
 	fl.StringVar(&token, "join-token", "", "one-time token from `fog join-token create` (first start only)")
 	fl.StringVar(&dataDir, "data-dir", ".fog-agent", "where the agent keeps its certificate and its instances' data")
-	fl.StringVar(&addrRange, "address-range", "", "addresses of this machine for instances and listeners, one each: FIRST-LAST or a prefix")
-	fl.StringVar(&advertise, "advertise", "", "address at which other machines reach this one (recorded with the agent)")
-	fl.IntVar(&port, "pg-port", 5432, "port of the instances and listeners")
+	fl.StringVar(&addrRange, "address-range", "", "addresses of this machine for instances and listeners: FIRST-LAST or a prefix (default: the --advertise address)")
+	fl.StringVar(&advertise, "advertise", "", "the address at which other machines reach this one")
+	fl.StringVar(&portRange, "port-range", "5432-5531", "ports of instances and listeners, FIRST-LAST; every address takes the first port before any takes the next")
 	fl.StringVar(&pgBin, "pg-bin", "", "directory of the PostgreSQL server binaries (default: $PG_BIN, pg_config, /usr/lib/postgresql/*/bin)")
 	fl.StringVar(&pgUser, "pg-user", "postgres", "unprivileged OS user that runs PostgreSQL when fog runs as root")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	_ = cmd.MarkFlagRequired("region")
 	_ = cmd.MarkFlagRequired("server")
-	_ = cmd.MarkFlagRequired("address-range")
 	return cmd
 }

@@ -59,7 +59,7 @@ func newUpCommand(g *globals) *cobra.Command {
 	fl.StringVar(&cfg.PGUser, "pg-user", "postgres", "unprivileged OS user that runs PostgreSQL when fog runs as root")
 	fl.StringVar(&cfg.DNSSuffix, "dns-suffix", "database.fog.internal", "DNS suffix of instance and listener names")
 	fl.StringVar(&cfg.AddressBase, "address-base", "127.0.10.1", "first loopback address handed to instances")
-	fl.IntVar(&cfg.Port, "pg-port", 5432, "PostgreSQL port of instances (a free port is used where it is taken)")
+	fl.IntVar(&cfg.Port, "pg-port", 5432, "port of the instances and listeners (each has a loopback address of its own)")
 	fl.DurationVar(&cfg.LeaseTTL, "lease-ttl", lease.DefaultTTL, "how long a primary stays writable without its agent renewing its lease; a forced failover whose old primary's agent does not answer waits this long")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	etcd.bind(fl)

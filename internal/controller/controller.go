@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -396,28 +398,36 @@ func (c *Controller) allocateAddress(ctx context.Context, region string, extraUs
 	if err != nil {
 		return "", 0, err
 	}
+	// Addresses in use, as host:port; a listener of a group made before ports were ranged
+	// counts with its own port.
 	used := map[string]bool{}
 	for _, m := range all {
-		used[m.Host] = true
+		used[net.JoinHostPort(m.Host, strconv.Itoa(m.Port))] = true
 	}
 	groups, err := store.List[FailoverGroup](ctx, c.st, "fog/")
 	if err != nil {
 		return "", 0, err
 	}
 	for _, g := range groups {
-		for _, h := range g.ListenerHosts() {
-			used[h] = true
+		for _, a := range g.ListenerAddrs() {
+			used[net.JoinHostPort(a.Host, strconv.Itoa(a.Port))] = true
 		}
 	}
 	for _, h := range extraUsed {
 		used[h] = true
 	}
-	for a := first; a.IsValid() && a.Compare(last) <= 0; a = a.Next() {
-		if !used[a.String()] {
-			return a.String(), rec.Port, nil
+	lastPort := max(rec.PortLast, rec.Port)
+	// Every address on the first port before any address on the next: with one address per
+	// instance, every instance listens on PostgreSQL's usual port.
+	for port := rec.Port; port <= lastPort; port++ {
+		for a := first; a.IsValid() && a.Compare(last) <= 0; a = a.Next() {
+			if !used[net.JoinHostPort(a.String(), strconv.Itoa(port))] {
+				return a.String(), port, nil
+			}
 		}
 	}
-	return "", 0, fmt.Errorf("every address of region %s's range %s-%s is in use; give its agent a larger --address-range", region, rec.AddressFirst, rec.AddressLast)
+	return "", 0, fmt.Errorf("every address and port of region %s (%s-%s, ports %d-%d) is in use; give its agent a larger --address-range or --port-range",
+		region, rec.AddressFirst, rec.AddressLast, rec.Port, lastPort)
 }
 
 // DeleteInstance starts deleting an instance; a nil operation means there was nothing to delete.

@@ -489,7 +489,7 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 				return nil, arm.Errorf(http.StatusServiceUnavailable, "NoAddressAvailable", "No address is free for the %s listener in %s: %v.", which, inst.Location, err)
 			}
 			listeners[i][j] = Address{Host: host, Port: port}
-			taken = append(taken, host)
+			taken = append(taken, net.JoinHostPort(host, strconv.Itoa(port)))
 		}
 	}
 	pw := newSecret()

@@ -85,7 +85,16 @@ func (g *FailoverGroup) Listeners(i int) (rw, ro Address) {
 	return g.ReadWrite, g.ReadOnly
 }
 
-// ListenerHosts are every listener address of the group.
+// ListenerAddrs are every listener address of the group.
+func (g *FailoverGroup) ListenerAddrs() []Address {
+	out := []Address{g.ReadWrite, g.ReadOnly}
+	if g.PartnerReadWrite.Host != "" {
+		out = append(out, g.PartnerReadWrite, g.PartnerReadOnly)
+	}
+	return out
+}
+
+// ListenerHosts are every listener host of the group.
 func (g *FailoverGroup) ListenerHosts() []string {
 	out := []string{g.ReadWrite.Host, g.ReadOnly.Host}
 	if g.PartnerReadWrite.Host != "" {

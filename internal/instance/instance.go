@@ -194,10 +194,12 @@ func AgentKey(region string) string { return "agents/" + region }
 type AgentRecord struct {
 	Region string `json:"region"`
 	// AddressFirst and AddressLast bound the addresses of the region's instances and
-	// listeners, one address each, all on Port.
+	// listeners, and Port to PortLast (PortLast 0: Port alone) their ports: each instance and
+	// listener gets an address and port pair of its own, every address on Port first.
 	AddressFirst string `json:"addressFirst"`
 	AddressLast  string `json:"addressLast"`
 	Port         int    `json:"port"`
+	PortLast     int    `json:"portLast,omitempty"`
 	// Advertise is the address other machines reach this agent's machine at.
 	Advertise string    `json:"advertise,omitempty"`
 	Hostname  string    `json:"hostname,omitempty"`

@@ -294,7 +294,7 @@ func runRegions(ctx context.Context, g *errgroup.Group, cfg Config, st store.Sto
 			GuardCommand: cfg.GuardCommand,
 			// Every region of one machine hands out addresses from the one range; the
 			// controller never gives an address twice.
-			Record: instance.AgentRecord{AddressFirst: first.String(), AddressLast: last.String(), Port: cfg.Port},
+			Record: instance.AgentRecord{AddressFirst: first.String(), AddressLast: last.String(), Port: cfg.Port, PortLast: cfg.Port},
 		}}
 		scoped := store.Scoped(st, store.AgentScope(region))
 		g.Go(func() error { return regional.Run(ctx, rc, scoped, runner, ca, cfg.Log.With("region", region)) })

@@ -3,6 +3,7 @@ package store
 import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"strings"
 
 	"context"
 	"crypto/tls"
@@ -78,10 +79,17 @@ func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // unavailable marks errors that mean etcd did not answer.
 func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrNoLeader) || errors.Is(err, rpctypes.ErrTimeout) ||
 		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) || errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) ||
-		// An external etcd's answer comes as a gRPC status when the client gives up.
-		status.Code(err) == codes.DeadlineExceeded || status.Code(err) == codes.Unavailable {
+		// A leader election in progress: the same request succeeds once it is over.
+		errors.Is(err, rpctypes.ErrLeaderChanged) ||
+		// An external etcd's answer comes as a gRPC status when the client gives up, and
+		// etcd 3.4 returns its own expired deadline as code Unknown.
+		status.Code(err) == codes.DeadlineExceeded || status.Code(err) == codes.Unavailable ||
+		strings.Contains(err.Error(), context.DeadlineExceeded.Error()) {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return err

@@ -40,6 +40,9 @@ func TestJoinTokensAndAgentFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"--server", "http://127.0.0.1:1", "--address-range", "127.0.50.1-127.0.50.9"}, "--server"},
+		{[]string{"--server", f.info.APIURL}, "--address-range"},
+		{[]string{"--server", f.info.APIURL, "--advertise", "somehost"}, "--advertise"},
+		{[]string{"--server", f.info.APIURL, "--advertise", "127.0.50.1", "--port-range", "6000-5000"}, "--port-range"},
 		{[]string{"--server", f.info.APIURL, "--address-range", "127.0.50.9-127.0.50.1"}, "--address-range"},
 		{[]string{"--server", f.info.APIURL, "--address-range", "bogus"}, "--address-range"},
 		{[]string{"--server", f.info.APIURL, "--address-range", "127.0.50.0/28"}, "--join-token"},

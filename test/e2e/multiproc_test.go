@@ -179,7 +179,7 @@ func startDeploymentWith(t *testing.T, nServers int, lab *netlab, etcdEndpoints 
 		d.urls, d.clients = append(d.urls, cc.APIURL), append(d.clients, cc)
 	}
 	d.f = &fog{t: t, dataDir: d.root, info: d.clients[0], hc: httpClient(t, d.clients[0].CACert), stop: func() {}}
-	base := addressBase() // 127.0.N.1: eastus takes .1-.60, westus .101-.160
+	base := addressBase() // 127.0.N.1: eastus takes .1-.60, westus .101
 	prefix := strings.TrimSuffix(base, ".1")
 	for i, region := range []string{"eastus", "westus"} {
 		r := d.f.call("POST", "/fog/v1/joinTokens", map[string]any{"region": region, "expiresIn": "10m"})
@@ -187,15 +187,19 @@ func startDeploymentWith(t *testing.T, nServers int, lab *netlab, etcdEndpoints 
 			t.Fatalf("create join token = %d %s", r.Status, r.Body)
 		}
 		tok := r.json(t)["token"].(string)
-		rng := fmt.Sprintf("%s.%d-%s.%d", prefix, 1+100*i, prefix, 60+100*i)
+		// eastus has an address per instance; westus one address, with a port per instance.
+		addrs := []string{"--address-range", fmt.Sprintf("%s.1-%s.60", prefix, prefix)}
+		if i == 1 {
+			addrs = []string{"--advertise", prefix + ".101", "--port-range", "6432-6450"}
+		}
 		var ns *netns
 		if lab != nil {
 			ns = lab.ns[region]
-			rng = ns.addrs[1] + "-" + ns.addrs[len(ns.addrs)-1]
+			addrs = []string{"--address-range", ns.addrs[1] + "-" + ns.addrs[len(ns.addrs)-1]}
 		}
 		p := startProcIn(t, ns, "agent-"+region, filepath.Join(d.root, "agent-"+region+".log"),
-			"agent", "--region", region, "--server", strings.Join(d.urls, ","), "--join-token", tok,
-			"--data-dir", filepath.Join(d.root, "regions", region), "--address-range", rng, "--log-level", "debug")
+			append([]string{"agent", "--region", region, "--server", strings.Join(d.urls, ","), "--join-token", tok,
+				"--data-dir", filepath.Join(d.root, "regions", region), "--log-level", "debug"}, addrs...)...)
 		d.agents[region] = p
 		p.waitLog("Fog agent of "+region, 30*time.Second)
 	}
@@ -310,6 +314,12 @@ func TestSeparateProcesses(t *testing.T) {
 	westRW := net.JoinHostPort(wl["host"].(string), fmt.Sprint(wl["port"]))
 	if westRW == p.rw {
 		t.Fatalf("both regions show the read-write listener at %s; each region's gateway should have its own address", westRW)
+	}
+	// westus's agent has one address: its instance and listeners differ by port.
+	secProps := props(p.sec)
+	if wl["host"] != secProps["host"] || fmt.Sprint(wl["port"]) == fmt.Sprint(secProps["port"]) || secProps["port"] != 6432.0 {
+		t.Errorf("westus instance at %v:%v, listener at %v:%v; want one address, the instance on 6432 and the listener on another port",
+			secProps["host"], secProps["port"], wl["host"], wl["port"])
 	}
 	p.setupTable(t)
 	mustExecRW(t, p, "INSERT INTO w (id) VALUES (1)")
