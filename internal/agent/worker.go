@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,8 @@ type worker struct {
 	hadLink bool
 	// observedAt is when the last observation of the server began.
 	observedAt time.Time
+	// probeFailures counts failed probes of the upstream in a row.
+	probeFailures int
 	// backoff is the delay before looking again at a state in transition.
 	backoff time.Duration
 }
@@ -550,6 +553,18 @@ func (w *worker) observe(ctx context.Context, conn *pgx.Conn, s instance.Spec, s
 	} else {
 		st.Role = instance.RoleStandby
 	}
+	st.Upstream = nil
+	if rep.InRecovery && s.Upstream != nil {
+		// This region's own look at the primary's replication endpoint: one of the
+		// observers the automatic failover policy needs to agree (controller/autofailover.go).
+		err := checkReach(ctx, net.JoinHostPort(s.Upstream.Host, strconv.Itoa(s.Upstream.Port)), time.Second)
+		if err == nil {
+			w.probeFailures = 0
+		} else {
+			w.probeFailures++
+		}
+		st.Upstream = &instance.UpstreamProbe{Reachable: err == nil, Failures: w.probeFailures}
+	}
 	st.Replication = &rep
 	dbs, err := postgres.ListDatabases(ctx, conn)
 	if err != nil {
@@ -702,7 +717,7 @@ func (w *worker) execute(ctx context.Context, s instance.Spec, cmd instance.Comm
 		return errors.New("the instance is being deleted")
 	}
 	if cmd.Kind == instance.CmdCheckReach {
-		return checkReach(ctx, cmd.Target)
+		return checkReach(ctx, cmd.Target, 5*time.Second)
 	}
 	c := w.a.cluster(s)
 	conn, err := c.Connect(ctx, "postgres")
@@ -723,8 +738,8 @@ func (w *worker) execute(ctx context.Context, s instance.Spec, cmd instance.Comm
 
 // checkReach opens a TCP connection to a PostgreSQL server and asks for TLS, the first thing
 // a standby does; it proves the replication path from this agent's side.
-func checkReach(ctx context.Context, target string) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+func checkReach(ctx context.Context, target string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", target)
@@ -732,7 +747,7 @@ func checkReach(ctx context.Context, target string) error {
 		return err
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(timeout))
 	req := make([]byte, 8)
 	binary.BigEndian.PutUint32(req[0:4], 8)
 	binary.BigEndian.PutUint32(req[4:8], 80877103)

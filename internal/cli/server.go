@@ -79,6 +79,7 @@ over when it dies. Agents join with a token from 'fog join-token create'.`,
 	fl.StringVar(&cfg.DNSSuffix, "dns-suffix", "database.fog.internal", "DNS suffix of instance and listener names")
 	fl.DurationVar(&cfg.LeaseTTL, "lease-ttl", lease.DefaultTTL, "how long a primary stays writable without its agent renewing its lease")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	bindPolicy(fl, &cfg)
 	etcd.bind(fl)
 	return cmd
 }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -62,8 +63,15 @@ func newUpCommand(g *globals) *cobra.Command {
 	fl.IntVar(&cfg.Port, "pg-port", 5432, "port of the instances and listeners (each has a loopback address of its own)")
 	fl.DurationVar(&cfg.LeaseTTL, "lease-ttl", lease.DefaultTTL, "how long a primary stays writable without its agent renewing its lease; a forced failover whose old primary's agent does not answer waits this long")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	bindPolicy(fl, &cfg)
 	etcd.bind(fl)
 	return up
+}
+
+// bindPolicy adds the automatic failover policy's deployment settings.
+func bindPolicy(fl *pflag.FlagSet, cfg *standalone.Config) {
+	fl.DurationVar(&cfg.MinGracePeriod, "min-grace-period", 60*time.Minute, "shortest failoverWithDataLossGracePeriodMinutes an Automatic group may have: Azure's 60m, or down to 1m")
+	fl.BoolVar(&cfg.ObserveOnly, "observe-only", false, "run every group's automatic failover policy as events only (\"would fail over now\"), never acting")
 }
 
 // etcdFlags are the etcd client options, named as etcdctl names them.

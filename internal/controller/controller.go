@@ -33,6 +33,13 @@ type Config struct {
 	// LeaseTTL is the agents' lease TTL: how long the controller waits, on its own clock,
 	// without seeing a renewal before it treats an agent's primaries as fenced.
 	LeaseTTL time.Duration
+	// MinGraceMinutes is the shortest grace period an Automatic group may have (Azure's 60
+	// unless an operator allows less, down to 1: --min-grace-period).
+	MinGraceMinutes int
+	// ObserveOnly runs the automatic policy of every group as events only.
+	ObserveOnly bool
+	// ProbeTimeout bounds the control plane's own probe of a primary.
+	ProbeTimeout time.Duration
 }
 
 // Validate checks the configuration and fills defaults.
@@ -48,6 +55,15 @@ func (c *Config) Validate() error {
 	}
 	if c.LeaseTTL == 0 {
 		c.LeaseTTL = lease.DefaultTTL
+	}
+	if c.MinGraceMinutes == 0 {
+		c.MinGraceMinutes = resource.MinGracePeriodMinutes
+	}
+	if c.MinGraceMinutes < 1 || c.MinGraceMinutes > resource.MinGracePeriodMinutes {
+		return fmt.Errorf("--min-grace-period must be from 1m to %dm", resource.MinGracePeriodMinutes)
+	}
+	if c.ProbeTimeout == 0 {
+		c.ProbeTimeout = time.Second
 	}
 	return nil
 }
@@ -69,6 +85,8 @@ type Controller struct {
 	seedSeen map[string]int64
 	mu       sync.Mutex
 	driving  map[string]bool
+	// outages are the regions the automatic failover policy sees down (under mu).
+	outages map[string]*outage
 }
 
 // New returns a controller; call Run to drive operations.
@@ -77,7 +95,7 @@ func New(cfg Config, st store.Store, log *slog.Logger) (*Controller, error) {
 		return nil, err
 	}
 	return &Controller{cfg: cfg, st: st, log: log, kick: make(chan string, 128), driving: map[string]bool{},
-		leases: lease.NewObserver(cfg.LeaseTTL, nil), seedSeen: map[string]int64{}}, nil
+		leases: lease.NewObserver(cfg.LeaseTTL, nil), seedSeen: map[string]int64{}, outages: map[string]*outage{}}, nil
 }
 
 // Driver returns a controller that drives operations through st: the leader's store, whose
@@ -86,7 +104,7 @@ func New(cfg Config, st store.Store, log *slog.Logger) (*Controller, error) {
 // observer; the API keeps accepting requests through the controller it was made from.
 func (c *Controller) Driver(st store.Store) *Controller {
 	return &Controller{cfg: c.cfg, st: st, log: c.log, kick: make(chan string, 128), driving: map[string]bool{},
-		leases: c.leases, seedSeen: map[string]int64{}}
+		leases: c.leases, seedSeen: map[string]int64{}, outages: map[string]*outage{}}
 }
 
 // DNSSuffix is the suffix of instance and listener names.
@@ -153,6 +171,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-accepted:
 		case <-tick.C:
 			c.monitor(ctx)
+			c.autoFailover(ctx)
 		}
 	}
 }

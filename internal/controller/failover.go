@@ -201,7 +201,7 @@ func (c *Controller) route(ctx context.Context, op *Operation, msg, kind string,
 		if forced != nil {
 			g.LastForced = forced
 		}
-		g.Event(kind, msg, nil)
+		g.EventBy(op.initiator(), kind, msg, nil)
 		next.Step = stepRouted
 	})
 	if err == nil {
@@ -235,7 +235,7 @@ func (c *Controller) rollback(ctx context.Context, op *Operation, reason *arm.Er
 		g.Switching = false
 		g.Members[old] = Member{Role: instance.RolePrimary}
 		g.Members[op.Target] = Member{Role: instance.RoleStandby, SeedGeneration: g.Members[op.Target].SeedGeneration}
-		g.Event("FailoverRolledBack", fmt.Sprintf("failover to %s rolled back (%s); the primary is unchanged", nw.InstanceName, reason.Code), nil)
+		g.EventBy(op.initiator(), "FailoverRolledBack", fmt.Sprintf("failover to %s rolled back (%s); the primary is unchanged", nw.InstanceName, reason.Code), nil)
 		next.Step, next.Reason = stepRolledBack, reason
 	})
 	if err != nil {

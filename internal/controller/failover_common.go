@@ -97,7 +97,7 @@ func (c *Controller) recordLost(ctx context.Context, name string) {
 			return nil
 		}
 		g.LastForced.LostWAL, g.LastForced.LostKnown = lost, true
-		g.Event("LostWAL", fmt.Sprintf("the forced failover of epoch %d discarded %d bytes of WAL (%s to %s) on %s", g.LastForced.Epoch, lost.Bytes, lost.FromLSN, lost.ToLSN, old.InstanceName), lost)
+		g.EventBy(InitiatorSystem, "LostWAL", fmt.Sprintf("the forced failover of epoch %d discarded %d bytes of WAL (%s to %s) on %s", g.LastForced.Epoch, lost.Bytes, lost.FromLSN, lost.ToLSN, old.InstanceName), lost)
 		return nil
 	})
 	c.log.Warn("forced failover lost WAL", "group", name, "from", lost.FromLSN, "to", lost.ToLSN, "bytes", lost.Bytes)
@@ -155,7 +155,7 @@ func (c *Controller) monitor(ctx context.Context) {
 			_, _, err := c.stepGroup(ctx, g.Name, func(g *FailoverGroup) {
 				g.SeedGeneration = newSeedGeneration(g.SeedGeneration)
 				g.Members[g.Secondary()].SeedGeneration = g.SeedGeneration
-				g.Event("Reseed", "the secondary fell further behind than max_slot_wal_keep_size allows; reseeding it", nil)
+				g.EventBy(InitiatorSystem, "Reseed", "the secondary fell further behind than max_slot_wal_keep_size allows; reseeding it", nil)
 			})
 			if err != nil {
 				c.log.Error("reseed", "group", g.Name, "err", err)

@@ -127,6 +127,10 @@ func (c *Controller) groupView(ctx context.Context, g *FailoverGroup, i int) res
 	rw := &resource.ReadWriteEndpoint{FailoverPolicy: g.ReadWritePolicy}
 	if g.ReadWritePolicy == "Automatic" {
 		rw.FailoverWithDataLossGracePeriodMinutes = g.GraceMinutes
+		rw.MaxDataLossBytes, rw.MaxDataLossSeconds = g.MaxLossBytes, g.MaxLossSeconds
+		if g.ObserveOnly {
+			rw.AutomaticFailoverMode = "ObserveOnly"
+		}
 	}
 	partnerLoc := other.Location
 	if i == 0 && g.Sides[0].PartnerRegionAsSent != "" {
@@ -153,6 +157,7 @@ func (c *Controller) groupView(ctx context.Context, g *FailoverGroup, i int) res
 		Replication:        replicationStatus(g, st),
 		LastForcedFailover: g.LastForced,
 		Warnings:           g.Warnings,
+		Events:             g.Events,
 	}
 	return resource.FailoverGroupJSON{
 		ID: fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Sql/locations/%s/instanceFailoverGroups/%s",
@@ -259,7 +264,7 @@ func (c *Controller) PutFailoverGroup(ctx context.Context, sub, rg, loc, name st
 		return nil, arm.BadRequest("LocationNotAvailableForResourceType",
 			"The provided location '%s' is not available for resource type '%s'. This deployment has: %s.", loc, resource.TypeFailoverGroup, strings.Join(c.cfg.Regions, ", "))
 	}
-	spec, aerr := resource.ValidateFailoverGroupBody(body)
+	spec, aerr := resource.ValidateFailoverGroupBody(body, c.cfg.MinGraceMinutes)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -302,6 +307,7 @@ func (c *Controller) updateGroup(ctx context.Context, g *FailoverGroup, rev int6
 	op := &Operation{ID: resource.NewUID(), Name: "UpdateManagedFailoverGroup", Kind: KindUpdateGroup, Subscription: sub, ResourceGroup: rg,
 		Location: region, ResourceID: g.Name, Status: arm.StatusInProgress, StartTime: time.Now().UTC()}
 	g.ReadWritePolicy, g.GraceMinutes, g.ReadOnlyPolicy, g.SecondaryType = spec.ReadWritePolicy, spec.GraceMinutes, spec.ReadOnlyPolicy, spec.SecondaryType
+	g.MaxLossBytes, g.MaxLossSeconds, g.ObserveOnly = spec.MaxLossBytes, spec.MaxLossSeconds, spec.ObserveOnly
 	g.ActiveOperation, g.OperationKind = op.ID, op.Kind
 	g.Event("Update", fmt.Sprintf("policy %s, read-only %s, secondary type %s", g.ReadWritePolicy, g.ReadOnlyPolicy, g.SecondaryType), nil)
 	if aerr := c.writeGroup(ctx, g, rev, store.PutOp(opKey(op.ID), op)); aerr != nil {
@@ -501,6 +507,7 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 		},
 		Members:         [2]Member{{Role: instance.RolePrimary}, {}},
 		ReadWritePolicy: spec.ReadWritePolicy, GraceMinutes: spec.GraceMinutes, ReadOnlyPolicy: spec.ReadOnlyPolicy, SecondaryType: spec.SecondaryType,
+		MaxLossBytes: spec.MaxLossBytes, MaxLossSeconds: spec.MaxLossSeconds, ObserveOnly: spec.ObserveOnly,
 		Epoch: 1, ReplicationPassword: pw, ReplicationVerifier: postgres.SCRAMVerifier(pw), SeedGeneration: newSeedGeneration(0),
 		ReadWrite: listeners[0][0], ReadOnly: listeners[0][1], PartnerReadWrite: listeners[1][0], PartnerReadOnly: listeners[1][1],
 		DNSZone: prim.DNSZone, Warnings: warnings, Created: time.Now().UTC(),
@@ -618,20 +625,26 @@ func (c *Controller) Failover(ctx context.Context, sub, rg, loc, name string, fo
 		return nil, arm.Errorf(http.StatusConflict, "InstanceFailoverGroupBusy",
 			"Instance failover group '%s' is seeding its secondary; a failover is possible once replicationState is CATCH_UP.", name)
 	}
+	return c.startFailover(ctx, g, rev, i, force, InitiatorUser)
+}
+
+// startFailover records a failover of g (read at rev) to side target and starts driving it.
+func (c *Controller) startFailover(ctx context.Context, g *FailoverGroup, rev int64, target int, force bool, initiator string) (*Operation, *arm.Error) {
 	kind, opName := KindFailover, "FailoverManagedFailoverGroup"
 	if force {
 		kind = KindForceFailover
 	}
-	op := &Operation{ID: resource.NewUID(), Name: opName, Kind: kind, Subscription: sub, ResourceGroup: rg,
-		Location: g.Sides[i].Location, ResourceID: name, Status: arm.StatusInProgress, StartTime: time.Now().UTC(), Target: i}
+	s := g.Sides[target]
+	op := &Operation{ID: resource.NewUID(), Name: opName, Kind: kind, Subscription: s.Subscription, ResourceGroup: s.ResourceGroup,
+		Location: s.Location, ResourceID: g.Name, Status: arm.StatusInProgress, StartTime: time.Now().UTC(), Target: target, Initiator: initiator}
 	g.ActiveOperation, g.OperationKind = op.ID, kind
-	if err := c.st.Txn(ctx, []store.Cond{{Key: fogKey(name), Rev: rev}}, []store.Op{store.PutOp(fogKey(name), g), store.PutOp(opKey(op.ID), op)}); err != nil {
+	if err := c.st.Txn(ctx, []store.Cond{{Key: fogKey(g.Name), Rev: rev}}, []store.Op{store.PutOp(fogKey(g.Name), g), store.PutOp(opKey(op.ID), op)}); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return nil, arm.Errorf(http.StatusConflict, "InstanceFailoverGroupBusy", "Instance failover group '%s' changed while this request ran; retry.", name)
+			return nil, arm.Errorf(http.StatusConflict, "InstanceFailoverGroupBusy", "Instance failover group '%s' changed while this request ran; retry.", g.Name)
 		}
 		return nil, internalError(err)
 	}
-	c.log.Info("accepted", "operation", opName, "id", op.ID, "group", name, "force", force)
+	c.log.Info("accepted", "operation", opName, "id", op.ID, "group", g.Name, "force", force, "initiator", initiator)
 	c.kickOp(op.ID)
 	return op, nil
 }

@@ -14,6 +14,20 @@ const (
 	KindDeleteDatabase = "deleteDatabase"
 )
 
+// Initiators of operations.
+const (
+	InitiatorUser   = "user"
+	InitiatorSystem = "system"
+)
+
+// initiator is who started op ("user" for operations recorded before it was kept).
+func (op *Operation) initiator() string {
+	if op.Initiator == "" {
+		return InitiatorUser
+	}
+	return op.Initiator
+}
+
 // Operation is a long-running operation as stored: enough to serve its status URL and its
 // result URL, and to resume driving it after a restart.
 type Operation struct {
@@ -42,7 +56,10 @@ type Operation struct {
 	// Failover record (see the package documentation): the side the user asked to become
 	// primary, the epoch the operation created, and the last step reached, each written in
 	// the same transaction as that step's effect.
-	Target     int    `json:"target,omitempty"`
+	Target int `json:"target,omitempty"`
+	// Initiator is who started the operation: InitiatorUser, or InitiatorSystem for the
+	// automatic failover policy.
+	Initiator  string `json:"initiator,omitempty"`
 	Epoch      int64  `json:"epoch,omitempty"`
 	Step       string `json:"step,omitempty"`
 	DrainedLSN string `json:"drainedLsn,omitempty"`

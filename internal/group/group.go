@@ -17,9 +17,13 @@ type FailoverGroup struct {
 	Primary         int          `json:"primary"`
 	ReadWritePolicy string       `json:"readWritePolicy"`
 	GraceMinutes    *int         `json:"graceMinutes,omitempty"`
-	ReadOnlyPolicy  string       `json:"readOnlyPolicy"`
-	SecondaryType   string       `json:"secondaryType"`
-	Epoch           int64        `json:"epoch"`
+	// The data-loss budget and observe-only mode of the Automatic policy.
+	MaxLossBytes   *int64 `json:"maxLossBytes,omitempty"`
+	MaxLossSeconds *int   `json:"maxLossSeconds,omitempty"`
+	ObserveOnly    bool   `json:"observeOnly,omitempty"`
+	ReadOnlyPolicy string `json:"readOnlyPolicy"`
+	SecondaryType  string `json:"secondaryType"`
+	Epoch          int64  `json:"epoch"`
 	// Switching holds new read-write connections while the primary changes.
 	Switching bool `json:"switching"`
 	// Deleting: the group is being removed; listeners are gone.
@@ -122,9 +126,15 @@ func (g *FailoverGroup) Side(sub, rg, location string) int {
 	return -1
 }
 
-// Event records an event in the group, keeping the last 50.
+// Event records an event in the group that a user's request caused, keeping the last 50.
 func (g *FailoverGroup) Event(kind, msg string, lost *resource.LostWAL) {
-	g.Events = append(g.Events, resource.Event{Time: time.Now().UTC(), Kind: kind, Message: msg, Initiator: "user", LostWAL: lost})
+	g.EventBy("user", kind, msg, lost)
+}
+
+// EventBy records an event with its initiator ("user", or "system" for the automatic
+// policy), keeping the last 50.
+func (g *FailoverGroup) EventBy(initiator, kind, msg string, lost *resource.LostWAL) {
+	g.Events = append(g.Events, resource.Event{Time: time.Now().UTC(), Kind: kind, Message: msg, Initiator: initiator, LostWAL: lost})
 	if len(g.Events) > 50 {
 		g.Events = g.Events[len(g.Events)-50:]
 	}

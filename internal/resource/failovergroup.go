@@ -25,10 +25,18 @@ const (
 // MinGracePeriodMinutes is Azure's minimum grace period for the Automatic policy.
 const MinGracePeriodMinutes = 60
 
-// ReadWriteEndpoint is the read-write listener's policy.
+// ReadWriteEndpoint is the read-write listener's policy. The fields after Azure's two are
+// Fog's own and apply to the Automatic policy only.
 type ReadWriteEndpoint struct {
 	FailoverPolicy                         string `json:"failoverPolicy,omitempty"`
 	FailoverWithDataLossGracePeriodMinutes *int   `json:"failoverWithDataLossGracePeriodMinutes,omitempty"`
+	// MaxDataLossBytes and MaxDataLossSeconds are the data-loss budget: an automatic failover
+	// does not happen when the secondary is further behind than either.
+	MaxDataLossBytes   *int64 `json:"maxDataLossBytes,omitempty"`
+	MaxDataLossSeconds *int   `json:"maxDataLossSeconds,omitempty"`
+	// AutomaticFailoverMode is Enabled (the default) or ObserveOnly: the policy then only
+	// records the failover it would start.
+	AutomaticFailoverMode string `json:"automaticFailoverMode,omitempty"`
 }
 
 // ReadOnlyEndpoint is the read-only listener's policy.
@@ -110,6 +118,9 @@ type FailoverGroupProperties struct {
 	Replication        *ReplicationStatus `json:"replication,omitempty"`
 	LastForcedFailover *ForcedFailover    `json:"lastForcedFailover,omitempty"`
 	Warnings           []string           `json:"warnings,omitempty"`
+	// Events is what happened to the group, newest last (Fog's addition): failovers, and what
+	// the automatic policy saw and did, each with its initiator.
+	Events []Event `json:"events,omitempty"`
 }
 
 // FailoverGroupJSON is the wire form of an instance failover group (a proxy resource: no
@@ -140,6 +151,9 @@ func fogErr(code, format string, args ...any) *arm.Error {
 type FailoverGroupSpec struct {
 	ReadWritePolicy string
 	GraceMinutes    *int
+	MaxLossBytes    *int64
+	MaxLossSeconds  *int
+	ObserveOnly     bool
 	ReadOnlyPolicy  string
 	SecondaryType   string
 	PartnerRegion   string
@@ -154,8 +168,9 @@ type ParsedID struct {
 }
 
 // ValidateFailoverGroupBody checks a PUT body's shape and policy rules, with the codes the
-// Microsoft.Sql resource provider uses.
-func ValidateFailoverGroupBody(b FailoverGroupJSON) (*FailoverGroupSpec, *arm.Error) {
+// Microsoft.Sql resource provider uses. minGrace is the deployment's minimum grace period in
+// minutes (Azure's MinGracePeriodMinutes unless an operator lowered it).
+func ValidateFailoverGroupBody(b FailoverGroupJSON, minGrace int) (*FailoverGroupSpec, *arm.Error) {
 	p := b.Properties
 	spec := &FailoverGroupSpec{ReadOnlyPolicy: "Disabled", SecondaryType: "Geo"}
 	if p.ReadWriteEndpoint == nil {
@@ -178,10 +193,24 @@ func ValidateFailoverGroupBody(b FailoverGroupJSON) (*FailoverGroupSpec, *arm.Er
 		return nil, fogErr("InvalidReadWriteEndpointFieldsForManualPolicy", "Grace period value should not be provided when failover policy Manual is selected for the read-write endpoint.")
 	case pol == "Automatic" && g == nil:
 		return nil, fogErr("InvalidReadWriteEndpointFields", "The property failoverWithDataLossGracePeriodMinutes must be provided when failover policy Automatic is selected for the read-write endpoint.")
-	case pol == "Automatic" && *g < MinGracePeriodMinutes:
-		return nil, fogErr("LessThanMinimumGracePeriodValues", "Grace period value for the instance failover group must be greater than or equal to the '%d' minutes minimum grace period.", MinGracePeriodMinutes)
+	case pol == "Automatic" && *g < minGrace:
+		return nil, fogErr("LessThanMinimumGracePeriodValues", "Grace period value for the instance failover group must be greater than or equal to the '%d' minutes minimum grace period.", minGrace)
 	}
 	spec.GraceMinutes = g
+	if pol == "Manual" && (rw.MaxDataLossBytes != nil || rw.MaxDataLossSeconds != nil || rw.AutomaticFailoverMode != "") {
+		return nil, fogErr("InvalidReadWriteEndpointFieldsForManualPolicy", "maxDataLossBytes, maxDataLossSeconds and automaticFailoverMode apply to the Automatic failover policy only; remove them or use Automatic.")
+	}
+	if (rw.MaxDataLossBytes != nil && *rw.MaxDataLossBytes < 0) || (rw.MaxDataLossSeconds != nil && *rw.MaxDataLossSeconds < 0) {
+		return nil, fogErr("InvalidDataLossBudget", "maxDataLossBytes and maxDataLossSeconds must be non-negative (0 allows no loss at all).")
+	}
+	spec.MaxLossBytes, spec.MaxLossSeconds = rw.MaxDataLossBytes, rw.MaxDataLossSeconds
+	if rw.AutomaticFailoverMode != "" {
+		mode, ok := oneOf([]string{"Enabled", "ObserveOnly"}, rw.AutomaticFailoverMode)
+		if !ok {
+			return nil, fogErr("InvalidAutomaticFailoverMode", "automaticFailoverMode '%s' is invalid: use Enabled or ObserveOnly.", rw.AutomaticFailoverMode)
+		}
+		spec.ObserveOnly = mode == "ObserveOnly"
+	}
 	if p.ReadOnlyEndpoint != nil && p.ReadOnlyEndpoint.FailoverPolicy != "" {
 		ro, ok := oneOf([]string{"Disabled", "Enabled"}, p.ReadOnlyEndpoint.FailoverPolicy)
 		if !ok {

@@ -67,6 +67,11 @@ type Config struct {
 	// GuardCommand starts the process that fences a region's primaries if fog dies (the fog
 	// binary and "guard"); nil runs none.
 	GuardCommand []string
+	// MinGracePeriod is the shortest grace period an Automatic group may have (default and
+	// maximum 60m, Azure's; at least 1m).
+	MinGracePeriod time.Duration
+	// ObserveOnly runs every group's automatic failover policy as events only.
+	ObserveOnly bool
 	// ServerOnly runs the API and the controller without agents (`fog server`); the regions'
 	// agents run elsewhere (`fog agent`) and join with a token.
 	ServerOnly bool
@@ -129,6 +134,12 @@ func (c *Config) Validate() error {
 	if c.Port < 1 || c.Port > 65535 {
 		return fmt.Errorf("--pg-port %d is out of range", c.Port)
 	}
+	if c.MinGracePeriod == 0 {
+		c.MinGracePeriod = 60 * time.Minute
+	}
+	if c.MinGracePeriod%time.Minute != 0 || c.MinGracePeriod < time.Minute || c.MinGracePeriod > 60*time.Minute {
+		return fmt.Errorf("--min-grace-period %s: give whole minutes from 1m to 60m (Azure's minimum, the default)", c.MinGracePeriod)
+	}
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
@@ -186,6 +197,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	}
 	ctrl, err := controller.New(controller.Config{
 		Regions: cfg.Regions, DNSSuffix: cfg.DNSSuffix, LocaleOK: localeOK, LeaseTTL: leaseTTL,
+		MinGraceMinutes: int(cfg.MinGracePeriod / time.Minute), ObserveOnly: cfg.ObserveOnly,
 	}, st, log.With("component", "controller"))
 	if err != nil {
 		return err

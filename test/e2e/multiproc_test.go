@@ -145,15 +145,15 @@ func startDeploymentIn(t *testing.T, nServers int, lab *netlab) *deployment {
 }
 
 // startDeploymentWith starts the deployment on the etcd endpoints given, if any.
-func startDeploymentWith(t *testing.T, nServers int, lab *netlab, etcdEndpoints []string) *deployment {
+func startDeploymentWith(t *testing.T, nServers int, lab *netlab, etcdEndpoints []string, serverArgs ...string) *deployment {
 	t.Helper()
 	d := &deployment{t: t, root: t.TempDir(), agents: map[string]*proc{}}
-	var storeArgs []string
+	storeArgs := serverArgs
 	if etcdEndpoints != nil {
-		storeArgs = []string{"--etcd-endpoints", strings.Join(etcdEndpoints, ",")}
+		storeArgs = append(storeArgs, "--etcd-endpoints", strings.Join(etcdEndpoints, ","))
 	} else if lab == nil {
 		d.etcd = storetest.StartEtcd(t, 3)
-		storeArgs = []string{"--etcd-endpoints", strings.Join(d.etcd.Endpoints(), ",")}
+		storeArgs = append(storeArgs, "--etcd-endpoints", strings.Join(d.etcd.Endpoints(), ","))
 	}
 	for i := range nServers {
 		dir := filepath.Join(d.root, fmt.Sprintf("server%d", i))
