@@ -45,6 +45,20 @@ func (t *Tokens) Create(ctx context.Context, name string) (string, error) {
 	return tok, store.Put(ctx, t.st, tokenKey(tok), tokenRecord{Name: name, Created: time.Now().UTC()})
 }
 
+// Name returns the name a token was created with (its identity in the activity log); ok is
+// false for an unknown token, and err is set when the store could not tell.
+func (t *Tokens) Name(ctx context.Context, token string) (name string, ok bool, err error) {
+	if token == "" {
+		return "", false, nil
+	}
+	var rec tokenRecord
+	_, err = store.Get(ctx, t.st, tokenKey(token), &rec)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", false, nil
+	}
+	return rec.Name, err == nil, err
+}
+
 // Valid reports whether token is a known token; err is set when the store could not tell.
 func (t *Tokens) Valid(ctx context.Context, token string) (bool, error) {
 	if token == "" {
@@ -76,8 +90,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		tok, err := bearer(r)
 		var valid bool
 		var verr error
+		var name string
 		if err == nil {
-			valid, verr = s.tokens.Valid(r.Context(), tok)
+			name, valid, verr = s.tokens.Name(r.Context(), tok)
 		}
 		switch {
 		case errors.Is(err, errNoToken):
@@ -97,7 +112,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			arm.WriteError(w, arm.Errorf(http.StatusUnauthorized, "InvalidAuthenticationToken",
 				"The access token is invalid. Use the token from your client config."))
 		default:
-			next.ServeHTTP(w, r)
+			next.ServeHTTP(w, r.WithContext(controller.WithCaller(r.Context(), name)))
 		}
 	})
 }

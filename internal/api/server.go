@@ -63,6 +63,7 @@ func (s *Server) Handler() http.Handler {
 	s.instanceRoutes(rt)
 	s.groupRoutes(rt)
 	rt.Handle("POST", JoinTokenPath, s.createJoinToken)
+	rt.Handle("GET", activityPath, s.activityLog)
 	for _, kind := range []string{"managedInstance", "managedDatabase"} {
 		rt.Handle("GET", opBase+kind+"AzureAsyncOperation/{op}", s.operationStatus)
 		rt.Handle("GET", opBase+kind+"OperationResults/{op}", s.operationResult)

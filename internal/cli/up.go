@@ -71,6 +71,7 @@ func newUpCommand(g *globals) *cobra.Command {
 // bindPolicy adds the automatic failover policy's deployment settings.
 func bindPolicy(fl *pflag.FlagSet, cfg *standalone.Config) {
 	fl.DurationVar(&cfg.MinGracePeriod, "min-grace-period", 60*time.Minute, "shortest failoverWithDataLossGracePeriodMinutes an Automatic group may have: Azure's 60m, or down to 1m")
+	fl.IntVar(&cfg.ActivityRetentionDays, "activity-log-retention-days", 90, "how long the activity log keeps an operation")
 	fl.BoolVar(&cfg.ObserveOnly, "observe-only", false, "run every group's automatic failover policy as events only (\"would fail over now\"), never acting")
 }
 

@@ -40,6 +40,8 @@ type Config struct {
 	ObserveOnly bool
 	// ProbeTimeout bounds the control plane's own probe of a primary.
 	ProbeTimeout time.Duration
+	// ActivityRetention is how long the activity log keeps an operation (default 90 days).
+	ActivityRetention time.Duration
 }
 
 // Validate checks the configuration and fills defaults.
@@ -64,6 +66,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ProbeTimeout == 0 {
 		c.ProbeTimeout = time.Second
+	}
+	if c.ActivityRetention == 0 {
+		c.ActivityRetention = 90 * 24 * time.Hour
 	}
 	return nil
 }
@@ -147,6 +152,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			c.mu.Unlock()
 		})
 	}
+	var lastPrune time.Time
 	for {
 		ops, err := store.List[Operation](ctx, c.st, "ops/")
 		if err != nil && ctx.Err() == nil {
@@ -172,6 +178,10 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-tick.C:
 			c.monitor(ctx)
 			c.autoFailover(ctx)
+			if time.Since(lastPrune) > 10*time.Minute {
+				lastPrune = time.Now()
+				c.pruneActivity(ctx)
+			}
 		}
 	}
 }
@@ -298,10 +308,10 @@ func (c *Controller) busy(ctx context.Context, m *resource.ManagedInstance) *arm
 		"An operation (%s) is in progress on managed instance '%s'. Retry when it has finished.", op.Name, m.Name)
 }
 
-func (c *Controller) newOp(kind, name, sub string, m *resource.ManagedInstance, resourceID string) *Operation {
+func (c *Controller) newOp(ctx context.Context, kind, name, sub string, m *resource.ManagedInstance, resourceID string) *Operation {
 	return &Operation{
 		ID: resource.NewUID(), Name: name, Kind: kind, Subscription: sub, Location: m.Location,
-		ResourceID: resourceID, InstanceKey: miKey(m.Subscription, m.ResourceGroup, m.Name),
+		ResourceID: resourceID, InstanceKey: miKey(m.Subscription, m.ResourceGroup, m.Name), Initiator: callerOf(ctx),
 		InstanceUID: m.UID, Region: m.Location, Status: arm.StatusInProgress, StartTime: time.Now().UTC(),
 	}
 }
@@ -362,7 +372,7 @@ func (c *Controller) PutInstance(ctx context.Context, sub, rg, name string, body
 	}
 	m.Generation++
 	opName := "UpsertManagedServer"
-	op := c.newOp(KindPutInstance, opName, sub, m, m.ID())
+	op := c.newOp(ctx, KindPutInstance, opName, sub, m, m.ID())
 	op.Create = create
 	m.ActiveOperation = op.ID
 	spec, err := c.specFor(ctx, m)
@@ -471,7 +481,7 @@ func (c *Controller) DeleteInstance(ctx context.Context, sub, rg, name string) (
 		return nil, arm.Errorf(http.StatusConflict, "ManagedInstanceInFailoverGroup",
 			"Managed instance '%s' is in failover group '%s'. Delete the failover group first.", name, m.FailoverGroup)
 	}
-	op := c.newOp(KindDeleteInstance, "DropManagedServer", sub, m, m.ID())
+	op := c.newOp(ctx, KindDeleteInstance, "DropManagedServer", sub, m, m.ID())
 	m.ProvisioningState = resource.ProvisioningDeleting
 	m.ActiveOperation = op.ID
 	spec := c.baseSpec(m)

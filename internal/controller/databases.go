@@ -140,7 +140,7 @@ func (c *Controller) DeleteDatabase(ctx context.Context, sub, rg, mi, db string)
 }
 
 func (c *Controller) databaseCommand(ctx context.Context, m *resource.ManagedInstance, kind, name, cmdKind, db string) (*Operation, *resource.DatabaseJSON, *arm.Error) {
-	op := c.newOp(kind, name, m.Subscription, m, arm.DatabaseID(m.Subscription, m.ResourceGroup, m.Name, db))
+	op := c.newOp(ctx, kind, name, m.Subscription, m, arm.DatabaseID(m.Subscription, m.ResourceGroup, m.Name, db))
 	op.Database = db
 	cmd := instance.Command{ID: resource.NewUID(), InstanceUID: m.UID, Kind: cmdKind, Database: db, Owner: m.AdministratorLogin, Created: time.Now().UTC()}
 	op.CommandID = cmd.ID

@@ -98,7 +98,7 @@ func (c *Controller) finishTxn(ctx context.Context, id string, aerr *arm.Error) 
 			o.Percent = &done
 		}
 		conds := []store.Cond{{Key: opKey(id), Rev: orev}}
-		ops := []store.Op{store.PutOp(opKey(id), o)}
+		ops := []store.Op{store.PutOp(opKey(id), o), store.PutOp(activityKey(id), activityOf(&o))}
 		if o.groupOp() {
 			var g FailoverGroup
 			grev, err := store.Get(ctx, c.st, fogKey(o.ResourceID), &g)

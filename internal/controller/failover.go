@@ -360,7 +360,7 @@ func (c *Controller) driveForcedFailover(ctx context.Context, op *Operation) *ar
 			}
 			op.mark("promoted")
 			failpoint.Hit(failpoint.ForcedPromoted)
-			forced := &resource.ForcedFailover{Time: time.Now().UTC(), Epoch: op.Epoch}
+			forced := &resource.ForcedFailover{Time: time.Now().UTC(), Epoch: op.Epoch, OperationID: op.ID}
 			msg := fmt.Sprintf("forced failover: %s is primary (epoch %d), promoted from %s", nw.InstanceName, op.Epoch, promoted.PromotedFrom)
 			if err := c.route(ctx, op, msg, "ForcedFailover", forced); err != nil {
 				return internalError(err)

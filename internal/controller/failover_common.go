@@ -100,6 +100,7 @@ func (c *Controller) recordLost(ctx context.Context, name string) {
 		g.EventBy(InitiatorSystem, "LostWAL", fmt.Sprintf("the forced failover of epoch %d discarded %d bytes of WAL (%s to %s) on %s", g.LastForced.Epoch, lost.Bytes, lost.FromLSN, lost.ToLSN, old.InstanceName), lost)
 		return nil
 	})
+	c.noteLostInActivity(ctx, g.LastForced.OperationID, lost)
 	c.log.Warn("forced failover lost WAL", "group", name, "from", lost.FromLSN, "to", lost.ToLSN, "bytes", lost.Bytes)
 }
 

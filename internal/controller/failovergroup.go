@@ -305,7 +305,7 @@ func (c *Controller) updateGroup(ctx context.Context, g *FailoverGroup, rev int6
 			"The create or update instance failover group request body should not modify the read-only property 'managedInstancePairs' (primary %s, partner %s).", sideID(g.Sides[g.Primary]), sideID(sec))
 	}
 	op := &Operation{ID: resource.NewUID(), Name: "UpdateManagedFailoverGroup", Kind: KindUpdateGroup, Subscription: sub, ResourceGroup: rg,
-		Location: region, ResourceID: g.Name, Status: arm.StatusInProgress, StartTime: time.Now().UTC()}
+		Location: region, ResourceID: g.Name, Status: arm.StatusInProgress, StartTime: time.Now().UTC(), Initiator: callerOf(ctx)}
 	g.ReadWritePolicy, g.GraceMinutes, g.ReadOnlyPolicy, g.SecondaryType = spec.ReadWritePolicy, spec.GraceMinutes, spec.ReadOnlyPolicy, spec.SecondaryType
 	g.MaxLossBytes, g.MaxLossSeconds, g.ObserveOnly = spec.MaxLossBytes, spec.MaxLossSeconds, spec.ObserveOnly
 	g.ActiveOperation, g.OperationKind = op.ID, op.Kind
@@ -513,7 +513,7 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 		DNSZone: prim.DNSZone, Warnings: warnings, Created: time.Now().UTC(),
 	}
 	op := &Operation{ID: resource.NewUID(), Name: "CreateManagedFailoverGroup", Kind: KindCreateGroup, Subscription: sub, ResourceGroup: rg,
-		Location: region, ResourceID: name, Status: arm.StatusInProgress, StartTime: time.Now().UTC()}
+		Location: region, ResourceID: name, Status: arm.StatusInProgress, StartTime: time.Now().UTC(), Initiator: callerOf(ctx)}
 	g.ActiveOperation, g.OperationKind = op.ID, op.Kind
 	g.Event("Create", fmt.Sprintf("primary %s (%s), secondary %s (%s)", prim.Name, prim.Location, part.Name, part.Location), nil)
 	prim.FailoverGroup, part.FailoverGroup = name, name
@@ -592,7 +592,7 @@ func (c *Controller) DeleteFailoverGroup(ctx context.Context, sub, rg, loc, name
 		return nil, err
 	}
 	op := &Operation{ID: resource.NewUID(), Name: "DropManagedFailoverGroup", Kind: KindDeleteGroup, Subscription: sub, ResourceGroup: rg,
-		Location: g.Sides[i].Location, ResourceID: name, Status: arm.StatusInProgress, StartTime: time.Now().UTC()}
+		Location: g.Sides[i].Location, ResourceID: name, Status: arm.StatusInProgress, StartTime: time.Now().UTC(), Initiator: callerOf(ctx)}
 	g.ActiveOperation, g.OperationKind, g.Deleting = op.ID, op.Kind, true
 	if aerr := c.writeGroup(ctx, g, rev, store.PutOp(opKey(op.ID), op)); aerr != nil {
 		return nil, aerr
@@ -625,7 +625,7 @@ func (c *Controller) Failover(ctx context.Context, sub, rg, loc, name string, fo
 		return nil, arm.Errorf(http.StatusConflict, "InstanceFailoverGroupBusy",
 			"Instance failover group '%s' is seeding its secondary; a failover is possible once replicationState is CATCH_UP.", name)
 	}
-	return c.startFailover(ctx, g, rev, i, force, InitiatorUser)
+	return c.startFailover(ctx, g, rev, i, force, callerOf(ctx))
 }
 
 // startFailover records a failover of g (read at rev) to side target and starts driving it.

@@ -98,10 +98,12 @@ type Event struct {
 
 // ForcedFailover is the last forced failover and what it lost, once known.
 type ForcedFailover struct {
-	Time      time.Time `json:"time"`
-	Epoch     int64     `json:"epoch"`
-	LostWAL   *LostWAL  `json:"lostWal,omitempty"`
-	LostKnown bool      `json:"lostWalKnown"`
+	Time time.Time `json:"time"`
+	// OperationID is the forced failover's operation (its activity log entries).
+	OperationID string   `json:"operationId,omitempty"`
+	Epoch       int64    `json:"epoch"`
+	LostWAL     *LostWAL `json:"lostWal,omitempty"`
+	LostKnown   bool     `json:"lostWalKnown"`
 }
 
 // FailoverGroupProperties is the properties block of an instance failover group.

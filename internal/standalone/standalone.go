@@ -72,6 +72,8 @@ type Config struct {
 	MinGracePeriod time.Duration
 	// ObserveOnly runs every group's automatic failover policy as events only.
 	ObserveOnly bool
+	// ActivityRetentionDays is how long the activity log keeps an operation (default 90).
+	ActivityRetentionDays int
 	// ServerOnly runs the API and the controller without agents (`fog server`); the regions'
 	// agents run elsewhere (`fog agent`) and join with a token.
 	ServerOnly bool
@@ -133,6 +135,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Port < 1 || c.Port > 65535 {
 		return fmt.Errorf("--pg-port %d is out of range", c.Port)
+	}
+	if c.ActivityRetentionDays < 0 || c.ActivityRetentionDays > 3650 {
+		return fmt.Errorf("--activity-log-retention-days %d: give 1 to 3650 days", c.ActivityRetentionDays)
 	}
 	if c.MinGracePeriod == 0 {
 		c.MinGracePeriod = 60 * time.Minute
@@ -198,6 +203,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	ctrl, err := controller.New(controller.Config{
 		Regions: cfg.Regions, DNSSuffix: cfg.DNSSuffix, LocaleOK: localeOK, LeaseTTL: leaseTTL,
 		MinGraceMinutes: int(cfg.MinGracePeriod / time.Minute), ObserveOnly: cfg.ObserveOnly,
+		ActivityRetention: time.Duration(cfg.ActivityRetentionDays) * 24 * time.Hour,
 	}, st, log.With("component", "controller"))
 	if err != nil {
 		return err

@@ -195,6 +195,19 @@ func TestAutomaticFailover(t *testing.T) {
 		lf, _ := props(au.get(t, "rg-s", "westus"))["lastForcedFailover"].(map[string]any)
 		return lf != nil && lf["lostWal"] != nil
 	})
+	// The activity log has the failover, started by the system, with the range it lost.
+	var found map[string]any
+	for _, e := range activity(t, f, "eventTimestamp ge '"+killed.Format(time.RFC3339Nano)+"' and resourceGroupName eq 'rg-s'") {
+		if e["operationName"].(map[string]any)["value"] == "Microsoft.Sql/locations/instanceFailoverGroups/forceFailoverAllowDataLoss/action" &&
+			e["eventName"].(map[string]any)["value"] == "EndRequest" && strings.HasSuffix(e["resourceId"].(string), "/au") {
+			found = e
+		}
+	}
+	if found == nil {
+		t.Error("the activity log has no end of the automatic failover")
+	} else if found["caller"] != "system" || found["properties"].(map[string]any)["lostWal"] == nil || found["status"].(map[string]any)["value"] != "Succeeded" {
+		t.Errorf("activity log entry of the automatic failover: caller %v, status %v, properties %v", found["caller"], found["status"], found["properties"])
+	}
 	present := au.present(t)
 	if !present[1] {
 		t.Error("the row written before the outage is missing")
