@@ -38,6 +38,14 @@ type Server struct {
 	tokens     *Tokens
 	log        *slog.Logger
 	joinTokens JoinTokenFunc
+	metrics    http.Handler
+}
+
+// WithMetrics serves /metrics (Prometheus text format) with h; the bearer token is required
+// there as everywhere.
+func (s *Server) WithMetrics(h http.Handler) *Server {
+	s.metrics = h
+	return s
 }
 
 // New returns the API server.
@@ -64,6 +72,9 @@ func (s *Server) Handler() http.Handler {
 	s.groupRoutes(rt)
 	rt.Handle("POST", JoinTokenPath, s.createJoinToken)
 	rt.Handle("GET", activityPath, s.activityLog)
+	if s.metrics != nil {
+		rt.Handle("GET", "/metrics", s.metrics.ServeHTTP)
+	}
 	for _, kind := range []string{"managedInstance", "managedDatabase"} {
 		rt.Handle("GET", opBase+kind+"AzureAsyncOperation/{op}", s.operationStatus)
 		rt.Handle("GET", opBase+kind+"OperationResults/{op}", s.operationResult)

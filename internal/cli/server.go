@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -12,7 +14,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/fogdb/fog/internal/agent"
@@ -159,7 +165,7 @@ func parsePorts(s string) (int, int, error) {
 }
 
 func newAgentCommand(g *globals) *cobra.Command {
-	var region, servers, token, dataDir, addrRange, advertise, portRange, pgBin, pgUser, logLevel string
+	var region, servers, token, dataDir, addrRange, advertise, portRange, pgBin, pgUser, logLevel, metricsListen string
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run a region's agent and listeners on this machine, managed by fog server",
@@ -249,6 +255,22 @@ agent then keeps its client certificate in --data-dir and talks to the servers o
 			}, Ready: func() {
 				fmt.Fprintf(g.io.Out, "Fog agent of %s: instances and listeners on %s-%s ports %d-%d, servers %s\n", region, first, last, port, portLast, strings.Join(srvs, ", "))
 			}}
+			if metricsListen != "" {
+				// Plain HTTP, as Prometheus scrapes by default; it shows no secrets.
+				reg := prometheus.NewRegistry()
+				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+				rc.Metrics = reg
+				ln, err := net.Listen("tcp", metricsListen)
+				if err != nil {
+					return usageErr("--metrics-listen", "%v", err)
+				}
+				mux := http.NewServeMux()
+				mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+				go func() { _ = srv.Serve(ln) }()
+				defer srv.Close()
+				log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+			}
 			return regional.Run(ctx, rc, client, runner, client, log.With("region", region))
 		},
 	}
@@ -263,6 +285,7 @@ agent then keeps its client certificate in --data-dir and talks to the servers o
 	fl.StringVar(&pgBin, "pg-bin", "", "directory of the PostgreSQL server binaries (default: $PG_BIN, pg_config, /usr/lib/postgresql/*/bin)")
 	fl.StringVar(&pgUser, "pg-user", "postgres", "unprivileged OS user that runs PostgreSQL when fog runs as root")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics (such as 127.0.0.1:9464)")
 	_ = cmd.MarkFlagRequired("region")
 	_ = cmd.MarkFlagRequired("server")
 	return cmd

@@ -19,6 +19,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fogdb/fog/internal/store"
@@ -79,6 +80,21 @@ type Gateway struct {
 
 	mu        sync.Mutex
 	listeners map[string]*listener
+
+	active, held              atomic.Int64
+	connections, refusedCount atomic.Uint64
+}
+
+// Stats are the gateway's connection counts: sessions relaying now, connections waiting for
+// a route or a server now, and totals of connections taken and refused.
+type Stats struct {
+	Active, Held         int64
+	Connections, Refused uint64
+}
+
+// Stats returns the gateway's connection counts.
+func (g *Gateway) Stats() Stats {
+	return Stats{Active: g.active.Load(), Held: g.held.Load(), Connections: g.connections.Load(), Refused: g.refusedCount.Load()}
 }
 
 // New returns a gateway.
@@ -331,7 +347,10 @@ func (l *listener) serve(ctx context.Context, client net.Conn) {
 		}
 		return
 	}
+	l.g.connections.Add(1)
+	l.g.held.Add(1)
 	server, target, err := l.dial(ctx)
+	l.g.held.Add(-1)
 	if err != nil {
 		l.refuse(client, code, err.Error())
 		return
@@ -346,6 +365,8 @@ func (l *listener) serve(ctx context.Context, client net.Conn) {
 	if _, err := server.Write(pkt); err != nil {
 		return
 	}
+	l.g.active.Add(1)
+	defer l.g.active.Add(-1)
 	relay(client, server)
 }
 
@@ -427,6 +448,7 @@ func relay(a, b net.Conn) {
 // asked for TLS gets the error inside TLS with the gateway's own certificate, because pgx and
 // others report only "server refused TLS" for an error answer to SSLRequest.
 func (l *listener) refuse(client net.Conn, code uint32, msg string) {
+	l.g.refusedCount.Add(1)
 	_ = client.SetDeadline(time.Now().Add(10 * time.Second))
 	var w io.Writer = client
 	if code == codeSSLRequest {

@@ -353,3 +353,10 @@ func (k *Keeper) Claims() map[string]Claim {
 	defer k.mu.Unlock()
 	return maps.Clone(k.held)
 }
+
+// LastRenewal is when the last successful renewal was sent (zero before the first).
+func (k *Keeper) LastRenewal() time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.lastOK
+}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fogdb/fog/internal/agent"
@@ -36,6 +37,8 @@ type Config struct {
 	HoldTimeout time.Duration
 	// Ready, when set, is called once the agent and gateway run.
 	Ready func()
+	// Metrics, when set, gets the region's collector (listeners' connections, lease age).
+	Metrics prometheus.Registerer
 }
 
 // ReadCluster waits for the control plane's settings (the server writes them at start).
@@ -90,6 +93,14 @@ func Run(ctx context.Context, cfg Config, st store.Store, runner *postgres.Runne
 		}
 		return out, nil
 	}, ca, log.With("component", "gateway", "region", region))
+	if cfg.Metrics != nil {
+		col := &collector{gw: gw, keeper: a.Keeper()}
+		reg := prometheus.WrapRegistererWith(prometheus.Labels{"region": region}, cfg.Metrics)
+		if err := reg.Register(col); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+		defer reg.Unregister(col)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.Run(gctx) })
 	g.Go(func() error { return gw.Run(gctx) })

@@ -24,6 +24,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fogdb/fog/internal/agent"
@@ -233,7 +236,10 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	// One port serves the ARM API (bearer tokens) and the agents' endpoint (client
 	// certificates signed by the CA, which the TLS handshake verifies when one is sent).
 	agents := agentapi.NewServer(st, ca, cfg.Regions, log.With("component", "agentapi"))
-	armAPI := api.New(ctrl, tokens, log.With("component", "api")).WithJoinTokens(
+	// Metrics: the control plane's, and in fog up every region's, on the API's /metrics.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(ctrl.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	armAPI := api.New(ctrl, tokens, log.With("component", "api")).WithMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).WithJoinTokens(
 		func(ctx context.Context, region string, ttl time.Duration) (string, time.Time, error) {
 			return agentapi.CreateJoinToken(ctx, st, ca.CertPEM, region, ttl)
 		}).Handler()
@@ -252,7 +258,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	if !cfg.ServerOnly {
-		if err := runRegions(gctx, g, cfg, st, ca); err != nil {
+		if err := runRegions(gctx, g, cfg, st, ca, reg); err != nil {
 			ln.Close()
 			return err
 		}
@@ -285,7 +291,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 
 // runRegions starts, in g, one region (agent and gateway) per configured region, each with
 // the store scoped as a remote agent's is and the CA as issuer.
-func runRegions(ctx context.Context, g *errgroup.Group, cfg Config, st store.Store, ca *devca.CA) error {
+func runRegions(ctx context.Context, g *errgroup.Group, cfg Config, st store.Store, ca *devca.CA, reg prometheus.Registerer) error {
 	bin, err := postgres.FindBinaries(ctx, cfg.PGBin)
 	if err != nil {
 		return err
@@ -306,7 +312,7 @@ func runRegions(ctx context.Context, g *errgroup.Group, cfg Config, st store.Sto
 		}
 	}
 	for _, region := range cfg.Regions {
-		rc := regional.Config{HoldTimeout: cfg.HoldTimeout, Agent: agent.Config{
+		rc := regional.Config{HoldTimeout: cfg.HoldTimeout, Metrics: reg, Agent: agent.Config{
 			Region: region, Dir: filepath.Join(cfg.DataDir, "regions", region), FogUser: fogUser,
 			Resync: cfg.Resync, Observe: cfg.Observe, StopOnExit: true, CACertPEM: ca.CertPEM, MaxSlotWALKeepSize: cfg.MaxSlotWALKeepSize,
 			GuardCommand: cfg.GuardCommand,

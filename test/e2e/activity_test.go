@@ -80,6 +80,22 @@ func TestActivityLog(t *testing.T) {
 			t.Errorf("filter %q = %d %s, want 400 InvalidFilter", bad, r.Status, r.Body)
 		}
 	}
+	// Metrics, with the token as every API call.
+	r := f.call("GET", "/metrics", nil)
+	if r.Status != http.StatusOK {
+		t.Fatalf("/metrics = %d", r.Status)
+	}
+	for _, want := range []string{`fog_group_epoch{group="al"} 2`, `fog_group_replication_lag_bytes{group="al"}`,
+		`fog_failovers_total{initiator="user",kind="planned",outcome="Succeeded"} 1`, `fog_region_lease_age_seconds{region="westus"}`,
+		`fog_instance_role{instance="al-s",region="westus",role="primary"} 1`, `fog_operation_duration_seconds_count{kind="failover",outcome="Succeeded"} 1`,
+		`fog_gateway_connections{region="eastus",state="active"}`, `fog_agent_lease_renewal_age_seconds{region="eastus"}`} {
+		if !strings.Contains(string(r.Body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if r := f.callWith("GET", "/metrics", nil, ""); r.Status != http.StatusUnauthorized {
+		t.Errorf("/metrics without the token = %d, want 401", r.Status)
+	}
 	out, _, err := f.runCLI("", "monitor", "activity-log", "list", "-g", "rg-s", "--offset", "1h")
 	var list []map[string]any
 	if err != nil || json.Unmarshal([]byte(out), &list) != nil || len(list) != len(evs) {

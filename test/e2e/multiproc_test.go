@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -199,7 +201,7 @@ func startDeploymentWith(t *testing.T, nServers int, lab *netlab, etcdEndpoints 
 		}
 		p := startProcIn(t, ns, "agent-"+region, filepath.Join(d.root, "agent-"+region+".log"),
 			append([]string{"agent", "--region", region, "--server", strings.Join(d.urls, ","), "--join-token", tok,
-				"--data-dir", filepath.Join(d.root, "regions", region), "--log-level", "debug"}, addrs...)...)
+				"--data-dir", filepath.Join(d.root, "regions", region), "--log-level", "debug", "--metrics-listen", "127.0.0.1:0"}, addrs...)...)
 		d.agents[region] = p
 		p.waitLog("Fog agent of "+region, 30*time.Second)
 	}
@@ -293,6 +295,21 @@ func TestSeparateProcesses(t *testing.T) {
 	d := startDeployment(t, 2)
 	f := d.f
 	p := newPair(t, f, "mp")
+	// Each agent serves its own metrics.
+	b, _ := os.ReadFile(d.agents["westus"].log)
+	m := regexp.MustCompile(`msg=metrics url=(\S+)`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("the westus agent logged no metrics URL")
+	}
+	resp, err := http.Get(string(m[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `fog_agent_lease_renewal_age_seconds{region="westus"}`) || !strings.Contains(string(body), `fog_gateway_connections_total{region="westus"}`) {
+		t.Errorf("agent metrics:\n%s", tail(string(body), 20))
+	}
 
 	// Kill -9 the secondary's agent while the group seeds it.
 	r := f.call("PUT", groupPath("rg-p", "eastus", p.name), groupBody(p.prim["id"].(string), p.sec["id"].(string), "westus", nil))
