@@ -10,7 +10,8 @@
 // Scenarios: planned, loaded (planned under pgbench load), forced, silent (forced failover while the old primary's agent does not
 // answer), settle (kill -9 of fog in the middle of a planned failover), lag, gateway, seeding,
 // controlplane, distributed (servers and agents as separate processes on etcd: planned and
-// forced failovers, and kill -9 of the leader server). Each prints min / median /
+// forced failovers, and kill -9 of the leader server), copysync (what fog.wait_for_copy_sync()
+// adds to a commit). Each prints min / median /
 // p95 / max and the raw samples go to a JSON file (-out, default bench/results/<time>.json).
 package main
 
@@ -81,9 +82,10 @@ var scenarios = map[string]scenario{
 	"settle":       settleScenario,
 	"loaded":       loadedScenario,
 	"distributed":  distributedScenario,
+	"copysync":     copySyncScenario,
 }
 
-var order = []string{"planned", "loaded", "forced", "silent", "settle", "lag", "gateway", "seeding", "controlplane", "distributed"}
+var order = []string{"planned", "loaded", "forced", "silent", "settle", "lag", "gateway", "seeding", "controlplane", "distributed", "copysync"}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -31,8 +31,7 @@ type worker struct {
 	log  *slog.Logger
 	last instance.Status
 	// views remembers, per database, the link the view was last written with.
-	views   map[string]string
-	hadLink bool
+	views map[string]string
 	// observedAt is when the last observation of the server began.
 	observedAt time.Time
 	// probeFailures counts failed probes of the upstream in a row.
@@ -603,9 +602,6 @@ func (w *worker) ensureLinkViews(ctx context.Context, s instance.Spec, dbs []pos
 		if done, ok := w.views[db]; ok && done == want {
 			continue
 		}
-		if want == "" && !w.hadLink {
-			continue // never in a group: nothing to install or clear
-		}
 		conn, err := c.Connect(ctx, db)
 		if err != nil {
 			continue
@@ -617,9 +613,6 @@ func (w *worker) ensureLinkViews(ctx context.Context, s instance.Spec, dbs []pos
 			continue
 		}
 		w.views[db] = want
-	}
-	if want != "" {
-		w.hadLink = true
 	}
 }
 

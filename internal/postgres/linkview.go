@@ -57,7 +57,8 @@ SELECT l.link_guid,
 FROM fog.link l, st;
 GRANT USAGE ON SCHEMA fog TO PUBLIC;
 GRANT SELECT ON fog.geo_replication_link_status TO PUBLIC;
-`
+GRANT SELECT ON fog.link TO PUBLIC;
+` + copySyncSQL
 
 // EnsureLinkView installs the view in the connected database and sets its link row; a nil
 // link empties it (the group was deleted, so the row disappears, as in SQL Server).
