@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -75,6 +77,9 @@ type Agent struct {
 	locks map[string]*sync.Mutex
 
 	keeper *lease.Keeper
+
+	probeMu sync.Mutex
+	probes  map[string]lease.Probe
 }
 
 // New returns an agent.
@@ -133,7 +138,55 @@ func (a *Agent) leaseDemands(ctx context.Context) (lease.Demands, error) {
 	a.mu.Lock()
 	a.specByUID = specs
 	a.mu.Unlock()
+	a.probeMu.Lock()
+	if len(a.probes) > 0 {
+		d.Probes = maps.Clone(a.probes)
+	}
+	a.probeMu.Unlock()
 	return d, nil
+}
+
+// probe looks, once a second, at the primary of every standby of the region (a connection
+// and an SSLRequest to its replication endpoint), apart from reconciling, which may be busy
+// for long: the results go out with every lease renewal, as fresh as the lease itself. It
+// is one of the observers the automatic failover policy needs to agree.
+func (a *Agent) probe(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		a.mu.Lock()
+		var standbys []instance.Spec
+		for _, s := range a.specByUID {
+			if s.Role == instance.RoleStandby && s.Upstream != nil && !s.Deleted && !s.Paused {
+				standbys = append(standbys, s)
+			}
+		}
+		a.mu.Unlock()
+		results := make([]error, len(standbys))
+		var wg sync.WaitGroup
+		for i, s := range standbys {
+			wg.Go(func() {
+				results[i] = checkReach(ctx, net.JoinHostPort(s.Upstream.Host, strconv.Itoa(s.Upstream.Port)), time.Second)
+			})
+		}
+		wg.Wait()
+		a.probeMu.Lock()
+		next := map[string]lease.Probe{}
+		for i, s := range standbys {
+			p := lease.Probe{Reachable: results[i] == nil}
+			if !p.Reachable {
+				p.Failures = a.probes[s.UID].Failures + 1
+			}
+			next[s.UID] = p
+		}
+		a.probes = next
+		a.probeMu.Unlock()
+	}
 }
 
 // fenceNow stops an instance at once (immediate shutdown); nil when it is not running.
@@ -176,6 +229,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	var lwg sync.WaitGroup
 	defer lwg.Wait()
 	lwg.Go(func() { _ = a.keeper.Run(wctx) })
+	lwg.Go(func() { a.probe(wctx) })
 	if err := a.publish(ctx); err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -34,8 +33,6 @@ type worker struct {
 	views map[string]string
 	// observedAt is when the last observation of the server began.
 	observedAt time.Time
-	// probeFailures counts failed probes of the upstream in a row.
-	probeFailures int
 	// backoff is the delay before looking again at a state in transition.
 	backoff time.Duration
 }
@@ -551,18 +548,6 @@ func (w *worker) observe(ctx context.Context, conn *pgx.Conn, s instance.Spec, s
 		st.Role = instance.RolePrimary
 	} else {
 		st.Role = instance.RoleStandby
-	}
-	st.Upstream = nil
-	if rep.InRecovery && s.Upstream != nil {
-		// This region's own look at the primary's replication endpoint: one of the
-		// observers the automatic failover policy needs to agree (controller/autofailover.go).
-		err := checkReach(ctx, net.JoinHostPort(s.Upstream.Host, strconv.Itoa(s.Upstream.Port)), time.Second)
-		if err == nil {
-			w.probeFailures = 0
-		} else {
-			w.probeFailures++
-		}
-		st.Upstream = &instance.UpstreamProbe{Reachable: err == nil, Failures: w.probeFailures}
 	}
 	st.Replication = &rep
 	dbs, err := postgres.ListDatabases(ctx, conn)

@@ -294,7 +294,14 @@ func (c *Client) call(ctx context.Context, op string, in, out any) error {
 	return last
 }
 
+// CallTimeout bounds one request to one server. A server cut off by the network leaves a
+// kept-alive connection open and silent; without a bound, a request on it would wait for
+// TCP to give up, many minutes later, instead of moving to the next server.
+const CallTimeout = 5 * time.Second
+
 func (c *Client) post(ctx context.Context, server, op string, body []byte) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimRight(server, "/")+Path+op, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/lease"
 	"github.com/fogdb/fog/internal/postgres"
 	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/store"
@@ -27,8 +28,9 @@ import (
 //  2. The control plane's own probe of every Automatic group's primary in R fails (a TCP
 //     connection and an SSLRequest to the primary's address, one second).
 //  3. No secondary's agent reaches its primary in R, and at least one does not: a secondary
-//     agent that holds its own lease reports its last probes of the primary's replication
-//     endpoint (one a second), and three failures in a row count as "cannot reach".
+//     agent that holds its own lease reports, with every renewal, its last probes of the
+//     primary's replication endpoint (one a second), and three failures in a row count as
+//     "cannot reach".
 //
 // Each observer can be cut off on its own: the control plane from R (1 and 2 hold, but R's
 // partner still reaches the primary: 3 fails), R's partner from R (3 holds, but R's agent
@@ -59,7 +61,7 @@ type groupEvidence struct {
 	// SecondaryAgentLive: the secondary's agent holds its lease, so its probe counts.
 	SecondaryAgentLive bool
 	// Probe is the secondary agent's last look at the primary (nil: none).
-	Probe *instance.UpstreamProbe
+	Probe *lease.Probe
 }
 
 // minProbeFailures is how many failed probes in a row a secondary's agent must report.
@@ -98,6 +100,9 @@ type outage struct {
 	why   string
 	// done: groups the policy has acted on (or decided not to) in this outage.
 	done map[string]bool
+	// started: the failover the policy started for a group; if it fails, the group is
+	// tried again while the outage lasts.
+	started map[string]string
 }
 
 // autoFailover runs the policy once.
@@ -122,8 +127,24 @@ func (c *Controller) autoFailover(ctx context.Context) {
 		}
 	}
 	c.mu.Unlock()
-	for region, gs := range byRegion {
-		down, why := regionDown(c.evidence(ctx, region, gs))
+	for region, all := range byRegion {
+		// A group whose operation runs is the engine's: its evidence changes as the failover
+		// goes on (its standby becomes the primary), so only idle groups are looked at, and
+		// an outage whose groups are all busy stays as it is.
+		var gs []FailoverGroup
+		for _, g := range all {
+			if g.ActiveOperation == "" {
+				gs = append(gs, g)
+			}
+		}
+		if len(gs) == 0 {
+			continue
+		}
+		ev := c.evidence(ctx, region, gs)
+		down, why := regionDown(ev)
+		if ev.LeaseLost && !down {
+			c.log.Debug("automatic failover: region's lease lost, but the region does not count as down", "region", region, "because", why)
+		}
 		c.mu.Lock()
 		o := c.outages[region]
 		if !down {
@@ -143,7 +164,7 @@ func (c *Controller) autoFailover(ctx context.Context) {
 		}
 		fresh := o == nil
 		if fresh {
-			o = &outage{since: time.Now(), why: why, done: map[string]bool{}}
+			o = &outage{since: time.Now(), why: why, done: map[string]bool{}, started: map[string]string{}}
 			c.outages[region] = o
 		}
 		c.mu.Unlock()
@@ -154,7 +175,13 @@ func (c *Controller) autoFailover(ctx context.Context) {
 			}
 		}
 		for _, g := range gs {
-			if o.done[g.Name] || g.ActiveOperation != "" || time.Since(o.since) < time.Duration(*g.GraceMinutes)*time.Minute {
+			if id, ok := o.started[g.Name]; ok {
+				// Its failover ended and the primary is still here: it did not succeed.
+				c.log.Warn("automatic failover did not succeed; trying again", "group", g.Name, "operation", id)
+				delete(o.started, g.Name)
+				delete(o.done, g.Name)
+			}
+			if o.done[g.Name] || time.Since(o.since) < time.Duration(*g.GraceMinutes)*time.Minute {
 				continue
 			}
 			if c.actOnGroup(ctx, g, region, o) {
@@ -193,10 +220,12 @@ func (c *Controller) actOnGroup(ctx context.Context, g FailoverGroup, region str
 			sec.InstanceName, sec.Location, region, time.Since(o.since).Round(time.Second), o.why, desc))
 		return true
 	}
-	if _, aerr := c.startFailover(ctx, cur, rev, target, true, InitiatorSystem); aerr != nil {
+	op, aerr := c.startFailover(ctx, cur, rev, target, true, InitiatorSystem)
+	if aerr != nil {
 		c.log.Error("automatic failover could not start; retrying", "group", g.Name, "err", aerr.Message)
 		return false
 	}
+	o.started[g.Name] = op.ID
 	c.log.Warn("automatic failover started", "group", g.Name, "to", sec.InstanceName, "region down for", time.Since(o.since).Round(time.Second), "loss", desc)
 	return true
 }
@@ -250,9 +279,12 @@ func (c *Controller) evidence(ctx context.Context, region string, gs []FailoverG
 	var wg sync.WaitGroup
 	for i := range gs {
 		g := &gs[i]
-		st := c.statuses(ctx, g)
 		sec := g.Sides[g.Secondary()]
-		ge := groupEvidence{Name: g.Name, SecondaryAgentLive: c.leases.AgentLive(ctx, c.st, sec.Location), Probe: st[g.Secondary()].Upstream}
+		rec, live := c.regionLease(ctx, sec.Location)
+		ge := groupEvidence{Name: g.Name, SecondaryAgentLive: live}
+		if p, ok := rec.Probes[sec.InstanceUID]; ok {
+			ge.Probe = &p
+		}
 		ev.Groups[i] = ge
 		var m resource.ManagedInstance
 		if _, err := store.Get(ctx, c.st, g.Sides[g.Primary].InstanceKey(), &m); err != nil {

@@ -3,15 +3,15 @@ package controller
 import (
 	"testing"
 
-	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/lease"
 )
 
 // The decision rule holds only when every observer agrees; each observer's own partition
 // leaves it false.
 func TestRegionDownRule(t *testing.T) {
-	unreach := &instance.UpstreamProbe{Reachable: false, Failures: 5}
-	reach := &instance.UpstreamProbe{Reachable: true}
-	g := func(cp, live bool, p *instance.UpstreamProbe) groupEvidence {
+	unreach := &lease.Probe{Reachable: false, Failures: 5}
+	reach := &lease.Probe{Reachable: true}
+	g := func(cp, live bool, p *lease.Probe) groupEvidence {
 		return groupEvidence{Name: "g", ControlPlaneReached: cp, SecondaryAgentLive: live, Probe: p}
 	}
 	for _, c := range []struct {
@@ -24,7 +24,7 @@ func TestRegionDownRule(t *testing.T) {
 		{"control plane cut from the region only: the partner still reaches the primary", regionEvidence{LeaseLost: true, Groups: []groupEvidence{g(false, true, reach)}}, false},
 		{"control plane cut from everything: the partner's agent has no lease", regionEvidence{LeaseLost: true, Groups: []groupEvidence{g(false, false, unreach)}}, false},
 		{"the control plane still reaches the primary", regionEvidence{LeaseLost: true, Groups: []groupEvidence{g(true, true, unreach)}}, false},
-		{"too few failed probes yet", regionEvidence{LeaseLost: true, Groups: []groupEvidence{g(false, true, &instance.UpstreamProbe{Failures: 2})}}, false},
+		{"too few failed probes yet", regionEvidence{LeaseLost: true, Groups: []groupEvidence{g(false, true, &lease.Probe{Failures: 2})}}, false},
 		{"no probe reported", regionEvidence{LeaseLost: true, Groups: []groupEvidence{g(false, true, nil)}}, false},
 		{"one partner confirms, none contradicts", regionEvidence{LeaseLost: true, Groups: []groupEvidence{g(false, false, nil), g(false, true, unreach)}}, true},
 		{"one partner confirms, another reaches its primary", regionEvidence{LeaseLost: true, Groups: []groupEvidence{g(false, true, unreach), g(false, true, reach)}}, false},

@@ -135,8 +135,6 @@ type Status struct {
 	Rewound *LostWAL `json:"rewound,omitempty"`
 	// Replication is the server's own view, refreshed on every resync.
 	Replication *postgres.Replication `json:"replication,omitempty"`
-	// Upstream is, on a standby, the agent's probe of its primary's replication endpoint.
-	Upstream *UpstreamProbe `json:"upstream,omitempty"`
 }
 
 // LostWAL is a WAL range a forced failover discarded.
@@ -217,11 +215,4 @@ type ClusterConfig struct {
 	Regions   []string      `json:"regions"`
 	DNSSuffix string        `json:"dnsSuffix"`
 	LeaseTTL  time.Duration `json:"leaseTtl"`
-}
-
-// UpstreamProbe is a standby's agent's last look at its primary's endpoint.
-type UpstreamProbe struct {
-	Reachable bool `json:"reachable"`
-	// Failures counts the probes in a row that failed (one a second).
-	Failures int `json:"failures,omitempty"`
 }

@@ -38,6 +38,8 @@ type Demands struct {
 	Claims []Claim
 	// Fence are the instances that must be stopped at once (a forced failover demoted them).
 	Fence []Claim
+	// Probes are the agent's looks at its standbys' primaries, published with the lease.
+	Probes map[string]Probe
 }
 
 // KeeperConfig configures a Keeper.
@@ -172,7 +174,7 @@ func (k *Keeper) renewOnce(ctx context.Context, fence bool) error {
 		fenced = k.fenced // keep the acknowledgements of the last full renewal
 	}
 	k.seq++
-	rec := Record{Region: k.cfg.Region, Seq: k.seq, Claims: map[string]int64{}, Fenced: fenced}
+	rec := Record{Region: k.cfg.Region, Seq: k.seq, Claims: map[string]int64{}, Fenced: fenced, Probes: d.Probes}
 	k.mu.Unlock()
 	held := map[string]Claim{}
 	for _, c := range d.Claims {

@@ -38,6 +38,16 @@ type Record struct {
 	Claims map[string]int64 `json:"claims,omitempty"`
 	// Fenced maps an instance uid to the epoch in which the agent confirmed it stopped.
 	Fenced map[string]int64 `json:"fenced,omitempty"`
+	// Probes are, per standby uid, the agent's last looks at the standby's primary: the
+	// partner region's testimony for the automatic failover policy, as fresh as the lease.
+	Probes map[string]Probe `json:"probes,omitempty"`
+}
+
+// Probe is an agent's last look at a standby's primary (its replication endpoint).
+type Probe struct {
+	Reachable bool `json:"reachable"`
+	// Failures counts the looks in a row that failed (one a second).
+	Failures int `json:"failures,omitempty"`
 }
 
 // Key is the store key of a region's lease.

@@ -51,6 +51,10 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*Etcd, error) {
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints: cfg.Endpoints, TLS: cfg.TLS, Username: cfg.Username, Password: cfg.Password,
 		DialTimeout: cfg.DialTimeout, Context: ctx,
+		// A member cut off by the network leaves its connection open and silent: keepalive
+		// pings (gRPC's floor is 10 s) find it dead, so requests go to the members that
+		// answer. Without them the client can keep using the silent one for many minutes.
+		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 3 * time.Second,
 		// The client's own retry warnings would go to stderr; Fog reports what fails itself.
 		Logger: zap.NewNop(),
 	})

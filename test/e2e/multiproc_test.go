@@ -60,8 +60,8 @@ func (p *proc) start() {
 	}
 	cmd := exec.Command(exe, p.args...)
 	if p.ns != nil {
-		// ip netns exec execs fog in the namespace: the pid stays fog's.
-		cmd = exec.Command("ip", p.ns.cmd(p.args...)...)
+		// ip netns exec execs the program in the namespace: the pid stays the program's.
+		cmd = exec.Command("ip", append([]string{"netns", "exec", p.ns.name, exe}, p.args...)...)
 	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -162,7 +162,12 @@ func startDeploymentWith(t *testing.T, nServers int, lab *netlab, etcdEndpoints 
 		var ns *netns
 		var addr string
 		if lab != nil {
-			ns, addr = lab.ns["cp"], lab.ns["cp"].addrs[i]+":7443"
+			// The control plane's own namespace, or one server in each region's.
+			name := "cp"
+			if lab.ns["cp"] == nil {
+				name = []string{"eastus", "westus"}[i]
+			}
+			ns, addr = lab.ns[name], lab.ns[name].addrs[0]+":7443"
 		} else {
 			addr = freeAddr(t)
 		}
@@ -210,6 +215,19 @@ func startDeploymentWith(t *testing.T, nServers int, lab *netlab, etcdEndpoints 
 			for _, name := range []string{"server0", "server1", "agent-eastus", "agent-westus"} {
 				b, _ := os.ReadFile(filepath.Join(d.root, name+".log"))
 				t.Logf("%s log (tail):\n%s", name, tail(grepOut(string(b), "level=DEBUG"), 25))
+				if dir := os.Getenv("FOG_E2E_KEEP_LOGS"); dir != "" {
+					_ = os.MkdirAll(dir, 0o755)
+					_ = os.WriteFile(filepath.Join(dir, name+".log"), b, 0o644)
+				}
+				var auto []string
+				for _, l := range strings.Split(string(b), "\n") {
+					if strings.Contains(l, "automatic failover") {
+						auto = append(auto, l)
+					}
+				}
+				if len(auto) > 0 {
+					t.Logf("%s automatic failover lines (last):\n%s", name, tail(strings.Join(auto, "\n"), 5))
+				}
 			}
 		}
 	})

@@ -81,7 +81,7 @@ func (l *netlab) run(args ...string) {
 func (l *netlab) add(name string, first, n int) *netns {
 	l.t.Helper()
 	ns := &netns{name: l.prefix + "-" + name}
-	veth, peer := fmt.Sprintf("%s%s", l.prefix, name[:1]), fmt.Sprintf("%s%sp", l.prefix, name[:1])
+	veth, peer := fmt.Sprintf("%sv%d", l.prefix, len(l.ns)), fmt.Sprintf("%sv%dp", l.prefix, len(l.ns))
 	l.run("ip", "netns", "add", ns.name)
 	l.run("ip", "link", "add", veth, "type", "veth", "peer", "name", peer)
 	l.run("ip", "link", "set", veth, "master", l.bridge)
@@ -99,10 +99,9 @@ func (l *netlab) add(name string, first, n int) *netns {
 	return ns
 }
 
-// cmd runs fog's arguments inside the namespace.
-func (ns *netns) cmd(args ...string) []string {
-	return append([]string{"netns", "exec", ns.name, fogBinary}, args...)
-}
+// down takes the namespace off the network entirely; up brings it back.
+func (l *netlab) down(name string) { l.run("ip", "-n", l.ns[name].name, "link", "set", "eth0", "down") }
+func (l *netlab) up(name string)   { l.run("ip", "-n", l.ns[name].name, "link", "set", "eth0", "up") }
 
 // cut makes a and b unreachable from each other (every address of each); heal undoes it.
 func (l *netlab) cut(a, b string)  { l.routes("add", a, b) }

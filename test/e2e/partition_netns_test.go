@@ -27,10 +27,11 @@ func TestPartitions(t *testing.T) {
 	lab.add("cp", 2, 1)
 	lab.add("eastus", 10, 12)
 	lab.add("westus", 30, 12)
-	d := startDeploymentIn(t, 1, lab)
+	d := startDeploymentWith(t, 1, lab, nil, "--min-grace-period", "1m")
 	f := d.f
 	p := newPair(t, f, "pt")
-	p.create(t, nil)
+	// Automatic with the shortest grace period: only the last phase waits it out.
+	p.create(t, map[string]any{"failoverPolicy": "Automatic", "failoverWithDataLossGracePeriodMinutes": 1})
 	p.setupTable(t)
 	mustExecRW(t, p, "CREATE TABLE chk (src text, at timestamptz DEFAULT clock_timestamp())")
 	wl := props(p.get(t, "rg-s", "westus"))["listeners"].(map[string]any)["readWrite"].(map[string]any)
@@ -158,4 +159,26 @@ func TestPartitions(t *testing.T) {
 	lab.heal("eastus", "westus")
 	eventually(t, 60*time.Second, "the lag to drain after healing", func() bool { return lagOf() < 100_000 })
 	p.waitState(t, "CATCH_UP", 30*time.Second)
+
+	// 3. The control plane alone is cut off, for longer than the grace period. Every agent
+	// loses its lease (so the primary is fenced: no lease authority, no writes), but no
+	// agent in another region confirms an outage: the automatic policy does nothing.
+	epoch = props(p.get(t, "rg-s", "westus"))["replication"].(map[string]any)["epoch"]
+	lab.cut("cp", "eastus")
+	lab.cut("cp", "westus")
+	time.Sleep(75 * time.Second)
+	lab.heal("cp", "eastus")
+	lab.heal("cp", "westus")
+	p.waitState(t, "CATCH_UP", 60*time.Second)
+	g = p.get(t, "rg-s", "westus")
+	if props(g)["replicationRole"] != "Primary" || props(g)["replication"].(map[string]any)["epoch"] != epoch {
+		t.Errorf("a partition of the control plane alone changed the group: role %v, epoch %v (was %v)",
+			props(g)["replicationRole"], props(g)["replication"].(map[string]any)["epoch"], epoch)
+	}
+	for _, e := range props(g)["events"].([]any) {
+		if k := e.(map[string]any)["kind"]; k == "AutomaticFailoverPending" || k == "AutomaticFailoverObserved" {
+			t.Errorf("the automatic policy saw an outage in a control-plane partition: %v", e)
+		}
+	}
+	mustExecRW(t, p, "INSERT INTO w (id) VALUES (-2)")
 }
