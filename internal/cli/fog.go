@@ -15,6 +15,20 @@ type groupFlags struct {
 	policy, secondaryType, readOnlyPolicy        string
 	grace                                        int
 	allowDataLoss, noWait                        bool
+	// Fog's own: minutes (where the deployment allows less than an hour), the data-loss
+	// budget and observe-only mode.
+	graceMinutes, maxLossSeconds int
+	maxLossBytes                 int64
+	autoMode                     string
+}
+
+// bindFogPolicy adds Fog's own readWriteEndpoint flags.
+func (f *groupFlags) bindFogPolicy(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.IntVar(&f.graceMinutes, "grace-period-minutes", 0, "grace period in minutes instead of hours (Fog; a deployment's --min-grace-period may allow less than 60)")
+	fl.Int64Var(&f.maxLossBytes, "max-data-loss-bytes", 0, "Automatic policy: do not fail over when the secondary is further behind than this many bytes (Fog)")
+	fl.IntVar(&f.maxLossSeconds, "max-data-loss-seconds", 0, "Automatic policy: do not fail over when the secondary is further behind than this many seconds (Fog)")
+	fl.StringVar(&f.autoMode, "automatic-failover-mode", "", "Automatic policy: Enabled, or ObserveOnly to record what it would do without acting (Fog)")
 }
 
 func (c *client) groupPath(rg, location, name string) string {
@@ -67,8 +81,25 @@ func (f *groupFlags) readWrite(cmd *cobra.Command, cur map[string]any) (map[stri
 	} else if rw["failoverPolicy"] == "Automatic" && rw["failoverWithDataLossGracePeriodMinutes"] == nil {
 		rw["failoverWithDataLossGracePeriodMinutes"] = 60
 	}
+	if cmd.Flags().Changed("grace-period-minutes") {
+		if cmd.Flags().Changed("grace-period") {
+			return nil, usageErr("--grace-period-minutes", "give either --grace-period (hours) or --grace-period-minutes")
+		}
+		rw["failoverWithDataLossGracePeriodMinutes"] = f.graceMinutes
+	}
+	if cmd.Flags().Changed("max-data-loss-bytes") {
+		rw["maxDataLossBytes"] = f.maxLossBytes
+	}
+	if cmd.Flags().Changed("max-data-loss-seconds") {
+		rw["maxDataLossSeconds"] = f.maxLossSeconds
+	}
+	if cmd.Flags().Changed("automatic-failover-mode") {
+		rw["automaticFailoverMode"] = f.autoMode
+	}
 	if rw["failoverPolicy"] == "Manual" {
-		delete(rw, "failoverWithDataLossGracePeriodMinutes")
+		for _, k := range []string{"failoverWithDataLossGracePeriodMinutes", "maxDataLossBytes", "maxDataLossSeconds", "automaticFailoverMode"} {
+			delete(rw, k)
+		}
 	}
 	return rw, nil
 }
@@ -157,6 +188,7 @@ func newGroupCommand(g *globals) *cobra.Command {
 	create.Flags().StringVar(&f.partnerRG, "partner-resource-group", "", "resource group of the secondary (default: --resource-group)")
 	create.Flags().StringVar(&f.policy, "failover-policy", "Manual", "Manual or Automatic")
 	create.Flags().IntVar(&f.grace, "grace-period", 1, "hours before an Automatic policy fails over with data loss (at least 1)")
+	f.bindFogPolicy(create)
 	create.Flags().StringVar(&f.secondaryType, "secondary-type", "Geo", "Geo (readable) or Standby (DR only)")
 	create.Flags().BoolVar(&f.noWait, "no-wait", false, "do not wait for seeding to finish")
 	for _, fl := range []string{"name", "resource-group", "partner-mi"} {
@@ -236,6 +268,7 @@ func newGroupCommand(g *globals) *cobra.Command {
 	addr(update)
 	update.Flags().StringVar(&f.policy, "failover-policy", "", "Manual or Automatic")
 	update.Flags().IntVar(&f.grace, "grace-period", 1, "hours before an Automatic policy fails over with data loss")
+	f.bindFogPolicy(update)
 	update.Flags().StringVar(&f.secondaryType, "secondary-type", "", "Geo or Standby")
 	update.Flags().StringVar(&f.readOnlyPolicy, "read-only-failover-policy", "", "Enabled or Disabled: may read-only sessions go to the primary when the secondary is down")
 

@@ -52,6 +52,26 @@ func TestFailoverGroupCLI(t *testing.T) {
 		!strings.Contains(err.Error(), "InstanceFailoverGroupUpdateOrDeleteRequestOnSecondary") {
 		t.Errorf("update on the secondary: %v", err)
 	}
+	// Fog's own policy fields: the budget and observe-only; the deployment's minimum grace
+	// period (Azure's 60 minutes by default) holds for minutes too.
+	out, _, err = f.runCLI("", "sql", "instance-failover-group", "update", "-n", "cli", "-g", "rg-s", "-l", "westus", "--failover-policy", "Automatic",
+		"--grace-period-minutes", "90", "--max-data-loss-bytes", "65536", "--automatic-failover-mode", "ObserveOnly")
+	if err != nil || !strings.Contains(out, `"maxDataLossBytes": 65536`) || !strings.Contains(out, `"automaticFailoverMode": "ObserveOnly"`) ||
+		!strings.Contains(out, `"failoverWithDataLossGracePeriodMinutes": 90`) {
+		t.Errorf("update with Fog's policy fields: %q, %v", out, err)
+	}
+	if _, _, err := f.runCLI("", "sql", "instance-failover-group", "update", "-n", "cli", "-g", "rg-s", "-l", "westus", "--grace-period-minutes", "5"); err == nil ||
+		!strings.Contains(err.Error(), "LessThanMinimumGracePeriodValues") {
+		t.Errorf("a 5-minute grace period under the default minimum: %v", err)
+	}
+	if _, _, err := f.runCLI("", "sql", "instance-failover-group", "update", "-n", "cli", "-g", "rg-s", "-l", "westus", "--automatic-failover-mode", "Maybe"); err == nil ||
+		!strings.Contains(err.Error(), "InvalidAutomaticFailoverMode") {
+		t.Errorf("a bad automatic-failover-mode: %v", err)
+	}
+	out, _, err = f.runCLI("", "sql", "instance-failover-group", "update", "-n", "cli", "-g", "rg-s", "-l", "westus", "--failover-policy", "Manual")
+	if err != nil || strings.Contains(out, "maxDataLoss") || strings.Contains(out, "automaticFailoverMode") {
+		t.Errorf("back to Manual keeps Automatic-only fields: %q, %v", out, err)
+	}
 	if _, _, err := f.runCLI("", "sql", "instance-failover-group", "update", "-n", "cli", "-g", "rg-s", "-l", "westus", "--failover-policy", "Sometimes"); err == nil ||
 		!strings.Contains(err.Error(), "argument --failover-policy") {
 		t.Errorf("bad --failover-policy: %v", err)
