@@ -250,10 +250,14 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, region string, st
 		ch = st.Watch(r.Context(), prefix)
 	}
 	fl, _ := w.(http.Flusher)
+	// A watch lasts as long as the agent: no read deadline, and a write deadline per line.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
 	send := func(v any) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
 		if enc.Encode(v) != nil || bw.Flush() != nil {
 			return false
 		}

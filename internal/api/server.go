@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fogdb/fog/internal/arm"
@@ -39,6 +41,15 @@ type Server struct {
 	log        *slog.Logger
 	joinTokens JoinTokenFunc
 	metrics    http.Handler
+	// baseURL is the API's external URL (scheme and host): long-running-operation URLs are
+	// built from it, never from a request's Host header, which a client chooses.
+	baseURL string
+}
+
+// WithBaseURL sets the external URL operation URLs point to (https://host:port).
+func (s *Server) WithBaseURL(u string) *Server {
+	s.baseURL = strings.TrimRight(u, "/")
+	return s
 }
 
 // WithMetrics serves /metrics (Prometheus text format) with h; the bearer token is required
@@ -146,12 +157,24 @@ func (s *Server) accepted(w http.ResponseWriter, r *http.Request, op *controller
 	case controller.KindCreateGroup, controller.KindUpdateGroup, controller.KindDeleteGroup, controller.KindFailover, controller.KindForceFailover:
 		kind = "instanceFailoverGroup"
 	}
-	base := fmt.Sprintf("https://%s/subscriptions/%s/providers/Microsoft.Sql/locations/%s/", r.Host, op.Subscription, url.PathEscape(op.Location))
+	base := fmt.Sprintf("%s/subscriptions/%s/providers/Microsoft.Sql/locations/%s/", s.origin(r), op.Subscription, url.PathEscape(op.Location))
 	q := "?api-version=" + url.QueryEscape(apiVersion)
 	w.Header().Set("Azure-AsyncOperation", base+kind+"AzureAsyncOperation/"+op.ID+q)
 	w.Header().Set("Location", base+kind+"OperationResults/"+op.ID+q)
 	w.Header().Set("Retry-After", strconv.Itoa(RetryAfter))
 	arm.WriteJSON(w, http.StatusAccepted, map[string]any{"operation": op.Name, "startTime": op.StartTime})
+}
+
+// origin is the external URL operation URLs start with. Without a configured one (a server
+// built directly in a test) it is the address the request arrived at, never its Host header.
+func (s *Server) origin(r *http.Request) string {
+	if s.baseURL != "" {
+		return s.baseURL
+	}
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		return "https://" + a.String()
+	}
+	return "https://localhost"
 }
 
 // opVersions accepts any api-version of any resource type: the polling URLs carry the
@@ -194,7 +217,7 @@ func (s *Server) operationResult(w http.ResponseWriter, r *http.Request) {
 	}
 	switch op.Status {
 	case arm.StatusInProgress:
-		w.Header().Set("Location", "https://"+r.Host+r.URL.Path+"?api-version="+url.QueryEscape(ver))
+		w.Header().Set("Location", s.origin(r)+r.URL.Path+"?api-version="+url.QueryEscape(ver))
 		w.Header().Set("Retry-After", strconv.Itoa(RetryAfter))
 		w.WriteHeader(http.StatusAccepted)
 		return

@@ -73,6 +73,21 @@ func loadClient(path, sub string) (*client, error) {
 	}, nil
 }
 
+func originOf(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return u
+	}
+	return p.Scheme + "://" + p.Host
+}
+
+// sameOrigin reports whether u is on the API at base (scheme, host and port).
+func sameOrigin(u, base string) bool {
+	a, err1 := url.Parse(u)
+	b, err2 := url.Parse(base)
+	return err1 == nil && err2 == nil && strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Host, b.Host)
+}
+
 func (c *client) url(path string) string {
 	if strings.HasPrefix(path, "https://") || strings.HasPrefix(path, "http://") {
 		return path
@@ -95,7 +110,11 @@ func (c *client) do(ctx context.Context, method, path string, body any) (*http.R
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.url(path), rd)
+	target := c.url(path)
+	if !sameOrigin(target, c.base) {
+		return nil, nil, fmt.Errorf("refusing to send the API token to %s: it is not the configured API %s (check the server's --external-url)", originOf(target), c.base)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, rd)
 	if err != nil {
 		return nil, nil, err
 	}

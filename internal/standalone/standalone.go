@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -80,6 +81,9 @@ type Config struct {
 	// ServerOnly runs the API and the controller without agents (`fog server`); the regions'
 	// agents run elsewhere (`fog agent`) and join with a token.
 	ServerOnly bool
+	// ExternalURL is the API's URL as clients reach it (a load balancer's, say); operation
+	// URLs point there. Default: the listen address (or the first APINames entry).
+	ExternalURL string
 	// APINames are extra host names and addresses the API's certificate names (`fog server
 	// --advertise`), for agents and clients on other machines.
 	APINames []string
@@ -138,6 +142,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Port < 1 || c.Port > 65535 {
 		return fmt.Errorf("--pg-port %d is out of range", c.Port)
+	}
+	if c.ExternalURL != "" {
+		u, err := url.Parse(c.ExternalURL)
+		if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("--external-url %q: give the API's URL as clients reach it, such as https://fog.example.com:7443", c.ExternalURL)
+		}
 	}
 	if c.ActivityRetentionDays < 0 || c.ActivityRetentionDays > 3650 {
 		return fmt.Errorf("--activity-log-retention-days %d: give 1 to 3650 days", c.ActivityRetentionDays)
@@ -228,6 +238,9 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		urlHost = cfg.APINames[0]
 	}
 	apiURL := "https://" + net.JoinHostPort(urlHost, port)
+	if cfg.ExternalURL != "" {
+		apiURL = strings.TrimRight(cfg.ExternalURL, "/")
+	}
 	client, clientFile, err := clientConfig(ctx, cfg.DataDir, apiURL, ca, tokens)
 	if err != nil {
 		ln.Close()
@@ -239,7 +252,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	// Metrics: the control plane's, and in fog up every region's, on the API's /metrics.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(ctrl.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	armAPI := api.New(ctrl, tokens, log.With("component", "api")).WithMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).WithJoinTokens(
+	armAPI := api.New(ctrl, tokens, log.With("component", "api")).WithBaseURL(apiURL).WithMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).WithJoinTokens(
 		func(ctx context.Context, region string, ttl time.Duration) (string, time.Time, error) {
 			return agentapi.CreateJoinToken(ctx, st, ca.CertPEM, region, ttl)
 		}).Handler()
@@ -252,8 +265,11 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		Handler: mux,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{tlsCert}, MinVersion: tls.VersionTLS12,
 			ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: clientCAs},
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// Slow or endless requests do not hold connections: the agents' watch streams lift
+		// the deadlines for themselves.
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 2 * time.Minute,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
