@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -90,7 +91,28 @@ func (s *Server) Handler() http.Handler {
 		rt.Handle("GET", opBase+kind+"AzureAsyncOperation/{op}", s.operationStatus)
 		rt.Handle("GET", opBase+kind+"OperationResults/{op}", s.operationResult)
 	}
-	return s.logRequests(s.authenticate(rt))
+	return s.logRequests(checkPath(s.authenticate(rt)))
+}
+
+var uuidRe = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// checkPath refuses paths that could name something else once decoded (an encoded '/'), and
+// subscription ids that are not UUIDs, as ARM does, before anything else looks at them.
+func checkPath(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(strings.ToLower(r.URL.EscapedPath()), "%2f") {
+			arm.WriteError(w, arm.BadRequest("InvalidRequestUri", "The request URI is invalid: an encoded '/' (%%2F) is not allowed in a path segment."))
+			return
+		}
+		if rest, ok := strings.CutPrefix(r.URL.Path, "/subscriptions/"); ok {
+			sub, _, _ := strings.Cut(rest, "/")
+			if !uuidRe.MatchString(sub) {
+				arm.WriteError(w, arm.BadRequest("InvalidSubscriptionId", "The provided subscription identifier '%s' is malformed or invalid.", sub))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 type statusWriter struct {

@@ -32,3 +32,18 @@ func TestHostHeaderIgnored(t *testing.T) {
 	}
 	f.wait(response{Status: resp.StatusCode, Header: resp.Header})
 }
+
+// TestSubscriptionIDs: a subscription id must be a UUID, and no path segment may hide a '/'.
+func TestSubscriptionIDs(t *testing.T) {
+	f := startFog(t, "")
+	for _, c := range []struct{ path, code string }{
+		{"/subscriptions/not-a-uuid/resourceGroups/rg/providers/Microsoft.Sql/managedInstances/x", "InvalidSubscriptionId"},
+		{"/subscriptions/" + sub + "%2Fx/resourceGroups/rg/providers/Microsoft.Sql/managedInstances/x", "InvalidRequestUri"},
+		{"/subscriptions/" + sub + "/resourceGroups/a%2fb/providers/Microsoft.Sql/managedInstances/x", "InvalidRequestUri"},
+	} {
+		r := f.call("GET", c.path, nil)
+		if r.Status != http.StatusBadRequest || r.code() != c.code {
+			t.Errorf("GET %s = %d %s, want 400 %s", c.path, r.Status, r.Body, c.code)
+		}
+	}
+}
