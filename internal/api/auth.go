@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -16,37 +18,97 @@ import (
 	"github.com/fogdb/fog/internal/store"
 )
 
-// Tokens keeps API bearer tokens. Only a SHA-256 of each token is stored: a token is a
-// 256-bit random secret, so a plain hash is enough, and reading the store does not reveal it.
+// Tokens keeps API bearer tokens, each issued to a named principal. Only a SHA-256 of each
+// token is stored: a token is a 256-bit random secret, so a plain hash is enough, and reading
+// the store does not reveal it. A token may expire; revoking deletes its record.
 type Tokens struct {
-	st store.Store
+	st  store.Store
+	now func() time.Time
 }
 
 // NewTokens returns the token set kept in st.
-func NewTokens(st store.Store) *Tokens { return &Tokens{st: st} }
+func NewTokens(st store.Store) *Tokens { return &Tokens{st: st, now: time.Now} }
 
-type tokenRecord struct {
-	Name    string    `json:"name"`
-	Created time.Time `json:"created"`
+// TokenInfo is what is kept of a token: never the token itself.
+type TokenInfo struct {
+	// ID names the token for listing and revoking: the start of its hash.
+	ID      string     `json:"id"`
+	Name    string     `json:"name"`
+	Created time.Time  `json:"created"`
+	Expires *time.Time `json:"expires,omitempty"`
 }
 
-func tokenKey(token string) string {
+type tokenRecord = TokenInfo
+
+const tokenPrefix = "tokens/"
+
+func tokenHash(token string) string {
 	h := sha256.Sum256([]byte(token))
-	return "tokens/" + hex.EncodeToString(h[:])
+	return hex.EncodeToString(h[:])
 }
 
-// Create makes a new token named name and returns it. It is shown once and never stored.
+func tokenKey(token string) string { return tokenPrefix + tokenHash(token) }
+
+// Create makes a new token for the principal name, valid for ttl (0: until revoked), and
+// returns it. It is shown once and never stored.
 func (t *Tokens) Create(ctx context.Context, name string) (string, error) {
+	tok, _, err := t.CreateFor(ctx, name, 0)
+	return tok, err
+}
+
+// CreateFor is Create with an expiry.
+func (t *Tokens) CreateFor(ctx context.Context, name string, ttl time.Duration) (string, TokenInfo, error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
-		return "", err
+		return "", TokenInfo{}, err
 	}
 	tok := "fog_" + base64.RawURLEncoding.EncodeToString(b)
-	return tok, store.Put(ctx, t.st, tokenKey(tok), tokenRecord{Name: name, Created: time.Now().UTC()})
+	info := TokenInfo{ID: tokenHash(tok)[:16], Name: name, Created: t.now().UTC()}
+	if ttl > 0 {
+		exp := info.Created.Add(ttl)
+		info.Expires = &exp
+	}
+	return tok, info, store.Put(ctx, t.st, tokenKey(tok), info)
 }
 
-// Name returns the name a token was created with (its identity in the activity log); ok is
-// false for an unknown token, and err is set when the store could not tell.
+// List returns every token's record, oldest first.
+func (t *Tokens) List(ctx context.Context) ([]TokenInfo, error) {
+	kvs, err := t.st.List(ctx, tokenPrefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TokenInfo, 0, len(kvs))
+	for _, kv := range kvs {
+		var info TokenInfo
+		if err := json.Unmarshal(kv.Value, &info); err != nil {
+			continue
+		}
+		if info.ID == "" { // a token made before tokens had ids
+			info.ID = strings.TrimPrefix(kv.Key, tokenPrefix)[:16]
+		}
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, nil
+}
+
+// Revoke deletes the token with id; false when there is none.
+func (t *Tokens) Revoke(ctx context.Context, id string) (bool, error) {
+	kvs, err := t.st.List(ctx, tokenPrefix)
+	if err != nil {
+		return false, err
+	}
+	for _, kv := range kvs {
+		if len(id) >= 8 && strings.HasPrefix(strings.TrimPrefix(kv.Key, tokenPrefix), id) {
+			return true, t.st.Txn(ctx, []store.Cond{{Key: kv.Key, Rev: kv.Rev}}, []store.Op{{Key: kv.Key, Delete: true}})
+		}
+	}
+	return false, nil
+}
+
+// Name returns the principal a token was issued to (its identity in the activity log); ok is
+// false for an unknown, revoked or expired token, and err is set when the store could not
+// tell.
 func (t *Tokens) Name(ctx context.Context, token string) (name string, ok bool, err error) {
 	if token == "" {
 		return "", false, nil
@@ -56,19 +118,16 @@ func (t *Tokens) Name(ctx context.Context, token string) (name string, ok bool, 
 	if errors.Is(err, store.ErrNotFound) {
 		return "", false, nil
 	}
+	if err == nil && rec.Expires != nil && !t.now().Before(*rec.Expires) {
+		return "", false, nil
+	}
 	return rec.Name, err == nil, err
 }
 
 // Valid reports whether token is a known token; err is set when the store could not tell.
 func (t *Tokens) Valid(ctx context.Context, token string) (bool, error) {
-	if token == "" {
-		return false, nil
-	}
-	_, err := t.st.Get(ctx, tokenKey(token))
-	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, err
+	_, ok, err := t.Name(ctx, token)
+	return ok, err
 }
 
 var errNoToken = errors.New("no bearer token")

@@ -83,6 +83,7 @@ func (s *Server) Handler() http.Handler {
 	s.instanceRoutes(rt)
 	s.groupRoutes(rt)
 	rt.Handle("POST", JoinTokenPath, s.createJoinToken)
+	s.tokenRoutes(rt)
 	rt.Handle("GET", activityPath, s.activityLog)
 	if s.metrics != nil {
 		rt.Handle("GET", "/metrics", s.metrics.ServeHTTP)

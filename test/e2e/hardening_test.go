@@ -47,3 +47,63 @@ func TestSubscriptionIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestTokens: a principal's token works until it is revoked, the activity log names the
+// principal, and the admin token of fog up stays valid.
+func TestTokens(t *testing.T) {
+	f := startFog(t, "")
+	tok, _, err := f.runCLI("", "token", "create", "--name", "ci", "--expires-in", "1h")
+	tok = strings.TrimSpace(tok)
+	if err != nil || !strings.HasPrefix(tok, "fog_") {
+		t.Fatalf("token create: %q %v", tok, err)
+	}
+	r := f.callWith("PUT", miPath("rg-t", "tok1"), miBody("eastus", nil), "Bearer "+tok)
+	if r.Status != http.StatusAccepted && r.Status != http.StatusCreated {
+		t.Fatalf("PUT with the ci token = %d %s", r.Status, r.Body)
+	}
+	f.wait(r)
+	out, _, err := f.runCLI("", "token", "list")
+	var list []map[string]any
+	if err != nil || json.Unmarshal([]byte(out), &list) != nil || len(list) != 2 || strings.Contains(out, tok) {
+		t.Fatalf("token list = %q %v", out, err)
+	}
+	var id string
+	for _, e := range list {
+		if e["name"] == "ci" {
+			id = e["id"].(string)
+			if e["expires"] == nil {
+				t.Error("the ci token has no expiry")
+			}
+		}
+	}
+	found := false
+	for _, e := range activity(t, f, "eventTimestamp ge '2020-01-01T00:00:00Z' and resourceGroupName eq 'rg-t'") {
+		found = found || e["caller"] == "ci"
+	}
+	if !found {
+		t.Error("the activity log does not name the principal ci")
+	}
+	if _, _, err := f.runCLI("", "token", "revoke", "--id", id); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.callWith("GET", miPath("rg-t", "tok1"), nil, "Bearer "+tok); r.Status != http.StatusUnauthorized {
+		t.Errorf("a revoked token = %d, want 401", r.Status)
+	}
+	if r := f.call("GET", miPath("rg-t", "tok1"), nil); r.Status != http.StatusOK {
+		t.Errorf("the admin token after revoking another = %d", r.Status)
+	}
+	for _, c := range []struct {
+		body map[string]any
+		code string
+	}{
+		{map[string]any{"name": "Bad Name"}, "InvalidPrincipalName"},
+		{map[string]any{"name": "x", "expiresIn": "forever"}, "InvalidExpiresIn"},
+	} {
+		if r := f.call("POST", "/fog/v1/tokens", c.body); r.Status != http.StatusBadRequest || r.code() != c.code {
+			t.Errorf("token %v = %d %s, want %s", c.body, r.Status, r.Body, c.code)
+		}
+	}
+	if _, _, err := f.runCLI("", "token", "revoke", "--id", "0123456789abcdef"); err == nil || !strings.Contains(err.Error(), "TokenNotFound") {
+		t.Errorf("revoke of an unknown id: %v", err)
+	}
+}
