@@ -20,10 +20,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/fogdb/fog/internal/agent"
 	"github.com/fogdb/fog/internal/agentapi"
 	"github.com/fogdb/fog/internal/api"
+	"github.com/fogdb/fog/internal/gateway"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/lease"
 	"github.com/fogdb/fog/internal/postgres"
@@ -150,6 +152,14 @@ func parseRange(s string) (netip.Addr, netip.Addr, error) {
 	return first, last, nil
 }
 
+// bindListenerLimits adds the flags that cap the listeners' connections.
+func bindListenerLimits(fl *pflag.FlagSet, l *gateway.Config) {
+	fl.IntVar(&l.MaxConns, "listener-max-connections", gateway.DefaultMaxConns, "connections the region's listeners take in all")
+	fl.IntVar(&l.MaxConnsPerClient, "listener-max-connections-per-client", gateway.DefaultMaxConnsPerClient, "connections the listeners take from one client address")
+	fl.IntVar(&l.MaxHeld, "listener-max-held", gateway.DefaultMaxHeld, "connections the listeners hold in all while waiting for a primary")
+	fl.IntVar(&l.MaxHeldPerClient, "listener-max-held-per-client", gateway.DefaultMaxHeldPerClient, "connections the listeners hold from one client address while waiting for a primary")
+}
+
 // parsePorts reads PORT or FIRST-LAST.
 func parsePorts(s string) (int, int, error) {
 	a, b, ok := strings.Cut(s, "-")
@@ -166,6 +176,7 @@ func parsePorts(s string) (int, int, error) {
 
 func newAgentCommand(g *globals) *cobra.Command {
 	var region, servers, token, dataDir, addrRange, advertise, portRange, pgBin, pgUser, logLevel, metricsListen string
+	var limits gateway.Config
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run a region's agent and listeners on this machine, managed by fog server",
@@ -248,7 +259,7 @@ agent then keeps its client certificate in --data-dir and talks to the servers o
 				guardCmd = []string{exe, "guard"}
 			}
 			host, _ := os.Hostname()
-			rc := regional.Config{Agent: agent.Config{
+			rc := regional.Config{Limits: limits, Agent: agent.Config{
 				Region: region, Dir: filepath.Join(dataDir, "instances"), FogUser: fogUser, StopOnExit: true,
 				CACertPEM: creds.CAPEM, GuardCommand: guardCmd,
 				Record: instance.AgentRecord{AddressFirst: first.String(), AddressLast: last.String(), Port: port, PortLast: portLast, Advertise: advertise, Hostname: host},
@@ -285,6 +296,7 @@ agent then keeps its client certificate in --data-dir and talks to the servers o
 	fl.StringVar(&pgBin, "pg-bin", "", "directory of the PostgreSQL server binaries (default: $PG_BIN, pg_config, /usr/lib/postgresql/*/bin)")
 	fl.StringVar(&pgUser, "pg-user", "postgres", "unprivileged OS user that runs PostgreSQL when fog runs as root")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	bindListenerLimits(fl, &limits)
 	fl.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics (such as 127.0.0.1:9464)")
 	_ = cmd.MarkFlagRequired("region")
 	_ = cmd.MarkFlagRequired("server")

@@ -64,6 +64,7 @@ func newUpCommand(g *globals) *cobra.Command {
 	fl.DurationVar(&cfg.LeaseTTL, "lease-ttl", lease.DefaultTTL, "how long a primary stays writable without its agent renewing its lease; a forced failover whose old primary's agent does not answer waits this long")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	bindPolicy(fl, &cfg)
+	bindListenerLimits(fl, &cfg.ListenerLimits)
 	etcd.bind(fl)
 	return up
 }

@@ -68,7 +68,18 @@ type Config struct {
 	WatchPrefixes []string
 	// Resync recomputes routes periodically (heartbeats expire without a write).
 	Resync time.Duration
+	// Limits on connections through the gateway's listeners, in total and per client
+	// address, and on connections held waiting for a primary; zero takes the defaults.
+	MaxConns, MaxConnsPerClient, MaxHeld, MaxHeldPerClient int
 }
+
+// Default limits.
+const (
+	DefaultMaxConns          = 10000
+	DefaultMaxConnsPerClient = 2000
+	DefaultMaxHeld           = 2000
+	DefaultMaxHeldPerClient  = 500
+)
 
 // Gateway serves listeners.
 type Gateway struct {
@@ -83,6 +94,66 @@ type Gateway struct {
 
 	active, held              atomic.Int64
 	connections, refusedCount atomic.Uint64
+
+	// per client address: connections open and held (under mu)
+	perClient map[string]*clientCount
+	open      int
+}
+
+type clientCount struct{ conns, held int }
+
+// admit counts a new connection from addr, or says which limit it would pass.
+func (g *Gateway) admit(addr string, held bool) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.perClient == nil {
+		g.perClient = map[string]*clientCount{}
+	}
+	c := g.perClient[addr]
+	if c == nil {
+		c = &clientCount{}
+		g.perClient[addr] = c
+	}
+	if held {
+		switch {
+		case g.held.Load() >= int64(g.cfg.MaxHeld):
+			return fmt.Sprintf("too many connections are waiting for a primary through this gateway (%d); retry when the failover has finished", g.cfg.MaxHeld)
+		case c.held >= g.cfg.MaxHeldPerClient:
+			return fmt.Sprintf("too many connections from %s are waiting for a primary (%d); retry when the failover has finished", addr, g.cfg.MaxHeldPerClient)
+		}
+		c.held++
+		g.held.Add(1)
+		return ""
+	}
+	switch {
+	case g.open >= g.cfg.MaxConns:
+		return fmt.Sprintf("too many connections through this gateway (%d); close idle ones or use a connection pool", g.cfg.MaxConns)
+	case c.conns >= g.cfg.MaxConnsPerClient:
+		return fmt.Sprintf("too many connections from %s through this gateway (%d per client address); close idle ones or use a connection pool", addr, g.cfg.MaxConnsPerClient)
+	}
+	c.conns++
+	g.open++
+	return ""
+}
+
+// release undoes admit.
+func (g *Gateway) release(addr string, held bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c := g.perClient[addr]
+	if c == nil {
+		return
+	}
+	if held {
+		c.held--
+		g.held.Add(-1)
+	} else {
+		c.conns--
+		g.open--
+	}
+	if c.conns == 0 && c.held == 0 {
+		delete(g.perClient, addr)
+	}
 }
 
 // Stats are the gateway's connection counts: sessions relaying now, connections waiting for
@@ -99,6 +170,14 @@ func (g *Gateway) Stats() Stats {
 
 // New returns a gateway.
 func New(cfg Config, st store.Store, source Source, ca Issuer, log *slog.Logger) *Gateway {
+	for _, l := range []struct {
+		v   *int
+		def int
+	}{{&cfg.MaxConns, DefaultMaxConns}, {&cfg.MaxConnsPerClient, DefaultMaxConnsPerClient}, {&cfg.MaxHeld, DefaultMaxHeld}, {&cfg.MaxHeldPerClient, DefaultMaxHeldPerClient}} {
+		if *l.v <= 0 {
+			*l.v = l.def
+		}
+	}
 	if cfg.HoldTimeout == 0 {
 		cfg.HoldTimeout = 30 * time.Second
 	}
@@ -348,9 +427,18 @@ func (l *listener) serve(ctx context.Context, client net.Conn) {
 		return
 	}
 	l.g.connections.Add(1)
-	l.g.held.Add(1)
+	addr, _, _ := net.SplitHostPort(client.RemoteAddr().String())
+	if why := l.g.admit(addr, false); why != "" {
+		l.refuseWith(client, code, "53300", why)
+		return
+	}
+	defer l.g.release(addr, false)
+	if why := l.g.admit(addr, true); why != "" {
+		l.refuseWith(client, code, "53300", why)
+		return
+	}
 	server, target, err := l.dial(ctx)
-	l.g.held.Add(-1)
+	l.g.release(addr, true)
 	if err != nil {
 		l.refuse(client, code, err.Error())
 		return
@@ -448,6 +536,11 @@ func relay(a, b net.Conn) {
 // asked for TLS gets the error inside TLS with the gateway's own certificate, because pgx and
 // others report only "server refused TLS" for an error answer to SSLRequest.
 func (l *listener) refuse(client net.Conn, code uint32, msg string) {
+	l.refuseWith(client, code, "57P03", msg)
+}
+
+// refuseWith answers with a FATAL error of the given SQLSTATE.
+func (l *listener) refuseWith(client net.Conn, code uint32, sqlstate, msg string) {
 	l.g.refusedCount.Add(1)
 	_ = client.SetDeadline(time.Now().Add(10 * time.Second))
 	var w io.Writer = client
@@ -465,7 +558,7 @@ func (l *listener) refuse(client net.Conn, code uint32, msg string) {
 		w = tc
 		defer tc.Close()
 	}
-	_, _ = w.Write(errorResponse("57P03", msg))
+	_, _ = w.Write(errorResponse(sqlstate, msg))
 }
 
 func errorResponse(sqlstate, msg string) []byte {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -110,5 +111,93 @@ func TestHoldThenRoute(t *testing.T) {
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.ReadFull(c, one); err != nil || one[0] != 'N' {
 		t.Fatalf("after the route named a target: read %q, %v; want the server's N", one, err)
+	}
+}
+
+func startupPacket() []byte {
+	body := []byte("user\x00x\x00\x00")
+	b := make([]byte, 8, 8+len(body))
+	binary.BigEndian.PutUint32(b[0:4], uint32(8+len(body)))
+	binary.BigEndian.PutUint32(b[4:8], 196608)
+	return append(b, body...)
+}
+
+// TestConnectionLimits: connections held waiting for a primary, and connections in all, are
+// capped per client address; the one over a cap gets SQLSTATE 53300 saying which.
+func TestConnectionLimits(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{MaxConnsPerClient: 5, MaxHeldPerClient: 2}, "are waiting for a primary"},
+		{Config{MaxConnsPerClient: 2, MaxHeldPerClient: 5}, "per client address"},
+		{Config{MaxConnsPerClient: 5, MaxHeld: 2}, "waiting for a primary through this gateway"},
+	} {
+		t.Run(c.want, func(t *testing.T) { testLimit(t, c.cfg, c.want) })
+	}
+}
+
+func testLimit(t *testing.T, cfg Config, want string) {
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ca, err := devca.LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := probe.Addr().String()
+	probe.Close()
+	src := func(context.Context) ([]Listener, error) {
+		return []Listener{{Addr: addr, Names: []string{"fg.zone.test"}, Route: Route{Hold: true}}}, nil
+	}
+	cfg.HoldTimeout, cfg.Resync = 10*time.Second, 10*time.Millisecond
+	g := New(cfg, st, src, ca, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	dial := func() net.Conn {
+		t.Helper()
+		var c net.Conn
+		var err error
+		for range 100 {
+			if c, err = net.Dial("tcp", addr); err == nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(startupPacket()); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range 2 {
+		held = append(held, dial())
+	}
+	time.Sleep(200 * time.Millisecond)
+	if s := g.Stats(); s.Held != 2 {
+		t.Fatalf("held = %d, want 2", s.Held)
+	}
+	third := dial()
+	defer third.Close()
+	_ = third.SetReadDeadline(time.Now().Add(2 * time.Second))
+	b, _ := io.ReadAll(third)
+	if got := string(b); !strings.Contains(got, "53300") || !strings.Contains(got, want) {
+		t.Errorf("the connection over the limit got %q; want SQLSTATE 53300 and %q", got, want)
+	}
+	if s := g.Stats(); s.Refused != 1 || s.Held != 2 {
+		t.Errorf("stats after the refusal: %+v", s)
 	}
 }

@@ -35,6 +35,8 @@ type Config struct {
 	Agent agent.Config
 	// HoldTimeout bounds how long a listener holds new connections during a failover.
 	HoldTimeout time.Duration
+	// Limits caps the listeners' connections (gateway.Config's Max fields; zero: defaults).
+	Limits gateway.Config
 	// Ready, when set, is called once the agent and gateway run.
 	Ready func()
 	// Metrics, when set, gets the region's collector (listeners' connections, lease age).
@@ -80,6 +82,8 @@ func Run(ctx context.Context, cfg Config, st store.Store, runner *postgres.Runne
 	// clock; it does not ask the controller.
 	obs := lease.NewObserver(cmp.Or(ac.Lease.TTL, lease.DefaultTTL), nil)
 	gw := gateway.New(gateway.Config{
+		MaxConns: cfg.Limits.MaxConns, MaxConnsPerClient: cfg.Limits.MaxConnsPerClient,
+		MaxHeld: cfg.Limits.MaxHeld, MaxHeldPerClient: cfg.Limits.MaxHeldPerClient,
 		HoldTimeout:   cfg.HoldTimeout,
 		WatchPrefixes: []string{group.Prefix, "observed/", "desired/", lease.Prefix},
 	}, st, func(ctx context.Context) ([]gateway.Listener, error) {

@@ -36,6 +36,7 @@ import (
 	"github.com/fogdb/fog/internal/controller"
 	"github.com/fogdb/fog/internal/devca"
 	"github.com/fogdb/fog/internal/election"
+	"github.com/fogdb/fog/internal/gateway"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/lease"
 	"github.com/fogdb/fog/internal/postgres"
@@ -64,6 +65,8 @@ type Config struct {
 	Etcd *store.EtcdConfig
 	// HoldTimeout bounds how long a listener holds new connections during a failover.
 	HoldTimeout time.Duration
+	// ListenerLimits caps the listeners' connections (zero fields: defaults).
+	ListenerLimits gateway.Config
 	// MaxSlotWALKeepSize overrides the WAL a replication slot may hold back.
 	MaxSlotWALKeepSize string
 	// LeaseTTL is the agents' lease TTL (package lease); 0 takes the default.
@@ -328,7 +331,7 @@ func runRegions(ctx context.Context, g *errgroup.Group, cfg Config, st store.Sto
 		}
 	}
 	for _, region := range cfg.Regions {
-		rc := regional.Config{HoldTimeout: cfg.HoldTimeout, Metrics: reg, Agent: agent.Config{
+		rc := regional.Config{HoldTimeout: cfg.HoldTimeout, Metrics: reg, Limits: cfg.ListenerLimits, Agent: agent.Config{
 			Region: region, Dir: filepath.Join(cfg.DataDir, "regions", region), FogUser: fogUser,
 			Resync: cfg.Resync, Observe: cfg.Observe, StopOnExit: true, CACertPEM: ca.CertPEM, MaxSlotWALKeepSize: cfg.MaxSlotWALKeepSize,
 			GuardCommand: cfg.GuardCommand,
