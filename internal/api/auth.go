@@ -170,6 +170,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		case !valid:
 			arm.WriteError(w, arm.Errorf(http.StatusUnauthorized, "InvalidAuthenticationToken",
 				"The access token is invalid. Use the token from your client config."))
+		case s.throttle(w, name):
 		default:
 			next.ServeHTTP(w, r.WithContext(controller.WithCaller(r.Context(), name)))
 		}

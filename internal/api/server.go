@@ -42,6 +42,8 @@ type Server struct {
 	log        *slog.Logger
 	joinTokens JoinTokenFunc
 	metrics    http.Handler
+	// limits are the per-principal request rate limiters (nil: no limit).
+	limits *principalLimits
 	// baseURL is the API's external URL (scheme and host): long-running-operation URLs are
 	// built from it, never from a request's Host header, which a client chooses.
 	baseURL string

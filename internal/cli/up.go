@@ -73,6 +73,7 @@ func newUpCommand(g *globals) *cobra.Command {
 func bindPolicy(fl *pflag.FlagSet, cfg *standalone.Config) {
 	fl.DurationVar(&cfg.MinGracePeriod, "min-grace-period", 60*time.Minute, "shortest failoverWithDataLossGracePeriodMinutes an Automatic group may have: Azure's 60m, or down to 1m")
 	fl.IntVar(&cfg.ActivityRetentionDays, "activity-log-retention-days", 90, "how long the activity log keeps an operation")
+	fl.Float64Var(&cfg.RateLimit, "rate-limit", 100, "API requests per second per principal (bursts of twice as many); 0 for no limit")
 	fl.StringVar(&cfg.ExternalURL, "external-url", "", "the API's URL as clients reach it (https://host:port); operation URLs point there (default: the listen address)")
 	fl.BoolVar(&cfg.ObserveOnly, "observe-only", false, "run every group's automatic failover policy as events only (\"would fail over now\"), never acting")
 }

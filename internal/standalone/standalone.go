@@ -65,6 +65,9 @@ type Config struct {
 	Etcd *store.EtcdConfig
 	// HoldTimeout bounds how long a listener holds new connections during a failover.
 	HoldTimeout time.Duration
+	// RateLimit is each API principal's requests per second (bursts of twice as many); 0
+	// sets no limit (fog up and fog server default to 100 through their flag).
+	RateLimit float64
 	// ListenerLimits caps the listeners' connections (zero fields: defaults).
 	ListenerLimits gateway.Config
 	// MaxSlotWALKeepSize overrides the WAL a replication slot may hold back.
@@ -255,7 +258,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	// Metrics: the control plane's, and in fog up every region's, on the API's /metrics.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(ctrl.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	armAPI := api.New(ctrl, tokens, log.With("component", "api")).WithBaseURL(apiURL).WithMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).WithJoinTokens(
+	armAPI := api.New(ctrl, tokens, log.With("component", "api")).WithBaseURL(apiURL).WithRateLimit(cfg.RateLimit, int(2*cfg.RateLimit)).WithMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).WithJoinTokens(
 		func(ctx context.Context, region string, ttl time.Duration) (string, time.Time, error) {
 			return agentapi.CreateJoinToken(ctx, st, ca.CertPEM, region, ttl)
 		}).Handler()

@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"time"
+
 	"bytes"
 	"encoding/json"
+	"github.com/fogdb/fog/internal/standalone"
 	"net/http"
 	"strings"
 	"testing"
@@ -105,5 +108,34 @@ func TestTokens(t *testing.T) {
 	}
 	if _, _, err := f.runCLI("", "token", "revoke", "--id", "0123456789abcdef"); err == nil || !strings.Contains(err.Error(), "TokenNotFound") {
 		t.Errorf("revoke of an unknown id: %v", err)
+	}
+}
+
+// TestRateLimit: each principal has its own request rate; over it, 429 TooManyRequests with
+// Retry-After, and another principal is not affected.
+func TestRateLimit(t *testing.T) {
+	f := startFog(t, "", func(c *standalone.Config) { c.RateLimit = 5 })
+	other, _, err := f.runCLI("", "token", "create", "--name", "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other = strings.TrimSpace(other)
+	path := "/subscriptions/" + sub + "/providers/Microsoft.Sql/managedInstances"
+	var limited response
+	for range 40 {
+		if r := f.call("GET", path, nil); r.Status == http.StatusTooManyRequests {
+			limited = r
+			break
+		}
+	}
+	if limited.Status != http.StatusTooManyRequests || limited.code() != "TooManyRequests" || limited.Header.Get("Retry-After") == "" {
+		t.Fatalf("no 429 with Retry-After after a burst: %d %s", limited.Status, limited.Body)
+	}
+	if r := f.callWith("GET", path, nil, "Bearer "+other); r.Status != http.StatusOK {
+		t.Errorf("another principal while the first is throttled = %d", r.Status)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if r := f.call("GET", path, nil); r.Status != http.StatusOK {
+		t.Errorf("after Retry-After = %d", r.Status)
 	}
 }
