@@ -171,7 +171,7 @@ func (a *Agent) probe(ctx context.Context) {
 		var wg sync.WaitGroup
 		for i, s := range standbys {
 			wg.Go(func() {
-				results[i] = checkReach(ctx, net.JoinHostPort(s.Upstream.Host, strconv.Itoa(s.Upstream.Port)), time.Second)
+				results[i] = postgres.Probe(ctx, net.JoinHostPort(s.Upstream.Host, strconv.Itoa(s.Upstream.Port)), time.Second)
 			})
 		}
 		wg.Wait()

@@ -2,10 +2,8 @@ package agent
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -695,7 +693,7 @@ func (w *worker) execute(ctx context.Context, s instance.Spec, cmd instance.Comm
 		return errors.New("the instance is being deleted")
 	}
 	if cmd.Kind == instance.CmdCheckReach {
-		return checkReach(ctx, cmd.Target, 5*time.Second)
+		return postgres.Probe(ctx, cmd.Target, 5*time.Second)
 	}
 	c := w.a.cluster(s)
 	conn, err := c.Connect(ctx, "postgres")
@@ -716,28 +714,3 @@ func (w *worker) execute(ctx context.Context, s instance.Spec, cmd instance.Comm
 
 // checkReach opens a TCP connection to a PostgreSQL server and asks for TLS, the first thing
 // a standby does; it proves the replication path from this agent's side.
-func checkReach(ctx context.Context, target string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", target)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(timeout))
-	req := make([]byte, 8)
-	binary.BigEndian.PutUint32(req[0:4], 8)
-	binary.BigEndian.PutUint32(req[4:8], 80877103)
-	if _, err := conn.Write(req); err != nil {
-		return err
-	}
-	b := make([]byte, 1)
-	if _, err := io.ReadFull(conn, b); err != nil {
-		return fmt.Errorf("no answer to the TLS request from %s: %w", target, err)
-	}
-	if b[0] != 'S' {
-		return fmt.Errorf("%s does not offer TLS", target)
-	}
-	return nil
-}

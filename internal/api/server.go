@@ -99,17 +99,15 @@ func (s *Server) Handler() http.Handler {
 
 var uuidRe = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
-// checkPath refuses paths that could name something else once decoded (an encoded '/'), and
-// subscription ids that are not UUIDs, as ARM does, before anything else looks at them.
+// checkPath refuses subscription ids that are not UUIDs, as ARM does, before anything else
+// looks at them. The id is read from the escaped path, as the router reads segments, so an
+// encoded '/' cannot smuggle a second segment into it (and from there into store keys).
 func checkPath(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.Contains(strings.ToLower(r.URL.EscapedPath()), "%2f") {
-			arm.WriteError(w, arm.BadRequest("InvalidRequestUri", "The request URI is invalid: an encoded '/' (%%2F) is not allowed in a path segment."))
-			return
-		}
-		if rest, ok := strings.CutPrefix(r.URL.Path, "/subscriptions/"); ok {
-			sub, _, _ := strings.Cut(rest, "/")
-			if !uuidRe.MatchString(sub) {
+		if rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/subscriptions/"); ok {
+			raw, _, _ := strings.Cut(rest, "/")
+			sub, err := url.PathUnescape(raw)
+			if err != nil || !uuidRe.MatchString(sub) {
 				arm.WriteError(w, arm.BadRequest("InvalidSubscriptionId", "The provided subscription identifier '%s' is malformed or invalid.", sub))
 				return
 			}

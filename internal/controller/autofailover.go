@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -291,35 +290,11 @@ func (c *Controller) evidence(ctx context.Context, region string, gs []FailoverG
 			continue
 		}
 		wg.Go(func() {
-			ev.Groups[i].ControlPlaneReached = probe(ctx, net.JoinHostPort(m.Host, strconv.Itoa(m.Port)), c.cfg.ProbeTimeout) == nil
+			ev.Groups[i].ControlPlaneReached = postgres.Probe(ctx, net.JoinHostPort(m.Host, strconv.Itoa(m.Port)), c.cfg.ProbeTimeout) == nil
 		})
 	}
 	wg.Wait()
 	return ev
-}
-
-// probe connects to a PostgreSQL server and asks for TLS: an answer means it is there.
-func probe(ctx context.Context, addr string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(timeout))
-	if _, err := conn.Write([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}); err != nil {
-		return err
-	}
-	b := make([]byte, 1)
-	if _, err := conn.Read(b); err != nil {
-		return err
-	}
-	if !strings.ContainsRune("SN", rune(b[0])) {
-		return fmt.Errorf("unexpected answer %q", b)
-	}
-	return nil
 }
 
 // groupEvent records an event of the automatic policy in a group.
