@@ -223,16 +223,7 @@ func distributedScenario(ctx context.Context, o options) (*result, error) {
 	}
 	defer c.stop()
 	f := c.f
-	g, err := f.createPair(ctx, "bench")
-	if err == nil {
-		err = g.create(ctx)
-	}
-	if err == nil {
-		err = f.do(ctx, "PUT", miPath("rg-p", "bench-p")+"/databases/app", map[string]any{})
-	}
-	if err == nil {
-		err = createTable(ctx, f.ca, g.rw)
-	}
+	g, err := f.setupGroup(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -168,6 +168,17 @@ func setupFogGroup(ctx context.Context, base string) (*fog, *group, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	g, err := f.setupGroup(ctx)
+	if err != nil {
+		f.stop()
+		return nil, nil, err
+	}
+	return f, g, nil
+}
+
+// setupGroup makes the group "bench" on f, replicating, with the database app and the
+// writer's table.
+func (f *fog) setupGroup(ctx context.Context) (*group, error) {
 	g, err := f.createPair(ctx, "bench")
 	if err == nil {
 		err = g.create(ctx)
@@ -178,11 +189,7 @@ func setupFogGroup(ctx context.Context, base string) (*fog, *group, error) {
 	if err == nil {
 		err = createTable(ctx, f.ca, g.rw)
 	}
-	if err != nil {
-		f.stop()
-		return nil, nil, err
-	}
-	return f, g, nil
+	return g, err
 }
 
 // startWriter starts the writer on the raw pair's primary, with a warm-up, and returns the

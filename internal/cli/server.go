@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -108,16 +107,7 @@ func newJoinTokenCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if f := cmd.Flag("output"); f != nil && f.Changed {
-				return g.print(b)
-			}
-			// As kubeadm token create does: the token alone, for $(...) in scripts.
-			var out struct{ Token string }
-			if err := json.Unmarshal(b, &out); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintln(g.io.Out, out.Token)
-			return err
+			return g.printToken(cmd, b)
 		},
 	}
 	create.Flags().StringVar(&region, "region", "", "region of the agent the token admits")

@@ -10,6 +10,20 @@ import (
 	"github.com/fogdb/fog/internal/api"
 )
 
+// printToken prints a created token alone, as kubeadm token create does, for $(...) in
+// scripts; with -o the whole answer (id, expiry).
+func (g *globals) printToken(cmd *cobra.Command, body []byte) error {
+	if f := cmd.Flag("output"); f != nil && f.Changed {
+		return g.print(body)
+	}
+	var out struct{ Token string }
+	if err := json.Unmarshal(body, &out); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(g.io.Out, out.Token)
+	return err
+}
+
 // newTokenCommand manages API tokens: each is issued to a named principal, expires, and can
 // be revoked.
 func newTokenCommand(g *globals) *cobra.Command {
@@ -28,15 +42,7 @@ func newTokenCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if f := cmd.Flag("output"); f != nil && f.Changed {
-				return g.print(b)
-			}
-			var out struct{ Token string }
-			if err := json.Unmarshal(b, &out); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintln(g.io.Out, out.Token)
-			return err
+			return g.printToken(cmd, b)
 		},
 	}
 	create.Flags().StringVar(&name, "name", "", "the principal the token is for (such as ci or alice)")

@@ -40,20 +40,11 @@ func LoadOrCreate(dir string) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read CA key: %w", err)
 	}
-	cb, _ := pem.Decode(certPEM)
-	kb, _ := pem.Decode(keyPEM)
-	if cb == nil || kb == nil {
-		return nil, fmt.Errorf("CA files in %s are not PEM", dir)
-	}
-	cert, err := x509.ParseCertificate(cb.Bytes)
+	ca, err := FromPEM(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("parse CA certificate: %w", err)
+		return nil, fmt.Errorf("CA files in %s: %w", dir, err)
 	}
-	key, err := x509.ParseECPrivateKey(kb.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("parse CA key: %w", err)
-	}
-	return &CA{Cert: cert, CertPEM: certPEM, key: key}, nil
+	return ca, nil
 }
 
 func create(certPath, keyPath string) (*CA, error) {
