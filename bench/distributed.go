@@ -312,23 +312,8 @@ func distributedScenario(ctx context.Context, o options) (*result, error) {
 		if err != nil {
 			return nil, err
 		}
-		rw, rstop, repoint := raw.startWriter(ctx, run)
-		if err := raw.killPrimary(); err != nil {
-			rstop()
-			return nil, err
-		}
-		t1 := time.Now()
-		if err := raw.promoteNow(ctx); err != nil {
-			rstop()
-			return nil, err
-		}
-		repoint()
-		rfirst, rerr := rw.waitFirstAfter(ctx, t1, raw.nodes[raw.primary].Host, 30*time.Second)
-		rstop()
-		if rerr != nil {
-			return nil, rerr
-		}
-		if err := raw.rejoin(ctx, true); err != nil {
+		rfirst, _, err := raw.measuredPromote(ctx, run)
+		if err != nil {
 			return nil, err
 		}
 		res.add("forced_first_commit_ms", ms(first))

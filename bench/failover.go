@@ -339,6 +339,37 @@ func (p *rawPair) measuredSwitchover(ctx context.Context, run int, repointed fun
 	return w.gap(t1), op, lost, nil
 }
 
+// measuredPromote kills the raw pair's primary while the 5 ms writer runs, promotes the
+// standby by hand (re-pointing the writer the moment it answers), and returns the time from
+// the promotion call to the first commit on it and the acknowledged commits lost; the old
+// primary then follows the new one.
+func (p *rawPair) measuredPromote(ctx context.Context, run int) (first time.Duration, lost int, err error) {
+	w, stop, repoint := p.startWriter(ctx, run)
+	if err := p.killPrimary(); err != nil {
+		stop()
+		return 0, 0, err
+	}
+	t1 := time.Now()
+	if err := p.promoteNow(ctx); err != nil {
+		stop()
+		return 0, 0, fmt.Errorf("raw promote: %w", err)
+	}
+	repoint()
+	first, ferr := w.waitFirstAfter(ctx, t1, p.nodes[p.primary].Host, 30*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	stop()
+	if ferr != nil {
+		return 0, 0, ferr
+	}
+	if lost, err = w.lost(ctx, p.ca, p.addr(p.primary)); err != nil {
+		return 0, 0, err
+	}
+	if err := p.rejoin(ctx, true); err != nil {
+		return 0, 0, fmt.Errorf("raw rejoin: %w", err)
+	}
+	return first, lost, nil
+}
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // postmasterFor finds the pid of the instance listening on host under dir.
@@ -402,33 +433,13 @@ func forcedScenario(ctx context.Context, o options) (*result, error) {
 		res.add("fog_operation_ms", ms(opTime))
 		res.add("fog_lost_commits", float64(lost))
 
-		rw, rstop, repoint := raw.startWriter(ctx, run)
-		if err := raw.killPrimary(); err != nil {
-			rstop()
-			return nil, err
-		}
-		t1 := time.Now()
-		if err := raw.promoteNow(ctx); err != nil {
-			rstop()
-			return nil, fmt.Errorf("raw promote: %w", err)
-		}
-		repoint()
-		rfirst, rerr := rw.waitFirstAfter(ctx, t1, raw.nodes[raw.primary].Host, 30*time.Second)
-		time.Sleep(200 * time.Millisecond)
-		rstop()
-		if rerr != nil {
-			return nil, rerr
-		}
-		rawLost, err := rw.lost(ctx, raw.ca, raw.addr(raw.primary))
+		rfirst, rawLost, err := raw.measuredPromote(ctx, run)
 		if err != nil {
 			return nil, err
 		}
 		res.add("raw_first_commit_ms", ms(rfirst))
 		res.add("raw_lost_commits", float64(rawLost))
 		res.add("ratio_first_commit_fog_to_raw", ms(first)/ms(rfirst))
-		if err := raw.rejoin(ctx, true); err != nil {
-			return nil, fmt.Errorf("raw rejoin: %w", err)
-		}
 		fmt.Printf("  forced run %d: fog first commit %s after the call (op %s, lost %d); raw %s (lost %d)\n", run+1,
 			first.Round(time.Millisecond), opTime.Round(time.Millisecond), lost, rfirst.Round(time.Millisecond), rawLost)
 	}
