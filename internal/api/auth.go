@@ -32,13 +32,13 @@ func NewTokens(st store.Store) *Tokens { return &Tokens{st: st, now: time.Now} }
 // TokenInfo is what is kept of a token: never the token itself.
 type TokenInfo struct {
 	// ID names the token for listing and revoking: the start of its hash.
-	ID      string     `json:"id"`
-	Name    string     `json:"name"`
-	Created time.Time  `json:"created"`
-	Expires *time.Time `json:"expires,omitempty"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// TenantID is the tenant the principal belongs to ("" is the deployment's own).
+	TenantID string     `json:"tenantId,omitempty"`
+	Created  time.Time  `json:"created"`
+	Expires  *time.Time `json:"expires,omitempty"`
 }
-
-type tokenRecord = TokenInfo
 
 const tokenPrefix = "tokens/"
 
@@ -56,14 +56,17 @@ func (t *Tokens) Create(ctx context.Context, name string) (string, error) {
 	return tok, err
 }
 
-// CreateFor is Create with an expiry.
-func (t *Tokens) CreateFor(ctx context.Context, name string, ttl time.Duration) (string, TokenInfo, error) {
+// CreateFor is Create with an expiry and a tenant ("" for the deployment's own).
+func (t *Tokens) CreateFor(ctx context.Context, name string, ttl time.Duration, tenant ...string) (string, TokenInfo, error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", TokenInfo{}, err
 	}
 	tok := "fog_" + base64.RawURLEncoding.EncodeToString(b)
 	info := TokenInfo{ID: tokenHash(tok)[:16], Name: name, Created: t.now().UTC()}
+	if len(tenant) > 0 {
+		info.TenantID = strings.ToLower(tenant[0])
+	}
 	if ttl > 0 {
 		exp := info.Created.Add(ttl)
 		info.Expires = &exp
@@ -106,27 +109,26 @@ func (t *Tokens) Revoke(ctx context.Context, id string) (bool, error) {
 	return false, nil
 }
 
-// Name returns the principal a token was issued to (its identity in the activity log); ok is
-// false for an unknown, revoked or expired token, and err is set when the store could not
-// tell.
-func (t *Tokens) Name(ctx context.Context, token string) (name string, ok bool, err error) {
+// Info returns what is kept of a token (its principal is its identity in the activity log);
+// ok is false for an unknown, revoked or expired token, and err is set when the store could
+// not tell.
+func (t *Tokens) Info(ctx context.Context, token string) (info TokenInfo, ok bool, err error) {
 	if token == "" {
-		return "", false, nil
+		return info, false, nil
 	}
-	var rec tokenRecord
-	_, err = store.Get(ctx, t.st, tokenKey(token), &rec)
+	_, err = store.Get(ctx, t.st, tokenKey(token), &info)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", false, nil
+		return info, false, nil
 	}
-	if err == nil && rec.Expires != nil && !t.now().Before(*rec.Expires) {
-		return "", false, nil
+	if err == nil && info.Expires != nil && !t.now().Before(*info.Expires) {
+		return info, false, nil
 	}
-	return rec.Name, err == nil, err
+	return info, err == nil, err
 }
 
 // Valid reports whether token is a known token; err is set when the store could not tell.
 func (t *Tokens) Valid(ctx context.Context, token string) (bool, error) {
-	_, ok, err := t.Name(ctx, token)
+	_, ok, err := t.Info(ctx, token)
 	return ok, err
 }
 
@@ -149,9 +151,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		tok, err := bearer(r)
 		var valid bool
 		var verr error
-		var name string
+		var info TokenInfo
 		if err == nil {
-			name, valid, verr = s.tokens.Name(r.Context(), tok)
+			info, valid, verr = s.tokens.Info(r.Context(), tok)
 		}
 		switch {
 		case errors.Is(err, errNoToken):
@@ -170,9 +172,17 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		case !valid:
 			arm.WriteError(w, arm.Errorf(http.StatusUnauthorized, "InvalidAuthenticationToken",
 				"The access token is invalid. Use the token from your client config."))
-		case s.throttle(w, name):
+		case s.throttle(w, info.Name):
 		default:
-			next.ServeHTTP(w, r.WithContext(controller.WithCaller(r.Context(), name)))
+			ctx := controller.WithCaller(r.Context(), info.Name)
+			if s.authz != nil {
+				if aerr := s.authorize(ctx, r, info); aerr != nil {
+					arm.WriteError(w, aerr)
+					return
+				}
+				ctx = withPrincipal(ctx, info)
+			}
+			next.ServeHTTP(w, r.WithContext(ctx))
 		}
 	})
 }

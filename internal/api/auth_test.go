@@ -24,8 +24,8 @@ func TestTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if name, ok, _ := tk.Name(ctx, tok); !ok || name != "ci" {
-		t.Fatalf("fresh token: %q %v", name, ok)
+	if info, ok, _ := tk.Info(ctx, tok); !ok || info.Name != "ci" {
+		t.Fatalf("fresh token: %q %v", info.Name, ok)
 	}
 	kvs, _ := st.List(ctx, tokenPrefix)
 	for _, kv := range kvs {
@@ -34,12 +34,12 @@ func TestTokens(t *testing.T) {
 		}
 	}
 	now = now.Add(time.Hour)
-	if _, ok, _ := tk.Name(ctx, tok); ok {
+	if _, ok, _ := tk.Info(ctx, tok); ok {
 		t.Error("a token is valid at its expiry")
 	}
 	forever, _, _ := tk.CreateFor(ctx, "admin", 0)
 	now = now.Add(10 * 365 * 24 * time.Hour)
-	if _, ok, _ := tk.Name(ctx, forever); !ok {
+	if _, ok, _ := tk.Info(ctx, forever); !ok {
 		t.Error("a token without expiry expired")
 	}
 	list, _ := tk.List(ctx)
@@ -49,7 +49,7 @@ func TestTokens(t *testing.T) {
 	if ok, _ := tk.Revoke(ctx, list[1].ID[:8]); !ok {
 		t.Fatal("revoke by an 8-character id prefix found nothing")
 	}
-	if _, ok, _ := tk.Name(ctx, forever); ok {
+	if _, ok, _ := tk.Info(ctx, forever); ok {
 		t.Error("a revoked token is still valid")
 	}
 	if ok, _ := tk.Revoke(ctx, "abc"); ok {

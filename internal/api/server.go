@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/authz"
 	"github.com/fogdb/fog/internal/controller"
 	"github.com/fogdb/fog/internal/resource"
 )
@@ -47,6 +48,8 @@ type Server struct {
 	// baseURL is the API's external URL (scheme and host): long-running-operation URLs are
 	// built from it, never from a request's Host header, which a client chooses.
 	baseURL string
+	// authz checks every call against role assignments (nil: every token may do everything).
+	authz *authz.Authorizer
 }
 
 // WithBaseURL sets the external URL operation URLs point to (https://host:port).
@@ -86,6 +89,9 @@ func (s *Server) Handler() http.Handler {
 	s.groupRoutes(rt)
 	rt.Handle("POST", JoinTokenPath, s.createJoinToken)
 	s.tokenRoutes(rt)
+	if s.authz != nil {
+		s.subscriptionRoutes(rt)
+	}
 	rt.Handle("GET", activityPath, s.activityLog)
 	if s.metrics != nil {
 		rt.Handle("GET", "/metrics", s.metrics.ServeHTTP)
@@ -94,7 +100,7 @@ func (s *Server) Handler() http.Handler {
 		rt.Handle("GET", opBase+kind+"AzureAsyncOperation/{op}", s.operationStatus)
 		rt.Handle("GET", opBase+kind+"OperationResults/{op}", s.operationResult)
 	}
-	return s.logRequests(checkPath(s.authenticate(rt)))
+	return s.logRequests(checkPath(s.authenticate(s.authzRoutes(rt))))
 }
 
 var uuidRe = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)

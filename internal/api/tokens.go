@@ -27,6 +27,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Name      string `json:"name"`
 		ExpiresIn string `json:"expiresIn"`
+		TenantID  string `json:"tenantId"`
 	}
 	if aerr := decode(r, &body); aerr != nil {
 		arm.WriteError(w, aerr)
@@ -45,13 +46,17 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		}
 		ttl = d
 	}
-	tok, info, err := s.tokens.CreateFor(r.Context(), body.Name, ttl)
+	if body.TenantID != "" && !uuidRe.MatchString(body.TenantID) {
+		arm.WriteError(w, arm.BadRequest("InvalidTenantId", "'tenantId' is the tenant the principal belongs to, a GUID (omit it for the deployment's own tenant); got %q.", body.TenantID))
+		return
+	}
+	tok, info, err := s.tokens.CreateFor(r.Context(), body.Name, ttl, body.TenantID)
 	if err != nil {
 		arm.WriteError(w, controller.StoreError(err))
 		return
 	}
 	s.log.Info("token created", "principal", info.Name, "id", info.ID, "expires", info.Expires)
-	arm.WriteJSON(w, http.StatusCreated, map[string]any{"token": tok, "id": info.ID, "name": info.Name, "created": info.Created, "expires": info.Expires})
+	arm.WriteJSON(w, http.StatusCreated, map[string]any{"token": tok, "id": info.ID, "name": info.Name, "tenantId": info.TenantID, "created": info.Created, "expires": info.Expires})
 }
 
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {

@@ -92,6 +92,9 @@ func (c *client) url(path string) string {
 	if strings.HasPrefix(path, "https://") || strings.HasPrefix(path, "http://") {
 		return path
 	}
+	if strings.Contains(path, "api-version=") {
+		return c.base + path
+	}
 	sep := "?"
 	if strings.Contains(path, "?") {
 		sep = "&"

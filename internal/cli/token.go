@@ -28,7 +28,7 @@ func (g *globals) printToken(cmd *cobra.Command, body []byte) error {
 // be revoked.
 func newTokenCommand(g *globals) *cobra.Command {
 	tc := &cobra.Command{Use: "token", Short: "Manage API tokens: named principals, expiry, revocation"}
-	var name, expires string
+	var name, expires, tenant string
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a token for a principal (prints the token alone; -o json for its id and expiry)",
@@ -38,7 +38,7 @@ func newTokenCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, b, err := c.do(cmd.Context(), "POST", api.TokensPath, map[string]string{"name": name, "expiresIn": expires})
+			_, b, err := c.do(cmd.Context(), "POST", api.TokensPath, map[string]string{"name": name, "expiresIn": expires, "tenantId": tenant})
 			if err != nil {
 				return err
 			}
@@ -47,6 +47,7 @@ func newTokenCommand(g *globals) *cobra.Command {
 	}
 	create.Flags().StringVar(&name, "name", "", "the principal the token is for (such as ci or alice)")
 	create.Flags().StringVar(&expires, "expires-in", "720h", "how long the token is valid (1m to 8784h)")
+	create.Flags().StringVar(&tenant, "tenant", "", "the tenant the principal belongs to (default: the deployment's own)")
 	_ = create.MarkFlagRequired("name")
 	list := &cobra.Command{
 		Use: "list", Short: "List tokens (ids, principals, expiry; never the tokens)", Args: cobra.NoArgs,

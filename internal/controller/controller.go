@@ -79,8 +79,10 @@ const operationRetention = 24 * time.Hour
 // Controller is the control plane.
 type Controller struct {
 	cfg Config
-	st  store.Store
-	log *slog.Logger
+	// access checks the partner side of group operations (nil: all allowed).
+	access Access
+	st     store.Store
+	log    *slog.Logger
 
 	createMu sync.Mutex // serialises address allocation and name reservation
 	kick     chan string

@@ -287,6 +287,9 @@ func (c *Controller) updateGroup(ctx context.Context, g *FailoverGroup, rev int6
 		return nil, arm.Errorf(http.StatusConflict, "InstanceFailoverGroupDnsRecordInUse",
 			"The failover group name '%s' is in use by another group (its listener names must be unique); choose another name.", g.Name)
 	}
+	if aerr := c.checkSides(ctx, g, actionGroupWrite); aerr != nil {
+		return nil, aerr
+	}
 	if i != g.Primary {
 		return nil, arm.BadRequest("InstanceFailoverGroupUpdateOrDeleteRequestOnSecondary",
 			"Modifications to the instance failover group are not allowed on a secondary server. Execute the request on the primary server (resource group '%s', location '%s').",
@@ -382,6 +385,9 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 	if prim.Location != region {
 		return nil, arm.BadRequest("InstanceFailoverGroupCreateOrUpdateRequestInvalidPrimary",
 			"The primary managed instance '%s' is in '%s'; address the request to that location, not '%s'.", prim.Name, prim.Location, region)
+	}
+	if aerr := c.checkCreate(ctx, name, prim, part); aerr != nil {
+		return nil, aerr
 	}
 	var warnings []string
 	checks := []func() *arm.Error{
@@ -577,6 +583,9 @@ func (c *Controller) DeleteFailoverGroup(ctx context.Context, sub, rg, loc, name
 		}
 		return nil, aerr
 	}
+	if aerr := c.checkSides(ctx, g, actionGroupDelete); aerr != nil {
+		return nil, aerr
+	}
 	if i != g.Primary {
 		return nil, arm.BadRequest("InstanceFailoverGroupUpdateOrDeleteRequestOnSecondary",
 			"Modifications to the instance failover group are not allowed on a secondary server. Execute the request on the primary server (resource group '%s', location '%s').",
@@ -607,6 +616,13 @@ func (c *Controller) DeleteFailoverGroup(ctx context.Context, sub, rg, loc, name
 func (c *Controller) Failover(ctx context.Context, sub, rg, loc, name string, force bool) (*Operation, *arm.Error) {
 	g, rev, i, aerr := c.group(ctx, sub, rg, loc, name)
 	if aerr != nil {
+		return nil, aerr
+	}
+	action := actionGroupFailover
+	if force {
+		action = actionGroupForce
+	}
+	if aerr := c.checkSides(ctx, g, action); aerr != nil {
 		return nil, aerr
 	}
 	if i == g.Primary {

@@ -33,6 +33,7 @@ import (
 	"github.com/fogdb/fog/internal/agent"
 	"github.com/fogdb/fog/internal/agentapi"
 	"github.com/fogdb/fog/internal/api"
+	"github.com/fogdb/fog/internal/authz"
 	"github.com/fogdb/fog/internal/controller"
 	"github.com/fogdb/fog/internal/devca"
 	"github.com/fogdb/fog/internal/election"
@@ -252,13 +253,20 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		ln.Close()
 		return err
 	}
+	// Access control: the first start of a deployment makes the admin (and any principal
+	// that already held a token) an Owner at the root scope.
+	access := authz.New(st)
+	if err := bootstrapAccess(ctx, access, tokens); err != nil {
+		ln.Close()
+		return fmt.Errorf("set up access control: %w", err)
+	}
 	// One port serves the ARM API (bearer tokens) and the agents' endpoint (client
 	// certificates signed by the CA, which the TLS handshake verifies when one is sent).
 	agents := agentapi.NewServer(st, ca, cfg.Regions, log.With("component", "agentapi"))
 	// Metrics: the control plane's, and in fog up every region's, on the API's /metrics.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(ctrl.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	armAPI := api.New(ctrl, tokens, log.With("component", "api")).WithBaseURL(apiURL).WithRateLimit(cfg.RateLimit, int(2*cfg.RateLimit)).WithMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).WithJoinTokens(
+	armAPI := api.New(ctrl, tokens, log.With("component", "api")).WithAuthz(access).WithBaseURL(apiURL).WithRateLimit(cfg.RateLimit, int(2*cfg.RateLimit)).WithMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).WithJoinTokens(
 		func(ctx context.Context, region string, ttl time.Duration) (string, time.Time, error) {
 			return agentapi.CreateJoinToken(ctx, st, ca.CertPEM, region, ttl)
 		}).Handler()
@@ -413,6 +421,22 @@ func apiCertificate(ca *devca.CA, host string, names []string) (tls.Certificate,
 		return tls.Certificate{}, err
 	}
 	return tls.X509KeyPair(crt, key)
+}
+
+func bootstrapAccess(ctx context.Context, access *authz.Authorizer, tokens *api.Tokens) error {
+	infos, err := tokens.List(ctx)
+	if err != nil {
+		return err
+	}
+	principals := []string{"admin"}
+	for _, t := range infos {
+		principals = append(principals, t.Name)
+	}
+	if err := access.Bootstrap(ctx, principals...); err != nil {
+		return err
+	}
+	_, err = access.DefaultTenant(ctx)
+	return err
 }
 
 // clientConfig writes client.json, keeping the existing token when it is still valid so that

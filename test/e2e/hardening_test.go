@@ -60,7 +60,15 @@ func TestTokens(t *testing.T) {
 	if err != nil || !strings.HasPrefix(tok, "fog_") {
 		t.Fatalf("token create: %q %v", tok, err)
 	}
+	// A new principal has no role: it is refused until one is assigned.
 	r := f.callWith("PUT", miPath("rg-t", "tok1"), miBody("eastus", nil), "Bearer "+tok)
+	if r.Status != http.StatusForbidden || r.code() != "AuthorizationFailed" {
+		t.Fatalf("PUT by a principal without a role = %d %s, want 403 AuthorizationFailed", r.Status, r.Body)
+	}
+	if _, _, err := f.runCLI("", "role", "assignment", "create", "--assignee", "ci", "--role", "Contributor", "--resource-group", "rg-t"); err != nil {
+		t.Fatal(err)
+	}
+	r = f.callWith("PUT", miPath("rg-t", "tok1"), miBody("eastus", nil), "Bearer "+tok)
 	if r.Status != http.StatusAccepted && r.Status != http.StatusCreated {
 		t.Fatalf("PUT with the ci token = %d %s", r.Status, r.Body)
 	}
@@ -120,6 +128,9 @@ func TestRateLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	other = strings.TrimSpace(other)
+	if _, _, err := f.runCLI("", "role", "assignment", "create", "--assignee", "other", "--role", "Reader"); err != nil {
+		t.Fatal(err)
+	}
 	path := "/subscriptions/" + sub + "/providers/Microsoft.Sql/managedInstances"
 	var limited response
 	for range 40 {
@@ -137,5 +148,61 @@ func TestRateLimit(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond)
 	if r := f.call("GET", path, nil); r.Status != http.StatusOK {
 		t.Errorf("after Retry-After = %d", r.Status)
+	}
+}
+
+// TestRoleAssignments: az role assignment's create, list and delete, the ARM paths behind
+// them, and their errors.
+func TestRoleAssignments(t *testing.T) {
+	f := startFog(t, "")
+	rgScope := "/subscriptions/" + sub + "/resourceGroups/rg-r"
+	out, _, err := f.runCLI("", "role", "assignment", "create", "--assignee", "alice", "--role", "reader", "--scope", rgScope)
+	var created map[string]any
+	if err != nil || json.Unmarshal([]byte(out), &created) != nil || created["roleDefinitionName"] != "Reader" || created["scope"] != rgScope || created["principalId"] != "alice" {
+		t.Fatalf("create = %q %v", out, err)
+	}
+	if _, _, err := f.runCLI("", "role", "assignment", "create", "--assignee", "alice", "--role", "Reader", "--scope", rgScope); err == nil || !strings.Contains(err.Error(), "RoleAssignmentExists") {
+		t.Errorf("the same assignment twice: %v", err)
+	}
+	out, _, err = f.runCLI("", "role", "assignment", "list", "--assignee", "alice", "--scope", rgScope+"/providers/Microsoft.Sql/managedInstances/x")
+	var list []map[string]any
+	if err != nil || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 || list[0]["id"] != created["id"] {
+		t.Fatalf("list below the scope = %q %v", out, err)
+	}
+	out, _, _ = f.runCLI("", "role", "assignment", "list", "--scope", "/")
+	if !strings.Contains(out, `"principalId": "admin"`) || !strings.Contains(out, `"roleDefinitionName": "Owner"`) {
+		t.Errorf("the admin's Owner assignment at the root is not listed: %s", out)
+	}
+	if _, _, err := f.runCLI("", "role", "assignment", "create", "--assignee", "alice", "--role", "Superhero"); err == nil || !strings.Contains(err.Error(), "--role") {
+		t.Errorf("an unknown role: %v", err)
+	}
+	for _, c := range []struct {
+		path string
+		body any
+		code string
+	}{
+		{rgScope + "/providers/Microsoft.Authorization/roleAssignments/not-a-guid?api-version=2022-04-01", map[string]any{"properties": map[string]any{"roleDefinitionId": "Reader", "principalId": "alice"}}, "InvalidRoleAssignmentId"},
+		{rgScope + "/providers/Microsoft.Authorization/roleAssignments/0f8fad5b-d9cb-469f-a165-70867728950e?api-version=2022-04-01", map[string]any{"properties": map[string]any{"roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/00000000-0000-0000-0000-000000000000", "principalId": "alice"}}, "RoleDefinitionDoesNotExist"},
+		{rgScope + "/providers/Microsoft.Authorization/roleAssignments/0f8fad5b-d9cb-469f-a165-70867728950e?api-version=2022-04-01", map[string]any{"properties": map[string]any{"roleDefinitionId": "Reader", "principalId": "Not Valid"}}, "InvalidPrincipalId"},
+		{"/subscriptions/" + sub + "/junk/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01", nil, "InvalidScope"},
+	} {
+		method := "PUT"
+		if c.body == nil {
+			method = "GET"
+		}
+		if r := f.call(method, c.path, c.body); r.Status != http.StatusBadRequest || r.code() != c.code {
+			t.Errorf("%s %s = %d %s, want 400 %s", method, c.path, r.Status, r.Body, c.code)
+		}
+	}
+	if _, _, err := f.runCLI("", "role", "assignment", "delete", "--assignee", "alice", "--role", "Reader", "--scope", rgScope); err != nil {
+		t.Fatal(err)
+	}
+	out, _, _ = f.runCLI("", "role", "assignment", "list", "--assignee", "alice", "--scope", rgScope)
+	if strings.TrimSpace(out) != "[]" {
+		t.Errorf("after delete: %s", out)
+	}
+	out, _, err = f.runCLI("", "role", "definition", "list", "--name", "SQL Managed Instance Contributor")
+	if err != nil || !strings.Contains(out, "Microsoft.Sql/locations/instanceFailoverGroups/*") || !strings.Contains(out, "4939a1f6-9ae0-4e48-a1e0-f2cbe897382d") {
+		t.Errorf("role definition list = %s %v", out, err)
 	}
 }
