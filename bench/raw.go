@@ -87,7 +87,7 @@ func newRawPair(ctx context.Context, base string) (_ *rawPair, err error) {
 		return nil, err
 	}
 	defer conn.Close(ctx)
-	if err := postgres.EnsureAdmin(ctx, conn, "fogadmin", postgres.SCRAMVerifier(password)); err != nil {
+	if err := postgres.EnsureAdmin(ctx, conn, "fogadmin", postgres.SCRAMVerifier(password), false); err != nil {
 		return nil, err
 	}
 	if err := postgres.EnsureReplicationRole(ctx, conn, postgres.SCRAMVerifier(p.pw)); err != nil {

@@ -47,6 +47,9 @@ type Config struct {
 	StopOnExit bool
 	// MaxSlotWALKeepSize overrides PostgreSQL's bound on WAL kept for a slot.
 	MaxSlotWALKeepSize string
+	// GuardLibrary is the fog_guard library every instance loads ("" when it could not be
+	// built: admins then get no CREATEROLE).
+	GuardLibrary string
 	// Lease is the timing of the agent's lease (package lease).
 	Lease lease.Timing
 	// GuardCommand starts the guard process that fences this region's primaries if the

@@ -33,6 +33,10 @@ type worker struct {
 	observedAt time.Time
 	// backoff is the delay before looking again at a state in transition.
 	backoff time.Duration
+	// configured: this worker has written the configuration of a running primary once, and
+	// adminEnsured: the admin roles once, so that what a newer Fog changes there (the admin's
+	// attributes, the guard library, pg_hba.conf) reaches instances that ran before it.
+	configured, adminEnsured bool
 }
 
 func (w *worker) run(ctx context.Context) {
@@ -252,6 +256,7 @@ func (w *worker) configure(c *postgres.Cluster, s instance.Spec, standby *postgr
 	return c.WriteConfig(postgres.Config{
 		Name: s.Name, Timezone: s.Timezone, CertPEM: crt, KeyPEM: key, FogUser: w.a.cfg.FogUser,
 		CACertPEM: w.a.cfg.CACertPEM, Standby: standby, MaxSlotWALKeepSize: w.a.cfg.MaxSlotWALKeepSize,
+		GuardLibrary: w.a.cfg.GuardLibrary,
 	})
 }
 
@@ -276,7 +281,7 @@ func (w *worker) primary(ctx context.Context, c *postgres.Cluster, s instance.Sp
 		}
 		running = true
 	}
-	changed := st.ObservedGeneration != s.Generation || st.Phase != instance.PhaseReady
+	changed := st.ObservedGeneration != s.Generation || st.Phase != instance.PhaseReady || !w.configured
 	if running {
 		conn, err := c.Connect(ctx, "postgres")
 		if err != nil {
@@ -298,12 +303,23 @@ func (w *worker) primary(ctx context.Context, c *postgres.Cluster, s instance.Sp
 		if err := w.configure(c, s, nil); err != nil {
 			return err
 		}
+		w.configured = true
 	}
 	if running {
-		if changed {
-			return c.Reload(ctx)
+		if !changed {
+			return nil
 		}
-		return nil
+		if err := c.Reload(ctx); err != nil {
+			return err
+		}
+		if restart, err := w.needsRestart(ctx, c); err != nil || !restart {
+			return err
+		}
+		w.log.Info("restarting the instance to load its libraries", "instance", s.Name)
+		if err := c.Stop(ctx, "fast"); err != nil {
+			return err
+		}
+		running = false
 	}
 	if st.Phase == instance.PhaseReady {
 		w.log.Warn("instance was not running; starting it", "instance", s.Name)
@@ -466,9 +482,29 @@ func (w *worker) standby(ctx context.Context, c *postgres.Cluster, s instance.Sp
 		return err
 	}
 	if running {
-		return c.Reload(ctx)
+		if err := c.Reload(ctx); err != nil {
+			return err
+		}
+		if restart, err := w.needsRestart(ctx, c); err != nil || !restart {
+			return err
+		}
+		w.log.Info("restarting the standby to load its libraries", "instance", s.Name)
+		if err := c.Stop(ctx, "fast"); err != nil {
+			return err
+		}
 	}
 	return c.Start(ctx)
+}
+
+// needsRestart: the server runs with other shared_preload_libraries than its configuration
+// names (an instance started by an older Fog), which only a restart changes.
+func (w *worker) needsRestart(ctx context.Context, c *postgres.Cluster) (bool, error) {
+	conn, err := c.Connect(ctx, "postgres")
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(context.Background())
+	return postgres.NeedsRestart(ctx, conn, postgres.PreloadLibraries(w.a.cfg.GuardLibrary))
 }
 
 // rewind makes a former primary's data a history of the new primary's timeline: crash
@@ -524,10 +560,15 @@ func (w *worker) observe(ctx context.Context, conn *pgx.Conn, s instance.Spec, s
 		return err
 	}
 	if !rep.InRecovery {
-		if st.ObservedGeneration != s.Generation || st.Phase != instance.PhaseReady || st.Role != instance.RolePrimary {
-			if err := postgres.EnsureAdmin(ctx, conn, s.AdminLogin, s.AdminVerifier); err != nil {
+		if st.ObservedGeneration != s.Generation || st.Phase != instance.PhaseReady || st.Role != instance.RolePrimary || !w.adminEnsured {
+			guarded, err := postgres.GuardLoaded(ctx, conn)
+			if err != nil {
 				return err
 			}
+			if err := postgres.EnsureAdmin(ctx, conn, s.AdminLogin, s.AdminVerifier, guarded); err != nil {
+				return err
+			}
+			w.adminEnsured = true
 			if s.ReplicationVerifier != "" {
 				if err := postgres.EnsureReplicationRole(ctx, conn, s.ReplicationVerifier); err != nil {
 					return err

@@ -114,6 +114,8 @@ type Config struct {
 	Standby *Upstream
 	// MaxSlotWALKeepSize bounds the WAL a slot may hold back (default 2GB).
 	MaxSlotWALKeepSize string
+	// GuardLibrary is the fog_guard library's path ("" when it could not be built).
+	GuardLibrary string
 }
 
 // hbaConf is pg_hba.conf. Only TLS connections with SCRAM are accepted from the network; the
@@ -205,6 +207,10 @@ func (c *Cluster) WriteConfig(cfg Config) error {
 		"wal_retrieve_retry_interval": quote("100ms"),
 		"log_line_prefix":             quote("%m [%p] %q%u@%d "),
 		"log_connections":             "off",
+		"shared_preload_libraries":    quote(PreloadLibraries(cfg.GuardLibrary)),
+	}
+	if cfg.GuardLibrary != "" {
+		settings["fog_guard.extensions"] = quote(strings.Join(GuardExtensions, ","))
 	}
 	if u := cfg.Standby; u != nil {
 		settings["primary_conninfo"] = quote(c.ConnInfo(u, ""))

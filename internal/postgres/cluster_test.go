@@ -64,7 +64,7 @@ func TestClusterLifecycle(t *testing.T) {
 	}
 	defer sys.Close(ctx)
 	const pw = "Very-Secret-Passw0rd!"
-	if err := EnsureAdmin(ctx, sys, "fogadmin", SCRAMVerifier(pw)); err != nil {
+	if err := EnsureAdmin(ctx, sys, "fogadmin", SCRAMVerifier(pw), false); err != nil {
 		t.Fatal(err)
 	}
 	if err := CreateDatabase(ctx, sys, "app", "fogadmin"); err != nil {

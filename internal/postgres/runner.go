@@ -100,6 +100,15 @@ func (r *Runner) Chown(path string) error {
 	return os.Chown(path, r.uid, r.gid)
 }
 
+// EnsureTraversable lets the cluster owner reach dir through its ancestors (a no-op when not
+// root).
+func (r *Runner) EnsureTraversable(dir string) error {
+	if !r.switchTo {
+		return nil
+	}
+	return r.ensureTraversable(dir)
+}
+
 func (r *Runner) ensureTraversable(dir string) error {
 	for d := dir; ; d = filepath.Dir(d) {
 		st, err := os.Stat(d)

@@ -52,25 +52,61 @@ func hmacSHA256(key []byte, msg string) []byte {
 
 func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
 
-// EnsureAdmin creates or updates the administrator login with the given SCRAM verifier. The
-// admin is a superuser, like the sysadmin login of a managed instance.
-func EnsureAdmin(ctx context.Context, conn *pgx.Conn, login, verifier string) error {
+// AdminRole is the role an instance's admin login is a member of, as Amazon RDS's
+// rds_superuser, Azure Database for PostgreSQL's azure_pg_admin and Cloud SQL's
+// cloudsqlsuperuser are: no SUPERUSER, so nothing in SQL reaches a file or a program of the
+// host, but CREATEDB, CREATEROLE and the predefined roles a database's administrator needs.
+const AdminRole = "fog_admin"
+
+// AdminGrants are the predefined roles of AdminRole: read and write every table, monitor,
+// end other sessions, CHECKPOINT, read settings and statistics.
+var AdminGrants = []string{"pg_read_all_data", "pg_write_all_data", "pg_monitor", "pg_signal_backend",
+	"pg_checkpoint", "pg_read_all_settings", "pg_read_all_stats", "pg_stat_scan_tables"}
+
+// EnsureAdmin creates or updates AdminRole and the administrator login, a member of it, with
+// the given SCRAM verifier. An admin made a superuser by an older Fog loses SUPERUSER here.
+// createRole is given only when the fog_guard library is loaded (guarded): in PostgreSQL 15
+// CREATEROLE alone could grant pg_execute_server_program.
+func EnsureAdmin(ctx context.Context, conn *pgx.Conn, login, verifier string, guarded bool) error {
 	if !strings.HasPrefix(verifier, "SCRAM-SHA-256$") {
 		return errors.New("ensure admin: the stored password is not a SCRAM verifier")
 	}
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", login).Scan(&exists); err != nil {
-		return fmt.Errorf("ensure admin %s: %w", login, err)
+	createRole := "NOCREATEROLE"
+	if guarded {
+		createRole = "CREATEROLE"
 	}
-	verb := "CREATE"
-	if exists {
-		verb = "ALTER"
+	exists := func(role string) (bool, error) {
+		var ok bool
+		err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&ok)
+		return ok, err
+	}
+	verb := func(role string) (string, error) {
+		ok, err := exists(role)
+		if ok {
+			return "ALTER", err
+		}
+		return "CREATE", err
+	}
+	v, err := verb(AdminRole)
+	if err != nil {
+		return fmt.Errorf("ensure admin role: %w", err)
+	}
+	stmts := []string{fmt.Sprintf("%s ROLE %s WITH NOLOGIN NOSUPERUSER CREATEDB %s INHERIT", v, ident(AdminRole), createRole)}
+	for _, g := range AdminGrants {
+		stmts = append(stmts, "GRANT "+ident(g)+" TO "+ident(AdminRole)+" WITH ADMIN OPTION")
+	}
+	if v, err = verb(login); err != nil {
+		return fmt.Errorf("ensure admin %s: %w", login, err)
 	}
 	// The verifier goes in as a literal: utility statements take no parameters. It is not a
 	// secret in the sense of a password, and the statement is not logged.
-	q := fmt.Sprintf("%s ROLE %s WITH LOGIN SUPERUSER CREATEDB CREATEROLE PASSWORD '%s'", verb, ident(login), strings.ReplaceAll(verifier, "'", "''"))
-	if _, err := conn.Exec(ctx, q); err != nil {
-		return fmt.Errorf("ensure admin %s: %w", login, err)
+	stmts = append(stmts,
+		fmt.Sprintf("%s ROLE %s WITH LOGIN NOSUPERUSER CREATEDB %s INHERIT PASSWORD '%s'", v, ident(login), createRole, strings.ReplaceAll(verifier, "'", "''")),
+		"GRANT "+ident(AdminRole)+" TO "+ident(login)+" WITH ADMIN OPTION")
+	for _, q := range stmts {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("ensure admin %s: %w", login, err)
+		}
 	}
 	return nil
 }

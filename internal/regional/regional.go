@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +42,8 @@ type Config struct {
 	Ready func()
 	// Metrics, when set, gets the region's collector (listeners' connections, lease age).
 	Metrics prometheus.Registerer
+	// LibDir is where the fog_guard library is built (default: lib beside Agent.Dir).
+	LibDir string
 }
 
 // ReadCluster waits for the control plane's settings (the server writes them at start).
@@ -73,6 +76,16 @@ func Run(ctx context.Context, cfg Config, st store.Store, runner *postgres.Runne
 	ac := cfg.Agent
 	if ac.Lease.TTL == 0 {
 		ac.Lease.TTL = cc.LeaseTTL
+	}
+	if ac.GuardLibrary == "" {
+		// The library instance admins are kept from the host by; built once per version.
+		lib, err := postgres.BuildGuard(ctx, runner.Bin, cmp.Or(cfg.LibDir, filepath.Join(filepath.Dir(ac.Dir), "lib")))
+		if err != nil {
+			log.Warn("instance admins get no CREATEROLE: without the fog_guard library PostgreSQL 15 would let CREATEROLE grant pg_execute_server_program", "err", err)
+		} else if err := runner.EnsureTraversable(filepath.Dir(lib)); err != nil {
+			return err
+		}
+		ac.GuardLibrary = lib
 	}
 	a, err := agent.New(ac, st, runner, ca, log.With("component", "agent"))
 	if err != nil {

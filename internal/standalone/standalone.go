@@ -342,7 +342,7 @@ func runRegions(ctx context.Context, g *errgroup.Group, cfg Config, st store.Sto
 		}
 	}
 	for _, region := range cfg.Regions {
-		rc := regional.Config{HoldTimeout: cfg.HoldTimeout, Metrics: reg, Limits: cfg.ListenerLimits, Agent: agent.Config{
+		rc := regional.Config{HoldTimeout: cfg.HoldTimeout, Metrics: reg, Limits: cfg.ListenerLimits, LibDir: filepath.Join(cfg.DataDir, "lib"), Agent: agent.Config{
 			Region: region, Dir: filepath.Join(cfg.DataDir, "regions", region), FogUser: fogUser,
 			Resync: cfg.Resync, Observe: cfg.Observe, StopOnExit: true, CACertPEM: ca.CertPEM, MaxSlotWALKeepSize: cfg.MaxSlotWALKeepSize,
 			GuardCommand: cfg.GuardCommand,
