@@ -26,7 +26,7 @@ type rawPair struct {
 	primary int
 	ca      *x509.CertPool
 	caPEM   []byte
-	pw      string
+	devCA   *devca.CA
 	// configure writes a node's configuration, as a standby of u when u is set.
 	configure func(c *postgres.Cluster, u *postgres.Upstream) error
 }
@@ -49,12 +49,14 @@ func newRawPair(ctx context.Context, base string) (_ *rawPair, err error) {
 		return nil, err
 	}
 	hosts := strings.Split(base, ",")
-	p := &rawPair{dir: dir, pw: "raw-repl-secret-1234", ca: x509.NewCertPool()}
+	p := &rawPair{dir: dir, ca: x509.NewCertPool(), devCA: ca}
 	p.ca.AppendCertsFromPEM(ca.CertPEM)
 	p.caPEM = ca.CertPEM
 	for i := range 2 {
 		p.nodes[i] = &postgres.Cluster{Dir: filepath.Join(dir, fmt.Sprint("n", i)), SocketDir: postgres.SocketDirFor(dir + fmt.Sprint(i)),
-			Host: hosts[i], Port: 5432, R: r}
+			Host: hosts[i], Port: 5432, R: r,
+			// Replication by client certificate, from the other node, as Fog does it.
+			Peer: &postgres.Peer{CN: devca.ReplicationCN(fmt.Sprint("raw", 1-i)), Sources: []string{"127.0.0.1", hosts[1-i]}}}
 	}
 	defer func() {
 		if err != nil {
@@ -90,7 +92,7 @@ func newRawPair(ctx context.Context, base string) (_ *rawPair, err error) {
 	if err := postgres.EnsureAdmin(ctx, conn, "fogadmin", postgres.SCRAMVerifier(password), false); err != nil {
 		return nil, err
 	}
-	if err := postgres.EnsureReplicationRole(ctx, conn, postgres.SCRAMVerifier(p.pw)); err != nil {
+	if err := postgres.EnsureReplicationRole(ctx, conn); err != nil {
 		return nil, err
 	}
 	if _, err := conn.Exec(ctx, "CREATE DATABASE app"); err != nil {
@@ -116,8 +118,9 @@ func newRawPair(ctx context.Context, base string) (_ *rawPair, err error) {
 
 // upstream is node from as seen by follower.
 func (p *rawPair) upstream(from, follower int) *postgres.Upstream {
-	return &postgres.Upstream{Host: p.nodes[from].Host, Port: 5432, User: postgres.ReplicationUser, Password: p.pw,
-		Slot: fmt.Sprintf("raw_%d", follower), AppName: fmt.Sprintf("raw_%d", follower), CACertPEM: p.caPEM}
+	crt, key, _ := p.devCA.IssueReplication(fmt.Sprint("raw", follower))
+	return &postgres.Upstream{Host: p.nodes[from].Host, Port: 5432, User: postgres.ReplicationUser,
+		Slot: fmt.Sprintf("raw_%d", follower), AppName: fmt.Sprintf("raw_%d", follower), CACertPEM: p.caPEM, CertPEM: crt, KeyPEM: key}
 }
 
 func (p *rawPair) addr(i int) string { return net.JoinHostPort(p.nodes[i].Host, "5432") }

@@ -24,9 +24,10 @@ import (
 	"github.com/fogdb/fog/internal/store"
 )
 
-// Issuer signs server certificates.
+// Issuer signs server certificates and the instances' replication client certificates.
 type Issuer interface {
 	Issue(dnsNames []string, ips []net.IP) (certPEM, keyPEM []byte, err error)
+	IssueReplication(uid string) (certPEM, keyPEM []byte, err error)
 }
 
 // Config configures one agent.

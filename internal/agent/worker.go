@@ -37,6 +37,8 @@ type worker struct {
 	// adminEnsured: the admin roles once, so that what a newer Fog changes there (the admin's
 	// attributes, the guard library, pg_hba.conf) reaches instances that ran before it.
 	configured, adminEnsured bool
+	// hbaPeer is the partner pg_hba.conf was last written to admit.
+	hbaPeer *postgres.Peer
 }
 
 func (w *worker) run(ctx context.Context) {
@@ -113,9 +115,11 @@ func (w *worker) publish(ctx context.Context, st instance.Status) {
 // reconcile brings the instance to its spec and returns what it observed.
 func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status {
 	c := w.a.cluster(s)
+	c.Peer = w.peer(ctx, s)
 	prev, _ := w.status(ctx)
 	st := prev
 	st.Error = ""
+	st.Egress = egress(s)
 
 	if s.Deleted {
 		if prev.Phase == instance.PhaseDeleted {
@@ -253,17 +257,12 @@ func (w *worker) configure(c *postgres.Cluster, s instance.Spec, standby *postgr
 	if err != nil {
 		return err
 	}
+	w.hbaPeer = c.Peer
 	return c.WriteConfig(postgres.Config{
 		Name: s.Name, Timezone: s.Timezone, CertPEM: crt, KeyPEM: key, FogUser: w.a.cfg.FogUser,
 		CACertPEM: w.a.cfg.CACertPEM, Standby: standby, MaxSlotWALKeepSize: w.a.cfg.MaxSlotWALKeepSize,
 		GuardLibrary: w.a.cfg.GuardLibrary,
 	})
-}
-
-func upstreamOf(s instance.Spec, ca []byte) *postgres.Upstream {
-	u := s.Upstream
-	return &postgres.Upstream{Host: u.Host, Port: u.Port, User: postgres.ReplicationUser,
-		Password: s.ReplicationPassword, Slot: u.Slot, AppName: postgres.SlotNameApp(s.UID), CACertPEM: ca}
 }
 
 // primary makes the instance a read-write server: promoting it if it is a standby (after
@@ -425,7 +424,10 @@ func lastSwitchPoint(history string) string {
 // standby makes the instance a streaming standby of its upstream: seeding it when asked,
 // rewinding a former primary when asked, then following the upstream's latest timeline.
 func (w *worker) standby(ctx context.Context, c *postgres.Cluster, s instance.Spec, st *instance.Status) error {
-	up := upstreamOf(s, w.a.cfg.CACertPEM)
+	up, err := w.upstream(c, s)
+	if err != nil {
+		return err
+	}
 	if !c.Initialized() || s.SeedGeneration > st.SeededGeneration {
 		w.log.Info("seeding standby", "instance", s.Name, "from", net.JoinHostPort(up.Host, fmt.Sprint(up.Port)))
 		zero := 0.0
@@ -569,10 +571,8 @@ func (w *worker) observe(ctx context.Context, conn *pgx.Conn, s instance.Spec, s
 				return err
 			}
 			w.adminEnsured = true
-			if s.ReplicationVerifier != "" {
-				if err := postgres.EnsureReplicationRole(ctx, conn, s.ReplicationVerifier); err != nil {
-					return err
-				}
+			if err := postgres.EnsureReplicationRole(ctx, conn); err != nil {
+				return err
 			}
 			st.ServerVersion, _ = postgres.ServerVersion(ctx, conn)
 		}
@@ -589,6 +589,10 @@ func (w *worker) observe(ctx context.Context, conn *pgx.Conn, s instance.Spec, s
 		st.Role = instance.RoleStandby
 	}
 	st.Replication = &rep
+	st.Egress = egress(s)
+	if err := w.refreshHBA(ctx, s); err != nil {
+		return err
+	}
 	dbs, err := postgres.ListDatabases(ctx, conn)
 	if err != nil {
 		return err

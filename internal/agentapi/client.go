@@ -382,6 +382,22 @@ func (c *Client) Issue(dnsNames []string, ips []net.IP) (certPEM, keyPEM []byte,
 	return []byte(out["cert"]), key, nil
 }
 
+// IssueReplication makes a key here and has the server sign the replication client
+// certificate of instance uid (an instance of this agent's region).
+func (c *Client) IssueReplication(uid string) (certPEM, keyPEM []byte, err error) {
+	csr, key, err := devca.NewRequest(devca.ReplicationCN(uid), nil, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	var out map[string]string
+	if err := c.call(ctx, "signReplication", keyReq{CSR: string(csr), UID: uid}, &out); err != nil {
+		return nil, nil, fmt.Errorf("sign the replication certificate of %s: %w", uid, err)
+	}
+	return []byte(out["cert"]), key, nil
+}
+
 // Watch follows prefix on a server, moving to the next server when the stream breaks or
 // goes silent; every new stream starts with one event, since changes may have been missed
 // in between.

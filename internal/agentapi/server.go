@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/devca"
+	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/store"
 )
 
@@ -84,6 +85,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+Path+"snapshot", s.agent(s.snapshot))
 	mux.HandleFunc("POST "+Path+"txn", s.agent(s.txn))
 	mux.HandleFunc("POST "+Path+"sign", s.agent(s.sign))
+	mux.HandleFunc("POST "+Path+"signReplication", s.agent(s.signReplication))
 	mux.HandleFunc("GET "+Path+"watch", s.agent(s.watch))
 	return mux
 }
@@ -158,6 +160,7 @@ type keyReq struct {
 	Token     string `json:"token,omitempty"`
 	Region    string `json:"region,omitempty"`
 	ExpiresIn string `json:"expiresIn,omitempty"`
+	UID       string `json:"uid,omitempty"`
 }
 
 type snapshotResp struct {
@@ -228,6 +231,31 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request, region string, _ s
 		return
 	}
 	s.log.Debug("signed a server certificate", "region", region)
+	writeJSON(w, map[string]string{"cert": string(crt)})
+}
+
+// signReplication signs the replication client certificate of an instance of the agent's
+// own region (its identity towards its failover-group partner): an agent cannot obtain
+// another region's instance's identity.
+func (s *Server) signReplication(w http.ResponseWriter, r *http.Request, region string, st store.Store) {
+	var q keyReq
+	if !readJSON(w, r, &q) {
+		return
+	}
+	if q.UID == "" || strings.ContainsAny(q.UID, "/") {
+		writeErr(w, http.StatusBadRequest, "InvalidInstance", "uid names an instance of this agent's region")
+		return
+	}
+	if _, err := st.Get(r.Context(), instance.SpecKey(region, q.UID)); err != nil {
+		writeErr(w, http.StatusForbidden, "Forbidden", fmt.Sprintf("instance %s is not in region %s", q.UID, region))
+		return
+	}
+	crt, err := s.ca.SignRequest([]byte(q.CSR), devca.ClientUsage, devca.ReplicationCN(q.UID), 2*CertValidity)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "InvalidCertificateRequest", err.Error())
+		return
+	}
+	s.log.Debug("signed a replication certificate", "region", region, "instance", q.UID)
 	writeJSON(w, map[string]string{"cert": string(crt)})
 }
 

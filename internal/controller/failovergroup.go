@@ -2,8 +2,6 @@ package controller
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -246,12 +244,6 @@ func (c *Controller) ListFailoverGroups(ctx context.Context, sub, rg, loc string
 // secondary of an earlier group must be seeded again, not trusted.
 func newSeedGeneration(prev int64) int64 {
 	return max(prev+1, time.Now().UnixNano())
-}
-
-func newSecret() string {
-	b := make([]byte, 24)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // PutFailoverGroup creates a group, after every prerequisite check, or updates its policies.
@@ -504,7 +496,6 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 			taken = append(taken, net.JoinHostPort(host, strconv.Itoa(port)))
 		}
 	}
-	pw := newSecret()
 	g := &FailoverGroup{
 		Name: name, ID: resource.NewUID(), Primary: 0,
 		Sides: [2]GroupSide{
@@ -514,7 +505,7 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 		Members:         [2]Member{{Role: instance.RolePrimary}, {}},
 		ReadWritePolicy: spec.ReadWritePolicy, GraceMinutes: spec.GraceMinutes, ReadOnlyPolicy: spec.ReadOnlyPolicy, SecondaryType: spec.SecondaryType,
 		MaxLossBytes: spec.MaxLossBytes, MaxLossSeconds: spec.MaxLossSeconds, ObserveOnly: spec.ObserveOnly,
-		Epoch: 1, ReplicationPassword: pw, ReplicationVerifier: postgres.SCRAMVerifier(pw), SeedGeneration: newSeedGeneration(0),
+		Epoch: 1, SeedGeneration: newSeedGeneration(0),
 		ReadWrite: listeners[0][0], ReadOnly: listeners[0][1], PartnerReadWrite: listeners[1][0], PartnerReadOnly: listeners[1][1],
 		DNSZone: prim.DNSZone, Warnings: warnings, Created: time.Now().UTC(),
 	}

@@ -28,14 +28,13 @@ func (c *Controller) groupSpec(base instance.Spec, g *FailoverGroup, i int, part
 	mem := g.Members[i]
 	s.Role, s.Epoch, s.GroupID, s.Paused, s.StopImmediately = mem.Role, g.Epoch, g.ID, mem.Paused, mem.StopImmediately
 	s.PromoteAfterLSN, s.Rewind, s.Drain, s.KeepLostWAL = mem.PromoteAfterLSN, mem.Rewind, mem.Drain, mem.KeepLostWAL
+	s.Peer = &instance.Peer{UID: partner.UID, Region: partner.Location, Host: partner.Host, Port: partner.Port}
 	switch mem.Role {
 	case instance.RoleStandby:
 		s.Upstream = &instance.Upstream{UID: partner.UID, Region: partner.Location, Host: partner.Host, Port: partner.Port, Slot: instance.SlotName(s.UID)}
-		s.ReplicationPassword = g.ReplicationPassword
 		s.SeedGeneration = mem.SeedGeneration
 	case instance.RolePrimary:
 		s.Slots = []string{instance.SlotName(partner.UID)}
-		s.ReplicationVerifier = g.ReplicationVerifier
 	}
 	if !g.Deleting {
 		rw, ro := ListenerNames(g.Name, g.DNSZone, c.cfg.DNSSuffix)

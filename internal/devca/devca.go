@@ -115,6 +115,26 @@ func (ca *CA) Issue(dnsNames []string, ips []net.IP) (certPEM, keyPEM []byte, er
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
 }
 
+// ReplicationCN is the common name of the replication client certificate of instance uid:
+// its identity towards its failover-group partner.
+func ReplicationCN(uid string) string { return "repl." + uid }
+
+// IssueReplication signs the replication client certificate of instance uid.
+func (ca *CA) IssueReplication(uid string) (certPEM, keyPEM []byte, err error) {
+	return ca.IssueClient(ReplicationCN(uid))
+}
+
+// IssueClient signs a client certificate for commonName (a replication identity) and returns
+// the certificate and key in PEM.
+func (ca *CA) IssueClient(commonName string) (certPEM, keyPEM []byte, err error) {
+	csr, key, err := NewRequest(commonName, nil, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	crt, err := ca.SignRequest(csr, ClientUsage, commonName, 2*365*24*time.Hour)
+	return crt, key, err
+}
+
 // FromPEM loads a CA from its certificate and key in PEM (as kept in a shared store, so that
 // several servers sign with one CA).
 func FromPEM(certPEM, keyPEM []byte) (*CA, error) {

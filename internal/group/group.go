@@ -30,14 +30,12 @@ type FailoverGroup struct {
 	Deleting        bool   `json:"deleting,omitempty"`
 	ActiveOperation string `json:"activeOperation,omitempty"`
 	// OperationKind of the active operation, for replicationState.
-	OperationKind       string    `json:"operationKind,omitempty"`
-	Members             [2]Member `json:"members"`
-	ID                  string    `json:"id"`
-	ReplicationPassword string    `json:"replicationPassword"`
-	ReplicationVerifier string    `json:"replicationVerifier"`
-	SeedGeneration      int64     `json:"seedGeneration"`
-	ReadWrite           Address   `json:"readWrite"`
-	ReadOnly            Address   `json:"readOnly"`
+	OperationKind  string    `json:"operationKind,omitempty"`
+	Members        [2]Member `json:"members"`
+	ID             string    `json:"id"`
+	SeedGeneration int64     `json:"seedGeneration"`
+	ReadWrite      Address   `json:"readWrite"`
+	ReadOnly       Address   `json:"readOnly"`
 	// PartnerReadWrite and PartnerReadOnly are the listeners in Sides[1]'s region (each
 	// region's gateway serves the group on addresses of its own); ReadWrite and ReadOnly are
 	// in Sides[0]'s. Groups created before regions had their own gateways have none.

@@ -59,14 +59,21 @@ type Spec struct {
 	Slots []string `json:"slots,omitempty"`
 	// SeedGeneration: a standby whose SeededGeneration is lower is seeded again.
 	SeedGeneration int64 `json:"seedGeneration,omitempty"`
-	// Replication credentials: the verifier for the primary's role, the password for the
-	// standby's connection.
-	ReplicationVerifier string `json:"replicationVerifier,omitempty"`
-	ReplicationPassword string `json:"replicationPassword,omitempty"`
+	// Peer is the other instance of the failover group, on either side: the only one whose
+	// replication certificate pg_hba.conf admits, from the addresses it publishes (Egress).
+	Peer *Peer `json:"peer,omitempty"`
 	// ExtraIPs go into the server certificate (listener addresses).
 	ExtraIPs []string `json:"extraIps,omitempty"`
 	// Link describes the failover group for the link-status view.
 	Link *Link `json:"link,omitempty"`
+}
+
+// Peer is an instance's failover-group partner.
+type Peer struct {
+	UID    string `json:"uid"`
+	Region string `json:"region"`
+	Host   string `json:"host"`
+	Port   int    `json:"port"`
 }
 
 // Roles.
@@ -135,6 +142,9 @@ type Status struct {
 	Rewound *LostWAL `json:"rewound,omitempty"`
 	// Replication is the server's own view, refreshed on every resync.
 	Replication *postgres.Replication `json:"replication,omitempty"`
+	// Egress is the source address this instance's connections to its peer come from (the
+	// peer's pg_hba.conf admits replication from it).
+	Egress []string `json:"egress,omitempty"`
 }
 
 // LostWAL is a WAL range a forced failover discarded.

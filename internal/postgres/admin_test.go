@@ -81,7 +81,7 @@ func TestAdminCannotReachTheHost(t *testing.T) {
 	if err := EnsureAdmin(ctx, sys, "fogadmin", SCRAMVerifier(pw), guarded); err != nil {
 		t.Fatal(err)
 	}
-	if err := EnsureReplicationRole(ctx, sys, SCRAMVerifier("repl-Passw0rd-x")); err != nil {
+	if err := EnsureReplicationRole(ctx, sys); err != nil {
 		t.Fatal(err)
 	}
 	if err := CreateDatabase(ctx, sys, "app", "fogadmin"); err != nil {

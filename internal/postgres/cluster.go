@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -32,6 +33,16 @@ type Cluster struct {
 	Host      string
 	Port      int
 	R         *Runner
+	// Peer is the failover-group partner that may replicate from this cluster and rewind
+	// from it (nil: none may).
+	Peer *Peer
+}
+
+// Peer is a replication partner as pg_hba.conf admits it: the common name of its client
+// certificate (devca.ReplicationCN) and the addresses its connections come from.
+type Peer struct {
+	CN      string
+	Sources []string
 }
 
 // DataDir is the PGDATA directory.
@@ -118,57 +129,95 @@ type Config struct {
 	GuardLibrary string
 }
 
-// hbaConf is pg_hba.conf. Only TLS connections with SCRAM are accepted from the network; the
-// system role only over the socket. Without a hostnossl line, plain connections are refused
+// hbaConf is pg_hba.conf. The system role connects only over the socket (peer
+// authentication). Replication, and the reads pg_rewind makes, are accepted only from the
+// partner's addresses, over TLS, with a client certificate signed by Fog's CA whose common
+// name is the partner's (cert authentication, map fogrepl): the replication role has no
+// password at all. Clients connect over TLS with SCRAM from anywhere (the listeners relay
+// them), and never as Fog's roles. Without a hostnossl line, plain connections are refused
 // with "no encryption".
-func hbaConf(drained bool) string {
-	clients := "hostssl all          all          0.0.0.0/0      scram-sha-256\n" +
-		"hostssl all          all          ::/0           scram-sha-256\n"
-	if drained {
-		// A planned failover is switching the primary: clients get "pg_hba.conf rejects
-		// connection" and reconnect through the listener, which holds them until the new
-		// primary serves. Replication stays, so the standby receives everything.
-		clients = "host    all          all          0.0.0.0/0      reject\n" +
-			"host    all          all          ::/0           reject\n"
-	}
-	return `# Written by Fog.
+func hbaConf(drained bool, peer *Peer) string {
+	var b strings.Builder
+	b.WriteString(`# Written by Fog.
 local   all          ` + SystemUser + `                  peer map=fog
 local   replication  ` + SystemUser + `                  peer map=fog
 host    all          ` + SystemUser + `   0.0.0.0/0      reject
 host    all          ` + SystemUser + `   ::/0           reject
-hostssl replication  all          0.0.0.0/0      scram-sha-256
-hostssl replication  all          ::/0           scram-sha-256
-` + clients
+`)
+	if peer != nil {
+		for _, src := range peer.Sources {
+			ip := net.ParseIP(src)
+			if ip == nil {
+				continue
+			}
+			cidr := ip.String() + "/32"
+			if ip.To4() == nil {
+				cidr = ip.String() + "/128"
+			}
+			fmt.Fprintf(&b, "hostssl replication  %s  %-14s cert map=fogrepl\n", ReplicationUser, cidr)
+			fmt.Fprintf(&b, "hostssl postgres     %s  %-14s cert map=fogrepl\n", ReplicationUser, cidr)
+		}
+	}
+	b.WriteString(`host    all          ` + ReplicationUser + ` 0.0.0.0/0 reject
+host    all          ` + ReplicationUser + ` ::/0      reject
+host    all          ` + AdminRole + `       0.0.0.0/0 reject
+host    all          ` + AdminRole + `       ::/0      reject
+`)
+	if drained {
+		// A planned failover is switching the primary: clients get "pg_hba.conf rejects
+		// connection" and reconnect through the listener, which holds them until the new
+		// primary serves. Replication stays, so the standby receives everything.
+		b.WriteString("host    all          all          0.0.0.0/0      reject\n" +
+			"host    all          all          ::/0           reject\n")
+	} else {
+		b.WriteString("hostssl all          all          0.0.0.0/0      scram-sha-256\n" +
+			"hostssl all          all          ::/0           scram-sha-256\n")
+	}
+	return b.String()
 }
 
-// WriteHBA rewrites only pg_hba.conf (a reload applies it to new connections).
+func identConf(fogUser, ownerUser string, peer *Peer) string {
+	s := "# Written by Fog.\nfog  " + fogUser + "  " + SystemUser + "\nfog  " + ownerUser + "  " + SystemUser + "\n"
+	if peer != nil && peer.CN != "" {
+		s += "fogrepl  " + peer.CN + "  " + ReplicationUser + "\n"
+	}
+	return s
+}
+
+// WriteHBA rewrites only pg_hba.conf and pg_ident.conf (a reload applies them to new
+// connections).
 func (c *Cluster) WriteHBA(drained bool) error {
-	return c.writeOwned(filepath.Join(c.DataDir(), "pg_hba.conf"), []byte(hbaConf(drained)), 0o600)
+	return c.writeOwned(filepath.Join(c.DataDir(), "pg_hba.conf"), []byte(hbaConf(drained, c.Peer)), 0o600)
 }
 
 // Upstream is the primary a standby streams from.
 type Upstream struct {
-	Host     string
-	Port     int
-	User     string
-	Password string
-	Slot     string
-	AppName  string
+	Host    string
+	Port    int
+	User    string
+	Slot    string
+	AppName string
 	// CACertPEM verifies the upstream's certificate.
 	CACertPEM []byte
+	// CertPEM and KeyPEM are this instance's replication client certificate, signed by
+	// Fog's CA for this instance (devca.ReplicationCN): the upstream admits nothing else.
+	CertPEM, KeyPEM []byte
 }
 
-// PassFile is where the replication password is kept for primary_conninfo, pg_basebackup and
-// pg_rewind, so that it appears neither in a setting a superuser can SHOW nor on a command line.
-func (c *Cluster) PassFile() string { return filepath.Join(c.Dir, "replication.pgpass") }
+// ReplicationCertFile and ReplicationKeyFile hold the instance's replication client identity,
+// for primary_conninfo, pg_basebackup and pg_rewind; only the instance's OS user reads them.
+func (c *Cluster) ReplicationCertFile() string { return filepath.Join(c.Dir, "replication.crt") }
+
+// ReplicationKeyFile is the key of ReplicationCertFile.
+func (c *Cluster) ReplicationKeyFile() string { return filepath.Join(c.Dir, "replication.key") }
 
 // CAFile is the CA certificate a standby verifies its upstream with.
 func (c *Cluster) CAFile() string { return filepath.Join(c.Dir, "ca.crt") }
 
 // ConnInfo is the libpq connection string to the upstream, TLS verified against the CA.
 func (c *Cluster) ConnInfo(u *Upstream, dbname string) string {
-	s := fmt.Sprintf("host=%s port=%d user=%s passfile=%s sslmode=verify-full sslrootcert=%s application_name=%s connect_timeout=5",
-		u.Host, u.Port, u.User, c.PassFile(), c.CAFile(), u.AppName)
+	s := fmt.Sprintf("host=%s port=%d user=%s sslmode=verify-full sslrootcert=%s sslcert=%s sslkey=%s application_name=%s connect_timeout=5",
+		u.Host, u.Port, u.User, c.CAFile(), c.ReplicationCertFile(), c.ReplicationKeyFile(), u.AppName)
 	if dbname != "" {
 		s += " dbname=" + dbname
 	}
@@ -209,6 +258,11 @@ func (c *Cluster) WriteConfig(cfg Config) error {
 		"log_connections":             "off",
 		"shared_preload_libraries":    quote(PreloadLibraries(cfg.GuardLibrary)),
 	}
+	if len(cfg.CACertPEM) > 0 {
+		// Client certificates (the partner's replication identity) are verified against
+		// Fog's CA.
+		settings["ssl_ca_file"] = quote(c.CAFile())
+	}
 	if cfg.GuardLibrary != "" {
 		settings["fog_guard.extensions"] = quote(strings.Join(GuardExtensions, ","))
 	}
@@ -227,8 +281,8 @@ func (c *Cluster) WriteConfig(cfg Config) error {
 	for _, k := range keys {
 		fmt.Fprintf(&conf, "%s = %s\n", k, settings[k])
 	}
-	hba := hbaConf(false)
-	ident := "# Written by Fog.\nfog  " + cfg.FogUser + "  " + SystemUser + "\nfog  " + c.R.Username + "  " + SystemUser + "\n"
+	hba := hbaConf(false, c.Peer)
+	ident := identConf(cfg.FogUser, c.R.Username, c.Peer)
 	files := []struct {
 		name string
 		data []byte
@@ -251,7 +305,7 @@ func (c *Cluster) WriteConfig(cfg Config) error {
 		}
 	}
 	if u := cfg.Standby; u != nil {
-		if err := c.WritePassFile(u); err != nil {
+		if err := c.WriteUpstreamFiles(u); err != nil {
 			return err
 		}
 		return c.writeOwned(filepath.Join(c.DataDir(), "standby.signal"), nil, 0o600)
@@ -262,17 +316,28 @@ func (c *Cluster) WriteConfig(cfg Config) error {
 	return nil
 }
 
-// WritePassFile writes the pgpass file for the replication user, and the CA file that
-// verifies the upstream.
-func (c *Cluster) WritePassFile(u *Upstream) error {
-	esc := strings.NewReplacer(`\`, `\\`, ":", `\:`)
-	line := fmt.Sprintf("*:*:*:%s:%s\n", esc.Replace(u.User), esc.Replace(u.Password))
+// WriteUpstreamFiles writes what connecting to the upstream takes: the CA that verifies it
+// and this instance's replication client certificate and key. A password file an older Fog
+// wrote is removed.
+func (c *Cluster) WriteUpstreamFiles(u *Upstream) error {
 	if len(u.CACertPEM) > 0 {
 		if err := c.writeOwned(c.CAFile(), u.CACertPEM, 0o644); err != nil {
 			return err
 		}
 	}
-	return c.writeOwned(c.PassFile(), []byte(line), 0o600)
+	if len(u.CertPEM) == 0 || len(u.KeyPEM) == 0 {
+		return errors.New("no replication client certificate for the upstream")
+	}
+	if err := c.writeOwned(c.ReplicationCertFile(), u.CertPEM, 0o600); err != nil {
+		return err
+	}
+	if err := c.writeOwned(c.ReplicationKeyFile(), u.KeyPEM, 0o600); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(c.Dir, "replication.pgpass")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 func (c *Cluster) writeOwned(path string, data []byte, mode os.FileMode) error {

@@ -21,10 +21,11 @@ import (
 // ReplicationUser is the role standbys stream as, and pg_rewind reads its source as.
 const ReplicationUser = "fog_replication"
 
-// EnsureReplicationRole creates or updates the replication role. pg_rewind needs to read
-// files of its source server; the grants are the ones its documentation lists for a
-// non-superuser.
-func EnsureReplicationRole(ctx context.Context, conn *pgx.Conn, verifier string) error {
+// EnsureReplicationRole creates or updates the replication role. It has no password: the
+// partner authenticates with its client certificate (see hbaConf), so there is no secret to
+// store, send or leak. pg_rewind needs to read files of its source server; the grants are
+// the ones its documentation lists for a non-superuser.
+func EnsureReplicationRole(ctx context.Context, conn *pgx.Conn) error {
 	var exists bool
 	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", ReplicationUser).Scan(&exists); err != nil {
 		return err
@@ -34,7 +35,7 @@ func EnsureReplicationRole(ctx context.Context, conn *pgx.Conn, verifier string)
 		verb = "ALTER"
 	}
 	stmts := []string{
-		fmt.Sprintf("%s ROLE %s WITH LOGIN REPLICATION PASSWORD '%s'", verb, ident(ReplicationUser), strings.ReplaceAll(verifier, "'", "''")),
+		fmt.Sprintf("%s ROLE %s WITH LOGIN REPLICATION NOSUPERUSER NOCREATEROLE NOCREATEDB PASSWORD NULL", verb, ident(ReplicationUser)),
 		"GRANT EXECUTE ON function pg_catalog.pg_ls_dir(text, boolean, boolean) TO " + ident(ReplicationUser),
 		"GRANT EXECUTE ON function pg_catalog.pg_stat_file(text, boolean) TO " + ident(ReplicationUser),
 		"GRANT EXECUTE ON function pg_catalog.pg_read_binary_file(text) TO " + ident(ReplicationUser),
@@ -395,7 +396,7 @@ func (c *Cluster) BaseBackup(ctx context.Context, u *Upstream, progress func(flo
 	if err := c.StopNow(ctx, false); err != nil {
 		return err
 	}
-	if err := c.WritePassFile(u); err != nil {
+	if err := c.WriteUpstreamFiles(u); err != nil {
 		return err
 	}
 	// PostgreSQL refuses to back up into a non-empty directory.
@@ -472,7 +473,6 @@ func prepareSlot(ctx context.Context, c *Cluster, u *Upstream) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	cfg.Password = readPass(c.PassFile())
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return false, fmt.Errorf("connect to upstream: %w", err)
@@ -493,18 +493,6 @@ func prepareSlot(ctx context.Context, c *Cluster, u *Upstream) (bool, error) {
 		return false, nil
 	}
 	return true, nil
-}
-
-func readPass(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	parts := strings.SplitN(strings.TrimSpace(string(b)), ":", 5)
-	if len(parts) < 5 {
-		return ""
-	}
-	return strings.NewReplacer(`\:`, ":", `\\`, `\`).Replace(parts[4])
 }
 
 // CrashRecover brings a data directory that was not shut down cleanly to a consistent,
@@ -528,7 +516,7 @@ func (c *Cluster) CrashRecover(ctx context.Context) error {
 // Rewind makes the data directory a copy of source's timeline history with pg_rewind. The
 // server must be shut down cleanly (see CrashRecover).
 func (c *Cluster) Rewind(ctx context.Context, u *Upstream) (string, error) {
-	if err := c.WritePassFile(u); err != nil {
+	if err := c.WriteUpstreamFiles(u); err != nil {
 		return "", err
 	}
 	ctx, cancel := context.WithTimeout(ctx, recoveryTimeout)

@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"net/http"
 	"strings"
 	"testing"
@@ -66,6 +69,13 @@ func TestCrossSubscriptionGroup(t *testing.T) {
 		if r.Status != http.StatusForbidden || r.code() != "AuthorizationFailed" || !strings.Contains(string(r.Body), action+"/action") {
 			t.Fatalf("%s by a Reader = %d %s, want 403 AuthorizationFailed", action, r.Status, r.Body)
 		}
+	}
+	// Replication authenticates by certificate: no password in the store or on disk.
+	if b, err := os.ReadFile(filepath.Join(f.dataDir, "fog.db")); err != nil || bytes.Contains(b, []byte("replicationPassword")) || bytes.Contains(b, []byte("replicationVerifier")) {
+		t.Errorf("the store holds a replication password (%v)", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(f.dataDir, "regions", "*", "*", "replication.pgpass")); len(left) > 0 {
+		t.Errorf("password files: %v", left)
 	}
 	f.mustSucceed(f.callWith("POST", secSide+"/failover", nil, contrib))
 	if g := f.call("GET", secSide, nil).json(t); props(g)["replicationRole"] != "Primary" {
