@@ -69,8 +69,10 @@ type Agent struct {
 	cfg    Config
 	st     store.Store
 	runner *postgres.Runner
-	ca     Issuer
-	log    *slog.Logger
+	// isolationWarned: instances whose own OS user could not be made (warned once each).
+	isolationWarned sync.Map
+	ca              Issuer
+	log             *slog.Logger
 
 	mu      sync.Mutex
 	workers map[string]*worker
@@ -336,11 +338,24 @@ func (a *Agent) specs(ctx context.Context) []instance.Spec {
 	return specs
 }
 
+// runnerFor is the runner of instance uid: its own OS user when fog is root. If that user
+// cannot be made, the instance runs as the shared user, and the agent says so.
+func (a *Agent) runnerFor(uid string) *postgres.Runner {
+	r, err := a.runner.ForInstance(uid)
+	if err != nil {
+		if _, warned := a.isolationWarned.LoadOrStore(uid, true); !warned {
+			a.log.Warn("the instance runs as the shared PostgreSQL user, not an OS user of its own", "instance", uid, "user", a.runner.Username, "err", err)
+		}
+		return a.runner
+	}
+	return r
+}
+
 func (a *Agent) cluster(s instance.Spec) *postgres.Cluster {
 	return &postgres.Cluster{
 		Dir:       filepath.Join(a.cfg.Dir, s.UID),
 		SocketDir: postgres.SocketDirFor(s.UID),
-		Host:      s.Host, Port: s.Port, R: a.runner,
+		Host:      s.Host, Port: s.Port, R: a.runnerFor(s.UID),
 	}
 }
 

@@ -133,12 +133,19 @@ func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status
 			st.Error = fmt.Sprintf("remove data: %v", err)
 			return st
 		}
+		c.R.RemoveInstanceUser(s.UID)
 		w.log.Info("instance deleted", "instance", s.Name)
 		return instance.Status{Phase: instance.PhaseDeleted, ObservedGeneration: s.Generation}
 	}
 	// A failed create is not retried: the control plane deletes it.
 	if prev.Phase == instance.PhaseFailed && prev.ObservedGeneration == s.Generation {
 		return prev
+	}
+	if moved, err := c.Adopt(ctx); err != nil {
+		st.Error = err.Error()
+		return st
+	} else if moved {
+		w.log.Info("the instance runs as an OS user of its own now", "instance", s.Name, "user", c.R.Username)
 	}
 	if err := checkEpoch(c.Dir, s.GroupID, s.Epoch); err != nil {
 		w.log.Warn("not acting on desired state", "instance", s.Name, "err", err)
@@ -153,6 +160,7 @@ func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status
 			st.Phase = instance.PhaseFailed
 			_ = c.StopNow(ctx, true)
 			_ = c.Remove()
+			c.R.RemoveInstanceUser(s.UID)
 			return st
 		}
 		// The instance ran before: the failure is retried on every resync, never given up.

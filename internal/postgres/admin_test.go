@@ -125,6 +125,19 @@ func TestAdminCannotReachTheHost(t *testing.T) {
 			t.Errorf("admin: %s: %v", q, err)
 		}
 	}
+	pcfg := cfg.Copy()
+	pcfg.Database = "postgres"
+	inPostgres, err := pgx.ConnectConfig(ctx, pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inPostgres.Exec(ctx, "CREATE TABLE in_postgres (id int)"); err != nil {
+		t.Errorf("admin: a table in the postgres database: %v", err)
+	}
+	if _, err := inPostgres.Exec(ctx, "DROP DATABASE postgres"); err == nil {
+		t.Error("admin dropped the postgres database")
+	}
+	inPostgres.Close(ctx)
 	// Ending another session (pg_signal_backend).
 	other, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {

@@ -64,6 +64,42 @@ func (c *Cluster) IsStandby() bool {
 	return err == nil
 }
 
+// Adopt gives the cluster's files to c.R's user when another user owns them: an instance an
+// older Fog ran as the one shared PostgreSQL user is stopped (as that user, who alone may
+// signal it) and its files handed to the instance's own user; it is started again by whoever
+// reconciles it next. It reports whether it changed anything.
+func (c *Cluster) Adopt(ctx context.Context) (bool, error) {
+	st, err := os.Stat(c.Dir)
+	if err != nil || !c.R.switchTo {
+		return false, nil
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	if int(sys.Uid) == c.R.uid {
+		return false, nil
+	}
+	old := *c
+	old.R = c.R.owner(int(sys.Uid), int(sys.Gid))
+	if _, running := old.PID(); running {
+		if err := old.StopNow(ctx, false); err != nil {
+			return false, fmt.Errorf("stop the instance to give it its own OS user: %w", err)
+		}
+	}
+	err = filepath.WalkDir(c.Dir, func(p string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, c.R.uid, c.R.gid)
+	})
+	if err != nil {
+		return false, fmt.Errorf("give %s to %s: %w", c.Dir, c.R.Username, err)
+	}
+	// The socket directory is made again at start.
+	if err := os.RemoveAll(c.SocketDir); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // Initialized reports whether initdb has completed in DataDir.
 func (c *Cluster) Initialized() bool {
 	_, err := os.Stat(filepath.Join(c.DataDir(), "PG_VERSION"))
@@ -136,7 +172,7 @@ type Config struct {
 // password at all. Clients connect over TLS with SCRAM from anywhere (the listeners relay
 // them), and never as Fog's roles. Without a hostnossl line, plain connections are refused
 // with "no encryption".
-func hbaConf(drained bool, peer *Peer) string {
+func hbaConf(drained bool, peer *Peer, host string) string {
 	var b strings.Builder
 	b.WriteString(`# Written by Fog.
 local   all          ` + SystemUser + `                  peer map=fog
@@ -163,17 +199,36 @@ host    all          ` + ReplicationUser + ` ::/0      reject
 host    all          ` + AdminRole + `       0.0.0.0/0 reject
 host    all          ` + AdminRole + `       ::/0      reject
 `)
-	if drained {
-		// A planned failover is switching the primary: clients get "pg_hba.conf rejects
-		// connection" and reconnect through the listener, which holds them until the new
-		// primary serves. Replication stays, so the standby receives everything.
-		b.WriteString("host    all          all          0.0.0.0/0      reject\n" +
-			"host    all          all          ::/0           reject\n")
-	} else {
-		b.WriteString("hostssl all          all          0.0.0.0/0      scram-sha-256\n" +
-			"hostssl all          all          ::/0           scram-sha-256\n")
+	for _, n := range clientNets(host) {
+		if drained {
+			// A planned failover is switching the primary: clients get "pg_hba.conf rejects
+			// connection" and reconnect through the listener, which holds them until the
+			// new primary serves. Replication stays, so the standby receives everything.
+			fmt.Fprintf(&b, "host    all          all          %-14s reject\n", n)
+		} else {
+			fmt.Fprintf(&b, "hostssl all          all          %-14s scram-sha-256\n", n)
+		}
 	}
 	return b.String()
+}
+
+// clientNets are the networks clients can reach an instance listening on host from: only
+// this machine for a loopback address, any address of its family otherwise.
+func clientNets(host string) []string {
+	ip := net.ParseIP(host)
+	switch {
+	case ip == nil:
+		return []string{"0.0.0.0/0", "::/0"}
+	case ip.IsLoopback() && ip.To4() != nil:
+		return []string{"127.0.0.0/8"}
+	case ip.IsLoopback():
+		return []string{"::1/128"}
+	case ip.To4() != nil && !ip.IsUnspecified():
+		return []string{"0.0.0.0/0"}
+	case ip.To4() == nil && !ip.IsUnspecified():
+		return []string{"::/0"}
+	}
+	return []string{"0.0.0.0/0", "::/0"}
 }
 
 func identConf(fogUser, ownerUser string, peer *Peer) string {
@@ -187,7 +242,7 @@ func identConf(fogUser, ownerUser string, peer *Peer) string {
 // WriteHBA rewrites only pg_hba.conf and pg_ident.conf (a reload applies them to new
 // connections).
 func (c *Cluster) WriteHBA(drained bool) error {
-	return c.writeOwned(filepath.Join(c.DataDir(), "pg_hba.conf"), []byte(hbaConf(drained, c.Peer)), 0o600)
+	return c.writeOwned(filepath.Join(c.DataDir(), "pg_hba.conf"), []byte(hbaConf(drained, c.Peer, c.Host)), 0o600)
 }
 
 // Upstream is the primary a standby streams from.
@@ -281,7 +336,7 @@ func (c *Cluster) WriteConfig(cfg Config) error {
 	for _, k := range keys {
 		fmt.Fprintf(&conf, "%s = %s\n", k, settings[k])
 	}
-	hba := hbaConf(false, c.Peer)
+	hba := hbaConf(false, c.Peer, c.Host)
 	ident := identConf(cfg.FogUser, c.R.Username, c.Peer)
 	files := []struct {
 		name string

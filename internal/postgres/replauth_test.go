@@ -161,3 +161,45 @@ func TestReplicationByCertificate(t *testing.T) {
 		t.Error("a server certificate named like the partner was accepted")
 	}
 }
+
+// TestHBAIsNarrow: replication only from the peer's addresses with its certificate; clients
+// only from where the instance's address can be reached; Fog's roles never from the network.
+func TestHBAIsNarrow(t *testing.T) {
+	peer := &Peer{CN: "repl.b", Sources: []string{"10.1.0.7", "127.0.0.1", "fd00::7"}}
+	for _, c := range []struct {
+		host, want string
+		not        []string
+	}{
+		{"127.0.10.3", "hostssl all          all          127.0.0.0/8", []string{"0.0.0.0/0      scram", "::/0           scram"}},
+		{"10.1.0.5", "hostssl all          all          0.0.0.0/0", []string{"127.0.0.0/8", "::/0           scram"}},
+		{"fd00::5", "hostssl all          all          ::/0", []string{"0.0.0.0/0      scram"}},
+	} {
+		h := hbaConf(false, peer, c.host)
+		if !strings.Contains(h, c.want) {
+			t.Errorf("%s: no %q in\n%s", c.host, c.want, h)
+		}
+		for _, n := range c.not {
+			if strings.Contains(h, n) {
+				t.Errorf("%s: %q in\n%s", c.host, n, h)
+			}
+		}
+		for _, line := range []string{
+			"hostssl replication  fog_replication  10.1.0.7/32    cert map=fogrepl",
+			"hostssl postgres     fog_replication  127.0.0.1/32   cert map=fogrepl",
+			"hostssl replication  fog_replication  fd00::7/128    cert map=fogrepl",
+		} {
+			if !strings.Contains(h, line) {
+				t.Errorf("%s: no %q in\n%s", c.host, line, h)
+			}
+		}
+		if strings.Contains(h, "scram-sha-256") && strings.Index(h, "fog_replication 0.0.0.0/0 reject") > strings.Index(h, "scram-sha-256") {
+			t.Errorf("the replication role is not refused before the client lines:\n%s", h)
+		}
+	}
+	if h := hbaConf(false, nil, "127.0.0.5"); strings.Contains(h, "cert") || strings.Contains(h, "hostssl replication") {
+		t.Errorf("an instance without a peer admits replication:\n%s", h)
+	}
+	if h := hbaConf(true, peer, "127.0.0.5"); strings.Contains(h, "scram") || !strings.Contains(h, "127.0.0.0/8    reject") || !strings.Contains(h, "cert map=fogrepl") {
+		t.Errorf("drained:\n%s", h)
+	}
+}

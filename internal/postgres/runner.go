@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -22,12 +25,19 @@ type Runner struct {
 	uid, gid int
 	switchTo bool
 	log      *slog.Logger
+	// instances caches the per-instance runners of ForInstance (shared by copies).
+	instances *instanceRunners
+}
+
+type instanceRunners struct {
+	mu sync.Mutex
+	m  map[string]*Runner
 }
 
 // NewRunner prepares a Runner for the binaries in bin. osUser is the user to switch to when
 // running as root.
 func NewRunner(bin, osUser string, log *slog.Logger) (*Runner, error) {
-	r := &Runner{Bin: bin, log: log}
+	r := &Runner{Bin: bin, log: log, instances: &instanceRunners{m: map[string]*Runner{}}}
 	if os.Geteuid() != 0 {
 		u, err := user.Current()
 		if err != nil {
@@ -48,6 +58,81 @@ func NewRunner(bin, osUser string, log *slog.Logger) (*Runner, error) {
 		return nil, fmt.Errorf("PostgreSQL cannot run as root; pass --pg-user with an unprivileged user")
 	}
 	return r, nil
+}
+
+// Isolates reports whether each instance runs as an OS user of its own (fog runs as root).
+func (r *Runner) Isolates() bool { return r.switchTo }
+
+// InstanceUser is the OS user instance uid's PostgreSQL runs as when fog is root.
+func InstanceUser(uid string) string {
+	h := sha256.Sum256([]byte(uid))
+	return fmt.Sprintf("fogpg-%x", h[:5])
+}
+
+// ForInstance returns the Runner of instance uid. When fog runs as root, every instance's
+// PostgreSQL runs as an OS user of its own (InstanceUser, a system user with no home and no
+// shell, created here when missing), so that one instance's server, and anything its admin
+// could make it do, cannot read another instance's files, Fog's store, its CA key or its
+// client configuration. When fog is not root it is r itself: every instance runs as fog's
+// user.
+func (r *Runner) ForInstance(uid string) (*Runner, error) {
+	if !r.switchTo {
+		return r, nil
+	}
+	r.instances.mu.Lock()
+	defer r.instances.mu.Unlock()
+	if ir, ok := r.instances.m[uid]; ok {
+		return ir, nil
+	}
+	name := InstanceUser(uid)
+	u, err := user.Lookup(name)
+	if err != nil {
+		out, err := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+			"--shell", "/usr/sbin/nologin", "--user-group", "--comment", "Fog instance "+uid, name).CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("create the OS user %s for instance %s: %v: %s", name, uid, err, strings.TrimSpace(string(out)))
+		}
+		if u, err = user.Lookup(name); err != nil {
+			return nil, err
+		}
+		r.log.Info("created the instance's OS user", "user", name, "instance", uid)
+	}
+	ir := *r
+	ir.Username = u.Username
+	ir.uid, _ = strconv.Atoi(u.Uid)
+	ir.gid, _ = strconv.Atoi(u.Gid)
+	if ir.uid == 0 {
+		return nil, fmt.Errorf("the OS user %s is root", name)
+	}
+	r.instances.m[uid] = &ir
+	return &ir, nil
+}
+
+// RemoveInstanceUser deletes the OS user ForInstance made for uid (after its files are gone).
+func (r *Runner) RemoveInstanceUser(uid string) {
+	if !r.switchTo {
+		return
+	}
+	r.instances.mu.Lock()
+	delete(r.instances.m, uid)
+	r.instances.mu.Unlock()
+	name := InstanceUser(uid)
+	if _, err := user.Lookup(name); err != nil {
+		return
+	}
+	if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
+		r.log.Warn("remove the instance's OS user", "user", name, "err", err, "out", strings.TrimSpace(string(out)))
+	}
+}
+
+// owner returns a copy of r acting as the user and group with ids uid and gid.
+func (r *Runner) owner(uid, gid int) *Runner {
+	o := *r
+	o.uid, o.gid, o.Username = uid, gid, strconv.Itoa(uid)
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		o.Username = u.Username
+	}
+	return &o
 }
 
 // Command builds a command for a PostgreSQL program, run as the cluster owner in its own

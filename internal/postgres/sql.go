@@ -64,7 +64,7 @@ var AdminGrants = []string{"pg_read_all_data", "pg_write_all_data", "pg_monitor"
 	"pg_checkpoint", "pg_read_all_settings", "pg_read_all_stats", "pg_stat_scan_tables"}
 
 // EnsureAdmin creates or updates AdminRole and the administrator login, a member of it, with
-// the given SCRAM verifier. An admin made a superuser by an older Fog loses SUPERUSER here.
+// the given SCRAM verifier; conn must be connected to the postgres database. An admin made a superuser by an older Fog loses SUPERUSER here.
 // createRole is given only when the fog_guard library is loaded (guarded): in PostgreSQL 15
 // CREATEROLE alone could grant pg_execute_server_program.
 func EnsureAdmin(ctx context.Context, conn *pgx.Conn, login, verifier string, guarded bool) error {
@@ -102,7 +102,11 @@ func EnsureAdmin(ctx context.Context, conn *pgx.Conn, login, verifier string, gu
 	// secret in the sense of a password, and the statement is not logged.
 	stmts = append(stmts,
 		fmt.Sprintf("%s ROLE %s WITH LOGIN NOSUPERUSER CREATEDB %s INHERIT PASSWORD '%s'", v, ident(login), createRole, strings.ReplaceAll(verifier, "'", "''")),
-		"GRANT "+ident(AdminRole)+" TO "+ident(login)+" WITH ADMIN OPTION")
+		"GRANT "+ident(AdminRole)+" TO "+ident(login)+" WITH ADMIN OPTION",
+		// The postgres database belongs to Fog's system role; its admin may still create
+		// schemas, tables and trusted extensions there, as in the databases it owns.
+		"GRANT CREATE, CONNECT, TEMPORARY ON DATABASE postgres TO "+ident(AdminRole),
+		"GRANT USAGE, CREATE ON SCHEMA public TO "+ident(AdminRole))
 	for _, q := range stmts {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			return fmt.Errorf("ensure admin %s: %w", login, err)

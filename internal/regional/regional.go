@@ -77,6 +77,11 @@ func Run(ctx context.Context, cfg Config, st store.Store, runner *postgres.Runne
 	if ac.Lease.TTL == 0 {
 		ac.Lease.TTL = cc.LeaseTTL
 	}
+	if runner.Isolates() {
+		log.Info("each instance's PostgreSQL runs as an OS user of its own (fogpg-...), which cannot read Fog's store, CA key, client config or another instance's files")
+	} else {
+		log.Warn("fog is not root, so every instance's PostgreSQL runs as fog's own user " + runner.Username + ": SQL cannot reach files or programs (admins are not superusers and fog_guard holds), but the OS does not separate instances from each other or from Fog's files; run fog as root for an OS user per instance")
+	}
 	if ac.GuardLibrary == "" {
 		// The library instance admins are kept from the host by; built once per version.
 		lib, err := postgres.BuildGuard(ctx, runner.Bin, cmp.Or(cfg.LibDir, filepath.Join(filepath.Dir(ac.Dir), "lib")))
