@@ -28,6 +28,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/fogdb/fog/internal/postgres"
 )
 
 // options are the knobs of a run.
@@ -90,7 +92,11 @@ var order = []string{"planned", "loaded", "forced", "silent", "settle", "lag", "
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
+	users := postgres.InstanceUsers()
+	err := run(ctx, os.Args[1:])
+	// Fog makes an OS user per instance when root; the benchmark's instances are gone.
+	postgres.RemoveUsersSince(users)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		stop()
 		os.Exit(1)

@@ -87,8 +87,11 @@ func (r *Runner) ForInstance(uid string) (*Runner, error) {
 	name := InstanceUser(uid)
 	u, err := user.Lookup(name)
 	if err != nil {
-		out, err := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-			"--shell", "/usr/sbin/nologin", "--user-group", "--comment", "Fog instance "+uid, name).CombinedOutput()
+		// Ids from a range of their own: the system range (below 1000) is too small for a
+		// machine's instances, and people's accounts start at 1000.
+		out, err := exec.Command("useradd", "--no-create-home", "--home-dir", "/nonexistent",
+			"--shell", "/usr/sbin/nologin", "--user-group", "--comment", "Fog instance "+uid,
+			"-K", "UID_MIN=20000", "-K", "UID_MAX=59999", "-K", "GID_MIN=20000", "-K", "GID_MAX=59999", name).CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("create the OS user %s for instance %s: %v: %s", name, uid, err, strings.TrimSpace(string(out)))
 		}
@@ -122,6 +125,31 @@ func (r *Runner) RemoveInstanceUser(uid string) {
 	}
 	if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
 		r.log.Warn("remove the instance's OS user", "user", name, "err", err, "out", strings.TrimSpace(string(out)))
+	}
+}
+
+// InstanceUsers lists the OS users ForInstance has made on this machine (from /etc/passwd),
+// for tests and benchmarks that clean up after themselves.
+func InstanceUsers() map[string]bool {
+	out := map[string]bool{}
+	b, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if name, _, ok := strings.Cut(line, ":"); ok && strings.HasPrefix(name, "fogpg-") {
+			out[name] = true
+		}
+	}
+	return out
+}
+
+// RemoveUsersSince deletes the instance users made since before was listed.
+func RemoveUsersSince(before map[string]bool) {
+	for name := range InstanceUsers() {
+		if !before[name] {
+			_ = exec.Command("userdel", name).Run()
+		}
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/cli"
+	"github.com/fogdb/fog/internal/postgres"
 	"github.com/fogdb/fog/internal/standalone"
 	"github.com/jackc/pgx/v5"
 )
@@ -47,7 +48,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build fog: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	users := postgres.InstanceUsers()
 	code := m.Run()
+	// Fog makes an OS user per instance when root; the run's instances are gone.
+	postgres.RemoveUsersSince(users)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
