@@ -87,6 +87,7 @@ over when it dies. Agents join with a token from 'fog join-token create'.`,
 	fl.DurationVar(&cfg.LeaseTTL, "lease-ttl", lease.DefaultTTL, "how long a primary stays writable without its agent renewing its lease")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	bindPolicy(fl, &cfg)
+	bindDNS(fl, &cfg, "")
 	etcd.bind(fl)
 	return cmd
 }

@@ -49,6 +49,9 @@ func newUpCommand(g *globals) *cobra.Command {
 			return standalone.Run(cmd.Context(), cfg, func(info standalone.Info) {
 				fmt.Fprintf(g.io.Out, "Fog API: %s (regions: %s)\n", info.APIURL, strings.Join(cfg.Regions, ", "))
 				fmt.Fprintf(g.io.Out, "Use the CLI in another terminal: FOG_CONFIG=%s fog sql mi list\n", info.ClientFile)
+				if info.DNSAddr != "" {
+					fmt.Fprintf(g.io.Out, "DNS for *.%s on %s (UDP and TCP; listener names in %s mode)\n", cfg.DNSSuffix, info.DNSAddr, info.DNSMode)
+				}
 			})
 		},
 	}
@@ -65,8 +68,15 @@ func newUpCommand(g *globals) *cobra.Command {
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	bindPolicy(fl, &cfg)
 	bindListenerLimits(fl, &cfg.ListenerLimits)
+	bindDNS(fl, &cfg, "127.0.0.1:8053")
 	etcd.bind(fl)
 	return up
+}
+
+// bindDNS adds the DNS server's flags.
+func bindDNS(fl *pflag.FlagSet, cfg *standalone.Config, listen string) {
+	fl.StringVar(&cfg.DNSListen, "dns-listen", listen, "address of the authoritative DNS server for instance and listener names, UDP and TCP (\"\" for none)")
+	fl.StringVar(&cfg.DNSMode, "dns-mode", "gateway", "what listener names resolve to: gateway (the listeners, which relay) or direct (the current primary and secondary themselves)")
 }
 
 // bindPolicy adds the automatic failover policy's deployment settings.

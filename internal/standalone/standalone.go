@@ -37,6 +37,7 @@ import (
 	"github.com/fogdb/fog/internal/controller"
 	"github.com/fogdb/fog/internal/devca"
 	"github.com/fogdb/fog/internal/election"
+	"github.com/fogdb/fog/internal/fogdns"
 	"github.com/fogdb/fog/internal/gateway"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/lease"
@@ -94,7 +95,13 @@ type Config struct {
 	// APINames are extra host names and addresses the API's certificate names (`fog server
 	// --advertise`), for agents and clients on other machines.
 	APINames []string
-	Log      *slog.Logger
+	// DNSListen is where the authoritative DNS server for instance and listener names
+	// answers, over UDP and TCP ("" runs none).
+	DNSListen string
+	// DNSMode is how listener names resolve: fogdns.ModeGateway (to the gateway's listener
+	// addresses) or fogdns.ModeDirect (to the current primary and secondary themselves).
+	DNSMode string
+	Log     *slog.Logger
 }
 
 // LeaderKey is the store key of the control plane's leader election.
@@ -107,6 +114,9 @@ var regionRe = regexp.MustCompile(`^[a-z][a-z0-9]{1,31}$`)
 
 // Validate fills defaults and checks the configuration.
 func (c *Config) Validate() error {
+	if c.DNSMode != "" && c.DNSMode != fogdns.ModeGateway && c.DNSMode != fogdns.ModeDirect {
+		return fmt.Errorf("--dns-mode %q: use %s or %s", c.DNSMode, fogdns.ModeGateway, fogdns.ModeDirect)
+	}
 	if c.DataDir == "" {
 		c.DataDir = ".fog"
 	}
@@ -184,6 +194,8 @@ type Info struct {
 	APIURL     string
 	ClientFile string
 	Client     ClientConfig
+	// DNSAddr is the DNS server's address ("" without one), DNSMode its listener mode.
+	DNSAddr, DNSMode string
 }
 
 // Run runs the deployment until ctx ends, then stops every PostgreSQL instance it runs and
@@ -313,8 +325,21 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
+	info := Info{APIURL: apiURL, ClientFile: clientFile, Client: client}
+	if cfg.DNSListen != "" {
+		pc, dln, err := fogdns.Listen(cfg.DNSListen)
+		if err != nil {
+			return fmt.Errorf("DNS server on %s: %w (pass --dns-listen to use another address, or \"\" for none)", cfg.DNSListen, err)
+		}
+		srvDNS, err := fogdns.New(fogdns.Config{Suffix: cmp.Or(cfg.DNSSuffix, "database.fog.internal"), Mode: cfg.DNSMode, NSAddr: dln.Addr().(*net.TCPAddr).IP}, st, log.With("component", "dns"))
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return srvDNS.Run(gctx, pc, dln) })
+		info.DNSAddr, info.DNSMode = dln.Addr().String(), srvDNS.Mode()
+	}
 	if ready != nil {
-		ready(Info{APIURL: apiURL, ClientFile: clientFile, Client: client})
+		ready(info)
 	}
 	return g.Wait()
 }

@@ -66,6 +66,8 @@ type fog struct {
 	t       *testing.T
 	dataDir string
 	base    string
+	// dns is the DNS server's address, when the test asked for one.
+	dns string
 	info    standalone.ClientConfig
 	hc      *http.Client
 	stop    func()
@@ -95,7 +97,7 @@ func startFog(t *testing.T, dataDir string, mutate ...func(*standalone.Config)) 
 	f := &fog{t: t, dataDir: dataDir, base: cfg.AddressBase}
 	select {
 	case info := <-ready:
-		f.info = info.Client
+		f.info, f.dns = info.Client, info.DNSAddr
 	case err := <-done:
 		cancel()
 		t.Fatalf("fog did not start: %v", err)
