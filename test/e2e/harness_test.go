@@ -67,10 +67,10 @@ type fog struct {
 	dataDir string
 	base    string
 	// dns is the DNS server's address, when the test asked for one.
-	dns string
-	info    standalone.ClientConfig
-	hc      *http.Client
-	stop    func()
+	dns  string
+	info standalone.ClientConfig
+	hc   *http.Client
+	stop func()
 }
 
 // startFog runs a Fog in this process on dataDir (a new one when ""), until the test ends.
