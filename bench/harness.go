@@ -34,6 +34,8 @@ type fog struct {
 	hc     *http.Client
 	stop   func() error
 	ca     *x509.CertPool
+	// dns is Fog's DNS server (direct mode).
+	dns string
 }
 
 func startFog(ctx context.Context, base string) (*fog, error) {
@@ -51,6 +53,9 @@ func startFog(ctx context.Context, base string) (*fog, error) {
 	go func() {
 		done <- standalone.Run(ctx, standalone.Config{
 			DataDir: dir, Listen: "127.0.0.1:0", AddressBase: base,
+			// The DNS server in direct mode: the gateway benchmark reaches the primary through
+			// the read-write name as a relay-free application does.
+			DNSListen: "127.0.0.1:0", DNSMode: "direct",
 			Log: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: logLevel()})),
 		}, func(i standalone.Info) { ready <- i })
 	}()
@@ -58,6 +63,7 @@ func startFog(ctx context.Context, base string) (*fog, error) {
 	select {
 	case info := <-ready:
 		f = newFogClient(dir, info.Client)
+		f.dns = info.DNSAddr
 	case err := <-done:
 		cancel()
 		return nil, err
@@ -235,6 +241,7 @@ type group struct {
 	prim     instance
 	sec      instance
 	rw, ro   string
+	rwName   string    // the read-write listener's DNS name
 	primSide [2]string // rg, location of the current primary
 }
 
@@ -271,6 +278,7 @@ func (g *group) create(ctx context.Context) error {
 	rw, ro := l["readWrite"].(map[string]any), l["readOnly"].(map[string]any)
 	g.rw = net.JoinHostPort(rw["host"].(string), fmt.Sprint(rw["port"]))
 	g.ro = net.JoinHostPort(ro["host"].(string), fmt.Sprint(ro["port"]))
+	g.rwName, _ = rw["fullyQualifiedDomainName"].(string)
 	return nil
 }
 

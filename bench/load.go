@@ -2,18 +2,22 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/fogdb/fog/internal/fogdns"
 	"github.com/fogdb/fog/internal/postgres"
 )
 
@@ -23,11 +27,22 @@ func pgbench(ctx context.Context, addr, db string, args ...string) (string, erro
 	if err != nil {
 		return "", err
 	}
+	// name@host:port connects to host:port with name as libpq's host (hostaddr from a
+	// resolver of our own, as an application using Fog's DNS name does).
+	name, addr, named := strings.Cut(addr, "@")
+	if !named {
+		addr = name
+	}
 	host, port, _ := net.SplitHostPort(addr)
+	env := append(os.Environ(), "PGPASSWORD="+password, "PGSSLMODE=require")
+	if named {
+		env = append(env, "PGHOSTADDR="+host)
+		host = name
+	}
 	all := append([]string{"-h", host, "-p", port, "-U", "fogadmin"}, args...)
 	all = append(all, db)
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "pgbench"), all...)
-	cmd.Env = append(os.Environ(), "PGPASSWORD="+password, "PGSSLMODE=require")
+	cmd.Env = env
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("pgbench %v: %w: %s", args, err, out)
@@ -58,6 +73,54 @@ func execSQL(ctx context.Context, f *fog, addr, db, q string) error {
 	defer c.Close(ctx)
 	_, err = c.Exec(ctx, q)
 	return err
+}
+
+// startHAProxy runs HAProxy in TCP mode on listen, forwarding to backend, with one thread per
+// core as its defaults are; it returns a stop function.
+func startHAProxy(ctx context.Context, listen, backend string) (func(), error) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		return nil, errors.New("haproxy is not installed")
+	}
+	dir, err := os.MkdirTemp("", "fog-bench-haproxy-")
+	if err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf(`global
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend pg
+    bind %s
+    default_backend primary
+backend primary
+    server primary %s
+`, listen, backend)
+	path := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, "-db", "-f", path)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	stop := func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		os.RemoveAll(dir)
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if c, err := net.DialTimeout("tcp", listen, 200*time.Millisecond); err == nil {
+			c.Close()
+			return stop, nil
+		}
+	}
+	stop()
+	return nil, errors.New("haproxy did not listen on " + listen)
 }
 
 // sampleLag reads the flush lag of the standby (ms and bytes) from primary every 100 ms.
@@ -146,7 +209,7 @@ func lagScenario(ctx context.Context, o options) (*result, error) {
 }
 
 func gatewayScenario(ctx context.Context, o options) (*result, error) {
-	res := newResult(fmt.Sprintf("gateway overhead: pgbench -c 8 -j 2 -T %d through the read-write listener and directly", o.pgbenchSecs))
+	res := newResult(fmt.Sprintf("gateway overhead: pgbench -c 8 -j 2 -T %d directly, through Fog's read-write listener (relay), through HAProxy (TCP mode) and through the read-write DNS name in direct mode", o.pgbenchSecs))
 	f, g, err := setupFogGroup(ctx, "127.0.206.1")
 	if err != nil {
 		return nil, err
@@ -158,18 +221,44 @@ func gatewayScenario(ctx context.Context, o options) (*result, error) {
 	if _, err := pgbench(ctx, g.rw, "bench", "-i", "-q", "-s", "10"); err != nil {
 		return nil, err
 	}
+	targets := [][2]string{{"direct", addr(g.prim)}, {"listener", g.rw}}
+	// HAProxy in TCP mode in front of the primary: what Patroni's users put there.
+	if hp, err := startHAProxy(ctx, "127.0.206.250:5432", addr(g.prim)); err != nil {
+		fmt.Printf("  HAProxy baseline skipped: %v (install it with apt-get install haproxy)\n", err)
+	} else {
+		defer hp()
+		targets = append(targets, [2]string{"haproxy", "127.0.206.250:5432"})
+	}
+	// Direct mode: the read-write name, resolved by Fog's DNS server, is the primary itself.
+	if f.dns != "" && g.rwName != "" {
+		ips, err := fogdns.Resolve(ctx, f.dns, g.rwName)
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s: %w", g.rwName, err)
+		}
+		_, port, _ := net.SplitHostPort(g.rw)
+		targets = append(targets, [2]string{"dnsdirect", g.rwName + "@" + net.JoinHostPort(ips[0].String(), port)})
+	}
+	// Warm every path (caches, connections, HAProxy's and the relay's first sessions)
+	// before anything is measured.
+	for _, t := range targets {
+		if _, err := pgbench(ctx, t[1], "bench", "-n", "-c", "8", "-j", "2", "-T", "3", "-S"); err != nil {
+			return nil, err
+		}
+	}
 	secs := strconv.Itoa(o.pgbenchSecs)
+	var keys []string
 	for run := range o.runs {
 		for _, mode := range []struct {
 			name string
 			args []string
 		}{{"select", []string{"-S"}}, {"tpcb", nil}} {
-			targets := [][2]string{{"listener", g.rw}, {"direct", addr(g.prim)}}
+			// Alternate the order run by run, so that no target always goes first.
+			order := slices.Clone(targets)
 			if run%2 == 1 {
-				targets[0], targets[1] = targets[1], targets[0]
+				slices.Reverse(order)
 			}
 			got := map[string][2]float64{}
-			for _, t := range targets {
+			for _, t := range order {
 				out, err := pgbench(ctx, t[1], "bench", append([]string{"-n", "-c", "8", "-j", "2", "-T", secs}, mode.args...)...)
 				if err != nil {
 					return nil, err
@@ -182,13 +271,34 @@ func gatewayScenario(ctx context.Context, o options) (*result, error) {
 				res.add(mode.name+"_"+t[0]+"_tps", tps)
 				res.add(mode.name+"_"+t[0]+"_latency_ms", lat)
 			}
-			ratio := got["listener"][0] / got["direct"][0]
-			res.add(mode.name+"_tps_ratio_listener_to_direct", ratio)
-			fmt.Printf("  gateway run %d %s: listener %.0f tps (%.2f ms), direct %.0f tps (%.2f ms), ratio %.3f\n", run+1, mode.name,
-				got["listener"][0], got["listener"][1], got["direct"][0], got["direct"][1], ratio)
+			line := fmt.Sprintf("  gateway run %d %s:", run+1, mode.name)
+			for _, t := range targets {
+				line += fmt.Sprintf(" %s %.0f tps (%.2f ms)", t[0], got[t[0]][0], got[t[0]][1])
+				if t[0] != "direct" {
+					r := got[t[0]][0] / got["direct"][0]
+					res.add(mode.name+"_tps_ratio_"+t[0]+"_to_direct", r)
+					line += fmt.Sprintf(" %.3f,", r)
+				}
+			}
+			if _, ok := got["haproxy"]; ok {
+				r := got["listener"][0] / got["haproxy"][0]
+				res.add(mode.name+"_tps_ratio_listener_to_haproxy", r)
+				line += fmt.Sprintf(" listener/haproxy %.3f", r)
+			}
+			fmt.Println(line)
 		}
 	}
-	fmt.Print(res.finish("select_listener_tps", "select_direct_tps", "select_tps_ratio_listener_to_direct", "select_listener_latency_ms", "select_direct_latency_ms",
-		"tpcb_listener_tps", "tpcb_direct_tps", "tpcb_tps_ratio_listener_to_direct", "tpcb_listener_latency_ms", "tpcb_direct_latency_ms"))
+	for _, m := range []string{"select", "tpcb"} {
+		for _, t := range targets {
+			keys = append(keys, m+"_"+t[0]+"_tps")
+		}
+		for _, t := range targets[1:] {
+			keys = append(keys, m+"_tps_ratio_"+t[0]+"_to_direct")
+		}
+		if len(targets) > 2 && targets[2][0] == "haproxy" {
+			keys = append(keys, m+"_tps_ratio_listener_to_haproxy")
+		}
+	}
+	fmt.Print(res.finish(keys...))
 	return res, nil
 }

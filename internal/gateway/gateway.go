@@ -88,6 +88,8 @@ type Gateway struct {
 	source Source
 	ca     Issuer
 	log    *slog.Logger
+	// loops relay established sessions (nil: the goroutine relay).
+	loops *loopSet
 
 	mu        sync.Mutex
 	listeners map[string]*listener
@@ -189,6 +191,8 @@ func New(cfg Config, st store.Store, source Source, ca Issuer, log *slog.Logger)
 
 // Run serves until ctx ends and every connection has been closed.
 func (g *Gateway) Run(ctx context.Context) error {
+	g.loops = newLoopSet()
+	defer g.loops.stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wctx, cancel := context.WithCancel(ctx)
@@ -303,6 +307,21 @@ type listener struct {
 type session struct {
 	client, server net.Conn
 	target         string
+	// kill ends a session an event loop relays; killed records that end was called.
+	kill   atomic.Pointer[func()]
+	killed atomic.Bool
+}
+
+// end ends the session: its connections, and its relay on an event loop.
+func (s *session) end() {
+	s.killed.Store(true)
+	s.client.Close()
+	if s.server != nil {
+		s.server.Close()
+	}
+	if k := s.kill.Load(); k != nil {
+		(*k)()
+	}
 }
 
 func (l *listener) current() Route {
@@ -322,10 +341,7 @@ func (l *listener) setRoute(r Route) {
 	if r.Target != l.route.Target || r.Fallback != l.route.Fallback {
 		for s := range l.conns {
 			if s.target != r.Target && s.target != r.Fallback {
-				s.client.Close()
-				if s.server != nil {
-					s.server.Close()
-				}
+				s.end()
 			}
 		}
 	}
@@ -344,10 +360,7 @@ func (l *listener) close() {
 	l.closed = true
 	l.ln.Close()
 	for s := range l.conns {
-		s.client.Close()
-		if s.server != nil {
-			s.server.Close()
-		}
+		s.end()
 	}
 }
 
@@ -455,7 +468,9 @@ func (l *listener) serve(ctx context.Context, client net.Conn) {
 	}
 	l.g.active.Add(1)
 	defer l.g.active.Add(-1)
-	relay(client, server)
+	if !l.g.loops.relay(s) {
+		relay(client, server)
+	}
 }
 
 // dial connects a new session to the route's server. A server that does not accept the
