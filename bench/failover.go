@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fogdb/fog/internal/fogdns"
 )
 
 // writer commits every interval through whatever address target returns, reconnecting on
@@ -221,6 +224,46 @@ func setupBoth(ctx context.Context, fogBase, rawBase string) (*fog, *group, *raw
 	return f, g, raw, nil
 }
 
+// plannedDNSScenario: planned failovers with the writer reaching the primary through the
+// read-write name in direct mode (resolved by Fog's DNS server on every reconnection, no
+// relay), alternating with the same writer through the listener.
+func plannedDNSScenario(ctx context.Context, o options) (*result, error) {
+	res := newResult("planned failover, writer every 5 ms through the read-write DNS name in direct mode (re-resolved on reconnect) and through the listener")
+	f, g, err := setupFogGroup(ctx, "127.0.209.1")
+	if err != nil {
+		return nil, err
+	}
+	defer f.stop()
+	if f.dns == "" || g.rwName == "" {
+		return nil, errors.New("no DNS server")
+	}
+	_, port, _ := net.SplitHostPort(addr(g.prim))
+	viaDNS := func() string {
+		ips, err := fogdns.Resolve(ctx, f.dns, g.rwName)
+		if err != nil || len(ips) == 0 {
+			return "127.0.0.1:1" // refused: the writer tries again
+		}
+		return net.JoinHostPort(ips[0].String(), port)
+	}
+	for run := range o.runs {
+		for _, via := range []string{"dns", "listener"} {
+			target := func() string { return g.rw }
+			if via == "dns" {
+				target = viaDNS
+			}
+			gap, op, lost, err := g.measuredFailoverVia(ctx, res, run*2+map[string]int{"dns": 0, "listener": 1}[via], nil, target)
+			if err != nil {
+				return nil, err
+			}
+			res.add(via+"_unavailable_ms", ms(gap))
+			res.add(via+"_lost_commits", float64(lost))
+			fmt.Printf("  planned-dns run %d via %s: unavailable %s (op %s, lost %d)\n", run+1, via, gap.Round(time.Millisecond), op.Round(time.Millisecond), lost)
+		}
+	}
+	fmt.Print(res.finish("dns_unavailable_ms", "listener_unavailable_ms", "dns_lost_commits", "listener_lost_commits"))
+	return res, nil
+}
+
 func plannedScenario(ctx context.Context, o options) (*result, error) {
 	res := newResult("planned failover (writer commits every 5 ms through the read-write listener)")
 	f, g, raw, err := setupBoth(ctx, "127.0.200.1", "127.0.201.1,127.0.201.2")
@@ -281,8 +324,14 @@ func (g *group) endForced(ctx context.Context, res *result, r response, sec [2]s
 // acknowledged commits lost; the step timeline goes into res. stopLoad, if set, is called once
 // the operation has ended, before the group's rejoin is awaited.
 func (g *group) measuredFailover(ctx context.Context, res *result, run int, stopLoad func()) (gap, op time.Duration, lost int, err error) {
+	return g.measuredFailoverVia(ctx, res, run, stopLoad, func() string { return g.rw })
+}
+
+// measuredFailoverVia is measuredFailover with the writer connecting to target() on every
+// (re)connection.
+func (g *group) measuredFailoverVia(ctx context.Context, res *result, run int, stopLoad func(), target func() string) (gap, op time.Duration, lost int, err error) {
 	f := g.f
-	w, stop := startWriter(ctx, f.ca, func() string { return g.rw }, 5*time.Millisecond, int64(run)*1e7)
+	w, stop := startWriter(ctx, f.ca, target, 5*time.Millisecond, int64(run)*1e7)
 	time.Sleep(300 * time.Millisecond)
 	sec := g.secondarySide()
 	t0 := time.Now()

@@ -7,7 +7,7 @@
 //	go run ./bench planned forced   # some scenarios
 //	go run ./bench -runs 3 lag
 //
-// Scenarios: planned, loaded (planned under pgbench load), forced, silent (forced failover while the old primary's agent does not
+// Scenarios: planned, planneddns (planned with the writer on the DNS name in direct mode), loaded (planned under pgbench load), forced, silent (forced failover while the old primary's agent does not
 // answer), settle (kill -9 of fog in the middle of a planned failover), lag, gateway, seeding,
 // controlplane, distributed (servers and agents as separate processes on etcd: planned and
 // forced failovers, and kill -9 of the leader server), copysync (what fog.wait_for_copy_sync()
@@ -78,6 +78,7 @@ var scenarios = map[string]scenario{
 	"forced":       forcedScenario,
 	"lag":          lagScenario,
 	"gateway":      gatewayScenario,
+	"planneddns":   plannedDNSScenario,
 	"seeding":      seedingScenario,
 	"controlplane": controlPlaneScenario,
 	"silent":       silentScenario,
@@ -87,7 +88,7 @@ var scenarios = map[string]scenario{
 	"copysync":     copySyncScenario,
 }
 
-var order = []string{"planned", "loaded", "forced", "silent", "settle", "lag", "gateway", "seeding", "controlplane", "distributed", "copysync"}
+var order = []string{"planned", "planneddns", "loaded", "forced", "silent", "settle", "lag", "gateway", "seeding", "controlplane", "distributed", "copysync"}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-30}"
 for spec in "resource FuzzInstanceBody" "resource FuzzFailoverGroupBody" "resource FuzzNames" \
   "arm FuzzParseInstanceID" "arm FuzzRouter" "gateway FuzzReadPacket" "api FuzzActivityFilter" \
-  "agentapi FuzzParseJoinToken" "api FuzzAuthzBody" "authz FuzzAction"; do
+  "agentapi FuzzParseJoinToken" "api FuzzAuthzBody" "authz FuzzAction" "fogdns FuzzServeDNS"; do
   set -- $spec
   echo "== $2 ($secs s)"
   go test "./internal/$1" -run '^$' -fuzz "^$2\$" -fuzztime "${secs}s"

@@ -241,6 +241,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	specs := a.st.Watch(wctx, instance.SpecPrefix(a.cfg.Region))
 	cmds := a.st.Watch(wctx, instance.CommandPrefix(a.cfg.Region))
+	// A partner's role or streaming state changing elsewhere (a standby of ours started
+	// streaming there, say) is looked at at once, not at the next observation.
+	peers := a.st.Watch(wctx, "observed/")
+	peerSeen := map[string]string{}
 	tick := time.NewTicker(a.cfg.Resync)
 	defer tick.Stop()
 	var wg sync.WaitGroup
@@ -273,9 +277,42 @@ func (a *Agent) Run(ctx context.Context) error {
 				continue
 			}
 			only = cmd.InstanceUID
+		case ev := <-peers:
+			wake = false
+			if uid := a.peerChanged(ctx, ev.Key, peerSeen); uid != "" {
+				only, wake = uid, true
+			}
 		case <-tick.C:
 		}
 	}
+}
+
+// peerChanged returns the local instance whose failover-group partner's observed state under
+// key changed in what matters to the link (phase, role, whether it streams), or "".
+func (a *Agent) peerChanged(ctx context.Context, key string, seen map[string]string) string {
+	rest, ok := strings.CutPrefix(key, "observed/")
+	region, uid, ok2 := strings.Cut(rest, "/")
+	if !ok || !ok2 || region == a.cfg.Region {
+		return ""
+	}
+	var st instance.Status
+	if _, err := store.Get(ctx, a.st, key, &st); err != nil {
+		return ""
+	}
+	sum := st.Phase + "/" + st.Role
+	if st.Replication != nil {
+		sum += "/" + st.Replication.ReceiverStatus
+	}
+	if seen[uid] == sum {
+		return ""
+	}
+	seen[uid] = sum
+	for _, s := range a.specs(ctx) {
+		if s.Peer != nil && s.Peer.UID == uid {
+			return s.UID
+		}
+	}
+	return ""
 }
 
 // publish writes the agent record, retrying while the store does not answer.

@@ -458,7 +458,11 @@ func (w *worker) standby(ctx context.Context, c *postgres.Cluster, s instance.Sp
 			return err
 		}
 		w.log.Info("seeded standby", "instance", s.Name)
-		return c.Start(ctx)
+		if err := c.Start(ctx); err != nil {
+			return err
+		}
+		w.waitStreaming(ctx, c)
+		return nil
 	}
 	_, running := c.PID()
 	if running {
@@ -503,7 +507,34 @@ func (w *worker) standby(ctx context.Context, c *postgres.Cluster, s instance.Sp
 			return err
 		}
 	}
-	return c.Start(ctx)
+	if err := c.Start(ctx); err != nil {
+		return err
+	}
+	w.waitStreaming(ctx, c)
+	return nil
+}
+
+// waitStreaming gives a standby that just started a moment to connect to its upstream, so
+// that the status published next says it streams (the controller waits for that) instead of
+// leaving it to the next observation, a second later.
+func (w *worker) waitStreaming(ctx context.Context, c *postgres.Cluster) {
+	conn, err := c.Connect(ctx, "postgres")
+	if err != nil {
+		return
+	}
+	defer conn.Close(context.Background())
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
+		var status string
+		err := conn.QueryRow(ctx, "SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), '')").Scan(&status)
+		if err != nil || status == "streaming" {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // needsRestart: the server runs with other shared_preload_libraries than its configuration

@@ -3,6 +3,8 @@ package fogdns
 import (
 	"context"
 	"log/slog"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,4 +73,51 @@ func TestServer(t *testing.T) {
 	if r, _, err := c.Exchange(q, addr); err != nil || r.Rcode != dns.RcodeNameError {
 		t.Fatalf("unknown name: %v %v", r, err)
 	}
+}
+
+type fakeWriter struct{ msg *dns.Msg }
+
+func (w *fakeWriter) LocalAddr() net.Addr         { return &net.UDPAddr{} }
+func (w *fakeWriter) RemoteAddr() net.Addr        { return &net.UDPAddr{} }
+func (w *fakeWriter) WriteMsg(m *dns.Msg) error   { w.msg = m; _, err := m.Pack(); return err }
+func (w *fakeWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *fakeWriter) Close() error                { return nil }
+func (w *fakeWriter) TsigStatus() error           { return nil }
+func (w *fakeWriter) TsigTimersOnly(bool)         {}
+func (w *fakeWriter) Hijack()                     {}
+
+// FuzzServeDNS: any query is answered with a message that packs, never a panic; nothing
+// outside the zone is answered.
+func FuzzServeDNS(f *testing.F) {
+	s, err := New(Config{Suffix: "db.test", Mode: ModeDirect}, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		f.Fatal(err)
+	}
+	s.table["a.z.db.test."] = []net.IP{net.ParseIP("127.0.0.5"), net.ParseIP("fd00::5")}
+	for _, q := range []struct {
+		name string
+		t    uint16
+	}{{"a.z.db.test.", dns.TypeA}, {"db.test.", dns.TypeSOA}, {"x.db.test.", dns.TypeAAAA}, {"example.com.", dns.TypeANY}, {".", dns.TypeNS}} {
+		m := new(dns.Msg)
+		m.SetQuestion(q.name, q.t)
+		b, _ := m.Pack()
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m := new(dns.Msg)
+		if m.Unpack(b) != nil {
+			return
+		}
+		w := &fakeWriter{}
+		s.ServeDNS(w, m)
+		if w.msg == nil {
+			t.Fatal("no answer")
+		}
+		if _, err := w.msg.Pack(); err != nil {
+			t.Fatalf("answer does not pack: %v", err)
+		}
+		if len(m.Question) == 1 && !dns.IsSubDomain("db.test.", strings.ToLower(m.Question[0].Name)) && len(w.msg.Answer) > 0 {
+			t.Fatalf("answered %q outside the zone", m.Question[0].Name)
+		}
+	})
 }

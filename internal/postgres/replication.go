@@ -393,16 +393,29 @@ var progressRe = regexp.MustCompile(`(\d+)/(\d+) kB \((\d+)%\)`)
 // streaming WAL, through slot (created if missing), over TLS. progress is called with the
 // percentage done.
 func (c *Cluster) BaseBackup(ctx context.Context, u *Upstream, progress func(float64)) error {
-	if err := c.StopNow(ctx, false); err != nil {
+	// The data is about to be replaced: no shutdown checkpoint is worth waiting for.
+	if err := c.StopNow(ctx, true); err != nil {
 		return err
 	}
 	if err := c.WriteUpstreamFiles(u); err != nil {
 		return err
 	}
-	// PostgreSQL refuses to back up into a non-empty directory.
-	if err := os.RemoveAll(c.DataDir()); err != nil {
-		return err
+	// PostgreSQL refuses to back up into a non-empty directory. The old data is moved aside
+	// and deleted while the copy runs, not before it: deleting a large directory takes a
+	// while. Leftovers of a seed interrupted earlier go the same way.
+	old, _ := filepath.Glob(c.DataDir() + ".discard-*")
+	if _, err := os.Stat(c.DataDir()); err == nil {
+		aside := fmt.Sprintf("%s.discard-%d", c.DataDir(), time.Now().UnixNano())
+		if err := os.Rename(c.DataDir(), aside); err != nil {
+			return err
+		}
+		old = append(old, aside)
 	}
+	go func() {
+		for _, d := range old {
+			_ = os.RemoveAll(d)
+		}
+	}()
 	if err := c.R.MkdirOwned(c.DataDir(), 0o700); err != nil {
 		return err
 	}
