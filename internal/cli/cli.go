@@ -56,7 +56,7 @@ func newRoot(stdio IO) *cobra.Command {
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "json", "output format: json or none")
 	sql := &cobra.Command{Use: "sql", Short: "Manage managed instances and their databases"}
 	sql.AddCommand(newMICommand(g), newMIDBCommand(g), newGroupCommand(g))
-	root.AddCommand(newUpCommand(g), newServerCommand(g), newAgentCommand(g), newJoinTokenCommand(g), newTokenCommand(g), newRoleCommand(g), newAccountCommand(g), newMonitorCommand(g), newGuardCommand(g), sql)
+	root.AddCommand(newUpCommand(g), newServerCommand(g), newAgentCommand(g), newJoinTokenCommand(g), newTokenCommand(g), newRoleCommand(g), newAccountCommand(g), newVersionCommand(g), newMonitorCommand(g), newGuardCommand(g), sql)
 	return root
 }
 
