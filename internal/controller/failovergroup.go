@@ -91,14 +91,42 @@ func (c *Controller) replicationState(ctx context.Context, g *FailoverGroup, st 
 			return resource.StatePending
 		}
 	}
+	secLive := c.agentLive(ctx, g.Sides[g.Secondary()])
 	switch {
 	case sec.SeedPercent != nil:
 		return resource.StateSeeding
 	case sec.Role == instance.RoleStandby && sec.Replication != nil && sec.Replication.ReceiverStatus == "streaming" &&
-		sec.Phase == instance.PhaseReady && c.agentLive(ctx, g.Sides[g.Secondary()]) && primarySees(g, st[g.Primary], c.agentLive(ctx, g.Sides[g.Primary])):
+		sec.Phase == instance.PhaseReady && secLive && primarySees(g, st[g.Primary], c.agentLive(ctx, g.Sides[g.Primary])):
+		return resource.StateCatchUp
+	case secLive && !slotLost(g, st[g.Primary]) && (rejoining(g, sec) || sec.Phase == instance.PhaseReady && sec.Role == instance.RoleStandby):
+		// The link is being made again, not broken: a former primary rewinding to follow
+		// the new one after a failover, or a standby (re)connecting to its primary.
 		return resource.StateCatchUp
 	}
+	// A lost slot (the secondary fell too far behind and is reseeded), or a stopped link: the
+	// secondary, its agent or its server is down.
 	return resource.StateSuspended
+}
+
+// rejoining: the secondary is a former primary told to rewind and follow in this epoch, and
+// has not done so yet.
+func rejoining(g *FailoverGroup, sec instance.Status) bool {
+	m := g.Members[g.Secondary()]
+	return m.Role == instance.RoleStandby && m.Rewind && (sec.Rewound == nil || sec.Rewound.Epoch < g.Epoch || sec.Phase != instance.PhaseReady)
+}
+
+// slotLost: the primary reports the secondary's slot invalidated.
+func slotLost(g *FailoverGroup, prim instance.Status) bool {
+	if prim.Replication == nil {
+		return false
+	}
+	slot := instance.SlotName(g.Sides[g.Secondary()].InstanceUID)
+	for _, s := range prim.Replication.Slots {
+		if s.Name == slot && s.WALStatus == "lost" {
+			return true
+		}
+	}
+	return false
 }
 
 // primarySees reports whether the primary streams to the secondary (a standby whose WAL was
