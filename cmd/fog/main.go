@@ -17,6 +17,6 @@ func main() {
 	if err := cli.Run(ctx, os.Args[1:], cli.IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}); err != nil {
 		fmt.Fprintln(os.Stderr, "ERROR:", err)
 		stop()
-		os.Exit(1)
+		os.Exit(cli.ExitCode(err))
 	}
 }

@@ -37,10 +37,27 @@ func Run(ctx context.Context, args []string, stdio IO) error {
 	}
 	root := newRoot(stdio)
 	root.SetArgs(args)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Msg: err.Error()} })
+	var groups func(c *cobra.Command)
+	groups = func(c *cobra.Command) {
+		c.SuggestionsMinimumDistance = 2
+		if c.HasSubCommands() && c.Run == nil && c.RunE == nil && c != root {
+			c.Args = cobra.ArbitraryArgs
+			c.RunE = groupRunE
+		}
+		for _, sub := range c.Commands() {
+			groups(sub)
+		}
+	}
+	groups(root)
 	root.SetIn(stdio.In)
 	root.SetOut(stdio.Out)
 	root.SetErr(stdio.Err)
-	return root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
+	if cmd != nil && cmd.Name() == "show" {
+		err = shown(err)
+	}
+	return asUsage(root, err)
 }
 
 func newRoot(stdio IO) *cobra.Command {
@@ -71,9 +88,70 @@ func (g *globals) client() (*client, error) {
 	return loadClient(path, g.subscription)
 }
 
+// UsageError is a command line fog cannot run: an unknown command or flag, a missing or bad
+// argument. It exits with 2, as az does.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
 // usageErr is a bad flag value, reported like az does: the flag and what to do.
 func usageErr(flag, format string, args ...any) error {
-	return fmt.Errorf("argument %s: %s", flag, fmt.Sprintf(format, args...))
+	return &UsageError{Msg: fmt.Sprintf("argument %s: %s", flag, fmt.Sprintf(format, args...))}
+}
+
+// ExitCode is the process exit code for err, az's: 0 success, 1 an error, 2 a usage error,
+// 3 a resource that a show command did not find.
+func ExitCode(err error) int {
+	var ue *UsageError
+	var ae *APIError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		return 2
+	case errors.As(err, &ae) && ae.Status == 404 && ae.show:
+		return 3
+	}
+	return 1
+}
+
+// groupRunE makes a command group answer an unknown subcommand as az does: exit 2, naming it
+// and the nearest one. Without arguments a group shows its help.
+func groupRunE(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
+	}
+	return unknownCommand(cmd, args[0])
+}
+
+func unknownCommand(cmd *cobra.Command, typed string) error {
+	msg := fmt.Sprintf("'%s' is misspelled or not recognized by the system.", typed)
+	if s := cmd.SuggestionsFor(typed); len(s) > 0 {
+		msg += fmt.Sprintf(" Did you mean '%s %s'?", cmd.CommandPath(), s[0])
+	}
+	return &UsageError{Msg: msg + fmt.Sprintf(" See '%s --help'.", cmd.CommandPath())}
+}
+
+// asUsage turns cobra's own argument errors into UsageErrors.
+func asUsage(root *cobra.Command, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ue *UsageError
+	if errors.As(err, &ue) {
+		return err
+	}
+	m := err.Error()
+	if typed, ok := strings.CutPrefix(m, "unknown command \""); ok {
+		typed, _, _ = strings.Cut(typed, "\"")
+		return unknownCommand(root, typed)
+	}
+	for _, p := range []string{"unknown flag", "unknown shorthand flag", "required flag", "invalid argument", "flag needs an argument", "accepts ", "unknown command"} {
+		if strings.HasPrefix(m, p) {
+			return &UsageError{Msg: m}
+		}
+	}
+	return err
 }
 
 // print writes an ARM body as az does: properties flattened into the top level and the

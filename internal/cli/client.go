@@ -28,6 +28,17 @@ type APIError struct {
 	Status  int
 	Code    string
 	Message string
+	// show: the error answers a show command (a 404 there exits with 3, as az's does).
+	show bool
+}
+
+// shown marks a 404 that a show command got, for ExitCode.
+func shown(err error) error {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		ae.show = true
+	}
+	return err
 }
 
 func (e *APIError) Error() string { return fmt.Sprintf("(%s) %s", e.Code, e.Message) }

@@ -1,0 +1,48 @@
+package e2e
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCLIExitCodes: the fog binary exits as az does: 0, 1 for an error, 2 for a command line
+// it cannot run (with the nearest command), 3 for show of a missing resource.
+func TestCLIExitCodes(t *testing.T) {
+	f := startFog(t, "")
+	run := func(args ...string) (int, string) {
+		cmd := exec.Command(fogBinary, args...)
+		cmd.Env = append(os.Environ(), "FOG_CONFIG="+filepath.Join(f.dataDir, "client.json"))
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), string(out)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, string(out)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"sql", "mi", "list"}, 0, "["},
+		{[]string{"sql", "xyz"}, 2, "'xyz' is misspelled or not recognized"},
+		{[]string{"sql", "mi", "lst"}, 2, "Did you mean 'fog sql mi list'?"},
+		{[]string{"sql", "mi", "list", "--bogus"}, 2, "unknown flag: --bogus"},
+		{[]string{"token", "create"}, 2, `required flag(s) "name" not set`},
+		{[]string{"sql", "mi", "show", "-g", "rg-none", "-n", "missing"}, 3, "ResourceNotFound"},
+		{[]string{"sql", "mi", "create", "-g", "rg1", "-n", "Bad_Name!", "-l", "eastus", "-u", "fogadmin", "-p", password}, 1, "("},
+		{[]string{"sql"}, 0, "Available Commands"},
+	} {
+		code, out := run(c.args...)
+		if code != c.code || !strings.Contains(out, c.want) {
+			t.Errorf("fog %s: exit %d, %q; want exit %d and %q", strings.Join(c.args, " "), code, out, c.code, c.want)
+		}
+	}
+}
