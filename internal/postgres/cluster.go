@@ -546,8 +546,14 @@ func (c *Cluster) WaitReady(ctx context.Context, timeout time.Duration) error {
 // Stop shuts the server down. mode is "fast" or "immediate".
 func (c *Cluster) Stop(ctx context.Context, mode string) error {
 	if _, ok := c.PID(); !ok {
+		c.removeSocketDir()
 		return nil
 	}
+	defer func() {
+		if _, ok := c.PID(); !ok {
+			c.removeSocketDir()
+		}
+	}()
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	if _, err := c.R.Run(ctx, "pg_ctl", "stop", "-s", "-D", c.DataDir(), "-m", mode, "-w", "-t", "80"); err != nil {
@@ -565,6 +571,15 @@ func (c *Cluster) Reload(ctx context.Context) error {
 	defer cancel()
 	_, err := c.R.Run(ctx, "pg_ctl", "reload", "-s", "-D", c.DataDir())
 	return err
+}
+
+// removeSocketDir removes the socket directory of a stopped server: a stopped instance leaves
+// nothing in /tmp. Only an empty directory goes (the server removes its socket and lock file
+// when it stops).
+func (c *Cluster) removeSocketDir() {
+	if c.SocketDir != "" {
+		_ = os.Remove(c.SocketDir)
+	}
 }
 
 // Remove deletes the cluster's directories. The server must be stopped.

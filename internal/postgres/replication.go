@@ -323,6 +323,7 @@ func Promote(ctx context.Context, conn *pgx.Conn) error {
 func (c *Cluster) StopNow(ctx context.Context, immediate bool) error {
 	pid, ok := c.PID()
 	if !ok {
+		c.removeSocketDir()
 		return nil
 	}
 	sig := syscall.SIGINT
@@ -338,6 +339,7 @@ func (c *Cluster) StopNow(ctx context.Context, immediate bool) error {
 	defer tick.Stop()
 	for {
 		if !running(pid) {
+			c.removeSocketDir()
 			return nil
 		}
 		select {

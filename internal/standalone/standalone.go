@@ -341,7 +341,17 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	if ready != nil {
 		ready(info)
 	}
-	return g.Wait()
+	err = g.Wait()
+	what := "the API"
+	if !cfg.ServerOnly {
+		what = "the API, the agents of " + strings.Join(cfg.Regions, ", ") + " and every PostgreSQL they ran"
+	}
+	if err != nil {
+		log.Error("fog stopped", "stopped", what, "err", err)
+	} else {
+		log.Info("fog stopped", "stopped", what, "api", apiURL)
+	}
+	return err
 }
 
 // runRegions starts, in g, one region (agent and gateway) per configured region, each with

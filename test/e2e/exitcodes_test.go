@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fogdb/fog/internal/postgres"
 )
 
 // TestCLIExitCodes: the fog binary exits as az does: 0, 1 for an error, 2 for a command line
@@ -44,5 +46,29 @@ func TestCLIExitCodes(t *testing.T) {
 		if code != c.code || !strings.Contains(out, c.want) {
 			t.Errorf("fog %s: exit %d, %q; want exit %d and %q", strings.Join(c.args, " "), code, out, c.code, c.want)
 		}
+	}
+}
+
+// TestStopLeavesNothing: stopping fog stops its PostgreSQL, removes their socket directories
+// and says in one last line what it stopped.
+func TestStopLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	f := startFog(t, dir)
+	f.createInstance("rg-stop", "stop1", "eastus", nil)
+	dirs, _ := filepath.Glob(filepath.Join(dir, "regions", "eastus", "*", "pgdata"))
+	if len(dirs) != 1 {
+		t.Fatalf("data directories: %v", dirs)
+	}
+	sock := postgres.SocketDirFor(filepath.Base(filepath.Dir(dirs[0])))
+	if _, err := os.Stat(sock); err != nil {
+		t.Fatalf("the running instance's socket directory: %v", err)
+	}
+	f.stop()
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket directory %s after fog stopped: %v", sock, err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "fog.log"))
+	if !strings.Contains(string(b), `msg="fog stopped"`) {
+		t.Error("no final line saying what fog stopped")
 	}
 }
