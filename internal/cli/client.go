@@ -9,12 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fogdb/fog/internal/standalone"
@@ -44,10 +46,12 @@ func shown(err error) error {
 func (e *APIError) Error() string { return fmt.Sprintf("(%s) %s", e.Code, e.Message) }
 
 type client struct {
-	base string
-	sub  string
-	tok  string
-	hc   *http.Client
+	// config is the client config file the client was loaded from (for error messages).
+	config string
+	base   string
+	sub    string
+	tok    string
+	hc     *http.Client
 }
 
 func defaultConfigPath() string {
@@ -77,11 +81,30 @@ func loadClient(path, sub string) (*client, error) {
 		sub = cc.Subscription
 	}
 	return &client{
-		base: strings.TrimRight(cc.APIURL, "/"), sub: sub, tok: cc.Token,
+		base: strings.TrimRight(cc.APIURL, "/"), sub: sub, tok: cc.Token, config: path,
 		hc: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		}},
 	}, nil
+}
+
+// transportError says what a failed request means and what to do, naming the API once.
+func (c *client) transportError(err error) error {
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var opErr *net.OpError
+	switch {
+	case errors.As(err, &unknownCA):
+		abs, _ := filepath.Abs(c.config)
+		return fmt.Errorf("the certificate of the Fog API at %s is not signed by the CA in %s (its caCert, written by `fog up` or `fog server` into their data directory): this config belongs to another deployment, or the server's CA changed; use that deployment's client.json (--config or FOG_CONFIG)", c.base, abs)
+	case errors.As(err, &hostname):
+		return fmt.Errorf("the certificate of the Fog API at %s does not name that host (%v); give the server --advertise with the name clients use", c.base, hostname)
+	case errors.As(err, &opErr) && errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("nothing answers at the Fog API %s (connection refused): start it with `fog up`, or check apiUrl in %s", c.base, c.config)
+	case errors.As(err, &opErr):
+		return fmt.Errorf("cannot reach the Fog API %s: %v", c.base, opErr.Err)
+	}
+	return fmt.Errorf("the Fog API %s: %w", c.base, err)
 }
 
 func originOf(u string) string {
@@ -139,7 +162,7 @@ func (c *client) do(ctx context.Context, method, path string, body any) (*http.R
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s %s: %w (is fog up running?)", method, c.base, err)
+		return nil, nil, c.transportError(err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -8,7 +11,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fogdb/fog/internal/cli"
+	"github.com/fogdb/fog/internal/devca"
 	"github.com/fogdb/fog/internal/postgres"
+	"github.com/fogdb/fog/internal/standalone"
 )
 
 // TestCLIExitCodes: the fog binary exits as az does: 0, 1 for an error, 2 for a command line
@@ -70,5 +76,36 @@ func TestStopLeavesNothing(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(dir, "fog.log"))
 	if !strings.Contains(string(b), `msg="fog stopped"`) {
 		t.Error("no final line saying what fog stopped")
+	}
+}
+
+// TestCLIErrorsPointTheWay: a config whose CA did not sign the API's certificate, and an API
+// that does not answer, each get an error that says what is wrong and where to look.
+func TestCLIErrorsPointTheWay(t *testing.T) {
+	f := startFog(t, "")
+	other, err := devca.LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(mut func(*standalone.ClientConfig)) string {
+		cc := f.info
+		mut(&cc)
+		b, _ := json.Marshal(cc)
+		p := filepath.Join(t.TempDir(), "client.json")
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	wrongCA := write(func(c *standalone.ClientConfig) { c.CACert = string(other.CertPEM) })
+	var out, errb bytes.Buffer
+	err = cli.Run(context.Background(), []string{"--config", wrongCA, "sql", "mi", "list"}, cli.IO{In: strings.NewReader(""), Out: &out, Err: &errb})
+	if err == nil || !strings.Contains(err.Error(), "is not signed by the CA in "+wrongCA) {
+		t.Errorf("wrong CA: %v", err)
+	}
+	gone := write(func(c *standalone.ClientConfig) { c.APIURL = "https://127.0.0.1:1" })
+	err = cli.Run(context.Background(), []string{"--config", gone, "sql", "mi", "list"}, cli.IO{In: strings.NewReader(""), Out: &out, Err: &errb})
+	if err == nil || !strings.Contains(err.Error(), "nothing answers at the Fog API https://127.0.0.1:1") || strings.Count(err.Error(), "127.0.0.1:1") != 1 {
+		t.Errorf("API down: %v", err)
 	}
 }
