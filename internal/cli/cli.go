@@ -174,9 +174,11 @@ func (g *globals) print(body []byte) error {
 			v = flatten(m)
 		}
 	}
-	b, _ := json.MarshalIndent(v, "", "  ")
-	_, err := fmt.Fprintln(g.io.Out, string(b))
-	return err
+	// Connection strings and ids hold '&', '<' and '>': printed as they are, as az does.
+	enc := json.NewEncoder(g.io.Out)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func flatten(v any) any {

@@ -313,6 +313,6 @@ func newGroupCommand(g *globals) *cobra.Command {
 	addr(setPrimary)
 	setPrimary.Flags().BoolVar(&f.allowDataLoss, "allow-data-loss", false, "fail over even if the primary is unreachable; recent transactions may be lost")
 
-	grp.AddCommand(create, show, list, update, del, setPrimary)
+	grp.AddCommand(create, show, list, update, del, setPrimary, newGroupConnStringCommand(g))
 	return grp
 }

@@ -134,7 +134,7 @@ func newMICommand(g *globals) *cobra.Command {
 	del.Flags().BoolVarP(&f.yes, "yes", "y", false, "do not prompt for confirmation")
 	del.Flags().BoolVar(&f.noWait, "no-wait", false, "do not wait for the operation to finish")
 
-	mi.AddCommand(create, update, show, list, del)
+	mi.AddCommand(create, update, show, list, del, newMIConnStringCommand(g))
 	return mi
 }
 
