@@ -313,6 +313,7 @@ func newGroupCommand(g *globals) *cobra.Command {
 	addr(setPrimary)
 	setPrimary.Flags().BoolVar(&f.allowDataLoss, "allow-data-loss", false, "fail over even if the primary is unreachable; recent transactions may be lost")
 
-	grp.AddCommand(create, show, list, update, del, setPrimary, newGroupConnStringCommand(g))
+	grp.AddCommand(create, show, list, update, del, setPrimary, newGroupConnStringCommand(g),
+		newWaitCommand(g, "failover group", func(c *client, rg, loc, _, name string) string { return c.groupPath(rg, loc, name) }, true, false))
 	return grp
 }

@@ -134,7 +134,8 @@ func newMICommand(g *globals) *cobra.Command {
 	del.Flags().BoolVarP(&f.yes, "yes", "y", false, "do not prompt for confirmation")
 	del.Flags().BoolVar(&f.noWait, "no-wait", false, "do not wait for the operation to finish")
 
-	mi.AddCommand(create, update, show, list, del, newMIConnStringCommand(g))
+	mi.AddCommand(create, update, show, list, del, newMIConnStringCommand(g),
+		newWaitCommand(g, "managed instance", func(c *client, rg, _, _, name string) string { return c.instancePath(rg, name) }, false, false))
 	return mi
 }
 
@@ -250,7 +251,7 @@ func (g *globals) put(cmd *cobra.Command, path string, body any, noWait bool, wh
 	}
 	if resp.StatusCode == http.StatusAccepted {
 		if noWait {
-			return nil
+			return g.noWaitHint(cmd, resp)
 		}
 		if b, err = c.wait(cmd.Context(), resp, path, g.progressFor(what)); err != nil {
 			return err
@@ -268,7 +269,10 @@ func (g *globals) delete(cmd *cobra.Command, path string, noWait bool, what stri
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode == http.StatusAccepted && !noWait {
+	if resp.StatusCode == http.StatusAccepted && noWait {
+		return g.noWaitHint(cmd, resp)
+	}
+	if resp.StatusCode == http.StatusAccepted {
 		_, err = c.wait(cmd.Context(), resp, "", g.progressFor(what))
 		return err
 	}

@@ -109,3 +109,41 @@ func TestCLIErrorsPointTheWay(t *testing.T) {
 		t.Errorf("API down: %v", err)
 	}
 }
+
+// TestNoWaitAndWait: --no-wait prints the operation and the command that waits for it, and
+// that command, run as printed, waits.
+func TestNoWaitAndWait(t *testing.T) {
+	f := startFog(t, "")
+	runCLI := func(args ...string) (string, string) {
+		t.Helper()
+		out, errOut, err := f.runCLI("", args...)
+		if err != nil {
+			t.Fatalf("fog %v: %v %s", args, err, errOut)
+		}
+		return out, errOut
+	}
+	out, hint := runCLI("sql", "mi", "create", "-g", "rg-w", "-n", "nowait1", "-l", "eastus", "-u", "fogadmin", "-p", password, "--no-wait")
+	var op map[string]any
+	if err := json.Unmarshal([]byte(out), &op); err != nil || op["operationId"] == "" || op["status"] != "InProgress" {
+		t.Fatalf("--no-wait printed %q", out)
+	}
+	const want = "fog sql mi wait --resource-group rg-w --name nowait1 --created"
+	if !strings.Contains(hint, want) {
+		t.Fatalf("--no-wait hint %q, want %q", hint, want)
+	}
+	runCLI(strings.Fields(strings.TrimPrefix(want, "fog "))...)
+	if out, _ := runCLI("sql", "mi", "show", "-g", "rg-w", "-n", "nowait1"); !strings.Contains(out, `"state": "Ready"`) {
+		t.Errorf("after wait --created: %s", out)
+	}
+	_, hint = runCLI("sql", "mi", "delete", "-g", "rg-w", "-n", "nowait1", "--yes", "--no-wait")
+	if !strings.Contains(hint, "fog sql mi wait --resource-group rg-w --name nowait1 --deleted") {
+		t.Fatalf("delete --no-wait hint %q", hint)
+	}
+	runCLI("sql", "mi", "wait", "-g", "rg-w", "-n", "nowait1", "--deleted", "--interval", "100ms")
+	if _, _, err := f.runCLI("", "sql", "mi", "show", "-g", "rg-w", "-n", "nowait1"); err == nil {
+		t.Error("the instance is still there after wait --deleted")
+	}
+	if _, _, err := f.runCLI("", "sql", "mi", "wait", "-g", "rg-w", "-n", "x"); err == nil || cli.ExitCode(err) != 2 {
+		t.Errorf("wait without a condition: %v", err)
+	}
+}
