@@ -27,6 +27,7 @@ type globals struct {
 	config       string
 	subscription string
 	output       string
+	query        string
 	io           IO
 }
 
@@ -70,7 +71,8 @@ func newRoot(stdio IO) *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.config, "config", "", "client config file (default $FOG_CONFIG or .fog/client.json)")
 	root.PersistentFlags().StringVar(&g.subscription, "subscription", "", "subscription id (default: the one in the client config)")
-	root.PersistentFlags().StringVarP(&g.output, "output", "o", "json", "output format: json or none")
+	root.PersistentFlags().StringVarP(&g.output, "output", "o", "json", "output format: "+strings.Join(outputFormats, ", "))
+	root.PersistentFlags().StringVar(&g.query, "query", "", "JMESPath query applied to the output, as az's (for example \"[].name\" or \"properties.host\")")
 	sql := &cobra.Command{Use: "sql", Short: "Manage managed instances and their databases"}
 	sql.AddCommand(newMICommand(g), newMIDBCommand(g), newGroupCommand(g))
 	root.AddCommand(newUpCommand(g), newServerCommand(g), newAgentCommand(g), newJoinTokenCommand(g), newTokenCommand(g), newRoleCommand(g), newAccountCommand(g), newVersionCommand(g), newMonitorCommand(g), newGuardCommand(g), sql)
@@ -78,8 +80,8 @@ func newRoot(stdio IO) *cobra.Command {
 }
 
 func (g *globals) client() (*client, error) {
-	if g.output != "json" && g.output != "none" {
-		return nil, usageErr("--output", "use json or none")
+	if !validOutput(g.output) {
+		return nil, usageErr("--output", "use one of %s", strings.Join(outputFormats, ", "))
 	}
 	path := g.config
 	if path == "" {
@@ -157,7 +159,7 @@ func asUsage(root *cobra.Command, err error) error {
 // print writes an ARM body as az does: properties flattened into the top level and the
 // resource group added.
 func (g *globals) print(body []byte) error {
-	if g.output == "none" || len(body) == 0 {
+	if len(body) == 0 {
 		return nil
 	}
 	var v any
@@ -174,11 +176,7 @@ func (g *globals) print(body []byte) error {
 			v = flatten(m)
 		}
 	}
-	// Connection strings and ids hold '&', '<' and '>': printed as they are, as az does.
-	enc := json.NewEncoder(g.io.Out)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return g.render(v)
 }
 
 func flatten(v any) any {

@@ -83,7 +83,7 @@ func TestCLI(t *testing.T) {
 		{[]string{"sql", "mi", "create", "-g", "rg-cli", "-n", "x1", "-l", "eastus", "-u", "fogadmin", "-p", "weak"}, "(InvalidPassword)"},
 		{[]string{"sql", "mi", "create", "-g", "rg-cli", "-n", "x1", "-l", "eastus", "-u", "fogadmin"}, `"admin-password" not set`},
 		{[]string{"sql", "midb", "list", "-g", "rg-cli"}, "argument --mi"},
-		{[]string{"sql", "mi", "list", "-o", "yaml"}, "argument --output"},
+		{[]string{"sql", "mi", "list", "-o", "xml"}, "argument --output"},
 	} {
 		_, _, err := f.runCLI("", tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -107,7 +107,7 @@ func TestCLI(t *testing.T) {
 	}
 	// --no-wait returns before the operation ends.
 	start := time.Now()
-	if out, _, err := f.runCLI("", "sql", "mi", "delete", "-g", "rg-cli", "-n", "cli1", "--yes", "--no-wait"); err != nil || out != "" {
+	if out, _, err := f.runCLI("", "sql", "mi", "delete", "-g", "rg-cli", "-n", "cli1", "--yes", "--no-wait"); err != nil || !strings.Contains(out, `"status": "InProgress"`) {
 		t.Fatalf("delete --no-wait: %q, %v", out, err)
 	}
 	if time.Since(start) > 2*time.Second {

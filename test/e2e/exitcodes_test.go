@@ -147,3 +147,44 @@ func TestNoWaitAndWait(t *testing.T) {
 		t.Errorf("wait without a condition: %v", err)
 	}
 }
+
+// TestOutputFormats: az's -o table, tsv, yaml and none, and --query with JMESPath, so that a
+// script can take a value without a JSON tool.
+func TestOutputFormats(t *testing.T) {
+	f := startFog(t, "")
+	inst := f.createInstance("rg-o", "out1", "eastus", nil)
+	f.createInstance("rg-o", "out2", "eastus", nil)
+	run := func(args ...string) string {
+		t.Helper()
+		out, _, err := f.runCLI("", args...)
+		if err != nil {
+			t.Fatalf("fog %v: %v", args, err)
+		}
+		return out
+	}
+	if got := strings.TrimSpace(run("sql", "mi", "show", "-g", "rg-o", "-n", "out1", "--query", "host", "-o", "tsv")); got != props(inst)["host"] {
+		t.Errorf("--query host -o tsv = %q, want %v", got, props(inst)["host"])
+	}
+	if got := run("sql", "mi", "list", "-g", "rg-o", "--query", "[].name", "-o", "tsv"); got != "out1\nout2\n" && got != "out2\nout1\n" {
+		t.Errorf(`--query "[].name" -o tsv = %q`, got)
+	}
+	table := run("sql", "mi", "list", "-g", "rg-o", "-o", "table")
+	lines := strings.Split(strings.TrimSpace(table), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "Name") || !strings.Contains(lines[0], "ResourceGroup") || !strings.HasPrefix(lines[1], "----") || !strings.Contains(table, "out2") {
+		t.Errorf("-o table =\n%s", table)
+	}
+	if y := run("sql", "mi", "show", "-g", "rg-o", "-n", "out1", "-o", "yaml"); !strings.Contains(y, "name: out1\n") {
+		t.Errorf("-o yaml =\n%s", y)
+	}
+	if got := run("sql", "mi", "show", "-g", "rg-o", "-n", "out1", "-o", "none"); got != "" {
+		t.Errorf("-o none = %q", got)
+	}
+	if got := strings.TrimSpace(run("sql", "mi", "list", "-g", "rg-o", "--query", "length(@)")); got != "2" {
+		t.Errorf("--query length(@) = %q", got)
+	}
+	for _, args := range [][]string{{"sql", "mi", "list", "--query", "[?"}, {"sql", "mi", "list", "-o", "xml"}} {
+		if _, _, err := f.runCLI("", args...); err == nil || cli.ExitCode(err) != 2 {
+			t.Errorf("fog %v: %v, want a usage error", args, err)
+		}
+	}
+}
