@@ -98,9 +98,10 @@ func (c *Controller) replicationState(ctx context.Context, g *FailoverGroup, st 
 	case sec.Role == instance.RoleStandby && sec.Replication != nil && sec.Replication.ReceiverStatus == "streaming" &&
 		sec.Phase == instance.PhaseReady && secLive && primarySees(g, st[g.Primary], c.agentLive(ctx, g.Sides[g.Primary])):
 		return resource.StateCatchUp
-	case secLive && !slotLost(g, st[g.Primary]) && (rejoining(g, sec) || sec.Phase == instance.PhaseReady && sec.Role == instance.RoleStandby):
+	case secLive && !slotLost(g, st[g.Primary]) && (rejoining(g, sec) || receiving(g, sec)):
 		// The link is being made again, not broken: a former primary rewinding to follow
-		// the new one after a failover, or a standby (re)connecting to its primary.
+		// the new one after a failover, or a standby of this epoch whose WAL receiver streams
+		// before the primary's own view (published on its next look) shows it.
 		return resource.StateCatchUp
 	}
 	// A lost slot (the secondary fell too far behind and is reseeded), or a stopped link: the
@@ -112,7 +113,13 @@ func (c *Controller) replicationState(ctx context.Context, g *FailoverGroup, st 
 // has not done so yet.
 func rejoining(g *FailoverGroup, sec instance.Status) bool {
 	m := g.Members[g.Secondary()]
-	return m.Role == instance.RoleStandby && m.Rewind && (sec.Rewound == nil || sec.Rewound.Epoch < g.Epoch || sec.Phase != instance.PhaseReady)
+	return m.Role == instance.RoleStandby && m.Rewind && (sec.Epoch < g.Epoch || sec.Rewound == nil || sec.Rewound.Epoch < g.Epoch)
+}
+
+// receiving: the secondary, in this epoch, says its WAL receiver streams or catches up.
+func receiving(g *FailoverGroup, sec instance.Status) bool {
+	return sec.Phase == instance.PhaseReady && sec.Role == instance.RoleStandby && sec.Epoch == g.Epoch && sec.Replication != nil &&
+		(sec.Replication.ReceiverStatus == "streaming" || sec.Replication.ReceiverStatus == "catchup")
 }
 
 // slotLost: the primary reports the secondary's slot invalidated.

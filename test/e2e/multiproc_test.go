@@ -30,8 +30,10 @@ type proc struct {
 	exe  string // the program; fog's binary when ""
 	args []string
 	log  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	// logFrom is where the current start's output begins in log.
+	logFrom int64
+	cmd     *exec.Cmd
+	done    chan struct{}
 }
 
 func startProc(t *testing.T, name, log string, args ...string) *proc {
@@ -53,6 +55,10 @@ func (p *proc) start() {
 	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		p.t.Fatal(err)
+	}
+	// waitLog looks only at what this start writes: the log keeps earlier starts' lines.
+	if fi, err := f.Stat(); err == nil {
+		p.logFrom = fi.Size()
 	}
 	exe := p.exe
 	if exe == "" {
@@ -100,7 +106,7 @@ func (p *proc) waitLog(s string, within time.Duration) {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
 		b, _ := os.ReadFile(p.log)
-		if strings.Contains(string(b), s) {
+		if int64(len(b)) >= p.logFrom && strings.Contains(string(b[p.logFrom:]), s) {
 			return
 		}
 		select {
