@@ -253,25 +253,38 @@ func (l *evloop) readable(h *half) {
 	}
 }
 
-// write writes p to h.peer; what does not fit is kept, h.fd's reads pause and the peer is
-// watched for room. It reports whether everything was written.
-func (l *evloop) write(h *half, p []byte) bool {
+// writeAll writes p to fd until done or the socket is full; it returns what is left
+// (EAGAIN) or the error that ends the session.
+func writeAll(fd int, p []byte) ([]byte, error) {
 	for len(p) > 0 {
-		n, err := syscall.Write(h.peer, p)
+		n, err := syscall.Write(fd, p)
 		if n > 0 {
 			p = p[n:]
 			continue
 		}
-		if err == syscall.EINTR {
+		switch err {
+		case syscall.EINTR:
 			continue
+		case syscall.EAGAIN:
+			return p, nil
 		}
-		if err == syscall.EAGAIN {
-			h.pending = append(h.pending[:0], p...)
-			l.modify(h.fd, 0)
-			l.modify(h.peer, syscall.EPOLLIN|syscall.EPOLLOUT)
-			return false
-		}
+		return p, err
+	}
+	return nil, nil
+}
+
+// write writes p to h.peer; what does not fit is kept, h.fd's reads pause and the peer is
+// watched for room. It reports whether everything was written.
+func (l *evloop) write(h *half, p []byte) bool {
+	rest, err := writeAll(h.peer, p)
+	switch {
+	case err != nil:
 		l.end(h.sess)
+		return false
+	case len(rest) > 0:
+		h.pending = append(h.pending[:0], rest...)
+		l.modify(h.fd, 0)
+		l.modify(h.peer, syscall.EPOLLIN|syscall.EPOLLOUT)
 		return false
 	}
 	return true
@@ -282,21 +295,13 @@ func (l *evloop) flush(h *half) {
 	if len(h.pending) == 0 {
 		return
 	}
-	p := h.pending
-	for len(p) > 0 {
-		n, err := syscall.Write(h.peer, p)
-		if n > 0 {
-			p = p[n:]
-			continue
-		}
-		if err == syscall.EINTR {
-			continue
-		}
-		if err == syscall.EAGAIN {
-			h.pending = append(h.pending[:0], p...)
-			return
-		}
+	rest, err := writeAll(h.peer, h.pending)
+	if err != nil {
 		l.end(h.sess)
+		return
+	}
+	if len(rest) > 0 {
+		h.pending = append(h.pending[:0], rest...)
 		return
 	}
 	h.pending = h.pending[:0]
