@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -127,6 +128,21 @@ func propsOf(b []byte) (map[string]any, error) {
 	return p, nil
 }
 
+// instanceEndpoint reads the instance at path: the endpoint a connection string names and its
+// administrator login.
+func (c *client) instanceEndpoint(ctx context.Context, path string) (endpoint, string, error) {
+	_, b, err := c.do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return endpoint{}, "", err
+	}
+	p, err := propsOf(b)
+	if err != nil {
+		return endpoint{}, "", err
+	}
+	login, _ := p["administratorLogin"].(string)
+	return endpoint{name: fmt.Sprint(p["fullyQualifiedDomainName"]), addr: fmt.Sprint(p["host"]), port: num(p["port"])}, login, nil
+}
+
 func num(v any) int {
 	f, _ := v.(float64)
 	return int(f)
@@ -143,22 +159,17 @@ func newMIConnStringCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, b, err := c.do(cmd.Context(), http.MethodGet, c.instancePath(rg, name), nil)
+			ep, login, err := c.instanceEndpoint(cmd.Context(), c.instancePath(rg, name))
 			if err != nil {
 				return shown(err)
-			}
-			p, err := propsOf(b)
-			if err != nil {
-				return err
 			}
 			ca, err := c.caFile()
 			if err != nil {
 				return err
 			}
 			if user == "" {
-				user, _ = p["administratorLogin"].(string)
+				user = login
 			}
-			ep := endpoint{name: fmt.Sprint(p["fullyQualifiedDomainName"]), addr: fmt.Sprint(p["host"]), port: num(p["port"])}
 			return g.printConnStrings(client, connStrings([]endpoint{ep}, user, db, ca, ""))
 		},
 	}
@@ -201,10 +212,8 @@ func newGroupConnStringCommand(g *globals) *cobra.Command {
 			}
 			pairs, _ := p["managedInstancePairs"].([]any)
 			if user == "" && len(pairs) > 0 {
-				if _, ib, err := c.do(cmd.Context(), http.MethodGet, fmt.Sprint(pairs[0].(map[string]any)["primaryManagedInstanceId"]), nil); err == nil {
-					if ip, err := propsOf(ib); err == nil {
-						user, _ = ip["administratorLogin"].(string)
-					}
+				if _, login, err := c.instanceEndpoint(cmd.Context(), fmt.Sprint(pairs[0].(map[string]any)["primaryManagedInstanceId"])); err == nil {
+					user = login
 				}
 			}
 			if !multiHost {
@@ -222,18 +231,11 @@ func newGroupConnStringCommand(g *globals) *cobra.Command {
 			for _, pair := range pairs {
 				m := pair.(map[string]any)
 				for _, k := range []string{"primaryManagedInstanceId", "partnerManagedInstanceId"} {
-					_, ib, err := c.do(cmd.Context(), http.MethodGet, fmt.Sprint(m[k]), nil)
+					ep, _, err := c.instanceEndpoint(cmd.Context(), fmt.Sprint(m[k]))
 					if err != nil {
 						return err
 					}
-					ip, err := propsOf(ib)
-					if err != nil {
-						return err
-					}
-					if user == "" {
-						user, _ = ip["administratorLogin"].(string)
-					}
-					eps = append(eps, endpoint{name: fmt.Sprint(ip["fullyQualifiedDomainName"]), addr: fmt.Sprint(ip["host"]), port: num(ip["port"])})
+					eps = append(eps, ep)
 				}
 			}
 			attrs := "read-write"

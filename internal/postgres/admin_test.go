@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -25,14 +24,7 @@ import (
 func TestAdminCannotReachTheHost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bin, err := FindBinaries(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewRunner(bin, "postgres", slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin, r := testRunner(ctx, t)
 	dir := t.TempDir()
 	lib, err := BuildGuard(ctx, bin, filepath.Join(dir, "lib"))
 	if err != nil {

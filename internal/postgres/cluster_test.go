@@ -25,9 +25,10 @@ func freePort(t *testing.T, host string) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func TestClusterLifecycle(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+// testRunner finds the PostgreSQL binaries and a runner for them (as the postgres user when
+// the tests run as root).
+func testRunner(ctx context.Context, t *testing.T) (string, *Runner) {
+	t.Helper()
 	bin, err := FindBinaries(ctx, "")
 	if err != nil {
 		t.Fatal(err)
@@ -36,6 +37,13 @@ func TestClusterLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return bin, r
+}
+
+func TestClusterLifecycle(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, r := testRunner(ctx, t)
 	dir := t.TempDir()
 	host := "127.0.0.1"
 	c := &Cluster{Dir: dir + "/i1", SocketDir: SocketDirFor(dir), Host: host, Port: freePort(t, host), R: r}

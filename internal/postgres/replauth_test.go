@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -25,14 +24,7 @@ import (
 func TestReplicationByCertificate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bin, err := FindBinaries(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewRunner(bin, "postgres", slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, r := testRunner(ctx, t)
 	dir := t.TempDir()
 	ca, err := devca.LoadOrCreate(dir)
 	if err != nil {
