@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/fogdb/fog/internal/failpoint"
 )
@@ -28,7 +29,9 @@ type globals struct {
 	subscription string
 	output       string
 	query        string
-	io           IO
+	// onlyErrors, verbose, debug: az's --only-show-errors, --verbose and --debug.
+	onlyErrors, verbose, debug bool
+	io                         IO
 }
 
 // Run runs the fog command line with args (without the program name).
@@ -51,6 +54,7 @@ func Run(ctx context.Context, args []string, stdio IO) error {
 		}
 	}
 	groups(root)
+	markRequired(root)
 	root.SetIn(stdio.In)
 	root.SetOut(stdio.Out)
 	root.SetErr(stdio.Err)
@@ -69,14 +73,49 @@ func newRoot(stdio IO) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&g.config, "config", "", "client config file (default $FOG_CONFIG or .fog/client.json)")
-	root.PersistentFlags().StringVar(&g.subscription, "subscription", "", "subscription id (default: the one in the client config)")
-	root.PersistentFlags().StringVarP(&g.output, "output", "o", "json", "output format: "+strings.Join(outputFormats, ", "))
-	root.PersistentFlags().StringVar(&g.query, "query", "", "JMESPath query applied to the output, as az's (for example \"[].name\" or \"properties.host\")")
 	sql := &cobra.Command{Use: "sql", Short: "Manage managed instances and their databases"}
 	sql.AddCommand(newMICommand(g), newMIDBCommand(g), newGroupCommand(g))
-	root.AddCommand(newUpCommand(g), newServerCommand(g), newAgentCommand(g), newJoinTokenCommand(g), newTokenCommand(g), newRoleCommand(g), newAccountCommand(g), newVersionCommand(g), newMonitorCommand(g), newGuardCommand(g), sql)
+	// The server side (up, server, agent, guard) takes none of the client's flags; the client
+	// command groups take them all, as az's global arguments.
+	clients := []*cobra.Command{newJoinTokenCommand(g), newTokenCommand(g), newRoleCommand(g), newAccountCommand(g), newVersionCommand(g), newMonitorCommand(g), sql}
+	for _, c := range clients {
+		g.clientFlags(c)
+	}
+	root.AddCommand(newUpCommand(g), newServerCommand(g), newAgentCommand(g), newGuardCommand(g))
+	root.AddCommand(clients...)
 	return root
+}
+
+// clientFlags adds az's global arguments to a client command and everything under it.
+func (g *globals) clientFlags(c *cobra.Command) {
+	pf := c.PersistentFlags()
+	pf.StringVar(&g.config, "config", "", "client config file (default $FOG_CONFIG or .fog/client.json)")
+	pf.StringVar(&g.subscription, "subscription", "", "subscription id (default: the one in the client config)")
+	pf.StringVarP(&g.output, "output", "o", "json", "output format: "+strings.Join(outputFormats, ", "))
+	pf.StringVar(&g.query, "query", "", "JMESPath query applied to the output, as az's (for example \"[].name\" or \"properties.host\")")
+	pf.BoolVar(&g.onlyErrors, "only-show-errors", false, "only show errors, suppressing warnings and progress")
+	pf.BoolVar(&g.verbose, "verbose", false, "log each request and its time to stderr")
+	pf.BoolVar(&g.debug, "debug", false, "log requests and responses in full to stderr (tokens and passwords redacted)")
+}
+
+// markRequired marks required flags in help, as az's "[Required]": cobra enforces them but
+// does not say so.
+func markRequired(c *cobra.Command) {
+	c.LocalFlags().VisitAll(func(f *pflag.Flag) {
+		if req := f.Annotations[cobra.BashCompOneRequiredFlag]; len(req) > 0 && req[0] == "true" && !strings.HasPrefix(f.Usage, "[Required]") {
+			f.Usage = "[Required] " + f.Usage
+		}
+	})
+	for _, sub := range c.Commands() {
+		markRequired(sub)
+	}
+}
+
+// warn prints an az WARNING line unless --only-show-errors.
+func (g *globals) warn(format string, args ...any) {
+	if !g.onlyErrors {
+		fmt.Fprintf(g.io.Err, "WARNING: "+format+"\n", args...)
+	}
 }
 
 func (g *globals) client() (*client, error) {
@@ -87,7 +126,14 @@ func (g *globals) client() (*client, error) {
 	if path == "" {
 		path = defaultConfigPath()
 	}
-	return loadClient(path, g.subscription)
+	c, err := loadClient(path, g.subscription)
+	if err != nil {
+		return nil, err
+	}
+	if g.verbose || g.debug {
+		c.trace = &tracer{w: g.io.Err, debug: g.debug}
+	}
+	return c, nil
 }
 
 // UsageError is a command line fog cannot run: an unknown command or flag, a missing or bad
@@ -208,6 +254,9 @@ func flatten(v any) any {
 
 // progressFor shows a spinner line on a terminal, as az does while it waits.
 func (g *globals) progressFor(what string) progress {
+	if g.onlyErrors {
+		return nil
+	}
 	f, ok := g.io.Err.(*os.File)
 	if !ok {
 		return nil

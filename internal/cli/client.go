@@ -52,6 +52,8 @@ type client struct {
 	sub    string
 	tok    string
 	hc     *http.Client
+	// trace, when set, logs requests (--verbose, --debug).
+	trace *tracer
 }
 
 func defaultConfigPath() string {
@@ -160,8 +162,11 @@ func (c *client) do(ctx context.Context, method, path string, body any) (*http.R
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	start := time.Now()
+	c.trace.request(req, body)
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		c.trace.failed(req, err, time.Since(start))
 		return nil, nil, c.transportError(err)
 	}
 	defer resp.Body.Close()
@@ -169,6 +174,7 @@ func (c *client) do(ctx context.Context, method, path string, body any) (*http.R
 	if err != nil {
 		return resp, nil, err
 	}
+	c.trace.response(req, resp, b, time.Since(start))
 	if resp.StatusCode >= 300 {
 		var eb struct {
 			Error struct{ Code, Message string } `json:"error"`

@@ -182,7 +182,7 @@ func newGroupCommand(g *globals) *cobra.Command {
 	}
 	create.Flags().StringVarP(&f.name, "name", "n", "", "failover group name")
 	create.Flags().StringVarP(&f.rg, "resource-group", "g", "", "resource group of the primary instance")
-	create.Flags().StringVar(&f.mi, "mi", "", "primary managed instance")
+	create.Flags().StringVar(&f.mi, "mi", "", "[Required] primary managed instance (or --source-mi)")
 	create.Flags().StringVar(&f.mi, "source-mi", "", "alias of --mi")
 	create.Flags().StringVar(&f.partnerMI, "partner-mi", "", "secondary managed instance")
 	create.Flags().StringVar(&f.partnerRG, "partner-resource-group", "", "resource group of the secondary (default: --resource-group)")

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fogdb/fog/internal/resource"
 )
 
 type miFlags struct {
@@ -60,6 +62,15 @@ func newMICommand(g *globals) *cobra.Command {
 	create.Flags().StringVar(&f.collation, "collation", "", "PostgreSQL locale of the instance, e.g. C.UTF-8")
 	create.Flags().StringVar(&f.timezone, "timezone-id", "", "time zone: IANA name or Windows id, e.g. 'Pacific Standard Time'")
 	create.Flags().StringVar(&f.dnsZonePartner, "dns-zone-partner", "", "resource id of an instance whose DNS zone to share (for a failover group secondary)")
+	// Help shows what the API applies when a flag is not given (display only: an absent flag
+	// is not sent).
+	for fl, def := range map[string]string{
+		"edition": "GeneralPurpose", "family": resource.DefaultFamily, "capacity": strconv.Itoa(resource.DefaultVCores),
+		"storage": strconv.Itoa(resource.DefaultStorageGB) + "GB", "license-type": resource.DefaultLicenseType,
+		"database-format": resource.DefaultDatabaseFormat, "collation": resource.DefaultCollation, "timezone-id": resource.DefaultTimezone,
+	} {
+		create.Flags().Lookup(fl).DefValue = def
+	}
 	_ = create.MarkFlagRequired("location")
 	_ = create.MarkFlagRequired("admin-user")
 	_ = create.MarkFlagRequired("admin-password")

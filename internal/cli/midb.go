@@ -24,7 +24,7 @@ func newMIDBCommand(g *globals) *cobra.Command {
 		}
 		c.Flags().StringVarP(&rg, "resource-group", "g", "", "resource group")
 		c.Flags().StringVar(&mi, "managed-instance", "", "managed instance name")
-		c.Flags().StringVar(&mi, "mi", "", "managed instance name")
+		c.Flags().StringVar(&mi, "mi", "", "[Required] managed instance name (or --managed-instance)")
 		_ = c.MarkFlagRequired("resource-group")
 	}
 	requireMI := func() error {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -8,8 +9,26 @@ import (
 	"strings"
 	"time"
 
+	jmespath "github.com/jmespath-community/go-jmespath"
 	"github.com/spf13/cobra"
 )
+
+// truthy is JMESPath's truth: false, null, "", [] and {} are false.
+func truthy(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return false
+	case bool:
+		return x
+	case string:
+		return x != ""
+	case []any:
+		return len(x) > 0
+	case map[string]any:
+		return len(x) > 0
+	}
+	return true
+}
 
 // noWaitHint prints, for --no-wait, the operation that runs on and the command that waits for
 // it (az's `wait`), built from the command's own flags.
@@ -54,7 +73,7 @@ func (g *globals) noWaitHint(cmd *cobra.Command, resp *http.Response) error {
 	if err := g.print(b); err != nil {
 		return err
 	}
-	if g.output != "none" {
+	if g.output != "none" && !g.onlyErrors {
 		fmt.Fprintf(g.io.Err, "The operation runs on. To wait for it: %s\n", wait)
 	}
 	return nil
@@ -64,6 +83,7 @@ func (g *globals) noWaitHint(cmd *cobra.Command, resp *http.Response) error {
 func newWaitCommand(g *globals, what string, path func(c *client, rg, loc, mi, name string) string, withLocation, withMI bool) *cobra.Command {
 	var rg, loc, mi, name string
 	var created, updated, deleted, exists bool
+	var custom string
 	var interval, timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "wait",
@@ -71,13 +91,20 @@ func newWaitCommand(g *globals, what string, path func(c *client, rg, loc, mi, n
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n := 0
-			for _, b := range []bool{created, updated, deleted, exists} {
+			for _, b := range []bool{created, updated, deleted, exists, custom != ""} {
 				if b {
 					n++
 				}
 			}
 			if n != 1 {
-				return usageErr("--created", "give exactly one of --created, --updated, --deleted, --exists")
+				return usageErr("--created", "give exactly one of --created, --updated, --deleted, --exists, --custom")
+			}
+			var cond jmespath.JMESPath
+			if custom != "" {
+				var err error
+				if cond, err = jmespath.Compile(custom); err != nil {
+					return usageErr("--custom", "invalid JMESPath expression %q: %v", custom, err)
+				}
 			}
 			if withMI && mi == "" {
 				return usageErr("--mi", "the managed instance name is required")
@@ -101,6 +128,17 @@ func newWaitCommand(g *globals, what string, path func(c *client, rg, loc, mi, n
 					done = gone
 				case exists:
 					done = !gone
+				case cond != nil && gone:
+				case cond != nil:
+					var v any
+					if err := json.Unmarshal(b, &v); err != nil {
+						return fmt.Errorf("decode the %s: %w", what, err)
+					}
+					r, err := cond.Search(flatten(v))
+					if err != nil {
+						return usageErr("--custom", "%v", err)
+					}
+					done = truthy(r)
 				case !gone:
 					props, perr := propsOf(b)
 					if perr == nil {
@@ -135,13 +173,14 @@ func newWaitCommand(g *globals, what string, path func(c *client, rg, loc, mi, n
 		_ = cmd.MarkFlagRequired("location")
 	}
 	if withMI {
-		fl.StringVar(&mi, "mi", "", "managed instance name")
+		fl.StringVar(&mi, "mi", "", "[Required] managed instance name (or --managed-instance)")
 		fl.StringVar(&mi, "managed-instance", "", "managed instance name")
 	}
 	fl.BoolVar(&created, "created", false, "wait until it exists and its provisioning succeeded")
 	fl.BoolVar(&updated, "updated", false, "wait until its provisioning succeeded")
 	fl.BoolVar(&deleted, "deleted", false, "wait until it is gone")
 	fl.BoolVar(&exists, "exists", false, "wait until it exists")
+	fl.StringVar(&custom, "custom", "", "wait until this JMESPath expression on the resource (as show prints it) is true, e.g. \"provisioningState=='Succeeded'\"")
 	fl.DurationVar(&interval, "interval", time.Second, "time between polls")
 	fl.DurationVar(&timeout, "timeout", time.Hour, "give up after this long")
 	_ = cmd.MarkFlagRequired("resource-group")

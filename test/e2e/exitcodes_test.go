@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -52,6 +53,37 @@ func TestCLIExitCodes(t *testing.T) {
 		if code != c.code || !strings.Contains(out, c.want) {
 			t.Errorf("fog %s: exit %d, %q; want exit %d and %q", strings.Join(c.args, " "), code, out, c.code, c.want)
 		}
+	}
+}
+
+// TestHelp: help marks required flags and shows defaults, and the server commands list only
+// their own flags.
+func TestHelp(t *testing.T) {
+	help := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(fogBinary, append(args, "--help")...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("fog %v --help: %v %s", args, err, out)
+		}
+		return string(out)
+	}
+	up := help("up")
+	for _, flag := range []string{"--output", "--query", "--subscription", "--config", "--verbose"} {
+		if strings.Contains(up, flag) {
+			t.Errorf("fog up --help lists the client flag %s", flag)
+		}
+	}
+	if !strings.Contains(up, `--listen string`) || !strings.Contains(up, `(default "127.0.0.1:7443")`) {
+		t.Errorf("fog up --help:\n%s", up)
+	}
+	create := help("sql", "mi", "create")
+	for _, w := range []string{"[Required] region", "[Required] administrator login password", "(default 8)", `(default "GeneralPurpose")`, "--only-show-errors", "--debug", `(default "json")`} {
+		if !strings.Contains(create, w) {
+			t.Errorf("fog sql mi create --help lacks %q", w)
+		}
+	}
+	if strings.Contains(create, "[Required] vCores") {
+		t.Error("an optional flag is marked required")
 	}
 }
 
@@ -134,6 +166,33 @@ func TestNoWaitAndWait(t *testing.T) {
 	runCLI(strings.Fields(strings.TrimPrefix(want, "fog "))...)
 	if out, _ := runCLI("sql", "mi", "show", "-g", "rg-w", "-n", "nowait1"); !strings.Contains(out, `"state": "Ready"`) {
 		t.Errorf("after wait --created: %s", out)
+	}
+
+	// --debug shows the requests and responses, never the token or the password; --verbose
+	// one line per request with its time; --only-show-errors nothing on stderr.
+	_, dbg := runCLI("sql", "mi", "create", "-g", "rg-w", "-n", "nowait2", "-l", "eastus", "-u", "fogadmin", "-p", password, "--no-wait", "--debug")
+	for _, w := range []string{"DEBUG: Request URL: 'PUT https://", "DEBUG: Request header Authorization: *****", `"administratorLoginPassword":"*****"`, "DEBUG: Response header Azure-Asyncoperation: https://", "INFO: PUT /subscriptions/"} {
+		if !strings.Contains(dbg, w) {
+			t.Errorf("--debug output lacks %q:\n%s", w, dbg)
+		}
+	}
+	if strings.Contains(dbg, password) || strings.Contains(dbg, f.info.Token) {
+		t.Errorf("--debug printed a secret:\n%s", dbg)
+	}
+	// az's --custom: a JMESPath condition on the resource.
+	runCLI("sql", "mi", "wait", "-g", "rg-w", "-n", "nowait2", "--custom", "state=='Ready' && provisioningState=='Succeeded'", "--interval", "100ms")
+	if out, _ := runCLI("sql", "mi", "show", "-g", "rg-w", "-n", "nowait2", "--query", "state", "-o", "tsv"); out != "Ready\n" {
+		t.Errorf("after wait --custom: state %q", out)
+	}
+	if _, _, err := f.runCLI("", "sql", "mi", "wait", "-g", "rg-w", "-n", "nowait2", "--custom", "state=="); err == nil || cli.ExitCode(err) != 2 {
+		t.Errorf("wait --custom with a bad expression: %v", err)
+	}
+	_, verbose := runCLI("sql", "mi", "list", "--verbose")
+	if !regexp.MustCompile(`(?m)^INFO: GET /subscriptions/[^ ]+/providers/Microsoft.Sql/managedInstances\?api-version=[^ ]+: 200 OK in \d+ms$`).MatchString(verbose) || strings.Contains(verbose, "DEBUG") {
+		t.Errorf("--verbose printed %q", verbose)
+	}
+	if _, quiet := runCLI("sql", "mi", "delete", "-g", "rg-w", "-n", "nowait2", "--yes", "--no-wait", "--only-show-errors"); quiet != "" {
+		t.Errorf("--only-show-errors still printed %q", quiet)
 	}
 	_, hint = runCLI("sql", "mi", "delete", "-g", "rg-w", "-n", "nowait1", "--yes", "--no-wait")
 	if !strings.Contains(hint, "fog sql mi wait --resource-group rg-w --name nowait1 --deleted") {
