@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -200,6 +201,9 @@ func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status
 	w.observedAt = time.Now()
 	if err := w.observe(ctx, conn, s, &st); err != nil {
 		return fail(err)
+	}
+	if st.Rewound != nil && st.Rewound.Decoded && !st.Rewound.Resolved {
+		w.resolveLost(ctx, c, &st)
 	}
 	st.Phase, st.ObservedGeneration, st.Epoch = instance.PhaseReady, s.Generation, s.Epoch
 	return st
@@ -584,13 +588,68 @@ func (w *worker) rewind(ctx context.Context, c *postgres.Cluster, s instance.Spe
 			lost.SavedIn = ""
 		}
 	}
-	w.log.Info("rewinding former primary", "instance", s.Name, "lostFrom", lost.FromLSN, "lostTo", lost.ToLSN, "lostBytes", lost.Bytes)
+	w.decodeLost(ctx, c, s, lost)
+	w.log.Info("rewinding former primary", "instance", s.Name, "lostFrom", lost.FromLSN, "lostTo", lost.ToLSN, "lostBytes", lost.Bytes, "lostTransactions", lost.Committed, "decoded", lost.Decoded)
 	if out, err := c.Rewind(ctx, up); err != nil {
 		return fmt.Errorf("%w: %s", err, strings.TrimSpace(out))
 	}
 	st.Rewound = lost
 	w.publish(ctx, *st)
 	return nil
+}
+
+// decodeLost reads the range a forced failover discards with pg_waldump, before pg_rewind
+// overwrites it: which transactions committed there, when, and what they wrote. A range
+// without a byte holds nothing. A failure leaves the report at bytes, with the reason logged.
+func (w *worker) decodeLost(ctx context.Context, c *postgres.Cluster, s instance.Spec, lost *instance.LostWAL) {
+	if lost.Bytes <= 0 {
+		lost.Decoded, lost.Resolved = true, true
+		return
+	}
+	cd, err := c.ControlData(ctx)
+	if err != nil {
+		w.log.Warn("could not decode the lost WAL", "instance", s.Name, "err", err)
+		return
+	}
+	tli, err := strconv.Atoi(cd["Latest checkpoint's TimeLineID"])
+	if err != nil {
+		w.log.Warn("could not decode the lost WAL: no timeline in pg_controldata", "instance", s.Name)
+		return
+	}
+	lt, err := c.DecodeLostWAL(ctx, tli, lost.FromLSN, lost.ToLSN)
+	if err != nil {
+		w.log.Warn("could not decode the lost WAL", "instance", s.Name, "err", err)
+		return
+	}
+	lost.Decoded, lost.Committed, lost.Aborted = true, len(lt.Committed), lt.Aborted
+	lost.Resolved = len(lt.Committed) == 0
+	for i, t := range lt.Committed {
+		if i == instance.MaxLostListed {
+			break
+		}
+		lost.Transactions = append(lost.Transactions, instance.LostTransaction{XID: t.XID, CommitTime: t.CommitTime, Relations: t.Relations})
+	}
+}
+
+// resolveLost names the relations the lost transactions wrote, from the rewound instance's
+// catalogs, once it runs again.
+func (w *worker) resolveLost(ctx context.Context, c *postgres.Cluster, st *instance.Status) {
+	r := st.Rewound
+	var keys []string
+	for _, t := range r.Transactions {
+		keys = append(keys, t.Relations...)
+	}
+	names := c.ResolveRelations(ctx, keys)
+	for i := range r.Transactions {
+		for j, k := range r.Transactions[i].Relations {
+			if n, ok := names[k]; ok {
+				r.Transactions[i].Relations[j] = n
+			}
+		}
+		slices.Sort(r.Transactions[i].Relations)
+		r.Transactions[i].Relations = slices.Compact(r.Transactions[i].Relations)
+	}
+	r.Resolved = true
 }
 
 // observe refreshes what the status reports: role, replication, databases; and on a primary

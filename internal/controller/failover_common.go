@@ -88,20 +88,33 @@ func (c *Controller) recordLost(ctx context.Context, name string) {
 	if _, err := store.Get(ctx, c.st, instance.StatusKey(old.Location, old.InstanceUID), &st); err != nil {
 		return
 	}
-	if st.Rewound == nil || st.Rewound.Epoch != g.LastForced.Epoch {
-		return
+	if st.Rewound == nil || st.Rewound.Epoch != g.LastForced.Epoch || st.Rewound.Decoded && !st.Rewound.Resolved {
+		return // not rewound yet, or the relations are not named yet
 	}
-	lost := &resource.LostWAL{FromLSN: st.Rewound.FromLSN, ToLSN: st.Rewound.ToLSN, Bytes: st.Rewound.Bytes, SavedIn: st.Rewound.SavedIn}
+	lost := lostWAL(st.Rewound)
 	_, _ = store.Update(ctx, c.st, fogKey(name), func(g *FailoverGroup) error {
 		if g.LastForced == nil || g.LastForced.LostKnown {
 			return nil
 		}
 		g.LastForced.LostWAL, g.LastForced.LostKnown = lost, true
-		g.EventBy(InitiatorSystem, "LostWAL", fmt.Sprintf("the forced failover of epoch %d discarded %d bytes of WAL (%s to %s) on %s", g.LastForced.Epoch, lost.Bytes, lost.FromLSN, lost.ToLSN, old.InstanceName), lost)
+		g.EventBy(InitiatorSystem, "LostWAL", fmt.Sprintf("the forced failover of epoch %d on %s: %s", g.LastForced.Epoch, old.InstanceName, lost.Summary()), lost)
 		return nil
 	})
 	c.noteLostInActivity(ctx, g.LastForced.OperationID, lost)
-	c.log.Warn("forced failover lost WAL", "group", name, "from", lost.FromLSN, "to", lost.ToLSN, "bytes", lost.Bytes)
+	c.log.Warn("forced failover lost WAL", "group", name, "from", lost.FromLSN, "to", lost.ToLSN, "bytes", lost.Bytes, "transactions", lost.TransactionsLost)
+}
+
+// lostWAL is the group's report of what an agent found in a rewound range.
+func lostWAL(r *instance.LostWAL) *resource.LostWAL {
+	lost := &resource.LostWAL{FromLSN: r.FromLSN, ToLSN: r.ToLSN, Bytes: r.Bytes, SavedIn: r.SavedIn}
+	if r.Decoded {
+		n := r.Committed
+		lost.TransactionsLost = &n
+		for _, t := range r.Transactions {
+			lost.Transactions = append(lost.Transactions, resource.LostTransaction{XID: t.XID, CommitTime: t.CommitTime, Relations: t.Relations})
+		}
+	}
+	return lost
 }
 
 // command sends a one-shot command to a side's agent and waits for it.

@@ -154,6 +154,26 @@ type LostWAL struct {
 	ToLSN   string `json:"toLsn"`
 	Bytes   int64  `json:"bytes"`
 	SavedIn string `json:"savedIn,omitempty"`
+	// Decoded: pg_waldump read the range before the rewind; Committed and Aborted count the
+	// transactions that committed and aborted there, Transactions lists the committed ones
+	// (the first MaxLostListed).
+	Decoded      bool              `json:"decoded,omitempty"`
+	Committed    int               `json:"committed"`
+	Aborted      int               `json:"aborted,omitempty"`
+	Transactions []LostTransaction `json:"transactions,omitempty"`
+	// Resolved: the relations are named from the rewound instance's catalogs.
+	Resolved bool `json:"resolved,omitempty"`
+}
+
+// MaxLostListed is how many lost transactions a report lists; the count is always exact.
+const MaxLostListed = 1000
+
+// LostTransaction is a transaction that committed on a former primary in the WAL a forced
+// failover discarded.
+type LostTransaction struct {
+	XID        uint32    `json:"xid"`
+	CommitTime time.Time `json:"commitTime"`
+	Relations  []string  `json:"relations,omitempty"`
 }
 
 // DB is one user database as the agent saw it.

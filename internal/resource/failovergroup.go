@@ -1,8 +1,10 @@
 package resource
 
 import (
+	"fmt"
 	"net/http"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -79,12 +81,62 @@ type ReplicationStatus struct {
 	Epoch                  int64      `json:"epoch"`
 }
 
-// LostWAL is the WAL a forced failover discarded.
+// LostWAL is the WAL a forced failover discarded and the transactions it held.
 type LostWAL struct {
 	FromLSN string `json:"fromLsn"`
 	ToLSN   string `json:"toLsn"`
 	Bytes   int64  `json:"bytes"`
 	SavedIn string `json:"savedIn,omitempty"`
+	// TransactionsLost is how many transactions committed in the range (nil: the WAL could
+	// not be decoded, only its size is known); Transactions lists them with their commit
+	// times and the relations they wrote.
+	TransactionsLost *int              `json:"transactionsLost,omitempty"`
+	Transactions     []LostTransaction `json:"transactions,omitempty"`
+}
+
+// LostTransaction is one committed transaction a forced failover lost.
+type LostTransaction struct {
+	XID        uint32    `json:"xid"`
+	CommitTime time.Time `json:"commitTime"`
+	Relations  []string  `json:"relations,omitempty"`
+}
+
+// Summary says what was lost in words: transactions when known, else bytes.
+func (l *LostWAL) Summary() string {
+	if l.TransactionsLost == nil {
+		return fmt.Sprintf("%d bytes of WAL (%s to %s), not decoded: the transactions in it are unknown", l.Bytes, l.FromLSN, l.ToLSN)
+	}
+	n := *l.TransactionsLost
+	s := fmt.Sprintf("%d transactions lost", n)
+	if n == 1 {
+		s = "1 transaction lost"
+	}
+	if n > 0 {
+		var xids []string
+		rels := map[string]bool{}
+		var last time.Time
+		for _, t := range l.Transactions {
+			if len(xids) < 10 {
+				xids = append(xids, fmt.Sprint(t.XID))
+			}
+			if t.CommitTime.After(last) {
+				last = t.CommitTime
+			}
+			for _, r := range t.Relations {
+				rels[r] = true
+			}
+		}
+		if len(l.Transactions) > 10 {
+			xids = append(xids, "...")
+		}
+		names := make([]string, 0, len(rels))
+		for r := range rels {
+			names = append(names, r)
+		}
+		sort.Strings(names)
+		s += fmt.Sprintf(" (xids %s; last commit %s; relations %s)", strings.Join(xids, ", "), last.Format(time.RFC3339Nano), strings.Join(names, ", "))
+	}
+	return s + fmt.Sprintf(" in %d bytes of WAL (%s to %s)", l.Bytes, l.FromLSN, l.ToLSN)
 }
 
 // Event is a record of something that happened to a group.

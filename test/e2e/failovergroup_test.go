@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -448,6 +449,32 @@ func TestForcedFailoverAfterKill(t *testing.T) {
 	}
 	if to <= from {
 		t.Errorf("lost range %s..%s is empty", from, to)
+	}
+	// The report counts transactions, decoded from the WAL before the rewind: every missing
+	// acknowledged commit, and at most the one in flight at the kill besides.
+	n, _ := lw["transactionsLost"].(float64)
+	txs, _ := lw["transactions"].([]any)
+	if int(n) < missing || int(n) > missing+1 || len(txs) != int(n) {
+		t.Errorf("transactionsLost = %v with %d listed, %d acknowledged commits missing", lw["transactionsLost"], len(txs), missing)
+	}
+	for _, x := range txs {
+		tx := x.(map[string]any)
+		rels, _ := tx["relations"].([]any)
+		at, err := time.Parse(time.RFC3339Nano, fmt.Sprint(tx["commitTime"]))
+		if tx["xid"] == nil || err != nil || at.Before(start.Add(-time.Minute)) || at.After(start) || !slices.Contains(rels, any("app.public.w")) {
+			t.Errorf("lost transaction %v: want an xid, a commit time before the failover and the relation app.public.w", tx)
+			break
+		}
+	}
+	evs, _ := props(p.get(t, "rg-s", "westus"))["events"].([]any)
+	var said string
+	for _, e := range evs {
+		if e := e.(map[string]any); e["kind"] == "LostWAL" {
+			said = fmt.Sprint(e["message"])
+		}
+	}
+	if !strings.Contains(said, fmt.Sprintf("%d transaction", int(n))) || !strings.Contains(said, "relations app.public.w") {
+		t.Errorf("the LostWAL event says %q", said)
 	}
 	if len(w.bad) > 0 {
 		t.Errorf("writer saw %d errors other than cut connections, first: %v", len(w.bad), w.bad[0])

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -47,5 +49,31 @@ func TestStatesDuringFailover(t *testing.T) {
 			t.Errorf("%s: states seen %v; want FAILOVER_IN_PROGRESS, then CATCH_UP, never SUSPENDED", action, seen)
 		}
 		t.Logf("%s: %v", action, seen)
+	}
+	// The forced failover of this idle, caught-up group lost no transaction, and says so in
+	// transactions, not bytes.
+	rg, loc := p.sideOf(t, "Primary")
+	var lw map[string]any
+	eventually(t, time.Minute, "the lost range reported", func() bool {
+		lf, _ := props(p.get(t, rg, loc))["lastForcedFailover"].(map[string]any)
+		if lf == nil || lf["lostWalKnown"] != true {
+			return false
+		}
+		lw, _ = lf["lostWal"].(map[string]any)
+		return true
+	})
+	if lw["transactionsLost"] != float64(0) || lw["transactions"] != nil {
+		t.Errorf("idle group's forced failover lost %v", lw)
+	}
+	evs, _ := props(p.get(t, rg, loc))["events"].([]any)
+	found := false
+	for _, e := range evs {
+		if e := e.(map[string]any); e["kind"] == "LostWAL" {
+			found = strings.Contains(fmt.Sprint(e["message"]), ": 0 transactions lost in ")
+			t.Logf("event: %v", e["message"])
+		}
+	}
+	if !found {
+		t.Errorf("no LostWAL event saying 0 transactions lost: %v", evs)
 	}
 }
