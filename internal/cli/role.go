@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -249,6 +250,60 @@ func newAccountCommand(g *globals) *cobra.Command {
 		},
 	}
 	sc.AddCommand(reg, list)
-	ac.AddCommand(sc)
+	ac.AddCommand(sc, newAccountShowCommand(g), newAccessTokenCommand(g))
 	return ac
+}
+
+// account is az's `account show`: the client config's subscription as ARM describes it, with
+// where the API is and the CA that verifies it.
+func (g *globals) account(cmd *cobra.Command) (*client, map[string]any, error) {
+	c, err := g.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	_, b, err := c.do(cmd.Context(), "GET", "/subscriptions/"+url.PathEscape(c.sub)+"?api-version=2022-12-01", nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	var sub map[string]any
+	if err := json.Unmarshal(b, &sub); err != nil {
+		return nil, nil, fmt.Errorf("decode subscription: %w", err)
+	}
+	ca, err := c.caFile()
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, _ := filepath.Abs(c.config)
+	return c, map[string]any{
+		"id": c.sub, "name": sub["displayName"], "tenantId": sub["tenantId"], "state": sub["state"],
+		"isDefault": true, "apiUrl": c.base, "caFile": ca, "clientConfig": cfg,
+	}, nil
+}
+
+func newAccountShowCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use: "show", Short: "Show the subscription the CLI uses, the API's URL and its CA file (az account show)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, acct, err := g.account(cmd)
+			if err != nil {
+				return err
+			}
+			return g.render(acct)
+		},
+	}
+}
+
+func newAccessTokenCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "get-access-token",
+		Short: "Print the API token of the client config, for curl and other HTTP clients (az account get-access-token)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, acct, err := g.account(cmd)
+			if err != nil {
+				return err
+			}
+			return g.render(map[string]any{"accessToken": c.tok, "tokenType": "Bearer", "subscription": c.sub, "tenant": acct["tenantId"]})
+		},
+	}
 }

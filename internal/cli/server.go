@@ -73,8 +73,8 @@ over when it dies. Agents join with a token from 'fog join-token create'.`,
 			cfg.Regions, cfg.APINames = splitList(regions), splitList(advertise)
 			return standalone.Run(cmd.Context(), cfg, func(info standalone.Info) {
 				fmt.Fprintf(g.io.Out, "Fog API: %s (regions: %s)\n", info.APIURL, strings.Join(cfg.Regions, ", "))
-				fmt.Fprintf(g.io.Out, "Client config: %s\n", info.ClientFile)
-				fmt.Fprintf(g.io.Out, "Admit an agent: FOG_CONFIG=%s fog join-token create --region %s\n", info.ClientFile, cfg.Regions[0])
+				banner(g.io.Out, info.ClientFile)
+				fmt.Fprintf(g.io.Out, "  fog join-token create --region %s   # admits an agent of that region\n", cfg.Regions[0])
 			})
 		},
 	}

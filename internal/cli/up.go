@@ -4,9 +4,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -48,7 +50,7 @@ func newUpCommand(g *globals) *cobra.Command {
 			}
 			return standalone.Run(cmd.Context(), cfg, func(info standalone.Info) {
 				fmt.Fprintf(g.io.Out, "Fog API: %s (regions: %s)\n", info.APIURL, strings.Join(cfg.Regions, ", "))
-				fmt.Fprintf(g.io.Out, "Use the CLI in another terminal: FOG_CONFIG=%s fog sql mi list\n", info.ClientFile)
+				banner(g.io.Out, info.ClientFile)
 				if info.DNSAddr != "" {
 					fmt.Fprintf(g.io.Out, "DNS for *.%s on %s (UDP and TCP; listener names in %s mode)\n", cfg.DNSSuffix, info.DNSAddr, info.DNSMode)
 				}
@@ -71,6 +73,19 @@ func newUpCommand(g *globals) *cobra.Command {
 	bindDNS(fl, &cfg, "127.0.0.1:8053")
 	etcd.bind(fl)
 	return up
+}
+
+// banner prints where the client config and the CA are, as absolute paths, and commands that
+// work from any directory.
+func banner(w io.Writer, clientFile string) {
+	cfg, err := filepath.Abs(clientFile)
+	if err != nil {
+		cfg = clientFile
+	}
+	fmt.Fprintf(w, "CA certificate: %s\n", filepath.Join(filepath.Dir(cfg), "ca.crt"))
+	fmt.Fprintf(w, "Client config:  %s\n", cfg)
+	fmt.Fprintf(w, "In another terminal (fog on your PATH: go build -o bin/fog ./cmd/fog && export PATH=\"$PWD/bin:$PATH\"):\n")
+	fmt.Fprintf(w, "  export FOG_CONFIG=%s\n  fog sql mi list\n", cfg)
 }
 
 // bindDNS adds the DNS server's flags.

@@ -29,6 +29,9 @@ type LostTransactions struct {
 	Committed []LostTransaction
 	// Aborted counts transactions that aborted in the range (nothing of theirs was visible).
 	Aborted int
+	// Empty counts commits of transactions that wrote nothing durable (an xid taken by
+	// txid_current(), Fog's own drain marker, a write to a temporary table): not data.
+	Empty int
 	// Records is how many WAL records the range held.
 	Records int
 }
@@ -120,12 +123,19 @@ func ParseWALDump(out []byte) (*LostTransactions, error) {
 			rels[top][r] = true
 		}
 	}
-	for i := range lt.Committed {
-		for r := range rels[lt.Committed[i].XID] {
-			lt.Committed[i].Relations = append(lt.Committed[i].Relations, r)
+	wrote := lt.Committed[:0]
+	for _, tx := range lt.Committed {
+		for r := range rels[tx.XID] {
+			tx.Relations = append(tx.Relations, r)
 		}
-		sort.Strings(lt.Committed[i].Relations)
+		if len(tx.Relations) == 0 {
+			lt.Empty++
+			continue
+		}
+		sort.Strings(tx.Relations)
+		wrote = append(wrote, tx)
 	}
+	lt.Committed = wrote
 	return lt, nil
 }
 
