@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -152,12 +153,12 @@ func newGroupCommand(g *globals) *cobra.Command {
 			}
 			_, b, err := c.do(cmd.Context(), http.MethodGet, c.instancePath(f.rg, f.mi), nil)
 			if err != nil {
-				return err
+				return lookedFor(err, "the primary managed instance", f.mi, f.rg, c.sub, "--mi and --resource-group")
 			}
 			_ = json.Unmarshal(b, &prim)
 			_, b, err = c.do(cmd.Context(), http.MethodGet, c.instancePath(f.partnerRG, f.partnerMI), nil)
 			if err != nil {
-				return err
+				return lookedFor(err, "the partner managed instance", f.partnerMI, f.partnerRG, c.sub, "--partner-mi and --partner-resource-group (which defaults to --resource-group)")
 			}
 			_ = json.Unmarshal(b, &part)
 			rw, err := f.readWrite(cmd, nil)
@@ -316,4 +317,14 @@ func newGroupCommand(g *globals) *cobra.Command {
 	grp.AddCommand(create, show, list, update, del, setPrimary, newGroupConnStringCommand(g),
 		newWaitCommand(g, "failover group", func(c *client, rg, loc, _, name string) string { return c.groupPath(rg, loc, name) }, true, false))
 	return grp
+}
+
+// lookedFor turns a 404 for an instance the command looked up into an error that says where
+// it looked and which flags say so.
+func lookedFor(err error, what, name, rg, sub, flags string) error {
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+		return &APIError{Status: ae.Status, Code: ae.Code, Message: fmt.Sprintf("%s '%s' was not found in resource group '%s' of subscription '%s'; check %s.", what, name, rg, sub, flags)}
+	}
+	return err
 }

@@ -48,6 +48,8 @@ func TestCLIExitCodes(t *testing.T) {
 		{[]string{"sql", "mi", "show", "-g", "rg-none", "-n", "missing"}, 3, "ResourceNotFound"},
 		{[]string{"sql", "mi", "create", "-g", "rg1", "-n", "Bad_Name!", "-l", "eastus", "-u", "fogadmin", "-p", password}, 1, "("},
 		{[]string{"sql"}, 0, "Available Commands"},
+		{[]string{"sql", "mi", "delete", "-g", "rg-none", "-n", "missing", "--yes"}, 0, ""},
+		{[]string{"sql", "instance-failover-group", "create", "-g", "rg-none", "-n", "fg", "--mi", "nope", "--partner-mi", "nope2"}, 1, "the primary managed instance 'nope' was not found in resource group 'rg-none'"},
 	} {
 		code, out := run(c.args...)
 		if code != c.code || !strings.Contains(out, c.want) {
@@ -166,6 +168,11 @@ func TestNoWaitAndWait(t *testing.T) {
 	runCLI(strings.Fields(strings.TrimPrefix(want, "fog "))...)
 	if out, _ := runCLI("sql", "mi", "show", "-g", "rg-w", "-n", "nowait1"); !strings.Contains(out, `"state": "Ready"`) {
 		t.Errorf("after wait --created: %s", out)
+	}
+	// A missing partner: the error says where the CLI looked and which flags say so.
+	_, _, err := f.runCLI("", "sql", "instance-failover-group", "create", "-g", "rg-w", "-n", "fgw", "--mi", "nowait1", "--partner-mi", "nowhere")
+	if err == nil || cli.ExitCode(err) != 1 || !strings.Contains(err.Error(), "the partner managed instance 'nowhere' was not found in resource group 'rg-w' of subscription '") || !strings.Contains(err.Error(), "--partner-resource-group") {
+		t.Errorf("group with a missing partner: %v", err)
 	}
 
 	// --debug shows the requests and responses, never the token or the password; --verbose
