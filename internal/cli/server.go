@@ -73,7 +73,7 @@ over when it dies. Agents join with a token from 'fog join-token create'.`,
 			cfg.Regions, cfg.APINames = splitList(regions), splitList(advertise)
 			return standalone.Run(cmd.Context(), cfg, func(info standalone.Info) {
 				fmt.Fprintf(g.io.Out, "Fog API: %s (regions: %s)\n", info.APIURL, strings.Join(cfg.Regions, ", "))
-				banner(g.io.Out, info.ClientFile)
+				banner(g.io.Out, info.APIURL, info.ClientFile)
 				fmt.Fprintf(g.io.Out, "  fog join-token create --region %s   # admits an agent of that region\n", cfg.Regions[0])
 			})
 		},

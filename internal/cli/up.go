@@ -50,7 +50,7 @@ func newUpCommand(g *globals) *cobra.Command {
 			}
 			return standalone.Run(cmd.Context(), cfg, func(info standalone.Info) {
 				fmt.Fprintf(g.io.Out, "Fog API: %s (regions: %s)\n", info.APIURL, strings.Join(cfg.Regions, ", "))
-				banner(g.io.Out, info.ClientFile)
+				banner(g.io.Out, info.APIURL, info.ClientFile)
 				if info.DNSAddr != "" {
 					fmt.Fprintf(g.io.Out, "DNS for *.%s on %s (UDP and TCP; listener names in %s mode)\n", cfg.DNSSuffix, info.DNSAddr, info.DNSMode)
 				}
@@ -77,11 +77,12 @@ func newUpCommand(g *globals) *cobra.Command {
 
 // banner prints where the client config and the CA are, as absolute paths, and commands that
 // work from any directory.
-func banner(w io.Writer, clientFile string) {
+func banner(w io.Writer, apiURL, clientFile string) {
 	cfg, err := filepath.Abs(clientFile)
 	if err != nil {
 		cfg = clientFile
 	}
+	fmt.Fprintf(w, "Console: %s/ (sign in with the token in the client config: fog account get-access-token)\n", apiURL)
 	fmt.Fprintf(w, "CA certificate: %s\n", filepath.Join(filepath.Dir(cfg), "ca.crt"))
 	fmt.Fprintf(w, "Client config:  %s\n", cfg)
 	fmt.Fprintf(w, "In another terminal (fog on your PATH: go build -o bin/fog ./cmd/fog && export PATH=\"$PWD/bin:$PATH\"):\n")

@@ -34,6 +34,7 @@ import (
 	"github.com/fogdb/fog/internal/agentapi"
 	"github.com/fogdb/fog/internal/api"
 	"github.com/fogdb/fog/internal/authz"
+	"github.com/fogdb/fog/internal/console"
 	"github.com/fogdb/fog/internal/controller"
 	"github.com/fogdb/fog/internal/devca"
 	"github.com/fogdb/fog/internal/election"
@@ -285,6 +286,17 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	mux := http.NewServeMux()
 	mux.Handle(agentapi.Path, agents.Handler())
 	mux.Handle("/", armAPI)
+	// The web console, on the API's origin and TLS; it calls the API above in process.
+	web := console.New(console.Config{API: armAPI, Regions: cfg.Regions, Subscription: DefaultSubscription, Log: log.With("component", "console"),
+		Principal: func(ctx context.Context, tok string) string {
+			info, ok, err := tokens.Info(ctx, tok)
+			if err != nil || !ok {
+				return ""
+			}
+			return info.Name
+		}})
+	mux.Handle("/console/", web)
+	mux.Handle("GET /{$}", web)
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(ca.Cert)
 	srv := &http.Server{
