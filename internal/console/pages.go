@@ -199,9 +199,9 @@ func (c *Console) instancesPage(w http.ResponseWriter, r *http.Request, a *apiCl
 
 type instanceForm struct {
 	Name, RG, Location, AdminLogin, Edition, Storage, VCores, Timezone, Collation, Partner string
-	Regions                                                                               []string
-	Instances                                                                             []instanceRow
-	VCoreChoices                                                                          []int
+	Regions                                                                                []string
+	Instances                                                                              []instanceRow
+	VCoreChoices                                                                           []int
 }
 
 func (c *Console) newInstanceForm(a *apiClient, f instanceForm) instanceForm {
@@ -715,10 +715,10 @@ func redirectToOperation(w http.ResponseWriter, r *http.Request, hdr http.Header
 type opView struct {
 	What, Next, U string
 	// Poll is the status fragment's URL.
-	Poll          string
-	Status        arm.OperationStatus
-	Done, OK      bool
-	Percent       string
+	Poll     string
+	Status   arm.OperationStatus
+	Done, OK bool
+	Percent  string
 }
 
 func (a *apiClient) operation(r *http.Request) (opView, error) {

@@ -202,7 +202,11 @@ func TestREADME(t *testing.T) {
 	cmd.Stdout, cmd.Stderr = w, w
 	start := time.Now()
 	err = cmd.Run()
-	t.Cleanup(func() { killPostmasters(work) })
+	t.Cleanup(func() {
+		if pids := leftovers(work); len(pids) > 0 {
+			t.Errorf("processes left running after the README's servers stopped: %v", pids)
+		}
+	})
 	if err != nil || !strings.Contains(out.String(), "README-DONE") {
 		t.Fatalf("the README's commands failed (%v) after %s:\n%s", err, time.Since(start).Round(time.Second), tail(out.String(), 120))
 	}
@@ -263,18 +267,4 @@ func freeLoopbackPort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// killPostmasters stops, with SIGKILL, every PostgreSQL left running under dir (a failed run).
-func killPostmasters(dir string) {
-	_ = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-		if err == nil && info.Name() == "postmaster.pid" {
-			if b, err := os.ReadFile(p); err == nil {
-				if pid, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0]); err == nil && pid > 0 {
-					_ = syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
-		return nil
-	})
 }
