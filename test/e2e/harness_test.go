@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -313,7 +314,10 @@ func mustConnect(t *testing.T, ca string, inst map[string]any, db string) *pgx.C
 // runCLI runs the fog command line in process against f and returns stdout, stderr, error.
 func (f *fog) runCLI(stdin string, args ...string) (string, string, error) {
 	var out, errb bytes.Buffer
-	args = append([]string{"--config", filepath.Join(f.dataDir, "client.json")}, args...)
+	if len(args) == 0 || !slices.Contains([]string{"up", "server", "agent", "guard"}, args[0]) {
+		// The client's flags belong to the client commands.
+		args = append([]string{"--config", filepath.Join(f.dataDir, "client.json")}, args...)
+	}
 	err := cli.Run(context.Background(), args, cli.IO{In: strings.NewReader(stdin), Out: &out, Err: &errb})
 	return out.String(), errb.String(), err
 }
