@@ -13,11 +13,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fogdb/fog/internal/fogdns"
+	"github.com/fogdb/fog/internal/gateway"
 	"github.com/fogdb/fog/internal/postgres"
 )
 
@@ -77,14 +79,14 @@ func execSQL(ctx context.Context, f *fog, addr, db, q string) error {
 
 // startHAProxy runs HAProxy in TCP mode on listen, forwarding to backend, with one thread per
 // core as its defaults are; it returns a stop function.
-func startHAProxy(ctx context.Context, listen, backend string) (func(), error) {
+func startHAProxy(ctx context.Context, listen, backend string) (func(), int, error) {
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
-		return nil, errors.New("haproxy is not installed")
+		return nil, 0, errors.New("haproxy is not installed")
 	}
 	dir, err := os.MkdirTemp("", "fog-bench-haproxy-")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	cfg := fmt.Sprintf(`global
     maxconn 4096
@@ -101,12 +103,12 @@ backend primary
 `, listen, backend)
 	path := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	cmd := exec.CommandContext(ctx, bin, "-db", "-f", path)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	stop := func() {
 		_ = cmd.Process.Kill()
@@ -116,11 +118,11 @@ backend primary
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if c, err := net.DialTimeout("tcp", listen, 200*time.Millisecond); err == nil {
 			c.Close()
-			return stop, nil
+			return stop, cmd.Process.Pid, nil
 		}
 	}
 	stop()
-	return nil, errors.New("haproxy did not listen on " + listen)
+	return nil, 0, errors.New("haproxy did not listen on " + listen)
 }
 
 // sampleLag reads the flush lag of the standby (ms and bytes) from primary every 100 ms.
@@ -209,7 +211,7 @@ func lagScenario(ctx context.Context, o options) (*result, error) {
 }
 
 func gatewayScenario(ctx context.Context, o options) (*result, error) {
-	res := newResult(fmt.Sprintf("gateway overhead: pgbench -c 8 -j 2 -T %d directly, through Fog's read-write listener (relay), through HAProxy (TCP mode) and through the read-write DNS name in direct mode", o.pgbenchSecs))
+	res := newResult(fmt.Sprintf("gateway overhead: pgbench -c 8 -j 2 -T %d directly, through Fog's read-write listener (relay), through HAProxy (TCP mode) and through the read-write DNS name in direct mode; select-only on the secondary directly, through the read-only listener and through HAProxy", o.pgbenchSecs))
 	f, g, err := setupFogGroup(ctx, "127.0.206.1")
 	if err != nil {
 		return nil, err
@@ -221,9 +223,15 @@ func gatewayScenario(ctx context.Context, o options) (*result, error) {
 	if _, err := pgbench(ctx, g.rw, "bench", "-i", "-q", "-s", "10"); err != nil {
 		return nil, err
 	}
-	targets := [][2]string{{"direct", addr(g.prim)}, {"listener", g.rw}}
+	// listener_np is the same listener with GOMAXPROCS at the cores alone, without the P the
+	// relay adds per loop: the two alternate in one run, which is the only comparison this
+	// machine's noise allows.
+	targets := [][2]string{{"direct", addr(g.prim)}, {"listener", g.rw}, {"listener_np", g.rw}}
+	defer gateway.SetExtraProcs(true)
 	// HAProxy in TCP mode in front of the primary: what Patroni's users put there.
-	if hp, err := startHAProxy(ctx, "127.0.206.250:5432", addr(g.prim)); err != nil {
+	hp, haproxyPID, err := startHAProxy(ctx, "127.0.206.250:5432", addr(g.prim))
+	if err != nil {
+		haproxyPID = -1
 		fmt.Printf("  HAProxy baseline skipped: %v (install it with apt-get install haproxy)\n", err)
 	} else {
 		defer hp()
@@ -241,13 +249,46 @@ func gatewayScenario(ctx context.Context, o options) (*result, error) {
 	// Warm every path (caches, connections, HAProxy's and the relay's first sessions)
 	// before anything is measured.
 	for _, t := range targets {
+		gateway.SetExtraProcs(t[0] != "listener_np")
 		if _, err := pgbench(ctx, t[1], "bench", "-n", "-c", "8", "-j", "2", "-T", "3", "-S"); err != nil {
 			return nil, err
 		}
 	}
+	// The read-only listener: select-only on the secondary, directly, through the listener and
+	// through a second HAProxy in front of the secondary.
+	roTargets := [][2]string{{"direct", addr(g.sec)}, {"listener", g.ro}}
+	if hp, _, err := startHAProxy(ctx, "127.0.206.251:5432", addr(g.sec)); err == nil {
+		defer hp()
+		roTargets = append(roTargets, [2]string{"haproxy", "127.0.206.251:5432"})
+	}
 	secs := strconv.Itoa(o.pgbenchSecs)
 	var keys []string
 	for run := range o.runs {
+		order := slices.Clone(roTargets)
+		if run%2 == 1 {
+			slices.Reverse(order)
+		}
+		ro := map[string]float64{}
+		for _, t := range order {
+			out, err := pgbench(ctx, t[1], "bench", "-n", "-c", "8", "-j", "2", "-T", secs, "-S")
+			if err != nil {
+				return nil, err
+			}
+			tps, _, err := parsePgbench(out)
+			if err != nil {
+				return nil, err
+			}
+			ro[t[0]] = tps
+			res.add("readonly_"+t[0]+"_tps", tps)
+		}
+		line := fmt.Sprintf("  gateway run %d read-only select: direct %.0f tps, listener %.0f tps (%.3f)", run+1, ro["direct"], ro["listener"], ro["listener"]/ro["direct"])
+		res.add("readonly_tps_ratio_listener_to_direct", ro["listener"]/ro["direct"])
+		if ro["haproxy"] > 0 {
+			res.add("readonly_tps_ratio_listener_to_haproxy", ro["listener"]/ro["haproxy"])
+			line += fmt.Sprintf(", haproxy %.0f tps, listener/haproxy %.3f", ro["haproxy"], ro["listener"]/ro["haproxy"])
+		}
+		fmt.Println(line)
+
 		for _, mode := range []struct {
 			name string
 			args []string
@@ -258,7 +299,12 @@ func gatewayScenario(ctx context.Context, o options) (*result, error) {
 				slices.Reverse(order)
 			}
 			got := map[string][2]float64{}
+			// CPU the relay spends per transaction: Fog's relay runs in this process (its
+			// background, measured during the direct run, is subtracted), HAProxy in its own.
+			selfCPU, hpCPU, walls, txs := map[string]float64{}, map[string]float64{}, map[string]float64{}, map[string]float64{}
 			for _, t := range order {
+				gateway.SetExtraProcs(t[0] != "listener_np")
+				self0, hp0, wall0 := processCPU(0), processCPU(haproxyPID), time.Now()
 				out, err := pgbench(ctx, t[1], "bench", append([]string{"-n", "-c", "8", "-j", "2", "-T", secs}, mode.args...)...)
 				if err != nil {
 					return nil, err
@@ -267,6 +313,8 @@ func gatewayScenario(ctx context.Context, o options) (*result, error) {
 				if err != nil {
 					return nil, err
 				}
+				selfCPU[t[0]], hpCPU[t[0]] = processCPU(0)-self0, processCPU(haproxyPID)-hp0
+				walls[t[0]], txs[t[0]] = time.Since(wall0).Seconds(), tps*float64(o.pgbenchSecs)
 				got[t[0]] = [2]float64{tps, lat}
 				res.add(mode.name+"_"+t[0]+"_tps", tps)
 				res.add(mode.name+"_"+t[0]+"_latency_ms", lat)
@@ -281,12 +329,29 @@ func gatewayScenario(ctx context.Context, o options) (*result, error) {
 				}
 			}
 			if _, ok := got["haproxy"]; ok {
-				r := got["listener"][0] / got["haproxy"][0]
-				res.add(mode.name+"_tps_ratio_listener_to_haproxy", r)
-				line += fmt.Sprintf(" listener/haproxy %.3f", r)
+				// This process's CPU without a relay (the direct run) is its background.
+				background := selfCPU["direct"] / walls["direct"]
+				hpRelay := hpCPU["haproxy"] / txs["haproxy"] * 1e6
+				res.add(mode.name+"_relay_cpu_us_per_tx_haproxy", hpRelay)
+				line += fmt.Sprintf("; haproxy CPU %.1f us/tx", hpRelay)
+				for _, l := range []string{"listener", "listener_np"} {
+					r := got[l][0] / got["haproxy"][0]
+					res.add(mode.name+"_tps_ratio_"+l+"_to_haproxy", r)
+					relay := (selfCPU[l] - background*walls[l]) / txs[l] * 1e6
+					res.add(mode.name+"_relay_cpu_us_per_tx_"+l, relay)
+					res.add(mode.name+"_relay_cpu_ratio_"+l+"_to_haproxy", relay/hpRelay)
+					line += fmt.Sprintf("; %s/haproxy %.3f, CPU %.1f us/tx", l, r, relay)
+				}
 			}
 			fmt.Println(line)
 		}
+	}
+	for _, t := range roTargets {
+		keys = append(keys, "readonly_"+t[0]+"_tps")
+	}
+	keys = append(keys, "readonly_tps_ratio_listener_to_direct")
+	if len(roTargets) == 3 {
+		keys = append(keys, "readonly_tps_ratio_listener_to_haproxy")
 	}
 	for _, m := range []string{"select", "tpcb"} {
 		for _, t := range targets {
@@ -295,10 +360,41 @@ func gatewayScenario(ctx context.Context, o options) (*result, error) {
 		for _, t := range targets[1:] {
 			keys = append(keys, m+"_tps_ratio_"+t[0]+"_to_direct")
 		}
-		if len(targets) > 2 && targets[2][0] == "haproxy" {
-			keys = append(keys, m+"_tps_ratio_listener_to_haproxy")
+		if slices.ContainsFunc(targets, func(t [2]string) bool { return t[0] == "haproxy" }) {
+			keys = append(keys, m+"_relay_cpu_us_per_tx_haproxy")
+			for _, l := range []string{"listener", "listener_np"} {
+				keys = append(keys, m+"_tps_ratio_"+l+"_to_haproxy", m+"_relay_cpu_us_per_tx_"+l, m+"_relay_cpu_ratio_"+l+"_to_haproxy")
+			}
 		}
 	}
 	fmt.Print(res.finish(keys...))
 	return res, nil
+}
+
+// processCPU is the CPU seconds (user and system) process pid has used; 0 is this process.
+// A process that is gone, or pid -1, counts 0.
+func processCPU(pid int) float64 {
+	if pid == 0 {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			return 0
+		}
+		return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+	}
+	if pid < 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command (in parentheses): utime and stime are the 12th and 13th.
+	rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // clock ticks: USER_HZ is 100 on Linux
 }

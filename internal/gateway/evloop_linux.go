@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 )
 
 // The relay of established sessions, as HAProxy's event loop does it: a few OS threads, each
@@ -51,7 +52,7 @@ type loopSet struct {
 
 func newLoopSet() *loopSet {
 	ls := &loopSet{}
-	for range max(1, min(runtime.GOMAXPROCS(0), 4)) {
+	for range max(1, min(baseProcs, 4)) {
 		epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 		if err != nil {
 			break
@@ -171,9 +172,53 @@ func (ls *loopSet) relay(sess *session) bool {
 	return true
 }
 
+var procsMu sync.Mutex
+
+// baseProcs is GOMAXPROCS before any loop added to it: the cores the process may use.
+var baseProcs = runtime.GOMAXPROCS(0)
+
+// loopProcs is how many Ps the running loops added; extraProcs whether they add them.
+var (
+	loopProcs  int
+	extraProcs = true
+)
+
+// addProcs notes d more (or fewer) running loops and sets GOMAXPROCS to the cores plus one
+// P per loop. A loop spends its time in epoll_wait, a blocking system call: when it returns,
+// the thread needs a P again, and with one P per core that P has usually been handed to
+// another thread meanwhile, so the loop waits for one (or wakes another thread to give it
+// back) once per message. With a P to spare per loop the return finds one idle. The loops
+// still use at most the cores: they are threads that mostly sleep.
+func addProcs(d int) {
+	procsMu.Lock()
+	defer procsMu.Unlock()
+	loopProcs += d
+	setProcsLocked()
+}
+
+func setProcsLocked() {
+	n := baseProcs
+	if extraProcs {
+		n += loopProcs
+	}
+	runtime.GOMAXPROCS(n)
+}
+
+// SetExtraProcs turns the loops' extra Ps on (the default) or off, for the benchmark that
+// compares the two.
+func SetExtraProcs(on bool) {
+	procsMu.Lock()
+	defer procsMu.Unlock()
+	extraProcs = on
+	setProcsLocked()
+}
+
+// run is the loop.
 func (l *evloop) run() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	addProcs(1)
+	defer addProcs(-1)
 	defer close(l.exited)
 	events := make([]syscall.EpollEvent, 128)
 	for {
@@ -224,7 +269,7 @@ func (l *evloop) readable(h *half) {
 		return // waiting for the peer to drain, or already at EOF
 	}
 	for {
-		n, err := syscall.Read(h.fd, h.buf)
+		n, err := rawRead(h.fd, h.buf)
 		if n > 0 {
 			if !l.write(h, h.buf[:n]) {
 				return
@@ -257,7 +302,7 @@ func (l *evloop) readable(h *half) {
 // (EAGAIN) or the error that ends the session.
 func writeAll(fd int, p []byte) ([]byte, error) {
 	for len(p) > 0 {
-		n, err := syscall.Write(fd, p)
+		n, err := rawWrite(fd, p)
 		if n > 0 {
 			p = p[n:]
 			continue
@@ -334,4 +379,28 @@ func (l *evloop) end(s *evSession) {
 	syscall.Close(s.b.fd)
 	l.mu.Unlock()
 	close(s.done)
+}
+
+// rawRead and rawWrite are system calls made without the runtime's bookkeeping for a call
+// that might block: the sockets are non-blocking, so they never do.
+func rawRead(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
+}
+
+func rawWrite(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
 }

@@ -8,3 +8,6 @@ type loopSet struct{}
 func newLoopSet() *loopSet           { return nil }
 func (*loopSet) stop()               {}
 func (*loopSet) relay(*session) bool { return false }
+
+// SetExtraProcs does nothing: there is no event loop here.
+func SetExtraProcs(bool) {}
