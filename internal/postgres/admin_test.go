@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/fogdb/fog/internal/devca"
 )
 
 // TestAdminCannotReachTheHost: the instance admin (a member of fog_admin, not a superuser)
@@ -36,26 +33,8 @@ func TestAdminCannotReachTheHost(t *testing.T) {
 	if err := r.EnsureTraversable(filepath.Dir(lib)); err != nil {
 		t.Fatal(err)
 	}
-	host := "127.0.0.1"
-	c := &Cluster{Dir: dir + "/i1", SocketDir: SocketDirFor(dir), Host: host, Port: freePort(t, host), R: r}
-	if err := c.Init(ctx, "C.UTF-8"); err != nil {
-		t.Fatal(err)
-	}
-	ca, err := devca.LoadOrCreate(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crt, key, err := ca.Issue([]string{"i1.test"}, []net.IP{net.ParseIP(host)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WriteConfig(Config{Name: "i1", Timezone: "UTC", CertPEM: crt, KeyPEM: key, FogUser: "root", GuardLibrary: lib}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err, c.LogTail(10))
-	}
-	t.Cleanup(func() { c.Stop(context.Background(), "immediate"); c.Remove() })
+	c, ca := startTestCluster(ctx, t, r, dir, Config{Timezone: "UTC", FogUser: "root", GuardLibrary: lib})
+	host := c.Host
 	sys, err := c.Connect(ctx, "postgres")
 	if err != nil {
 		t.Fatal(err)

@@ -40,11 +40,11 @@ func testRunner(ctx context.Context, t *testing.T) (string, *Runner) {
 	return bin, r
 }
 
-func TestClusterLifecycle(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	_, r := testRunner(ctx, t)
-	dir := t.TempDir()
+// startTestCluster initialises and starts the cluster "i1" under dir on 127.0.0.1, with a
+// server certificate from a new CA in dir; cfg gives the rest of its configuration. The
+// cluster is removed when the test ends.
+func startTestCluster(ctx context.Context, t *testing.T, r *Runner, dir string, cfg Config) (*Cluster, *devca.CA) {
+	t.Helper()
 	host := "127.0.0.1"
 	c := &Cluster{Dir: dir + "/i1", SocketDir: SocketDirFor(dir), Host: host, Port: freePort(t, host), R: r}
 	if err := c.Init(ctx, "C.UTF-8"); err != nil {
@@ -54,17 +54,26 @@ func TestClusterLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	crt, key, err := ca.Issue([]string{"i1.test"}, []net.IP{net.ParseIP(host)})
-	if err != nil {
+	cfg.Name = "i1"
+	if cfg.CertPEM, cfg.KeyPEM, err = ca.Issue([]string{"i1.test"}, []net.IP{net.ParseIP(host)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.WriteConfig(Config{Name: "i1", Timezone: "America/Los_Angeles", CertPEM: crt, KeyPEM: key, FogUser: "root"}); err != nil {
+	if err := c.WriteConfig(cfg); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
+		t.Fatal(err, c.LogTail(10))
 	}
 	t.Cleanup(func() { c.Stop(context.Background(), "immediate"); c.Remove() })
+	return c, ca
+}
+
+func TestClusterLifecycle(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, r := testRunner(ctx, t)
+	c, ca := startTestCluster(ctx, t, r, t.TempDir(), Config{Timezone: "America/Los_Angeles", FogUser: "root"})
+	host := c.Host
 
 	sys, err := c.Connect(ctx, "postgres")
 	if err != nil {

@@ -2,12 +2,9 @@ package postgres
 
 import (
 	"context"
-	"net"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/fogdb/fog/internal/devca"
 )
 
 // TestDecodeLostWAL: the transactions committed in a WAL range are found with their xids,
@@ -17,27 +14,7 @@ func TestDecodeLostWAL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	_, r := testRunner(ctx, t)
-	dir := t.TempDir()
-	host := "127.0.0.1"
-	c := &Cluster{Dir: dir + "/i1", SocketDir: SocketDirFor(dir), Host: host, Port: freePort(t, host), R: r}
-	if err := c.Init(ctx, "C.UTF-8"); err != nil {
-		t.Fatal(err)
-	}
-	ca, err := devca.LoadOrCreate(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crt, key, err := ca.Issue([]string{"i1.test"}, []net.IP{net.ParseIP(host)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WriteConfig(Config{Name: "i1", Timezone: "UTC", CertPEM: crt, KeyPEM: key, FogUser: "root"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Stop(context.Background(), "immediate"); c.Remove() })
+	c, _ := startTestCluster(ctx, t, r, t.TempDir(), Config{Timezone: "UTC", FogUser: "root"})
 	conn, err := c.Connect(ctx, "postgres")
 	if err != nil {
 		t.Fatal(err)
