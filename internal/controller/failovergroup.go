@@ -208,12 +208,10 @@ func replicationStatus(g *FailoverGroup, st [2]instance.Status) *resource.Replic
 		return r
 	}
 	app := postgres.SlotNameApp(g.Sides[g.Secondary()].InstanceUID)
-	connected := false
 	for _, rep := range prim.Replicas {
 		if rep.AppName != app {
 			continue
 		}
-		connected = true
 		r.LastHardenedLSN = rep.FlushLSN
 		r.LastHardenedTime = rep.ReplyTime
 		lag := rep.FlushLag
@@ -228,11 +226,9 @@ func replicationStatus(g *FailoverGroup, st [2]instance.Status) *resource.Replic
 			r.LagBytes = &b
 		}
 	}
-	if r.LagBytes == nil && !connected {
+	if r.LagBytes == nil {
 		// The secondary is not connected (a partition, a restart): its slot still holds the
 		// WAL it has not flushed, so the lag keeps being reported, and grows with every write.
-		// (A secondary that is connected but has not reported a flush yet, just after seeding,
-		// has no lag to report: its slot's restart point is the segment the copy began in.)
 		slot := instance.SlotName(g.Sides[g.Secondary()].InstanceUID)
 		for _, s := range prim.Slots {
 			cur, err1 := postgres.ParseLSN(prim.CurrentLSN)
