@@ -223,11 +223,22 @@ func gatewayScenario(ctx context.Context, o options) (*result, error) {
 	if _, err := pgbench(ctx, g.rw, "bench", "-i", "-q", "-s", "10"); err != nil {
 		return nil, err
 	}
-	// listener_np is the same listener with GOMAXPROCS at the cores alone, without the P the
-	// relay adds per loop: the two alternate in one run, which is the only comparison this
-	// machine's noise allows.
-	targets := [][2]string{{"direct", addr(g.prim)}, {"listener", g.rw}, {"listener_np", g.rw}}
-	defer gateway.SetExtraProcs(true)
+	// listener_loop is the same listener with kernel splicing off, its loop moving the
+	// bytes: the two alternate in one run, which is the only comparison this machine's
+	// noise allows.
+	targets := [][2]string{{"direct", addr(g.prim)}, {"listener", g.rw}}
+	if ok, why := gateway.KernelSplice(); ok {
+		targets = append(targets, [2]string{"listener_loop", g.rw})
+	} else {
+		fmt.Printf("  the listener relays in user space (kernel splicing: %s); run as root for the spliced rows\n", why)
+	}
+	defer gateway.SetKernelSplice(true)
+	var relayed []string // the targets through Fog's relay
+	for _, t := range targets {
+		if strings.HasPrefix(t[0], "listener") {
+			relayed = append(relayed, t[0])
+		}
+	}
 	// HAProxy in TCP mode in front of the primary: what Patroni's users put there.
 	hp, haproxyPID, err := startHAProxy(ctx, "127.0.206.250:5432", addr(g.prim))
 	if err != nil {
@@ -249,7 +260,7 @@ func gatewayScenario(ctx context.Context, o options) (*result, error) {
 	// Warm every path (caches, connections, HAProxy's and the relay's first sessions)
 	// before anything is measured.
 	for _, t := range targets {
-		gateway.SetExtraProcs(t[0] != "listener_np")
+		setVariant(t[0])
 		if _, err := pgbench(ctx, t[1], "bench", "-n", "-c", "8", "-j", "2", "-T", "3", "-S"); err != nil {
 			return nil, err
 		}
@@ -302,9 +313,12 @@ func gatewayScenario(ctx context.Context, o options) (*result, error) {
 			// CPU the relay spends per transaction: Fog's relay runs in this process (its
 			// background, measured during the direct run, is subtracted), HAProxy in its own.
 			selfCPU, hpCPU, walls, txs := map[string]float64{}, map[string]float64{}, map[string]float64{}, map[string]float64{}
+			// The whole machine's busy CPU per transaction, kernel included: the only figure
+			// that sees a relay working in the kernel (softirq, kworker), as the splice does.
+			machine := map[string]float64{}
 			for _, t := range order {
-				gateway.SetExtraProcs(t[0] != "listener_np")
-				self0, hp0, wall0 := processCPU(0), processCPU(haproxyPID), time.Now()
+				setVariant(t[0])
+				self0, hp0, m0, wall0 := processCPU(0), processCPU(haproxyPID), machineCPU(), time.Now()
 				out, err := pgbench(ctx, t[1], "bench", append([]string{"-n", "-c", "8", "-j", "2", "-T", secs}, mode.args...)...)
 				if err != nil {
 					return nil, err
@@ -314,6 +328,7 @@ func gatewayScenario(ctx context.Context, o options) (*result, error) {
 					return nil, err
 				}
 				selfCPU[t[0]], hpCPU[t[0]] = processCPU(0)-self0, processCPU(haproxyPID)-hp0
+				machine[t[0]] = machineCPU() - m0
 				walls[t[0]], txs[t[0]] = time.Since(wall0).Seconds(), tps*float64(o.pgbenchSecs)
 				got[t[0]] = [2]float64{tps, lat}
 				res.add(mode.name+"_"+t[0]+"_tps", tps)
@@ -321,7 +336,9 @@ func gatewayScenario(ctx context.Context, o options) (*result, error) {
 			}
 			line := fmt.Sprintf("  gateway run %d %s:", run+1, mode.name)
 			for _, t := range targets {
-				line += fmt.Sprintf(" %s %.0f tps (%.2f ms)", t[0], got[t[0]][0], got[t[0]][1])
+				perTx := machine[t[0]] / txs[t[0]] * 1e6
+				res.add(mode.name+"_machine_cpu_us_per_tx_"+t[0], perTx)
+				line += fmt.Sprintf(" %s %.0f tps (%.2f ms, machine %.0f us/tx)", t[0], got[t[0]][0], got[t[0]][1], perTx)
 				if t[0] != "direct" {
 					r := got[t[0]][0] / got["direct"][0]
 					res.add(mode.name+"_tps_ratio_"+t[0]+"_to_direct", r)
@@ -334,7 +351,7 @@ func gatewayScenario(ctx context.Context, o options) (*result, error) {
 				hpRelay := hpCPU["haproxy"] / txs["haproxy"] * 1e6
 				res.add(mode.name+"_relay_cpu_us_per_tx_haproxy", hpRelay)
 				line += fmt.Sprintf("; haproxy CPU %.1f us/tx", hpRelay)
-				for _, l := range []string{"listener", "listener_np"} {
+				for _, l := range relayed {
 					r := got[l][0] / got["haproxy"][0]
 					res.add(mode.name+"_tps_ratio_"+l+"_to_haproxy", r)
 					relay := (selfCPU[l] - background*walls[l]) / txs[l] * 1e6
@@ -360,15 +377,44 @@ func gatewayScenario(ctx context.Context, o options) (*result, error) {
 		for _, t := range targets[1:] {
 			keys = append(keys, m+"_tps_ratio_"+t[0]+"_to_direct")
 		}
+		for _, t := range targets {
+			keys = append(keys, m+"_machine_cpu_us_per_tx_"+t[0])
+		}
 		if slices.ContainsFunc(targets, func(t [2]string) bool { return t[0] == "haproxy" }) {
 			keys = append(keys, m+"_relay_cpu_us_per_tx_haproxy")
-			for _, l := range []string{"listener", "listener_np"} {
+			for _, l := range relayed {
 				keys = append(keys, m+"_tps_ratio_"+l+"_to_haproxy", m+"_relay_cpu_us_per_tx_"+l, m+"_relay_cpu_ratio_"+l+"_to_haproxy")
 			}
 		}
 	}
 	fmt.Print(res.finish(keys...))
 	return res, nil
+}
+
+// setVariant sets the relay up for target t: listener_loop without kernel splicing.
+func setVariant(t string) { gateway.SetKernelSplice(t != "listener_loop") }
+
+// machineCPU is the CPU seconds every core spent busy (user, nice, system, irq, softirq,
+// steal), from /proc/stat.
+func machineCPU() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var busy float64
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		x, _ := strconv.ParseFloat(v, 64)
+		busy += x
+	}
+	return busy / 100 // USER_HZ
 }
 
 // processCPU is the CPU seconds (user and system) process pid has used; 0 is this process.

@@ -143,12 +143,14 @@ func parseRange(s string) (netip.Addr, netip.Addr, error) {
 	return first, last, nil
 }
 
-// bindListenerLimits adds the flags that cap the listeners' connections.
+// bindListenerLimits adds the flags that cap the listeners' connections and choose how they
+// relay.
 func bindListenerLimits(fl *pflag.FlagSet, l *gateway.Config) {
 	fl.IntVar(&l.MaxConns, "listener-max-connections", gateway.DefaultMaxConns, "connections the region's listeners take in all")
 	fl.IntVar(&l.MaxConnsPerClient, "listener-max-connections-per-client", gateway.DefaultMaxConnsPerClient, "connections the listeners take from one client address")
 	fl.IntVar(&l.MaxHeld, "listener-max-held", gateway.DefaultMaxHeld, "connections the listeners hold in all while waiting for a primary")
 	fl.IntVar(&l.MaxHeldPerClient, "listener-max-held-per-client", gateway.DefaultMaxHeldPerClient, "connections the listeners hold from one client address while waiting for a primary")
+	fl.BoolVar(&l.UserSpaceRelay, "listener-user-space-relay", false, "relay established sessions in user space; by default the kernel splices them (a BPF sockmap) where Fog has CAP_BPF and CAP_NET_ADMIN")
 }
 
 // parsePorts reads PORT or FIRST-LAST.

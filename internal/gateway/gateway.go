@@ -71,6 +71,9 @@ type Config struct {
 	// Limits on connections through the gateway's listeners, in total and per client
 	// address, and on connections held waiting for a primary; zero takes the defaults.
 	MaxConns, MaxConnsPerClient, MaxHeld, MaxHeldPerClient int
+	// UserSpaceRelay relays established sessions in user space even where the kernel could
+	// splice them (a BPF sockmap, which needs CAP_BPF and CAP_NET_ADMIN).
+	UserSpaceRelay bool
 }
 
 // Default limits.
@@ -163,11 +166,16 @@ func (g *Gateway) release(addr string, held bool) {
 type Stats struct {
 	Active, Held         int64
 	Connections, Refused uint64
+	// Spliced are the active sessions whose bytes the kernel moves (a BPF sockmap);
+	// PassedUp counts the directions of such sessions handed back to the relay's loop
+	// because the receiving side fell a window behind.
+	Spliced  int64
+	PassedUp uint64
 }
 
 // Stats returns the gateway's connection counts.
 func (g *Gateway) Stats() Stats {
-	return Stats{Active: g.active.Load(), Held: g.held.Load(), Connections: g.connections.Load(), Refused: g.refusedCount.Load()}
+	return Stats{Active: g.active.Load(), Held: g.held.Load(), Connections: g.connections.Load(), Refused: g.refusedCount.Load(), Spliced: g.loops.splicedNow(), PassedUp: g.loops.passedUpCount()}
 }
 
 // New returns a gateway.
@@ -191,8 +199,15 @@ func New(cfg Config, st store.Store, source Source, ca Issuer, log *slog.Logger)
 
 // Run serves until ctx ends and every connection has been closed.
 func (g *Gateway) Run(ctx context.Context) error {
-	g.loops = newLoopSet()
+	g.loops = newLoopSet(!g.cfg.UserSpaceRelay)
 	defer g.loops.stop()
+	if ok, why := KernelSplice(); g.cfg.UserSpaceRelay {
+		g.log.Info("listeners relay established sessions in user space", "kernelSplice", "turned off")
+	} else if ok {
+		g.log.Info("listeners splice established sessions in the kernel (BPF sockmap)")
+	} else {
+		g.log.Info("listeners relay established sessions in user space", "kernelSplice", why)
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wctx, cancel := context.WithCancel(ctx)
@@ -463,12 +478,12 @@ func (l *listener) serve(ctx context.Context, client net.Conn) {
 	}
 	defer l.track(s, false)
 	defer server.Close()
-	if _, err := server.Write(pkt); err != nil {
-		return
-	}
 	l.g.active.Add(1)
 	defer l.g.active.Add(-1)
-	if !l.g.loops.relay(s) {
+	if !l.g.loops.relay(s, pkt) {
+		if _, err := server.Write(pkt); err != nil {
+			return
+		}
 		relay(client, server)
 	}
 }

@@ -36,7 +36,8 @@ type Config struct {
 	Agent agent.Config
 	// HoldTimeout bounds how long a listener holds new connections during a failover.
 	HoldTimeout time.Duration
-	// Limits caps the listeners' connections (gateway.Config's Max fields; zero: defaults).
+	// Limits caps the listeners' connections (gateway.Config's Max fields; zero: defaults)
+	// and chooses how they relay (UserSpaceRelay).
 	Limits gateway.Config
 	// Ready, when set, is called once the agent and gateway run.
 	Ready func()
@@ -102,8 +103,9 @@ func Run(ctx context.Context, cfg Config, st store.Store, runner *postgres.Runne
 	gw := gateway.New(gateway.Config{
 		MaxConns: cfg.Limits.MaxConns, MaxConnsPerClient: cfg.Limits.MaxConnsPerClient,
 		MaxHeld: cfg.Limits.MaxHeld, MaxHeldPerClient: cfg.Limits.MaxHeldPerClient,
-		HoldTimeout:   cfg.HoldTimeout,
-		WatchPrefixes: []string{group.Prefix, "observed/", "desired/", lease.Prefix},
+		UserSpaceRelay: cfg.Limits.UserSpaceRelay,
+		HoldTimeout:    cfg.HoldTimeout,
+		WatchPrefixes:  []string{group.Prefix, "observed/", "desired/", lease.Prefix},
 	}, st, func(ctx context.Context) ([]gateway.Listener, error) {
 		routes, err := group.Routes(ctx, st, obs, cc.DNSSuffix, region)
 		if err != nil {
