@@ -572,7 +572,11 @@ func (l *evloop) flush(h *half) {
 		return
 	}
 	if len(rest) > 0 {
+		// The peer is full: wait for room (flush may come from a drain check, before the
+		// peer was ever watched for it).
 		h.pending = append(h.pending[:0], rest...)
+		l.rearm(h)
+		l.rearm(h.other)
 		return
 	}
 	h.pending = h.pending[:0]

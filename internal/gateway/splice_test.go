@@ -312,3 +312,68 @@ func testRelayRoundTrips(t *testing.T, spliced bool) {
 		t.Fatalf("after %d MiB each way: spliced sessions %d, directions passed up %d; want the session still spliced both ways", rounds*msg>>20, st.Spliced, st.PassedUp)
 	}
 }
+
+// TestRelaySlowReader: a server that takes its time reading a large upload (as PostgreSQL
+// does under COPY) gets every byte in order, although the kernel's share of the session
+// is handed back to the loop while the server's socket is full.
+func TestRelaySlowReader(t *testing.T) { bothRelays(t, testRelaySlowReader) }
+
+func testRelaySlowReader(t *testing.T, spliced bool) {
+	const size = 16 << 20
+	up := make([]byte, size)
+	_, _ = rand.Read(up)
+	gotUp := make(chan [32]byte, 1)
+	target := serveOne(t, func(c net.Conn) {
+		h := sha256.New()
+		buf := make([]byte, 64<<10)
+		var n int
+		// Read nothing at first: the kernel's credit runs out with bytes still queued for
+		// this socket, and the loop must hold what it is handed until they are taken.
+		time.Sleep(300 * time.Millisecond)
+		for n < size {
+			if n < size*3/4 {
+				time.Sleep(5 * time.Millisecond) // slow, in bursts, for most of it
+			}
+			k, err := c.Read(buf)
+			h.Write(buf[:k])
+			n += k
+			if err != nil {
+				break
+			}
+		}
+		var sum [32]byte
+		copy(sum[:], h.Sum(nil))
+		gotUp <- sum
+		_, _ = c.Write([]byte("done"))
+	})
+	g, addr, _ := relayGateway(t, target)
+	c := dialRetry(t, addr)
+	defer c.Close()
+	if _, err := c.Write(sslRequest()); err != nil {
+		t.Fatal(err)
+	}
+	one := make([]byte, 1)
+	if _, err := io.ReadFull(c, one); err != nil {
+		t.Fatal(err)
+	}
+	wantSpliced(t, g, spliced)
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := c.Write(up); err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	select {
+	case sum := <-gotUp:
+		if sum != sha256.Sum256(up) {
+			t.Fatal("the bytes the server got differ from what the client sent")
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the server did not get the whole upload")
+	}
+	done := make([]byte, 4)
+	if _, err := io.ReadFull(c, done); err != nil || string(done) != "done" {
+		t.Fatalf("after the upload the client read %q, %v", done, err)
+	}
+	if st := g.Stats(); spliced && st.PassedUp != 1 {
+		t.Errorf("directions passed up = %d; want 1 (the upload)", st.PassedUp)
+	}
+}
