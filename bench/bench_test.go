@@ -41,3 +41,15 @@ func TestSmoke(t *testing.T) {
 // TestMain checks that a whole in-process Fog (store, API, controller, agents, lease keepers,
 // gateway) leaves no goroutine behind when it stops.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestSignTest checks the p-values gatewaypairs prints against the binomial distribution.
+func TestSignTest(t *testing.T) {
+	for _, c := range []struct {
+		k, n int
+		want float64
+	}{{10, 20, 1}, {20, 20, 1.9073e-6}, {15, 20, 0.041389}, {5, 20, 0.041389}, {0, 1, 1}} {
+		if got := signTest(c.k, c.n); got < c.want*0.999 || got > c.want*1.001 {
+			t.Errorf("signTest(%d, %d) = %g, want %g", c.k, c.n, got, c.want)
+		}
+	}
+}

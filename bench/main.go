@@ -40,6 +40,8 @@ type options struct {
 	seedScale   int
 	cpSeconds   float64
 	cpClients   int
+	pairs       int
+	pairSecs    int
 	out         string
 }
 
@@ -78,6 +80,7 @@ var scenarios = map[string]scenario{
 	"forced":       forcedScenario,
 	"lag":          lagScenario,
 	"gateway":      gatewayScenario,
+	"gatewaypairs": gatewayPairsScenario,
 	"planneddns":   plannedDNSScenario,
 	"seeding":      seedingScenario,
 	"controlplane": controlPlaneScenario,
@@ -88,7 +91,7 @@ var scenarios = map[string]scenario{
 	"copysync":     copySyncScenario,
 }
 
-var order = []string{"planned", "planneddns", "loaded", "forced", "silent", "settle", "lag", "gateway", "seeding", "controlplane", "distributed", "copysync"}
+var order = []string{"planned", "planneddns", "loaded", "forced", "silent", "settle", "lag", "gateway", "gatewaypairs", "seeding", "controlplane", "distributed", "copysync"}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -110,6 +113,8 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&o.runs, "runs", 5, "runs per scenario")
 	fs.IntVar(&o.lagSeconds, "lag-seconds", 30, "pgbench duration of one lag run")
 	fs.IntVar(&o.pgbenchSecs, "pgbench-seconds", 10, "pgbench duration of one gateway run")
+	fs.IntVar(&o.pairs, "pairs", 20, "pairs of pgbench runs per mode in gatewaypairs")
+	fs.IntVar(&o.pairSecs, "pair-seconds", 3, "pgbench duration of one run of a gatewaypairs pair")
 	fs.IntVar(&o.seedScale, "seed-scale", 70, "pgbench scale of the seeding database (70 is about 1 GB)")
 	fs.Float64Var(&o.cpSeconds, "cp-seconds", 5, "duration of one control-plane run, per request kind")
 	fs.IntVar(&o.cpClients, "cp-clients", 50, "concurrent API clients")

@@ -407,8 +407,8 @@ func (l *evloop) tick() {
 			l.rearm(h)
 			continue
 		}
-		if st.bytes == h.sp.seen {
-			continue
+		if st.bytes == h.sp.seen && h.sp.credit-st.bytes >= spliceWindow/2 {
+			continue // nothing new, and room enough for a burst
 		}
 		h.sp.seen = st.bytes
 		taken, ok := takenToSend(h.peer)
