@@ -18,17 +18,11 @@ import (
 // split at least that uneven if neither were faster).
 func gatewayPairsScenario(ctx context.Context, o options) (*result, error) {
 	res := newResult(fmt.Sprintf("listeners against HAProxy in %d pairs of %d-second pgbench runs (-c 8 -j 2, TLS): select-only and TPC-B-like through the read-write listener, select-only through the read-only listener", o.pairs, o.pairSecs))
-	f, g, err := setupFogGroup(ctx, "127.0.207.1")
+	f, g, err := setupPgbench(ctx, "127.0.207.1")
 	if err != nil {
 		return nil, err
 	}
 	defer f.stop()
-	if err := execSQL(ctx, f, g.rw, "postgres", "CREATE DATABASE bench"); err != nil {
-		return nil, err
-	}
-	if _, err := pgbench(ctx, g.rw, "bench", "-i", "-q", "-s", "10"); err != nil {
-		return nil, err
-	}
 	hpRW, _, err := startHAProxy(ctx, "127.0.207.250:5432", addr(g.prim))
 	if err != nil {
 		return nil, fmt.Errorf("%w: this scenario compares against HAProxy (apt-get install haproxy)", err)

@@ -210,19 +210,30 @@ func lagScenario(ctx context.Context, o options) (*result, error) {
 	return res, nil
 }
 
+// setupPgbench starts Fog with a group on addresses from base and fills the database bench
+// with pgbench's tables (scale 10) through the read-write listener.
+func setupPgbench(ctx context.Context, base string) (*fog, *group, error) {
+	f, g, err := setupFogGroup(ctx, base)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := execSQL(ctx, f, g.rw, "postgres", "CREATE DATABASE bench"); err == nil {
+		_, err = pgbench(ctx, g.rw, "bench", "-i", "-q", "-s", "10")
+	}
+	if err != nil {
+		f.stop()
+		return nil, nil, err
+	}
+	return f, g, nil
+}
+
 func gatewayScenario(ctx context.Context, o options) (*result, error) {
 	res := newResult(fmt.Sprintf("gateway overhead: pgbench -c 8 -j 2 -T %d directly, through Fog's read-write listener (relay), through HAProxy (TCP mode) and through the read-write DNS name in direct mode; select-only on the secondary directly, through the read-only listener and through HAProxy", o.pgbenchSecs))
-	f, g, err := setupFogGroup(ctx, "127.0.206.1")
+	f, g, err := setupPgbench(ctx, "127.0.206.1")
 	if err != nil {
 		return nil, err
 	}
 	defer f.stop()
-	if err := execSQL(ctx, f, g.rw, "postgres", "CREATE DATABASE bench"); err != nil {
-		return nil, err
-	}
-	if _, err := pgbench(ctx, g.rw, "bench", "-i", "-q", "-s", "10"); err != nil {
-		return nil, err
-	}
 	// listener_loop is the same listener with kernel splicing off, its loop moving the
 	// bytes: the two alternate in one run, which is the only comparison this machine's
 	// noise allows.

@@ -507,6 +507,10 @@ func (l *evloop) readable(h *half) {
 		}
 		// EOF: pass it on, and end the session once both directions are done. A spliced
 		// half first waits until its peer's socket has taken what the kernel moved to it.
+		// (A direction passed up can, in one case, read EOF before bytes the kernel parked
+		// for it: when the socket's receive memory was full as they came. PostgreSQL's
+		// clients and servers do not close a direction with an answer still owed, so the
+		// bytes that could be lost are at most a Terminate message.)
 		h.eof = true
 		if h.sess.killed.Load() {
 			l.end(h.sess)

@@ -152,6 +152,15 @@ func (a *asm) label(name string) { a.labels[name] = len(a.code) / 8 }
 
 func (a *asm) ldMap(dst uint8, fd int) { a.code = append(a.code, ldMapFD(dst, fd)...) }
 
+// lookup is r0 = bpf_map_lookup_elem(map fd, fp+keyOff), jumping to label when r0 is NULL.
+func (a *asm) lookup(fd int, keyOff int32, label string) {
+	a.ldMap(1, fd)
+	a.op(unix.BPF_ALU64|unix.BPF_MOV|unix.BPF_X, 2, 10, 0, 0)
+	a.op(unix.BPF_ALU64|unix.BPF_ADD|unix.BPF_K, 2, 0, 0, keyOff)
+	a.op(unix.BPF_JMP|unix.BPF_CALL, 0, 0, 0, helperMapLookup)
+	a.jump(unix.BPF_JMP|unix.BPF_JEQ|unix.BPF_K, 0, 0, 0, label)
+}
+
 func (a *asm) assemble() []byte {
 	for at, name := range a.fixups {
 		binary.LittleEndian.PutUint16(a.code[at*8+2:], uint16(int16(a.labels[name]-at-1)))
@@ -184,24 +193,12 @@ func verdictProgram(s *splicer) []byte {
 	a.op(mov, r6, r1, 0, 0) // r6 = skb
 	a.op(call, 0, 0, 0, helperSocketCookie)
 	a.op(stxD, r10, r0, -8, 0) // fp-8 = cookie
-	a.ldMap(r1, s.slotFD)
-	a.op(mov, r2, r10, 0, 0)
-	a.op(add, r2, 0, 0, -8)
-	a.op(call, 0, 0, 0, helperMapLookup)
-	a.jump(jeqK, r0, 0, 0, "pass")
+	a.lookup(s.slotFD, -8, "pass")
 	a.op(ldxW, r1, r0, 0, 0)
 	a.op(stxW, r10, r1, -12, 0) // fp-12 = slot
-	a.ldMap(r1, s.stateFD)
-	a.op(mov, r2, r10, 0, 0)
-	a.op(add, r2, 0, 0, -12)
-	a.op(call, 0, 0, 0, helperMapLookup)
-	a.jump(jeqK, r0, 0, 0, "pass")
+	a.lookup(s.stateFD, -12, "pass")
 	a.op(mov, r8, r0, 0, 0) // r8 = state
-	a.ldMap(r1, s.creditFD)
-	a.op(mov, r2, r10, 0, 0)
-	a.op(add, r2, 0, 0, -12)
-	a.op(call, 0, 0, 0, helperMapLookup)
-	a.jump(jeqK, r0, 0, 0, "pass")
+	a.lookup(s.creditFD, -12, "pass")
 	a.op(mov, r9, r0, 0, 0) // r9 = credit
 	a.op(ldxW, r1, r8, 4, 0)
 	a.jump(jneK, r1, 0, 0, "pass") // passing up for good

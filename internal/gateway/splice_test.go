@@ -17,9 +17,9 @@ import (
 	"github.com/fogdb/fog/internal/store"
 )
 
-// relayGateway runs a gateway whose one listener routes to target; it returns the
+// relayGateway runs a gateway whose one listener starts with route; it returns the
 // listener's address and a function that changes the route.
-func relayGateway(t *testing.T, target string) (*Gateway, string, func(Route)) {
+func relayGateway(t *testing.T, route Route) (*Gateway, string, func(Route)) {
 	t.Helper()
 	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "s.db"))
 	if err != nil {
@@ -34,7 +34,6 @@ func relayGateway(t *testing.T, target string) (*Gateway, string, func(Route)) {
 	addr := probe.Addr().String()
 	probe.Close()
 	var mu sync.Mutex
-	route := Route{Target: target}
 	src := func(context.Context) ([]Listener, error) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -60,6 +59,22 @@ func dialRetry(t *testing.T, addr string) net.Conn {
 	}
 	t.Fatal(err)
 	return nil
+}
+
+// openSession dials the listener, sends an SSLRequest and reads the server's 'N': the
+// session is established and relayed from then on.
+func openSession(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c := dialRetry(t, addr)
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Write(sslRequest()); err != nil {
+		t.Fatal(err)
+	}
+	one := make([]byte, 1)
+	if _, err := io.ReadFull(c, one); err != nil || one[0] != 'N' {
+		t.Fatalf("read %q, %v; want the server's N", one, err)
+	}
+	return c
 }
 
 // serveOne accepts connections on a fresh listener and runs fn on each, after reading the
@@ -150,16 +165,8 @@ func testRelayMovesEveryByte(t *testing.T, spliced bool) {
 		_, _ = c.Write(bye)
 		// Close right after the last message: the relay must still deliver it.
 	})
-	g, addr, _ := relayGateway(t, target)
-	c := dialRetry(t, addr)
-	defer c.Close()
-	if _, err := c.Write(sslRequest()); err != nil {
-		t.Fatal(err)
-	}
-	one := make([]byte, 1)
-	if _, err := io.ReadFull(c, one); err != nil || one[0] != 'N' {
-		t.Fatalf("read %q, %v; want the server's N", one, err)
-	}
+	g, addr, _ := relayGateway(t, Route{Target: target})
+	c := openSession(t, addr)
 	wantSpliced(t, g, spliced)
 	go func() { _, _ = c.Write(up) }()
 	_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
@@ -203,7 +210,7 @@ func testRelayBackpressure(t *testing.T, spliced bool) {
 		written <- n
 		<-release
 	})
-	g, addr, _ := relayGateway(t, target)
+	g, addr, _ := relayGateway(t, Route{Target: target})
 	c := dialRetry(t, addr)
 	defer c.Close()
 	defer close(release)
@@ -236,20 +243,12 @@ func testRelayRouteChangeEndsSession(t *testing.T, spliced bool) {
 		_, err := io.Copy(io.Discard, c)
 		serverSaw <- err
 	})
-	g, addr, setRoute := relayGateway(t, target)
-	c := dialRetry(t, addr)
-	defer c.Close()
-	if _, err := c.Write(sslRequest()); err != nil {
-		t.Fatal(err)
-	}
-	one := make([]byte, 1)
-	if _, err := io.ReadFull(c, one); err != nil {
-		t.Fatal(err)
-	}
+	g, addr, setRoute := relayGateway(t, Route{Target: target})
+	c := openSession(t, addr)
 	wantSpliced(t, g, spliced)
 	setRoute(Route{Hold: true})
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, err := c.Read(one); n != 0 || err == nil {
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
 		t.Fatalf("after the route change the client read %d bytes, %v; want the session ended", n, err)
 	}
 	select {
@@ -280,16 +279,8 @@ func testRelayRoundTrips(t *testing.T, spliced bool) {
 			}
 		}
 	})
-	g, addr, _ := relayGateway(t, target)
-	c := dialRetry(t, addr)
-	defer c.Close()
-	if _, err := c.Write(sslRequest()); err != nil {
-		t.Fatal(err)
-	}
-	one := make([]byte, 1)
-	if _, err := io.ReadFull(c, one); err != nil {
-		t.Fatal(err)
-	}
+	g, addr, _ := relayGateway(t, Route{Target: target})
+	c := openSession(t, addr)
 	wantSpliced(t, g, spliced)
 	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
 	out, back := make([]byte, msg), make([]byte, msg)
@@ -346,16 +337,8 @@ func testRelaySlowReader(t *testing.T, spliced bool) {
 		gotUp <- sum
 		_, _ = c.Write([]byte("done"))
 	})
-	g, addr, _ := relayGateway(t, target)
-	c := dialRetry(t, addr)
-	defer c.Close()
-	if _, err := c.Write(sslRequest()); err != nil {
-		t.Fatal(err)
-	}
-	one := make([]byte, 1)
-	if _, err := io.ReadFull(c, one); err != nil {
-		t.Fatal(err)
-	}
+	g, addr, _ := relayGateway(t, Route{Target: target})
+	c := openSession(t, addr)
 	wantSpliced(t, g, spliced)
 	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
 	if _, err := c.Write(up); err != nil {

@@ -109,9 +109,11 @@ func TestREADME(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Six distinct free ports: the four the README fixes, and fog up's API and DNS.
+	free := freeLoopbackPorts(t, 6)
 	ports := map[string]string{}
-	for _, p := range []string{"7443", "7444", "2379", "2380"} {
-		ports[p] = strconv.Itoa(freeLoopbackPort(t))
+	for i, p := range []string{"7443", "7444", "2379", "2380"} {
+		ports[p] = strconv.Itoa(free[i])
 	}
 	relocate := func(s string) string {
 		for from, to := range ports {
@@ -119,7 +121,7 @@ func TestREADME(t *testing.T) {
 		}
 		return s
 	}
-	upFlags := fmt.Sprintf(" --listen 127.0.0.1:%d --dns-listen 127.0.0.1:%d --address-base %s", freeLoopbackPort(t), freeLoopbackPort(t), addressBase())
+	upFlags := fmt.Sprintf(" --listen 127.0.0.1:%d --dns-listen 127.0.0.1:%d --address-base %s", free[4], free[5], addressBase())
 
 	var script strings.Builder
 	script.WriteString(readmePrelude)
@@ -259,12 +261,17 @@ trap 'echo "FAILED at the command above (exit $?)" >&2; bg_stop' ERR
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-func freeLoopbackPort(t *testing.T) int {
+func freeLoopbackPorts(t *testing.T, n int) []int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// All held open until all are picked: a port closed and asked for again can come back.
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
