@@ -1,20 +1,14 @@
 package gateway
 
 import (
-	"context"
 	"encoding/binary"
 	"io"
-	"log/slog"
 	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
-
-	"github.com/fogdb/fog/internal/devca"
-	"github.com/fogdb/fog/internal/store"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -32,7 +26,7 @@ func sslRequest() []byte {
 func TestHoldThenRoute(t *testing.T) {
 	// A server without TLS: it answers the SSLRequest with 'N'.
 	target := serveOne(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
-	_, addr, setRoute := relayGateway(t, Route{Hold: true})
+	_, addr, setRoute := relayGateway(t, Config{}, Route{Hold: true})
 	c := dialRetry(t, addr)
 	defer c.Close()
 	if _, err := c.Write(sslRequest()); err != nil {
@@ -74,27 +68,7 @@ func TestConnectionLimits(t *testing.T) {
 }
 
 func testLimit(t *testing.T, cfg Config, want string) {
-	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	ca, err := devca.LoadOrCreate(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	probe, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := probe.Addr().String()
-	probe.Close()
-	src := func(context.Context) ([]Listener, error) {
-		return []Listener{{Addr: addr, Names: []string{"fg.zone.test"}, Route: Route{Hold: true}}}, nil
-	}
-	cfg.HoldTimeout, cfg.Resync = 10*time.Second, 10*time.Millisecond
-	g := New(cfg, st, src, ca, slog.New(slog.DiscardHandler))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	g, addr, _ := relayGateway(t, cfg, Route{Hold: true})
 	dial := func() net.Conn {
 		t.Helper()
 		var c net.Conn

@@ -17,9 +17,10 @@ import (
 	"github.com/fogdb/fog/internal/store"
 )
 
-// relayGateway runs a gateway whose one listener starts with route; it returns the
-// listener's address and a function that changes the route.
-func relayGateway(t *testing.T, route Route) (*Gateway, string, func(Route)) {
+// relayGateway runs a gateway (cfg, with a 10 s hold and a 10 ms resync) whose one
+// listener starts with route; it returns the listener's address and a function that
+// changes the route.
+func relayGateway(t *testing.T, cfg Config, route Route) (*Gateway, string, func(Route)) {
 	t.Helper()
 	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "s.db"))
 	if err != nil {
@@ -39,7 +40,8 @@ func relayGateway(t *testing.T, route Route) (*Gateway, string, func(Route)) {
 		defer mu.Unlock()
 		return []Listener{{Addr: addr, Names: []string{"fg.zone.test"}, Route: route}}, nil
 	}
-	g := New(Config{HoldTimeout: 10 * time.Second, Resync: 10 * time.Millisecond}, st, src, ca, slog.New(slog.DiscardHandler))
+	cfg.HoldTimeout, cfg.Resync = 10*time.Second, 10*time.Millisecond
+	g := New(cfg, st, src, ca, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx) }()
@@ -165,7 +167,7 @@ func testRelayMovesEveryByte(t *testing.T, spliced bool) {
 		_, _ = c.Write(bye)
 		// Close right after the last message: the relay must still deliver it.
 	})
-	g, addr, _ := relayGateway(t, Route{Target: target})
+	g, addr, _ := relayGateway(t, Config{}, Route{Target: target})
 	c := openSession(t, addr)
 	wantSpliced(t, g, spliced)
 	go func() { _, _ = c.Write(up) }()
@@ -210,7 +212,7 @@ func testRelayBackpressure(t *testing.T, spliced bool) {
 		written <- n
 		<-release
 	})
-	g, addr, _ := relayGateway(t, Route{Target: target})
+	g, addr, _ := relayGateway(t, Config{}, Route{Target: target})
 	c := dialRetry(t, addr)
 	defer c.Close()
 	defer close(release)
@@ -243,7 +245,7 @@ func testRelayRouteChangeEndsSession(t *testing.T, spliced bool) {
 		_, err := io.Copy(io.Discard, c)
 		serverSaw <- err
 	})
-	g, addr, setRoute := relayGateway(t, Route{Target: target})
+	g, addr, setRoute := relayGateway(t, Config{}, Route{Target: target})
 	c := openSession(t, addr)
 	wantSpliced(t, g, spliced)
 	setRoute(Route{Hold: true})
@@ -279,7 +281,7 @@ func testRelayRoundTrips(t *testing.T, spliced bool) {
 			}
 		}
 	})
-	g, addr, _ := relayGateway(t, Route{Target: target})
+	g, addr, _ := relayGateway(t, Config{}, Route{Target: target})
 	c := openSession(t, addr)
 	wantSpliced(t, g, spliced)
 	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
@@ -337,7 +339,7 @@ func testRelaySlowReader(t *testing.T, spliced bool) {
 		gotUp <- sum
 		_, _ = c.Write([]byte("done"))
 	})
-	g, addr, _ := relayGateway(t, Route{Target: target})
+	g, addr, _ := relayGateway(t, Config{}, Route{Target: target})
 	c := openSession(t, addr)
 	wantSpliced(t, g, spliced)
 	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
