@@ -208,8 +208,27 @@ func (ls *loopSet) relay(sess *session, first []byte) bool {
 		syscall.Close(fb)
 		return true
 	}
+	spliced := s.a.sp != nil
+	// Register both sockets before the loop can see the halves: an event for a socket the
+	// loop does not know yet is reported again (epoll is level-triggered), and the loop never
+	// changes a registration that is not there yet.
+	for _, h := range []*half{s.a, s.b} {
+		h.mask = syscall.EPOLLIN | syscall.EPOLLRDHUP
+		if h.sp != nil {
+			h.mask = syscall.EPOLLRDHUP
+		}
+		ev := syscall.EpollEvent{Events: h.mask, Fd: int32(h.fd)}
+		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, h.fd, &ev); err != nil {
+			l.end(s)
+			return true
+		}
+	}
+	// From here on the loop owns the halves.
 	l.mu.Lock()
 	l.halves[int32(fa)], l.halves[int32(fb)] = s.a, s.b
+	if spliced {
+		l.spliced = append(l.spliced, s.a, s.b)
+	}
 	l.mu.Unlock()
 	kill := func() {
 		// A hang-up on both sockets wakes the loop, which ends the session. Under the loop's
@@ -224,23 +243,7 @@ func (ls *loopSet) relay(sess *session, first []byte) bool {
 		}
 	}
 	sess.kill.Store(&kill)
-	if s.a.sp != nil {
-		l.mu.Lock()
-		l.spliced = append(l.spliced, s.a, s.b)
-		l.mu.Unlock()
-	}
-	for _, h := range []*half{s.a, s.b} {
-		h.mask = syscall.EPOLLIN | syscall.EPOLLRDHUP
-		if h.sp != nil {
-			h.mask = syscall.EPOLLRDHUP
-		}
-		ev := syscall.EpollEvent{Events: h.mask, Fd: int32(h.fd)}
-		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, h.fd, &ev); err != nil {
-			l.end(s)
-			return true
-		}
-	}
-	if s.a.sp != nil {
+	if spliced {
 		// Wake the loop, which may be waiting without a timeout: it must tick now.
 		_, _ = syscall.Write(l.wakeW, []byte{1})
 		ls.spliced.Add(1)

@@ -92,7 +92,7 @@ type Gateway struct {
 	ca     Issuer
 	log    *slog.Logger
 	// loops relay established sessions (nil: the goroutine relay).
-	loops *loopSet
+	loops atomic.Pointer[loopSet]
 
 	mu        sync.Mutex
 	listeners map[string]*listener
@@ -175,7 +175,7 @@ type Stats struct {
 
 // Stats returns the gateway's connection counts.
 func (g *Gateway) Stats() Stats {
-	return Stats{Active: g.active.Load(), Held: g.held.Load(), Connections: g.connections.Load(), Refused: g.refusedCount.Load(), Spliced: g.loops.splicedNow(), PassedUp: g.loops.passedUpCount()}
+	return Stats{Active: g.active.Load(), Held: g.held.Load(), Connections: g.connections.Load(), Refused: g.refusedCount.Load(), Spliced: g.loops.Load().splicedNow(), PassedUp: g.loops.Load().passedUpCount()}
 }
 
 // New returns a gateway.
@@ -199,8 +199,9 @@ func New(cfg Config, st store.Store, source Source, ca Issuer, log *slog.Logger)
 
 // Run serves until ctx ends and every connection has been closed.
 func (g *Gateway) Run(ctx context.Context) error {
-	g.loops = newLoopSet(!g.cfg.UserSpaceRelay)
-	defer g.loops.stop()
+	loops := newLoopSet(!g.cfg.UserSpaceRelay)
+	g.loops.Store(loops)
+	defer loops.stop()
 	if ok, why := KernelSplice(); g.cfg.UserSpaceRelay {
 		g.log.Info("listeners relay established sessions in user space", "kernelSplice", "turned off")
 	} else if ok {
@@ -480,7 +481,7 @@ func (l *listener) serve(ctx context.Context, client net.Conn) {
 	defer server.Close()
 	l.g.active.Add(1)
 	defer l.g.active.Add(-1)
-	if !l.g.loops.relay(s, pkt) {
+	if !l.g.loops.Load().relay(s, pkt) {
 		if _, err := server.Write(pkt); err != nil {
 			return
 		}
