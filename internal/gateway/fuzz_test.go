@@ -9,13 +9,16 @@ import (
 
 // FuzzReadPacket: the gateway's first read from a client (startup, SSLRequest, GSSENCRequest
 // or cancel packet) takes any bytes without a panic, and never more than the packet claims,
-// nor more than 10000 bytes; a short packet ends with an error, not a hang.
+// nor more than PostgreSQL takes (4 + MAX_STARTUP_PACKET_LENGTH bytes); a short packet ends
+// with an error, not a hang.
 func FuzzReadPacket(f *testing.F) {
 	f.Add(sslRequest())
 	f.Add(startupPacket())
 	f.Add([]byte{0, 0, 0, 16, 4, 210, 22, 46, 0, 0, 0, 1, 0, 0, 0, 2}) // cancel
 	f.Add([]byte{0, 0, 0, 4})
 	f.Add([]byte{255, 255, 255, 255, 0, 0, 0, 0})
+	f.Add([]byte{0, 0, 0, 0})
+	f.Add([]byte{0, 0, 0x4e, 0x20})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, c := net.Pipe()
 		defer a.Close()
@@ -28,7 +31,7 @@ func FuzzReadPacket(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(b) < 8 || len(pkt) != int(binary.BigEndian.Uint32(b[:4])) || len(pkt) > 10000 || code != binary.BigEndian.Uint32(b[4:8]) {
+		if len(b) < 8 || len(pkt) != int(binary.BigEndian.Uint32(b[:4])) || len(pkt) > 4+maxStartupPacket || code != binary.BigEndian.Uint32(b[4:8]) {
 			t.Fatalf("read %d bytes, code %d from %x", len(pkt), code, b)
 		}
 	})

@@ -70,7 +70,12 @@ type Config struct {
 	Resync time.Duration
 	// Limits on connections through the gateway's listeners, in total and per client
 	// address, and on connections held waiting for a primary; zero takes the defaults.
+	// A connection counts from its accept, before it has sent anything: cancel requests
+	// and connections that never send a first packet count too.
 	MaxConns, MaxConnsPerClient, MaxHeld, MaxHeldPerClient int
+	// MaxCancels bounds the cancel requests forwarded to servers at once; zero takes the
+	// default.
+	MaxCancels int
 	// UserSpaceRelay relays established sessions in user space even where the kernel could
 	// splice them (a BPF sockmap, which needs CAP_BPF and CAP_NET_ADMIN).
 	UserSpaceRelay bool
@@ -82,6 +87,32 @@ const (
 	DefaultMaxConnsPerClient = 2000
 	DefaultMaxHeld           = 2000
 	DefaultMaxHeldPerClient  = 500
+	DefaultMaxCancels        = 32
+)
+
+// A cancel request costs the server a process: PostgreSQL forks a backend for each
+// connection and only then reads its first packet (ProcessStartupPacket, in
+// src/backend/tcop/backend_startup.c; postmaster.c before PostgreSQL 17), so a flood of
+// cancels forwarded one for one would be a flood of forks. The gateway forwards at most
+// MaxCancels at once, each within cancelTimeout (dial, write and the server's close); a
+// cancel that finds no slot within cancelTimeout is dropped, which a client must expect
+// anyway: a cancel "might or might not have any effect" (protocol.html, "Canceling
+// Requests in Progress").
+const cancelTimeout = 2 * time.Second
+
+// firstPacketTimeout bounds the wait for a client's first packet (PostgreSQL's
+// authentication_timeout, 60 s by default, covers this and authentication).
+const firstPacketTimeout = 30 * time.Second
+
+// A connection over a cap is still told why, as PostgreSQL tells one over max_connections:
+// its dead-end backend reads the startup packet and then answers "sorry, too many clients
+// already" (ProcessStartupPacket in postmaster.c up to PostgreSQL 16), and poolers and
+// drivers show the reason. That takes a goroutine and a read of the first packet, so at most
+// maxTurningAway connections are answered at once, each given turnAwayTimeout to send its
+// first packet; beyond that a connection over a cap is closed as soon as it is accepted.
+const (
+	maxTurningAway  = 64
+	turnAwayTimeout = 5 * time.Second
 )
 
 // Gateway serves listeners.
@@ -103,6 +134,10 @@ type Gateway struct {
 	// per client address: connections open and held (under mu)
 	perClient map[string]*clientCount
 	open      int
+
+	// cancels holds a token per cancel request being forwarded; turningAway one per
+	// connection over a cap being told why.
+	cancels, turningAway chan struct{}
 }
 
 type clientCount struct{ conns, held int }
@@ -162,7 +197,9 @@ func (g *Gateway) release(addr string, held bool) {
 }
 
 // Stats are the gateway's connection counts: sessions relaying now, connections waiting for
-// a route or a server now, and totals of connections taken and refused.
+// a route or a server now, and totals of connections taken (every accepted connection) and
+// refused (over a cap, no route or server, a first packet of an invalid length, a cancel
+// request not forwarded).
 type Stats struct {
 	Active, Held         int64
 	Connections, Refused uint64
@@ -183,7 +220,7 @@ func New(cfg Config, st store.Store, source Source, ca Issuer, log *slog.Logger)
 	for _, l := range []struct {
 		v   *int
 		def int
-	}{{&cfg.MaxConns, DefaultMaxConns}, {&cfg.MaxConnsPerClient, DefaultMaxConnsPerClient}, {&cfg.MaxHeld, DefaultMaxHeld}, {&cfg.MaxHeldPerClient, DefaultMaxHeldPerClient}} {
+	}{{&cfg.MaxConns, DefaultMaxConns}, {&cfg.MaxConnsPerClient, DefaultMaxConnsPerClient}, {&cfg.MaxHeld, DefaultMaxHeld}, {&cfg.MaxHeldPerClient, DefaultMaxHeldPerClient}, {&cfg.MaxCancels, DefaultMaxCancels}} {
 		if *l.v <= 0 {
 			*l.v = l.def
 		}
@@ -194,7 +231,8 @@ func New(cfg Config, st store.Store, source Source, ca Issuer, log *slog.Logger)
 	if cfg.Resync == 0 {
 		cfg.Resync = time.Second
 	}
-	return &Gateway{cfg: cfg, st: st, source: source, ca: ca, log: log, listeners: map[string]*listener{}}
+	return &Gateway{cfg: cfg, st: st, source: source, ca: ca, log: log, listeners: map[string]*listener{},
+		cancels: make(chan struct{}, cfg.MaxCancels), turningAway: make(chan struct{}, maxTurningAway)}
 }
 
 // Run serves until ctx ends and every connection has been closed.
@@ -380,14 +418,51 @@ func (l *listener) close() {
 	}
 }
 
+// accept counts every connection against the caps as it is accepted: one counted only once
+// its first packet arrived would let a client hold any number of silent connections (each
+// with a goroutine and a descriptor) for the first packet's timeout.
 func (l *listener) accept(ctx context.Context, wg *sync.WaitGroup) {
 	for {
 		conn, err := l.ln.Accept()
 		if err != nil {
 			return
 		}
-		wg.Go(func() { l.serve(ctx, conn) })
+		l.g.connections.Add(1)
+		addr, _, _ := net.SplitHostPort(conn.RemoteAddr().String())
+		if why := l.g.admit(addr, false); why != "" {
+			select {
+			case l.g.turningAway <- struct{}{}:
+				wg.Go(func() {
+					defer func() { <-l.g.turningAway }()
+					l.turnAway(ctx, conn, why)
+				})
+			default:
+				l.g.refusedCount.Add(1)
+				conn.Close()
+			}
+			continue
+		}
+		wg.Go(func() {
+			defer l.g.release(addr, false)
+			l.serve(ctx, conn, addr)
+		})
 	}
+}
+
+// turnAway answers a connection over a cap with SQLSTATE 53300 (too_many_connections)
+// once it has sent its first packet, which says whether the answer goes inside TLS. A
+// cancel request gets no answer, as from PostgreSQL, and is not forwarded.
+func (l *listener) turnAway(ctx context.Context, client net.Conn, why string) {
+	defer client.Close()
+	stop := context.AfterFunc(ctx, func() { client.Close() })
+	defer stop()
+	_ = client.SetReadDeadline(time.Now().Add(turnAwayTimeout))
+	code, _, err := readFirst(client)
+	if err != nil || code == codeCancelRequest {
+		l.g.refusedCount.Add(1)
+		return
+	}
+	l.refuseWith(client, code, "53300", why)
 }
 
 // waitRoute returns the route for a new connection, waiting while it holds.
@@ -411,57 +486,69 @@ func (l *listener) waitRoute(ctx context.Context) (Route, error) {
 	}
 }
 
+// maxStartupPacket is PostgreSQL's MAX_STARTUP_PACKET_LENGTH (src/include/libpq/pqcomm.h):
+// the most bytes of a first packet after its length word.
+const maxStartupPacket = 10000
+
+// errPacketLength is a first packet whose length PostgreSQL refuses.
+var errPacketLength = errors.New("gateway: invalid length of startup packet")
+
+// readPacket reads a first packet (a startup packet, SSLRequest, GSSENCRequest or
+// CancelRequest). Its length is checked as soon as the length word is in, as
+// ProcessStartupPacket does (src/backend/tcop/backend_startup.c; postmaster.c before
+// PostgreSQL 17): the length counts itself and must leave room for the 4-byte code, and at
+// most MAX_STARTUP_PACKET_LENGTH bytes may follow it. Waiting for the rest of a packet that
+// cannot be valid would hold the connection until the read deadline.
 func readPacket(c net.Conn) (uint32, []byte, error) {
-	var hdr [8]byte
+	var hdr [4]byte
 	if _, err := io.ReadFull(c, hdr[:]); err != nil {
 		return 0, nil, err
 	}
-	n := binary.BigEndian.Uint32(hdr[:4])
-	if n < 8 || n > 10000 {
-		return 0, nil, fmt.Errorf("bad startup packet length %d", n)
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n < 8 || n > 4+maxStartupPacket {
+		return 0, nil, fmt.Errorf("%w: %d", errPacketLength, n)
 	}
 	pkt := make([]byte, n)
 	copy(pkt, hdr[:])
-	if _, err := io.ReadFull(c, pkt[8:]); err != nil {
+	if _, err := io.ReadFull(c, pkt[4:]); err != nil {
 		return 0, nil, err
 	}
-	return binary.BigEndian.Uint32(hdr[4:8]), pkt, nil
+	return binary.BigEndian.Uint32(pkt[4:8]), pkt, nil
 }
 
-func (l *listener) serve(ctx context.Context, client net.Conn) {
-	defer client.Close()
-	_ = client.SetReadDeadline(time.Now().Add(30 * time.Second))
-	code, pkt, err := readPacket(client)
-	if err != nil {
-		return
+// readFirst reads the client's first packet, answering a GSSENCRequest with 'N' (the
+// gateway cannot pass GSSAPI encryption through) and reading the packet that follows it.
+func readFirst(c net.Conn) (uint32, []byte, error) {
+	code, pkt, err := readPacket(c)
+	if err != nil || code != codeGSSENCRequest {
+		return code, pkt, err
 	}
-	if code == codeGSSENCRequest {
-		if _, err := client.Write([]byte{'N'}); err != nil {
-			return
+	if _, err := c.Write([]byte{'N'}); err != nil {
+		return 0, nil, err
+	}
+	return readPacket(c)
+}
+
+// serve serves a connection from addr, already counted against the caps.
+func (l *listener) serve(ctx context.Context, client net.Conn, addr string) {
+	defer client.Close()
+	_ = client.SetReadDeadline(time.Now().Add(firstPacketTimeout))
+	stop := context.AfterFunc(ctx, func() { client.Close() })
+	code, pkt, err := readFirst(client)
+	stop()
+	if err != nil {
+		if errors.Is(err, errPacketLength) {
+			// Closed without an answer: PostgreSQL only logs "invalid length of startup
+			// packet" (a COMMERROR, which goes to the server's log and not the client).
+			l.g.refusedCount.Add(1)
 		}
-		if code, pkt, err = readPacket(client); err != nil {
-			return
-		}
+		return
 	}
 	_ = client.SetReadDeadline(time.Time{})
 	if code == codeCancelRequest {
-		// A cancel goes to the server the listener routes to now: the session it cancels is
-		// on that server unless a failover closed it.
-		if r := l.current(); r.Target != "" {
-			if s, err := net.DialTimeout("tcp", r.Target, 5*time.Second); err == nil {
-				_, _ = s.Write(pkt)
-				s.Close()
-			}
-		}
+		l.forwardCancel(ctx, pkt)
 		return
 	}
-	l.g.connections.Add(1)
-	addr, _, _ := net.SplitHostPort(client.RemoteAddr().String())
-	if why := l.g.admit(addr, false); why != "" {
-		l.refuseWith(client, code, "53300", why)
-		return
-	}
-	defer l.g.release(addr, false)
 	if why := l.g.admit(addr, true); why != "" {
 		l.refuseWith(client, code, "53300", why)
 		return
@@ -487,6 +574,44 @@ func (l *listener) serve(ctx context.Context, client net.Conn) {
 		}
 		relay(client, server)
 	}
+}
+
+// forwardCancel passes a CancelRequest to the server the listener routes to now: the
+// session it cancels is on that server unless a failover closed it. The client gets no
+// answer either way, as from PostgreSQL.
+func (l *listener) forwardCancel(ctx context.Context, pkt []byte) {
+	r := l.current()
+	if r.Target == "" {
+		return
+	}
+	wait := time.NewTimer(cancelTimeout)
+	defer wait.Stop()
+	select {
+	case l.g.cancels <- struct{}{}:
+		defer func() { <-l.g.cancels }()
+	case <-wait.C:
+		l.g.refusedCount.Add(1)
+		return
+	case <-ctx.Done():
+		return
+	}
+	deadline := time.Now().Add(cancelTimeout)
+	d := net.Dialer{Deadline: deadline}
+	s, err := d.DialContext(ctx, "tcp", r.Target)
+	if err != nil {
+		return
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { s.Close() })
+	defer stop()
+	_ = s.SetDeadline(deadline)
+	if _, err := s.Write(pkt); err != nil {
+		return
+	}
+	// The slot is held until the server closes: its backend reads the request, signals the
+	// session's backend and exits, so the bound is on the server's processes for cancels,
+	// not just on the gateway's dials.
+	_, _ = io.Copy(io.Discard, s)
 }
 
 // dial connects a new session to the route's server. A server that does not accept the
