@@ -30,6 +30,8 @@ type worker struct {
 	last instance.Status
 	// views remembers, per database, the link the view was last written with.
 	views map[string]string
+	// viewsRefused: databases whose schema fog is not Fog's, and when that was last seen.
+	viewsRefused map[string]time.Time
 	// observedAt is when the last observation of the server began.
 	observedAt time.Time
 	// backoff is the delay before looking again at a state in transition.
@@ -193,13 +195,13 @@ func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status
 		return fail(err)
 	}
 	st.DrainedLSN = ""
-	conn, err := c.Connect(ctx, "postgres")
+	k, err := openConns(ctx, c)
 	if err != nil {
 		return fail(fmt.Errorf("connect: %w", err))
 	}
-	defer conn.Close(context.Background())
+	defer k.close()
 	w.observedAt = time.Now()
-	if err := w.observe(ctx, conn, s, &st); err != nil {
+	if err := w.observe(ctx, k, s, &st); err != nil {
 		return fail(err)
 	}
 	if st.Rewound != nil && st.Rewound.Decoded && !st.Rewound.Resolved {
@@ -383,7 +385,8 @@ func (w *worker) promote(ctx context.Context, c *postgres.Cluster, conn *pgx.Con
 	var history string
 	// The control file names the new timeline only after the next checkpoint; the name of the
 	// current WAL file names it at once.
-	if err := conn.QueryRow(ctx, `SELECT pg_read_file('pg_wal/' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) || '.history')`).Scan(&history); err == nil {
+	if err := conn.QueryRow(ctx, `SELECT pg_catalog.pg_read_file('pg_wal/'::text OPERATOR(pg_catalog.||)
+		pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8) OPERATOR(pg_catalog.||) '.history'::text)`).Scan(&history); err == nil {
 		st.PromotedFrom = lastSwitchPoint(history)
 	} else {
 		w.log.Warn("read timeline history", "err", err)
@@ -652,15 +655,63 @@ func (w *worker) resolveLost(ctx context.Context, c *postgres.Cluster, st *insta
 	r.Resolved = true
 }
 
+// conns are the connections one observation uses: the monitoring role's for what only
+// reads, and the system role's, opened only when something must be written (DESIGN.md's
+// tenant boundary: what only reads runs with the least rights that can read it).
+type conns struct {
+	c        *postgres.Cluster
+	mon, sys *pgx.Conn
+}
+
+// openConns connects as the monitoring role, or as the system role where that role does not
+// exist yet (a new instance before its first observation, one an older Fog made).
+func openConns(ctx context.Context, c *postgres.Cluster) (*conns, error) {
+	k := &conns{c: c}
+	mon, err := c.ConnectMonitor(ctx, "postgres")
+	if err == nil {
+		k.mon = mon
+		return k, nil
+	}
+	sys, err2 := c.Connect(ctx, "postgres")
+	if err2 != nil {
+		return nil, errors.Join(err, err2)
+	}
+	k.mon, k.sys = sys, sys
+	return k, nil
+}
+
+// system returns the system role's connection, opening it on first use.
+func (k *conns) system(ctx context.Context) (*pgx.Conn, error) {
+	if k.sys == nil {
+		sys, err := k.c.Connect(ctx, "postgres")
+		if err != nil {
+			return nil, err
+		}
+		k.sys = sys
+	}
+	return k.sys, nil
+}
+
+func (k *conns) close() {
+	if k.sys != nil && k.sys != k.mon {
+		k.sys.Close(context.Background())
+	}
+	k.mon.Close(context.Background())
+}
+
 // observe refreshes what the status reports: role, replication, databases; and on a primary
-// makes sure the admin, the replication role and the slots exist.
-func (w *worker) observe(ctx context.Context, conn *pgx.Conn, s instance.Spec, st *instance.Status) error {
-	rep, err := postgres.ReplicationState(ctx, conn)
+// makes sure the admin, Fog's roles and the slots exist.
+func (w *worker) observe(ctx context.Context, k *conns, s instance.Spec, st *instance.Status) error {
+	rep, err := postgres.ReplicationState(ctx, k.mon)
 	if err != nil {
 		return err
 	}
 	if !rep.InRecovery {
 		if st.ObservedGeneration != s.Generation || st.Phase != instance.PhaseReady || st.Role != instance.RolePrimary || !w.adminEnsured {
+			conn, err := k.system(ctx)
+			if err != nil {
+				return err
+			}
 			guarded, err := postgres.GuardLoaded(ctx, conn)
 			if err != nil {
 				return err
@@ -672,13 +723,17 @@ func (w *worker) observe(ctx context.Context, conn *pgx.Conn, s instance.Spec, s
 			if err := postgres.EnsureReplicationRole(ctx, conn); err != nil {
 				return err
 			}
+			if err := postgres.EnsureMonitorRole(ctx, conn); err != nil {
+				return err
+			}
 			st.ServerVersion, _ = postgres.ServerVersion(ctx, conn)
 		}
-		if err := w.syncSlots(ctx, conn, s, rep.Slots); err != nil {
+		changed, err := w.syncSlots(ctx, k, s, rep.Slots)
+		if err != nil {
 			return err
 		}
-		if len(rep.Slots) != len(s.Slots) {
-			if rep, err = postgres.ReplicationState(ctx, conn); err != nil {
+		if changed {
+			if rep, err = postgres.ReplicationState(ctx, k.mon); err != nil {
 				return err
 			}
 		}
@@ -691,7 +746,7 @@ func (w *worker) observe(ctx context.Context, conn *pgx.Conn, s instance.Spec, s
 	if err := w.refreshHBA(ctx, s); err != nil {
 		return err
 	}
-	dbs, err := postgres.ListDatabases(ctx, conn)
+	dbs, err := postgres.ListDatabases(ctx, k.mon)
 	if err != nil {
 		return err
 	}
@@ -701,6 +756,9 @@ func (w *worker) observe(ctx context.Context, conn *pgx.Conn, s instance.Spec, s
 	}
 	return nil
 }
+
+// refusedRetry is how long a database whose schema fog is not Fog's is left alone.
+const refusedRetry = time.Minute
 
 // ensureLinkViews keeps the link-status view and its row current in every database,
 // template1 included so that new databases have it. It connects to a database only when the
@@ -728,35 +786,67 @@ func (w *worker) ensureLinkViews(ctx context.Context, s instance.Spec, dbs []pos
 		if done, ok := w.views[db]; ok && done == want {
 			continue
 		}
+		if at, ok := w.viewsRefused[db]; ok && time.Since(at) < refusedRetry {
+			continue
+		}
 		conn, err := c.Connect(ctx, db)
 		if err != nil {
 			continue
 		}
 		err = postgres.EnsureLinkView(ctx, conn, row)
 		conn.Close(context.Background())
+		if errors.Is(err, postgres.ErrForeignObject) {
+			// A tenant's schema fog: Fog will not act on it as a superuser. Said loudly, and
+			// looked at again now and then, in case its owner renames it.
+			if w.viewsRefused == nil {
+				w.viewsRefused = map[string]time.Time{}
+			}
+			w.viewsRefused[db] = time.Now()
+			w.log.Error("refusing to install the link-status view", "instance", s.Name, "database", db, "err", err)
+			continue
+		}
 		if err != nil {
 			w.log.Warn("link status view", "database", db, "err", err)
 			continue
 		}
+		delete(w.viewsRefused, db)
 		w.views[db] = want
 	}
 }
 
-// syncSlots creates the slots the spec lists and drops Fog's slots it no longer lists.
-func (w *worker) syncSlots(ctx context.Context, conn *pgx.Conn, s instance.Spec, have []postgres.Slot) error {
+// syncSlots creates the slots the spec lists that the server lacks and drops Fog's slots it
+// no longer lists, as the system role, which it connects as only when there is such a slot.
+// It reports whether it changed anything.
+func (w *worker) syncSlots(ctx context.Context, k *conns, s instance.Spec, have []postgres.Slot) (bool, error) {
+	var create, drop []string
 	for _, name := range s.Slots {
-		if err := postgres.EnsureSlot(ctx, conn, name); err != nil {
-			return err
+		if !slices.ContainsFunc(have, func(sl postgres.Slot) bool { return sl.Name == name }) {
+			create = append(create, name)
 		}
 	}
 	for _, sl := range have {
-		if strings.HasPrefix(sl.Name, "fog_") && !slices.Contains(s.Slots, sl.Name) {
-			if err := postgres.DropSlot(ctx, conn, sl.Name); err != nil {
-				return err
-			}
+		if strings.HasPrefix(sl.Name, "fog_") && !slices.Contains(s.Slots, sl.Name) && !sl.Active {
+			drop = append(drop, sl.Name)
 		}
 	}
-	return nil
+	if len(create) == 0 && len(drop) == 0 {
+		return false, nil
+	}
+	conn, err := k.system(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, name := range create {
+		if err := postgres.EnsureSlot(ctx, conn, name); err != nil {
+			return false, err
+		}
+	}
+	for _, name := range drop {
+		if err := postgres.DropSlot(ctx, conn, name); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 func toDBs(dbs []postgres.Database) []instance.DB {
@@ -807,7 +897,7 @@ func (w *worker) runCommands(ctx context.Context, s instance.Spec) {
 // refreshStatus publishes a fresh observation of a running instance.
 func (w *worker) refreshStatus(ctx context.Context, s instance.Spec) error {
 	c := w.a.cluster(s)
-	conn, err := c.Connect(ctx, "postgres")
+	k, err := openConns(ctx, c)
 	if err != nil {
 		if _, running := c.PID(); !running {
 			// Report the instance down now rather than at the next resync, which starts it.
@@ -818,13 +908,13 @@ func (w *worker) refreshStatus(ctx context.Context, s instance.Spec) error {
 		}
 		return fmt.Errorf("instance %s is not accepting connections: %w", s.Name, err)
 	}
-	defer conn.Close(context.Background())
+	defer k.close()
 	st, _ := w.status(ctx)
 	if st.Phase != instance.PhaseReady {
 		return nil
 	}
 	w.observedAt = time.Now()
-	if err := w.observe(ctx, conn, s, &st); err != nil {
+	if err := w.observe(ctx, k, s, &st); err != nil {
 		return err
 	}
 	w.publish(ctx, st)

@@ -102,8 +102,15 @@ func TestAdminCannotReachTheHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := inPostgres.Exec(ctx, "CREATE TABLE in_postgres (id int)"); err != nil {
-		t.Errorf("admin: a table in the postgres database: %v", err)
+	// Fog's agent runs SQL in the postgres database as a superuser: its public schema, which
+	// every default search_path names, is not the admin's to fill; a schema of its own is.
+	if _, err := inPostgres.Exec(ctx, "CREATE TABLE public.in_postgres (id int)"); err == nil {
+		t.Error("admin created a table in postgres.public")
+	}
+	for _, q := range []string{"CREATE SCHEMA app", "CREATE TABLE app.in_postgres (id int)"} {
+		if _, err := inPostgres.Exec(ctx, q); err != nil {
+			t.Errorf("admin in the postgres database: %s: %v", q, err)
+		}
 	}
 	if _, err := inPostgres.Exec(ctx, "DROP DATABASE postgres"); err == nil {
 		t.Error("admin dropped the postgres database")

@@ -177,8 +177,11 @@ func hbaConf(drained bool, peer *Peer, host string) string {
 	b.WriteString(`# Written by Fog.
 local   all          ` + SystemUser + `                  peer map=fog
 local   replication  ` + SystemUser + `                  peer map=fog
+local   all          ` + MonitorUser + `                 peer map=fog
 host    all          ` + SystemUser + `   0.0.0.0/0      reject
 host    all          ` + SystemUser + `   ::/0           reject
+host    all          ` + MonitorUser + `  0.0.0.0/0      reject
+host    all          ` + MonitorUser + `  ::/0           reject
 `)
 	if peer != nil {
 		for _, src := range peer.Sources {
@@ -232,7 +235,8 @@ func clientNets(host string) []string {
 }
 
 func identConf(fogUser, ownerUser string, peer *Peer) string {
-	s := "# Written by Fog.\nfog  " + fogUser + "  " + SystemUser + "\nfog  " + ownerUser + "  " + SystemUser + "\n"
+	s := "# Written by Fog.\nfog  " + fogUser + "  " + SystemUser + "\nfog  " + ownerUser + "  " + SystemUser + "\n" +
+		"fog  " + fogUser + "  " + MonitorUser + "\n"
 	if peer != nil && peer.CN != "" {
 		s += "fogrepl  " + peer.CN + "  " + ReplicationUser + "\n"
 	}
@@ -590,22 +594,58 @@ func (c *Cluster) Remove() error {
 	return os.RemoveAll(c.SocketDir)
 }
 
-// Connect opens a connection as the system role over the Unix socket.
+// Connect opens a connection as the system role over the Unix socket. Everything it runs
+// follows the package's rule for privileged SQL (see the package doc).
 func (c *Cluster) Connect(ctx context.Context, db string) (*pgx.Conn, error) {
+	return c.connectAs(ctx, db, SystemUser)
+}
+
+// ConnectMonitor opens a connection as MonitorUser, for what only reads the server's state.
+func (c *Cluster) ConnectMonitor(ctx context.Context, db string) (*pgx.Conn, error) {
+	return c.connectAs(ctx, db, MonitorUser)
+}
+
+// pinnedSettings are sent in the startup packet of every connection Fog opens. Settings of
+// the startup packet outrank the ones a database's owner attaches with ALTER DATABASE ... SET
+// and the ones of ALTER ROLE (PGC_S_CLIENT is above PGC_S_DATABASE_USER, guc.h), so a tenant
+// cannot steer Fog's session through them:
+//   - search_path: no schema a tenant can create in is searched, so no tenant function,
+//     operator, cast target or table can stand in for a catalog one; pg_temp named last keeps
+//     it from being searched first (it is never searched for functions and operators).
+//   - role: "ALTER DATABASE d SET role = x" would make a superuser's session in d run as x
+//     (the check of membership passes for a superuser), so what Fog creates there would be
+//     owned by the tenant.
+//   - standard_conforming_strings: the literals Fog writes itself (a SCRAM verifier in ALTER
+//     ROLE) are read with backslashes as plain characters.
+//   - the bounds: nothing the agent runs may hang it; a lock held by a user session or a
+//     stuck statement fails after these and is retried on the next reconcile.
+var pinnedSettings = map[string]string{
+	"search_path":                         "pg_catalog, pg_temp",
+	"role":                                "none",
+	"standard_conforming_strings":         "on",
+	"default_transaction_read_only":       "off",
+	"transform_null_equals":               "off",
+	"statement_timeout":                   "60s",
+	"lock_timeout":                        "10s",
+	"idle_in_transaction_session_timeout": "60s",
+}
+
+func (c *Cluster) connectAs(ctx context.Context, db, user string) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig("")
 	if err != nil {
 		return nil, err
 	}
 	cfg.Host = c.SocketDir
 	cfg.Port = uint16(c.Port)
-	cfg.User = SystemUser
+	cfg.User = user
 	cfg.Database = db
 	cfg.TLSConfig = nil
 	cfg.Fallbacks = nil
 	cfg.ConnectTimeout = 5 * time.Second
-	// Nothing the agent runs may hang it: a lock held by a user session or a stuck
-	// statement fails after these bounds and is retried on the next reconcile.
-	cfg.RuntimeParams = map[string]string{"application_name": "fog-agent", "statement_timeout": "60s", "lock_timeout": "10s"}
+	cfg.RuntimeParams = map[string]string{"application_name": "fog-agent"}
+	for k, v := range pinnedSettings {
+		cfg.RuntimeParams[k] = v
+	}
 	return pgx.ConnectConfig(ctx, cfg)
 }
 

@@ -2,7 +2,9 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -60,19 +62,100 @@ GRANT SELECT ON fog.geo_replication_link_status TO PUBLIC;
 GRANT SELECT ON fog.link TO PUBLIC;
 ` + copySyncSQL
 
-// EnsureLinkView installs the view in the connected database and sets its link row; a nil
-// link empties it (the group was deleted, so the row disappears, as in SQL Server).
-func EnsureLinkView(ctx context.Context, conn *pgx.Conn, link *LinkRow) error {
-	if _, err := conn.Exec(ctx, linkViewSQL); err != nil {
-		return fmt.Errorf("create link view: %w", err)
+// ErrForeignObject means a name Fog keeps its own objects under in a database (the schema
+// fog and what is in it) belongs to someone else, or carries something Fog did not put there:
+// Fog acts on it as a superuser, so it refuses to touch it at all.
+var ErrForeignObject = errors.New("postgres: an object Fog keeps belongs to another role")
+
+// foreignFogObjects lists what in the schema fog is not Fog's: the schema itself, relations,
+// functions and types owned by another role, and triggers, rules and row-level policies on
+// its relations that the view's definition does not account for. A tenant who made the
+// schema fog before Fog reached a new database (or who owns a database Fog enters) could
+// otherwise have Fog's superuser fire its trigger, rule or policy. It runs with the pinned
+// search_path of every Fog session and qualifies every operator.
+const foreignFogObjects = `
+WITH me AS (SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) pg_catalog.session_user()),
+ns AS (SELECT oid, nspowner FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) 'fog'::pg_catalog.name)
+SELECT 'schema fog owned by ' OPERATOR(pg_catalog.||) pg_catalog.pg_get_userbyid(ns.nspowner)::text
+	FROM ns WHERE ns.nspowner OPERATOR(pg_catalog.<>) (SELECT oid FROM me)
+UNION ALL
+SELECT 'relation fog.' OPERATOR(pg_catalog.||) c.relname::text OPERATOR(pg_catalog.||) ' owned by ' OPERATOR(pg_catalog.||) pg_catalog.pg_get_userbyid(c.relowner)::text
+	FROM pg_catalog.pg_class c, ns WHERE c.relnamespace OPERATOR(pg_catalog.=) ns.oid AND c.relowner OPERATOR(pg_catalog.<>) (SELECT oid FROM me)
+UNION ALL
+SELECT 'function fog.' OPERATOR(pg_catalog.||) p.proname::text OPERATOR(pg_catalog.||) ' owned by ' OPERATOR(pg_catalog.||) pg_catalog.pg_get_userbyid(p.proowner)::text
+	FROM pg_catalog.pg_proc p, ns WHERE p.pronamespace OPERATOR(pg_catalog.=) ns.oid AND p.proowner OPERATOR(pg_catalog.<>) (SELECT oid FROM me)
+UNION ALL
+SELECT 'type fog.' OPERATOR(pg_catalog.||) t.typname::text OPERATOR(pg_catalog.||) ' owned by ' OPERATOR(pg_catalog.||) pg_catalog.pg_get_userbyid(t.typowner)::text
+	FROM pg_catalog.pg_type t, ns WHERE t.typnamespace OPERATOR(pg_catalog.=) ns.oid AND t.typowner OPERATOR(pg_catalog.<>) (SELECT oid FROM me)
+UNION ALL
+SELECT 'trigger ' OPERATOR(pg_catalog.||) g.tgname::text OPERATOR(pg_catalog.||) ' on fog.' OPERATOR(pg_catalog.||) c.relname::text
+	FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) g.tgrelid, ns
+	WHERE c.relnamespace OPERATOR(pg_catalog.=) ns.oid AND NOT g.tgisinternal
+UNION ALL
+SELECT 'rule ' OPERATOR(pg_catalog.||) r.rulename::text OPERATOR(pg_catalog.||) ' on fog.' OPERATOR(pg_catalog.||) c.relname::text
+	FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.ev_class, ns
+	WHERE c.relnamespace OPERATOR(pg_catalog.=) ns.oid AND r.rulename OPERATOR(pg_catalog.<>) '_RETURN'::pg_catalog.name
+UNION ALL
+SELECT 'policy ' OPERATOR(pg_catalog.||) p.polname::text OPERATOR(pg_catalog.||) ' on fog.' OPERATOR(pg_catalog.||) c.relname::text
+	FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.polrelid, ns
+	WHERE c.relnamespace OPERATOR(pg_catalog.=) ns.oid
+UNION ALL
+SELECT 'fog.link is not a plain table' FROM pg_catalog.pg_class c, ns
+	WHERE c.relnamespace OPERATOR(pg_catalog.=) ns.oid AND c.relname OPERATOR(pg_catalog.=) 'link'::pg_catalog.name
+	AND (c.relkind OPERATOR(pg_catalog.<>) 'r'::"char" OR c.relrowsecurity)`
+
+// checkFogObjects returns ErrForeignObject, naming what it found, when the schema fog of the
+// connected database holds anything that is not Fog's.
+func checkFogObjects(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}) error {
+	rows, err := q.Query(ctx, foreignFogObjects)
+	if err != nil {
+		return fmt.Errorf("check the schema fog: %w", err)
 	}
-	if _, err := conn.Exec(ctx, "DELETE FROM fog.link"); err != nil {
+	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("check the schema fog: %w", err)
+	}
+	if len(found) > 0 {
+		return fmt.Errorf("%w: %s; Fog installs its link-status view and fog.wait_for_copy_sync only in a schema fog of its own (rename or drop this one)",
+			ErrForeignObject, strings.Join(found, ", "))
+	}
+	return nil
+}
+
+// EnsureLinkView installs the view in the connected database and sets its link row; a nil
+// link empties it (the group was deleted, so the row disappears, as in SQL Server). It runs
+// as Fog's superuser in databases the tenant owns, so it creates its objects only where they
+// are absent or already Fog's, and checks again, with fog.link locked, before it writes the
+// row: between the two checks nobody but a superuser can change the owner of what Fog owns.
+func EnsureLinkView(ctx context.Context, conn *pgx.Conn, link *LinkRow) error {
+	if err := checkFogObjects(ctx, conn); err != nil {
 		return err
 	}
-	if link == nil {
-		return nil
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
 	}
-	_, err := conn.Exec(ctx, `INSERT INTO fog.link VALUES ($1, $2, $3, $4, $5)`,
-		link.ID, link.Name, link.PrimaryServer, link.SecondaryServer, link.AllowConnections)
-	return err
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	if _, err := tx.Exec(ctx, linkViewSQL); err != nil {
+		return fmt.Errorf("create link view: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE fog.link IN EXCLUSIVE MODE"); err != nil {
+		return err
+	}
+	if err := checkFogObjects(ctx, tx); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "DELETE FROM fog.link"); err != nil {
+		return err
+	}
+	if link != nil {
+		_, err := tx.Exec(ctx, `INSERT INTO fog.link VALUES ($1::pg_catalog.uuid, $2::pg_catalog.text, $3::pg_catalog.text, $4::pg_catalog.text, $5::pg_catalog.int4)`,
+			link.ID, link.Name, link.PrimaryServer, link.SecondaryServer, link.AllowConnections)
+		if err != nil {
+			return err
+		}
+	}
+	return tx.Commit(ctx)
 }

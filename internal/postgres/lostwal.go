@@ -175,22 +175,23 @@ func (c *Cluster) ResolveRelations(ctx context.Context, keys []string) map[strin
 	if len(byDB) == 0 {
 		return names
 	}
-	sys, err := c.Connect(ctx, "postgres")
+	// Catalogs only: the monitoring role reads them, in databases the tenant shapes.
+	sys, err := c.ConnectMonitor(ctx, "postgres")
 	if err != nil {
 		return names
 	}
 	defer sys.Close(context.Background())
 	for dbOid, ks := range byDB {
 		var db string
-		if err := sys.QueryRow(ctx, "SELECT datname FROM pg_database WHERE oid = $1::oid", dbOid).Scan(&db); err != nil {
+		if err := sys.QueryRow(ctx, "SELECT datname::text FROM pg_catalog.pg_database WHERE oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid", dbOid).Scan(&db); err != nil {
 			continue
 		}
-		conn, err := c.Connect(ctx, db)
+		conn, err := c.ConnectMonitor(ctx, db)
 		if err != nil {
 			continue
 		}
 		var defaultSpc string
-		_ = conn.QueryRow(ctx, "SELECT dattablespace::text FROM pg_database WHERE datname = current_database()").Scan(&defaultSpc)
+		_ = conn.QueryRow(ctx, "SELECT dattablespace::text FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database()").Scan(&defaultSpc)
 		for _, k := range ks {
 			parts := strings.Split(k, "/")
 			spc := parts[0]
@@ -198,9 +199,10 @@ func (c *Cluster) ResolveRelations(ctx context.Context, keys []string) map[strin
 				spc = "0" // pg_filenode_relation takes 0 for the database's default tablespace
 			}
 			var name *string
-			err := conn.QueryRow(ctx, `SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
-				FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-				WHERE c.oid = pg_filenode_relation($1::oid, $2::oid)`, spc, parts[2]).Scan(&name)
+			err := conn.QueryRow(ctx, `SELECT pg_catalog.quote_ident(n.nspname::text) OPERATOR(pg_catalog.||) '.'::text
+					OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::text)
+				FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+				WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.pg_filenode_relation($1::pg_catalog.oid, $2::pg_catalog.oid)`, spc, parts[2]).Scan(&name)
 			switch {
 			case err == nil && name != nil:
 				names[k] = db + "." + *name

@@ -26,8 +26,8 @@ const ReplicationUser = "fog_replication"
 // store, send or leak. pg_rewind needs to read files of its source server; the grants are
 // the ones its documentation lists for a non-superuser.
 func EnsureReplicationRole(ctx context.Context, conn *pgx.Conn) error {
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", ReplicationUser).Scan(&exists); err != nil {
+	exists, err := roleExists(ctx, conn, ReplicationUser)
+	if err != nil {
 		return err
 	}
 	verb := "CREATE"
@@ -51,11 +51,42 @@ func EnsureReplicationRole(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
+// MonitorUser is the role Fog reads a server's state as: what the agent asks every second
+// (replication, slots, databases) and the catalogs of user databases (naming the relations
+// of lost transactions). It is a member of pg_monitor and may stat files under the data
+// directory (a database's PG_VERSION, for its creation time), nothing more: SQL a tenant
+// steers into its session reaches no more than the tenant's own statistics views do.
+const MonitorUser = "fog_monitor"
+
+// EnsureMonitorRole creates or updates MonitorUser. It logs in only over the socket, by
+// peer authentication of Fog's OS user (hbaConf), so it has no password.
+func EnsureMonitorRole(ctx context.Context, conn *pgx.Conn) error {
+	exists, err := roleExists(ctx, conn, MonitorUser)
+	if err != nil {
+		return err
+	}
+	verb := "CREATE"
+	if exists {
+		verb = "ALTER"
+	}
+	stmts := []string{
+		fmt.Sprintf("%s ROLE %s WITH LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS PASSWORD NULL", verb, ident(MonitorUser)),
+		"GRANT pg_monitor TO " + ident(MonitorUser),
+		"GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO " + ident(MonitorUser),
+	}
+	for _, q := range stmts {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("ensure monitor role: %w", err)
+		}
+	}
+	return nil
+}
+
 // EnsureSlot creates a physical replication slot if it does not exist. immediately reserve
 // WAL, so that WAL a standby has not received yet is kept from the moment the slot exists.
 func EnsureSlot(ctx context.Context, conn *pgx.Conn, name string) error {
-	_, err := conn.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)
-		WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, name)
+	_, err := conn.Exec(ctx, `SELECT pg_catalog.pg_create_physical_replication_slot($1::pg_catalog.name, true)
+		WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) $1::pg_catalog.name)`, name)
 	if err != nil {
 		return fmt.Errorf("create slot %s: %w", name, err)
 	}
@@ -64,8 +95,8 @@ func EnsureSlot(ctx context.Context, conn *pgx.Conn, name string) error {
 
 // DropSlot drops a slot if it exists and is not in use.
 func DropSlot(ctx context.Context, conn *pgx.Conn, name string) error {
-	_, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
-		WHERE slot_name = $1 AND NOT active`, name)
+	_, err := conn.Exec(ctx, `SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots
+		WHERE slot_name OPERATOR(pg_catalog.=) $1::pg_catalog.name AND NOT active`, name)
 	return err
 }
 
@@ -108,7 +139,7 @@ func ReplicationState(ctx context.Context, conn *pgx.Conn) (Replication, error) 
 	var r Replication
 	err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery(),
 		CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())
-			ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+			ELSE ('x'::text OPERATOR(pg_catalog.||) pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::pg_catalog.bit(32)::pg_catalog.int4 END,
 		CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text ELSE pg_current_wal_lsn()::text END,
 		coalesce(pg_last_wal_replay_lsn()::text, '')`).Scan(&r.InRecovery, &r.Timeline, &r.CurrentLSN, &r.ReplayLSN)
 	if err != nil {
@@ -147,7 +178,7 @@ func ReplicationState(ctx context.Context, conn *pgx.Conn) (Replication, error) 
 		return r, err
 	}
 	rows, err = conn.Query(ctx, `SELECT slot_name, active, coalesce(wal_status, ''), coalesce(restart_lsn::text, '')
-		FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name`)
+		FROM pg_catalog.pg_replication_slots WHERE slot_type OPERATOR(pg_catalog.=) 'physical'::text ORDER BY slot_name`)
 	if err != nil {
 		return r, fmt.Errorf("pg_replication_slots: %w", err)
 	}
@@ -494,7 +525,7 @@ func prepareSlot(ctx context.Context, c *Cluster, u *Upstream) (bool, error) {
 	}
 	defer conn.Close(context.Background())
 	var status *string
-	err = conn.QueryRow(ctx, "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1", u.Slot).Scan(&status)
+	err = conn.QueryRow(ctx, "SELECT wal_status FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.=) $1::pg_catalog.name", u.Slot).Scan(&status)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
@@ -502,7 +533,7 @@ func prepareSlot(ctx context.Context, c *Cluster, u *Upstream) (bool, error) {
 		return false, err
 	}
 	if status != nil && *status == "lost" {
-		if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", u.Slot); err != nil {
+		if _, err := conn.Exec(ctx, "SELECT pg_catalog.pg_drop_replication_slot($1::pg_catalog.name)", u.Slot); err != nil {
 			return false, fmt.Errorf("drop invalidated slot %s: %w", u.Slot, err)
 		}
 		return false, nil

@@ -75,13 +75,8 @@ func EnsureAdmin(ctx context.Context, conn *pgx.Conn, login, verifier string, gu
 	if guarded {
 		createRole = "CREATEROLE"
 	}
-	exists := func(role string) (bool, error) {
-		var ok bool
-		err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&ok)
-		return ok, err
-	}
 	verb := func(role string) (string, error) {
-		ok, err := exists(role)
+		ok, err := roleExists(ctx, conn, role)
 		if ok {
 			return "ALTER", err
 		}
@@ -103,10 +98,13 @@ func EnsureAdmin(ctx context.Context, conn *pgx.Conn, login, verifier string, gu
 	stmts = append(stmts,
 		fmt.Sprintf("%s ROLE %s WITH LOGIN NOSUPERUSER CREATEDB %s INHERIT PASSWORD '%s'", v, ident(login), createRole, strings.ReplaceAll(verifier, "'", "''")),
 		"GRANT "+ident(AdminRole)+" TO "+ident(login)+" WITH ADMIN OPTION",
-		// The postgres database belongs to Fog's system role; its admin may still create
-		// schemas, tables and trusted extensions there, as in the databases it owns.
+		// The postgres database belongs to Fog's system role, and Fog's agent runs SQL there
+		// as a superuser every second; its admin may create schemas of its own and trusted
+		// extensions there, but not objects in public, the schema everyone's default
+		// search_path names first (an older Fog granted it: taken back).
 		"GRANT CREATE, CONNECT, TEMPORARY ON DATABASE postgres TO "+ident(AdminRole),
-		"GRANT USAGE, CREATE ON SCHEMA public TO "+ident(AdminRole))
+		"GRANT USAGE ON SCHEMA public TO "+ident(AdminRole),
+		"REVOKE CREATE ON SCHEMA public FROM "+ident(AdminRole))
 	for _, q := range stmts {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			return fmt.Errorf("ensure admin %s: %w", login, err)
@@ -127,10 +125,12 @@ type Database struct {
 // is written once by CREATE DATABASE and serves instead.
 func ListDatabases(ctx context.Context, conn *pgx.Conn) ([]Database, error) {
 	rows, err := conn.Query(ctx, `
-		SELECT datname, datcollate,
-		       coalesce((pg_stat_file('base/' || oid || '/PG_VERSION', true)).modification, now())
-		FROM pg_database
-		WHERE datname NOT IN ('postgres', 'template0', 'template1') AND datallowconn
+		SELECT datname::text, datcollate::text,
+		       coalesce((pg_catalog.pg_stat_file(
+		           'base/'::text OPERATOR(pg_catalog.||) oid::text OPERATOR(pg_catalog.||) '/PG_VERSION'::text, true)).modification,
+		         pg_catalog.now())
+		FROM pg_catalog.pg_database
+		WHERE datname::text OPERATOR(pg_catalog.<>) ALL (ARRAY['postgres', 'template0', 'template1']::text[]) AND datallowconn
 		ORDER BY datname`)
 	if err != nil {
 		return nil, fmt.Errorf("list databases: %w", err)
@@ -166,6 +166,14 @@ func DropDatabase(ctx context.Context, conn *pgx.Conn, name string) error {
 		return fmt.Errorf("drop database %s: %w", name, err)
 	}
 	return nil
+}
+
+// roleExists reports whether a role named role exists.
+func roleExists(ctx context.Context, conn *pgx.Conn, role string) (bool, error) {
+	var ok bool
+	err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles
+		WHERE rolname OPERATOR(pg_catalog.=) $1::pg_catalog.name)`, role).Scan(&ok)
+	return ok, err
 }
 
 // ServerVersion returns server_version.
