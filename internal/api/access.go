@@ -59,25 +59,12 @@ func (s *Server) authorize(ctx context.Context, r *http.Request, info TokenInfo)
 }
 
 func (s *Server) checkTenant(ctx context.Context, info TokenInfo, sub string) *arm.Error {
-	op, err := s.authz.Operator(ctx, info.Name)
+	ok, mine, theirs, err := s.authz.Reach(ctx, info.Name, info.TenantID, sub)
 	if err != nil {
 		return controller.StoreError(err)
 	}
-	if op {
-		return nil
-	}
-	rec, err := s.authz.Subscription(ctx, sub)
-	if err != nil {
-		return controller.StoreError(err)
-	}
-	mine := info.TenantID
-	if mine == "" {
-		if mine, err = s.authz.DefaultTenant(ctx); err != nil {
-			return controller.StoreError(err)
-		}
-	}
-	if !strings.EqualFold(mine, rec.TenantID) {
-		return authz.WrongTenant(mine, rec.TenantID)
+	if !ok {
+		return authz.WrongTenant(mine, theirs)
 	}
 	return nil
 }
@@ -91,6 +78,14 @@ func (c controllerAccess) Check(ctx context.Context, action, scope string) *arm.
 		return nil // not a request: the controller acting on its own
 	}
 	return c.a.Check(ctx, info.Name, action, scope)
+}
+
+func (c controllerAccess) Allowed(ctx context.Context, action, scope string) (bool, error) {
+	info, ok := ctx.Value(principalKey{}).(TokenInfo)
+	if !ok {
+		return true, nil // not a request: the controller acting on its own
+	}
+	return c.a.Permitted(ctx, info.Name, info.TenantID, action, scope)
 }
 
 func (c controllerAccess) Tenant(ctx context.Context, sub string) (string, error) {

@@ -36,7 +36,9 @@ func (s *Server) groupRoutes(rt *arm.Router) {
 	rt.Handle("PUT", fogPath+"/{name}", v(func(w http.ResponseWriter, r *http.Request, ver string) {
 		var body resource.FailoverGroupJSON
 		if aerr := decode(r, &body); aerr != nil {
-			aerr.Code = "InstanceFailoverGroupCreateOrUpdateRequestInvalid"
+			if aerr.Status == http.StatusBadRequest {
+				aerr.Code = "InstanceFailoverGroupCreateOrUpdateRequestInvalid"
+			}
 			arm.WriteError(w, aerr)
 			return
 		}

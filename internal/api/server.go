@@ -100,7 +100,7 @@ func (s *Server) Handler() http.Handler {
 		rt.Handle("GET", opBase+kind+"AzureAsyncOperation/{op}", s.operationStatus)
 		rt.Handle("GET", opBase+kind+"OperationResults/{op}", s.operationResult)
 	}
-	return s.logRequests(checkPath(s.authenticate(s.authzRoutes(rt))))
+	return s.logRequests(limitBody(checkPath(s.authenticate(readBody(s.authzRoutes(rt))))))
 }
 
 var uuidRe = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
@@ -151,12 +151,12 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 
 // decode reads a JSON body into v, or returns the ARM error for a missing or malformed one.
 func decode(r *http.Request, v any) *arm.Error {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	if isTooLarge(err) || len(body) > MaxBodyBytes {
+		return bodyTooLarge()
+	}
 	if err != nil {
 		return arm.BadRequest("InvalidRequestContent", "The request body could not be read: %v.", err)
-	}
-	if len(body) > 1<<20 {
-		return arm.Errorf(http.StatusRequestEntityTooLarge, "RequestBodyTooLarge", "The request body exceeds 1 MiB.")
 	}
 	if len(body) == 0 {
 		return arm.BadRequest("InvalidRequestContent", "The request content was invalid and could not be deserialized: the body is empty; send the resource as JSON.")

@@ -152,6 +152,40 @@ func (a *Authorizer) Operator(ctx context.Context, principal string) (bool, erro
 	return false, nil
 }
 
+// Reach reports whether a principal of tenant ("" for the deployment's own) reaches
+// subscription sub at all: an operator (a role at the root scope) reaches every subscription,
+// anyone else only those of their own tenant. mine and theirs are the two tenants, for
+// WrongTenant.
+func (a *Authorizer) Reach(ctx context.Context, principal, tenant, sub string) (ok bool, mine, theirs string, err error) {
+	op, err := a.Operator(ctx, principal)
+	if err != nil || op {
+		return op, "", "", err
+	}
+	rec, err := a.Subscription(ctx, sub)
+	if err != nil {
+		return false, "", "", err
+	}
+	mine = tenant
+	if mine == "" {
+		if mine, err = a.DefaultTenant(ctx); err != nil {
+			return false, "", "", err
+		}
+	}
+	return strings.EqualFold(mine, rec.TenantID), mine, rec.TenantID, nil
+}
+
+// Permitted reports whether a principal of tenant may perform action at scope, as a request
+// addressed to scope is checked: the subscription's tenant first (Reach), then the role
+// assignments (Allowed). err is set only when the store could not tell.
+func (a *Authorizer) Permitted(ctx context.Context, principal, tenant, action, scope string) (bool, error) {
+	if sub := SubscriptionOf(scope); sub != "" {
+		if ok, _, _, err := a.Reach(ctx, principal, tenant, sub); err != nil || !ok {
+			return false, err
+		}
+	}
+	return a.Allowed(ctx, principal, action, scope)
+}
+
 // Check returns nil when principal may perform action at scope, 403 AuthorizationFailed in
 // Azure's words when not, or the store's error.
 func (a *Authorizer) Check(ctx context.Context, principal, action, scope string) *arm.Error {

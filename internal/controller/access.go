@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/fogdb/fog/internal/arm"
@@ -16,6 +17,10 @@ type Access interface {
 	// Check returns 403 AuthorizationFailed unless the caller of ctx may perform action at
 	// scope.
 	Check(ctx context.Context, action, scope string) *arm.Error
+	// Allowed reports whether the caller of ctx may perform action at scope, the
+	// subscription's tenant included, as a request addressed there would be checked; err is
+	// set only when that could not be told.
+	Allowed(ctx context.Context, action, scope string) (bool, error)
 	// Tenant returns the tenant a subscription belongs to.
 	Tenant(ctx context.Context, subscription string) (string, error)
 }
@@ -30,7 +35,42 @@ const (
 	actionGroupFailover = "Microsoft.Sql/locations/instanceFailoverGroups/failover/action"
 	actionGroupForce    = "Microsoft.Sql/locations/instanceFailoverGroups/forceFailoverAllowDataLoss/action"
 	actionInstanceWrite = "Microsoft.Sql/managedInstances/write"
+	actionInstanceRead  = "Microsoft.Sql/managedInstances/read"
 )
+
+// canRead reports whether the caller may read instance m. A request names other instances than
+// the one it addresses (a dnsZonePartner, a group's primary and partner) and can collide with
+// one (a taken name): every lookup of such an instance goes through canRead, and one the
+// caller cannot read is answered as if it did not exist, so that no error confirms or names a
+// resource of another resource group or tenant. ARM does the same for resources outside the
+// caller's reach.
+func (c *Controller) canRead(ctx context.Context, m *resource.ManagedInstance) (bool, *arm.Error) {
+	if c.access == nil {
+		return true, nil
+	}
+	ok, err := c.access.Allowed(ctx, actionInstanceRead, m.ID())
+	if err != nil {
+		return false, internalError(fmt.Errorf("check read access to %s: %w", m.ID(), err))
+	}
+	return ok, nil
+}
+
+// readableInstance is getInstance for an instance the request does not address: one the
+// caller cannot read is not found, in the same words as one that does not exist.
+func (c *Controller) readableInstance(ctx context.Context, sub, rg, name string) (*resource.ManagedInstance, int64, *arm.Error) {
+	m, rev, aerr := c.getInstance(ctx, sub, rg, name)
+	if aerr != nil {
+		return nil, 0, aerr
+	}
+	ok, aerr := c.canRead(ctx, m)
+	if aerr != nil {
+		return nil, 0, aerr
+	}
+	if !ok {
+		return nil, 0, resource.NotFound(resource.TypeManagedInstance, name)
+	}
+	return m, rev, nil
+}
 
 func groupScope(sub, rg, loc, name string) string {
 	return "/subscriptions/" + sub + "/resourceGroups/" + rg + "/providers/Microsoft.Sql/locations/" + loc + "/instanceFailoverGroups/" + name

@@ -223,13 +223,18 @@ func (c *Controller) getInstance(ctx context.Context, sub, rg, name string) (*re
 	return &m, rev, nil
 }
 
-func (c *Controller) lookupByID(ctx context.Context, id string) (*resource.ManagedInstance, bool) {
+// lookupByID finds the instance another one names (its dnsZonePartner): nil when there is
+// none the caller may read.
+func (c *Controller) lookupByID(ctx context.Context, id string) (*resource.ManagedInstance, *arm.Error) {
 	p, err := arm.ParseInstanceID(id)
 	if err != nil {
-		return nil, false
+		return nil, nil
 	}
-	m, _, aerr := c.getInstance(ctx, p.Subscription, p.ResourceGroup, p.Name)
-	return m, aerr == nil
+	m, _, aerr := c.readableInstance(ctx, p.Subscription, p.ResourceGroup, p.Name)
+	if aerr != nil && aerr.Status == http.StatusNotFound {
+		return nil, nil
+	}
+	return m, aerr
 }
 
 func (c *Controller) observed(ctx context.Context, m *resource.ManagedInstance) (instance.Status, bool) {
@@ -343,7 +348,7 @@ func (c *Controller) PutInstance(ctx context.Context, sub, rg, name string, body
 		}
 	}
 	env := resource.Env{Regions: c.cfg.Regions, LocaleOK: c.cfg.LocaleOK,
-		Lookup: func(id string) (*resource.ManagedInstance, bool) { return c.lookupByID(ctx, id) }}
+		Lookup: func(id string) (*resource.ManagedInstance, *arm.Error) { return c.lookupByID(ctx, id) }}
 	m, password, verr := resource.ApplyInstance(env, cur, sub, rg, name, body)
 	if verr != nil {
 		return nil, verr
@@ -351,10 +356,8 @@ func (c *Controller) PutInstance(ctx context.Context, sub, rg, name string, body
 	conds := []store.Cond{{Key: miKey(sub, rg, name), Rev: rev}}
 	var ops []store.Op
 	if create {
-		var owner nameRecord
-		if _, err := store.Get(ctx, c.st, nameKey(name), &owner); err == nil {
-			return nil, arm.Errorf(http.StatusConflict, "NameAlreadyExists",
-				"The managed instance name '%s' is already in use by %s. Instance names are unique in the deployment because they become DNS names; choose another.", name, owner.ID)
+		if aerr := c.nameTaken(ctx, name); aerr != nil {
+			return nil, aerr
 		}
 		conds = append(conds, store.Cond{Key: nameKey(name), Rev: 0})
 		m.UID = resource.NewUID()
@@ -399,6 +402,31 @@ func (c *Controller) PutInstance(ctx context.Context, sub, rg, name string, body
 	c.log.Info("accepted", "operation", opName, "id", op.ID, "instance", m.ID(), "create", create)
 	c.kickOp(op.ID)
 	return op, nil
+}
+
+// nameTaken returns NameAlreadyExists when another instance has name: instance names are
+// unique in the deployment, not per resource group, because they become DNS names. The other
+// instance is named only when the caller may read it; otherwise the answer is Azure's for a
+// name taken anywhere ("The name '...' already exists"), which says nothing of where.
+func (c *Controller) nameTaken(ctx context.Context, name string) *arm.Error {
+	var owner nameRecord
+	_, err := store.Get(ctx, c.st, nameKey(name), &owner)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return internalError(fmt.Errorf("read the owner of name %s: %w", name, err))
+	}
+	if p, perr := arm.ParseInstanceID(owner.ID); perr == nil {
+		if m, _, aerr := c.readableInstance(ctx, p.Subscription, p.ResourceGroup, p.Name); aerr == nil {
+			return arm.Errorf(http.StatusConflict, "NameAlreadyExists",
+				"The managed instance name '%s' is already in use by %s. Instance names are unique in the deployment because they become DNS names; choose another.", name, m.ID())
+		} else if aerr.Status != http.StatusNotFound {
+			return aerr
+		}
+	}
+	return arm.Errorf(http.StatusConflict, "NameAlreadyExists",
+		"The name '%s' already exists. Managed instance names are unique in the deployment because they become DNS names; choose a different name.", name)
 }
 
 func (c *Controller) kickOp(id string) {

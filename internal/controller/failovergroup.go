@@ -399,15 +399,23 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 		return nil, arm.BadRequest("InstanceFailoverGroupCreateOrUpdateRequestInvalidPrimary",
 			"The given primary field in create or update instance failover group request body is empty or invalid: the primary %s must be in the resource group the request is addressed to ('%s').", spec.PrimaryID.Raw, rg)
 	}
-	prim, prev, aerr := c.getInstance(ctx, spec.PrimaryID.Subscription, spec.PrimaryID.ResourceGroup, spec.PrimaryID.Name)
-	if aerr != nil {
+	// Both instances are looked up as the caller sees them: one it cannot read is missing, in
+	// the same words, so that the answer does not tell whether it exists.
+	prim, prev, aerr := c.readableInstance(ctx, spec.PrimaryID.Subscription, spec.PrimaryID.ResourceGroup, spec.PrimaryID.Name)
+	if aerr != nil && aerr.Status == http.StatusNotFound {
 		return nil, arm.BadRequest("InstanceFailoverGroupCreateOrUpdateRequestInvalidPrimary",
 			"The given primary field in create or update instance failover group request body is empty or invalid: no managed instance %s.", spec.PrimaryID.Raw)
 	}
-	part, srev, aerr := c.getInstance(ctx, spec.PartnerID.Subscription, spec.PartnerID.ResourceGroup, spec.PartnerID.Name)
 	if aerr != nil {
+		return nil, aerr
+	}
+	part, srev, aerr := c.readableInstance(ctx, spec.PartnerID.Subscription, spec.PartnerID.ResourceGroup, spec.PartnerID.Name)
+	if aerr != nil && aerr.Status == http.StatusNotFound {
 		return nil, arm.BadRequest("InstanceFailoverGroupCreateOrUpdateRequestInvalidPartner",
 			"The given partners field in create or update instance failover group request body is empty or invalid: no managed instance %s.", spec.PartnerID.Raw)
+	}
+	if aerr != nil {
+		return nil, aerr
 	}
 	if prim.Location != region {
 		return nil, arm.BadRequest("InstanceFailoverGroupCreateOrUpdateRequestInvalidPrimary",
@@ -500,10 +508,19 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 			return nil
 		},
 		func() *arm.Error {
-			if n := c.nameInZone(ctx, name, prim.DNSZone); n != "" {
-				return arm.Errorf(http.StatusConflict, "InstanceFailoverGroupDnsRecordInUse", "A duplicate DNS record exists for the requested endpoint: '%s' is already the name of %s in zone %s.", name, n, prim.DNSZone)
+			m, aerr := c.nameInZone(ctx, name, prim.DNSZone)
+			switch {
+			case aerr != nil:
+				return aerr
+			case m == nil:
+				return nil
 			}
-			return nil
+			if ok, aerr := c.canRead(ctx, m); aerr != nil {
+				return aerr
+			} else if !ok {
+				return arm.Errorf(http.StatusConflict, "InstanceFailoverGroupDnsRecordInUse", "A duplicate DNS record exists for the requested endpoint: '%s' is already a name in zone %s; choose another group name.", name, prim.DNSZone)
+			}
+			return arm.Errorf(http.StatusConflict, "InstanceFailoverGroupDnsRecordInUse", "A duplicate DNS record exists for the requested endpoint: '%s' is already the name of managed instance %s in zone %s.", name, m.ID(), prim.DNSZone)
 		},
 	}
 	for _, check := range checks {
@@ -573,15 +590,18 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 	return op, nil
 }
 
-// nameInZone reports what already uses name in a DNS zone: an instance, or "".
-func (c *Controller) nameInZone(ctx context.Context, name, zone string) string {
-	ms, _ := store.List[resource.ManagedInstance](ctx, c.st, "mi/")
-	for _, m := range ms {
-		if m.DNSZone == zone && strings.EqualFold(m.Name, name) {
-			return "managed instance " + m.ID()
+// nameInZone returns the instance that already has name in a DNS zone, or nil.
+func (c *Controller) nameInZone(ctx context.Context, name, zone string) (*resource.ManagedInstance, *arm.Error) {
+	ms, err := store.List[resource.ManagedInstance](ctx, c.st, "mi/")
+	if err != nil {
+		return nil, internalError(fmt.Errorf("list instances: %w", err))
+	}
+	for i := range ms {
+		if ms[i].DNSZone == zone && strings.EqualFold(ms[i].Name, name) {
+			return &ms[i], nil
 		}
 	}
-	return ""
+	return nil, nil
 }
 
 // checkReach has the secondary's agent open a connection to the primary's replication

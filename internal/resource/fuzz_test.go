@@ -3,10 +3,12 @@ package resource
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/fogdb/fog/internal/arm"
 )
 
 var fuzzEnv = Env{Regions: []string{"eastus", "westus"}, LocaleOK: func(string) bool { return true },
-	Lookup: func(string) (*ManagedInstance, bool) { return nil, false }}
+	Lookup: func(string) (*ManagedInstance, *arm.Error) { return nil, nil }}
 
 // FuzzInstanceBody: any JSON body of a managed-instance PUT is validated or refused, never a
 // panic; an accepted body yields an instance with a name and a location.

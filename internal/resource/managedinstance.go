@@ -194,8 +194,10 @@ type Env struct {
 	Regions []string
 	// LocaleOK reports whether PostgreSQL on this machine can use the locale.
 	LocaleOK func(string) bool
-	// Lookup finds another instance by ARM id, for dnsZonePartner.
-	Lookup func(id string) (*ManagedInstance, bool)
+	// Lookup finds another instance by ARM id, for dnsZonePartner: nil when there is none
+	// that the caller may read (one it may not read is answered as missing, in the same
+	// words), an error when that could not be told.
+	Lookup func(id string) (*ManagedInstance, *arm.Error)
 }
 
 // NormalizeRegion turns "East US" or "eastus" into the region name the deployment uses, or "".
@@ -316,16 +318,20 @@ func ApplyInstance(env Env, cur *ManagedInstance, sub, rg, name string, body Ins
 				return nil, "", immutable("dnsZonePartner", m.DNSZonePartner)
 			}
 		} else {
-			pid, err := arm.ParseInstanceID(*p.DNSZonePartner)
-			if err != nil {
+			if _, err := arm.ParseInstanceID(*p.DNSZonePartner); err != nil {
 				return nil, "", arm.BadRequest("InvalidDnsZonePartner", "dnsZonePartner: %v.", err)
 			}
-			partner, ok := env.Lookup(*p.DNSZonePartner)
-			if !ok {
+			var partner *ManagedInstance
+			if env.Lookup != nil {
+				var aerr *arm.Error
+				if partner, aerr = env.Lookup(*p.DNSZonePartner); aerr != nil {
+					return nil, "", aerr
+				}
+			}
+			if partner == nil {
 				return nil, "", arm.BadRequest("InvalidDnsZonePartner",
 					"dnsZonePartner '%s' names no managed instance of this deployment; create that instance first or fix the id.", *p.DNSZonePartner)
 			}
-			_ = pid
 			m.DNSZonePartner = partner.ID()
 			m.DNSZone = partner.DNSZone
 		}
@@ -422,17 +428,52 @@ func immutable(prop, cur string) *arm.Error {
 
 var loginRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 
-var reservedLogins = []string{"postgres", "fog_system", "fog_replication", "public", "admin", "administrator", "root", "sa", "guest"}
+// reservedLogins cannot be an instance's administratorLogin: PostgreSQL's bootstrap
+// superuser's usual name and the names a role specification reads as keywords (PUBLIC, NONE,
+// CURRENT_USER, SESSION_USER, CURRENT_ROLE: GRANT ... TO public grants everyone), and the
+// system names Azure SQL refuses for its server admin (admin, administrator, sa, root,
+// dbmanager, loginmanager, dbo, guest, public).
+var reservedLogins = []string{
+	"postgres", "public", "none", "current_user", "session_user", "current_role",
+	"admin", "administrator", "sa", "root", "dbmanager", "loginmanager", "dbo", "guest",
+}
 
+// reservedLoginPrefixes: PostgreSQL reserves pg_ for its predefined roles (CREATE ROLE
+// refuses it), and Fog's own roles in every instance start with fog_ (fog_system, the
+// bootstrap superuser; fog_admin, the role the admin login is a member of; fog_replication;
+// and those to come). An admin login named like one of them would be that role: creating the
+// instance fails, or the admin takes the role's rights.
+var reservedLoginPrefixes = []struct{ prefix, why string }{
+	{"pg_", "names starting with 'pg_' are reserved by PostgreSQL for its predefined roles"},
+	{"fog_", "names starting with 'fog_' are Fog's own roles in every instance"},
+}
+
+// validateLogin checks an administratorLogin. Names compare case-insensitively: Fog quotes the
+// login, so "Fog_Admin" would be a role of its own, but PostgreSQL folds every unquoted
+// identifier to lower case, and GRANT ... TO Fog_Admin in a tenant's script means fog_admin.
 func validateLogin(l string) *arm.Error {
 	if !loginRe.MatchString(l) {
 		return arm.BadRequest("InvalidLoginName",
 			"The administratorLogin '%s' is invalid: use 1 to 63 letters, digits and underscores, starting with a letter or underscore.", l)
 	}
-	if slices.Contains(reservedLogins, strings.ToLower(l)) || strings.HasPrefix(strings.ToLower(l), "pg_") {
-		return arm.BadRequest("InvalidLoginName", "The administratorLogin '%s' is reserved; choose another name.", l)
+	lower := strings.ToLower(l)
+	why := ""
+	if slices.Contains(reservedLogins, lower) {
+		why = "it is a system name"
 	}
-	return nil
+	prefixes := make([]string, 0, len(reservedLoginPrefixes))
+	for _, p := range reservedLoginPrefixes {
+		prefixes = append(prefixes, "'"+p.prefix+"'")
+		if why == "" && strings.HasPrefix(lower, p.prefix) {
+			why = p.why
+		}
+	}
+	if why == "" {
+		return nil
+	}
+	return arm.BadRequest("InvalidLoginName",
+		"The administratorLogin '%s' is reserved: %s. The login cannot be a system name (%s) or start with %s; choose another name, such as 'miadmin' or your team's name.",
+		l, why, strings.Join(reservedLogins, ", "), strings.Join(prefixes, " or "))
 }
 
 // ValidatePassword applies Azure SQL Managed Instance's rule: 16 to 128 characters, with

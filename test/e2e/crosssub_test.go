@@ -13,7 +13,8 @@ import (
 // TestCrossSubscriptionGroup: the how-to's "Create group between instances in different
 // subscriptions": the secondary lives in another subscription; the group is created on the
 // primary's side, shows each side in its own subscription, and fails over. With roles: a
-// contributor on one subscription only cannot create the group, a Reader cannot fail it over,
+// contributor on one subscription only cannot create the group (a partner it cannot read is
+// missing to it; one it can read but not write is refused), a Reader cannot fail it over,
 // a contributor on both can; a group across tenants is refused, and a principal of another
 // tenant cannot reach the subscription at all.
 func TestCrossSubscriptionGroup(t *testing.T) {
@@ -46,8 +47,16 @@ func TestCrossSubscriptionGroup(t *testing.T) {
 	gp := fmt.Sprintf("/subscriptions/%s/resourceGroups/rg-x/providers/Microsoft.Sql/locations/eastus/instanceFailoverGroups/xs", sub)
 	body := groupBody(prim["id"].(string), sec["id"].(string), "westus", nil)
 
-	// Contributor on the primary's resource group only: the partner side is refused.
+	// Contributor on the primary's resource group only: the partner, which it cannot read, is
+	// answered as a missing one is.
 	r := f.callWith("PUT", gp, body, contrib)
+	if r.Status != http.StatusBadRequest || r.code() != "InstanceFailoverGroupCreateOrUpdateRequestInvalidPartner" {
+		t.Fatalf("group create by a contributor of one side = %d %s, want 400 InvalidPartner, as for a missing partner", r.Status, r.Body)
+	}
+	// A Reader of the partner's resource group sees the partner, and is refused the group's
+	// write there.
+	assign("contrib", "Reader", "/subscriptions/"+sub2+"/resourceGroups/rg-y")
+	r = f.callWith("PUT", gp, body, contrib)
 	if r.Status != http.StatusForbidden || r.code() != "AuthorizationFailed" || !strings.Contains(string(r.Body), "/subscriptions/"+sub2+"/resourceGroups/rg-y") ||
 		!strings.Contains(string(r.Body), "'contrib'") || !strings.Contains(string(r.Body), "Microsoft.Sql/locations/instanceFailoverGroups/write") {
 		t.Fatalf("group create by a contributor of one side = %d %s, want 403 AuthorizationFailed naming the partner's scope", r.Status, r.Body)
