@@ -20,7 +20,11 @@ var guardSource []byte
 
 // GuardExtensions are the extensions an instance admin may create beyond PostgreSQL's trusted
 // ones (which a database owner creates anyway): the monitoring and maintenance extensions
-// managed services offer. None reaches a file or a program on the host.
+// managed services offer. None reaches a file or a program on the host. The guard creates
+// them as the bootstrap superuser and grants the foreign-data wrappers of postgres_fdw and
+// dblink to AdminRole; both connect for a non-superuser only with a password the server asks
+// for (their own rule), so never over the socket as Fog's roles, which peer authentication
+// would accept from the instance's OS user.
 var GuardExtensions = []string{"pg_stat_statements", "pg_buffercache", "pgstattuple", "pg_prewarm",
 	"pg_visibility", "amcheck", "pg_freespacemap", "pgrowlocks", "postgres_fdw", "dblink"}
 
