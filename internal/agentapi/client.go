@@ -32,6 +32,8 @@ type Credentials struct {
 	CertPEM []byte
 	KeyPEM  []byte
 	CAPEM   []byte
+	// Dir is where they are kept: a renewal saves the new certificate and key there.
+	Dir string
 }
 
 const (
@@ -43,7 +45,7 @@ const (
 // LoadCredentials reads the credentials a join saved in dir; os.ErrNotExist when the agent
 // has not joined yet.
 func LoadCredentials(dir string) (*Credentials, error) {
-	var c Credentials
+	c := Credentials{Dir: dir}
 	var err error
 	if c.CertPEM, err = os.ReadFile(filepath.Join(dir, certFile)); err != nil {
 		return nil, err
@@ -54,6 +56,23 @@ func LoadCredentials(dir string) (*Credentials, error) {
 	if c.CAPEM, err = os.ReadFile(filepath.Join(dir, caFile)); err != nil {
 		return nil, err
 	}
+	if _, err := tls.X509KeyPair(c.CertPEM, c.KeyPEM); err != nil {
+		// A renewal writes the key and then the certificate: a crash between the two renames
+		// leaves the new key beside the old certificate, and the new certificate in its
+		// temporary file. Finish the renewal's save.
+		tmp := filepath.Join(dir, certFile+".tmp")
+		next, rerr := os.ReadFile(tmp)
+		if rerr != nil {
+			return nil, fmt.Errorf("%s and %s do not match: %w", filepath.Join(dir, certFile), filepath.Join(dir, keyFile), err)
+		}
+		if _, err := tls.X509KeyPair(next, c.KeyPEM); err != nil {
+			return nil, fmt.Errorf("%s and %s do not match: %w", filepath.Join(dir, certFile), filepath.Join(dir, keyFile), err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, certFile)); err != nil {
+			return nil, fmt.Errorf("finish saving the renewed certificate: %w", err)
+		}
+		c.CertPEM = next
+	}
 	cert, err := parseCert(c.CertPEM)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, certFile), err)
@@ -62,24 +81,49 @@ func LoadCredentials(dir string) (*Credentials, error) {
 	return &c, nil
 }
 
+// save writes the credentials to dir. Each file is written aside, synced and renamed over
+// the old one, key before certificate (LoadCredentials finishes a save a crash cut short).
 func (c *Credentials) save(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	for _, f := range []struct {
+	files := []struct {
 		name string
 		b    []byte
 		mode os.FileMode
-	}{{keyFile, c.KeyPEM, 0o600}, {caFile, c.CAPEM, 0o644}, {certFile, c.CertPEM, 0o644}} {
-		tmp := filepath.Join(dir, f.name+".tmp")
-		if err := os.WriteFile(tmp, f.b, f.mode); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, f.name)); err != nil {
+	}{{keyFile, c.KeyPEM, 0o600}, {caFile, c.CAPEM, 0o644}, {certFile, c.CertPEM, 0o644}}
+	for _, f := range files {
+		if err := writeSynced(filepath.Join(dir, f.name+".tmp"), f.b, f.mode); err != nil {
 			return err
 		}
 	}
-	return nil
+	for _, f := range files {
+		if err := os.Rename(filepath.Join(dir, f.name+".tmp"), filepath.Join(dir, f.name)); err != nil {
+			return err
+		}
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func writeSynced(path string, b []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // Join exchanges a one-time join token for a client certificate: it makes a key and a
@@ -108,7 +152,7 @@ func Join(ctx context.Context, servers []string, token, region, dir string) (*Cr
 		if creds.Region != region {
 			return nil, fmt.Errorf("the join token is for region %s, not %s", creds.Region, region)
 		}
-		creds.KeyPEM = key
+		creds.KeyPEM, creds.Dir = key, dir
 		if err := creds.save(dir); err != nil {
 			return nil, fmt.Errorf("save credentials: %w", err)
 		}
@@ -203,54 +247,169 @@ func fetchCA(ctx context.Context, hc *http.Client, server, pin string) ([]byte, 
 
 // Client is an agent's link to the servers: a store.Store scoped to its region and an
 // issuer of server certificates, over mutual TLS. It talks to one server at a time and moves
-// to the next on a connection error or a server that cannot reach the store.
+// to the next on a connection error or a server that cannot reach the store. It renews its
+// own certificate (KeepRenewed) and then moves every connection to the new one.
 type Client struct {
 	servers []string
 	region  string
-	hc      *http.Client
-	watchHC *http.Client
+	creds   Credentials
+	pool    *x509.CertPool
+	conns   atomic.Pointer[conns]
 	cur     atomic.Int32
 	log     *slog.Logger
 	// HeartbeatTimeout is how long a watch stream may stay silent before the client drops
 	// it and connects again.
 	HeartbeatTimeout time.Duration
 
+	renewMu   sync.Mutex // one renewal at a time
 	closeOnce sync.Once
 	closed    chan struct{}
+}
+
+// conns are the client's connections with one certificate. A renewal replaces them whole:
+// a connection's client certificate is the one of its handshake, so a kept-alive connection
+// of the old transport would present the old certificate for as long as it lives.
+type conns struct {
+	leaf    *x509.Certificate
+	hc      *http.Client
+	watchHC *http.Client
+	// replaced is closed when newer conns replace these: open watch streams reconnect.
+	replaced chan struct{}
 }
 
 var _ store.Store = (*Client)(nil)
 
 // NewClient returns a client for the servers (HTTPS URLs) with the joined credentials.
 func NewClient(servers []string, creds *Credentials, log *slog.Logger) (*Client, error) {
-	pair, err := tls.X509KeyPair(creds.CertPEM, creds.KeyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("agent certificate: %w", err)
-	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(creds.CAPEM) {
 		return nil, errors.New("the saved CA is not PEM")
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, Certificates: []tls.Certificate{pair}}
+	c := &Client{servers: servers, region: creds.Region, creds: *creds, pool: pool, log: log,
+		HeartbeatTimeout: 7 * time.Second, closed: make(chan struct{})}
+	cs, err := c.newConns(creds.CertPEM, creds.KeyPEM)
+	if err != nil {
+		return nil, err
+	}
+	c.conns.Store(cs)
+	return c, nil
+}
+
+func (c *Client) newConns(certPEM, keyPEM []byte) (*conns, error) {
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("agent certificate: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("agent certificate: %w", err)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: c.pool, Certificates: []tls.Certificate{pair}}
 	dial := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 5 * time.Second}
 	tr := &http.Transport{TLSClientConfig: tc, DialContext: dial.DialContext, TLSHandshakeTimeout: 3 * time.Second,
 		MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second}
 	wtr := tr.Clone()
-	return &Client{servers: servers, region: creds.Region, hc: &http.Client{Transport: tr},
-		watchHC: &http.Client{Transport: wtr}, log: log, HeartbeatTimeout: 7 * time.Second, closed: make(chan struct{})}, nil
+	return &conns{leaf: leaf, hc: &http.Client{Transport: tr}, watchHC: &http.Client{Transport: wtr}, replaced: make(chan struct{})}, nil
+}
+
+func (cs *conns) closeIdle() {
+	cs.hc.CloseIdleConnections()
+	cs.watchHC.CloseIdleConnections()
 }
 
 // Region is the region the client's certificate names.
 func (c *Client) Region() string { return c.region }
 
+// Certificate is the client certificate in use.
+func (c *Client) Certificate() *x509.Certificate { return c.conns.Load().leaf }
+
 // Close ends the client's watches and idle connections.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closed)
-		c.hc.CloseIdleConnections()
-		c.watchHC.CloseIdleConnections()
+		c.conns.Load().closeIdle()
 	})
 	return nil
+}
+
+// Renew has the server sign a new client certificate for a key made here, authenticated by
+// the current certificate; saves both where the credentials are kept and moves every
+// connection to them. The server refuses the old certificate once its grace has passed.
+func (c *Client) Renew(ctx context.Context) error {
+	c.renewMu.Lock()
+	defer c.renewMu.Unlock()
+	csr, key, err := devca.NewRequest(CommonNamePrefix+c.region, nil, nil)
+	if err != nil {
+		return err
+	}
+	var out map[string]string
+	if err := c.call(ctx, "renew", keyReq{CSR: string(csr)}, &out); err != nil {
+		return fmt.Errorf("renew the agent certificate: %w", err)
+	}
+	certPEM := []byte(out["cert"])
+	next, err := c.newConns(certPEM, key)
+	if err != nil {
+		return fmt.Errorf("renew the agent certificate: %w", err)
+	}
+	if next.leaf.Subject.CommonName != CommonNamePrefix+c.region {
+		return fmt.Errorf("renew the agent certificate: the server signed %q, not %q", next.leaf.Subject.CommonName, CommonNamePrefix+c.region)
+	}
+	// The new certificate is used at once, even if it cannot be saved: the old one will be
+	// refused soon. A save that failed makes KeepRenewed try again, with the new one.
+	old := c.conns.Swap(next)
+	close(old.replaced)
+	old.closeIdle()
+	c.creds.CertPEM, c.creds.KeyPEM = certPEM, key
+	c.log.Info("agent certificate renewed", "serial", SerialHex(next.leaf.SerialNumber), "expires", next.leaf.NotAfter,
+		"replaces", SerialHex(old.leaf.SerialNumber))
+	if c.creds.Dir != "" {
+		if err := c.creds.save(c.creds.Dir); err != nil {
+			return fmt.Errorf("save the renewed agent certificate in %s: %w", c.creds.Dir, err)
+		}
+	}
+	return nil
+}
+
+// RenewAt is when a certificate is renewed: when two thirds of its lifetime have passed,
+// which leaves a third of it to retry in while the servers cannot be reached.
+func RenewAt(cert *x509.Certificate) time.Time {
+	return cert.NotBefore.Add(cert.NotAfter.Sub(cert.NotBefore) * 2 / 3)
+}
+
+// KeepRenewed renews the client certificate at RenewAt, and again after a failure, until
+// ctx ends.
+func (c *Client) KeepRenewed(ctx context.Context) {
+	var backoff time.Duration
+	for {
+		leaf := c.conns.Load().leaf
+		wait := time.Until(RenewAt(leaf))
+		if backoff > 0 {
+			wait = backoff
+		}
+		t := time.NewTimer(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-c.closed:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		err := c.Renew(ctx)
+		if err == nil {
+			backoff = 0
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		// Retry soon, and several times before the certificate expires (once it has, only a
+		// new join helps: TLS refuses it before any renewal).
+		left := time.Until(leaf.NotAfter)
+		backoff = min(max(2*backoff, time.Second), max(min(time.Minute, left/8), time.Second))
+		c.log.Error("cannot renew the agent certificate; trying again", "expires", leaf.NotAfter, "retryIn", backoff, "err", err)
+	}
 }
 
 // retryable reports whether another server may answer where this one did not.
@@ -307,7 +466,7 @@ func (c *Client) post(ctx context.Context, server, op string, body []byte) (int,
 		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.hc.Do(req)
+	resp, err := c.conns.Load().hc.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -425,11 +584,11 @@ func (c *Client) watch(ctx context.Context, prefix string, from int64) <-chan st
 			if done {
 				return
 			}
-			if delivered {
+			if delivered || errors.Is(err, errReplaced) {
 				attempt = 0
 			}
 			first = false
-			if err != nil && ctx.Err() == nil {
+			if err != nil && !errors.Is(err, errReplaced) && ctx.Err() == nil {
 				c.log.Debug("watch stream ended; trying again", "prefix", prefix, "server", c.servers[idx], "err", err)
 				c.cur.CompareAndSwap(int32(idx), int32((idx+1)%len(c.servers)))
 			}
@@ -445,11 +604,15 @@ func (c *Client) watch(ctx context.Context, prefix string, from int64) <-chan st
 	return out
 }
 
+// errReplaced ends a watch stream whose connection has the certificate a renewal replaced.
+var errReplaced = errors.New("the agent certificate was renewed")
+
 // stream reads one watch stream. done means the watch is over (ctx ended, or compaction was
 // delivered).
 func (c *Client) stream(ctx context.Context, server, prefix string, from *int64, out chan<- store.Event, resumed bool) (delivered, done bool, err error) {
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	cs := c.conns.Load()
 	q := url.Values{"prefix": {prefix}}
 	if *from >= 0 {
 		q.Set("from", strconv.FormatInt(*from, 10))
@@ -458,7 +621,7 @@ func (c *Client) stream(ctx context.Context, server, prefix string, from *int64,
 	if err != nil {
 		return false, false, err
 	}
-	resp, err := c.watchHC.Do(req)
+	resp, err := cs.watchHC.Do(req)
 	if err != nil {
 		return false, false, err
 	}
@@ -482,7 +645,10 @@ func (c *Client) stream(ctx context.Context, server, prefix string, from *int64,
 			case <-sctx.Done():
 				return
 			case <-c.closed:
-				cancel()
+				cancel(nil)
+				return
+			case <-cs.replaced:
+				cancel(errReplaced)
 				return
 			case <-alive:
 				if !t.Stop() {
@@ -490,7 +656,7 @@ func (c *Client) stream(ctx context.Context, server, prefix string, from *int64,
 				}
 				t.Reset(c.HeartbeatTimeout)
 			case <-t.C:
-				cancel()
+				cancel(nil)
 				return
 			}
 		}
@@ -535,6 +701,9 @@ func (c *Client) stream(ctx context.Context, server, prefix string, from *int64,
 	}
 	if ctx.Err() != nil {
 		return delivered, true, nil
+	}
+	if errors.Is(context.Cause(sctx), errReplaced) {
+		return delivered, false, errReplaced
 	}
 	err = sc.Err()
 	if err == nil {

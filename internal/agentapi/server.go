@@ -2,8 +2,12 @@
 // that turns a one-time token and a certificate request into a client certificate signed by
 // Fog's CA, and, after that, the agent's view of the store over mutual TLS, scoped to its
 // region (store.AgentScope), plus signing of its instances' and listeners' server
-// certificates from requests. The CA key stays on the server; an agent's keys stay on the
-// agent.
+// certificates from requests, for their names and addresses only. The CA key stays on the
+// server; an agent's keys stay on the agent.
+//
+// Agent certificates are recorded by serial number and checked on every request: an agent
+// renews its certificate (Client.KeepRenewed) before it expires, and an operator revokes an
+// agent (`fog agent revoke`, Revoke), after which no server takes its certificate.
 package agentapi
 
 import (
@@ -49,8 +53,12 @@ type Server struct {
 	regions map[string]bool
 	log     *slog.Logger
 	// Heartbeat is how often an idle watch stream sends a line, so an agent notices a dead
-	// server within a few of them.
+	// server within a few of them. A stream also checks its certificate again at each one.
 	Heartbeat time.Duration
+	// CertValidity is how long an agent certificate signed at a join or a renewal is valid.
+	CertValidity time.Duration
+	// RenewalGrace is how long a renewed certificate stays good after its renewal.
+	RenewalGrace time.Duration
 }
 
 // NewServer returns the agent endpoints over st, signing with ca, for agents of regions.
@@ -59,17 +67,24 @@ func NewServer(st store.Store, ca *devca.CA, regions []string, log *slog.Logger)
 	for _, r := range regions {
 		m[r] = true
 	}
-	return &Server{st: st, ca: ca, regions: m, log: log, Heartbeat: 2 * time.Second}
+	return &Server{st: st, ca: ca, regions: m, log: log, Heartbeat: 2 * time.Second,
+		CertValidity: CertValidity, RenewalGrace: RenewalGrace}
 }
 
 // Region returns the region of the agent that made r, from its verified client certificate.
+// It does not say whether the certificate was revoked: the agent endpoints check that too.
 func Region(r *http.Request) (string, bool) {
+	region, _, ok := agentCert(r)
+	return region, ok
+}
+
+func agentCert(r *http.Request) (string, *x509.Certificate, bool) {
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
-		return "", false
+		return "", nil, false
 	}
-	cn := r.TLS.VerifiedChains[0][0].Subject.CommonName
-	region, ok := strings.CutPrefix(cn, CommonNamePrefix)
-	return region, ok && regionRe.MatchString(region)
+	leaf := r.TLS.VerifiedChains[0][0]
+	region, ok := strings.CutPrefix(leaf.Subject.CommonName, CommonNamePrefix)
+	return region, leaf, ok && regionRe.MatchString(region)
 }
 
 // Handler serves Path.
@@ -86,7 +101,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+Path+"txn", s.agent(s.txn))
 	mux.HandleFunc("POST "+Path+"sign", s.agent(s.sign))
 	mux.HandleFunc("POST "+Path+"signReplication", s.agent(s.signReplication))
+	mux.HandleFunc("POST "+Path+"renew", s.agent(s.renew))
 	mux.HandleFunc("GET "+Path+"watch", s.agent(s.watch))
+	mux.HandleFunc("GET "+Path+"agents", s.listAgents)
+	mux.HandleFunc("POST "+Path+"revoke", s.revoke)
 	return mux
 }
 
@@ -102,6 +120,8 @@ var codes = []struct {
 }{
 	{store.ErrNotFound, http.StatusNotFound, "NotFound"},
 	{store.ErrConflict, http.StatusConflict, "Conflict"},
+	// Before ErrForbidden, which it wraps.
+	{ErrRevoked, http.StatusForbidden, "AgentCertificateRevoked"},
 	{store.ErrForbidden, http.StatusForbidden, "Forbidden"},
 	{store.ErrLeaseNotFound, http.StatusGone, "LeaseNotFound"},
 	{store.ErrUnavailable, http.StatusServiceUnavailable, "StoreUnavailable"},
@@ -137,17 +157,32 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-// agent wraps a handler that needs an agent's client certificate; it gets the store scoped
-// to that agent's region.
-func (s *Server) agent(h func(w http.ResponseWriter, r *http.Request, region string, st store.Store)) http.HandlerFunc {
+// caller is the agent a request comes from: its region, its certificate and the store
+// scoped to the region.
+type caller struct {
+	region string
+	cert   *x509.Certificate
+	st     store.Store
+}
+
+// agent wraps a handler that needs an agent's client certificate, one not revoked; it gets
+// the store scoped to that agent's region.
+func (s *Server) agent(h func(w http.ResponseWriter, r *http.Request, c caller)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		region, ok := Region(r)
+		region, cert, ok := agentCert(r)
 		if !ok {
 			writeErr(w, http.StatusUnauthorized, "AgentCertificateRequired",
-				"this endpoint is for Fog agents: present the client certificate `fog agent --join-token` obtained")
+				"this endpoint is for Fog agents: present the client certificate `fog agent` obtained with its join token")
 			return
 		}
-		h(w, r, region, store.Scoped(s.st, store.AgentScope(region)))
+		if err := s.checkCert(r.Context(), region, cert); err != nil {
+			if errors.Is(err, ErrRevoked) {
+				s.log.Warn("refused a revoked agent certificate", "region", region, "serial", SerialHex(cert.SerialNumber), "err", err)
+			}
+			writeStoreErr(w, err)
+			return
+		}
+		h(w, r, caller{region: region, cert: cert, st: store.Scoped(s.st, store.AgentScope(region))})
 	}
 }
 
@@ -168,12 +203,12 @@ type snapshotResp struct {
 	KVs []store.KV
 }
 
-func (s *Server) get(w http.ResponseWriter, r *http.Request, _ string, st store.Store) {
+func (s *Server) get(w http.ResponseWriter, r *http.Request, c caller) {
 	var q keyReq
 	if !readJSON(w, r, &q) {
 		return
 	}
-	kv, err := st.Get(r.Context(), q.Key)
+	kv, err := c.st.Get(r.Context(), q.Key)
 	if err != nil {
 		writeStoreErr(w, err)
 		return
@@ -181,12 +216,12 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, _ string, st store.
 	writeJSON(w, kv)
 }
 
-func (s *Server) list(w http.ResponseWriter, r *http.Request, _ string, st store.Store) {
+func (s *Server) list(w http.ResponseWriter, r *http.Request, c caller) {
 	var q keyReq
 	if !readJSON(w, r, &q) {
 		return
 	}
-	kvs, err := st.List(r.Context(), q.Key)
+	kvs, err := c.st.List(r.Context(), q.Key)
 	if err != nil {
 		writeStoreErr(w, err)
 		return
@@ -194,12 +229,12 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, _ string, st store
 	writeJSON(w, kvs)
 }
 
-func (s *Server) snapshot(w http.ResponseWriter, r *http.Request, _ string, st store.Store) {
+func (s *Server) snapshot(w http.ResponseWriter, r *http.Request, c caller) {
 	var q keyReq
 	if !readJSON(w, r, &q) {
 		return
 	}
-	rev, kvs, err := st.Snapshot(r.Context(), q.Prefixes...)
+	rev, kvs, err := c.st.Snapshot(r.Context(), q.Prefixes...)
 	if err != nil {
 		writeStoreErr(w, err)
 		return
@@ -207,22 +242,40 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request, _ string, st s
 	writeJSON(w, snapshotResp{Rev: rev, KVs: kvs})
 }
 
-func (s *Server) txn(w http.ResponseWriter, r *http.Request, _ string, st store.Store) {
+func (s *Server) txn(w http.ResponseWriter, r *http.Request, c caller) {
 	var q keyReq
 	if !readJSON(w, r, &q) {
 		return
 	}
-	if err := st.Txn(r.Context(), q.Conds, q.Ops); err != nil {
+	if err := c.st.Txn(r.Context(), q.Conds, q.Ops); err != nil {
 		writeStoreErr(w, err)
 		return
 	}
 	writeJSON(w, struct{}{})
 }
 
-// sign signs a server certificate (an instance's, a listener's) from the agent's request.
-func (s *Server) sign(w http.ResponseWriter, r *http.Request, region string, _ store.Store) {
+// sign signs a server certificate (an instance's, a listener's) from the agent's request,
+// when every name and address in it is one of the agent's region's instances or listeners
+// (sanPolicy). Without that check, any agent could have a certificate for the API's
+// address or another region's instance that every client trusting Fog's CA accepts.
+func (s *Server) sign(w http.ResponseWriter, r *http.Request, c caller) {
 	var q keyReq
 	if !readJSON(w, r, &q) {
+		return
+	}
+	req, err := devca.ParseRequest([]byte(q.CSR))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "InvalidCertificateRequest", err.Error())
+		return
+	}
+	p, err := s.policy(r.Context(), r, c.region)
+	if err != nil {
+		writeStoreErr(w, err)
+		return
+	}
+	if err := p.check(req); err != nil {
+		s.log.Warn("refused to sign a server certificate", "region", c.region, "dnsNames", req.DNSNames, "ips", req.IPAddresses, "err", err)
+		writeErr(w, http.StatusForbidden, "CertificateNameForbidden", err.Error())
 		return
 	}
 	crt, err := s.ca.SignRequest([]byte(q.CSR), devca.ServerUsage, "", 2*CertValidity)
@@ -230,24 +283,34 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request, region string, _ s
 		writeErr(w, http.StatusBadRequest, "InvalidCertificateRequest", err.Error())
 		return
 	}
-	s.log.Debug("signed a server certificate", "region", region)
+	s.log.Debug("signed a server certificate", "region", c.region, "dnsNames", req.DNSNames, "ips", req.IPAddresses)
 	writeJSON(w, map[string]string{"cert": string(crt)})
 }
 
 // signReplication signs the replication client certificate of an instance of the agent's
-// own region (its identity towards its failover-group partner): an agent cannot obtain
-// another region's instance's identity.
-func (s *Server) signReplication(w http.ResponseWriter, r *http.Request, region string, st store.Store) {
+// own region that is in a failover group (its identity towards its partner, whose
+// pg_hba.conf admits that name alone): an agent cannot obtain another region's instance's
+// identity, nor one for an instance that has no partner.
+func (s *Server) signReplication(w http.ResponseWriter, r *http.Request, c caller) {
 	var q keyReq
 	if !readJSON(w, r, &q) {
 		return
 	}
-	if q.UID == "" || strings.ContainsAny(q.UID, "/") {
+	if q.UID == "" || strings.ContainsAny(q.UID, "/ \t\n") {
 		writeErr(w, http.StatusBadRequest, "InvalidInstance", "uid names an instance of this agent's region")
 		return
 	}
-	if _, err := st.Get(r.Context(), instance.SpecKey(region, q.UID)); err != nil {
-		writeErr(w, http.StatusForbidden, "Forbidden", fmt.Sprintf("instance %s is not in region %s", q.UID, region))
+	var spec instance.Spec
+	_, err := store.Get(r.Context(), c.st, instance.SpecKey(c.region, q.UID), &spec)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeErr(w, http.StatusForbidden, "Forbidden", fmt.Sprintf("instance %s is not in region %s", q.UID, c.region))
+		return
+	case err != nil:
+		writeStoreErr(w, err)
+		return
+	case spec.Deleted || (spec.Peer == nil && spec.Upstream == nil):
+		writeErr(w, http.StatusForbidden, "Forbidden", fmt.Sprintf("instance %s is in no failover group, so it replicates to no partner", q.UID))
 		return
 	}
 	crt, err := s.ca.SignRequest([]byte(q.CSR), devca.ClientUsage, devca.ReplicationCN(q.UID), 2*CertValidity)
@@ -255,14 +318,49 @@ func (s *Server) signReplication(w http.ResponseWriter, r *http.Request, region 
 		writeErr(w, http.StatusBadRequest, "InvalidCertificateRequest", err.Error())
 		return
 	}
-	s.log.Debug("signed a replication certificate", "region", region, "instance", q.UID)
+	s.log.Debug("signed a replication certificate", "region", c.region, "instance", q.UID)
 	writeJSON(w, map[string]string{"cert": string(crt)})
 }
 
-// watch streams events as JSON lines; an idle stream carries a heartbeat line.
-func (s *Server) watch(w http.ResponseWriter, r *http.Request, region string, st store.Store) {
+// renew signs a new client certificate for the agent, authenticated by its current one, and
+// records that the new one replaces it: the old one is refused once RenewalGrace has passed.
+func (s *Server) renew(w http.ResponseWriter, r *http.Request, c caller) {
+	var q keyReq
+	if !readJSON(w, r, &q) {
+		return
+	}
+	ctx := r.Context()
+	crt, err := s.ca.SignRequest([]byte(q.CSR), devca.ClientUsage, CommonNamePrefix+c.region, s.CertValidity)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "InvalidCertificateRequest", err.Error())
+		return
+	}
+	next, err := parseCert(crt)
+	if err != nil {
+		writeStoreErr(w, err)
+		return
+	}
+	conds, ops, err := s.renewalOps(ctx, c.region, c.cert, next)
+	if err == nil {
+		err = s.st.Txn(ctx, conds, ops)
+	}
+	if err != nil {
+		// A conflict: a revocation or another renewal of this certificate came first. The
+		// agent tries again, and is refused if it was revoked.
+		writeStoreErr(w, fmt.Errorf("record the renewal: %w", err))
+		return
+	}
+	pruneExpired(ctx, s.st)
+	s.log.Info("agent certificate renewed", "region", c.region, "serial", SerialHex(c.cert.SerialNumber), "to", SerialHex(next.SerialNumber), "expires", next.NotAfter)
+	writeJSON(w, map[string]string{"cert": string(crt)})
+}
+
+// watch streams events as JSON lines; an idle stream carries a heartbeat line. A stream
+// outlives the check made when it started, so each heartbeat checks the certificate again and
+// ends the stream of a revoked one.
+func (s *Server) watch(w http.ResponseWriter, r *http.Request, c caller) {
 	prefix := r.URL.Query().Get("prefix")
-	if err := store.AgentScope(region).Check([]string{prefix}, nil); err != nil {
+	if err := store.AgentScope(c.region).CheckWatch(prefix); err != nil {
 		writeStoreErr(w, err)
 		return
 	}
@@ -273,9 +371,9 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, region string, st
 			writeErr(w, http.StatusBadRequest, "InvalidRevision", "from must be a store revision")
 			return
 		}
-		ch = st.WatchFrom(r.Context(), prefix, rev)
+		ch = c.st.WatchFrom(r.Context(), prefix, rev)
 	} else {
-		ch = st.Watch(r.Context(), prefix)
+		ch = c.st.Watch(r.Context(), prefix)
 	}
 	fl, _ := w.(http.Flusher)
 	// A watch lasts as long as the agent: no read deadline, and a write deadline per line.
@@ -309,6 +407,10 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, region string, st
 				return
 			}
 		case <-hb.C:
+			if err := s.checkCert(r.Context(), c.region, c.cert); errors.Is(err, ErrRevoked) {
+				s.log.Warn("ended the watch of a revoked agent certificate", "region", c.region, "serial", SerialHex(c.cert.SerialNumber))
+				return
+			}
 			if !send(wireEvent{Heartbeat: true}) {
 				return
 			}
@@ -323,14 +425,15 @@ type wireEvent struct {
 }
 
 // join turns a one-time join token and a certificate request into the agent's client
-// certificate.
+// certificate. Spending the token and recording the certificate are one transaction, so no
+// certificate is handed out that the servers do not know (and could not revoke) by serial.
 func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 	var q keyReq
 	if !readJSON(w, r, &q) {
 		return
 	}
 	ctx := r.Context()
-	region, err := consumeJoinToken(ctx, s.st, q.Token)
+	tok, err := readJoinToken(ctx, s.st, q.Token)
 	if err != nil {
 		if errors.Is(err, errBadToken) {
 			writeErr(w, http.StatusUnauthorized, "InvalidJoinToken", err.Error())
@@ -339,13 +442,48 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		writeStoreErr(w, err)
 		return
 	}
-	crt, err := s.ca.SignRequest([]byte(q.CSR), devca.ClientUsage, CommonNamePrefix+region, CertValidity)
+	spend := []store.Cond{{Key: tok.key, Rev: tok.rev}}
+	if time.Now().After(tok.rec.Expires) {
+		_ = s.st.Txn(ctx, spend, []store.Op{{Key: tok.key, Delete: true}})
+		writeErr(w, http.StatusUnauthorized, "InvalidJoinToken", errBadToken.Error())
+		return
+	}
+	region := tok.rec.Region
+	crt, rec, err := s.signAgent([]byte(q.CSR), region)
 	if err != nil {
+		// A request that cannot be signed spends the token all the same: a token is for
+		// one attempt.
+		_ = s.st.Txn(ctx, spend, []store.Op{{Key: tok.key, Delete: true}})
 		writeErr(w, http.StatusBadRequest, "InvalidCertificateRequest", err.Error())
 		return
 	}
-	s.log.Info("agent joined", "region", region)
+	err = s.st.Txn(ctx, append(spend, store.Cond{Key: certKey(rec.Serial), Rev: 0}),
+		[]store.Op{{Key: tok.key, Delete: true}, store.PutOp(certKey(rec.Serial), rec)})
+	if errors.Is(err, store.ErrConflict) {
+		writeErr(w, http.StatusUnauthorized, "InvalidJoinToken", errBadToken.Error())
+		return
+	}
+	if err != nil {
+		writeStoreErr(w, fmt.Errorf("record the agent certificate: %w", err))
+		return
+	}
+	pruneExpired(ctx, s.st)
+	s.log.Info("agent joined", "region", region, "agent", rec.Agent, "expires", rec.Expires)
 	writeJSON(w, map[string]string{"cert": string(crt), "ca": string(s.ca.CertPEM), "region": region})
+}
+
+// signAgent signs the client certificate of a new agent of region from its request, and
+// returns it with the record to keep of it.
+func (s *Server) signAgent(csr []byte, region string) ([]byte, AgentCert, error) {
+	crt, err := s.ca.SignRequest(csr, devca.ClientUsage, CommonNamePrefix+region, s.CertValidity)
+	if err != nil {
+		return nil, AgentCert{}, err
+	}
+	cert, err := parseCert(crt)
+	if err != nil {
+		return nil, AgentCert{}, err
+	}
+	return crt, newRecord(cert, region, ""), nil
 }
 
 // Join tokens are kept as a SHA-256 of their secret, with the region they admit and their
@@ -404,29 +542,24 @@ func ParseJoinToken(tok string) (secret, pin string, err error) {
 	return parts[1], parts[2], nil
 }
 
-func consumeJoinToken(ctx context.Context, st store.Store, tok string) (string, error) {
+type joinToken struct {
+	key string
+	rev int64
+	rec joinTokenRecord
+}
+
+// readJoinToken finds the record of tok; errBadToken when there is none.
+func readJoinToken(ctx context.Context, st store.Store, tok string) (joinToken, error) {
 	secret, _, err := ParseJoinToken(tok)
 	if err != nil {
-		return "", fmt.Errorf("%w (%v)", errBadToken, err)
+		return joinToken{}, fmt.Errorf("%w (%v)", errBadToken, err)
 	}
-	var rec joinTokenRecord
-	rev, err := store.Get(ctx, st, joinKey(secret), &rec)
+	t := joinToken{key: joinKey(secret)}
+	t.rev, err = store.Get(ctx, st, t.key, &t.rec)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", errBadToken
+		return t, errBadToken
 	}
-	if err != nil {
-		return "", err
-	}
-	if err := st.Txn(ctx, []store.Cond{{Key: joinKey(secret), Rev: rev}}, []store.Op{{Key: joinKey(secret), Delete: true}}); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			return "", errBadToken
-		}
-		return "", err
-	}
-	if time.Now().After(rec.Expires) {
-		return "", errBadToken
-	}
-	return rec.Region, nil
+	return t, err
 }
 
 func parseCert(certPEM []byte) (*x509.Certificate, error) {

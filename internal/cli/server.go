@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -168,14 +169,16 @@ func parsePorts(s string) (int, int, error) {
 }
 
 func newAgentCommand(g *globals) *cobra.Command {
-	var region, servers, token, dataDir, addrRange, advertise, portRange, pgBin, pgUser, logLevel, metricsListen string
+	var region, servers, token, tokenFile, dataDir, addrRange, advertise, portRange, pgBin, pgUser, logLevel, metricsListen string
 	var limits gateway.Config
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run a region's agent and listeners on this machine, managed by fog server",
 		Long: `Run the agent of one region: it reconciles the region's PostgreSQL instances and serves the
-region's listeners. The first start needs --join-token (from 'fog join-token create'); the
-agent then keeps its client certificate in --data-dir and talks to the servers over mutual TLS.`,
+region's listeners. The first start needs a join token (from 'fog join-token create') in
+--join-token-file or $FOG_JOIN_TOKEN; the agent then keeps its client certificate in
+--data-dir, talks to the servers over mutual TLS and renews the certificate before it expires.
+'fog agent list' and 'fog agent revoke' manage the agents' certificates.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := logger(g, logLevel)
@@ -215,11 +218,14 @@ agent then keeps its client certificate in --data-dir and talks to the servers o
 			if err != nil {
 				return err
 			}
+			if token, err = joinToken(g, token, tokenFile); err != nil {
+				return err
+			}
 			creds, err := agentapi.LoadCredentials(dataDir)
 			switch {
 			case errors.Is(err, os.ErrNotExist):
 				if token == "" {
-					return usageErr("--join-token", "this agent has not joined yet: create a token with `fog join-token create --region %s` and pass it", region)
+					return usageErr("--join-token", "this agent has not joined yet: create a token with `fog join-token create --region %s` and pass it in --join-token-file or $%s", region, joinTokenEnv)
 				}
 				if creds, err = agentapi.Join(ctx, srvs, token, region, dataDir); err != nil {
 					return err
@@ -230,11 +236,17 @@ agent then keeps its client certificate in --data-dir and talks to the servers o
 			case creds.Region != region:
 				return usageErr("--region", "this data directory belongs to an agent of region %s", creds.Region)
 			}
-			client, err := agentapi.NewClient(srvs, creds, log.With("component", "agentapi"))
+			client, err := agentClient(ctx, srvs, creds, token, log)
 			if err != nil {
 				return err
 			}
 			defer client.Close()
+			cert := client.Certificate()
+			log.Info("agent certificate", "serial", agentapi.SerialHex(cert.SerialNumber), "expires", cert.NotAfter, "renews", agentapi.RenewAt(cert))
+			renewCtx, stopRenewing := context.WithCancel(ctx)
+			renewed := make(chan struct{})
+			go func() { defer close(renewed); client.KeepRenewed(renewCtx) }()
+			defer func() { stopRenewing(); <-renewed }()
 			bin, err := postgres.FindBinaries(ctx, pgBin)
 			if err != nil {
 				return err
@@ -281,7 +293,8 @@ agent then keeps its client certificate in --data-dir and talks to the servers o
 	fl := cmd.Flags()
 	fl.StringVar(&region, "region", "", "the region this machine serves")
 	fl.StringVar(&servers, "server", "", "comma-separated URLs of the fog servers (https://host:7443,...)")
-	fl.StringVar(&token, "join-token", "", "one-time token from `fog join-token create` (first start only)")
+	fl.StringVar(&token, "join-token", "", "one-time `TOKEN` from 'fog join-token create' (first start only; every local user sees it in ps: prefer --join-token-file or $FOG_JOIN_TOKEN)")
+	fl.StringVar(&tokenFile, "join-token-file", "", "`FILE` holding the one-time token from 'fog join-token create' (first start only)")
 	fl.StringVar(&dataDir, "data-dir", ".fog-agent", "where the agent keeps its certificate and its instances' data")
 	fl.StringVar(&addrRange, "address-range", "", "addresses of this machine for instances and listeners: FIRST-LAST or a prefix (default: the --advertise address)")
 	fl.StringVar(&advertise, "advertise", "", "the address at which other machines reach this one")
@@ -293,5 +306,6 @@ agent then keeps its client certificate in --data-dir and talks to the servers o
 	fl.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics (such as 127.0.0.1:9464)")
 	_ = cmd.MarkFlagRequired("region")
 	_ = cmd.MarkFlagRequired("server")
+	cmd.AddCommand(newAgentListCommand(g), newAgentRevokeCommand(g))
 	return cmd
 }

@@ -178,11 +178,9 @@ const (
 	ClientUsage
 )
 
-// SignRequest signs a PKCS #10 certificate request (DER or PEM): the subject's key never
-// leaves the requester, the CA key never leaves the signer. For ClientUsage the subject's
-// common name is commonName, whatever the request asks; for ServerUsage the request's DNS
-// names and IP addresses are kept.
-func (ca *CA) SignRequest(csr []byte, usage Usage, commonName string, validity time.Duration) ([]byte, error) {
+// ParseRequest reads a PKCS #10 certificate request (DER or PEM) and checks that it is signed
+// by the key it carries: whoever sent it holds that key.
+func ParseRequest(csr []byte) (*x509.CertificateRequest, error) {
 	if b, _ := pem.Decode(csr); b != nil {
 		csr = b.Bytes
 	}
@@ -193,11 +191,28 @@ func (ca *CA) SignRequest(csr []byte, usage Usage, commonName string, validity t
 	if err := req.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("certificate request signature: %w", err)
 	}
+	return req, nil
+}
+
+// SignRequest signs a PKCS #10 certificate request (DER or PEM): the subject's key never
+// leaves the requester, the CA key never leaves the signer. For ClientUsage the subject's
+// common name is commonName, whatever the request asks; for ServerUsage the request's DNS
+// names and IP addresses are kept, so a caller that signs for someone else must check them
+// first (agentapi does: an agent gets only its own region's names). Other kinds of subject
+// alternative name (URIs, e-mail addresses) are never copied.
+func (ca *CA) SignRequest(csr []byte, usage Usage, commonName string, validity time.Duration) ([]byte, error) {
+	req, err := ParseRequest(csr)
+	if err != nil {
+		return nil, err
+	}
+	// Valid from a little before now, for clocks behind the signer's: an hour, or a quarter
+	// of a short validity, so that a short-lived certificate's lifetime is still mostly ahead.
+	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: commonName, Organization: []string{"Fog"}},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(validity),
+		NotBefore:    now.Add(-min(time.Hour, validity/4)),
+		NotAfter:     now.Add(validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 	}
 	switch usage {
