@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+
+	"github.com/fogdb/fog/internal/safedir"
 )
 
 // seenEpoch is the highest epoch of a group an instance's agent has acted on, kept in the
@@ -17,11 +18,21 @@ type seenEpoch struct {
 	Epoch int64  `json:"epoch"`
 }
 
-func epochFile(dir string) string { return filepath.Join(dir, "fog-epoch.json") }
+const epochFile = "fog-epoch.json"
 
+// readEpoch reads the seen epoch from the instance's directory, dir. The file is root's, in
+// a directory that is root's, and read without following a link all the same.
 func readEpoch(dir string) (seenEpoch, error) {
 	var e seenEpoch
-	b, err := os.ReadFile(epochFile(dir))
+	d, err := safedir.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return e, nil
+	}
+	if err != nil {
+		return e, err
+	}
+	defer d.Close()
+	b, err := d.ReadFile(epochFile, 4096)
 	if errors.Is(err, os.ErrNotExist) {
 		return e, nil
 	}
@@ -31,38 +42,19 @@ func readEpoch(dir string) (seenEpoch, error) {
 	return e, json.Unmarshal(b, &e)
 }
 
-// writeEpoch stores e durably: a temporary file, fsync, rename, fsync of the directory
+// writeEpoch stores e durably: a new temporary file, fsync, rename, fsync of the directory
 // (pg_auto_failover's keeper state file lacks the last step).
 func writeEpoch(dir string, e seenEpoch) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	b, _ := json.Marshal(e)
-	tmp := epochFile(dir) + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, epochFile(dir)); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
+	d, err := safedir.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	return d.Sync()
+	b, _ := json.Marshal(e)
+	return d.WriteFileSync(epochFile, b, 0o600, safedir.Keep)
 }
 
 // ErrStaleEpoch means desired state of an older epoch than the instance has seen.

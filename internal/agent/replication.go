@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"time"
@@ -101,8 +100,8 @@ func (w *worker) upstream(c *postgres.Cluster, s instance.Spec) (*postgres.Upstr
 }
 
 func currentIdentity(c *postgres.Cluster, uid string) (crt, key []byte, ok bool) {
-	crt, err1 := os.ReadFile(c.ReplicationCertFile())
-	key, err2 := os.ReadFile(c.ReplicationKeyFile())
+	crt, err1 := c.ReadFile("replication.crt", 64<<10)
+	key, err2 := c.ReadFile("replication.key", 64<<10)
 	if err1 != nil || err2 != nil {
 		return nil, nil, false
 	}

@@ -240,7 +240,7 @@ func (w *worker) drain(ctx context.Context, c *postgres.Cluster, s instance.Spec
 	}
 	failpoint.Hit(failpoint.AgentFence)
 	start := time.Now()
-	conn, err := c.Connect(ctx, "postgres")
+	conn, err := c.ConnectSystem(ctx)
 	if err != nil {
 		st.Error = fmt.Sprintf("connect: %v", err)
 		return st
@@ -296,7 +296,7 @@ func (w *worker) primary(ctx context.Context, c *postgres.Cluster, s instance.Sp
 	}
 	changed := st.ObservedGeneration != s.Generation || st.Phase != instance.PhaseReady || !w.configured
 	if running {
-		conn, err := c.Connect(ctx, "postgres")
+		conn, err := c.ConnectSystem(ctx)
 		if err != nil {
 			return fmt.Errorf("connect: %w", err)
 		}
@@ -473,7 +473,7 @@ func (w *worker) standby(ctx context.Context, c *postgres.Cluster, s instance.Sp
 	}
 	_, running := c.PID()
 	if running {
-		conn, err := c.Connect(ctx, "postgres")
+		conn, err := c.ConnectSystem(ctx)
 		if err != nil {
 			return err
 		}
@@ -525,7 +525,7 @@ func (w *worker) standby(ctx context.Context, c *postgres.Cluster, s instance.Sp
 // that the status published next says it streams (the controller waits for that) instead of
 // leaving it to the next observation, a second later.
 func (w *worker) waitStreaming(ctx context.Context, c *postgres.Cluster) {
-	conn, err := c.Connect(ctx, "postgres")
+	conn, err := c.ConnectSystem(ctx)
 	if err != nil {
 		return
 	}
@@ -547,7 +547,7 @@ func (w *worker) waitStreaming(ctx context.Context, c *postgres.Cluster) {
 // needsRestart: the server runs with other shared_preload_libraries than its configuration
 // names (an instance started by an older Fog), which only a restart changes.
 func (w *worker) needsRestart(ctx context.Context, c *postgres.Cluster) (bool, error) {
-	conn, err := c.Connect(ctx, "postgres")
+	conn, err := c.ConnectSystem(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -666,24 +666,21 @@ type conns struct {
 // openConns connects as the monitoring role, or as the system role where that role does not
 // exist yet (a new instance before its first observation, one an older Fog made).
 func openConns(ctx context.Context, c *postgres.Cluster) (*conns, error) {
-	k := &conns{c: c}
-	mon, err := c.ConnectMonitor(ctx, "postgres")
-	if err == nil {
-		k.mon = mon
-		return k, nil
+	mon, err := c.ConnectReader(ctx, "")
+	if err != nil {
+		return nil, err
 	}
-	sys, err2 := c.Connect(ctx, "postgres")
-	if err2 != nil {
-		return nil, errors.Join(err, err2)
+	k := &conns{c: c, mon: mon}
+	if mon.Config().User == postgres.SystemUser {
+		k.sys = mon
 	}
-	k.mon, k.sys = sys, sys
 	return k, nil
 }
 
 // system returns the system role's connection, opening it on first use.
 func (k *conns) system(ctx context.Context) (*pgx.Conn, error) {
 	if k.sys == nil {
-		sys, err := k.c.Connect(ctx, "postgres")
+		sys, err := k.c.ConnectSystem(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -724,6 +721,9 @@ func (w *worker) observe(ctx context.Context, k *conns, s instance.Spec, st *ins
 				return err
 			}
 			if err := postgres.EnsureMonitorRole(ctx, conn); err != nil {
+				return err
+			}
+			if err := k.c.EnsureSystemDB(ctx, conn); err != nil {
 				return err
 			}
 			st.ServerVersion, _ = postgres.ServerVersion(ctx, conn)
@@ -929,7 +929,7 @@ func (w *worker) execute(ctx context.Context, s instance.Spec, cmd instance.Comm
 		return postgres.Probe(ctx, cmd.Target, 5*time.Second)
 	}
 	c := w.a.cluster(s)
-	conn, err := c.Connect(ctx, "postgres")
+	conn, err := c.ConnectSystem(ctx)
 	if err != nil {
 		return fmt.Errorf("instance %s is not accepting connections: %w", s.Name, err)
 	}

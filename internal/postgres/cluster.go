@@ -14,10 +14,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/fogdb/fog/internal/safedir"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // SystemUser is the bootstrap superuser Fog uses, over the Unix socket only.
@@ -51,17 +52,123 @@ func (c *Cluster) DataDir() string { return filepath.Join(c.Dir, "pgdata") }
 // LogFile is where the server writes its log.
 func (c *Cluster) LogFile() string { return filepath.Join(c.Dir, "postgres.log") }
 
-// SocketDirFor returns a short socket directory for an instance uid.
+// SocketDirFor returns a short socket directory for an instance uid. It lies in a directory
+// of fog's own user (socketBase), never directly in the shared temporary directory, where
+// anyone could put a link in its place before Fog makes it.
 func SocketDirFor(uid string) string {
 	h := sha256.Sum256([]byte(uid))
-	return filepath.Join(os.TempDir(), fmt.Sprintf("fog-%x", h[:5]))
+	return filepath.Join(socketBase(), fmt.Sprintf("fog-%x", h[:5]))
+}
+
+// socketBase is the directory the instances' socket directories are made in: one per user
+// fog runs as, short, because a Unix socket path may not exceed 107 bytes.
+func socketBase() string { return filepath.Join(os.TempDir(), fmt.Sprintf("fog-sockets-%d", os.Geteuid())) }
+
+// ensureSocketBase makes socketBase if it is missing and checks that it is a directory (not a
+// link) of fog's own user that nobody else may write: in /tmp anyone may have made it first.
+func ensureSocketBase() (*safedir.Dir, error) {
+	base := socketBase()
+	if err := os.Mkdir(base, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, err
+	}
+	d, err := safedir.Open(base)
+	if err != nil {
+		return nil, fmt.Errorf("socket directory %s: %w (remove it; fog makes it anew)", base, err)
+	}
+	st, err := d.Stat()
+	if err == nil && (int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0) {
+		err = fmt.Errorf("socket directory %s belongs to uid %d or may be written by others; remove it (fog makes it anew)", base, st.Uid)
+	}
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// owner is whom the instance's files belong to: its OS user when fog is root, and when it is
+// not, fog's own user, which is already theirs (Keep).
+func (c *Cluster) owner() safedir.Owner {
+	if !c.R.switchTo {
+		return safedir.Keep
+	}
+	return safedir.Owner{UID: c.R.uid, GID: c.R.gid}
+}
+
+// dir opens the instance's directory. Everything Fog does as root in it goes through the
+// descriptor (package safedir): the data directory below it belongs to the instance's OS
+// user, whom a tenant that became PostgreSQL's superuser controls.
+func (c *Cluster) dir() (*safedir.Dir, error) { return safedir.Open(c.Dir) }
+
+// prepareDir makes the instance's directory if it is missing and, when fog is root, keeps it
+// root's (0711: the instance's user may pass through it to the data directory and read the
+// files Fog gives it, but may not add, remove or replace a name in it). The server log, the
+// TLS files of replication and the seen-epoch file therefore cannot be swapped for links by
+// the instance's user. A directory an older Fog gave to the instance's user is taken back.
+func (c *Cluster) prepareDir() (*safedir.Dir, error) {
+	if err := os.MkdirAll(filepath.Dir(c.Dir), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(c.Dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, err
+	}
+	d, err := c.dir()
+	if err != nil {
+		return nil, fmt.Errorf("instance directory: %w", err)
+	}
+	if c.R.switchTo {
+		err = d.Set(0o711, safedir.Owner{UID: os.Geteuid(), GID: os.Getegid()})
+		if err == nil {
+			err = c.R.ensureTraversable(filepath.Dir(c.Dir))
+		}
+	} else {
+		err = d.Set(0o700, safedir.Keep)
+	}
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// inDir runs fn with the instance's directory open.
+func (c *Cluster) inDir(fn func(d *safedir.Dir) error) error {
+	d, err := c.dir()
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return fn(d)
+}
+
+// ReadFile reads the regular file name of the instance's directory (never through a link),
+// at most max bytes.
+func (c *Cluster) ReadFile(name string, max int64) ([]byte, error) {
+	var b []byte
+	err := c.inDir(func(d *safedir.Dir) (err error) {
+		b, err = d.ReadFile(name, max)
+		return err
+	})
+	return b, err
+}
+
+// WriteRootFile replaces the file name of the instance's directory with data, root's own
+// (mode 0600) and durable: what only Fog may change, such as the seen epoch.
+func (c *Cluster) WriteRootFile(name string, data []byte) error {
+	d, err := c.prepareDir()
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.WriteFileSync(name, data, 0o600, safedir.Keep)
 }
 
 // IsStandby reports whether the data directory is set up as a standby (standby.signal); it
 // holds whether or not the server runs (CloudNativePG's IsPrimary reads the same file).
 func (c *Cluster) IsStandby() bool {
-	_, err := os.Stat(filepath.Join(c.DataDir(), "standby.signal"))
-	return err == nil
+	ok := false
+	_ = c.inDir(func(d *safedir.Dir) error { ok = d.IsRegular("pgdata/standby.signal"); return nil })
+	return ok
 }
 
 // Adopt gives the cluster's files to c.R's user when another user owns them: an instance an
@@ -69,28 +176,26 @@ func (c *Cluster) IsStandby() bool {
 // signal it) and its files handed to the instance's own user; it is started again by whoever
 // reconciles it next. It reports whether it changed anything.
 func (c *Cluster) Adopt(ctx context.Context) (bool, error) {
-	st, err := os.Stat(c.Dir)
-	if err != nil || !c.R.switchTo {
+	if !c.R.switchTo {
 		return false, nil
 	}
-	sys := st.Sys().(*syscall.Stat_t)
-	if int(sys.Uid) == c.R.uid {
+	d, err := c.dir()
+	if err != nil {
 		return false, nil
+	}
+	defer d.Close()
+	st, ok, err := d.Lstat("pgdata")
+	if err != nil || !ok || int(st.Uid) == c.R.uid {
+		return false, err
 	}
 	old := *c
-	old.R = c.R.owner(int(sys.Uid), int(sys.Gid))
+	old.R = c.R.owner(int(st.Uid), int(st.Gid))
 	if _, running := old.PID(); running {
 		if err := old.StopNow(ctx, false); err != nil {
 			return false, fmt.Errorf("stop the instance to give it its own OS user: %w", err)
 		}
 	}
-	err = filepath.WalkDir(c.Dir, func(p string, _ os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, c.R.uid, c.R.gid)
-	})
-	if err != nil {
+	if err := c.giveFiles(d); err != nil {
 		return false, fmt.Errorf("give %s to %s: %w", c.Dir, c.R.Username, err)
 	}
 	// The socket directory is made again at start.
@@ -100,28 +205,76 @@ func (c *Cluster) Adopt(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
+// instanceFiles are the files of the instance's directory its OS user reads or writes;
+// everything else there but the data directory is root's.
+var instanceFiles = []string{"postgres.log", "replication.crt", "replication.key", "ca.crt"}
+
+// giveFiles gives the data directory (all of it, links themselves and never their targets)
+// and instanceFiles to the instance's OS user, and the instance's directory to root.
+func (c *Cluster) giveFiles(d *safedir.Dir) error {
+	pg, err := d.OpenDir("pgdata")
+	if err != nil {
+		return err
+	}
+	err = pg.ChownTree(c.owner())
+	pg.Close()
+	if err != nil {
+		return err
+	}
+	for _, f := range instanceFiles {
+		if d.IsRegular(f) {
+			if err := d.Touch(f, 0o600, c.owner()); err != nil {
+				return err
+			}
+		}
+	}
+	pd, err := c.prepareDir()
+	if err != nil {
+		return err
+	}
+	return pd.Close()
+}
+
 // Initialized reports whether initdb has completed in DataDir.
 func (c *Cluster) Initialized() bool {
-	_, err := os.Stat(filepath.Join(c.DataDir(), "PG_VERSION"))
-	return err == nil
+	ok := false
+	_ = c.inDir(func(d *safedir.Dir) error { ok = d.IsRegular("pgdata/PG_VERSION"); return nil })
+	return ok
+}
+
+// makeDataDir makes the (empty) data directory, the instance's user's, mode 0700.
+func (c *Cluster) makeDataDir() error {
+	d, err := c.prepareDir()
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Mkdir("pgdata", 0o700, c.owner()); err != nil {
+		return fmt.Errorf("create %s: %w", c.DataDir(), err)
+	}
+	return nil
 }
 
 // Init runs initdb. Data checksums make pg_rewind possible later; peer authentication on the
 // socket lets only Fog's OS user act as the system role.
 func (c *Cluster) Init(ctx context.Context, locale string) error {
-	if err := c.R.MkdirOwned(c.Dir, 0o700); err != nil {
+	d, err := c.prepareDir()
+	if err != nil {
 		return fmt.Errorf("create %s: %w", c.Dir, err)
 	}
-	// A half-finished initdb leaves a directory it refuses to reuse.
+	d.Close()
+	// A half-finished initdb leaves a directory it refuses to reuse. (The instance's
+	// directory is root's, so the path cannot lead elsewhere; RemoveAll removes a link
+	// itself, never its target.)
 	if err := os.RemoveAll(c.DataDir()); err != nil {
 		return err
 	}
-	if err := c.R.MkdirOwned(c.DataDir(), 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", c.DataDir(), err)
+	if err := c.makeDataDir(); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	_, err := c.R.Run(ctx, "initdb", "-D", c.DataDir(), "-U", SystemUser, "--data-checksums",
+	_, err = c.R.Run(ctx, "initdb", "-D", c.DataDir(), "-U", SystemUser, "--data-checksums",
 		"--encoding=UTF8", "--locale="+locale, "--auth-local=peer", "--auth-host=reject")
 	if err != nil {
 		return fmt.Errorf("initdb: %w", err)
@@ -130,21 +283,16 @@ func (c *Cluster) Init(ctx context.Context, locale string) error {
 }
 
 func (c *Cluster) appendInclude() error {
-	p := filepath.Join(c.DataDir(), "postgresql.conf")
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return err
-	}
-	if bytes.Contains(b, []byte("include_if_exists = 'fog.conf'")) {
-		return nil
-	}
-	f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = f.WriteString("\n# Settings managed by Fog; they override the ones above.\ninclude_if_exists = 'fog.conf'\n")
-	return err
+	return c.inDir(func(d *safedir.Dir) error {
+		b, err := d.ReadFile("pgdata/postgresql.conf", 1<<20)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte("include_if_exists = 'fog.conf'")) {
+			return nil
+		}
+		return d.Append("pgdata/postgresql.conf", []byte("\n# Settings managed by Fog; they override the ones above.\ninclude_if_exists = 'fog.conf'\n"))
+	})
 }
 
 // Config is what Fog sets in a cluster's configuration.
@@ -234,9 +382,11 @@ func clientNets(host string) []string {
 	return []string{"0.0.0.0/0", "::/0"}
 }
 
-func identConf(fogUser, ownerUser string, peer *Peer) string {
-	s := "# Written by Fog.\nfog  " + fogUser + "  " + SystemUser + "\nfog  " + ownerUser + "  " + SystemUser + "\n" +
-		"fog  " + fogUser + "  " + MonitorUser + "\n"
+func identConf(fogUser string, peer *Peer) string {
+	// Only Fog's own OS user logs in as Fog's roles. The instance's OS user, which is the
+	// server's own, is not mapped: a connection the server makes to its own socket
+	// (postgres_fdw, dblink) must not log in as the system role.
+	s := "# Written by Fog.\nfog  " + fogUser + "  " + SystemUser + "\nfog  " + fogUser + "  " + MonitorUser + "\n"
 	if peer != nil && peer.CN != "" {
 		s += "fogrepl  " + peer.CN + "  " + ReplicationUser + "\n"
 	}
@@ -246,7 +396,7 @@ func identConf(fogUser, ownerUser string, peer *Peer) string {
 // WriteHBA rewrites only pg_hba.conf and pg_ident.conf (a reload applies them to new
 // connections).
 func (c *Cluster) WriteHBA(drained bool) error {
-	return c.writeOwned(filepath.Join(c.DataDir(), "pg_hba.conf"), []byte(hbaConf(drained, c.Peer, c.Host)), 0o600)
+	return c.writeOwned("pgdata/pg_hba.conf", []byte(hbaConf(drained, c.Peer, c.Host)), 0o600)
 }
 
 // Upstream is the primary a standby streams from.
@@ -341,7 +491,7 @@ func (c *Cluster) WriteConfig(cfg Config) error {
 		fmt.Fprintf(&conf, "%s = %s\n", k, settings[k])
 	}
 	hba := hbaConf(false, c.Peer, c.Host)
-	ident := identConf(cfg.FogUser, c.R.Username, c.Peer)
+	ident := identConf(cfg.FogUser, c.Peer)
 	files := []struct {
 		name string
 		data []byte
@@ -354,12 +504,12 @@ func (c *Cluster) WriteConfig(cfg Config) error {
 		{"server.key", cfg.KeyPEM, 0o600},
 	}
 	for _, f := range files {
-		if err := c.writeOwned(filepath.Join(c.DataDir(), f.name), f.data, f.mode); err != nil {
+		if err := c.writeOwned("pgdata/"+f.name, f.data, f.mode); err != nil {
 			return err
 		}
 	}
 	if len(cfg.CACertPEM) > 0 {
-		if err := c.writeOwned(c.CAFile(), cfg.CACertPEM, 0o644); err != nil {
+		if err := c.writeOwned("ca.crt", cfg.CACertPEM, 0o644); err != nil {
 			return err
 		}
 	}
@@ -367,12 +517,9 @@ func (c *Cluster) WriteConfig(cfg Config) error {
 		if err := c.WriteUpstreamFiles(u); err != nil {
 			return err
 		}
-		return c.writeOwned(filepath.Join(c.DataDir(), "standby.signal"), nil, 0o600)
+		return c.writeOwned("pgdata/standby.signal", nil, 0o600)
 	}
-	if err := os.Remove(filepath.Join(c.DataDir(), "standby.signal")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
+	return c.inDir(func(d *safedir.Dir) error { return d.Remove("pgdata/standby.signal") })
 }
 
 // WriteUpstreamFiles writes what connecting to the upstream takes: the CA that verifies it
@@ -380,99 +527,87 @@ func (c *Cluster) WriteConfig(cfg Config) error {
 // wrote is removed.
 func (c *Cluster) WriteUpstreamFiles(u *Upstream) error {
 	if len(u.CACertPEM) > 0 {
-		if err := c.writeOwned(c.CAFile(), u.CACertPEM, 0o644); err != nil {
+		if err := c.writeOwned("ca.crt", u.CACertPEM, 0o644); err != nil {
 			return err
 		}
 	}
 	if len(u.CertPEM) == 0 || len(u.KeyPEM) == 0 {
 		return errors.New("no replication client certificate for the upstream")
 	}
-	if err := c.writeOwned(c.ReplicationCertFile(), u.CertPEM, 0o600); err != nil {
+	if err := c.writeOwned("replication.crt", u.CertPEM, 0o600); err != nil {
 		return err
 	}
-	if err := c.writeOwned(c.ReplicationKeyFile(), u.KeyPEM, 0o600); err != nil {
+	if err := c.writeOwned("replication.key", u.KeyPEM, 0o600); err != nil {
 		return err
 	}
-	if err := os.Remove(filepath.Join(c.Dir, "replication.pgpass")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
+	return c.inDir(func(d *safedir.Dir) error { return d.Remove("replication.pgpass") })
 }
 
-func (c *Cluster) writeOwned(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
+// writeOwned replaces rel (beneath the instance's directory) with data, the instance's
+// user's: a new file renamed into place, so a link or FIFO planted at rel is replaced, not
+// followed.
+func (c *Cluster) writeOwned(rel string, data []byte, mode os.FileMode) error {
+	d, err := c.prepareDir()
+	if err != nil {
 		return err
 	}
-	if err := c.R.Chown(tmp); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	defer d.Close()
+	return d.WriteFile(rel, data, mode, c.owner())
 }
 
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-// PID returns the postmaster's pid if one is running for this data directory.
+// PID returns the postmaster's pid if one is running for this data directory: the pid that
+// postmaster.pid names, if that process is this instance's server (isServer). The file is
+// the instance's user's to write, so a pid in it is never trusted alone.
 func (c *Cluster) PID() (int, bool) {
 	pid, ok := c.lockPID()
 	if !ok {
 		return 0, false
 	}
-	return pid, running(pid)
+	return pid, c.isServer(pid)
 }
 
 func (c *Cluster) lockPID() (int, bool) {
-	b, err := os.ReadFile(filepath.Join(c.DataDir(), "postmaster.pid"))
-	if err != nil {
-		return 0, false
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	var pid int
+	err := c.inDir(func(d *safedir.Dir) error {
+		var err error
+		pid, err = readLockPID(d, "pgdata/postmaster.pid")
+		return err
+	})
 	return pid, err == nil && pid > 0
 }
 
-// running reports whether pid is a live postgres process. A zombie is not: a postmaster
-// orphaned by a kill -9 of fog belongs to init, and an init that does not reap (as in some
-// containers) leaves it a zombie forever after it dies. The pid file can also outlive a crash
-// and its pid be reused by another program.
-func running(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// readLockPID reads the pid on the first line of a PostgreSQL lock file.
+func readLockPID(d *safedir.Dir, rel string) (int, error) {
+	b, err := d.ReadFile(rel, 4096)
 	if err != nil {
-		return true // no /proc: trust kill(0)
+		return 0, err
 	}
-	_, rest, _ := strings.Cut(string(stat), ") ")
-	if strings.HasPrefix(rest, "Z") || strings.HasPrefix(rest, "X") {
-		return false
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return err != nil || bytes.Contains(cmdline, []byte("postgres"))
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strconv.Atoi(strings.TrimSpace(line))
 }
 
 // removeStaleLocks removes postmaster.pid and the socket lock file when the process they
-// name is gone. PostgreSQL removes a stale lock itself only when kill(pid, 0) fails, which it
-// does not for a zombie.
+// name is not this instance's server. PostgreSQL removes a stale lock itself only when
+// kill(pid, 0) fails, which it does not for a zombie, nor for a pid reused by another program.
 func (c *Cluster) removeStaleLocks() error {
-	for _, p := range []string{
-		filepath.Join(c.DataDir(), "postmaster.pid"),
-		filepath.Join(c.SocketDir, fmt.Sprintf(".s.PGSQL.%d.lock", c.Port)),
-	} {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
+	stale := func(d *safedir.Dir, rel string) error {
+		pid, err := readLockPID(d, rel)
+		if err != nil || pid <= 0 || c.isServer(pid) {
+			return nil
 		}
-		line, _, _ := strings.Cut(string(b), "\n")
-		pid, err := strconv.Atoi(strings.TrimSpace(line))
-		if err != nil || pid <= 0 || running(pid) {
-			continue
-		}
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
+		return d.Remove(rel)
 	}
-	return nil
+	if err := c.inDir(func(d *safedir.Dir) error { return stale(d, "pgdata/postmaster.pid") }); err != nil {
+		return err
+	}
+	sock, err := safedir.Open(c.SocketDir)
+	if err != nil {
+		return nil
+	}
+	defer sock.Close()
+	return stale(sock, fmt.Sprintf(".s.PGSQL.%d.lock", c.Port))
 }
 
 // Start starts the server and waits until it accepts connections. pg_ctl's own wait polls
@@ -488,7 +623,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 // process, so that whoever fences the instance next finds it (a fence that looks before the
 // pid file exists would think the server down). It does not wait for connections.
 func (c *Cluster) Launch(ctx context.Context) error {
-	if err := c.R.MkdirOwned(c.SocketDir, 0o700); err != nil {
+	if err := c.makeSocketDir(); err != nil {
 		return fmt.Errorf("create socket dir: %w", err)
 	}
 	if _, ok := c.PID(); ok {
@@ -497,7 +632,22 @@ func (c *Cluster) Launch(ctx context.Context) error {
 	if err := c.removeStaleLocks(); err != nil {
 		return fmt.Errorf("remove stale postmaster.pid: %w", err)
 	}
-	if err := c.R.Chown(c.LogFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+	// pg_ctl opens the log as the instance's user, who may not make files in the
+	// instance's directory: Fog makes it, the instance's user's.
+	d, err := c.prepareDir()
+	if err != nil {
+		return err
+	}
+	err = d.Touch("postgres.log", 0o600, c.owner())
+	if errors.Is(err, safedir.ErrLink) || errors.Is(err, safedir.ErrNotRegular) {
+		// Something else in the log's place, left from when the instance's user could write
+		// the directory: it goes, and the log starts anew.
+		if err = d.Remove("postgres.log"); err == nil {
+			err = d.Touch("postgres.log", 0o600, c.owner())
+		}
+	}
+	d.Close()
+	if err != nil {
 		return err
 	}
 	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
@@ -569,6 +719,20 @@ func (c *Cluster) Stop(ctx context.Context, mode string) error {
 	return nil
 }
 
+// makeSocketDir makes the socket directory in socketBase, the instance's user's (it creates
+// its socket and lock file there), through a descriptor of the base.
+func (c *Cluster) makeSocketDir() error {
+	base, err := ensureSocketBase()
+	if err != nil {
+		return err
+	}
+	defer base.Close()
+	if filepath.Dir(c.SocketDir) != base.Path() {
+		return fmt.Errorf("socket directory %s is not in %s", c.SocketDir, base.Path())
+	}
+	return base.Mkdir(filepath.Base(c.SocketDir), 0o700, c.owner())
+}
+
 // Reload makes the server re-read its configuration files.
 func (c *Cluster) Reload(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -603,6 +767,38 @@ func (c *Cluster) Connect(ctx context.Context, db string) (*pgx.Conn, error) {
 // ConnectMonitor opens a connection as MonitorUser, for what only reads the server's state.
 func (c *Cluster) ConnectMonitor(ctx context.Context, db string) (*pgx.Conn, error) {
 	return c.connectAs(ctx, db, MonitorUser)
+}
+
+// ConnectSystem opens a connection as the system role to SystemDB, where no tenant may
+// connect, let alone create anything: what Fog runs as a superuser that concerns no one
+// database (roles, slots, CREATE and DROP DATABASE, CHECKPOINT, promotion) runs there. An
+// instance that has no SystemDB yet (before its first observation as a primary) is reached
+// in the postgres database.
+func (c *Cluster) ConnectSystem(ctx context.Context) (*pgx.Conn, error) {
+	conn, err := c.Connect(ctx, SystemDB)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "3D000" { // invalid_catalog_name
+		return c.Connect(ctx, "postgres")
+	}
+	return conn, err
+}
+
+// ConnectReader connects as MonitorUser, or as the system role where MonitorUser or
+// SystemDB does not exist yet (an instance made by an older Fog, before its first
+// observation as a primary): what only reads. An empty db is SystemDB.
+func (c *Cluster) ConnectReader(ctx context.Context, db string) (*pgx.Conn, error) {
+	conn, err := c.ConnectMonitor(ctx, cmp.Or(db, SystemDB))
+	if err == nil {
+		return conn, nil
+	}
+	connect := func() (*pgx.Conn, error) { return c.Connect(ctx, db) }
+	if db == "" {
+		connect = func() (*pgx.Conn, error) { return c.ConnectSystem(ctx) }
+	}
+	if conn, err2 := connect(); err2 == nil {
+		return conn, nil
+	}
+	return nil, err
 }
 
 // pinnedSettings are sent in the startup packet of every connection Fog opens. Settings of
@@ -649,9 +845,15 @@ func (c *Cluster) connectAs(ctx context.Context, db, user string) (*pgx.Conn, er
 	return pgx.ConnectConfig(ctx, cfg)
 }
 
-// LogTail returns the last n lines of the server log, for error messages.
+// LogTail returns the last n lines of the server log, for error messages. The log is the
+// instance's user's: it is read through the instance's directory's descriptor, without
+// following a link, and only its last 64 KiB.
 func (c *Cluster) LogTail(n int) string {
-	b, err := os.ReadFile(c.LogFile())
+	var b []byte
+	err := c.inDir(func(d *safedir.Dir) (err error) {
+		b, err = d.Tail("postgres.log", 64<<10)
+		return err
+	})
 	if err != nil {
 		return "(no log)"
 	}

@@ -136,14 +136,23 @@ func TestHostileAdminSQL(t *testing.T) {
 			}
 		}
 	}
-	// The postgres database: public is not the admin's any more; what it can still do there
-	// is a schema of its own, which no Fog session searches.
-	pg := admin("postgres")
-	if _, err := pg.Exec(ctx, "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1'"); err == nil {
-		t.Error("the admin created a function in postgres.public")
+	// Fog's own database: the admin cannot connect to it.
+	if err := c.EnsureSystemDB(ctx, sys); err != nil {
+		t.Fatal(err)
 	}
-	exec(pg, "CREATE SCHEMA IF NOT EXISTS hostile")
-	if _, err := pg.Exec(ctx, "ALTER DATABASE postgres SET search_path = hostile, public"); err == nil {
+	{
+		cfg, _ := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d user=hostile password=%s dbname=%s sslmode=verify-full", c.Host, c.Port, pw, SystemDB))
+		cfg.TLSConfig = &tls.Config{RootCAs: pool, ServerName: c.Host}
+		if conn, err := pgx.ConnectConfig(ctx, cfg); err == nil {
+			conn.Close(ctx)
+			t.Errorf("the admin connected to %s", SystemDB)
+		}
+	}
+	// The postgres database: traps in public, as in its own databases; it cannot set the
+	// database's search_path (it does not own it).
+	pg := admin("postgres")
+	exec(pg, hostileSetup()...)
+	if _, err := pg.Exec(ctx, "ALTER DATABASE postgres SET search_path = public"); err == nil {
 		t.Error("the admin set the postgres database's search_path")
 	}
 	// Its own database, shaped for Fog's sessions.
@@ -208,7 +217,7 @@ func TestHostileAdminSQL(t *testing.T) {
 	if _, err := sys.Exec(ctx, "ALTER ROLE hostile NOSUPERUSER"); err != nil {
 		t.Fatal(err)
 	}
-	for _, db := range []string{"app", "trap"} {
+	for _, db := range []string{"postgres", "app", "trap"} {
 		conn, err := c.Connect(ctx, db)
 		if err != nil {
 			t.Fatal(err)
@@ -220,7 +229,7 @@ func TestHostileAdminSQL(t *testing.T) {
 	}
 
 	// What the agent runs, in every database it enters.
-	for _, db := range []string{"postgres", "app", "trap", "template1"} {
+	for _, db := range []string{SystemDB, "postgres", "app", "trap", "template1"} {
 		for _, connect := range []func(context.Context, string) (*pgx.Conn, error){c.Connect, c.ConnectMonitor} {
 			conn, err := connect(ctx, db)
 			if err != nil {
@@ -235,7 +244,7 @@ func TestHostileAdminSQL(t *testing.T) {
 			}
 			// The monitoring role may stat files in the postgres database, where the agent
 			// lists databases (a function's grants live in each database's pg_proc).
-			if _, err := ListDatabases(ctx, conn); err != nil && (db == "postgres" || conn.Config().User == SystemUser) {
+			if _, err := ListDatabases(ctx, conn); err != nil && (db == SystemDB || conn.Config().User == SystemUser) {
 				t.Errorf("ListDatabases in %s: %v", db, err)
 			}
 			if _, err := ReplicationState(ctx, conn); err != nil {
@@ -257,10 +266,11 @@ func TestHostileAdminSQL(t *testing.T) {
 		switch {
 		case db == "trap" && !errors.Is(err, ErrForeignObject):
 			t.Errorf("EnsureLinkView in a database with the tenant's schema fog = %v, want ErrForeignObject", err)
+		case db == SystemDB:
 		case db != "trap" && err != nil:
 			t.Errorf("EnsureLinkView in %s: %v", db, err)
 		}
-		if err := EnsureAdmin(ctx, conn, "hostile", SCRAMVerifier(pw), true); err != nil && db == "postgres" {
+		if err := EnsureAdmin(ctx, conn, "hostile", SCRAMVerifier(pw), true); err != nil && db == SystemDB {
 			t.Errorf("EnsureAdmin: %v", err)
 		}
 		conn.Close(ctx)
@@ -270,7 +280,7 @@ func TestHostileAdminSQL(t *testing.T) {
 	if got := superusers(); len(got) != 1 || got[0] != SystemUser {
 		t.Errorf("superusers after Fog's SQL = %v, want only %s", got, SystemUser)
 	}
-	for _, db := range []string{"app", "trap"} {
+	for _, db := range []string{"postgres", "app", "trap"} {
 		conn, err := c.Connect(ctx, db)
 		if err != nil {
 			t.Fatal(err)

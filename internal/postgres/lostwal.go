@@ -176,7 +176,7 @@ func (c *Cluster) ResolveRelations(ctx context.Context, keys []string) map[strin
 		return names
 	}
 	// Catalogs only: the monitoring role reads them, in databases the tenant shapes.
-	sys, err := c.ConnectMonitor(ctx, "postgres")
+	sys, err := c.ConnectReader(ctx, "")
 	if err != nil {
 		return names
 	}
@@ -186,7 +186,7 @@ func (c *Cluster) ResolveRelations(ctx context.Context, keys []string) map[strin
 		if err := sys.QueryRow(ctx, "SELECT datname::text FROM pg_catalog.pg_database WHERE oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid", dbOid).Scan(&db); err != nil {
 			continue
 		}
-		conn, err := c.ConnectMonitor(ctx, db)
+		conn, err := c.ConnectReader(ctx, db)
 		if err != nil {
 			continue
 		}

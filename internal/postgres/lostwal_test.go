@@ -38,6 +38,8 @@ func TestDecodeLostWAL(t *testing.T) {
 		exec("COMMIT")
 		return uint32(x)
 	}
+	// The test plays a user of the database: Fog's own sessions search pg_catalog only.
+	exec("SET search_path = public")
 	exec("CREATE TABLE orders (id int PRIMARY KEY, note text)")
 	exec("CREATE TABLE audit (id int)")
 	exec("INSERT INTO orders SELECT g, 'x' FROM generate_series(1, 100) g")

@@ -12,10 +12,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/fogdb/fog/internal/safedir"
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sys/unix"
 )
 
 // ReplicationUser is the role standbys stream as, and pg_rewind reads its source as.
@@ -57,6 +58,50 @@ func EnsureReplicationRole(ctx context.Context, conn *pgx.Conn) error {
 // directory (a database's PG_VERSION, for its creation time), nothing more: SQL a tenant
 // steers into its session reaches no more than the tenant's own statistics views do.
 const MonitorUser = "fog_monitor"
+
+// SystemDB is the database of Fog's own sessions: the system role's and the monitoring
+// role's. Like Amazon RDS's rdsadmin database, nobody else may connect to it, so nothing in
+// it can be shaped by a tenant; it holds nothing and is hidden from the database list.
+const SystemDB = "fog_system"
+
+// EnsureSystemDB creates SystemDB where it is missing, lets only Fog's roles connect to it,
+// and lets MonitorUser stat files there (a function's grants live in each database's own
+// pg_proc). conn is the system role's; it runs on a primary (a standby has it by
+// replication).
+func (c *Cluster) EnsureSystemDB(ctx context.Context, conn *pgx.Conn) error {
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_database
+		WHERE datname OPERATOR(pg_catalog.=) $1::pg_catalog.name)`, SystemDB).Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		if err := CreateDatabase(ctx, conn, SystemDB, SystemUser); err != nil {
+			return err
+		}
+	}
+	for _, q := range []string{
+		"REVOKE ALL ON DATABASE " + ident(SystemDB) + " FROM PUBLIC",
+		"GRANT CONNECT ON DATABASE " + ident(SystemDB) + " TO " + ident(MonitorUser),
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("ensure %s: %w", SystemDB, err)
+		}
+	}
+	sys, err := c.Connect(ctx, SystemDB)
+	if err != nil {
+		return err
+	}
+	defer sys.Close(context.Background())
+	for _, q := range []string{
+		"REVOKE ALL ON SCHEMA public FROM PUBLIC",
+		"GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO " + ident(MonitorUser),
+	} {
+		if _, err := sys.Exec(ctx, q); err != nil {
+			return fmt.Errorf("ensure %s: %w", SystemDB, err)
+		}
+	}
+	return nil
+}
 
 // EnsureMonitorRole creates or updates MonitorUser. It logs in only over the socket, by
 // peer authentication of Fog's OS user (hbaConf), so it has no password.
@@ -237,11 +282,12 @@ func (c *Cluster) Drain(ctx context.Context, conn *pgx.Conn, clusterName string)
 	if err != nil {
 		return 0, err
 	}
+	child := func(pid int) bool { return c.isChildOf(pid, pm) }
 	for _, pid := range clients {
-		_ = syscall.Kill(pid, syscall.SIGTERM)
+		_ = signal(pid, unix.SIGTERM, child)
 	}
 	for len(clients) > 0 {
-		clients = slices.DeleteFunc(clients, func(pid int) bool { return !running(pid) })
+		clients = slices.DeleteFunc(clients, func(pid int) bool { return !child(pid) })
 		if len(clients) == 0 {
 			break
 		}
@@ -351,25 +397,34 @@ func Promote(ctx context.Context, conn *pgx.Conn) error {
 
 // StopNow shuts the server down with SIGINT (fast) or SIGQUIT (immediate) and polls for the
 // postmaster's exit every few milliseconds, where pg_ctl -w would poll every 100 ms.
+//
+// The pid comes from postmaster.pid only if that process is this instance's server; if the
+// file names another process while this instance's postmaster runs (its user rewrote it),
+// the postmaster is found through /proc, so that fencing does not depend on the file.
 func (c *Cluster) StopNow(ctx context.Context, immediate bool) error {
 	pid, ok := c.PID()
+	if !ok {
+		if _, named := c.lockPID(); named {
+			pid, ok = c.findPostmaster()
+		}
+	}
 	if !ok {
 		c.removeSocketDir()
 		return nil
 	}
-	sig := syscall.SIGINT
+	sig := unix.SIGINT
 	if immediate {
-		sig = syscall.SIGQUIT
+		sig = unix.SIGQUIT
 	}
-	if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("signal postmaster %d: %w", pid, err)
+	if err := signal(pid, sig, c.isServer); err != nil {
+		return fmt.Errorf("signal postmaster: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if !running(pid) {
+		if !c.isServer(pid) {
 			c.removeSocketDir()
 			return nil
 		}
@@ -436,8 +491,15 @@ func (c *Cluster) BaseBackup(ctx context.Context, u *Upstream, progress func(flo
 	// PostgreSQL refuses to back up into a non-empty directory. The old data is moved aside
 	// and deleted while the copy runs, not before it: deleting a large directory takes a
 	// while. Leftovers of a seed interrupted earlier go the same way.
+	// The instance's directory is root's (prepareDir), so these paths lead nowhere else, and
+	// RemoveAll never follows a link.
+	if d, err := c.prepareDir(); err != nil {
+		return err
+	} else {
+		d.Close()
+	}
 	old, _ := filepath.Glob(c.DataDir() + ".discard-*")
-	if _, err := os.Stat(c.DataDir()); err == nil {
+	if _, err := os.Lstat(c.DataDir()); err == nil {
 		aside := fmt.Sprintf("%s.discard-%d", c.DataDir(), time.Now().UnixNano())
 		if err := os.Rename(c.DataDir(), aside); err != nil {
 			return err
@@ -449,7 +511,7 @@ func (c *Cluster) BaseBackup(ctx context.Context, u *Upstream, progress func(flo
 			_ = os.RemoveAll(d)
 		}
 	}()
-	if err := c.R.MkdirOwned(c.DataDir(), 0o700); err != nil {
+	if err := c.makeDataDir(); err != nil {
 		return err
 	}
 	args := []string{"-D", c.DataDir(), "-d", c.ConnInfo(u, ""), "-X", "stream", "--checkpoint=fast", "--progress", "--verbose", "-S", u.Slot}
@@ -519,6 +581,11 @@ func prepareSlot(ctx context.Context, c *Cluster, u *Upstream) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	// The replication role reads server files for pg_rewind: its session, too, is pinned
+	// against what a tenant can shape in the upstream's postgres database.
+	for k, v := range pinnedSettings {
+		cfg.RuntimeParams[k] = v
+	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return false, fmt.Errorf("connect to upstream: %w", err)
@@ -574,22 +641,41 @@ func (c *Cluster) Rewind(ctx context.Context, u *Upstream) (string, error) {
 	return string(out), nil
 }
 
-// CopyWAL copies the WAL segments of the data directory to dir, to keep what a forced
-// failover discards.
+// CopyWAL copies the WAL segments of the data directory to dir, a directory of the
+// instance's directory, root's, to keep what a forced failover discards. pg_wal is the
+// instance's user's: only regular files are copied, opened without following a link.
 func (c *Cluster) CopyWAL(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+	if filepath.Dir(dir) != filepath.Clean(c.Dir) {
+		return fmt.Errorf("copy WAL: %s is not a directory of the instance's directory %s", dir, c.Dir)
 	}
-	files, err := filepath.Glob(filepath.Join(c.DataDir(), "pg_wal", "0*"))
+	d, err := c.prepareDir()
 	if err != nil {
 		return err
 	}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return err
+	defer d.Close()
+	name := filepath.Base(dir)
+	if err := d.Mkdir(name, 0o700, safedir.Owner{UID: os.Geteuid(), GID: os.Getegid()}); err != nil {
+		return err
+	}
+	dst, err := d.OpenDir(name)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	wal, err := d.OpenDir("pgdata/pg_wal")
+	if err != nil {
+		return err
+	}
+	defer wal.Close()
+	names, err := wal.Names()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if !strings.HasPrefix(n, "0") || !wal.IsRegular(n) {
+			continue
 		}
-		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o600); err != nil {
+		if err := wal.CopyFile(n, dst, n, 0o600); err != nil {
 			return err
 		}
 	}

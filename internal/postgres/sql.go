@@ -98,13 +98,12 @@ func EnsureAdmin(ctx context.Context, conn *pgx.Conn, login, verifier string, gu
 	stmts = append(stmts,
 		fmt.Sprintf("%s ROLE %s WITH LOGIN NOSUPERUSER CREATEDB %s INHERIT PASSWORD '%s'", v, ident(login), createRole, strings.ReplaceAll(verifier, "'", "''")),
 		"GRANT "+ident(AdminRole)+" TO "+ident(login)+" WITH ADMIN OPTION",
-		// The postgres database belongs to Fog's system role, and Fog's agent runs SQL there
-		// as a superuser every second; its admin may create schemas of its own and trusted
-		// extensions there, but not objects in public, the schema everyone's default
-		// search_path names first (an older Fog granted it: taken back).
+		// The postgres database belongs to Fog's system role; its admin may still create
+		// schemas, tables and trusted extensions there, as in the databases it owns. Fog's
+		// own superuser sessions run in SystemDB, where no tenant connects, and wherever
+		// they run they search pg_catalog only (pinnedSettings).
 		"GRANT CREATE, CONNECT, TEMPORARY ON DATABASE postgres TO "+ident(AdminRole),
-		"GRANT USAGE ON SCHEMA public TO "+ident(AdminRole),
-		"REVOKE CREATE ON SCHEMA public FROM "+ident(AdminRole))
+		"GRANT USAGE, CREATE ON SCHEMA public TO "+ident(AdminRole))
 	for _, q := range stmts {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			return fmt.Errorf("ensure admin %s: %w", login, err)
@@ -130,7 +129,7 @@ func ListDatabases(ctx context.Context, conn *pgx.Conn) ([]Database, error) {
 		           'base/'::text OPERATOR(pg_catalog.||) oid::text OPERATOR(pg_catalog.||) '/PG_VERSION'::text, true)).modification,
 		         pg_catalog.now())
 		FROM pg_catalog.pg_database
-		WHERE datname::text OPERATOR(pg_catalog.<>) ALL (ARRAY['postgres', 'template0', 'template1']::text[]) AND datallowconn
+		WHERE datname::text OPERATOR(pg_catalog.<>) ALL (ARRAY['postgres', 'template0', 'template1', '`+SystemDB+`']::text[]) AND datallowconn
 		ORDER BY datname`)
 	if err != nil {
 		return nil, fmt.Errorf("list databases: %w", err)
