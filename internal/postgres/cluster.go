@@ -62,7 +62,9 @@ func SocketDirFor(uid string) string {
 
 // socketBase is the directory the instances' socket directories are made in: one per user
 // fog runs as, short, because a Unix socket path may not exceed 107 bytes.
-func socketBase() string { return filepath.Join(os.TempDir(), fmt.Sprintf("fog-sockets-%d", os.Geteuid())) }
+func socketBase() string {
+	return filepath.Join(os.TempDir(), fmt.Sprintf("fog-sockets-%d", os.Geteuid()))
+}
 
 // ensureSocketBase makes socketBase if it is missing and checks that it is a directory (not a
 // link) of fog's own user that nobody else may write: in /tmp anyone may have made it first.
