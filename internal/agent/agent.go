@@ -132,7 +132,8 @@ func (a *Agent) leaseDemands(ctx context.Context) (lease.Demands, error) {
 			return d, fmt.Errorf("decode %s: %w", kv.Key, err)
 		}
 		specs[s.UID] = s
-		c := lease.Claim{UID: s.UID, Epoch: s.Epoch, Key: kv.Key, Rev: kv.Rev, DataDir: a.cluster(s).DataDir()}
+		cl := a.cluster(s)
+		c := lease.Claim{UID: s.UID, Epoch: s.Epoch, Key: kv.Key, Rev: kv.Rev, DataDir: cl.DataDir(), Server: cl.R.Server()}
 		switch {
 		case s.Deleted || s.Epoch == 0:
 		case s.Role == instance.RolePrimary && !s.Paused:

@@ -18,15 +18,15 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/fogdb/fog/internal/lease"
+	"github.com/fogdb/fog/internal/proc"
+	"github.com/fogdb/fog/internal/safedir"
 )
 
 // idleExit is how long the guard stays once nothing it guards is running.
@@ -63,7 +63,7 @@ func Run(ctx context.Context, file string, log *slog.Logger) error {
 			busy := false
 			now := lease.Monotonic()
 			for _, e := range gs.Entries {
-				pid, running := postmaster(e.DataDir)
+				pid, running := postmaster(e)
 				if !running {
 					continue
 				}
@@ -73,7 +73,7 @@ func Run(ctx context.Context, file string, log *slog.Logger) error {
 				}
 				log.Error("the agent did not renew its lease in time: fencing the primary (immediate shutdown)",
 					"dataDir", e.DataDir, "pid", pid, "late", time.Duration(now-e.Deadline).Round(time.Millisecond))
-				if err := syscall.Kill(pid, syscall.SIGQUIT); err != nil {
+				if err := proc.Signal(pid, unix.SIGQUIT, func(pid int) bool { return proc.Is(pid, want(e)) }); err != nil {
 					log.Error("signal postmaster", "pid", pid, "err", err)
 				}
 			}
@@ -101,27 +101,30 @@ func read(file string) (lease.GuardState, error) {
 	return gs, json.Unmarshal(b, &gs)
 }
 
-// postmaster returns the pid in dataDir's postmaster.pid and whether it is a live postgres.
-func postmaster(dataDir string) (int, bool) {
-	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+func want(e lease.GuardEntry) proc.Want { return proc.Want{UID: e.UID, Exe: e.Exe} }
+
+// postmaster returns the postmaster of e's data directory and whether it runs: the pid
+// postmaster.pid names if that process runs as e's user and executes e's binary, or else the
+// one /proc shows running as it in the data directory. The file is the instance's OS user's:
+// it is read without following a link (a FIFO or a link there cannot hang or steer the
+// guard), and a pid in it is never trusted alone.
+func postmaster(e lease.GuardEntry) (int, bool) {
+	w := want(e)
+	if w.Exe == "" {
+		return 0, false // written by an older agent: it rewrites the file within a renewal
+	}
+	d, err := safedir.Open(e.DataDir)
+	if err != nil {
+		return 0, false
+	}
+	b, err := d.ReadFile("postmaster.pid", 4096)
+	d.Close()
 	if err != nil {
 		return 0, false
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || pid <= 0 {
-		return 0, false
+	if pid, err := strconv.Atoi(strings.TrimSpace(line)); err == nil && proc.Is(pid, w) {
+		return pid, true
 	}
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return 0, false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err == nil {
-		_, rest, _ := strings.Cut(string(stat), ") ")
-		if strings.HasPrefix(rest, "Z") || strings.HasPrefix(rest, "X") {
-			return 0, false
-		}
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return pid, err != nil || strings.Contains(string(cmdline), "postgres")
+	return proc.FindIn(e.DataDir, w)
 }

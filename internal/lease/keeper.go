@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fogdb/fog/internal/failpoint"
+	"github.com/fogdb/fog/internal/proc"
 	"github.com/fogdb/fog/internal/store"
 )
 
@@ -28,8 +29,11 @@ type Claim struct {
 	// key is still at Rev.
 	Key string
 	Rev int64
-	// DataDir is the instance's PGDATA, for the guard.
+	// DataDir is the instance's PGDATA, and Server what its postmaster must be, for the
+	// guard: postmaster.pid is the instance's OS user's to write, so the guard signals the
+	// pid it names only if that process is the instance's server.
 	DataDir string
+	Server  proc.Want
 }
 
 // Demands is what the desired state asks of an agent's leases right now.
@@ -235,6 +239,9 @@ type GuardState struct {
 // GuardEntry is one primary the guard fences when its deadline passes.
 type GuardEntry struct {
 	DataDir string `json:"dataDir"`
+	// UID and Exe are what the postmaster must run as and execute (proc.Want).
+	UID int    `json:"uid"`
+	Exe string `json:"exe"`
 	// Deadline is CLOCK_MONOTONIC nanoseconds: the guard runs on the same machine, so the
 	// same clock, which no wall-clock step moves.
 	Deadline int64 `json:"deadline"`
@@ -254,7 +261,7 @@ func (k *Keeper) writeGuard(armed bool) {
 	deadline := Monotonic() + int64(k.cfg.Timing.FenceAfter-time.Since(k.lastOK))
 	gs := GuardState{Armed: armed}
 	for _, c := range k.held {
-		gs.Entries = append(gs.Entries, GuardEntry{DataDir: c.DataDir, Deadline: deadline})
+		gs.Entries = append(gs.Entries, GuardEntry{DataDir: c.DataDir, UID: c.Server.UID, Exe: c.Server.Exe, Deadline: deadline})
 	}
 	b, _ := json.Marshal(gs)
 	if err := os.MkdirAll(filepath.Dir(k.cfg.GuardFile), 0o700); err != nil {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fogdb/fog/internal/proc"
 	"github.com/fogdb/fog/internal/safedir"
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sys/unix"
@@ -284,7 +285,7 @@ func (c *Cluster) Drain(ctx context.Context, conn *pgx.Conn, clusterName string)
 	}
 	child := func(pid int) bool { return c.isChildOf(pid, pm) }
 	for _, pid := range clients {
-		_ = signal(pid, unix.SIGTERM, child)
+		_ = proc.Signal(pid, unix.SIGTERM, child)
 	}
 	for len(clients) > 0 {
 		clients = slices.DeleteFunc(clients, func(pid int) bool { return !child(pid) })
@@ -416,7 +417,7 @@ func (c *Cluster) StopNow(ctx context.Context, immediate bool) error {
 	if immediate {
 		sig = unix.SIGQUIT
 	}
-	if err := signal(pid, sig, c.isServer); err != nil {
+	if err := proc.Signal(pid, sig, c.isServer); err != nil {
 		return fmt.Errorf("signal postmaster: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
