@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,25 +22,13 @@ import (
 func TestAdminCannotReachTheHost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bin, r := testRunner(ctx, t)
-	dir := t.TempDir()
-	lib, err := BuildGuard(ctx, bin, filepath.Join(dir, "lib"))
-	if err != nil {
-		t.Fatalf("build the guard library (CI installs postgresql-server-dev and gcc): %v", err)
-	}
-	if again, err := BuildGuard(ctx, bin, filepath.Join(dir, "lib")); err != nil || again != lib {
-		t.Fatalf("a second build = %q %v, want the same library", again, err)
-	}
-	if err := r.EnsureTraversable(filepath.Dir(lib)); err != nil {
+	c, ca, sys := startGuardedCluster(ctx, t)
+	var lib string
+	if err := sys.QueryRow(ctx, "SELECT split_part(current_setting('shared_preload_libraries'), ',', 2)").Scan(&lib); err != nil {
 		t.Fatal(err)
 	}
-	c, ca := startTestCluster(ctx, t, r, dir, Config{Timezone: "UTC", FogUser: "root", GuardLibrary: lib})
+	lib = strings.Trim(lib, `" `)
 	host := c.Host
-	sys, err := c.Connect(ctx, "postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sys.Close(ctx)
 	guarded, err := GuardLoaded(ctx, sys)
 	if err != nil || !guarded {
 		t.Fatalf("guard loaded = %v %v", guarded, err)
@@ -126,7 +115,7 @@ func TestAdminCannotReachTheHost(t *testing.T) {
 	}
 	other.Close(ctx)
 
-	secret := filepath.Join(dir, "fog-secret")
+	secret := filepath.Join(t.TempDir(), "fog-secret")
 	if err := os.WriteFile(secret, []byte("token"), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,31 @@ func startTestCluster(ctx context.Context, t *testing.T, r *Runner, dir string, 
 	}
 	t.Cleanup(func() { c.Stop(context.Background(), "immediate"); c.Remove() })
 	return c, ca
+}
+
+// startGuardedCluster is startTestCluster with the fog_guard library built and loaded, and
+// a connection of the system role to the postgres database, closed when the test ends.
+func startGuardedCluster(ctx context.Context, t *testing.T) (*Cluster, *devca.CA, *pgx.Conn) {
+	t.Helper()
+	bin, r := testRunner(ctx, t)
+	dir := t.TempDir()
+	lib, err := BuildGuard(ctx, bin, filepath.Join(dir, "lib"))
+	if err != nil {
+		t.Fatalf("build the guard library (CI installs postgresql-server-dev and gcc): %v", err)
+	}
+	if again, err := BuildGuard(ctx, bin, filepath.Join(dir, "lib")); err != nil || again != lib {
+		t.Fatalf("a second build = %q %v, want the same library", again, err)
+	}
+	if err := r.EnsureTraversable(filepath.Dir(lib)); err != nil {
+		t.Fatal(err)
+	}
+	c, ca := startTestCluster(ctx, t, r, dir, Config{Timezone: "UTC", FogUser: "root", GuardLibrary: lib})
+	sys, err := c.Connect(ctx, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sys.Close(context.Background()) })
+	return c, ca, sys
 }
 
 func TestClusterLifecycle(t *testing.T) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -38,21 +37,7 @@ type guardedInstance struct {
 
 func startGuardedInstance(ctx context.Context, t *testing.T) *guardedInstance {
 	t.Helper()
-	bin, r := testRunner(ctx, t)
-	dir := t.TempDir()
-	lib, err := BuildGuard(ctx, bin, filepath.Join(dir, "lib"))
-	if err != nil {
-		t.Fatalf("build the guard library (CI installs postgresql-server-dev and gcc): %v", err)
-	}
-	if err := r.EnsureTraversable(filepath.Dir(lib)); err != nil {
-		t.Fatal(err)
-	}
-	c, ca := startTestCluster(ctx, t, r, dir, Config{Timezone: "UTC", FogUser: "root", GuardLibrary: lib})
-	sys, err := c.Connect(ctx, "postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sys.Close(context.Background()) })
+	c, ca, sys := startGuardedCluster(ctx, t)
 	if err := EnsureAdmin(ctx, sys, "fogadmin", SCRAMVerifier(guardAdminPassword), true); err != nil {
 		t.Fatal(err)
 	}

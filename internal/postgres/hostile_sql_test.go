@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -89,21 +88,7 @@ func hostileSetup() []string {
 func TestHostileAdminSQL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bin, r := testRunner(ctx, t)
-	dir := t.TempDir()
-	lib, err := BuildGuard(ctx, bin, filepath.Join(dir, "lib"))
-	if err != nil {
-		t.Fatalf("build the guard library: %v", err)
-	}
-	if err := r.EnsureTraversable(filepath.Dir(lib)); err != nil {
-		t.Fatal(err)
-	}
-	c, ca := startTestCluster(ctx, t, r, dir, Config{Timezone: "UTC", FogUser: "root", GuardLibrary: lib})
-	sys, err := c.Connect(ctx, "postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sys.Close(ctx)
+	c, ca, sys := startGuardedCluster(ctx, t)
 	const pw = "Hostile-Passw0rd!"
 	for _, step := range []func() error{
 		func() error { return EnsureAdmin(ctx, sys, "hostile", SCRAMVerifier(pw), true) },

@@ -28,7 +28,18 @@ const ReplicationUser = "fog_replication"
 // store, send or leak. pg_rewind needs to read files of its source server; the grants are
 // the ones its documentation lists for a non-superuser.
 func EnsureReplicationRole(ctx context.Context, conn *pgx.Conn) error {
-	exists, err := roleExists(ctx, conn, ReplicationUser)
+	return ensureRole(ctx, conn, ReplicationUser, "LOGIN REPLICATION NOSUPERUSER NOCREATEROLE NOCREATEDB PASSWORD NULL",
+		"GRANT EXECUTE ON function pg_catalog.pg_ls_dir(text, boolean, boolean) TO "+ident(ReplicationUser),
+		"GRANT EXECUTE ON function pg_catalog.pg_stat_file(text, boolean) TO "+ident(ReplicationUser),
+		"GRANT EXECUTE ON function pg_catalog.pg_read_binary_file(text) TO "+ident(ReplicationUser),
+		"GRANT EXECUTE ON function pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO "+ident(ReplicationUser),
+		// CHECKPOINT on a newly promoted primary before pg_rewind reads it.
+		"GRANT pg_checkpoint TO "+ident(ReplicationUser))
+}
+
+// ensureRole creates role with attrs, or gives an existing one attrs, then runs grants.
+func ensureRole(ctx context.Context, conn *pgx.Conn, role, attrs string, grants ...string) error {
+	exists, err := roleExists(ctx, conn, role)
 	if err != nil {
 		return err
 	}
@@ -36,18 +47,9 @@ func EnsureReplicationRole(ctx context.Context, conn *pgx.Conn) error {
 	if exists {
 		verb = "ALTER"
 	}
-	stmts := []string{
-		fmt.Sprintf("%s ROLE %s WITH LOGIN REPLICATION NOSUPERUSER NOCREATEROLE NOCREATEDB PASSWORD NULL", verb, ident(ReplicationUser)),
-		"GRANT EXECUTE ON function pg_catalog.pg_ls_dir(text, boolean, boolean) TO " + ident(ReplicationUser),
-		"GRANT EXECUTE ON function pg_catalog.pg_stat_file(text, boolean) TO " + ident(ReplicationUser),
-		"GRANT EXECUTE ON function pg_catalog.pg_read_binary_file(text) TO " + ident(ReplicationUser),
-		"GRANT EXECUTE ON function pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO " + ident(ReplicationUser),
-		// CHECKPOINT on a newly promoted primary before pg_rewind reads it.
-		"GRANT pg_checkpoint TO " + ident(ReplicationUser),
-	}
-	for _, q := range stmts {
+	for _, q := range append([]string{verb + " ROLE " + ident(role) + " WITH " + attrs}, grants...) {
 		if _, err := conn.Exec(ctx, q); err != nil {
-			return fmt.Errorf("ensure replication role: %w", err)
+			return fmt.Errorf("ensure role %s: %w", role, err)
 		}
 	}
 	return nil
@@ -107,25 +109,9 @@ func (c *Cluster) EnsureSystemDB(ctx context.Context, conn *pgx.Conn) error {
 // EnsureMonitorRole creates or updates MonitorUser. It logs in only over the socket, by
 // peer authentication of Fog's OS user (hbaConf), so it has no password.
 func EnsureMonitorRole(ctx context.Context, conn *pgx.Conn) error {
-	exists, err := roleExists(ctx, conn, MonitorUser)
-	if err != nil {
-		return err
-	}
-	verb := "CREATE"
-	if exists {
-		verb = "ALTER"
-	}
-	stmts := []string{
-		fmt.Sprintf("%s ROLE %s WITH LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS PASSWORD NULL", verb, ident(MonitorUser)),
-		"GRANT pg_monitor TO " + ident(MonitorUser),
-		"GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO " + ident(MonitorUser),
-	}
-	for _, q := range stmts {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			return fmt.Errorf("ensure monitor role: %w", err)
-		}
-	}
-	return nil
+	return ensureRole(ctx, conn, MonitorUser, "LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS PASSWORD NULL",
+		"GRANT pg_monitor TO "+ident(MonitorUser),
+		"GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO "+ident(MonitorUser))
 }
 
 // EnsureSlot creates a physical replication slot if it does not exist. immediately reserve
