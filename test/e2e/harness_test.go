@@ -187,6 +187,22 @@ func (f *fog) call(method, path string, body any) response {
 
 func (f *fog) callWith(method, path string, body any, auth string) response {
 	f.t.Helper()
+	r, err := f.tryWith(method, path, body, auth)
+	if err != nil {
+		f.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return r
+}
+
+// try is call that returns a transport error (the server died before it answered) instead
+// of failing the test.
+func (f *fog) try(method, path string, body any) (response, error) {
+	f.t.Helper()
+	return f.tryWith(method, path, body, "Bearer "+f.info.Token)
+}
+
+func (f *fog) tryWith(method, path string, body any, auth string) (response, error) {
+	f.t.Helper()
 	u := path
 	if !strings.HasPrefix(u, "https://") {
 		u = f.info.APIURL + path
@@ -217,11 +233,11 @@ func (f *fog) callWith(method, path string, body any, auth string) response {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := f.hc.Do(req)
 	if err != nil {
-		f.t.Fatalf("%s %s: %v", method, path, err)
+		return response{}, err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
 }
 
 func miPath(rg, name string) string {
