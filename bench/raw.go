@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/devca"
+	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/postgres"
 )
 
@@ -89,7 +90,7 @@ func newRawPair(ctx context.Context, base string) (_ *rawPair, err error) {
 		return nil, err
 	}
 	defer conn.Close(ctx)
-	if err := postgres.EnsureAdmin(ctx, conn, "fogadmin", postgres.SCRAMVerifier(password), false); err != nil {
+	if err := postgres.EnsureAdmin(ctx, conn, "fogadmin", pgtypes.SCRAMVerifier(password), false); err != nil {
 		return nil, err
 	}
 	if err := postgres.EnsureReplicationRole(ctx, conn); err != nil {
@@ -169,7 +170,7 @@ func (p *rawPair) switchover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	want, _ := postgres.ParseLSN(ckpt)
+	want, _ := pgtypes.ParseLSN(ckpt)
 	sc, err := nw.Connect(ctx, "postgres")
 	if err != nil {
 		return err
@@ -180,7 +181,7 @@ func (p *rawPair) switchover(ctx context.Context) error {
 			sc.Close(ctx)
 			return err
 		}
-		if l, _ := postgres.ParseLSN(got); l > want {
+		if l, _ := pgtypes.ParseLSN(got); l > want {
 			break
 		}
 		time.Sleep(time.Millisecond)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/lease"
+	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/postgres"
 	"github.com/fogdb/fog/internal/store"
 )
@@ -178,7 +179,7 @@ func (a *Agent) probe(ctx context.Context) {
 		var wg sync.WaitGroup
 		for i, s := range standbys {
 			wg.Go(func() {
-				results[i] = postgres.Probe(ctx, net.JoinHostPort(s.Upstream.Host, strconv.Itoa(s.Upstream.Port)), time.Second)
+				results[i] = pgtypes.Probe(ctx, net.JoinHostPort(s.Upstream.Host, strconv.Itoa(s.Upstream.Port)), time.Second)
 			})
 		}
 		wg.Wait()

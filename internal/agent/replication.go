@@ -11,6 +11,7 @@ import (
 
 	"github.com/fogdb/fog/internal/devca"
 	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/postgres"
 	"github.com/fogdb/fog/internal/store"
 )
@@ -86,7 +87,7 @@ func (w *worker) refreshHBA(ctx context.Context, s instance.Spec) error {
 func (w *worker) upstream(c *postgres.Cluster, s instance.Spec) (*postgres.Upstream, error) {
 	u := s.Upstream
 	up := &postgres.Upstream{Host: u.Host, Port: u.Port, User: postgres.ReplicationUser,
-		Slot: u.Slot, AppName: postgres.SlotNameApp(s.UID), CACertPEM: w.a.cfg.CACertPEM}
+		Slot: u.Slot, AppName: pgtypes.SlotName(s.UID), CACertPEM: w.a.cfg.CACertPEM}
 	if crt, key, ok := currentIdentity(c, s.UID); ok {
 		up.CertPEM, up.KeyPEM = crt, key
 		return up, nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fogdb/fog/internal/failpoint"
 	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/postgres"
 	"github.com/fogdb/fog/internal/store"
 )
@@ -367,7 +368,7 @@ func (w *worker) gated(ctx context.Context, s instance.Spec, fn func(context.Con
 
 func (w *worker) promote(ctx context.Context, c *postgres.Cluster, conn *pgx.Conn, s instance.Spec, st *instance.Status) error {
 	if s.PromoteAfterLSN != "" {
-		want, err := postgres.ParseLSN(s.PromoteAfterLSN)
+		want, err := pgtypes.ParseLSN(s.PromoteAfterLSN)
 		if err != nil {
 			return err
 		}
@@ -399,7 +400,7 @@ func (w *worker) promote(ctx context.Context, c *postgres.Cluster, conn *pgx.Con
 }
 
 // waitReceived polls until the standby has received WAL past lsn.
-func waitReceived(ctx context.Context, conn *pgx.Conn, lsn postgres.LSN, timeout time.Duration) error {
+func waitReceived(ctx context.Context, conn *pgx.Conn, lsn pgtypes.LSN, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(2 * time.Millisecond)
@@ -411,7 +412,7 @@ func waitReceived(ctx context.Context, conn *pgx.Conn, lsn postgres.LSN, timeout
 		if err := conn.QueryRow(ctx, "SELECT greatest(coalesce(pg_last_wal_receive_lsn(), '0/0'), coalesce(pg_last_wal_replay_lsn(), '0/0'))::text").Scan(&got); err != nil {
 			return err
 		}
-		if l, err := postgres.ParseLSN(got); err == nil && l >= lsn {
+		if l, err := pgtypes.ParseLSN(got); err == nil && l >= lsn {
 			return nil
 		}
 		select {
@@ -579,8 +580,8 @@ func (w *worker) rewind(ctx context.Context, c *postgres.Cluster, s instance.Spe
 		return fmt.Errorf("read upstream status: %w", err)
 	}
 	lost := &instance.LostWAL{Epoch: s.Epoch, FromLSN: upStatus.PromotedFrom, ToLSN: end}
-	from, ferr := postgres.ParseLSN(upStatus.PromotedFrom)
-	to, terr := postgres.ParseLSN(end)
+	from, ferr := pgtypes.ParseLSN(upStatus.PromotedFrom)
+	to, terr := pgtypes.ParseLSN(end)
 	if ferr == nil && terr == nil && to > from {
 		lost.Bytes = int64(to - from)
 	}
@@ -817,10 +818,10 @@ func (w *worker) ensureLinkViews(ctx context.Context, s instance.Spec, dbs []pos
 // syncSlots creates the slots the spec lists that the server lacks and drops Fog's slots it
 // no longer lists, as the system role, which it connects as only when there is such a slot.
 // It reports whether it changed anything.
-func (w *worker) syncSlots(ctx context.Context, k *conns, s instance.Spec, have []postgres.Slot) (bool, error) {
+func (w *worker) syncSlots(ctx context.Context, k *conns, s instance.Spec, have []pgtypes.Slot) (bool, error) {
 	var create, drop []string
 	for _, name := range s.Slots {
-		if !slices.ContainsFunc(have, func(sl postgres.Slot) bool { return sl.Name == name }) {
+		if !slices.ContainsFunc(have, func(sl pgtypes.Slot) bool { return sl.Name == name }) {
 			create = append(create, name)
 		}
 	}
@@ -926,7 +927,7 @@ func (w *worker) execute(ctx context.Context, s instance.Spec, cmd instance.Comm
 		return errors.New("the instance is being deleted")
 	}
 	if cmd.Kind == instance.CmdCheckReach {
-		return postgres.Probe(ctx, cmd.Target, 5*time.Second)
+		return pgtypes.Probe(ctx, cmd.Target, 5*time.Second)
 	}
 	c := w.a.cluster(s)
 	conn, err := c.ConnectSystem(ctx)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/lease"
-	"github.com/fogdb/fog/internal/postgres"
+	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/store"
 )
@@ -236,8 +236,8 @@ func lossEstimate(g *FailoverGroup, st [2]instance.Status) (bytes int64, secs *f
 	if prim == nil || prim.InRecovery || sec == nil {
 		return 0, nil, false
 	}
-	p, err1 := postgres.ParseLSN(prim.CurrentLSN)
-	s, err2 := postgres.ParseLSN(sec.CurrentLSN)
+	p, err1 := pgtypes.ParseLSN(prim.CurrentLSN)
+	s, err2 := pgtypes.ParseLSN(sec.CurrentLSN)
 	if err1 != nil || err2 != nil {
 		return 0, nil, false
 	}
@@ -290,7 +290,7 @@ func (c *Controller) evidence(ctx context.Context, region string, gs []FailoverG
 			continue
 		}
 		wg.Go(func() {
-			ev.Groups[i].ControlPlaneReached = postgres.Probe(ctx, net.JoinHostPort(m.Host, strconv.Itoa(m.Port)), c.cfg.ProbeTimeout) == nil
+			ev.Groups[i].ControlPlaneReached = pgtypes.Probe(ctx, net.JoinHostPort(m.Host, strconv.Itoa(m.Port)), c.cfg.ProbeTimeout) == nil
 		})
 	}
 	wg.Wait()

@@ -17,7 +17,7 @@ import (
 	"github.com/fogdb/fog/internal/group"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/lease"
-	"github.com/fogdb/fog/internal/postgres"
+	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/store"
 )
@@ -373,7 +373,7 @@ func (c *Controller) PutInstance(ctx context.Context, sub, rg, name string, body
 		m.ProvisioningState = resource.ProvisioningUpdating
 	}
 	if password != "" {
-		m.PasswordVerifier = postgres.SCRAMVerifier(password)
+		m.PasswordVerifier = pgtypes.SCRAMVerifier(password)
 	}
 	m.Generation++
 	opName := "UpsertManagedServer"

@@ -11,6 +11,7 @@ import (
 	"github.com/fogdb/fog/internal/arm"
 	"github.com/fogdb/fog/internal/failpoint"
 	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/store"
 )
@@ -252,7 +253,7 @@ func (c *Controller) rejoinStep(ctx context.Context, op *Operation, keepLost boo
 	if err != nil {
 		return err
 	}
-	slot := instance.SlotName(ow.InstanceUID)
+	slot := pgtypes.SlotName(ow.InstanceUID)
 	if _, err := c.waitSide(ctx, nw, 30*time.Second, func(s instance.Status) bool { return hasSlot(s, slot) }); err != nil {
 		c.log.Warn("new primary has no slot for the old one yet", "group", op.ResourceID, "err", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/store"
 )
@@ -156,7 +157,7 @@ func (c *Controller) monitor(ctx context.Context) {
 			seedRev = secRev
 			c.seedSeen[seedKey] = seedRev
 		}
-		slot := instance.SlotName(g.Sides[g.Secondary()].InstanceUID)
+		slot := pgtypes.SlotName(g.Sides[g.Secondary()].InstanceUID)
 		lost := false
 		if prim.Replication != nil {
 			for _, s := range prim.Replication.Slots {

@@ -17,7 +17,7 @@ import (
 	"github.com/fogdb/fog/internal/failpoint"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/lease"
-	"github.com/fogdb/fog/internal/postgres"
+	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/store"
 )
@@ -133,7 +133,7 @@ func (w *world) reconcile(ctx context.Context, region string, seq int64) {
 	}
 }
 
-func lsn(n int64) string { return postgres.LSN(n).String() }
+func lsn(n int64) string { return pgtypes.LSN(n).String() }
 
 // apply reconciles one fake server to its spec and returns its observed state.
 func (w *world) apply(ctx context.Context, s instance.Spec) instance.Status {
@@ -171,8 +171,8 @@ func (w *world) apply(ctx context.Context, s instance.Spec) instance.Status {
 				p.received = max(p.received, partner.lsn) // a drained primary's WAL sender runs on
 			}
 			if s.PromoteAfterLSN != "" {
-				want, _ := postgres.ParseLSN(s.PromoteAfterLSN)
-				if postgres.LSN(p.received) < want {
+				want, _ := pgtypes.ParseLSN(s.PromoteAfterLSN)
+				if pgtypes.LSN(p.received) < want {
 					st.Role, st.Error = instance.RoleStandby, "not caught up"
 					return st
 				}
@@ -183,10 +183,10 @@ func (w *world) apply(ctx context.Context, s instance.Spec) instance.Status {
 		}
 		p.lsn++ // clients write
 		st.Role = instance.RolePrimary
-		st.Replication = &postgres.Replication{CurrentLSN: lsn(p.lsn)}
+		st.Replication = &pgtypes.Replication{CurrentLSN: lsn(p.lsn)}
 		for _, slot := range s.Slots {
-			st.Replication.Slots = append(st.Replication.Slots, postgres.Slot{Name: slot, Active: true, WALStatus: "reserved"})
-			st.Replication.Replicas = append(st.Replication.Replicas, postgres.Replica{AppName: slot, State: "streaming", FlushLSN: lsn(p.lsn)})
+			st.Replication.Slots = append(st.Replication.Slots, pgtypes.Slot{Name: slot, Active: true, WALStatus: "reserved"})
+			st.Replication.Replicas = append(st.Replication.Replicas, pgtypes.Replica{AppName: slot, State: "streaming", FlushLSN: lsn(p.lsn)})
 		}
 	case s.Role == instance.RoleStandby:
 		if p.running && !p.recovery {
@@ -194,7 +194,7 @@ func (w *world) apply(ctx context.Context, s instance.Spec) instance.Status {
 		}
 		p.running, p.recovery = true, true
 		st.Role = instance.RoleStandby
-		st.Replication = &postgres.Replication{InRecovery: true}
+		st.Replication = &pgtypes.Replication{InRecovery: true}
 		if partner != nil && partner.running && !partner.recovery {
 			p.received = partner.lsn
 			st.Replication.ReceiverStatus = "streaming"

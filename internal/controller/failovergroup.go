@@ -12,7 +12,7 @@ import (
 
 	"github.com/fogdb/fog/internal/arm"
 	"github.com/fogdb/fog/internal/instance"
-	"github.com/fogdb/fog/internal/postgres"
+	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/store"
 )
@@ -127,7 +127,7 @@ func slotLost(g *FailoverGroup, prim instance.Status) bool {
 	if prim.Replication == nil {
 		return false
 	}
-	slot := instance.SlotName(g.Sides[g.Secondary()].InstanceUID)
+	slot := pgtypes.SlotName(g.Sides[g.Secondary()].InstanceUID)
 	for _, s := range prim.Replication.Slots {
 		if s.Name == slot && s.WALStatus == "lost" {
 			return true
@@ -142,7 +142,7 @@ func primarySees(g *FailoverGroup, prim instance.Status, primLive bool) bool {
 	if prim.Replication == nil || !primLive {
 		return true // the primary's view is unknown; trust the secondary's
 	}
-	app := postgres.SlotNameApp(g.Sides[g.Secondary()].InstanceUID)
+	app := pgtypes.SlotName(g.Sides[g.Secondary()].InstanceUID)
 	for _, r := range prim.Replication.Replicas {
 		if r.AppName == app && r.State == "streaming" {
 			return true
@@ -207,7 +207,7 @@ func replicationStatus(g *FailoverGroup, st [2]instance.Status) *resource.Replic
 	if prim == nil || prim.InRecovery {
 		return r
 	}
-	app := postgres.SlotNameApp(g.Sides[g.Secondary()].InstanceUID)
+	app := pgtypes.SlotName(g.Sides[g.Secondary()].InstanceUID)
 	for _, rep := range prim.Replicas {
 		if rep.AppName != app {
 			continue
@@ -216,8 +216,8 @@ func replicationStatus(g *FailoverGroup, st [2]instance.Status) *resource.Replic
 		r.LastHardenedTime = rep.ReplyTime
 		lag := rep.FlushLag
 		r.LagSeconds = &lag
-		cur, err1 := postgres.ParseLSN(prim.CurrentLSN)
-		fl, err2 := postgres.ParseLSN(rep.FlushLSN)
+		cur, err1 := pgtypes.ParseLSN(prim.CurrentLSN)
+		fl, err2 := pgtypes.ParseLSN(rep.FlushLSN)
 		if err1 == nil && err2 == nil {
 			b := int64(0)
 			if cur > fl {
@@ -229,10 +229,10 @@ func replicationStatus(g *FailoverGroup, st [2]instance.Status) *resource.Replic
 	if r.LagBytes == nil {
 		// The secondary is not connected (a partition, a restart): its slot still holds the
 		// WAL it has not flushed, so the lag keeps being reported, and grows with every write.
-		slot := instance.SlotName(g.Sides[g.Secondary()].InstanceUID)
+		slot := pgtypes.SlotName(g.Sides[g.Secondary()].InstanceUID)
 		for _, s := range prim.Slots {
-			cur, err1 := postgres.ParseLSN(prim.CurrentLSN)
-			rl, err2 := postgres.ParseLSN(s.RestartLSN)
+			cur, err1 := pgtypes.ParseLSN(prim.CurrentLSN)
+			rl, err2 := pgtypes.ParseLSN(s.RestartLSN)
 			if s.Name != slot || err1 != nil || err2 != nil {
 				continue
 			}

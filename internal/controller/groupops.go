@@ -8,6 +8,7 @@ import (
 
 	"github.com/fogdb/fog/internal/arm"
 	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/store"
 )
@@ -24,7 +25,7 @@ func (c *Controller) driveCreateGroup(ctx context.Context, op *Operation) *arm.E
 	prim, sec := g.Sides[g.Primary], g.Sides[g.Secondary()]
 	// The primary first: its replication role and the secondary's slot must exist before
 	// the secondary asks for a base backup.
-	slot := instance.SlotName(sec.InstanceUID)
+	slot := pgtypes.SlotName(sec.InstanceUID)
 	if _, err := c.waitSide(ctx, prim, 2*time.Minute, func(st instance.Status) bool {
 		return st.Phase == instance.PhaseReady && st.Role == instance.RolePrimary && hasSlot(st, slot)
 	}); err != nil {

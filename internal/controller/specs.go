@@ -6,6 +6,7 @@ import (
 	"reflect"
 
 	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/store"
 )
@@ -31,10 +32,10 @@ func (c *Controller) groupSpec(base instance.Spec, g *FailoverGroup, i int, part
 	s.Peer = &instance.Peer{UID: partner.UID, Region: partner.Location, Host: partner.Host, Port: partner.Port}
 	switch mem.Role {
 	case instance.RoleStandby:
-		s.Upstream = &instance.Upstream{UID: partner.UID, Region: partner.Location, Host: partner.Host, Port: partner.Port, Slot: instance.SlotName(s.UID)}
+		s.Upstream = &instance.Upstream{UID: partner.UID, Region: partner.Location, Host: partner.Host, Port: partner.Port, Slot: pgtypes.SlotName(s.UID)}
 		s.SeedGeneration = mem.SeedGeneration
 	case instance.RolePrimary:
-		s.Slots = []string{instance.SlotName(partner.UID)}
+		s.Slots = []string{pgtypes.SlotName(partner.UID)}
 	}
 	if !g.Deleting {
 		rw, ro := ListenerNames(g.Name, g.DNSZone, c.cfg.DNSSuffix)

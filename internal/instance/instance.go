@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fogdb/fog/internal/postgres"
+	"github.com/fogdb/fog/internal/pgtypes"
 )
 
 // Spec is the desired state of an instance. The agent of Region reconciles PostgreSQL to it.
@@ -141,7 +141,7 @@ type Status struct {
 	// Rewound reports the WAL a rewind discarded, for the epoch it happened in.
 	Rewound *LostWAL `json:"rewound,omitempty"`
 	// Replication is the server's own view, refreshed on every resync.
-	Replication *postgres.Replication `json:"replication,omitempty"`
+	Replication *pgtypes.Replication `json:"replication,omitempty"`
 	// Egress is the source address this instance's connections to its peer come from (the
 	// peer's pg_hba.conf admits replication from it).
 	Egress []string `json:"egress,omitempty"`

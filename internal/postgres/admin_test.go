@@ -14,6 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/fogdb/fog/internal/pgtypes"
 )
 
 // TestAdminCannotReachTheHost: the instance admin (a member of fog_admin, not a superuser)
@@ -38,7 +40,7 @@ func TestAdminCannotReachTheHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	const pw = "Very-Secret-Passw0rd!"
-	if err := EnsureAdmin(ctx, sys, "fogadmin", SCRAMVerifier(pw), guarded); err != nil {
+	if err := EnsureAdmin(ctx, sys, "fogadmin", pgtypes.SCRAMVerifier(pw), guarded); err != nil {
 		t.Fatal(err)
 	}
 	if err := EnsureReplicationRole(ctx, sys); err != nil {

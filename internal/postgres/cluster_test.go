@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/devca"
+	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -107,7 +108,7 @@ func TestClusterLifecycle(t *testing.T) {
 	}
 	defer sys.Close(ctx)
 	const pw = "Very-Secret-Passw0rd!"
-	if err := EnsureAdmin(ctx, sys, "fogadmin", SCRAMVerifier(pw), false); err != nil {
+	if err := EnsureAdmin(ctx, sys, "fogadmin", pgtypes.SCRAMVerifier(pw), false); err != nil {
 		t.Fatal(err)
 	}
 	if err := CreateDatabase(ctx, sys, "app", "fogadmin"); err != nil {

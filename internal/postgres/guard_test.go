@@ -15,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"pgregory.net/rapid"
+
+	"github.com/fogdb/fog/internal/pgtypes"
 )
 
 // guardAdminPassword is the password of the admin login of the guarded test instances.
@@ -38,7 +40,7 @@ type guardedInstance struct {
 func startGuardedInstance(ctx context.Context, t *testing.T) *guardedInstance {
 	t.Helper()
 	c, ca, sys := startGuardedCluster(ctx, t)
-	if err := EnsureAdmin(ctx, sys, "fogadmin", SCRAMVerifier(guardAdminPassword), true); err != nil {
+	if err := EnsureAdmin(ctx, sys, "fogadmin", pgtypes.SCRAMVerifier(guardAdminPassword), true); err != nil {
 		t.Fatal(err)
 	}
 	if err := EnsureReplicationRole(ctx, sys); err != nil {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fogdb/fog/internal/pgtypes"
 )
 
 // trapBody is the body of every function a hostile admin plants: when a superuser (or any
@@ -91,7 +93,7 @@ func TestHostileAdminSQL(t *testing.T) {
 	c, ca, sys := startGuardedCluster(ctx, t)
 	const pw = "Hostile-Passw0rd!"
 	for _, step := range []func() error{
-		func() error { return EnsureAdmin(ctx, sys, "hostile", SCRAMVerifier(pw), true) },
+		func() error { return EnsureAdmin(ctx, sys, "hostile", pgtypes.SCRAMVerifier(pw), true) },
 		func() error { return EnsureReplicationRole(ctx, sys) },
 		func() error { return EnsureMonitorRole(ctx, sys) },
 		func() error { return CreateDatabase(ctx, sys, "app", "hostile") },
@@ -255,7 +257,7 @@ func TestHostileAdminSQL(t *testing.T) {
 		case db != "trap" && err != nil:
 			t.Errorf("EnsureLinkView in %s: %v", db, err)
 		}
-		if err := EnsureAdmin(ctx, conn, "hostile", SCRAMVerifier(pw), true); err != nil && db == SystemDB {
+		if err := EnsureAdmin(ctx, conn, "hostile", pgtypes.SCRAMVerifier(pw), true); err != nil && db == SystemDB {
 			t.Errorf("EnsureAdmin: %v", err)
 		}
 		conn.Close(ctx)

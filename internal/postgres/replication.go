@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/proc"
 	"github.com/fogdb/fog/internal/safedir"
 	"github.com/jackc/pgx/v5"
@@ -132,43 +133,9 @@ func DropSlot(ctx context.Context, conn *pgx.Conn, name string) error {
 	return err
 }
 
-// Slot is a replication slot on a primary.
-type Slot struct {
-	Name       string `json:"name"`
-	Active     bool   `json:"active"`
-	WALStatus  string `json:"walStatus"`
-	RestartLSN string `json:"restartLsn,omitempty"`
-}
-
-// Replica is one row of pg_stat_replication.
-type Replica struct {
-	AppName   string     `json:"appName"`
-	State     string     `json:"state"`
-	SentLSN   string     `json:"sentLsn"`
-	WriteLSN  string     `json:"writeLsn"`
-	FlushLSN  string     `json:"flushLsn"`
-	ReplayLSN string     `json:"replayLsn"`
-	FlushLag  float64    `json:"flushLagSeconds"`
-	ReplyTime *time.Time `json:"replyTime,omitempty"`
-}
-
-// Replication is what a server says about its replication right now.
-type Replication struct {
-	InRecovery bool   `json:"inRecovery"`
-	Timeline   int    `json:"timeline"`
-	CurrentLSN string `json:"currentLsn"` // primary: pg_current_wal_lsn; standby: last received
-	ReplayLSN  string `json:"replayLsn,omitempty"`
-	// Standby only.
-	ReceiverStatus string     `json:"receiverStatus,omitempty"`
-	LastMessage    *time.Time `json:"lastMessage,omitempty"`
-	// Primary only.
-	Replicas []Replica `json:"replicas,omitempty"`
-	Slots    []Slot    `json:"slots,omitempty"`
-}
-
 // ReplicationState reads the replication view of the server.
-func ReplicationState(ctx context.Context, conn *pgx.Conn) (Replication, error) {
-	var r Replication
+func ReplicationState(ctx context.Context, conn *pgx.Conn) (pgtypes.Replication, error) {
+	var r pgtypes.Replication
 	err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery(),
 		CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())
 			ELSE ('x'::text OPERATOR(pg_catalog.||) pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::pg_catalog.bit(32)::pg_catalog.int4 END,
@@ -201,8 +168,8 @@ func ReplicationState(ctx context.Context, conn *pgx.Conn) (Replication, error) 
 	if err != nil {
 		return r, fmt.Errorf("pg_stat_replication: %w", err)
 	}
-	r.Replicas, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Replica, error) {
-		var x Replica
+	r.Replicas, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (pgtypes.Replica, error) {
+		var x pgtypes.Replica
 		err := row.Scan(&x.AppName, &x.State, &x.SentLSN, &x.WriteLSN, &x.FlushLSN, &x.ReplayLSN, &x.FlushLag, &x.ReplyTime)
 		return x, err
 	})
@@ -214,8 +181,8 @@ func ReplicationState(ctx context.Context, conn *pgx.Conn) (Replication, error) 
 	if err != nil {
 		return r, fmt.Errorf("pg_replication_slots: %w", err)
 	}
-	r.Slots, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Slot, error) {
-		var s Slot
+	r.Slots, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (pgtypes.Slot, error) {
+		var s pgtypes.Slot
 		err := row.Scan(&s.Name, &s.Active, &s.WALStatus, &s.RestartLSN)
 		return s, err
 	})
@@ -236,7 +203,7 @@ func Checkpoint(ctx context.Context, conn *pgx.Conn) error {
 // postmaster that serves a client, or is still authenticating one (pg_stat_activity does not
 // show those), is then ended with SIGTERM, as pg_terminate_backend does, and waited for.
 // Finally a commit with an xid flushes all WAL before it, asynchronous commits included.
-func (c *Cluster) Drain(ctx context.Context, conn *pgx.Conn, clusterName string) (LSN, error) {
+func (c *Cluster) Drain(ctx context.Context, conn *pgx.Conn, clusterName string) (pgtypes.LSN, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	if err := c.WriteHBA(true); err != nil {
@@ -302,7 +269,7 @@ func (c *Cluster) Drain(ctx context.Context, conn *pgx.Conn, clusterName string)
 	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&lsn); err != nil {
 		return 0, err
 	}
-	return ParseLSN(lsn)
+	return pgtypes.ParseLSN(lsn)
 }
 
 // auxiliary are the process titles of the postmaster's children that serve no client
@@ -668,29 +635,3 @@ func (c *Cluster) CopyWAL(dir string) error {
 	}
 	return nil
 }
-
-// LSN is a WAL location as PostgreSQL prints it ("16/B374D848").
-type LSN uint64
-
-// ParseLSN parses "X/Y".
-func ParseLSN(s string) (LSN, error) {
-	hi, lo, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, fmt.Errorf("bad LSN %q", s)
-	}
-	h, err := strconv.ParseUint(hi, 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("bad LSN %q", s)
-	}
-	l, err := strconv.ParseUint(lo, 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("bad LSN %q", s)
-	}
-	return LSN(h<<32 | l), nil
-}
-
-func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint64(l)&0xffffffff) }
-
-// SlotNameApp is the application_name a standby streams with, so the primary's
-// pg_stat_replication row can be matched to it.
-func SlotNameApp(uid string) string { return "fog_" + strings.ReplaceAll(uid, "-", "") }

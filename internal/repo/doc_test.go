@@ -61,3 +61,30 @@ func TestRegionsDoNotImportTheControlPlane(t *testing.T) {
 		}
 	}
 }
+
+// TestControlPlaneDoesNotImportPostgres: the control plane never reaches into PostgreSQL by
+// itself (DESIGN.md); what it knows of PostgreSQL (WAL locations, the replication state
+// agents report, slot names, the verifier it stores) comes from internal/pgtypes, which
+// imports nothing of Fog's.
+func TestControlPlaneDoesNotImportPostgres(t *testing.T) {
+	mod := "github.com/fogdb/fog/internal/"
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}",
+		"../controller", "../api", "../resource", "../authz", "../instance", "../group", "../console", "../election").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if p == mod+"postgres" {
+			t.Errorf("a control-plane package depends on %s", p)
+		}
+	}
+	out, err = exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", "../pgtypes").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if strings.HasPrefix(p, mod) && p != mod+"pgtypes" {
+			t.Errorf("pgtypes depends on %s; it must import nothing of Fog's", p)
+		}
+	}
+}

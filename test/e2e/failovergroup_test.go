@@ -16,14 +16,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/fogdb/fog/internal/postgres"
+	"github.com/fogdb/fog/internal/pgtypes"
 )
 
 // writer commits continuously through the read-write listener and remembers every commit
 // the server acknowledged, with the WAL position right after it.
 type writer struct {
 	mu       sync.Mutex
-	acked    map[int64]postgres.LSN
+	acked    map[int64]pgtypes.LSN
 	bad      []error // errors that are not a cut connection
 	cuts     int
 	longest  time.Duration // longest time without a successful commit
@@ -31,7 +31,7 @@ type writer struct {
 }
 
 func (p *pair) runWriter(ctx context.Context, every time.Duration) (*writer, func()) {
-	w := &writer{acked: map[int64]postgres.LSN{}}
+	w := &writer{acked: map[int64]pgtypes.LSN{}}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -63,7 +63,7 @@ func (p *pair) runWriter(ctx context.Context, every time.Duration) (*writer, fun
 					// The commit was acknowledged; only its position is unknown.
 					lsn = "FFFFFFFF/FFFFFFFF"
 				}
-				l, _ := postgres.ParseLSN(lsn)
+				l, _ := pgtypes.ParseLSN(lsn)
 				w.mu.Lock()
 				w.acked[id] = l
 				if d := time.Since(lastOK); d > w.longest {
@@ -414,11 +414,11 @@ func TestForcedFailoverAfterKill(t *testing.T) {
 		t.Fatalf("lastForcedFailover = %v, want the lost WAL range", lf)
 	}
 	lw := lf["lostWal"].(map[string]any)
-	from, err := postgres.ParseLSN(lw["fromLsn"].(string))
+	from, err := pgtypes.ParseLSN(lw["fromLsn"].(string))
 	if err != nil {
 		t.Fatalf("lost fromLsn %v: %v", lw["fromLsn"], err)
 	}
-	to, err := postgres.ParseLSN(lw["toLsn"].(string))
+	to, err := pgtypes.ParseLSN(lw["toLsn"].(string))
 	if err != nil {
 		t.Fatalf("lost toLsn %v: %v", lw["toLsn"], err)
 	}
@@ -431,7 +431,7 @@ func TestForcedFailoverAfterKill(t *testing.T) {
 			if lsn <= from {
 				t.Errorf("commit %d (WAL up to %s) is missing but lies before the reported loss start %s", id, lsn, from)
 			}
-		case lsn > from && lsn != postgres.LSN(^uint64(0)):
+		case lsn > from && lsn != pgtypes.LSN(^uint64(0)):
 			// Present although after the switch point: only possible for commits made on the
 			// new primary, which have later LSNs on the new timeline.
 			kept++

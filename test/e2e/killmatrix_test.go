@@ -18,7 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fogdb/fog/internal/failpoint"
-	"github.com/fogdb/fog/internal/postgres"
+	"github.com/fogdb/fog/internal/pgtypes"
 )
 
 // A fault scenario: during a planned or forced failover, when the named failpoint is
@@ -275,7 +275,7 @@ func runFault(t *testing.T, p *pair, sc fault, cur func() *fogProcess, replace f
 
 	// (a), (b): acknowledged commits.
 	present := p.present(t)
-	switchPoint := postgres.LSN(1<<64 - 1)
+	switchPoint := pgtypes.LSN(1<<64 - 1)
 	if sc.force && status["status"] == "Succeeded" {
 		eventually(t, 60*time.Second, "the lost range of the forced failover", func() bool {
 			lf, _ := props(p.get(t, oldRG, oldLoc))["lastForcedFailover"].(map[string]any)
@@ -283,7 +283,7 @@ func runFault(t *testing.T, p *pair, sc fault, cur func() *fogProcess, replace f
 			if lw == nil {
 				return false
 			}
-			switchPoint, _ = postgres.ParseLSN(lw["fromLsn"].(string))
+			switchPoint, _ = pgtypes.ParseLSN(lw["fromLsn"].(string))
 			return true
 		})
 	}

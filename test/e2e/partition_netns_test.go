@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fogdb/fog/internal/postgres"
+	"github.com/fogdb/fog/internal/pgtypes"
 )
 
 // TestPartitions puts the control plane and each region in a network namespace of its own
@@ -94,14 +94,14 @@ func TestPartitions(t *testing.T) {
 	if props(g)["replicationRole"] != "Secondary" {
 		t.Errorf("after healing, the old primary's side is %v, want Secondary", props(g)["replicationRole"])
 	}
-	var switchPoint postgres.LSN
+	var switchPoint pgtypes.LSN
 	eventually(t, 60*time.Second, "the lost range of the forced failover", func() bool {
 		lf, _ := props(p.get(t, "rg-p", "eastus"))["lastForcedFailover"].(map[string]any)
 		lw, _ := lf["lostWal"].(map[string]any)
 		if lw == nil {
 			return false
 		}
-		switchPoint, _ = postgres.ParseLSN(lw["fromLsn"].(string))
+		switchPoint, _ = pgtypes.ParseLSN(lw["fromLsn"].(string))
 		return true
 	})
 	cancel()
