@@ -408,9 +408,10 @@ func TestGuardRefusesChangesToProtectedRoles(t *testing.T) {
 // TestGuardForeignDataWrappers: an admin creates postgres_fdw (run elevated by the guard, so
 // the wrapper is the bootstrap superuser's) and can use it: the wrapper is granted to
 // fog_admin, so the admin defines a server, a user mapping with its password and foreign
-// tables, and reads through them over TLS to the same instance. PostgreSQL's rule that a
-// non-superuser's connection must use a password keeps the wrapper from the socket, where
-// the instance's OS user would pass peer authentication as fog_system; dblink likewise.
+// tables, and reads through them over TLS to the same instance. Over the socket the wrapper
+// cannot log in as fog_system: the server's OS user is not mapped to Fog's roles, and
+// PostgreSQL's rule that a non-superuser's connection must use a password stands behind
+// that; dblink likewise.
 func TestGuardForeignDataWrappers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
