@@ -213,8 +213,8 @@ func checkSwitched(w *world, lossless bool) {
 	if lossless && stP.Rewound != nil && stP.Rewound.Bytes != 0 {
 		w.t.Errorf("a planned failover lost %d bytes", stP.Rewound.Bytes)
 	}
-	if w.net.MaxWriters > 1 {
-		w.t.Errorf("%d servers accepted writes at once", w.net.MaxWriters)
+	if n := w.net.MostWriters(); n > 1 {
+		w.t.Errorf("%d servers accepted writes at once", n)
 	}
 }
 

@@ -36,8 +36,8 @@ type Net struct {
 	calls, failAt int
 	failOp        string
 	failed        string // the call that failed
-	// Writers is how many servers accept writes now; MaxWriters the most there ever were.
-	Writers, MaxWriters int
+	// writers is how many servers accept writes now; mostWriters the most there ever were.
+	writers, mostWriters int
 }
 
 // NewNet returns a net whose instances keep their directories (the seen epoch) under dir.
@@ -86,6 +86,13 @@ func (n *Net) Failed() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.failed
+}
+
+// MostWriters is the most servers that ever accepted writes at once.
+func (n *Net) MostWriters() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.mostWriters
 }
 
 // Calls is how many calls the servers have had.
@@ -167,7 +174,7 @@ func (p *PG) done(op string) {
 			w++
 		}
 	}
-	p.n.Writers, p.n.MaxWriters = w, max(p.n.MaxWriters, w)
+	p.n.writers, p.n.mostWriters = w, max(p.n.mostWriters, w)
 }
 
 func (n *Net) byAddr(addr string) *PG {
