@@ -188,13 +188,13 @@ func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status
 	st.Egress = egress(s)
 	p := &pass{srv: c, s: s, prev: prev, st: &st}
 	for _, t := range transitions {
-		if !t.match(p) {
-			continue
-		}
 		if t.epoch && !p.admitted {
 			if w.admit(ctx, p); p.done {
 				return st
 			}
+		}
+		if !t.match(p) {
+			continue
 		}
 		if err := t.run(w, ctx, p); err != nil {
 			return w.fail(ctx, p, err)
@@ -206,9 +206,10 @@ func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status
 	return st
 }
 
-// admit runs before the first row that acts on an instance that is not deleted: a create
-// that failed is left to the control plane (which deletes it), the data directory is
-// adopted, and the epoch checked. Any of these ends the pass.
+// admit runs before the first row that checks the epoch is looked at (every row but delete):
+// a create that failed is left to the control plane (which deletes it), the data directory
+// is adopted, and the epoch checked. A failed create, a failed adoption or a stale epoch
+// ends the pass.
 func (w *worker) admit(ctx context.Context, p *pass) {
 	c, s := p.srv, p.s
 	p.admitted = true
