@@ -1,6 +1,3 @@
-// Package agent is the regional agent: it reconciles the PostgreSQL instances of one region to
-// the desired state in the store, carries out commands (create or drop a database), and
-// publishes each instance's observed state.
 package agent
 
 import (
@@ -62,6 +59,9 @@ type Config struct {
 	// Record is what the agent publishes about its machine when it starts (the address
 	// range and port of its instances and listeners); its Region and Started are filled in.
 	Record instance.AgentRecord
+	// Servers makes the Server of an instance; nil runs the real PostgreSQL clusters under
+	// Dir. Tests set it to run the agent against in-memory servers (package agenttest).
+	Servers func(s instance.Spec) Server
 }
 
 // Agent reconciles one region. Each instance has its own worker, so a long seed of one
@@ -133,8 +133,8 @@ func (a *Agent) leaseDemands(ctx context.Context) (lease.Demands, error) {
 			return d, fmt.Errorf("decode %s: %w", kv.Key, err)
 		}
 		specs[s.UID] = s
-		cl := a.cluster(s)
-		c := lease.Claim{UID: s.UID, Epoch: s.Epoch, Key: kv.Key, Rev: kv.Rev, DataDir: cl.DataDir(), Server: cl.R.Server()}
+		dataDir, server := a.server(s).Guarded()
+		c := lease.Claim{UID: s.UID, Epoch: s.Epoch, Key: kv.Key, Rev: kv.Rev, DataDir: dataDir, Server: server}
 		switch {
 		case s.Deleted || s.Epoch == 0:
 		case s.Role == instance.RolePrimary && !s.Paused:
@@ -205,7 +205,7 @@ func (a *Agent) fenceNow(ctx context.Context, uid string) error {
 	if !ok {
 		return fmt.Errorf("instance %s is not in this region's desired state", uid)
 	}
-	c := a.cluster(s)
+	c := a.server(s)
 	if _, running := c.PID(); !running {
 		return nil
 	}
@@ -402,7 +402,7 @@ func (a *Agent) stopAll() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for _, s := range a.specs(ctx) {
-		c := a.cluster(s)
+		c := a.server(s)
 		if _, ok := c.PID(); !ok {
 			continue
 		}

@@ -71,8 +71,8 @@ func (w *worker) refreshHBA(ctx context.Context, s instance.Spec) error {
 	if w.hbaPeer == nil && p == nil {
 		return nil
 	}
-	c := w.a.cluster(s)
-	c.Peer = p
+	c := w.a.server(s)
+	c.SetPeer(p)
 	if err := c.WriteHBA(false); err != nil {
 		return err
 	}
@@ -84,7 +84,7 @@ func (w *worker) refreshHBA(ctx context.Context, s instance.Spec) error {
 // upstream is where standby s streams from, with its replication identity: the client
 // certificate Fog's CA signs for this instance, made once and renewed a month before it
 // expires. The key is made here and never leaves the machine.
-func (w *worker) upstream(c *postgres.Cluster, s instance.Spec) (*postgres.Upstream, error) {
+func (w *worker) upstream(c Server, s instance.Spec) (*postgres.Upstream, error) {
 	u := s.Upstream
 	up := &postgres.Upstream{Host: u.Host, Port: u.Port, User: postgres.ReplicationUser,
 		Slot: u.Slot, AppName: pgtypes.SlotName(s.UID), CACertPEM: w.a.cfg.CACertPEM}
@@ -100,7 +100,7 @@ func (w *worker) upstream(c *postgres.Cluster, s instance.Spec) (*postgres.Upstr
 	return up, nil
 }
 
-func currentIdentity(c *postgres.Cluster, uid string) (crt, key []byte, ok bool) {
+func currentIdentity(c Server, uid string) (crt, key []byte, ok bool) {
 	crt, err1 := c.ReadFile("replication.crt", 64<<10)
 	key, err2 := c.ReadFile("replication.key", 64<<10)
 	if err1 != nil || err2 != nil {

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/fogdb/fog/internal/failpoint"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/pgtypes"
@@ -116,152 +114,7 @@ func (w *worker) publish(ctx context.Context, st instance.Status) {
 	w.last = st
 }
 
-// reconcile brings the instance to its spec and returns what it observed.
-func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status {
-	c := w.a.cluster(s)
-	c.Peer = w.peer(ctx, s)
-	prev, _ := w.status(ctx)
-	st := prev
-	st.Error = ""
-	st.Egress = egress(s)
-
-	if s.Deleted {
-		if prev.Phase == instance.PhaseDeleted {
-			return prev
-		}
-		if err := c.StopNow(ctx, false); err != nil {
-			w.log.Warn("fast stop before delete failed; stopping immediately", "err", err)
-			_ = c.StopNow(ctx, true)
-		}
-		if err := c.Remove(); err != nil {
-			st.Error = fmt.Sprintf("remove data: %v", err)
-			return st
-		}
-		c.R.RemoveInstanceUser(s.UID)
-		w.log.Info("instance deleted", "instance", s.Name)
-		return instance.Status{Phase: instance.PhaseDeleted, ObservedGeneration: s.Generation}
-	}
-	// A failed create is not retried: the control plane deletes it.
-	if prev.Phase == instance.PhaseFailed && prev.ObservedGeneration == s.Generation {
-		return prev
-	}
-	if moved, err := c.Adopt(ctx); err != nil {
-		st.Error = err.Error()
-		return st
-	} else if moved {
-		w.log.Info("the instance runs as an OS user of its own now", "instance", s.Name, "user", c.R.Username)
-	}
-	if err := checkEpoch(c.Dir, s.GroupID, s.Epoch); err != nil {
-		w.log.Warn("not acting on desired state", "instance", s.Name, "err", err)
-		st.Error = err.Error()
-		return st
-	}
-	fail := func(err error) instance.Status {
-		w.log.Error("reconcile failed", "instance", s.Name, "err", err)
-		st.Error, st.ObservedGeneration = err.Error(), s.Generation
-		if prev.ObservedGeneration == 0 || prev.Phase == instance.PhaseCreating && prev.Role == "" {
-			// A create that failed leaves nothing behind.
-			st.Phase = instance.PhaseFailed
-			_ = c.StopNow(ctx, true)
-			_ = c.Remove()
-			c.R.RemoveInstanceUser(s.UID)
-			return st
-		}
-		// The instance ran before: the failure is retried on every resync, never given up.
-		if _, ok := c.PID(); !ok {
-			st.Phase = instance.PhaseStopped
-		}
-		return st
-	}
-
-	if !c.Initialized() && s.Role != instance.RoleStandby {
-		st.Phase = instance.PhaseCreating
-		w.publish(ctx, st)
-		w.log.Info("initialising instance", "instance", s.Name, "addr", net.JoinHostPort(s.Host, fmt.Sprint(s.Port)))
-		if err := c.Init(ctx, s.Locale); err != nil {
-			return fail(err)
-		}
-	}
-	if s.Paused {
-		return w.fence(ctx, c, s, st)
-	}
-	if s.Drain {
-		return w.drain(ctx, c, s, st)
-	}
-	if s.Role == instance.RoleStandby {
-		if err := w.standby(ctx, c, s, &st); err != nil {
-			return fail(err)
-		}
-	} else if err := w.primary(ctx, c, s, &st); err != nil {
-		return fail(err)
-	}
-	st.DrainedLSN = ""
-	k, err := openConns(ctx, c)
-	if err != nil {
-		return fail(fmt.Errorf("connect: %w", err))
-	}
-	defer k.close()
-	w.observedAt = time.Now()
-	if err := w.observe(ctx, k, s, &st); err != nil {
-		return fail(err)
-	}
-	if st.Rewound != nil && st.Rewound.Decoded && !st.Rewound.Resolved {
-		w.resolveLost(ctx, c, &st)
-	}
-	st.Phase, st.ObservedGeneration, st.Epoch = instance.PhaseReady, s.Generation, s.Epoch
-	return st
-}
-
-// fence keeps a demoted primary shut down.
-func (w *worker) fence(ctx context.Context, c *postgres.Cluster, s instance.Spec, st instance.Status) instance.Status {
-	if _, running := c.PID(); running {
-		failpoint.Hit(failpoint.AgentFence)
-		w.log.Info("fencing instance: shutting it down", "instance", s.Name, "epoch", s.Epoch, "immediate", s.StopImmediately)
-		if err := c.StopNow(ctx, s.StopImmediately); err != nil {
-			st.Error = err.Error()
-			return st
-		}
-	}
-	st.Phase, st.ObservedGeneration, st.Epoch, st.DrainedLSN = instance.PhaseStopped, s.Generation, s.Epoch, ""
-	return st
-}
-
-// drain fences a primary for a planned failover without a shutdown, whose checkpoint would
-// sit inside the time writes are stopped: client connections are refused from now on
-// (pg_hba.conf keeps only Fog's own socket and replication), every client session is ended,
-// and the flushed end of WAL is reported. Every commit a client was told of was flushed
-// before its session ended, so it lies before that point, and the standby is promoted only
-// once it has received WAL up to there: nothing acknowledged is lost. The server keeps
-// running so its WAL sender ships everything; it is stopped and rewound when it rejoins.
-func (w *worker) drain(ctx context.Context, c *postgres.Cluster, s instance.Spec, st instance.Status) instance.Status {
-	st.ObservedGeneration, st.Epoch = s.Generation, s.Epoch
-	if _, running := c.PID(); !running {
-		st.Phase, st.DrainedLSN = instance.PhaseStopped, ""
-		return st
-	}
-	failpoint.Hit(failpoint.AgentFence)
-	start := time.Now()
-	conn, err := c.ConnectSystem(ctx)
-	if err != nil {
-		st.Error = fmt.Sprintf("connect: %v", err)
-		return st
-	}
-	defer conn.Close(context.Background())
-	lsn, err := c.Drain(ctx, conn, s.Name)
-	if err != nil {
-		st.Error = err.Error()
-		return st
-	}
-	if st.Phase != instance.PhaseDrained || st.DrainedLSN == "" {
-		st.DrainedLSN = lsn.String()
-		w.log.Info("drained primary: no client can write", "instance", s.Name, "epoch", s.Epoch, "endOfWAL", st.DrainedLSN,
-			"took", time.Since(start).Round(time.Microsecond))
-	}
-	st.Phase, st.Role = instance.PhaseDrained, instance.RolePrimary
-	return st
-}
-
-func (w *worker) configure(c *postgres.Cluster, s instance.Spec, standby *postgres.Upstream) error {
+func (w *worker) configure(c Server, s instance.Spec, standby *postgres.Upstream) error {
 	ips := []net.IP{}
 	for _, h := range append([]string{s.Host}, s.ExtraIPs...) {
 		if ip := net.ParseIP(h); ip != nil {
@@ -272,78 +125,12 @@ func (w *worker) configure(c *postgres.Cluster, s instance.Spec, standby *postgr
 	if err != nil {
 		return err
 	}
-	w.hbaPeer = c.Peer
+	w.hbaPeer = c.Peer()
 	return c.WriteConfig(postgres.Config{
 		Name: s.Name, Timezone: s.Timezone, CertPEM: crt, KeyPEM: key, FogUser: w.a.cfg.FogUser,
 		CACertPEM: w.a.cfg.CACertPEM, Standby: standby, MaxSlotWALKeepSize: w.a.cfg.MaxSlotWALKeepSize,
 		GuardLibrary: w.a.cfg.GuardLibrary,
 	})
-}
-
-// primary makes the instance a read-write server: promoting it if it is a standby (after
-// the WAL it must have is in, for a planned failover), starting it if it is down.
-func (w *worker) primary(ctx context.Context, c *postgres.Cluster, s instance.Spec, st *instance.Status) error {
-	_, running := c.PID()
-	if !running && c.IsStandby() {
-		// A standby that is down (it crashed, or fog died before it was promoted) is started
-		// as the standby it is and then promoted through pg_promote(), never by starting it
-		// without standby.signal: that would end recovery wherever its WAL ends, on the old
-		// timeline, without waiting for the WAL a planned failover must not lose.
-		w.log.Info("starting standby before promoting it", "instance", s.Name)
-		if err := c.Start(ctx); err != nil {
-			return err
-		}
-		running = true
-	}
-	changed := st.ObservedGeneration != s.Generation || st.Phase != instance.PhaseReady || !w.configured
-	if running {
-		conn, err := c.ConnectSystem(ctx)
-		if err != nil {
-			return fmt.Errorf("connect: %w", err)
-		}
-		defer conn.Close(context.Background())
-		var inRecovery bool
-		if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
-			return err
-		}
-		if inRecovery {
-			if err := w.promote(ctx, c, conn, s, st); err != nil {
-				return err
-			}
-			changed = true
-		}
-	}
-	if !running || changed {
-		if err := w.configure(c, s, nil); err != nil {
-			return err
-		}
-		w.configured = true
-	}
-	if running {
-		if !changed {
-			return nil
-		}
-		if err := c.Reload(ctx); err != nil {
-			return err
-		}
-		if restart, err := w.needsRestart(ctx, c); err != nil || !restart {
-			return err
-		}
-		w.log.Info("restarting the instance to load its libraries", "instance", s.Name)
-		if err := c.Stop(ctx, "fast"); err != nil {
-			return err
-		}
-		running = false
-	}
-	if st.Phase == instance.PhaseReady {
-		w.log.Warn("instance was not running; starting it", "instance", s.Name)
-		st.Phase = instance.PhaseStopped
-		w.publish(ctx, *st)
-	}
-	if err := w.gated(ctx, s, c.Launch); err != nil {
-		return err
-	}
-	return c.WaitReady(ctx, 60*time.Second)
 }
 
 // ErrNoLease means the agent does not hold the lease a primary needs.
@@ -366,7 +153,8 @@ func (w *worker) gated(ctx context.Context, s instance.Spec, fn func(context.Con
 	return fn(ctx)
 }
 
-func (w *worker) promote(ctx context.Context, c *postgres.Cluster, conn *pgx.Conn, s instance.Spec, st *instance.Status) error {
+// promote promotes the standby conn is connected to, once it has the WAL the spec names.
+func (w *worker) promote(ctx context.Context, conn Session, s instance.Spec, st *instance.Status) error {
 	if s.PromoteAfterLSN != "" {
 		want, err := pgtypes.ParseLSN(s.PromoteAfterLSN)
 		if err != nil {
@@ -378,16 +166,12 @@ func (w *worker) promote(ctx context.Context, c *postgres.Cluster, conn *pgx.Con
 	}
 	start := time.Now()
 	failpoint.Hit(failpoint.AgentPromote)
-	if err := w.gated(ctx, s, func(ctx context.Context) error { return postgres.Promote(ctx, conn) }); err != nil {
+	if err := w.gated(ctx, s, conn.Promote); err != nil {
 		return err
 	}
 	w.log.Info("promoted", "instance", s.Name, "epoch", s.Epoch, "took", time.Since(start).Round(time.Microsecond))
 	// The switch point of the new timeline is where the histories diverge.
-	var history string
-	// The control file names the new timeline only after the next checkpoint; the name of the
-	// current WAL file names it at once.
-	if err := conn.QueryRow(ctx, `SELECT pg_catalog.pg_read_file('pg_wal/'::text OPERATOR(pg_catalog.||)
-		pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8) OPERATOR(pg_catalog.||) '.history'::text)`).Scan(&history); err == nil {
+	if history, err := conn.TimelineHistory(ctx); err == nil {
 		st.PromotedFrom = lastSwitchPoint(history)
 	} else {
 		w.log.Warn("read timeline history", "err", err)
@@ -396,20 +180,18 @@ func (w *worker) promote(ctx context.Context, c *postgres.Cluster, conn *pgx.Con
 	w.publish(ctx, *st)
 	// pg_rewind of the old primary needs a checkpoint on the new timeline first, or the
 	// rewound server fails with "requested timeline ... does not contain minimum recovery point".
-	return postgres.Checkpoint(ctx, conn)
+	return conn.Checkpoint(ctx)
 }
 
 // waitReceived polls until the standby has received WAL past lsn.
-func waitReceived(ctx context.Context, conn *pgx.Conn, lsn pgtypes.LSN, timeout time.Duration) error {
+func waitReceived(ctx context.Context, conn Session, lsn pgtypes.LSN, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		var got string
-		// After a restart the receive position is unknown until the receiver connects, but WAL
-		// received before the restart is in pg_wal and replayed: either position will do.
-		if err := conn.QueryRow(ctx, "SELECT greatest(coalesce(pg_last_wal_receive_lsn(), '0/0'), coalesce(pg_last_wal_replay_lsn(), '0/0'))::text").Scan(&got); err != nil {
+		got, err := conn.ReceivedLSN(ctx)
+		if err != nil {
 			return err
 		}
 		if l, err := pgtypes.ParseLSN(got); err == nil && l >= lsn {
@@ -437,103 +219,17 @@ func lastSwitchPoint(history string) string {
 	return last
 }
 
-// standby makes the instance a streaming standby of its upstream: seeding it when asked,
-// rewinding a former primary when asked, then following the upstream's latest timeline.
-func (w *worker) standby(ctx context.Context, c *postgres.Cluster, s instance.Spec, st *instance.Status) error {
-	up, err := w.upstream(c, s)
-	if err != nil {
-		return err
-	}
-	if !c.Initialized() || s.SeedGeneration > st.SeededGeneration {
-		w.log.Info("seeding standby", "instance", s.Name, "from", net.JoinHostPort(up.Host, fmt.Sprint(up.Port)))
-		zero := 0.0
-		st.Phase, st.SeedPercent, st.Role = instance.PhaseCreating, &zero, instance.RoleStandby
-		w.publish(ctx, *st)
-		last := time.Now()
-		err := c.BaseBackup(ctx, up, func(p float64) {
-			if time.Since(last) > 500*time.Millisecond {
-				last = time.Now()
-				st.SeedPercent = &p
-				w.publish(ctx, *st)
-			}
-		})
-		if err != nil {
-			return fmt.Errorf("seed from %s:%d: %w", up.Host, up.Port, err)
-		}
-		st.SeededGeneration, st.SeedPercent, st.Rewound = s.SeedGeneration, nil, nil
-		st.SeededAt = time.Now().UTC()
-		if err := w.configure(c, s, up); err != nil {
-			return err
-		}
-		w.log.Info("seeded standby", "instance", s.Name)
-		if err := c.Start(ctx); err != nil {
-			return err
-		}
-		w.waitStreaming(ctx, c)
-		return nil
-	}
-	_, running := c.PID()
-	if running {
-		conn, err := c.ConnectSystem(ctx)
-		if err != nil {
-			return err
-		}
-		var inRecovery bool
-		err = conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery)
-		conn.Close(context.Background())
-		if err != nil {
-			return err
-		}
-		if !inRecovery {
-			// A primary told to follow another: it must stop first, and it was not fenced
-			// through the protocol, so only a rewind makes it safe.
-			w.log.Warn("instance is a primary but should be a standby; stopping it", "instance", s.Name)
-			if err := c.StopNow(ctx, false); err != nil {
-				return err
-			}
-			running = false
-			s.Rewind = true
-		}
-	}
-	if s.Rewind && !running && (st.Rewound == nil || st.Rewound.Epoch != s.Epoch) {
-		if err := w.rewind(ctx, c, s, up, st); err != nil {
-			return err
-		}
-	}
-	if err := w.configure(c, s, up); err != nil {
-		return err
-	}
-	if running {
-		if err := c.Reload(ctx); err != nil {
-			return err
-		}
-		if restart, err := w.needsRestart(ctx, c); err != nil || !restart {
-			return err
-		}
-		w.log.Info("restarting the standby to load its libraries", "instance", s.Name)
-		if err := c.Stop(ctx, "fast"); err != nil {
-			return err
-		}
-	}
-	if err := c.Start(ctx); err != nil {
-		return err
-	}
-	w.waitStreaming(ctx, c)
-	return nil
-}
-
 // waitStreaming gives a standby that just started a moment to connect to its upstream, so
 // that the status published next says it streams (the controller waits for that) instead of
 // leaving it to the next observation, a second later.
-func (w *worker) waitStreaming(ctx context.Context, c *postgres.Cluster) {
+func (w *worker) waitStreaming(ctx context.Context, c Server) {
 	conn, err := c.ConnectSystem(ctx)
 	if err != nil {
 		return
 	}
-	defer conn.Close(context.Background())
+	defer conn.Close()
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
-		var status string
-		err := conn.QueryRow(ctx, "SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), '')").Scan(&status)
+		status, err := conn.ReceiverStatus(ctx)
 		if err != nil || status == "streaming" {
 			return
 		}
@@ -547,20 +243,20 @@ func (w *worker) waitStreaming(ctx context.Context, c *postgres.Cluster) {
 
 // needsRestart: the server runs with other shared_preload_libraries than its configuration
 // names (an instance started by an older Fog), which only a restart changes.
-func (w *worker) needsRestart(ctx context.Context, c *postgres.Cluster) (bool, error) {
+func (w *worker) needsRestart(ctx context.Context, c Server) (bool, error) {
 	conn, err := c.ConnectSystem(ctx)
 	if err != nil {
 		return false, err
 	}
-	defer conn.Close(context.Background())
-	return postgres.NeedsRestart(ctx, conn, postgres.PreloadLibraries(w.a.cfg.GuardLibrary))
+	defer conn.Close()
+	return conn.NeedsRestart(ctx, postgres.PreloadLibraries(w.a.cfg.GuardLibrary))
 }
 
 // rewind makes a former primary's data a history of the new primary's timeline: crash
 // recovery if it was not shut down cleanly, note where its WAL ends, keep its WAL aside, and
 // pg_rewind. The WAL between the new timeline's switch point and that end is what the
 // forced failover lost.
-func (w *worker) rewind(ctx context.Context, c *postgres.Cluster, s instance.Spec, up *postgres.Upstream, st *instance.Status) error {
+func (w *worker) rewind(ctx context.Context, c Server, s instance.Spec, up *postgres.Upstream, st *instance.Status) error {
 	_, state, err := c.LatestCheckpoint(ctx)
 	if err != nil {
 		return err
@@ -586,7 +282,7 @@ func (w *worker) rewind(ctx context.Context, c *postgres.Cluster, s instance.Spe
 		lost.Bytes = int64(to - from)
 	}
 	if lost.Bytes > 0 && s.KeepLostWAL {
-		lost.SavedIn = filepath.Join(c.Dir, fmt.Sprintf("lost-wal-epoch-%d", s.Epoch))
+		lost.SavedIn = filepath.Join(c.Dir(), fmt.Sprintf("lost-wal-epoch-%d", s.Epoch))
 		if err := c.CopyWAL(lost.SavedIn); err != nil {
 			w.log.Warn("could not keep the lost WAL aside", "err", err)
 			lost.SavedIn = ""
@@ -605,7 +301,7 @@ func (w *worker) rewind(ctx context.Context, c *postgres.Cluster, s instance.Spe
 // decodeLost reads the range a forced failover discards with pg_waldump, before pg_rewind
 // overwrites it: which transactions committed there, when, and what they wrote. A range
 // without a byte holds nothing. A failure leaves the report at bytes, with the reason logged.
-func (w *worker) decodeLost(ctx context.Context, c *postgres.Cluster, s instance.Spec, lost *instance.LostWAL) {
+func (w *worker) decodeLost(ctx context.Context, c Server, s instance.Spec, lost *instance.LostWAL) {
 	if lost.Bytes <= 0 {
 		lost.Decoded, lost.Resolved = true, true
 		return
@@ -637,7 +333,7 @@ func (w *worker) decodeLost(ctx context.Context, c *postgres.Cluster, s instance
 
 // resolveLost names the relations the lost transactions wrote, from the rewound instance's
 // catalogs, once it runs again.
-func (w *worker) resolveLost(ctx context.Context, c *postgres.Cluster, st *instance.Status) {
+func (w *worker) resolveLost(ctx context.Context, c Server, st *instance.Status) {
 	r := st.Rewound
 	var keys []string
 	for _, t := range r.Transactions {
@@ -660,26 +356,26 @@ func (w *worker) resolveLost(ctx context.Context, c *postgres.Cluster, st *insta
 // reads, and the system role's, opened only when something must be written (DESIGN.md's
 // tenant boundary: what only reads runs with the least rights that can read it).
 type conns struct {
-	c        *postgres.Cluster
-	mon, sys *pgx.Conn
+	c        Server
+	mon, sys Session
 }
 
 // openConns connects as the monitoring role, or as the system role where that role does not
 // exist yet (a new instance before its first observation, one an older Fog made).
-func openConns(ctx context.Context, c *postgres.Cluster) (*conns, error) {
-	mon, err := c.ConnectReader(ctx, "")
+func openConns(ctx context.Context, c Server) (*conns, error) {
+	mon, err := c.ConnectReader(ctx)
 	if err != nil {
 		return nil, err
 	}
 	k := &conns{c: c, mon: mon}
-	if mon.Config().User == postgres.SystemUser {
+	if mon.User() == postgres.SystemUser {
 		k.sys = mon
 	}
 	return k, nil
 }
 
 // system returns the system role's connection, opening it on first use.
-func (k *conns) system(ctx context.Context) (*pgx.Conn, error) {
+func (k *conns) system(ctx context.Context) (Session, error) {
 	if k.sys == nil {
 		sys, err := k.c.ConnectSystem(ctx)
 		if err != nil {
@@ -692,15 +388,15 @@ func (k *conns) system(ctx context.Context) (*pgx.Conn, error) {
 
 func (k *conns) close() {
 	if k.sys != nil && k.sys != k.mon {
-		k.sys.Close(context.Background())
+		k.sys.Close()
 	}
-	k.mon.Close(context.Background())
+	k.mon.Close()
 }
 
 // observe refreshes what the status reports: role, replication, databases; and on a primary
 // makes sure the admin, Fog's roles and the slots exist.
 func (w *worker) observe(ctx context.Context, k *conns, s instance.Spec, st *instance.Status) error {
-	rep, err := postgres.ReplicationState(ctx, k.mon)
+	rep, err := k.mon.ReplicationState(ctx)
 	if err != nil {
 		return err
 	}
@@ -710,31 +406,31 @@ func (w *worker) observe(ctx context.Context, k *conns, s instance.Spec, st *ins
 			if err != nil {
 				return err
 			}
-			guarded, err := postgres.GuardLoaded(ctx, conn)
+			guarded, err := conn.GuardLoaded(ctx)
 			if err != nil {
 				return err
 			}
-			if err := postgres.EnsureAdmin(ctx, conn, s.AdminLogin, s.AdminVerifier, guarded); err != nil {
+			if err := conn.EnsureAdmin(ctx, s.AdminLogin, s.AdminVerifier, guarded); err != nil {
 				return err
 			}
 			w.adminEnsured = true
-			if err := postgres.EnsureReplicationRole(ctx, conn); err != nil {
+			if err := conn.EnsureReplicationRole(ctx); err != nil {
 				return err
 			}
-			if err := postgres.EnsureMonitorRole(ctx, conn); err != nil {
+			if err := conn.EnsureMonitorRole(ctx); err != nil {
 				return err
 			}
-			if err := k.c.EnsureSystemDB(ctx, conn); err != nil {
+			if err := conn.EnsureSystemDB(ctx); err != nil {
 				return err
 			}
-			st.ServerVersion, _ = postgres.ServerVersion(ctx, conn)
+			st.ServerVersion, _ = conn.ServerVersion(ctx)
 		}
 		changed, err := w.syncSlots(ctx, k, s, rep.Slots)
 		if err != nil {
 			return err
 		}
 		if changed {
-			if rep, err = postgres.ReplicationState(ctx, k.mon); err != nil {
+			if rep, err = k.mon.ReplicationState(ctx); err != nil {
 				return err
 			}
 		}
@@ -747,7 +443,7 @@ func (w *worker) observe(ctx context.Context, k *conns, s instance.Spec, st *ins
 	if err := w.refreshHBA(ctx, s); err != nil {
 		return err
 	}
-	dbs, err := postgres.ListDatabases(ctx, k.mon)
+	dbs, err := k.mon.ListDatabases(ctx)
 	if err != nil {
 		return err
 	}
@@ -782,7 +478,7 @@ func (w *worker) ensureLinkViews(ctx context.Context, s instance.Spec, dbs []pos
 	for _, d := range dbs {
 		names = append(names, d.Name)
 	}
-	c := w.a.cluster(s)
+	c := w.a.server(s)
 	for _, db := range names {
 		if done, ok := w.views[db]; ok && done == want {
 			continue
@@ -794,8 +490,8 @@ func (w *worker) ensureLinkViews(ctx context.Context, s instance.Spec, dbs []pos
 		if err != nil {
 			continue
 		}
-		err = postgres.EnsureLinkView(ctx, conn, row)
-		conn.Close(context.Background())
+		err = conn.EnsureLinkView(ctx, row)
+		conn.Close()
 		if errors.Is(err, postgres.ErrForeignObject) {
 			// A tenant's schema fog: Fog will not act on it as a superuser. Said loudly, and
 			// looked at again now and then, in case its owner renames it.
@@ -838,12 +534,12 @@ func (w *worker) syncSlots(ctx context.Context, k *conns, s instance.Spec, have 
 		return false, err
 	}
 	for _, name := range create {
-		if err := postgres.EnsureSlot(ctx, conn, name); err != nil {
+		if err := conn.EnsureSlot(ctx, name); err != nil {
 			return false, err
 		}
 	}
 	for _, name := range drop {
-		if err := postgres.DropSlot(ctx, conn, name); err != nil {
+		if err := conn.DropSlot(ctx, name); err != nil {
 			return false, err
 		}
 	}
@@ -897,7 +593,7 @@ func (w *worker) runCommands(ctx context.Context, s instance.Spec) {
 
 // refreshStatus publishes a fresh observation of a running instance.
 func (w *worker) refreshStatus(ctx context.Context, s instance.Spec) error {
-	c := w.a.cluster(s)
+	c := w.a.server(s)
 	k, err := openConns(ctx, c)
 	if err != nil {
 		if _, running := c.PID(); !running {
@@ -929,19 +625,19 @@ func (w *worker) execute(ctx context.Context, s instance.Spec, cmd instance.Comm
 	if cmd.Kind == instance.CmdCheckReach {
 		return pgtypes.Probe(ctx, cmd.Target, 5*time.Second)
 	}
-	c := w.a.cluster(s)
+	c := w.a.server(s)
 	conn, err := c.ConnectSystem(ctx)
 	if err != nil {
 		return fmt.Errorf("instance %s is not accepting connections: %w", s.Name, err)
 	}
-	defer conn.Close(context.Background())
+	defer conn.Close()
 	switch cmd.Kind {
 	case instance.CmdCreateDatabase:
-		return postgres.CreateDatabase(ctx, conn, cmd.Database, cmd.Owner)
+		return conn.CreateDatabase(ctx, cmd.Database, cmd.Owner)
 	case instance.CmdDropDatabase:
-		return postgres.DropDatabase(ctx, conn, cmd.Database)
+		return conn.DropDatabase(ctx, cmd.Database)
 	case instance.CmdCheckpoint:
-		return postgres.Checkpoint(ctx, conn)
+		return conn.Checkpoint(ctx)
 	}
 	return fmt.Errorf("unknown command %q", cmd.Kind)
 }

@@ -51,7 +51,8 @@
 //
 // Every step first reads the state it expects (observed state, the lease record), so a step
 // repeated after a crash is harmless. A failpoint (package failpoint) marks each step; the
-// unit tests crash the controller at each with fake agents, and the end-to-end tests kill
+// unit tests crash the controller at each with the real agents over in-memory PostgreSQL
+// (package agenttest), and the end-to-end tests kill
 // the real fog binary and PostgreSQL there.
 //
 // # Leases and fencing

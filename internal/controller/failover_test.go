@@ -2,9 +2,9 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -13,201 +13,139 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/fogdb/fog/internal/agent"
+	"github.com/fogdb/fog/internal/agent/agenttest"
 	"github.com/fogdb/fog/internal/arm"
 	"github.com/fogdb/fog/internal/failpoint"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/lease"
-	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/store"
 )
 
-// fakePG is a simulated PostgreSQL server: enough state to tell who accepts writes.
-type fakePG struct {
-	running, recovery bool
-	drained           bool // no client may write
-	lsn, received     int64
-	upstream          string // the server it last followed
-}
-
-// world is a set of fake agents, one per region, reconciling fake servers to the desired
-// state as the real agent does, and renewing leases. It fails the test if two servers ever
-// accept writes at once.
+// world is the real agent (package agent), one per region, reconciling in-memory PostgreSQL
+// servers (package agenttest) to the desired state and renewing leases. A region whose agent
+// is down has its agent stopped; its guard stops the region's primaries a moment later, as the
+// guard process does once the lease would have lapsed. The servers count how many ever
+// accepted writes at once.
 type world struct {
-	t  *testing.T
-	st store.Store
+	t   *testing.T
+	st  store.Store
+	net *agenttest.Net
+	dir string
+	ctx context.Context
 
-	mu        sync.Mutex
-	pg        map[string]*fakePG
-	down      map[string]bool // regions whose agent is dead
-	writers   int
-	maxWriter int
+	mu     sync.Mutex
+	agents map[string]func() // the regions whose agent runs, and how to stop it
 	// guardAfter is how long after its agent died a primary is stopped by the guard.
 	guardAfter time.Duration
-	diedAt     map[string]time.Time
-	wg         sync.WaitGroup // the fake agents and anything a test starts beside them
+	wg         sync.WaitGroup // the agents and anything a test starts beside them
 }
 
-func newWorld(t *testing.T, st store.Store) *world {
-	return &world{t: t, st: st, pg: map[string]*fakePG{}, down: map[string]bool{}, diedAt: map[string]time.Time{}, guardAfter: 150 * time.Millisecond}
+func newWorld(ctx context.Context, t *testing.T, st store.Store) *world {
+	dir := t.TempDir()
+	return &world{t: t, st: st, net: agenttest.NewNet(filepath.Join(dir, "instances")), dir: dir, ctx: ctx,
+		agents: map[string]func(){}, guardAfter: 150 * time.Millisecond}
 }
 
-func (w *world) countWriters() {
-	n := 0
-	for _, p := range w.pg {
-		if p.running && !p.recovery && !p.drained {
-			n++
-		}
-	}
-	w.writers = n
-	w.maxWriter = max(w.maxWriter, n)
+// issuer signs nothing: the servers are in memory.
+type issuer struct{}
+
+func (issuer) Issue([]string, []net.IP) ([]byte, []byte, error) {
+	return []byte("crt"), []byte("key"), nil
+}
+func (issuer) IssueReplication(string) ([]byte, []byte, error) {
+	return []byte("replication crt"), []byte("replication key"), nil
 }
 
-func (w *world) run(ctx context.Context, region string) {
-	events := w.st.Watch(ctx, instance.SpecPrefix(region))
-	cmds := w.st.Watch(ctx, instance.CommandPrefix(region))
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	var seq int64
-	for {
-		w.mu.Lock()
-		dead := w.down[region]
-		if dead {
-			// The guard stops the region's primaries once the lease would have lapsed.
-			if time.Since(w.diedAt[region]) > w.guardAfter {
-				w.guard(ctx, region)
-			}
-		}
-		w.mu.Unlock()
-		if !dead {
-			seq++
-			w.reconcile(ctx, region, seq)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-events:
-		case <-cmds:
-		case <-tick.C:
-		}
-	}
-}
-
-func (w *world) guard(ctx context.Context, region string) {
-	specs, _ := store.List[instance.Spec](ctx, w.st, instance.SpecPrefix(region))
-	for _, s := range specs {
-		if p := w.pg[s.UID]; p != nil && p.running && !p.recovery {
-			p.running = false
-		}
-	}
-	w.countWriters()
-}
-
-func (w *world) reconcile(ctx context.Context, region string, seq int64) {
-	kvs, err := w.st.List(ctx, instance.SpecPrefix(region))
+// start runs the agent of region. The caller holds w.mu.
+func (w *world) start(region string) {
+	a, err := agent.New(agent.Config{
+		Region: region, Dir: filepath.Join(w.dir, region), Resync: 50 * time.Millisecond, Observe: 100 * time.Millisecond,
+		// The controller's tests judge leases with a TTL of 300 ms: the agent renews well
+		// within it and would fence its primaries before it ran out.
+		Lease:   lease.Timing{TTL: time.Second, Renew: 50 * time.Millisecond, StoreTimeout: 100 * time.Millisecond, FenceAfter: 250 * time.Millisecond},
+		Servers: w.net.Server,
+	}, w.st, nil, issuer{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
-		return
+		w.t.Fatal(err)
 	}
-	rec := lease.Record{Region: region, Seq: seq, Claims: map[string]int64{}, Fenced: map[string]int64{}}
-	var conds []store.Cond
-	for _, kv := range kvs {
-		var s instance.Spec
-		_ = json.Unmarshal(kv.Value, &s)
-		st := w.apply(ctx, s)
-		_ = store.Put(ctx, w.st, instance.StatusKey(region, s.UID), st)
-		if s.Role == instance.RolePrimary && !s.Paused {
-			rec.Claims[s.UID] = s.Epoch
-			conds = append(conds, store.Cond{Key: kv.Key, Rev: kv.Rev})
-		}
-		if s.Paused && st.Phase == instance.PhaseStopped {
-			rec.Fenced[s.UID] = s.Epoch
-		}
-	}
-	_ = w.st.Txn(ctx, conds, []store.Op{store.PutOp(lease.Key(region), rec)})
-	cmds, _ := store.List[instance.Command](ctx, w.st, instance.CommandPrefix(region))
-	for _, c := range cmds {
-		if !c.Done {
-			c.Done = true
-			_ = store.Put(ctx, w.st, instance.CommandKey(region, c.ID), c)
-		}
-	}
+	ctx, cancel := context.WithCancel(w.ctx)
+	done := make(chan struct{})
+	w.wg.Go(func() { _ = a.Run(ctx); close(done) })
+	w.agents[region] = func() { cancel(); <-done }
 }
 
-func lsn(n int64) string { return pgtypes.LSN(n).String() }
-
-// apply reconciles one fake server to its spec and returns its observed state.
-func (w *world) apply(ctx context.Context, s instance.Spec) instance.Status {
+// setDown stops the agent of region (its guard fences its primaries after guardAfter unless it
+// is back by then), or starts it again.
+func (w *world) setDown(region string, down bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	p := w.pg[s.UID]
-	if p == nil {
-		p = &fakePG{running: true, recovery: s.Role == instance.RoleStandby, lsn: 1000}
-		w.pg[s.UID] = p
-	}
-	defer w.countWriters()
-	st := instance.Status{UID: s.UID, ObservedGeneration: s.Generation, Epoch: s.Epoch, Phase: instance.PhaseReady, SeededGeneration: s.SeedGeneration}
-	if s.Upstream != nil {
-		p.upstream = s.Upstream.UID
-	}
-	partner := w.pg[p.upstream]
-	p.drained = s.Drain
+	stop, up := w.agents[region]
 	switch {
-	case s.Drain:
-		st.Role = instance.RolePrimary
-		if !p.running {
-			st.Phase = instance.PhaseStopped
-			return st
-		}
-		st.Phase, st.DrainedLSN = instance.PhaseDrained, lsn(p.lsn)
-		return st
-	case s.Paused:
-		p.running = false
-		st.Phase, st.Role = instance.PhaseStopped, instance.RolePrimary
-		return st
-	case s.Role == instance.RolePrimary || s.Role == "":
-		p.running = true
-		if p.recovery {
-			if partner != nil && partner.running && partner.drained {
-				p.received = max(p.received, partner.lsn) // a drained primary's WAL sender runs on
+	case down && up:
+		stop()
+		delete(w.agents, region)
+		w.wg.Go(func() {
+			select {
+			case <-time.After(w.guardAfter):
+				w.guard(region)
+			case <-w.ctx.Done():
 			}
-			if s.PromoteAfterLSN != "" {
-				want, _ := pgtypes.ParseLSN(s.PromoteAfterLSN)
-				if pgtypes.LSN(p.received) < want {
-					st.Role, st.Error = instance.RoleStandby, "not caught up"
-					return st
-				}
-			}
-			p.recovery = false
-			p.lsn = max(p.lsn, p.received) + 1
-			st.PromotedFrom = lsn(p.received)
-		}
-		p.lsn++ // clients write
-		st.Role = instance.RolePrimary
-		st.Replication = &pgtypes.Replication{CurrentLSN: lsn(p.lsn)}
-		for _, slot := range s.Slots {
-			st.Replication.Slots = append(st.Replication.Slots, pgtypes.Slot{Name: slot, Active: true, WALStatus: "reserved"})
-			st.Replication.Replicas = append(st.Replication.Replicas, pgtypes.Replica{AppName: slot, State: "streaming", FlushLSN: lsn(p.lsn)})
-		}
-	case s.Role == instance.RoleStandby:
-		if p.running && !p.recovery {
-			p.running = false // a primary told to follow: stop, rewind
-		}
-		p.running, p.recovery = true, true
-		st.Role = instance.RoleStandby
-		st.Replication = &pgtypes.Replication{InRecovery: true}
-		if partner != nil && partner.running && !partner.recovery {
-			p.received = partner.lsn
-			st.Replication.ReceiverStatus = "streaming"
-		}
-		if s.Rewind {
-			st.Rewound = &instance.LostWAL{Epoch: s.Epoch, FromLSN: lsn(p.received), ToLSN: lsn(p.lsn)}
-		}
+		})
+	case !down && !up:
+		w.start(region)
 	}
-	return st
 }
 
-// startWorld opens a store, starts fake agents for both regions and a controller, and writes a
-// replicating group. stop ends them all.
+// guard stops the primaries of region if its agent is still down.
+func (w *world) guard(region string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, up := w.agents[region]; up {
+		return
+	}
+	specs, _ := store.List[instance.Spec](context.Background(), w.st, instance.SpecPrefix(region))
+	for _, s := range specs {
+		if p := w.net.PG(s.UID); p != nil {
+			p.Do(func(p *agenttest.PG) {
+				if p.Running && !p.Recovery {
+					p.Running, p.Drained = false, false
+				}
+			})
+		}
+	}
+}
+
+// waitServers waits until the server of primary runs as a primary on a timeline after the
+// first and the server of standby follows it.
+func (w *world) waitServers(t *testing.T, primary, standby string) {
+	t.Helper()
+	var p, s agenttest.PG
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		w.net.PG(primary).Do(func(pg *agenttest.PG) { p = *pg })
+		w.net.PG(standby).Do(func(pg *agenttest.PG) { s = *pg })
+		if p.Running && !p.Recovery && p.Timeline > 1 && s.Running && s.Recovery && s.Timeline == p.Timeline {
+			return
+		}
+	}
+	t.Errorf("servers: %s running %v, in recovery %v, timeline %d; %s running %v, in recovery %v, timeline %d; want a primary on a new timeline and its standby",
+		primary, p.Running, p.Recovery, p.Timeline, standby, s.Running, s.Recovery, s.Timeline)
+}
+
+// stopAll stops every agent.
+func (w *world) stopAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for r, stop := range w.agents {
+		stop()
+		delete(w.agents, r)
+	}
+}
+
+// startWorld opens a store, writes a replicating group, starts the agents of both regions
+// (the secondary's once its primary is ready, since a standby whose first seed fails is a
+// failed create) and a controller. stop ends them all.
 func startWorld(t *testing.T) (ctx context.Context, w *world, c *Controller, stop func()) {
 	t.Helper()
 	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "fog.db"))
@@ -215,17 +153,29 @@ func startWorld(t *testing.T) (ctx context.Context, w *world, c *Controller, sto
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w = newWorld(t, st)
-	for _, r := range []string{"eastus", "westus"} {
-		w.wg.Go(func() { w.run(ctx, r) })
-	}
+	w = newWorld(ctx, t, st)
 	stop = func() {
+		w.stopAll()
 		cancel()
 		w.wg.Wait()
 		st.Close()
 	}
 	c = newTestController(t, st)
 	setupGroup(t, c)
+	w.setDown("eastus", false)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var p instance.Status
+		if _, err := store.Get(ctx, st, instance.StatusKey("eastus", "uid-p"), &p); err == nil && p.Phase == instance.PhaseReady {
+			break
+		}
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatal("the primary does not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	w.setDown("westus", false)
 	waitSettled(t, c)
 	return ctx, w, c, stop
 }
@@ -322,9 +272,10 @@ func waitOutcome(t *testing.T, c *Controller, id string, within time.Duration) o
 }
 
 // TestFailoverResumesAfterCrashAtEveryStep crashes the controller at every step of planned
-// and forced failover and starts a new one on the same store, with healthy fake agents: the
-// failover must end Succeeded with the side asked for as primary, the group free and not
-// switching, and never two servers accepting writes.
+// and forced failover and starts a new one on the same store, with healthy agents over
+// in-memory PostgreSQL: the failover must end Succeeded with the side asked for as primary,
+// the group free and not switching, the servers following, and never two servers accepting
+// writes.
 func TestFailoverResumesAfterCrashAtEveryStep(t *testing.T) {
 	points := map[bool][]string{
 		false: {failpoint.PlannedAccepted, failpoint.PlannedCheckpoint, failpoint.PlannedFenced, failpoint.PlannedStopped,
@@ -360,10 +311,11 @@ func TestFailoverResumesAfterCrashAtEveryStep(t *testing.T) {
 				if got.g.Switching || got.g.ActiveOperation != "" {
 					t.Errorf("group after the operation: switching %v, active operation %q; want neither", got.g.Switching, got.g.ActiveOperation)
 				}
-				w.mu.Lock()
-				defer w.mu.Unlock()
-				if w.maxWriter > 1 {
-					t.Errorf("%d servers accepted writes at once", w.maxWriter)
+				// The servers come to say the same as the group: the secondary was promoted (a
+				// new timeline) and the old primary follows it.
+				w.waitServers(t, "uid-s", "uid-p")
+				if n := w.net.MostWriters(); n > 1 {
+					t.Errorf("%d servers accepted writes at once", n)
 				}
 			})
 		}
@@ -401,9 +353,7 @@ func waitSettled(t *testing.T, c *Controller) {
 func TestForcedFailoverWaitsForLeaseWhenAgentIsDead(t *testing.T) {
 	ctx, w, c, stop := startWorld(t)
 	defer stop()
-	w.mu.Lock()
-	w.down["eastus"], w.diedAt["eastus"] = true, time.Now()
-	w.mu.Unlock()
+	w.setDown("eastus", true)
 	start := time.Now()
 	op, aerr := c.Failover(ctx, "sub", "rg-s", "westus", "fg", true)
 	if aerr != nil {
@@ -417,10 +367,8 @@ func TestForcedFailoverWaitsForLeaseWhenAgentIsDead(t *testing.T) {
 	if took < c.cfg.LeaseTTL {
 		t.Errorf("forced failover took %s, less than the lease TTL %s: it promoted before the old lease surely expired", took, c.cfg.LeaseTTL)
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.maxWriter > 1 {
-		t.Errorf("%d servers accepted writes at once", w.maxWriter)
+	if n := w.net.MostWriters(); n > 1 {
+		t.Errorf("%d servers accepted writes at once", n)
 	}
 }
 

@@ -1,0 +1,106 @@
+// Package agent is the regional agent: it reconciles the PostgreSQL instances of one region to
+// the desired state in the store, carries out commands (create or drop a database), and
+// publishes each instance's observed state.
+//
+// # Transitions
+//
+// One worker per instance reconciles it: on every change of its desired state, and on every
+// resync. A reconcile tries the rows below in order (the table transitions in the code; a test
+// checks that this copy matches it) and runs each whose condition holds; a row may end the
+// pass. Before the first row but delete, the worker leaves a create that failed to the control
+// plane, adopts the data directory (the instance's own OS user), and checks the epoch: desired
+// state of an older epoch of the group than this instance has seen is refused
+// (ErrStaleEpoch), a newer one is recorded durably before anything acts on it. The lease gate
+// lets a start or a promotion of a primary of a group through only while the agent holds the
+// lease for it in the spec's epoch (ErrNoLease). An error ends the pass: a create that failed
+// is removed and reported Failed, anything else is reported with its error (Stopped if the
+// server is down) and tried again on the next resync, from where it stopped.
+//
+//	delete
+//	  when       the spec is deleted
+//	  checks     nothing
+//	  does       fast shutdown (immediate if that fails), remove the data and the instance's OS
+//	             user
+//	  publishes  Deleted (a Deleted status is left as it is)
+//	create
+//	  when       no data directory yet, and the spec is no standby (a standby is seeded)
+//	  checks     epoch
+//	  does       initdb
+//	  publishes  Creating before it begins; Failed (and nothing left behind) if it fails
+//	stop
+//	  when       the spec is paused (a failover demoted the instance)
+//	  checks     epoch; the server runs
+//	  does       shut it down: fast, or immediate when StopImmediately
+//	  publishes  Stopped in the spec's epoch (Error if the shutdown failed); ends the pass
+//	drain
+//	  when       the spec says Drain (a planned failover fences the old primary)
+//	  checks     epoch; the server runs (else Stopped)
+//	  does       refuse clients in pg_hba.conf, end their sessions, read the flushed end of
+//	             WAL; the server keeps running so its WAL sender ships everything
+//	  publishes  Drained, Role primary, DrainedLSN (the first one read) in the spec's epoch;
+//	             ends the pass
+//	identity
+//	  when       the spec is a standby
+//	  checks     epoch
+//	  does       the upstream's address and this instance's replication certificate (issued
+//	             once, renewed a month before it expires)
+//	  publishes  nothing
+//	seed
+//	  when       the spec is a standby with no data directory, or SeedGeneration is above
+//	             SeededGeneration
+//	  checks     epoch
+//	  does       pg_basebackup from the upstream, configure as its standby, start, wait
+//	             (bounded) for streaming
+//	  publishes  Creating, Role standby, SeedPercent while it copies; then SeededGeneration,
+//	             SeededAt, Rewound cleared
+//	demote
+//	  when       the spec is a standby (not seeded in this pass)
+//	  checks     epoch; the server runs and pg_is_in_recovery() is false: a primary told to
+//	             follow, not fenced through the protocol
+//	  does       fast shutdown, and rewind it below
+//	  publishes  nothing
+//	rewind
+//	  when       the spec is a standby with Rewind (or demoted above), the server is down, and
+//	             not rewound in the spec's epoch
+//	  checks     epoch
+//	  does       crash recovery unless shut down cleanly; note the end of WAL; keep the lost
+//	             WAL aside (KeepLostWAL) and decode it; pg_rewind against the upstream
+//	  publishes  Rewound: the lost range, its bytes and transactions, in the spec's epoch
+//	rejoin
+//	  when       the spec is a standby (not seeded in this pass)
+//	  checks     epoch
+//	  does       write the standby configuration; reload a running server (restart it if its
+//	             libraries changed); start; wait (bounded) for streaming
+//	  publishes  nothing itself (observe does)
+//	promote
+//	  when       the spec is a primary or standalone
+//	  checks     epoch; lease gate; the server is a standby (down with standby.signal: started
+//	             as one first; up: pg_is_in_recovery()); it received WAL up to PromoteAfterLSN
+//	             (15 s, else ErrNotCaughtUp)
+//	  does       pg_promote(), then a checkpoint on the new timeline (pg_rewind of the old
+//	             primary needs it)
+//	  publishes  Role primary, Epoch and PromotedFrom (the switch point) at once
+//	start
+//	  when       the spec is a primary or standalone
+//	  checks     epoch; lease gate; something changed (generation, phase, promoted, first pass
+//	             of this worker), or the server is down
+//	  does       write the configuration; reload a running server (restart it if its libraries
+//	             changed); start a down one and wait until it is ready
+//	  publishes  Stopped before it starts a server that was Ready
+//	observe
+//	  when       always, unless a row above ended the pass
+//	  checks     epoch
+//	  does       read role, replication and databases; on a primary make sure of the admin,
+//	             Fog's roles, the system database and the slots; admit the partner in
+//	             pg_hba.conf; keep the link views; name the relations lost transactions wrote
+//	  publishes  Ready in the spec's generation and epoch, with Role, Replication, Databases;
+//	             DrainedLSN cleared
+//
+// The worker reaches PostgreSQL only through Server and Session: a real cluster in fog, an
+// in-memory one in tests (package agenttest).
+//
+// # Observation
+//
+// Between reconciles the worker publishes a fresh look at every running instance that is
+// Ready (replication lag, role, databases), so that reads never ask the agent.
+package agent

@@ -1,0 +1,38 @@
+package agent
+
+import (
+	"context"
+
+	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/store"
+)
+
+// TestWorker is a worker a test drives by hand, one reconcile at a time.
+type TestWorker struct{ w *worker }
+
+// NewTestWorker returns the worker of instance uid.
+func NewTestWorker(a *Agent, uid string) *TestWorker {
+	return &TestWorker{&worker{a: a, uid: uid, kick: make(chan struct{}, 1), log: a.log.With("uid", uid)}}
+}
+
+// Reconcile reads the instance's desired state, reconciles it and publishes what it observed,
+// as one wake-up of the worker does.
+func (t *TestWorker) Reconcile(ctx context.Context) instance.Status {
+	var s instance.Spec
+	if _, err := store.Get(ctx, t.w.a.st, instance.SpecKey(t.w.a.cfg.Region, t.w.uid), &s); err != nil {
+		panic(err)
+	}
+	st := t.w.reconcile(ctx, s)
+	t.w.publish(ctx, st)
+	return st
+}
+
+// Transitions lists the rows of the table by name, and those whose act passes the lease gate.
+func Transitions() (names []string, gated map[string]bool) {
+	gated = map[string]bool{}
+	for _, t := range transitions {
+		names = append(names, t.name)
+		gated[t.name] = t.lease
+	}
+	return names, gated
+}
