@@ -122,7 +122,7 @@ func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status
 	c.Peer = w.peer(ctx, s)
 	prev, _ := w.status(ctx)
 	st := prev
-	st.Error = ""
+	st.Error, st.Reason = "", ""
 	st.Egress = egress(s)
 
 	if s.Deleted {
@@ -153,12 +153,12 @@ func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status
 	}
 	if err := checkEpoch(c.Dir, s.GroupID, s.Epoch); err != nil {
 		w.log.Warn("not acting on desired state", "instance", s.Name, "err", err)
-		st.Error = err.Error()
+		st.Error, st.Reason = err.Error(), reasonOf(err)
 		return st
 	}
 	fail := func(err error) instance.Status {
 		w.log.Error("reconcile failed", "instance", s.Name, "err", err)
-		st.Error, st.ObservedGeneration = err.Error(), s.Generation
+		st.Error, st.Reason, st.ObservedGeneration = err.Error(), reasonOf(err), s.Generation
 		if prev.ObservedGeneration == 0 || prev.Phase == instance.PhaseCreating && prev.Role == "" {
 			// A create that failed leaves nothing behind.
 			st.Phase = instance.PhaseFailed
@@ -425,6 +425,19 @@ func waitReceived(ctx context.Context, conn *pgx.Conn, lsn pgtypes.LSN, timeout 
 
 // ErrNotCaughtUp means a standby did not receive the WAL a planned failover needs.
 var ErrNotCaughtUp = errors.New("agent: standby not caught up")
+
+// reasonOf is the instance.Status reason for err: what the control plane waits on.
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, ErrNotCaughtUp):
+		return instance.ReasonNotCaughtUp
+	case errors.Is(err, ErrNoLease):
+		return instance.ReasonNoLease
+	case errors.Is(err, ErrStaleEpoch):
+		return instance.ReasonStaleEpoch
+	}
+	return ""
+}
 
 func lastSwitchPoint(history string) string {
 	var last string

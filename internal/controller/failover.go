@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/fogdb/fog/internal/arm"
@@ -142,7 +141,7 @@ func (c *Controller) drivePlannedFailover(ctx context.Context, op *Operation) *a
 
 		case stepPromoting:
 			promoted, err := c.waitSide(ctx, nw, promoteTimeout, func(s instance.Status) bool {
-				return (s.Role == instance.RolePrimary && s.Epoch == op.Epoch) || strings.Contains(s.Error, "not caught up")
+				return (s.Role == instance.RolePrimary && s.Epoch == op.Epoch) || s.Reason == instance.ReasonNotCaughtUp
 			})
 			if stopping(ctx) {
 				return errStopping

@@ -173,7 +173,7 @@ func (w *world) apply(ctx context.Context, s instance.Spec) instance.Status {
 			if s.PromoteAfterLSN != "" {
 				want, _ := pgtypes.ParseLSN(s.PromoteAfterLSN)
 				if pgtypes.LSN(p.received) < want {
-					st.Role, st.Error = instance.RoleStandby, "not caught up"
+					st.Role, st.Error, st.Reason = instance.RoleStandby, "not caught up", instance.ReasonNotCaughtUp
 					return st
 				}
 			}
