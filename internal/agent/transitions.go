@@ -184,7 +184,7 @@ func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status
 	c.SetPeer(w.peer(ctx, s))
 	prev, _ := w.status(ctx)
 	st := prev
-	st.Error = ""
+	st.Error, st.Reason = "", ""
 	st.Egress = egress(s)
 	p := &pass{srv: c, s: s, prev: prev, st: &st}
 	for _, t := range transitions {
@@ -226,7 +226,7 @@ func (w *worker) admit(ctx context.Context, p *pass) {
 	}
 	if err := checkEpoch(c.Dir(), s.GroupID, s.Epoch); err != nil {
 		w.log.Warn("not acting on desired state", "instance", s.Name, "err", err)
-		p.st.Error, p.done = err.Error(), true
+		p.st.Error, p.st.Reason, p.done = err.Error(), reasonOf(err), true
 	}
 }
 
@@ -234,7 +234,7 @@ func (w *worker) admit(ctx context.Context, p *pass) {
 func (w *worker) fail(ctx context.Context, p *pass, err error) instance.Status {
 	c, s, st, prev := p.srv, p.s, p.st, p.prev
 	w.log.Error("reconcile failed", "instance", s.Name, "err", err)
-	st.Error, st.ObservedGeneration = err.Error(), s.Generation
+	st.Error, st.Reason, st.ObservedGeneration = err.Error(), reasonOf(err), s.Generation
 	if prev.ObservedGeneration == 0 || prev.Phase == instance.PhaseCreating && prev.Role == "" {
 		// A create that failed leaves nothing behind.
 		st.Phase = instance.PhaseFailed

@@ -208,6 +208,19 @@ func waitReceived(ctx context.Context, conn Session, lsn pgtypes.LSN, timeout ti
 // ErrNotCaughtUp means a standby did not receive the WAL a planned failover needs.
 var ErrNotCaughtUp = errors.New("agent: standby not caught up")
 
+// reasonOf is the instance.Status reason for err: what the control plane waits on.
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, ErrNotCaughtUp):
+		return instance.ReasonNotCaughtUp
+	case errors.Is(err, ErrNoLease):
+		return instance.ReasonNoLease
+	case errors.Is(err, ErrStaleEpoch):
+		return instance.ReasonStaleEpoch
+	}
+	return ""
+}
+
 func lastSwitchPoint(history string) string {
 	var last string
 	for _, line := range strings.Split(history, "\n") {

@@ -55,16 +55,16 @@ func (s *Server) authorize(ctx context.Context, r *http.Request, info TokenInfo)
 			return aerr
 		}
 	}
-	return s.authz.Check(ctx, info.Name, action, scope)
+	return arm.FromError(s.authz.Check(ctx, info.Name, action, scope))
 }
 
 func (s *Server) checkTenant(ctx context.Context, info TokenInfo, sub string) *arm.Error {
 	ok, mine, theirs, err := s.authz.Reach(ctx, info.Name, info.TenantID, sub)
 	if err != nil {
-		return controller.StoreError(err)
+		return arm.FromError(controller.StoreError(err))
 	}
 	if !ok {
-		return authz.WrongTenant(mine, theirs)
+		return arm.FromError(authz.WrongTenant(mine, theirs))
 	}
 	return nil
 }
@@ -72,7 +72,7 @@ func (s *Server) checkTenant(ctx context.Context, info TokenInfo, sub string) *a
 // controllerAccess answers the controller's checks for the caller of the request.
 type controllerAccess struct{ a *authz.Authorizer }
 
-func (c controllerAccess) Check(ctx context.Context, action, scope string) *arm.Error {
+func (c controllerAccess) Check(ctx context.Context, action, scope string) error {
 	info, ok := ctx.Value(principalKey{}).(TokenInfo)
 	if !ok {
 		return nil // not a request: the controller acting on its own
@@ -244,7 +244,7 @@ func (s *Server) listAssignments(w http.ResponseWriter, r *http.Request, scope s
 	}
 	all, err := s.authz.Assignments(r.Context())
 	if err != nil {
-		arm.WriteError(w, controller.StoreError(err))
+		writeError(w, controller.StoreError(err))
 		return
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].CreatedOn.Before(all[j].CreatedOn) })
@@ -263,7 +263,7 @@ func (s *Server) listAssignments(w http.ResponseWriter, r *http.Request, scope s
 func (s *Server) getAssignment(w http.ResponseWriter, r *http.Request, scope, name string) {
 	all, err := s.authz.Assignments(r.Context())
 	if err != nil {
-		arm.WriteError(w, controller.StoreError(err))
+		writeError(w, controller.StoreError(err))
 		return
 	}
 	for _, as := range all {
@@ -301,12 +301,12 @@ func (s *Server) putAssignment(w http.ResponseWriter, r *http.Request, scope, na
 		arm.WriteError(w, arm.BadRequest("RoleDefinitionDoesNotExist", "The specified role definition with ID '%s' does not exist. `fog role definition list` shows the roles.", p.RoleDefinitionID))
 		return
 	}
-	as, aerr := s.authz.Create(r.Context(), authz.Assignment{
+	as, err := s.authz.Create(r.Context(), authz.Assignment{
 		Name: name, Scope: scope, RoleDefinitionID: rd.ID, PrincipalID: p.PrincipalID,
 		CreatedOn: time.Now().UTC(), CreatedBy: principalOf(r.Context()).Name,
 	})
-	if aerr != nil {
-		arm.WriteError(w, aerr)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	s.log.Info("role assigned", "principal", as.PrincipalID, "role", rd.Name, "scope", as.Scope, "by", as.CreatedBy)
@@ -316,7 +316,7 @@ func (s *Server) putAssignment(w http.ResponseWriter, r *http.Request, scope, na
 func (s *Server) deleteAssignment(w http.ResponseWriter, r *http.Request, scope, name string) {
 	all, err := s.authz.Assignments(r.Context())
 	if err != nil {
-		arm.WriteError(w, controller.StoreError(err))
+		writeError(w, controller.StoreError(err))
 		return
 	}
 	for _, as := range all {
@@ -324,7 +324,7 @@ func (s *Server) deleteAssignment(w http.ResponseWriter, r *http.Request, scope,
 			continue
 		}
 		if _, _, err := s.authz.Delete(r.Context(), name); err != nil {
-			arm.WriteError(w, controller.StoreError(err))
+			writeError(w, controller.StoreError(err))
 			return
 		}
 		s.log.Info("role assignment deleted", "principal", as.PrincipalID, "role", as.Role().Name, "scope", as.Scope, "by", principalOf(r.Context()).Name)
@@ -338,7 +338,7 @@ func (s *Server) subscriptionRoutes(rt *arm.Router) {
 	rt.Handle("GET", "/subscriptions/{sub}", func(w http.ResponseWriter, r *http.Request) {
 		rec, err := s.authz.Subscription(r.Context(), r.PathValue("sub"))
 		if err != nil {
-			arm.WriteError(w, controller.StoreError(err))
+			writeError(w, controller.StoreError(err))
 			return
 		}
 		arm.WriteJSON(w, http.StatusOK, subscriptionJSON(rec))
@@ -346,7 +346,7 @@ func (s *Server) subscriptionRoutes(rt *arm.Router) {
 	rt.Handle("GET", SubscriptionsPath, func(w http.ResponseWriter, r *http.Request) {
 		subs, err := s.authz.Subscriptions(r.Context())
 		if err != nil {
-			arm.WriteError(w, controller.StoreError(err))
+			writeError(w, controller.StoreError(err))
 			return
 		}
 		out := []map[string]any{}
@@ -375,7 +375,7 @@ func (s *Server) subscriptionRoutes(rt *arm.Router) {
 		}
 		rec := authz.Subscription{ID: sub, TenantID: body.TenantID, DisplayName: body.DisplayName}
 		if err := s.authz.RegisterSubscription(r.Context(), rec); err != nil {
-			arm.WriteError(w, controller.StoreError(err))
+			writeError(w, controller.StoreError(err))
 			return
 		}
 		s.log.Info("subscription registered", "subscription", sub, "tenant", body.TenantID)

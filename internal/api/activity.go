@@ -97,9 +97,9 @@ func (s *Server) activityLog(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sub := r.PathValue("sub")
-	evs, aerr := s.c.ActivityLog(r.Context(), sub, f)
-	if aerr != nil {
-		arm.WriteError(w, aerr)
+	evs, err := s.c.ActivityLog(r.Context(), sub, f)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	out := make([]map[string]any, 0, len(evs))

@@ -163,7 +163,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			arm.WriteError(w, arm.Errorf(http.StatusUnauthorized, "InvalidAuthenticationToken",
 				"The 'Authorization' header is malformed: it must be 'Bearer <token>'."))
 		case errors.Is(verr, store.ErrUnavailable):
-			arm.WriteError(w, controller.StoreUnavailable())
+			writeError(w, controller.StoreUnavailable())
 		case verr != nil:
 			// The error names the store key (a hash of the token), never the token.
 			s.log.Error("check the access token", "err", verr)

@@ -16,25 +16,31 @@ type list[T any] struct {
 	NextLink string `json:"nextLink,omitempty"`
 }
 
+// writeError writes the ARM error a client is told for err (see arm.FromError): here, at
+// the edge, the domain's errors become codes, statuses and messages.
+func writeError(w http.ResponseWriter, err error) {
+	arm.WriteError(w, arm.FromError(err))
+}
+
 // reply writes v with 200, or the error.
-func reply[T any](w http.ResponseWriter, v T, aerr *arm.Error) {
-	if aerr != nil {
-		arm.WriteError(w, aerr)
+func reply[T any](w http.ResponseWriter, v T, err error) {
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	arm.WriteJSON(w, http.StatusOK, v)
 }
 
 // replyList writes vs in the list envelope, or the error.
-func replyList[T any](w http.ResponseWriter, vs []T, aerr *arm.Error) {
-	reply(w, list[T]{Value: vs}, aerr)
+func replyList[T any](w http.ResponseWriter, vs []T, err error) {
+	reply(w, list[T]{Value: vs}, err)
 }
 
 // replyOp writes the 202 of a started operation, 204 when there was nothing to do, or the error.
-func (s *Server) replyOp(w http.ResponseWriter, r *http.Request, ver string, op *controller.Operation, aerr *arm.Error) {
+func (s *Server) replyOp(w http.ResponseWriter, r *http.Request, ver string, op *controller.Operation, err error) {
 	switch {
-	case aerr != nil:
-		arm.WriteError(w, aerr)
+	case err != nil:
+		writeError(w, err)
 	case op == nil:
 		w.WriteHeader(http.StatusNoContent)
 	default:

@@ -219,9 +219,9 @@ func (s *Server) operationStatus(w http.ResponseWriter, r *http.Request) {
 		arm.WriteError(w, aerr)
 		return
 	}
-	op, aerr := s.c.GetOperation(r.Context(), r.PathValue("sub"), r.PathValue("loc"), r.PathValue("op"))
-	if aerr != nil {
-		arm.WriteError(w, aerr)
+	op, err := s.c.GetOperation(r.Context(), r.PathValue("sub"), r.PathValue("loc"), r.PathValue("op"))
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	if !op.Terminal() {
@@ -239,9 +239,9 @@ func (s *Server) operationResult(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	op, aerr := s.c.GetOperation(ctx, r.PathValue("sub"), r.PathValue("loc"), r.PathValue("op"))
-	if aerr != nil {
-		arm.WriteError(w, aerr)
+	op, err := s.c.GetOperation(ctx, r.PathValue("sub"), r.PathValue("loc"), r.PathValue("op"))
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	switch op.Status {
@@ -263,8 +263,8 @@ func (s *Server) operationResult(w http.ResponseWriter, r *http.Request) {
 	case controller.KindPutInstance, controller.KindPutDatabase:
 		s.writeResource(w, ctx, op.ResourceID)
 	case controller.KindCreateGroup, controller.KindUpdateGroup, controller.KindFailover, controller.KindForceFailover:
-		v, aerr := s.c.GroupResult(ctx, op)
-		reply(w, v, aerr)
+		v, err := s.c.GroupResult(ctx, op)
+		reply(w, v, err)
 	default:
 		w.WriteHeader(http.StatusNoContent)
 	}

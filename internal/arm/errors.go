@@ -4,8 +4,11 @@ package arm
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/fogdb/fog/internal/fault"
 )
 
 // Error is an ARM error: an HTTP status, a stable code that clients branch on, and a message
@@ -27,6 +30,41 @@ func Errorf(status int, code, format string, args ...any) *Error {
 // BadRequest is shorthand for a 400 error.
 func BadRequest(code, format string, args ...any) *Error {
 	return Errorf(http.StatusBadRequest, code, format, args...)
+}
+
+// statusOf is the HTTP status of each class of fault.
+var statusOf = map[fault.Class]int{
+	fault.BadRequest:   http.StatusBadRequest,
+	fault.Unauthorized: http.StatusUnauthorized,
+	fault.Forbidden:    http.StatusForbidden,
+	fault.NotFound:     http.StatusNotFound,
+	fault.Conflict:     http.StatusConflict,
+	fault.Internal:     http.StatusInternalServerError,
+	fault.Unavailable:  http.StatusServiceUnavailable,
+}
+
+// FromError is the ARM error a client is told for err, or nil for nil: an *Error in err's
+// chain as it is; a *fault.Error with its code and message and the status of its class;
+// anything else an InternalServerError whose body does not carry err's text (the caller
+// logs it).
+func FromError(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	var ae *Error
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var fe *fault.Error
+	if errors.As(err, &fe) {
+		status, ok := statusOf[fe.Class]
+		if !ok {
+			status = http.StatusInternalServerError
+		}
+		return &Error{Status: status, Code: fe.Code, Message: fe.Message}
+	}
+	return &Error{Status: http.StatusInternalServerError, Code: "InternalServerError",
+		Message: "Fog could not complete the request. Retry; if it persists, check the fog log."}
 }
 
 // Body is the JSON error envelope: {"error":{"code":..., "message":...}}.

@@ -5,12 +5,11 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
-	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/store"
 )
 
@@ -75,9 +74,9 @@ func (a *Authorizer) Assignments(ctx context.Context) ([]Assignment, error) {
 
 // Create stores a new assignment. An assignment of the same role to the same principal at
 // the same scope is a conflict (RoleAssignmentExists), as in Azure.
-func (a *Authorizer) Create(ctx context.Context, as Assignment) (Assignment, *arm.Error) {
+func (a *Authorizer) Create(ctx context.Context, as Assignment) (Assignment, error) {
 	if _, ok := FindRole(as.RoleDefinitionID); !ok {
-		return as, arm.BadRequest("RoleDefinitionDoesNotExist", "The specified role definition with ID '%s' does not exist.", as.RoleDefinitionID)
+		return as, fault.Invalid("RoleDefinitionDoesNotExist", "The specified role definition with ID '%s' does not exist.", as.RoleDefinitionID)
 	}
 	all, err := a.Assignments(ctx)
 	if err != nil {
@@ -88,10 +87,10 @@ func (a *Authorizer) Create(ctx context.Context, as Assignment) (Assignment, *ar
 			if x.PrincipalID == as.PrincipalID && x.Role().ID == as.Role().ID && strings.EqualFold(x.Scope, as.Scope) {
 				return x, nil // PUT of the same assignment again
 			}
-			return as, arm.Errorf(http.StatusConflict, "RoleAssignmentUpdateNotPermitted", "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.")
+			return as, fault.New(fault.Conflict, "RoleAssignmentUpdateNotPermitted", "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.")
 		}
 		if x.PrincipalID == as.PrincipalID && x.Role().ID == as.Role().ID && strings.EqualFold(strings.TrimRight(x.Scope, "/"), strings.TrimRight(as.Scope, "/")) {
-			return as, arm.Errorf(http.StatusConflict, "RoleAssignmentExists", "The role assignment already exists (%s).", x.ID())
+			return as, fault.New(fault.Conflict, "RoleAssignmentExists", "The role assignment already exists (%s).", x.ID())
 		}
 	}
 	as.Name = strings.ToLower(as.Name)
@@ -101,7 +100,7 @@ func (a *Authorizer) Create(ctx context.Context, as Assignment) (Assignment, *ar
 	key := assignmentPrefix + as.Name
 	if err := a.st.Txn(ctx, []store.Cond{{Key: key}}, []store.Op{store.PutOp(key, as)}); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return as, arm.Errorf(http.StatusConflict, "RoleAssignmentExists", "The role assignment '%s' was created by another request at the same time.", as.Name)
+			return as, fault.New(fault.Conflict, "RoleAssignmentExists", "The role assignment '%s' was created by another request at the same time.", as.Name)
 		}
 		return as, storeError(err)
 	}
@@ -188,7 +187,7 @@ func (a *Authorizer) Permitted(ctx context.Context, principal, tenant, action, s
 
 // Check returns nil when principal may perform action at scope, 403 AuthorizationFailed in
 // Azure's words when not, or the store's error.
-func (a *Authorizer) Check(ctx context.Context, principal, action, scope string) *arm.Error {
+func (a *Authorizer) Check(ctx context.Context, principal, action, scope string) error {
 	ok, err := a.Allowed(ctx, principal, action, scope)
 	if err != nil {
 		return storeError(err)
@@ -199,9 +198,9 @@ func (a *Authorizer) Check(ctx context.Context, principal, action, scope string)
 	return nil
 }
 
-// Denied is ARM's answer to a call the caller has no role for.
-func Denied(principal, action, scope string) *arm.Error {
-	return arm.Errorf(http.StatusForbidden, "AuthorizationFailed",
+// Denied is the error ARM answers a call the caller has no role for with.
+func Denied(principal, action, scope string) error {
+	return fault.New(fault.Forbidden, "AuthorizationFailed",
 		"The client '%s' with object id '%s' does not have authorization to perform action '%s' over scope '%s' or the scope is invalid. If access was recently granted, please refresh your credentials.",
 		principal, principal, action, scope)
 }
@@ -273,18 +272,18 @@ func (a *Authorizer) Subscriptions(ctx context.Context) ([]Subscription, error) 
 	return store.List[Subscription](ctx, a.st, subscriptionPrefix)
 }
 
-// WrongTenant is ARM's answer to a token of one tenant used on another tenant's subscription.
-func WrongTenant(tokenTenant, subTenant string) *arm.Error {
-	return arm.Errorf(http.StatusUnauthorized, "InvalidAuthenticationTokenTenant",
+// WrongTenant is the error ARM answers a token of one tenant used on another tenant's subscription with.
+func WrongTenant(tokenTenant, subTenant string) error {
+	return fault.New(fault.Unauthorized, "InvalidAuthenticationTokenTenant",
 		"The access token is from the wrong issuer 'https://sts.windows.net/%s/'. It must match the tenant 'https://sts.windows.net/%s/' associated with this subscription. Please use the authority (URL) 'https://login.windows.net/%s' to get the token. Note, if the subscription is transferred to another tenant there is no impact to the services, but information about new tenant could take time to propagate (up to an hour). If you just transferred your subscription and see this error message, please try back later.",
 		tokenTenant, subTenant, subTenant)
 }
 
-func storeError(err error) *arm.Error {
+func storeError(err error) error {
 	if errors.Is(err, store.ErrUnavailable) {
-		return arm.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "The store is not reachable; retry shortly.")
+		return fault.New(fault.Unavailable, "ServiceUnavailable", "The store is not reachable; retry shortly.")
 	}
-	return arm.Errorf(http.StatusInternalServerError, "InternalServerError", "Fog could not read its access control: %v.", err)
+	return fault.New(fault.Internal, "InternalServerError", "Fog could not read its access control: %w.", err)
 }
 
 // Fog's own endpoints and the actions they need, at the root scope.

@@ -2,10 +2,11 @@ package authz
 
 import (
 	"context"
-	"net/http"
+	"errors"
 	"strings"
 	"testing"
 
+	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/store"
 )
 
@@ -121,15 +122,16 @@ func TestAssignmentsAndBootstrap(t *testing.T) {
 	}
 	dup := as
 	dup.Name = NewGUID()
-	if _, aerr := a.Create(ctx, dup); aerr == nil || aerr.Code != "RoleAssignmentExists" || aerr.Status != http.StatusConflict {
-		t.Fatalf("duplicate assignment: %v", aerr)
+	var aerr *fault.Error
+	if _, err := a.Create(ctx, dup); !errors.As(err, &aerr) || aerr.Code != "RoleAssignmentExists" || aerr.Class != fault.Conflict {
+		t.Fatalf("duplicate assignment: %v", err)
 	}
 	if aerr := a.Check(ctx, "bob", "Microsoft.Sql/managedInstances/read", "/subscriptions/a/resourceGroups/r/providers/Microsoft.Sql/managedInstances/m"); aerr != nil {
 		t.Fatal(aerr)
 	}
-	aerr := a.Check(ctx, "bob", "Microsoft.Sql/managedInstances/read", "/subscriptions/a/resourceGroups/other")
-	if aerr == nil || aerr.Code != "AuthorizationFailed" || aerr.Status != http.StatusForbidden {
-		t.Fatalf("bob outside his scope: %v", aerr)
+	err = a.Check(ctx, "bob", "Microsoft.Sql/managedInstances/read", "/subscriptions/a/resourceGroups/other")
+	if !errors.As(err, &aerr) || aerr.Code != "AuthorizationFailed" || aerr.Class != fault.Forbidden {
+		t.Fatalf("bob outside his scope: %v", err)
 	}
 	if _, ok, err := a.Delete(ctx, as.Name); !ok || err != nil {
 		t.Fatal(ok, err)

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/resource"
 )
 
@@ -16,7 +17,7 @@ import (
 type Access interface {
 	// Check returns 403 AuthorizationFailed unless the caller of ctx may perform action at
 	// scope.
-	Check(ctx context.Context, action, scope string) *arm.Error
+	Check(ctx context.Context, action, scope string) error
 	// Allowed reports whether the caller of ctx may perform action at scope, the
 	// subscription's tenant included, as a request addressed there would be checked; err is
 	// set only when that could not be told.
@@ -44,7 +45,7 @@ const (
 // caller cannot read is answered as if it did not exist, so that no error confirms or names a
 // resource of another resource group or tenant. ARM does the same for resources outside the
 // caller's reach.
-func (c *Controller) canRead(ctx context.Context, m *resource.ManagedInstance) (bool, *arm.Error) {
+func (c *Controller) canRead(ctx context.Context, m *resource.ManagedInstance) (bool, error) {
 	if c.access == nil {
 		return true, nil
 	}
@@ -57,7 +58,7 @@ func (c *Controller) canRead(ctx context.Context, m *resource.ManagedInstance) (
 
 // readableInstance is getInstance for an instance the request does not address: one the
 // caller cannot read is not found, in the same words as one that does not exist.
-func (c *Controller) readableInstance(ctx context.Context, sub, rg, name string) (*resource.ManagedInstance, int64, *arm.Error) {
+func (c *Controller) readableInstance(ctx context.Context, sub, rg, name string) (*resource.ManagedInstance, int64, error) {
 	m, rev, aerr := c.getInstance(ctx, sub, rg, name)
 	if aerr != nil {
 		return nil, 0, aerr
@@ -77,7 +78,7 @@ func groupScope(sub, rg, loc, name string) string {
 }
 
 // checkSides checks action on the group's id in both sides' resource groups.
-func (c *Controller) checkSides(ctx context.Context, g *FailoverGroup, action string) *arm.Error {
+func (c *Controller) checkSides(ctx context.Context, g *FailoverGroup, action string) error {
 	if c.access == nil {
 		return nil
 	}
@@ -91,7 +92,7 @@ func (c *Controller) checkSides(ctx context.Context, g *FailoverGroup, action st
 
 // checkCreate checks what creating or updating a group between prim and part needs: the
 // group write on both resource groups, the instance write on both instances, and one tenant.
-func (c *Controller) checkCreate(ctx context.Context, name string, prim, part *resource.ManagedInstance) *arm.Error {
+func (c *Controller) checkCreate(ctx context.Context, name string, prim, part *resource.ManagedInstance) error {
 	if c.access == nil {
 		return nil
 	}
@@ -102,7 +103,7 @@ func (c *Controller) checkCreate(ctx context.Context, name string, prim, part *r
 			return internalError(firstErr(err1, err2))
 		}
 		if !strings.EqualFold(t1, t2) {
-			return arm.BadRequest("InstanceFailoverGroupPartnerManagedInstanceFromDifferentSubscription",
+			return fault.Invalid("InstanceFailoverGroupPartnerManagedInstanceFromDifferentSubscription",
 				"Primary server and the partner server of failover group are from different tenants: subscription '%s' is in tenant '%s' and subscription '%s' in tenant '%s'. A failover group can't be created between two instances belonging to different tenants.",
 				prim.Subscription, t1, part.Subscription, t2)
 		}

@@ -81,7 +81,7 @@ type ActivityEvent struct {
 
 // ActivityLog lists the entries of sub matching f, newest first: operations that ended (from
 // their activity records) and operations still running (from the operations).
-func (c *Controller) ActivityLog(ctx context.Context, sub string, f ActivityFilter) ([]ActivityEvent, *arm.Error) {
+func (c *Controller) ActivityLog(ctx context.Context, sub string, f ActivityFilter) ([]ActivityEvent, error) {
 	acts, err := store.List[Activity](ctx, c.st, "activity/")
 	if err != nil {
 		return nil, internalError(err)

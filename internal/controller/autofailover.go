@@ -221,7 +221,7 @@ func (c *Controller) actOnGroup(ctx context.Context, g FailoverGroup, region str
 	}
 	op, aerr := c.startFailover(ctx, cur, rev, target, true, InitiatorSystem)
 	if aerr != nil {
-		c.log.Error("automatic failover could not start; retrying", "group", g.Name, "err", aerr.Message)
+		c.log.Error("automatic failover could not start; retrying", "group", g.Name, "err", aerr)
 		return false
 	}
 	o.started[g.Name] = op.ID

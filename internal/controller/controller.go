@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/group"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/lease"
@@ -196,22 +196,22 @@ type nameRecord struct {
 }
 
 // StoreUnavailable is the answer to a request the store could not serve in time.
-func StoreUnavailable() *arm.Error {
-	return arm.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable",
+func StoreUnavailable() error {
+	return fault.New(fault.Unavailable, "ServiceUnavailable",
 		"Fog's store (etcd) is not answering, so the request could not be served. Nothing was changed; retry when the store is back.")
 }
 
-// StoreError is the ARM error for a store failure.
-func StoreError(err error) *arm.Error { return internalError(err) }
+// StoreError is the error a client is told for a store failure.
+func StoreError(err error) error { return internalError(err) }
 
-func internalError(err error) *arm.Error {
+func internalError(err error) error {
 	if errors.Is(err, store.ErrUnavailable) {
 		return StoreUnavailable()
 	}
-	return arm.Errorf(http.StatusInternalServerError, "InternalServerError", "Fog could not complete the request: %v. Retry; if it persists, check the fog log.", err)
+	return fault.New(fault.Internal, "InternalServerError", "Fog could not complete the request: %w. Retry; if it persists, check the fog log.", err)
 }
 
-func (c *Controller) getInstance(ctx context.Context, sub, rg, name string) (*resource.ManagedInstance, int64, *arm.Error) {
+func (c *Controller) getInstance(ctx context.Context, sub, rg, name string) (*resource.ManagedInstance, int64, error) {
 	var m resource.ManagedInstance
 	rev, err := store.Get(ctx, c.st, miKey(sub, rg, name), &m)
 	if errors.Is(err, store.ErrNotFound) {
@@ -225,13 +225,13 @@ func (c *Controller) getInstance(ctx context.Context, sub, rg, name string) (*re
 
 // lookupByID finds the instance another one names (its dnsZonePartner): nil when there is
 // none the caller may read.
-func (c *Controller) lookupByID(ctx context.Context, id string) (*resource.ManagedInstance, *arm.Error) {
+func (c *Controller) lookupByID(ctx context.Context, id string) (*resource.ManagedInstance, error) {
 	p, err := arm.ParseInstanceID(id)
 	if err != nil {
 		return nil, nil
 	}
 	m, _, aerr := c.readableInstance(ctx, p.Subscription, p.ResourceGroup, p.Name)
-	if aerr != nil && aerr.Status == http.StatusNotFound {
+	if aerr != nil && errors.Is(aerr, fault.ErrNotFound) {
 		return nil, nil
 	}
 	return m, aerr
@@ -269,7 +269,7 @@ func (c *Controller) view(ctx context.Context, m *resource.ManagedInstance) reso
 }
 
 // GetInstance returns one instance.
-func (c *Controller) GetInstance(ctx context.Context, sub, rg, name string) (resource.InstanceJSON, *arm.Error) {
+func (c *Controller) GetInstance(ctx context.Context, sub, rg, name string) (resource.InstanceJSON, error) {
 	m, _, err := c.getInstance(ctx, sub, rg, name)
 	if err != nil {
 		return resource.InstanceJSON{}, err
@@ -278,7 +278,7 @@ func (c *Controller) GetInstance(ctx context.Context, sub, rg, name string) (res
 }
 
 // ListInstances lists the instances of a resource group, or of the subscription if rg is "".
-func (c *Controller) ListInstances(ctx context.Context, sub, rg string) ([]resource.InstanceJSON, *arm.Error) {
+func (c *Controller) ListInstances(ctx context.Context, sub, rg string) ([]resource.InstanceJSON, error) {
 	prefix := "mi/" + strings.ToLower(sub) + "/"
 	if rg != "" {
 		prefix += strings.ToLower(rg) + "/"
@@ -306,12 +306,12 @@ func (c *Controller) running(ctx context.Context, id string) (*Operation, bool) 
 	return &op, true
 }
 
-func (c *Controller) busy(ctx context.Context, m *resource.ManagedInstance) *arm.Error {
+func (c *Controller) busy(ctx context.Context, m *resource.ManagedInstance) error {
 	op, ok := c.running(ctx, m.ActiveOperation)
 	if !ok {
 		return nil
 	}
-	return arm.Errorf(http.StatusConflict, "ConflictingServerOperation",
+	return fault.New(fault.Conflict, "ConflictingServerOperation",
 		"An operation (%s) is in progress on managed instance '%s'. Retry when it has finished.", op.Name, m.Name)
 }
 
@@ -324,7 +324,7 @@ func (c *Controller) newOp(ctx context.Context, kind, name, sub string, m *resou
 }
 
 // PutInstance creates or updates an instance and returns the operation that completes it.
-func (c *Controller) PutInstance(ctx context.Context, sub, rg, name string, body resource.InstanceJSON) (*Operation, *arm.Error) {
+func (c *Controller) PutInstance(ctx context.Context, sub, rg, name string, body resource.InstanceJSON) (*Operation, error) {
 	if err := resource.ValidateResourceGroupName(rg); err != nil {
 		return nil, err
 	}
@@ -335,7 +335,7 @@ func (c *Controller) PutInstance(ctx context.Context, sub, rg, name string, body
 	defer c.createMu.Unlock()
 
 	cur, rev, aerr := c.getInstance(ctx, sub, rg, name)
-	if aerr != nil && aerr.Status != http.StatusNotFound {
+	if aerr != nil && !errors.Is(aerr, fault.ErrNotFound) {
 		return nil, aerr
 	}
 	create := cur == nil
@@ -344,11 +344,11 @@ func (c *Controller) PutInstance(ctx context.Context, sub, rg, name string, body
 			return nil, err
 		}
 		if cur.ProvisioningState == resource.ProvisioningDeleting {
-			return nil, arm.Errorf(http.StatusConflict, "ConflictingServerOperation", "Managed instance '%s' is being deleted.", name)
+			return nil, fault.New(fault.Conflict, "ConflictingServerOperation", "Managed instance '%s' is being deleted.", name)
 		}
 	}
 	env := resource.Env{Regions: c.cfg.Regions, LocaleOK: c.cfg.LocaleOK,
-		Lookup: func(id string) (*resource.ManagedInstance, *arm.Error) { return c.lookupByID(ctx, id) }}
+		Lookup: func(id string) (*resource.ManagedInstance, error) { return c.lookupByID(ctx, id) }}
 	m, password, verr := resource.ApplyInstance(env, cur, sub, rg, name, body)
 	if verr != nil {
 		return nil, verr
@@ -364,7 +364,7 @@ func (c *Controller) PutInstance(ctx context.Context, sub, rg, name string, body
 		m.CreatedAt = time.Now().UTC()
 		host, port, err := c.allocateAddress(ctx, m.Location)
 		if err != nil {
-			return nil, arm.Errorf(http.StatusServiceUnavailable, "NoAddressAvailable", "No address is available for a new instance: %v.", err)
+			return nil, fault.New(fault.Unavailable, "NoAddressAvailable", "No address is available for a new instance: %v.", err)
 		}
 		m.Host, m.Port = host, port
 		m.ProvisioningState = resource.ProvisioningCreating
@@ -395,7 +395,7 @@ func (c *Controller) PutInstance(ctx context.Context, sub, rg, name string, body
 		store.PutOp(opKey(op.ID), op))
 	if err := c.st.Txn(ctx, conds, ops); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return nil, arm.Errorf(http.StatusConflict, "ConflictingServerOperation", "Managed instance '%s' changed while this request ran; retry.", name)
+			return nil, fault.New(fault.Conflict, "ConflictingServerOperation", "Managed instance '%s' changed while this request ran; retry.", name)
 		}
 		return nil, internalError(err)
 	}
@@ -408,7 +408,7 @@ func (c *Controller) PutInstance(ctx context.Context, sub, rg, name string, body
 // unique in the deployment, not per resource group, because they become DNS names. The other
 // instance is named only when the caller may read it; otherwise the answer is Azure's for a
 // name taken anywhere ("The name '...' already exists"), which says nothing of where.
-func (c *Controller) nameTaken(ctx context.Context, name string) *arm.Error {
+func (c *Controller) nameTaken(ctx context.Context, name string) error {
 	var owner nameRecord
 	_, err := store.Get(ctx, c.st, nameKey(name), &owner)
 	switch {
@@ -419,13 +419,13 @@ func (c *Controller) nameTaken(ctx context.Context, name string) *arm.Error {
 	}
 	if p, perr := arm.ParseInstanceID(owner.ID); perr == nil {
 		if m, _, aerr := c.readableInstance(ctx, p.Subscription, p.ResourceGroup, p.Name); aerr == nil {
-			return arm.Errorf(http.StatusConflict, "NameAlreadyExists",
+			return fault.New(fault.Conflict, "NameAlreadyExists",
 				"The managed instance name '%s' is already in use by %s. Instance names are unique in the deployment because they become DNS names; choose another.", name, m.ID())
-		} else if aerr.Status != http.StatusNotFound {
+		} else if !errors.Is(aerr, fault.ErrNotFound) {
 			return aerr
 		}
 	}
-	return arm.Errorf(http.StatusConflict, "NameAlreadyExists",
+	return fault.New(fault.Conflict, "NameAlreadyExists",
 		"The name '%s' already exists. Managed instance names are unique in the deployment because they become DNS names; choose a different name.", name)
 }
 
@@ -490,10 +490,10 @@ func (c *Controller) allocateAddress(ctx context.Context, region string, extraUs
 }
 
 // DeleteInstance starts deleting an instance; a nil operation means there was nothing to delete.
-func (c *Controller) DeleteInstance(ctx context.Context, sub, rg, name string) (*Operation, *arm.Error) {
+func (c *Controller) DeleteInstance(ctx context.Context, sub, rg, name string) (*Operation, error) {
 	m, rev, aerr := c.getInstance(ctx, sub, rg, name)
 	if aerr != nil {
-		if aerr.Status == http.StatusNotFound {
+		if errors.Is(aerr, fault.ErrNotFound) {
 			return nil, nil
 		}
 		return nil, aerr
@@ -508,7 +508,7 @@ func (c *Controller) DeleteInstance(ctx context.Context, sub, rg, name string) (
 		return nil, err
 	}
 	if m.FailoverGroup != "" {
-		return nil, arm.Errorf(http.StatusConflict, "ManagedInstanceInFailoverGroup",
+		return nil, fault.New(fault.Conflict, "ManagedInstanceInFailoverGroup",
 			"Managed instance '%s' is in failover group '%s'. Delete the failover group first.", name, m.FailoverGroup)
 	}
 	op := c.newOp(ctx, KindDeleteInstance, "DropManagedServer", sub, m, m.ID())
@@ -525,7 +525,7 @@ func (c *Controller) DeleteInstance(ctx context.Context, sub, rg, name string) (
 		store.PutOp(opKey(op.ID), op)))
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return nil, arm.Errorf(http.StatusConflict, "ConflictingServerOperation", "Managed instance '%s' changed while this request ran; retry.", name)
+			return nil, fault.New(fault.Conflict, "ConflictingServerOperation", "Managed instance '%s' changed while this request ran; retry.", name)
 		}
 		return nil, internalError(err)
 	}
@@ -535,12 +535,12 @@ func (c *Controller) DeleteInstance(ctx context.Context, sub, rg, name string) (
 }
 
 // GetOperation returns an operation by id, as addressed by subscription and location.
-func (c *Controller) GetOperation(ctx context.Context, sub, location, id string) (*Operation, *arm.Error) {
+func (c *Controller) GetOperation(ctx context.Context, sub, location, id string) (*Operation, error) {
 	var op Operation
 	_, err := store.Get(ctx, c.st, opKey(id), &op)
 	if err != nil || !strings.EqualFold(op.Subscription, sub) ||
 		resource.NormalizeRegion([]string{op.Location}, location) == "" {
-		return nil, arm.Errorf(http.StatusNotFound, "OperationIdNotFound", "The operation '%s' was not found.", id)
+		return nil, fault.New(fault.NotFound, "OperationIdNotFound", "The operation '%s' was not found.", id)
 	}
 	return &op, nil
 }

@@ -3,24 +3,24 @@ package controller
 import (
 	"context"
 	"errors"
-	"net/http"
 	"time"
 
 	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/store"
 )
 
 // readyInstance returns the instance if it exists and can take database operations.
-func (c *Controller) readyInstance(ctx context.Context, sub, rg, mi string) (*resource.ManagedInstance, *arm.Error) {
+func (c *Controller) readyInstance(ctx context.Context, sub, rg, mi string) (*resource.ManagedInstance, error) {
 	m, _, err := c.getInstance(ctx, sub, rg, mi)
 	if err != nil {
 		return nil, err
 	}
 	switch m.ProvisioningState {
 	case resource.ProvisioningCreating, resource.ProvisioningDeleting:
-		return nil, arm.Errorf(http.StatusConflict, "ConflictingServerOperation",
+		return nil, fault.New(fault.Conflict, "ConflictingServerOperation",
 			"Managed instance '%s' is %s; retry the database operation when it is Ready.", mi, m.ProvisioningState)
 	}
 	return m, nil
@@ -59,7 +59,7 @@ func (c *Controller) dbView(m *resource.ManagedInstance, d instance.DB) resource
 }
 
 // ListDatabases lists an instance's user databases.
-func (c *Controller) ListDatabases(ctx context.Context, sub, rg, mi string) ([]resource.DatabaseJSON, *arm.Error) {
+func (c *Controller) ListDatabases(ctx context.Context, sub, rg, mi string) ([]resource.DatabaseJSON, error) {
 	m, _, err := c.getInstance(ctx, sub, rg, mi)
 	if err != nil {
 		return nil, err
@@ -74,7 +74,7 @@ func (c *Controller) ListDatabases(ctx context.Context, sub, rg, mi string) ([]r
 }
 
 // GetDatabase returns one user database.
-func (c *Controller) GetDatabase(ctx context.Context, sub, rg, mi, db string) (resource.DatabaseJSON, *arm.Error) {
+func (c *Controller) GetDatabase(ctx context.Context, sub, rg, mi, db string) (resource.DatabaseJSON, error) {
 	m, _, err := c.getInstance(ctx, sub, rg, mi)
 	if err != nil {
 		return resource.DatabaseJSON{}, err
@@ -91,7 +91,7 @@ func (c *Controller) GetDatabase(ctx context.Context, sub, rg, mi, db string) (r
 
 // PutDatabase creates a database. If it exists already the current resource is returned and
 // no operation is started.
-func (c *Controller) PutDatabase(ctx context.Context, sub, rg, mi, db string, body resource.DatabaseJSON) (*Operation, *resource.DatabaseJSON, *arm.Error) {
+func (c *Controller) PutDatabase(ctx context.Context, sub, rg, mi, db string, body resource.DatabaseJSON) (*Operation, *resource.DatabaseJSON, error) {
 	if err := resource.ValidateDatabaseName(db); err != nil {
 		return nil, nil, err
 	}
@@ -100,11 +100,11 @@ func (c *Controller) PutDatabase(ctx context.Context, sub, rg, mi, db string, bo
 		return nil, nil, err
 	}
 	if body.Location != "" && resource.NormalizeRegion([]string{m.Location}, body.Location) == "" {
-		return nil, nil, arm.BadRequest("InvalidLocation",
+		return nil, nil, fault.Invalid("InvalidLocation",
 			"The database location '%s' differs from its managed instance's location '%s'; omit it or use the instance's.", body.Location, m.Location)
 	}
 	if body.Properties.Collation != "" && body.Properties.Collation != m.Collation {
-		return nil, nil, arm.BadRequest("InvalidCollation",
+		return nil, nil, fault.Invalid("InvalidCollation",
 			"A database takes its instance's locale ('%s'); per-database collations other than that are not supported yet.", m.Collation)
 	}
 	for _, d := range c.refresh(ctx, m) {
@@ -117,16 +117,16 @@ func (c *Controller) PutDatabase(ctx context.Context, sub, rg, mi, db string, bo
 }
 
 // DeleteDatabase drops a database; a nil operation means it did not exist.
-func (c *Controller) DeleteDatabase(ctx context.Context, sub, rg, mi, db string) (*Operation, *arm.Error) {
+func (c *Controller) DeleteDatabase(ctx context.Context, sub, rg, mi, db string) (*Operation, error) {
 	m, err := c.readyInstance(ctx, sub, rg, mi)
 	if err != nil {
-		if err.Status == http.StatusNotFound {
+		if errors.Is(err, fault.ErrNotFound) {
 			return nil, nil
 		}
 		return nil, err
 	}
 	if resource.IsSystemDatabase(db) {
-		return nil, arm.BadRequest("CannotUseReservedDatabaseName", "The system database '%s' cannot be dropped.", db)
+		return nil, fault.Invalid("CannotUseReservedDatabaseName", "The system database '%s' cannot be dropped.", db)
 	}
 	found := false
 	for _, d := range c.refresh(ctx, m) {
@@ -139,7 +139,7 @@ func (c *Controller) DeleteDatabase(ctx context.Context, sub, rg, mi, db string)
 	return op, aerr
 }
 
-func (c *Controller) databaseCommand(ctx context.Context, m *resource.ManagedInstance, kind, name, cmdKind, db string) (*Operation, *resource.DatabaseJSON, *arm.Error) {
+func (c *Controller) databaseCommand(ctx context.Context, m *resource.ManagedInstance, kind, name, cmdKind, db string) (*Operation, *resource.DatabaseJSON, error) {
 	op := c.newOp(ctx, kind, name, m.Subscription, m, arm.DatabaseID(m.Subscription, m.ResourceGroup, m.Name, db))
 	op.Database = db
 	cmd := instance.Command{ID: resource.NewUID(), InstanceUID: m.UID, Kind: cmdKind, Database: db, Owner: m.AdministratorLogin, Created: time.Now().UTC()}
@@ -154,7 +154,7 @@ func (c *Controller) databaseCommand(ctx context.Context, m *resource.ManagedIns
 	return op, nil, nil
 }
 
-func (c *Controller) driveDatabase(ctx context.Context, op *Operation) *arm.Error {
+func (c *Controller) driveDatabase(ctx context.Context, op *Operation) error {
 	key := instance.CommandKey(op.Region, op.CommandID)
 	var cmd instance.Command
 	err := c.waitFor(ctx, key, func() (bool, error) {
@@ -170,7 +170,7 @@ func (c *Controller) driveDatabase(ctx context.Context, op *Operation) *arm.Erro
 	}
 	_ = c.st.Txn(ctx, nil, []store.Op{{Key: key, Delete: true}})
 	if cmd.Error != "" {
-		return arm.BadRequest("DatabaseOperationFailed", "%s of '%s' failed: %s", op.Name, op.Database, cmd.Error)
+		return fault.Invalid("DatabaseOperationFailed", "%s of '%s' failed: %s", op.Name, op.Database, cmd.Error)
 	}
 	return nil
 }

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
 	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/store"
@@ -36,7 +36,7 @@ func (c *Controller) drive(ctx context.Context, id string) {
 	}
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	var aerr *arm.Error
+	var aerr error
 	switch op.Kind {
 	case KindPutInstance:
 		aerr = c.drivePutInstance(ctx, &op)
@@ -66,7 +66,7 @@ func (c *Controller) drive(ctx context.Context, id string) {
 // finish records the operation's outcome and, for a failover-group operation, releases the
 // group's operation mark in the same transaction: a group is never free while its operation
 // is still InProgress, nor busy after it ended.
-func (c *Controller) finish(op *Operation, aerr *arm.Error) {
+func (c *Controller) finish(op *Operation, aerr error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := c.finishTxn(ctx, op.ID, aerr)
@@ -75,13 +75,13 @@ func (c *Controller) finish(op *Operation, aerr *arm.Error) {
 		return
 	}
 	if aerr != nil {
-		c.log.Warn("operation failed", "operation", op.Name, "id", op.ID, "resource", op.ResourceID, "code", aerr.Code, "message", aerr.Message)
+		c.log.Warn("operation failed", "operation", op.Name, "id", op.ID, "resource", op.ResourceID, "err", aerr)
 	} else {
 		c.log.Info("operation succeeded", "operation", op.Name, "id", op.ID, "resource", op.ResourceID, "took", time.Since(op.StartTime).Round(time.Millisecond))
 	}
 }
 
-func (c *Controller) finishTxn(ctx context.Context, id string, aerr *arm.Error) error {
+func (c *Controller) finishTxn(ctx context.Context, id string, aerr error) error {
 	for {
 		var o Operation
 		orev, err := store.Get(ctx, c.st, opKey(id), &o)
@@ -92,7 +92,9 @@ func (c *Controller) finishTxn(ctx context.Context, id string, aerr *arm.Error) 
 		o.EndTime = &now
 		o.Status = arm.StatusSucceeded
 		if aerr != nil {
-			o.Status, o.Error, o.ErrorStatus = arm.StatusFailed, aerr, aerr.Status
+			// The record keeps what the client is told, as ARM says it.
+			rec := arm.FromError(aerr)
+			o.Status, o.Error, o.ErrorStatus = arm.StatusFailed, rec, rec.Status
 		} else {
 			done := 100.0
 			o.Percent = &done
@@ -157,15 +159,15 @@ func (c *Controller) waitFor(ctx context.Context, prefix string, check func() (b
 	}
 }
 
-func (c *Controller) waitErr(op *Operation, err error) *arm.Error {
+func (c *Controller) waitErr(op *Operation, err error) error {
 	if errors.Is(err, errTimeout) {
-		return arm.Errorf(http.StatusInternalServerError, "OperationTimedOut",
+		return fault.New(fault.Internal, "OperationTimedOut",
 			"The operation %s did not finish within %s. The region's agent may be down; the desired state is kept and applied when it returns.", op.Name, c.cfg.OperationTimeout)
 	}
 	return internalError(err)
 }
 
-func (c *Controller) drivePutInstance(ctx context.Context, op *Operation) *arm.Error {
+func (c *Controller) drivePutInstance(ctx context.Context, op *Operation) error {
 	var st instance.Status
 	err := c.waitFor(ctx, instance.StatusKey(op.Region, op.InstanceUID), func() (bool, error) {
 		_, err := store.Get(ctx, c.st, instance.StatusKey(op.Region, op.InstanceUID), &st)
@@ -201,18 +203,18 @@ func (c *Controller) drivePutInstance(ctx context.Context, op *Operation) *arm.E
 			}
 			return nil
 		})
-		return arm.Errorf(http.StatusBadRequest, "ProvisioningFailed", "Updating managed instance failed: %s. Fix the cause and send the update again.", st.Error)
+		return fault.New(fault.BadRequest, "ProvisioningFailed", "Updating managed instance failed: %s. Fix the cause and send the update again.", st.Error)
 	}
 	// A create that failed is removed entirely: the agent has already removed the data
 	// directory; the records go too, so the name can be used again.
 	if err := c.removeInstance(ctx, op); err != nil {
 		return c.waitErr(op, err)
 	}
-	return arm.Errorf(http.StatusBadRequest, "ProvisioningFailed",
+	return fault.New(fault.BadRequest, "ProvisioningFailed",
 		"Creating the managed instance failed and nothing was left behind: %s", st.Error)
 }
 
-func (c *Controller) driveDeleteInstance(ctx context.Context, op *Operation) *arm.Error {
+func (c *Controller) driveDeleteInstance(ctx context.Context, op *Operation) error {
 	if err := c.removeInstance(ctx, op); err != nil {
 		return c.waitErr(op, err)
 	}

@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"strings"
 	"time"
 
 	"github.com/fogdb/fog/internal/arm"
 	"github.com/fogdb/fog/internal/failpoint"
+	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/resource"
@@ -29,7 +28,7 @@ const (
 
 // errStopping is returned by a driver interrupted by fog stopping; the operation stays
 // InProgress and resumes from its recorded step on the next start.
-var errStopping = arm.Errorf(http.StatusServiceUnavailable, "ServiceStopping", "Fog is stopping; the operation resumes when it starts again.")
+var errStopping = fault.New(fault.Unavailable, "ServiceStopping", "Fog is stopping; the operation resumes when it starts again.")
 
 // stopping reports whether ctx ended because fog is stopping (not because the operation's
 // own deadline passed).
@@ -56,7 +55,7 @@ func (c *Controller) advance(ctx context.Context, op *Operation, fn func(g *Fail
 			*op = next
 			return &g, nil
 		}
-		if aerr.Code != "InstanceFailoverGroupBusy" || ctx.Err() != nil {
+		if !errors.Is(aerr, fault.ErrBusy) || ctx.Err() != nil {
 			return nil, aerr
 		}
 	}
@@ -73,7 +72,7 @@ func (c *Controller) sides(ctx context.Context, op *Operation) (FailoverGroup, G
 	return g, g.Sides[op.Target], g.Sides[1-op.Target], c.statuses(ctx, &g), nil
 }
 
-func (c *Controller) drivePlannedFailover(ctx context.Context, op *Operation) *arm.Error {
+func (c *Controller) drivePlannedFailover(ctx context.Context, op *Operation) error {
 	tgt, old := op.Target, 1-op.Target
 	for {
 		g, nw, ow, st, err := c.sides(ctx, op)
@@ -122,11 +121,11 @@ func (c *Controller) drivePlannedFailover(ctx context.Context, op *Operation) *a
 			if err == nil && fenced.Phase == instance.PhaseStopped {
 				// It is down (it crashed): the end of its WAL cannot be shown to have reached the
 				// secondary. It restarts as the primary and loses nothing.
-				return c.rollback(ctx, op, arm.BadRequest("PlannedFailoverTimedOut",
+				return c.rollback(ctx, op, fault.Invalid("PlannedFailoverTimedOut",
 					"User invoked planned failover, and it could not complete: the primary %s went down (it crashed) while its clients were being drained, so the secondary cannot be shown to have all of its WAL. Nothing was lost; it is the primary again. Retry the failover.", ow.InstanceName))
 			}
 			if err != nil {
-				return c.rollback(ctx, op, arm.BadRequest("PlannedFailoverTimedOut",
+				return c.rollback(ctx, op, fault.Invalid("PlannedFailoverTimedOut",
 					"User invoked planned failover, and it timed out: the primary %s did not stop its clients within %s (%v). Nothing was lost; it is the primary again.", ow.InstanceName, fenceTimeout, err))
 			}
 			op.mark("drained")
@@ -142,7 +141,7 @@ func (c *Controller) drivePlannedFailover(ctx context.Context, op *Operation) *a
 
 		case stepPromoting:
 			promoted, err := c.waitSide(ctx, nw, promoteTimeout, func(s instance.Status) bool {
-				return (s.Role == instance.RolePrimary && s.Epoch == op.Epoch) || strings.Contains(s.Error, "not caught up")
+				return (s.Role == instance.RolePrimary && s.Epoch == op.Epoch) || s.Reason == instance.ReasonNotCaughtUp
 			})
 			if stopping(ctx) {
 				return errStopping
@@ -152,7 +151,7 @@ func (c *Controller) drivePlannedFailover(ctx context.Context, op *Operation) *a
 				if err == nil {
 					reason = promoted.Error
 				}
-				return c.rollback(ctx, op, arm.BadRequest("PlannedFailoverTimedOut",
+				return c.rollback(ctx, op, fault.Invalid("PlannedFailoverTimedOut",
 					"User invoked planned failover, and it timed out: the secondary %s did not take over (%s). Nothing was lost; %s is the primary again.", nw.InstanceName, reason, ow.InstanceName))
 			}
 			op.mark("promoted")
@@ -172,7 +171,7 @@ func (c *Controller) drivePlannedFailover(ctx context.Context, op *Operation) *a
 
 // laterStep runs the steps both failovers share once the roles have changed, or were rolled
 // back. done reports that the operation has ended, with aerr its outcome.
-func (c *Controller) laterStep(ctx context.Context, op *Operation) (done bool, aerr *arm.Error) {
+func (c *Controller) laterStep(ctx context.Context, op *Operation) (done bool, aerr error) {
 	forced := op.Kind == KindForceFailover
 	switch op.Step {
 	case stepRouted:
@@ -189,7 +188,10 @@ func (c *Controller) laterStep(ctx context.Context, op *Operation) (done bool, a
 		c.awaitRejoin(ctx, op)
 		return true, nil
 	case stepRolledBack:
-		return true, op.Reason
+		if op.Reason == nil {
+			return true, nil
+		}
+		return true, op.Reason // as it was recorded, for the operation's record
 	}
 	return true, internalError(fmt.Errorf("unknown step %q", op.Step))
 }
@@ -215,7 +217,7 @@ func (c *Controller) route(ctx context.Context, op *Operation, msg, kind string,
 // become primary of the operation's epoch after all, in which case the operation goes on:
 // an operation ends with what happened. A planned failover's old primary shut down cleanly
 // and lost nothing; a forced one's was stopped at once and recovers what it had.
-func (c *Controller) rollback(ctx context.Context, op *Operation, reason *arm.Error) *arm.Error {
+func (c *Controller) rollback(ctx context.Context, op *Operation, reason error) error {
 	// The operation's own deadline may have passed (that is often why it rolls back); the
 	// rollback's reads and write must still happen.
 	wctx := context.WithoutCancel(ctx)
@@ -231,13 +233,15 @@ func (c *Controller) rollback(ctx context.Context, op *Operation, reason *arm.Er
 		return c.driveForcedFailover(ctx, op)
 	}
 	old := 1 - op.Target
+	// The operation record keeps the reason as the client is told it.
+	rec := arm.FromError(reason)
 	_, err = c.advance(wctx, op, func(g *FailoverGroup, next *Operation) {
 		g.Epoch++
 		g.Switching = false
 		g.Members[old] = Member{Role: instance.RolePrimary}
 		g.Members[op.Target] = Member{Role: instance.RoleStandby, SeedGeneration: g.Members[op.Target].SeedGeneration}
-		g.EventBy(op.initiator(), "FailoverRolledBack", fmt.Sprintf("failover to %s rolled back (%s); the primary is unchanged", nw.InstanceName, reason.Code), nil)
-		next.Step, next.Reason = stepRolledBack, reason
+		g.EventBy(op.initiator(), "FailoverRolledBack", fmt.Sprintf("failover to %s rolled back (%s); the primary is unchanged", nw.InstanceName, rec.Code), nil)
+		next.Step, next.Reason = stepRolledBack, rec
 	})
 	if err != nil {
 		c.log.Error("roll back failover", "group", g.Name, "err", err)
@@ -288,7 +292,7 @@ func (c *Controller) awaitRejoin(ctx context.Context, op *Operation) {
 	}
 }
 
-func (c *Controller) driveForcedFailover(ctx context.Context, op *Operation) *arm.Error {
+func (c *Controller) driveForcedFailover(ctx context.Context, op *Operation) error {
 	tgt, old := op.Target, 1-op.Target
 	for {
 		g, nw, ow, st, err := c.sides(ctx, op)
@@ -332,7 +336,7 @@ func (c *Controller) driveForcedFailover(ctx context.Context, op *Operation) *ar
 				return errStopping
 			}
 			if err != nil {
-				return c.rollback(ctx, op, arm.Errorf(http.StatusInternalServerError, "OperationTimedOut",
+				return c.rollback(ctx, op, fault.New(fault.Internal, "OperationTimedOut",
 					"The old primary %s could not be fenced (%v); nothing was promoted and it is the primary again.", ow.InstanceName, err))
 			}
 			c.log.Info("forced failover: old primary fenced", "group", g.Name, "instance", ow.InstanceName, "how", how,
@@ -356,7 +360,7 @@ func (c *Controller) driveForcedFailover(ctx context.Context, op *Operation) *ar
 				return errStopping
 			}
 			if err != nil {
-				return c.rollback(ctx, op, arm.Errorf(http.StatusInternalServerError, "OperationTimedOut",
+				return c.rollback(ctx, op, fault.New(fault.Internal, "OperationTimedOut",
 					"The secondary %s was not promoted within %s (%v); %s is the primary again.", nw.InstanceName, promoteTimeout, err, ow.InstanceName))
 			}
 			op.mark("promoted")

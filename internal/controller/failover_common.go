@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/resource"
@@ -35,7 +36,7 @@ func (c *Controller) stepGroup(ctx context.Context, name string, fn func(g *Fail
 		if aerr == nil {
 			return &g, gens, nil
 		}
-		if aerr.Code != "InstanceFailoverGroupBusy" || ctx.Err() != nil {
+		if !errors.Is(aerr, fault.ErrBusy) || ctx.Err() != nil {
 			return nil, gens, aerr
 		}
 	}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"github.com/fogdb/fog/internal/agent/agenttest"
 	"github.com/fogdb/fog/internal/arm"
 	"github.com/fogdb/fog/internal/failpoint"
+	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/lease"
 	"github.com/fogdb/fog/internal/resource"
@@ -300,8 +302,8 @@ func TestFailoverResumesAfterCrashAtEveryStep(t *testing.T) {
 					t.Fatalf("the controller never reached %s", point)
 				}
 				// A new controller (as after a restart) takes over from the record.
-				if busy := c.groupBusyAt(ctx); busy == nil {
-					t.Errorf("after the crash the group accepts another operation; it must stay busy")
+				if busy := c.groupBusyAt(ctx); !errors.Is(busy, fault.ErrBusy) {
+					t.Errorf("after the crash groupBusy = %v, want an error that is fault.ErrBusy: the group must stay busy", busy)
 				}
 				c2 := newTestController(t, st)
 				got := waitOutcome(t, c2, op.ID, 30*time.Second)
@@ -322,7 +324,7 @@ func TestFailoverResumesAfterCrashAtEveryStep(t *testing.T) {
 	}
 }
 
-func (c *Controller) groupBusyAt(ctx context.Context) *arm.Error {
+func (c *Controller) groupBusyAt(ctx context.Context) error {
 	var g FailoverGroup
 	if _, err := store.Get(ctx, c.st, fogKey("fg"), &g); err != nil {
 		return internalError(err)

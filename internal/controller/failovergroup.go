@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/resource"
@@ -26,13 +26,13 @@ const (
 	KindForceFailover = "forceFailover"
 )
 
-func fogNotFound(name string) *arm.Error {
+func fogNotFound(name string) error {
 	return resource.NotFound(resource.TypeFailoverGroup, name)
 }
 
 // group loads a group and the index of the side (sub, rg, location) addresses; a group that
 // exists but is not addressed there is not found, as in ARM.
-func (c *Controller) group(ctx context.Context, sub, rg, loc, name string) (*FailoverGroup, int64, int, *arm.Error) {
+func (c *Controller) group(ctx context.Context, sub, rg, loc, name string) (*FailoverGroup, int64, int, error) {
 	var g FailoverGroup
 	rev, err := store.Get(ctx, c.st, fogKey(name), &g)
 	if errors.Is(err, store.ErrNotFound) {
@@ -48,13 +48,12 @@ func (c *Controller) group(ctx context.Context, sub, rg, loc, name string) (*Fai
 	return &g, rev, i, nil
 }
 
-func (c *Controller) groupBusy(ctx context.Context, g *FailoverGroup) *arm.Error {
+func (c *Controller) groupBusy(ctx context.Context, g *FailoverGroup) error {
 	op, ok := c.running(ctx, g.ActiveOperation)
 	if !ok {
 		return nil
 	}
-	return arm.Errorf(http.StatusConflict, "InstanceFailoverGroupBusy",
-		"Instance failover group '%s' is busy with another operation (%s). Retry when it has finished.", g.Name, op.Name)
+	return fault.Busy("Instance failover group '%s' is busy with another operation (%s). Retry when it has finished.", g.Name, op.Name)
 }
 
 func sideID(s GroupSide) string {
@@ -247,7 +246,7 @@ func replicationStatus(g *FailoverGroup, st [2]instance.Status) *resource.Replic
 }
 
 // GetFailoverGroup returns a group as the addressed side sees it.
-func (c *Controller) GetFailoverGroup(ctx context.Context, sub, rg, loc, name string) (resource.FailoverGroupJSON, *arm.Error) {
+func (c *Controller) GetFailoverGroup(ctx context.Context, sub, rg, loc, name string) (resource.FailoverGroupJSON, error) {
 	g, _, i, aerr := c.group(ctx, sub, rg, loc, name)
 	if aerr != nil {
 		return resource.FailoverGroupJSON{}, aerr
@@ -256,9 +255,9 @@ func (c *Controller) GetFailoverGroup(ctx context.Context, sub, rg, loc, name st
 }
 
 // ListFailoverGroups lists the groups with a side in (sub, rg, location).
-func (c *Controller) ListFailoverGroups(ctx context.Context, sub, rg, loc string) ([]resource.FailoverGroupJSON, *arm.Error) {
+func (c *Controller) ListFailoverGroups(ctx context.Context, sub, rg, loc string) ([]resource.FailoverGroupJSON, error) {
 	if resource.NormalizeRegion(c.cfg.Regions, loc) == "" {
-		return nil, arm.BadRequest("LocationNotAvailableForResourceType",
+		return nil, fault.Invalid("LocationNotAvailableForResourceType",
 			"The provided location '%s' is not available for resource type '%s'. This deployment has: %s.", loc, resource.TypeFailoverGroup, strings.Join(c.cfg.Regions, ", "))
 	}
 	gs, err := store.List[FailoverGroup](ctx, c.st, "fog/")
@@ -282,13 +281,13 @@ func newSeedGeneration(prev int64) int64 {
 }
 
 // PutFailoverGroup creates a group, after every prerequisite check, or updates its policies.
-func (c *Controller) PutFailoverGroup(ctx context.Context, sub, rg, loc, name string, body resource.FailoverGroupJSON) (*Operation, *arm.Error) {
+func (c *Controller) PutFailoverGroup(ctx context.Context, sub, rg, loc, name string, body resource.FailoverGroupJSON) (*Operation, error) {
 	if err := resource.ValidateFailoverGroupName(name); err != nil {
 		return nil, err
 	}
 	region := resource.NormalizeRegion(c.cfg.Regions, loc)
 	if region == "" {
-		return nil, arm.BadRequest("LocationNotAvailableForResourceType",
+		return nil, fault.Invalid("LocationNotAvailableForResourceType",
 			"The provided location '%s' is not available for resource type '%s'. This deployment has: %s.", loc, resource.TypeFailoverGroup, strings.Join(c.cfg.Regions, ", "))
 	}
 	spec, aerr := resource.ValidateFailoverGroupBody(body, c.cfg.MinGraceMinutes)
@@ -308,17 +307,17 @@ func (c *Controller) PutFailoverGroup(ctx context.Context, sub, rg, loc, name st
 	return c.createGroup(ctx, sub, rg, region, name, spec)
 }
 
-func (c *Controller) updateGroup(ctx context.Context, g *FailoverGroup, rev int64, sub, rg, region string, spec *resource.FailoverGroupSpec) (*Operation, *arm.Error) {
+func (c *Controller) updateGroup(ctx context.Context, g *FailoverGroup, rev int64, sub, rg, region string, spec *resource.FailoverGroupSpec) (*Operation, error) {
 	i := g.Side(sub, rg, region)
 	if i < 0 {
-		return nil, arm.Errorf(http.StatusConflict, "InstanceFailoverGroupDnsRecordInUse",
+		return nil, fault.New(fault.Conflict, "InstanceFailoverGroupDnsRecordInUse",
 			"The failover group name '%s' is in use by another group (its listener names must be unique); choose another name.", g.Name)
 	}
 	if aerr := c.checkSides(ctx, g, actionGroupWrite); aerr != nil {
 		return nil, aerr
 	}
 	if i != g.Primary {
-		return nil, arm.BadRequest("InstanceFailoverGroupUpdateOrDeleteRequestOnSecondary",
+		return nil, fault.Invalid("InstanceFailoverGroupUpdateOrDeleteRequestOnSecondary",
 			"Modifications to the instance failover group are not allowed on a secondary server. Execute the request on the primary server (resource group '%s', location '%s').",
 			g.Sides[g.Primary].ResourceGroup, g.Sides[g.Primary].Location)
 	}
@@ -327,11 +326,11 @@ func (c *Controller) updateGroup(ctx context.Context, g *FailoverGroup, rev int6
 	}
 	sec := g.Sides[g.Secondary()]
 	if resource.NormalizeRegion([]string{sec.Location}, spec.PartnerRegion) == "" {
-		return nil, arm.BadRequest("InstanceFailoverGroupCreateOrUpdateRequestReadOnlyPropertyModified",
+		return nil, fault.Invalid("InstanceFailoverGroupCreateOrUpdateRequestReadOnlyPropertyModified",
 			"The create or update instance failover group request body should not modify the read-only property 'partnerRegions' (it is '%s'). To change regions, delete the group and create a new one.", sec.Location)
 	}
 	if !sameInstance(spec.PrimaryID, g.Sides[g.Primary]) || !sameInstance(spec.PartnerID, sec) {
-		return nil, arm.BadRequest("InstanceFailoverGroupCreateOrUpdateRequestReadOnlyPropertyModified",
+		return nil, fault.Invalid("InstanceFailoverGroupCreateOrUpdateRequestReadOnlyPropertyModified",
 			"The create or update instance failover group request body should not modify the read-only property 'managedInstancePairs' (primary %s, partner %s).", sideID(g.Sides[g.Primary]), sideID(sec))
 	}
 	op := &Operation{ID: resource.NewUID(), Name: "UpdateManagedFailoverGroup", Kind: KindUpdateGroup, Subscription: sub, ResourceGroup: rg,
@@ -353,12 +352,12 @@ func sameInstance(id resource.ParsedID, s GroupSide) bool {
 
 // writeGroup stores g (if nobody changed it since rev) together with both members' specs and
 // any extra ops, in one transaction. It returns the specs' generations.
-func (c *Controller) writeGroup(ctx context.Context, g *FailoverGroup, rev int64, extra ...store.Op) *arm.Error {
+func (c *Controller) writeGroup(ctx context.Context, g *FailoverGroup, rev int64, extra ...store.Op) error {
 	_, err := c.writeGroupGens(ctx, g, rev, extra...)
 	return err
 }
 
-func (c *Controller) writeGroupGens(ctx context.Context, g *FailoverGroup, rev int64, extra ...store.Op) ([2]int64, *arm.Error) {
+func (c *Controller) writeGroupGens(ctx context.Context, g *FailoverGroup, rev int64, extra ...store.Op) ([2]int64, error) {
 	var gens [2]int64
 	var ms [2]resource.ManagedInstance
 	var mrevs [2]int64
@@ -387,127 +386,127 @@ func (c *Controller) writeGroupGens(ctx context.Context, g *FailoverGroup, rev i
 	gens[0], gens[1] = sg[0], sg[1]
 	if err := c.st.Txn(ctx, append(conds, sconds...), append(ops, sops...)); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return gens, arm.Errorf(http.StatusConflict, "InstanceFailoverGroupBusy", "Instance failover group '%s' changed while this request ran; retry.", g.Name)
+			return gens, fault.Busy("Instance failover group '%s' changed while this request ran; retry.", g.Name)
 		}
 		return gens, internalError(err)
 	}
 	return gens, nil
 }
 
-func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name string, spec *resource.FailoverGroupSpec) (*Operation, *arm.Error) {
+func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name string, spec *resource.FailoverGroupSpec) (*Operation, error) {
 	if !strings.EqualFold(spec.PrimaryID.Subscription, sub) || !strings.EqualFold(spec.PrimaryID.ResourceGroup, rg) {
-		return nil, arm.BadRequest("InstanceFailoverGroupCreateOrUpdateRequestInvalidPrimary",
+		return nil, fault.Invalid("InstanceFailoverGroupCreateOrUpdateRequestInvalidPrimary",
 			"The given primary field in create or update instance failover group request body is empty or invalid: the primary %s must be in the resource group the request is addressed to ('%s').", spec.PrimaryID.Raw, rg)
 	}
 	// Both instances are looked up as the caller sees them: one it cannot read is missing, in
 	// the same words, so that the answer does not tell whether it exists.
 	prim, prev, aerr := c.readableInstance(ctx, spec.PrimaryID.Subscription, spec.PrimaryID.ResourceGroup, spec.PrimaryID.Name)
-	if aerr != nil && aerr.Status == http.StatusNotFound {
-		return nil, arm.BadRequest("InstanceFailoverGroupCreateOrUpdateRequestInvalidPrimary",
+	if aerr != nil && errors.Is(aerr, fault.ErrNotFound) {
+		return nil, fault.Invalid("InstanceFailoverGroupCreateOrUpdateRequestInvalidPrimary",
 			"The given primary field in create or update instance failover group request body is empty or invalid: no managed instance %s.", spec.PrimaryID.Raw)
 	}
 	if aerr != nil {
 		return nil, aerr
 	}
 	part, srev, aerr := c.readableInstance(ctx, spec.PartnerID.Subscription, spec.PartnerID.ResourceGroup, spec.PartnerID.Name)
-	if aerr != nil && aerr.Status == http.StatusNotFound {
-		return nil, arm.BadRequest("InstanceFailoverGroupCreateOrUpdateRequestInvalidPartner",
+	if aerr != nil && errors.Is(aerr, fault.ErrNotFound) {
+		return nil, fault.Invalid("InstanceFailoverGroupCreateOrUpdateRequestInvalidPartner",
 			"The given partners field in create or update instance failover group request body is empty or invalid: no managed instance %s.", spec.PartnerID.Raw)
 	}
 	if aerr != nil {
 		return nil, aerr
 	}
 	if prim.Location != region {
-		return nil, arm.BadRequest("InstanceFailoverGroupCreateOrUpdateRequestInvalidPrimary",
+		return nil, fault.Invalid("InstanceFailoverGroupCreateOrUpdateRequestInvalidPrimary",
 			"The primary managed instance '%s' is in '%s'; address the request to that location, not '%s'.", prim.Name, prim.Location, region)
 	}
 	if aerr := c.checkCreate(ctx, name, prim, part); aerr != nil {
 		return nil, aerr
 	}
 	var warnings []string
-	checks := []func() *arm.Error{
-		func() *arm.Error {
+	checks := []func() error{
+		func() error {
 			if prim.Location == part.Location {
-				return arm.BadRequest("InvalidFailoverGroupRegion", "Servers specified in an Instance Failover Group need to reside in different regions to provide isolation: both are in '%s'.", prim.Location)
+				return fault.Invalid("InvalidFailoverGroupRegion", "Servers specified in an Instance Failover Group need to reside in different regions to provide isolation: both are in '%s'.", prim.Location)
 			}
 			return nil
 		},
-		func() *arm.Error {
+		func() error {
 			if resource.NormalizeRegion([]string{part.Location}, spec.PartnerRegion) == "" {
-				return arm.BadRequest("FailoverGroupRegionMismatch", "Partner region specified in Failover Group need to match the region of the partner managed instance indicated: partnerRegions says '%s', '%s' is in '%s'.", spec.PartnerRegion, part.Name, part.Location)
+				return fault.Invalid("FailoverGroupRegionMismatch", "Partner region specified in Failover Group need to match the region of the partner managed instance indicated: partnerRegions says '%s', '%s' is in '%s'.", spec.PartnerRegion, part.Name, part.Location)
 			}
 			return nil
 		},
-		func() *arm.Error {
+		func() error {
 			for _, m := range []*resource.ManagedInstance{prim, part} {
 				if m.FailoverGroup != "" {
-					return arm.Errorf(http.StatusConflict, "InstanceFailoverGroupAlreadyExists", "Failover group already exists on a given server: '%s' is in failover group '%s'.", m.Name, m.FailoverGroup)
+					return fault.New(fault.Conflict, "InstanceFailoverGroupAlreadyExists", "Failover group already exists on a given server: '%s' is in failover group '%s'.", m.Name, m.FailoverGroup)
 				}
 			}
 			return nil
 		},
-		func() *arm.Error {
+		func() error {
 			for _, m := range []*resource.ManagedInstance{prim, part} {
 				if m.InstancePoolID != "" {
-					return arm.BadRequest("ManagedInstanceGeoDRNotAllowedForInstancePool", "Creating auto-failover group (GeoDR) is not supported for Managed Instances provisioned inside instance pools ('%s' is in %s). Auto failover groups can be created only for standalone Managed Instances.", m.Name, m.InstancePoolID)
+					return fault.Invalid("ManagedInstanceGeoDRNotAllowedForInstancePool", "Creating auto-failover group (GeoDR) is not supported for Managed Instances provisioned inside instance pools ('%s' is in %s). Auto failover groups can be created only for standalone Managed Instances.", m.Name, m.InstancePoolID)
 				}
 			}
 			return nil
 		},
-		func() *arm.Error {
+		func() error {
 			for _, m := range []*resource.ManagedInstance{prim, part} {
 				if m.ProvisioningState != resource.ProvisioningSucceeded {
-					return arm.Errorf(http.StatusConflict, "ConflictingServerOperation", "Managed instance '%s' is %s; create the group when it is Ready.", m.Name, m.ProvisioningState)
+					return fault.New(fault.Conflict, "ConflictingServerOperation", "Managed instance '%s' is %s; create the group when it is Ready.", m.Name, m.ProvisioningState)
 				}
 				if st, ok := c.observed(ctx, m); !ok || st.Phase != instance.PhaseReady {
-					return arm.BadRequest("ManagedInstanceStoppingOrStopped", "Managed instance '%s' is not Ready (its PostgreSQL is not running); create the group when it is.", m.Name)
+					return fault.Invalid("ManagedInstanceStoppingOrStopped", "Managed instance '%s' is not Ready (its PostgreSQL is not running); create the group when it is.", m.Name)
 				}
 			}
 			return nil
 		},
-		func() *arm.Error {
+		func() error {
 			if prim.Tier != part.Tier {
-				return arm.BadRequest("ServerEditionMismatch", "Edition must be the same as the primary server when creating a replica server: '%s' is %s, '%s' is %s.", prim.Name, prim.Tier, part.Name, part.Tier)
+				return fault.Invalid("ServerEditionMismatch", "Edition must be the same as the primary server when creating a replica server: '%s' is %s, '%s' is %s.", prim.Name, prim.Tier, part.Name, part.Tier)
 			}
 			return nil
 		},
-		func() *arm.Error {
+		func() error {
 			if prim.StorageSizeInGB != part.StorageSizeInGB {
-				return arm.BadRequest("GeoDrInstanceSizeMismatch", "Primary managed instance and partner managed instance do not have the same storage size: %d GB and %d GB.", prim.StorageSizeInGB, part.StorageSizeInGB)
+				return fault.Invalid("GeoDrInstanceSizeMismatch", "Primary managed instance and partner managed instance do not have the same storage size: %d GB and %d GB.", prim.StorageSizeInGB, part.StorageSizeInGB)
 			}
 			return nil
 		},
-		func() *arm.Error {
+		func() error {
 			if prim.Collation != part.Collation {
-				return arm.BadRequest("GeoDrCollationMismatch", "Primary and partner managed instances must have the same collation: '%s' and '%s'. A physical replica shares the primary's locale.", prim.Collation, part.Collation)
+				return fault.Invalid("GeoDrCollationMismatch", "Primary and partner managed instances must have the same collation: '%s' and '%s'. A physical replica shares the primary's locale.", prim.Collation, part.Collation)
 			}
 			pt, _ := resource.IANATimezone(prim.TimezoneID)
 			st, _ := resource.IANATimezone(part.TimezoneID)
 			if pt != st {
-				return arm.BadRequest("GeoDrTimezoneMismatch", "Primary and partner managed instances must have the same timezoneId: '%s' and '%s'.", prim.TimezoneID, part.TimezoneID)
+				return fault.Invalid("GeoDrTimezoneMismatch", "Primary and partner managed instances must have the same timezoneId: '%s' and '%s'.", prim.TimezoneID, part.TimezoneID)
 			}
 			return nil
 		},
-		func() *arm.Error {
+		func() error {
 			if prim.DNSZone != part.DNSZone {
-				return arm.BadRequest("DnsZoneMismatch", "The DNSZone on the partner server is different from the DNSZone on the source server. This breaks InstanceFailoverGroup functionality. Create '%s' with dnsZonePartner set to %s.", part.Name, prim.ID())
+				return fault.Invalid("DnsZoneMismatch", "The DNSZone on the partner server is different from the DNSZone on the source server. This breaks InstanceFailoverGroup functionality. Create '%s' with dnsZonePartner set to %s.", part.Name, prim.ID())
 			}
 			return nil
 		},
-		func() *arm.Error {
+		func() error {
 			if prim.DatabaseFormat != part.DatabaseFormat {
-				return arm.BadRequest("ManagedInstanceEstablishingFailoverGroupGeoPrimaryWithNewerVersionEditionThanSecondary",
+				return fault.Invalid("ManagedInstanceEstablishingFailoverGroupGeoPrimaryWithNewerVersionEditionThanSecondary",
 					"Failover group cannot be created because database format of the primary instance (%s) is not compatible with the database format of the secondary instance (%s).", prim.DatabaseFormat, part.DatabaseFormat)
 			}
 			return nil
 		},
-		func() *arm.Error {
+		func() error {
 			if dbs := c.refresh(ctx, part); len(dbs) > 0 {
-				return arm.BadRequest("GeoDrSecondaryInstanceNotEmpty", "Secondary managed instance has user databases (%s). To create an instance failover group the secondary managed instance needs to be empty.", dbs[0].Name)
+				return fault.Invalid("GeoDrSecondaryInstanceNotEmpty", "Secondary managed instance has user databases (%s). To create an instance failover group the secondary managed instance needs to be empty.", dbs[0].Name)
 			}
 			return nil
 		},
-		func() *arm.Error {
+		func() error {
 			m, aerr := c.nameInZone(ctx, name, prim.DNSZone)
 			switch {
 			case aerr != nil:
@@ -518,9 +517,9 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 			if ok, aerr := c.canRead(ctx, m); aerr != nil {
 				return aerr
 			} else if !ok {
-				return arm.Errorf(http.StatusConflict, "InstanceFailoverGroupDnsRecordInUse", "A duplicate DNS record exists for the requested endpoint: '%s' is already a name in zone %s; choose another group name.", name, prim.DNSZone)
+				return fault.New(fault.Conflict, "InstanceFailoverGroupDnsRecordInUse", "A duplicate DNS record exists for the requested endpoint: '%s' is already a name in zone %s; choose another group name.", name, prim.DNSZone)
 			}
-			return arm.Errorf(http.StatusConflict, "InstanceFailoverGroupDnsRecordInUse", "A duplicate DNS record exists for the requested endpoint: '%s' is already the name of managed instance %s in zone %s.", name, m.ID(), prim.DNSZone)
+			return fault.New(fault.Conflict, "InstanceFailoverGroupDnsRecordInUse", "A duplicate DNS record exists for the requested endpoint: '%s' is already the name of managed instance %s in zone %s.", name, m.ID(), prim.DNSZone)
 		},
 	}
 	for _, check := range checks {
@@ -542,7 +541,7 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 		for j, which := range []string{"read-write", "read-only"} {
 			host, port, err := c.allocateAddress(ctx, inst.Location, taken...)
 			if err != nil {
-				return nil, arm.Errorf(http.StatusServiceUnavailable, "NoAddressAvailable", "No address is free for the %s listener in %s: %v.", which, inst.Location, err)
+				return nil, fault.New(fault.Unavailable, "NoAddressAvailable", "No address is free for the %s listener in %s: %v.", which, inst.Location, err)
 			}
 			listeners[i][j] = Address{Host: host, Port: port}
 			taken = append(taken, net.JoinHostPort(host, strconv.Itoa(port)))
@@ -581,7 +580,7 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 		store.PutOp(miKey(part.Subscription, part.ResourceGroup, part.Name), part)}, sops...)
 	if err := c.st.Txn(ctx, conds, ops); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return nil, arm.Errorf(http.StatusConflict, "InstanceFailoverGroupBusy", "The group or its instances changed while this request ran; retry.")
+			return nil, fault.Busy("The group or its instances changed while this request ran; retry.")
 		}
 		return nil, internalError(err)
 	}
@@ -591,7 +590,7 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 }
 
 // nameInZone returns the instance that already has name in a DNS zone, or nil.
-func (c *Controller) nameInZone(ctx context.Context, name, zone string) (*resource.ManagedInstance, *arm.Error) {
+func (c *Controller) nameInZone(ctx context.Context, name, zone string) (*resource.ManagedInstance, error) {
 	ms, err := store.List[resource.ManagedInstance](ctx, c.st, "mi/")
 	if err != nil {
 		return nil, internalError(fmt.Errorf("list instances: %w", err))
@@ -606,25 +605,25 @@ func (c *Controller) nameInZone(ctx context.Context, name, zone string) (*resour
 
 // checkReach has the secondary's agent open a connection to the primary's replication
 // endpoint, the path a standby uses, before anything changes.
-func (c *Controller) checkReach(ctx context.Context, from, to *resource.ManagedInstance) *arm.Error {
+func (c *Controller) checkReach(ctx context.Context, from, to *resource.ManagedInstance) error {
 	target := net.JoinHostPort(to.Host, strconv.Itoa(to.Port))
 	got, err := c.runCommand(ctx, from.Location, instance.Command{InstanceUID: from.UID, Kind: instance.CmdCheckReach, Target: target}, 10*time.Second)
 	if err != nil {
-		return arm.BadRequest("InstanceFailoverGroupIncorrectNetworkingConfiguration",
+		return fault.Invalid("InstanceFailoverGroupIncorrectNetworkingConfiguration",
 			"Networking configuration is incorrect: the agent of region '%s' did not report whether it reaches %s (%v).", from.Location, target, err)
 	}
 	if got.Error != "" {
-		return arm.BadRequest("InstanceFailoverGroupIncorrectNetworkingConfiguration",
+		return fault.Invalid("InstanceFailoverGroupIncorrectNetworkingConfiguration",
 			"Networking configuration is incorrect. The secondary '%s' (region %s) cannot reach the primary's replication endpoint %s: %s.", from.Name, from.Location, target, got.Error)
 	}
 	return nil
 }
 
 // DeleteFailoverGroup removes a group (primary side only); nil means there was none.
-func (c *Controller) DeleteFailoverGroup(ctx context.Context, sub, rg, loc, name string) (*Operation, *arm.Error) {
+func (c *Controller) DeleteFailoverGroup(ctx context.Context, sub, rg, loc, name string) (*Operation, error) {
 	g, rev, i, aerr := c.group(ctx, sub, rg, loc, name)
 	if aerr != nil {
-		if aerr.Status == http.StatusNotFound {
+		if errors.Is(aerr, fault.ErrNotFound) {
 			return nil, nil
 		}
 		return nil, aerr
@@ -633,7 +632,7 @@ func (c *Controller) DeleteFailoverGroup(ctx context.Context, sub, rg, loc, name
 		return nil, aerr
 	}
 	if i != g.Primary {
-		return nil, arm.BadRequest("InstanceFailoverGroupUpdateOrDeleteRequestOnSecondary",
+		return nil, fault.Invalid("InstanceFailoverGroupUpdateOrDeleteRequestOnSecondary",
 			"Modifications to the instance failover group are not allowed on a secondary server. Execute the request on the primary server (resource group '%s', location '%s').",
 			g.Sides[g.Primary].ResourceGroup, g.Sides[g.Primary].Location)
 	}
@@ -659,7 +658,7 @@ func (c *Controller) DeleteFailoverGroup(ctx context.Context, sub, rg, loc, name
 
 // Failover starts a planned (force false) or forced failover to the addressed side, which
 // must be the secondary.
-func (c *Controller) Failover(ctx context.Context, sub, rg, loc, name string, force bool) (*Operation, *arm.Error) {
+func (c *Controller) Failover(ctx context.Context, sub, rg, loc, name string, force bool) (*Operation, error) {
 	g, rev, i, aerr := c.group(ctx, sub, rg, loc, name)
 	if aerr != nil {
 		return nil, aerr
@@ -672,7 +671,7 @@ func (c *Controller) Failover(ctx context.Context, sub, rg, loc, name string, fo
 		return nil, aerr
 	}
 	if i == g.Primary {
-		return nil, arm.BadRequest("InstanceFailoverGroupFailoverRequestOnPrimary",
+		return nil, fault.Invalid("InstanceFailoverGroupFailoverRequestOnPrimary",
 			"The failover request should be initiated on the secondary server of instance failover group: '%s' is already the primary. Address the request to resource group '%s', location '%s'.",
 			g.Sides[i].InstanceName, g.Sides[g.Secondary()].ResourceGroup, g.Sides[g.Secondary()].Location)
 	}
@@ -680,18 +679,18 @@ func (c *Controller) Failover(ctx context.Context, sub, rg, loc, name string, fo
 		return nil, err
 	}
 	if g.Deleting {
-		return nil, arm.Errorf(http.StatusConflict, "InstanceFailoverGroupBusy", "Instance failover group '%s' is being deleted.", name)
+		return nil, fault.Busy("Instance failover group '%s' is being deleted.", name)
 	}
 	st := c.statuses(ctx, g)
 	if st[g.Secondary()].SeedPercent != nil || st[g.Secondary()].SeededGeneration < g.Members[g.Secondary()].SeedGeneration {
-		return nil, arm.Errorf(http.StatusConflict, "InstanceFailoverGroupBusy",
+		return nil, fault.Busy(
 			"Instance failover group '%s' is seeding its secondary; a failover is possible once replicationState is CATCH_UP.", name)
 	}
 	return c.startFailover(ctx, g, rev, i, force, callerOf(ctx))
 }
 
 // startFailover records a failover of g (read at rev) to side target and starts driving it.
-func (c *Controller) startFailover(ctx context.Context, g *FailoverGroup, rev int64, target int, force bool, initiator string) (*Operation, *arm.Error) {
+func (c *Controller) startFailover(ctx context.Context, g *FailoverGroup, rev int64, target int, force bool, initiator string) (*Operation, error) {
 	kind, opName := KindFailover, "FailoverManagedFailoverGroup"
 	if force {
 		kind = KindForceFailover
@@ -702,7 +701,7 @@ func (c *Controller) startFailover(ctx context.Context, g *FailoverGroup, rev in
 	g.ActiveOperation, g.OperationKind = op.ID, kind
 	if err := c.st.Txn(ctx, []store.Cond{{Key: fogKey(g.Name), Rev: rev}}, []store.Op{store.PutOp(fogKey(g.Name), g), store.PutOp(opKey(op.ID), op)}); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return nil, arm.Errorf(http.StatusConflict, "InstanceFailoverGroupBusy", "Instance failover group '%s' changed while this request ran; retry.", g.Name)
+			return nil, fault.Busy("Instance failover group '%s' changed while this request ran; retry.", g.Name)
 		}
 		return nil, internalError(err)
 	}
@@ -713,7 +712,7 @@ func (c *Controller) startFailover(ctx context.Context, g *FailoverGroup, rev in
 
 // GroupResult is the body an operation's Location returns: the group as the side the
 // operation was addressed to sees it.
-func (c *Controller) GroupResult(ctx context.Context, op *Operation) (resource.FailoverGroupJSON, *arm.Error) {
+func (c *Controller) GroupResult(ctx context.Context, op *Operation) (resource.FailoverGroupJSON, error) {
 	var g FailoverGroup
 	if _, err := store.Get(ctx, c.st, fogKey(op.ResourceID), &g); err != nil {
 		return resource.FailoverGroupJSON{}, fogNotFound(op.ResourceID)

@@ -6,18 +6,18 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/store"
 )
 
-func cannotFailover(format string, args ...any) *arm.Error {
-	return arm.BadRequest("ManagedInstanceGeoFailoverCannotBeExecuted", "Managed Instance geo-failover cannot be executed at this time. Reason: '%s'.", fmt.Sprintf(format, args...))
+func cannotFailover(format string, args ...any) error {
+	return fault.Invalid("ManagedInstanceGeoFailoverCannotBeExecuted", "Managed Instance geo-failover cannot be executed at this time. Reason: '%s'.", fmt.Sprintf(format, args...))
 }
 
-func (c *Controller) driveCreateGroup(ctx context.Context, op *Operation) *arm.Error {
+func (c *Controller) driveCreateGroup(ctx context.Context, op *Operation) error {
 	var g FailoverGroup
 	if _, err := store.Get(ctx, c.st, fogKey(op.ResourceID), &g); err != nil {
 		return internalError(err)
@@ -60,11 +60,11 @@ func (c *Controller) driveCreateGroup(ctx context.Context, op *Operation) *arm.E
 	return nil
 }
 
-func (c *Controller) driveUpdateGroup(ctx context.Context, op *Operation) *arm.Error {
+func (c *Controller) driveUpdateGroup(ctx context.Context, op *Operation) error {
 	return nil
 }
 
-func (c *Controller) driveDeleteGroup(ctx context.Context, op *Operation) *arm.Error {
+func (c *Controller) driveDeleteGroup(ctx context.Context, op *Operation) error {
 	var g FailoverGroup
 	rev, err := store.Get(ctx, c.st, fogKey(op.ResourceID), &g)
 	if errors.Is(err, store.ErrNotFound) {

@@ -115,15 +115,28 @@ const (
 	PhaseDeleted  = "Deleted"
 )
 
+// Reasons an agent reports in Status.Reason.
+const (
+	// ReasonNotCaughtUp: a standby told to promote after an LSN did not receive WAL up to it.
+	ReasonNotCaughtUp = "NotCaughtUp"
+	// ReasonNoLease: the agent does not hold the lease a primary of the spec's epoch needs.
+	ReasonNoLease = "NoLease"
+	// ReasonStaleEpoch: the spec is of an older epoch than the instance has seen.
+	ReasonStaleEpoch = "StaleEpoch"
+)
+
 // Status is the observed state of an instance, written only by its agent.
 type Status struct {
-	UID                string    `json:"uid"`
-	ObservedGeneration int64     `json:"observedGeneration"`
-	Phase              string    `json:"phase"`
-	Error              string    `json:"error,omitempty"`
-	Databases          []DB      `json:"databases"`
-	ServerVersion      string    `json:"serverVersion,omitempty"`
-	Heartbeat          time.Time `json:"heartbeat"`
+	UID                string `json:"uid"`
+	ObservedGeneration int64  `json:"observedGeneration"`
+	Phase              string `json:"phase"`
+	Error              string `json:"error,omitempty"`
+	// Reason is, when the agent is not acting on the spec for a cause a step of the control
+	// plane waits on, that cause as one of the Reason constants; Error says it to a person.
+	Reason        string    `json:"reason,omitempty"`
+	Databases     []DB      `json:"databases"`
+	ServerVersion string    `json:"serverVersion,omitempty"`
+	Heartbeat     time.Time `json:"heartbeat"`
 
 	// Role is what the server is: RolePrimary (accepts writes) or RoleStandby (in recovery).
 	Role string `json:"role,omitempty"`

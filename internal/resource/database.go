@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/fault"
 )
 
 // SystemDatabases are PostgreSQL's own databases, never listed as user databases.
@@ -17,10 +17,10 @@ func IsSystemDatabase(name string) bool { return slices.Contains(SystemDatabases
 // ValidateDatabaseName checks a database name: 1 to 63 bytes (PostgreSQL's NAMEDATALEN), no
 // control characters and none of the characters ARM forbids in resource names, not a system
 // database.
-func ValidateDatabaseName(name string) *arm.Error {
+func ValidateDatabaseName(name string) error {
 	if IsSystemDatabase(strings.ToLower(name)) || strings.EqualFold(name, "master") || strings.EqualFold(name, "msdb") ||
 		strings.EqualFold(name, "model") || strings.EqualFold(name, "tempdb") {
-		return arm.BadRequest("CannotUseReservedDatabaseName", "The database name '%s' is reserved; choose another name.", name)
+		return fault.Invalid("CannotUseReservedDatabaseName", "The database name '%s' is reserved; choose another name.", name)
 	}
 	bad := len(name) == 0 || len(name) > 63 || strings.HasSuffix(name, ".") || strings.HasSuffix(name, " ") ||
 		strings.ContainsAny(name, `<>*%&:\/?#"'`)
@@ -30,7 +30,7 @@ func ValidateDatabaseName(name string) *arm.Error {
 		}
 	}
 	if bad {
-		return arm.BadRequest("InvalidIdentifier",
+		return fault.Invalid("InvalidIdentifier",
 			"The database name '%s' is invalid: use 1 to 63 bytes without control characters or any of < > * %% & : \\ / ? # \" ', not ending with a period or space.", name)
 	}
 	return nil

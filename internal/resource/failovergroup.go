@@ -2,13 +2,13 @@ package resource
 
 import (
 	"fmt"
-	"net/http"
 	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/fault"
 )
 
 // TypeFailoverGroup is the ARM type of an instance failover group.
@@ -189,16 +189,16 @@ type FailoverGroupJSON struct {
 var fogNameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // ValidateFailoverGroupName checks a group name: it becomes a DNS label of the listeners.
-func ValidateFailoverGroupName(name string) *arm.Error {
+func ValidateFailoverGroupName(name string) error {
 	if !fogNameRe.MatchString(name) {
-		return arm.Errorf(http.StatusConflict, "InvalidFailoverGroupName",
+		return fault.New(fault.Conflict, "InvalidFailoverGroupName",
 			"Invalid Instance Failover Group name '%s': use 1 to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen (it becomes a DNS name).", name)
 	}
 	return nil
 }
 
-func fogErr(code, format string, args ...any) *arm.Error {
-	return arm.BadRequest("InstanceFailoverGroupCreateOrUpdateRequest"+code, format, args...)
+func fogErr(code, format string, args ...any) error {
+	return fault.Invalid("InstanceFailoverGroupCreateOrUpdateRequest"+code, format, args...)
 }
 
 // FailoverGroupSpec is a validated PUT body.
@@ -224,7 +224,7 @@ type ParsedID struct {
 // ValidateFailoverGroupBody checks a PUT body's shape and policy rules, with the codes the
 // Microsoft.Sql resource provider uses. minGrace is the deployment's minimum grace period in
 // minutes (Azure's MinGracePeriodMinutes unless an operator lowered it).
-func ValidateFailoverGroupBody(b FailoverGroupJSON, minGrace int) (*FailoverGroupSpec, *arm.Error) {
+func ValidateFailoverGroupBody(b FailoverGroupJSON, minGrace int) (*FailoverGroupSpec, error) {
 	p := b.Properties
 	spec := &FailoverGroupSpec{ReadOnlyPolicy: "Disabled", SecondaryType: "Geo"}
 	if p.ReadWriteEndpoint == nil {

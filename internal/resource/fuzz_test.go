@@ -2,13 +2,14 @@ package resource
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 
-	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/fault"
 )
 
 var fuzzEnv = Env{Regions: []string{"eastus", "westus"}, LocaleOK: func(string) bool { return true },
-	Lookup: func(string) (*ManagedInstance, *arm.Error) { return nil, nil }}
+	Lookup: func(string) (*ManagedInstance, error) { return nil, nil }}
 
 // FuzzInstanceBody: any JSON body of a managed-instance PUT is validated or refused, never a
 // panic; an accepted body yields an instance with a name and a location.
@@ -26,7 +27,8 @@ func FuzzInstanceBody(f *testing.F) {
 		if aerr == nil && (m == nil || m.Name == "" || m.Location == "") {
 			t.Fatalf("accepted %s as %+v", b, m)
 		}
-		if aerr != nil && (aerr.Code == "" || aerr.Message == "") {
+		var fe *fault.Error
+		if aerr != nil && (!errors.As(aerr, &fe) || fe.Code == "" || fe.Message == "") {
 			t.Fatalf("an error without code or message for %s: %+v", b, aerr)
 		}
 	})

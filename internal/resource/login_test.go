@@ -1,8 +1,11 @@
 package resource
 
 import (
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/fogdb/fog/internal/fault"
 
 	"github.com/fogdb/fog/internal/postgres"
 )
@@ -15,8 +18,8 @@ func TestValidateLogin(t *testing.T) {
 		"pg_monitor", "PG_Read_All_Data", "postgres", "POSTGRES", "public", "Public", "none", "current_user", "SESSION_USER", "current_role",
 		"admin", "Administrator", "sa", "SA", "root", "dbmanager", "loginmanager", "dbo", "guest"}
 	for _, l := range reserved {
-		aerr := validateLogin(l)
-		if aerr == nil || aerr.Status != 400 || aerr.Code != "InvalidLoginName" || !strings.Contains(aerr.Message, "choose another name") {
+		var aerr *fault.Error
+		if !errors.As(validateLogin(l), &aerr) || aerr.Class != fault.BadRequest || aerr.Code != "InvalidLoginName" || !strings.Contains(aerr.Message, "choose another name") {
 			t.Errorf("validateLogin(%q) = %v, want 400 InvalidLoginName saying to choose another name", l, aerr)
 		}
 	}

@@ -6,13 +6,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net/http"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/fault"
 )
 
 // Type names as ARM reports them.
@@ -170,9 +170,9 @@ var instanceNameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // ValidateInstanceName applies Azure's rules for managed instance names: lowercase letters,
 // digits and hyphens, 1 to 63 characters, no hyphen at either end. The name becomes a DNS label.
-func ValidateInstanceName(name string) *arm.Error {
+func ValidateInstanceName(name string) error {
 	if !instanceNameRe.MatchString(name) {
-		return arm.BadRequest("InvalidResourceName",
+		return fault.Invalid("InvalidResourceName",
 			"The managed instance name '%s' is invalid. Use 1 to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen.", name)
 	}
 	return nil
@@ -181,9 +181,9 @@ func ValidateInstanceName(name string) *arm.Error {
 var rgNameRe = regexp.MustCompile(`^[-\w._()]{1,90}$`)
 
 // ValidateResourceGroupName applies ARM's resource group name rules.
-func ValidateResourceGroupName(rg string) *arm.Error {
+func ValidateResourceGroupName(rg string) error {
 	if !rgNameRe.MatchString(rg) || strings.HasSuffix(rg, ".") {
-		return arm.BadRequest("InvalidResourceGroup",
+		return fault.Invalid("InvalidResourceGroup",
 			"The resource group name '%s' is invalid. Use up to 90 letters, digits, underscores, hyphens, periods (not at the end) and parentheses.", rg)
 	}
 	return nil
@@ -197,7 +197,7 @@ type Env struct {
 	// Lookup finds another instance by ARM id, for dnsZonePartner: nil when there is none
 	// that the caller may read (one it may not read is answered as missing, in the same
 	// words), an error when that could not be told.
-	Lookup func(id string) (*ManagedInstance, *arm.Error)
+	Lookup func(id string) (*ManagedInstance, error)
 }
 
 // NormalizeRegion turns "East US" or "eastus" into the region name the deployment uses, or "".
@@ -214,7 +214,7 @@ func NormalizeRegion(regions []string, loc string) string {
 // ApplyInstance validates a PUT body and applies it to cur (nil for a create), returning the
 // record to store and the plaintext password when one was given (the caller turns it into a
 // verifier and forgets it). Immutable properties may be repeated with their current value.
-func ApplyInstance(env Env, cur *ManagedInstance, sub, rg, name string, body InstanceJSON) (*ManagedInstance, string, *arm.Error) {
+func ApplyInstance(env Env, cur *ManagedInstance, sub, rg, name string, body InstanceJSON) (*ManagedInstance, string, error) {
 	create := cur == nil
 	var m ManagedInstance
 	if create {
@@ -228,11 +228,11 @@ func ApplyInstance(env Env, cur *ManagedInstance, sub, rg, name string, body Ins
 	p := body.Properties
 
 	if body.Location == "" {
-		return nil, "", arm.BadRequest("LocationRequired", "The location property is required. Use one of: %s.", strings.Join(env.Regions, ", "))
+		return nil, "", fault.Invalid("LocationRequired", "The location property is required. Use one of: %s.", strings.Join(env.Regions, ", "))
 	}
 	loc := NormalizeRegion(env.Regions, body.Location)
 	if loc == "" {
-		return nil, "", arm.BadRequest("LocationNotAvailableForResourceType",
+		return nil, "", fault.Invalid("LocationNotAvailableForResourceType",
 			"The provided location '%s' is not available for resource type '%s'. This deployment has: %s.", body.Location, TypeManagedInstance, strings.Join(env.Regions, ", "))
 	}
 	if create {
@@ -243,7 +243,7 @@ func ApplyInstance(env Env, cur *ManagedInstance, sub, rg, name string, body Ins
 	if body.Tags != nil {
 		for k, v := range body.Tags {
 			if k == "" || len(k) > 512 || len(v) > 256 {
-				return nil, "", arm.BadRequest("InvalidTag", "Tag names must be 1 to 512 characters and values at most 256 characters; '%.40s' is not.", k)
+				return nil, "", fault.Invalid("InvalidTag", "Tag names must be 1 to 512 characters and values at most 256 characters; '%.40s' is not.", k)
 			}
 		}
 		m.Tags = body.Tags
@@ -255,7 +255,7 @@ func ApplyInstance(env Env, cur *ManagedInstance, sub, rg, name string, body Ins
 	if p.StorageSizeInGB != nil {
 		s := *p.StorageSizeInGB
 		if s < 32 || s > 16384 || s%32 != 0 {
-			return nil, "", arm.BadRequest("InvalidStorageSizeInGB",
+			return nil, "", fault.Invalid("InvalidStorageSizeInGB",
 				"storageSizeInGB %d is invalid: use a multiple of 32 from 32 to 16384.", s)
 		}
 		m.StorageSizeInGB = s
@@ -267,11 +267,11 @@ func ApplyInstance(env Env, cur *ManagedInstance, sub, rg, name string, body Ins
 		}
 		c := *p.Collation
 		if strings.HasPrefix(strings.ToUpper(c), "SQL_") || strings.Contains(c, "_CI_") || strings.Contains(c, "_CS_") {
-			return nil, "", arm.BadRequest("InvalidCollation",
+			return nil, "", fault.Invalid("InvalidCollation",
 				"'%s' is a SQL Server collation. Fog instances are PostgreSQL clusters and take a PostgreSQL locale such as C.UTF-8 or en_US.UTF-8 (see `locale -a` on the server).", c)
 		}
 		if env.LocaleOK != nil && !env.LocaleOK(c) {
-			return nil, "", arm.BadRequest("InvalidCollation",
+			return nil, "", fault.Invalid("InvalidCollation",
 				"The locale '%s' is not available to PostgreSQL on this machine. Use one listed by `locale -a`, for example C.UTF-8.", c)
 		}
 		m.Collation = c
@@ -281,7 +281,7 @@ func ApplyInstance(env Env, cur *ManagedInstance, sub, rg, name string, body Ins
 			return nil, "", immutable("timezoneId", m.TimezoneID)
 		}
 		if _, ok := IANATimezone(*p.TimezoneID); !ok {
-			return nil, "", arm.BadRequest("InvalidTimezone",
+			return nil, "", fault.Invalid("InvalidTimezone",
 				"The timezoneId '%s' is not known. Use an IANA name such as Europe/Berlin or a Windows name such as 'Pacific Standard Time'.", *p.TimezoneID)
 		}
 		m.TimezoneID = *p.TimezoneID
@@ -297,7 +297,7 @@ func ApplyInstance(env Env, cur *ManagedInstance, sub, rg, name string, body Ins
 		m.AdministratorLogin = *p.AdministratorLogin
 	}
 	if create && m.AdministratorLogin == "" {
-		return nil, "", arm.BadRequest("MissingAdministratorLogin", "administratorLogin is required when creating a managed instance.")
+		return nil, "", fault.Invalid("MissingAdministratorLogin", "administratorLogin is required when creating a managed instance.")
 	}
 	var password string
 	if p.AdministratorLoginPassword != nil {
@@ -306,11 +306,11 @@ func ApplyInstance(env Env, cur *ManagedInstance, sub, rg, name string, body Ins
 			return nil, "", err
 		}
 	} else if create {
-		return nil, "", arm.BadRequest("MissingAdministratorLoginPassword", "administratorLoginPassword is required when creating a managed instance.")
+		return nil, "", fault.Invalid("MissingAdministratorLoginPassword", "administratorLoginPassword is required when creating a managed instance.")
 	}
 
 	if p.DNSZone != nil && (create || *p.DNSZone != m.DNSZone) {
-		return nil, "", arm.BadRequest("InvalidParameterValue", "dnsZone is assigned by Fog and cannot be set; use dnsZonePartner to share another instance's zone.")
+		return nil, "", fault.Invalid("InvalidParameterValue", "dnsZone is assigned by Fog and cannot be set; use dnsZonePartner to share another instance's zone.")
 	}
 	if p.DNSZonePartner != nil && *p.DNSZonePartner != "" {
 		if !create {
@@ -319,17 +319,17 @@ func ApplyInstance(env Env, cur *ManagedInstance, sub, rg, name string, body Ins
 			}
 		} else {
 			if _, err := arm.ParseInstanceID(*p.DNSZonePartner); err != nil {
-				return nil, "", arm.BadRequest("InvalidDnsZonePartner", "dnsZonePartner: %v.", err)
+				return nil, "", fault.Invalid("InvalidDnsZonePartner", "dnsZonePartner: %v.", err)
 			}
 			var partner *ManagedInstance
 			if env.Lookup != nil {
-				var aerr *arm.Error
+				var aerr error
 				if partner, aerr = env.Lookup(*p.DNSZonePartner); aerr != nil {
 					return nil, "", aerr
 				}
 			}
 			if partner == nil {
-				return nil, "", arm.BadRequest("InvalidDnsZonePartner",
+				return nil, "", fault.Invalid("InvalidDnsZonePartner",
 					"dnsZonePartner '%s' names no managed instance of this deployment; create that instance first or fix the id.", *p.DNSZonePartner)
 			}
 			m.DNSZonePartner = partner.ID()
@@ -343,7 +343,7 @@ func ApplyInstance(env Env, cur *ManagedInstance, sub, rg, name string, body Ins
 	if p.LicenseType != nil {
 		lt, ok := oneOf(licenseTypes, *p.LicenseType)
 		if !ok {
-			return nil, "", arm.BadRequest("InvalidLicenseType", "licenseType '%s' is invalid: use LicenseIncluded or BasePrice.", *p.LicenseType)
+			return nil, "", fault.Invalid("InvalidLicenseType", "licenseType '%s' is invalid: use LicenseIncluded or BasePrice.", *p.LicenseType)
 		}
 		m.LicenseType = lt
 	}
@@ -356,11 +356,11 @@ func ApplyInstance(env Env, cur *ManagedInstance, sub, rg, name string, body Ins
 	if p.DatabaseFormat != nil {
 		f, ok := oneOf(databaseFormats, *p.DatabaseFormat)
 		if !ok {
-			return nil, "", arm.BadRequest("InvalidDatabaseFormat", "databaseFormat '%s' is invalid: use %s.", *p.DatabaseFormat, strings.Join(databaseFormats, ", "))
+			return nil, "", fault.Invalid("InvalidDatabaseFormat", "databaseFormat '%s' is invalid: use %s.", *p.DatabaseFormat, strings.Join(databaseFormats, ", "))
 		}
 		// Azure's update policy is one-way: AlwaysUpToDate cannot be reverted.
 		if !create && m.DatabaseFormat == "AlwaysUpToDate" && f != "AlwaysUpToDate" {
-			return nil, "", arm.BadRequest("InvalidDatabaseFormatChange",
+			return nil, "", fault.Invalid("InvalidDatabaseFormatChange",
 				"The update policy of '%s' is AlwaysUpToDate and cannot be changed back to %s.", m.Name, f)
 		}
 		m.DatabaseFormat = f
@@ -368,7 +368,7 @@ func ApplyInstance(env Env, cur *ManagedInstance, sub, rg, name string, body Ins
 	return &m, password, nil
 }
 
-func applySku(m *ManagedInstance, sku *Sku, vcores *int) *arm.Error {
+func applySku(m *ManagedInstance, sku *Sku, vcores *int) error {
 	if sku != nil {
 		if sku.Name != "" {
 			prefix, family, ok := strings.Cut(sku.Name, "_")
@@ -379,33 +379,33 @@ func applySku(m *ManagedInstance, sku *Sku, vcores *int) *arm.Error {
 				}
 			}
 			if !ok || tier == "" || !strings.EqualFold(family, DefaultFamily) {
-				return arm.BadRequest("InvalidSku", "The sku name '%s' is invalid: use GP_Gen5 (GeneralPurpose) or BC_Gen5 (BusinessCritical).", sku.Name)
+				return fault.Invalid("InvalidSku", "The sku name '%s' is invalid: use GP_Gen5 (GeneralPurpose) or BC_Gen5 (BusinessCritical).", sku.Name)
 			}
 			m.Tier, m.Family = tier, DefaultFamily
 		}
 		if sku.Tier != "" {
 			t, ok := oneOf([]string{"GeneralPurpose", "BusinessCritical"}, sku.Tier)
 			if !ok {
-				return arm.BadRequest("InvalidSku", "The sku tier '%s' is invalid: use GeneralPurpose or BusinessCritical.", sku.Tier)
+				return fault.Invalid("InvalidSku", "The sku tier '%s' is invalid: use GeneralPurpose or BusinessCritical.", sku.Tier)
 			}
 			if sku.Name != "" && t != m.Tier {
-				return arm.BadRequest("InvalidSku", "The sku name '%s' and tier '%s' disagree.", sku.Name, sku.Tier)
+				return fault.Invalid("InvalidSku", "The sku name '%s' and tier '%s' disagree.", sku.Name, sku.Tier)
 			}
 			m.Tier = t
 		}
 		if sku.Family != "" && !strings.EqualFold(sku.Family, DefaultFamily) {
-			return arm.BadRequest("InvalidSku", "The hardware family '%s' is invalid: use Gen5.", sku.Family)
+			return fault.Invalid("InvalidSku", "The hardware family '%s' is invalid: use Gen5.", sku.Family)
 		}
 		if sku.Capacity != nil {
 			if vcores != nil && *vcores != *sku.Capacity {
-				return arm.BadRequest("InvalidSku", "sku.capacity %d and vCores %d disagree; send one of them.", *sku.Capacity, *vcores)
+				return fault.Invalid("InvalidSku", "sku.capacity %d and vCores %d disagree; send one of them.", *sku.Capacity, *vcores)
 			}
 			vcores = sku.Capacity
 		}
 	}
 	if vcores != nil {
 		if !slices.Contains(AllowedVCores, *vcores) {
-			return arm.BadRequest("InvalidVCores", "vCores %d is invalid: use one of %v.", *vcores, AllowedVCores)
+			return fault.Invalid("InvalidVCores", "vCores %d is invalid: use one of %v.", *vcores, AllowedVCores)
 		}
 		m.VCores = *vcores
 	}
@@ -421,8 +421,8 @@ func oneOf(allowed []string, v string) (string, bool) {
 	return "", false
 }
 
-func immutable(prop, cur string) *arm.Error {
-	return arm.BadRequest("PropertyChangeNotSupported",
+func immutable(prop, cur string) error {
+	return fault.Invalid("PropertyChangeNotSupported",
 		"The property '%s' cannot be changed after the managed instance is created (current value '%s'). Create a new instance instead.", prop, cur)
 }
 
@@ -451,9 +451,9 @@ var reservedLoginPrefixes = []struct{ prefix, why string }{
 // validateLogin checks an administratorLogin. Names compare case-insensitively: Fog quotes the
 // login, so "Fog_Admin" would be a role of its own, but PostgreSQL folds every unquoted
 // identifier to lower case, and GRANT ... TO Fog_Admin in a tenant's script means fog_admin.
-func validateLogin(l string) *arm.Error {
+func validateLogin(l string) error {
 	if !loginRe.MatchString(l) {
-		return arm.BadRequest("InvalidLoginName",
+		return fault.Invalid("InvalidLoginName",
 			"The administratorLogin '%s' is invalid: use 1 to 63 letters, digits and underscores, starting with a letter or underscore.", l)
 	}
 	lower := strings.ToLower(l)
@@ -471,7 +471,7 @@ func validateLogin(l string) *arm.Error {
 	if why == "" {
 		return nil
 	}
-	return arm.BadRequest("InvalidLoginName",
+	return fault.Invalid("InvalidLoginName",
 		"The administratorLogin '%s' is reserved: %s. The login cannot be a system name (%s) or start with %s; choose another name, such as 'miadmin' or your team's name.",
 		l, why, strings.Join(reservedLogins, ", "), strings.Join(prefixes, " or "))
 }
@@ -479,7 +479,7 @@ func validateLogin(l string) *arm.Error {
 // ValidatePassword applies Azure SQL Managed Instance's rule: 16 to 128 characters, with
 // characters from three of uppercase, lowercase, digits and symbols, not containing the login.
 // The message never repeats the password.
-func ValidatePassword(pw, login string) *arm.Error {
+func ValidatePassword(pw, login string) error {
 	n := len([]rune(pw))
 	classes := 0
 	for _, f := range []func(rune) bool{
@@ -493,12 +493,12 @@ func ValidatePassword(pw, login string) *arm.Error {
 		}
 	}
 	if n < 16 || n > 128 || classes < 3 || (login != "" && strings.Contains(strings.ToLower(pw), strings.ToLower(login))) {
-		return arm.BadRequest("InvalidPassword",
+		return fault.Invalid("InvalidPassword",
 			"administratorLoginPassword is not complex enough: use 16 to 128 characters from at least three of uppercase letters, lowercase letters, digits and symbols, and do not include the login name.")
 	}
 	for _, r := range pw {
 		if r < 0x20 || r == 0x7f {
-			return arm.BadRequest("InvalidPassword", "administratorLoginPassword must not contain control characters.")
+			return fault.Invalid("InvalidPassword", "administratorLoginPassword must not contain control characters.")
 		}
 	}
 	return nil
@@ -517,8 +517,8 @@ func NewUID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-// NotFound is the ARM 404 for a resource.
-func NotFound(typ, name string) *arm.Error {
-	return arm.Errorf(http.StatusNotFound, "ResourceNotFound",
+// NotFound is the not-found error (ResourceNotFound, fault.ErrNotFound) for a resource.
+func NotFound(typ, name string) error {
+	return fault.New(fault.NotFound, "ResourceNotFound",
 		"The requested resource of type '%s' with name '%s' was not found.", typ, name)
 }

@@ -3,7 +3,6 @@ package store
 import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"strings"
 
 	"context"
 	"crypto/tls"
@@ -81,8 +80,9 @@ func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, callTimeout)
 }
 
-// unavailable marks errors that mean etcd did not answer.
-func unavailable(err error) error {
+// unavailable marks errors that mean etcd did not answer. ctx is the request's (bounded)
+// context.
+func unavailable(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -90,10 +90,12 @@ func unavailable(err error) error {
 		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) || errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) ||
 		// A leader election in progress: the same request succeeds once it is over.
 		errors.Is(err, rpctypes.ErrLeaderChanged) ||
-		// An external etcd's answer comes as a gRPC status when the client gives up, and
-		// etcd 3.4 returns its own expired deadline as code Unknown.
+		// An external etcd's answer comes as a gRPC status when the client gives up.
 		status.Code(err) == codes.DeadlineExceeded || status.Code(err) == codes.Unavailable ||
-		strings.Contains(err.Error(), context.DeadlineExceeded.Error()) {
+		// etcd 3.4 returns its own expired deadline, the one this request's deadline set
+		// through gRPC's grpc-timeout, as code Unknown with nothing typed in it: the
+		// request's context has expired too, and says so as a type.
+		errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return err
@@ -112,7 +114,7 @@ func (e *Etcd) Get(ctx context.Context, key string) (KV, error) {
 	defer cancel()
 	r, err := e.c.Get(ctx, e.prefix+key)
 	if err != nil {
-		return KV{}, fmt.Errorf("store: get %s: %w", key, unavailable(err))
+		return KV{}, fmt.Errorf("store: get %s: %w", key, unavailable(ctx, err))
 	}
 	if len(r.Kvs) == 0 {
 		return KV{}, ErrNotFound
@@ -136,7 +138,7 @@ func (e *Etcd) Snapshot(ctx context.Context, prefixes ...string) (int64, []KV, e
 	defer cancel()
 	r, err := e.c.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
-		return 0, nil, fmt.Errorf("store: read %v: %w", prefixes, unavailable(err))
+		return 0, nil, fmt.Errorf("store: read %v: %w", prefixes, unavailable(ctx, err))
 	}
 	var out []KV
 	for _, rr := range r.Responses {
@@ -175,7 +177,7 @@ func (e *Etcd) Txn(ctx context.Context, conds []Cond, ops []Op) error {
 		return ErrLeaseNotFound
 	}
 	if err != nil {
-		return fmt.Errorf("store: txn: %w", unavailable(err))
+		return fmt.Errorf("store: txn: %w", unavailable(ctx, err))
 	}
 	if !r.Succeeded {
 		return ErrConflict
@@ -256,7 +258,7 @@ func (e *Etcd) Grant(ctx context.Context, ttl time.Duration) (LeaseID, error) {
 	defer cancel()
 	r, err := e.c.Grant(ctx, secs)
 	if err != nil {
-		return 0, fmt.Errorf("store: grant lease: %w", unavailable(err))
+		return 0, fmt.Errorf("store: grant lease: %w", unavailable(ctx, err))
 	}
 	return LeaseID(r.ID), nil
 }
@@ -269,7 +271,7 @@ func (e *Etcd) KeepAlive(ctx context.Context, id LeaseID) error {
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return ErrLeaseNotFound
 	}
-	return unavailable(err)
+	return unavailable(ctx, err)
 }
 
 // Revoke implements Store.
