@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/fogdb/fog/internal/resource"
 )
 
 func controlPlaneScenario(ctx context.Context, o options) (*result, error) {
@@ -15,7 +17,7 @@ func controlPlaneScenario(ctx context.Context, o options) (*result, error) {
 		return nil, err
 	}
 	defer f.stop()
-	if _, err := f.createInstance(ctx, "rg-cp", "cp1", "eastus", nil); err != nil {
+	if _, err := f.createInstance(ctx, "rg-cp", "cp1", "eastus", resource.InstanceProperties{}); err != nil {
 		return nil, err
 	}
 	if err := f.do(ctx, "PUT", miPath("rg-cp", "cp1")+"/databases/db1", map[string]any{}); err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fogdb/fog/internal/fogclient"
 	"github.com/fogdb/fog/internal/standalone"
 	"github.com/fogdb/fog/internal/store"
 	"github.com/fogdb/fog/internal/store/storetest"
@@ -128,25 +128,21 @@ func startCluster(ctx context.Context, bin, prefix string) (_ *cluster, err erro
 		if err := p.waitLog("Fog API: ", 30*time.Second); err != nil {
 			return nil, err
 		}
-		b, err := os.ReadFile(filepath.Join(sdir, "client.json"))
+		cc, err := fogclient.LoadConfig(filepath.Join(sdir, "client.json"))
 		if err != nil {
-			return nil, err
-		}
-		var cc standalone.ClientConfig
-		if err := json.Unmarshal(b, &cc); err != nil {
 			return nil, err
 		}
 		c.clients = append(c.clients, cc)
 	}
-	c.f = newFogClient(dir, c.clients[0])
+	if c.f, err = newFogClient(dir, c.clients[0]); err != nil {
+		return nil, err
+	}
 	urls := c.clients[0].APIURL + "," + c.clients[1].APIURL
 	for i, region := range []string{"eastus", "westus"} {
-		r, err := c.f.call(ctx, "POST", "/fog/v1/joinTokens", map[string]any{"region": region})
-		if err != nil || r.status != http.StatusCreated {
-			return nil, fmt.Errorf("join token: %v %d %s", err, r.status, r.body)
+		tok, err := c.f.api.CreateJoinToken(ctx, fogclient.JoinTokenRequest{Region: region})
+		if err != nil {
+			return nil, fmt.Errorf("join token: %w", err)
 		}
-		var tok struct{ Token string }
-		_ = json.Unmarshal(r.body, &tok)
 		rng := fmt.Sprintf("%s.%d-%s.%d", prefix, 1+100*i, prefix, 50+100*i)
 		p := &proc{bin: bin, log: filepath.Join(dir, "agent-"+region+".log"), args: []string{"agent", "--region", region,
 			"--server", urls, "--join-token", tok.Token, "--data-dir", filepath.Join(dir, "regions", region), "--address-range", rng}}
@@ -163,7 +159,7 @@ func startCluster(ctx context.Context, bin, prefix string) (_ *cluster, err erro
 
 func (c *cluster) stop() {
 	if c.f != nil {
-		c.f.hc.CloseIdleConnections()
+		c.f.api.CloseIdleConnections()
 	}
 	for _, a := range c.agents {
 		a.stop()
@@ -202,7 +198,7 @@ func (c *cluster) leader(ctx context.Context) (int, error) {
 
 // use points the client at server i.
 func (c *cluster) use(i int) {
-	c.f.hc.CloseIdleConnections()
+	c.f.api.CloseIdleConnections()
 	c.f.client = c.clients[i]
 }
 

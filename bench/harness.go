@@ -1,29 +1,28 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/fogclient"
+	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/standalone"
 )
 
 const (
 	sub      = standalone.DefaultSubscription
-	apiVer   = "2023-08-01"
 	password = "Bench-Passw0rd-123456!"
 )
 
@@ -31,7 +30,7 @@ const (
 type fog struct {
 	dir    string
 	client standalone.ClientConfig
-	hc     *http.Client
+	api    *fogclient.Client
 	stop   func() error
 	ca     *x509.CertPool
 	// dns is Fog's DNS server (direct mode).
@@ -62,7 +61,11 @@ func startFog(ctx context.Context, base string) (*fog, error) {
 	var f *fog
 	select {
 	case info := <-ready:
-		f = newFogClient(dir, info.Client)
+		if f, err = newFogClient(dir, info.Client); err != nil {
+			cancel()
+			<-done
+			return nil, err
+		}
 		f.dns = info.DNSAddr
 	case err := <-done:
 		cancel()
@@ -70,7 +73,7 @@ func startFog(ctx context.Context, base string) (*fog, error) {
 	}
 	f.stop = func() error {
 		// Idle keep-alive connections would keep goroutines on both sides after the stop.
-		f.hc.CloseIdleConnections()
+		f.api.CloseIdleConnections()
 		cancel()
 		err := <-done
 		logf.Close()
@@ -85,26 +88,25 @@ func startFog(ctx context.Context, base string) (*fog, error) {
 }
 
 // newFogClient is a client of the deployment whose client config is cc.
-func newFogClient(dir string, cc standalone.ClientConfig) *fog {
+func newFogClient(dir string, cc standalone.ClientConfig) (*fog, error) {
 	f := &fog{dir: dir, client: cc, ca: x509.NewCertPool(), stop: func() error { return nil }}
 	f.ca.AppendCertsFromPEM([]byte(cc.CACert))
-	f.hc = &http.Client{Timeout: time.Minute, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: f.ca}, MaxIdleConnsPerHost: 100,
-	}}
-	return f
+	// The load generators run many requests at once: keep their connections.
+	api, err := fogclient.New(cc, fogclient.WithIdleConnsPerHost(100), fogclient.WithPollInterval(20*time.Millisecond))
+	if err != nil {
+		return nil, err
+	}
+	f.api = api
+	return f, nil
 }
 
 // fogFromDir is a client of the `fog up` running on dir, from its client.json.
 func fogFromDir(dir string) (*fog, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "client.json"))
+	cc, err := fogclient.LoadConfig(filepath.Join(dir, "client.json"))
 	if err != nil {
 		return nil, err
 	}
-	var cc standalone.ClientConfig
-	if err := json.Unmarshal(b, &cc); err != nil {
-		return nil, err
-	}
-	return newFogClient(dir, cc), nil
+	return newFogClient(dir, cc)
 }
 
 // logLevel is Info, or Debug when the run's data is kept for inspection (FOG_BENCH_KEEP).
@@ -121,34 +123,13 @@ type response struct {
 	body   []byte
 }
 
+// call sends a request and returns the answer whatever its status.
 func (f *fog) call(ctx context.Context, method, path string, body any) (response, error) {
-	u := path
-	if !strings.HasPrefix(u, "https://") {
-		u = f.client.APIURL + path
-		if strings.Contains(u, "?") {
-			u += "&api-version=" + apiVer
-		} else {
-			u += "?api-version=" + apiVer
-		}
-	}
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	r, err := f.api.Send(ctx, fogclient.Request{Method: method, Path: path, Body: body})
 	if err != nil {
 		return response{}, err
 	}
-	req.Header.Set("Authorization", "Bearer "+f.client.Token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := f.hc.Do(req)
-	if err != nil {
-		return response{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return response{status: resp.StatusCode, header: resp.Header, body: b}, err
+	return response{status: r.Status, header: r.Header, body: r.Body}, nil
 }
 
 // wait follows a 202 to its end and returns the operation status body.
@@ -156,52 +137,37 @@ func (f *fog) wait(ctx context.Context, r response) (map[string]any, error) {
 	if r.status != http.StatusAccepted {
 		return nil, fmt.Errorf("status %d: %s", r.status, r.body)
 	}
-	for {
-		st, err := f.call(ctx, "GET", r.header.Get("Azure-AsyncOperation"), nil)
-		if err != nil {
-			return nil, err
-		}
-		var m map[string]any
-		_ = json.Unmarshal(st.body, &m)
-		if m["status"] != "InProgress" {
-			if m["status"] != "Succeeded" {
-				return m, fmt.Errorf("operation %v", m)
-			}
-			return m, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-func (f *fog) do(ctx context.Context, method, path string, body any) error {
-	r, err := f.call(ctx, method, path, body)
-	if err != nil {
-		return err
-	}
-	if r.status == http.StatusAccepted {
-		_, err = f.wait(ctx, r)
-		return err
-	}
-	if r.status >= 300 {
-		return fmt.Errorf("%s %s: %d %s", method, path, r.status, r.body)
-	}
-	return nil
-}
-
-func (f *fog) getJSON(ctx context.Context, path string) (map[string]any, error) {
-	r, err := f.call(ctx, "GET", path, nil)
+	st, resp, err := f.api.PollStatus(ctx, r.header.Get("Azure-AsyncOperation"), nil)
 	if err != nil {
 		return nil, err
 	}
-	if r.status != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %d %s", path, r.status, r.body)
-	}
 	var m map[string]any
-	return m, json.Unmarshal(r.body, &m)
+	_ = json.Unmarshal(resp.Body, &m)
+	if st.Status != arm.StatusSucceeded {
+		return m, fmt.Errorf("operation %v", m)
+	}
+	return m, nil
+}
+
+// do sends a request and follows its operation to the end.
+func (f *fog) do(ctx context.Context, method, path string, body any) error {
+	op, err := f.api.Begin(ctx, method, path, body, "")
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if op.Done() {
+		return nil
+	}
+	_, err = f.wait(ctx, response{status: op.First.Status, header: op.First.Header, body: op.First.Body})
+	return err
+}
+
+func (f *fog) getJSON(ctx context.Context, path string) (map[string]any, error) {
+	var m map[string]any
+	if _, err := f.api.Do(ctx, "GET", path, nil, &m); err != nil {
+		return nil, fmt.Errorf("GET %s: %w", path, err)
+	}
+	return m, nil
 }
 
 func miPath(rg, name string) string {
@@ -218,20 +184,17 @@ type instance struct {
 	port     int
 }
 
-func (f *fog) createInstance(ctx context.Context, rg, name, loc string, extra map[string]any) (instance, error) {
-	props := map[string]any{"administratorLogin": "fogadmin", "administratorLoginPassword": password}
-	for k, v := range extra {
-		props[k] = v
+func (f *fog) createInstance(ctx context.Context, rg, name, loc string, props resource.InstanceProperties) (instance, error) {
+	admin, pw := "fogadmin", password
+	props.AdministratorLogin, props.AdministratorLoginPassword = &admin, &pw
+	if _, err := f.api.CreateOrUpdateManagedInstance(ctx, rg, name, fogclient.ManagedInstance{Location: loc, Properties: props}); err != nil {
+		return instance{}, fmt.Errorf("create instance %s: %w", name, err)
 	}
-	if err := f.do(ctx, "PUT", miPath(rg, name), map[string]any{"location": loc, "properties": props}); err != nil {
-		return instance{}, err
-	}
-	m, err := f.getJSON(ctx, miPath(rg, name))
+	m, err := f.api.GetManagedInstance(ctx, rg, name)
 	if err != nil {
 		return instance{}, err
 	}
-	p := m["properties"].(map[string]any)
-	return instance{id: m["id"].(string), host: p["host"].(string), port: int(p["port"].(float64))}, nil
+	return instance{id: m.ID, host: m.Properties.Host, port: m.Properties.Port}, nil
 }
 
 // group is a failover group of two instances, primary in eastus.
@@ -246,39 +209,42 @@ type group struct {
 }
 
 func (f *fog) createPair(ctx context.Context, name string) (*group, error) {
-	p, err := f.createInstance(ctx, "rg-p", name+"-p", "eastus", map[string]any{"storageSizeInGB": 256})
+	storage := 256
+	p, err := f.createInstance(ctx, "rg-p", name+"-p", "eastus", resource.InstanceProperties{StorageSizeInGB: &storage})
 	if err != nil {
 		return nil, err
 	}
-	s, err := f.createInstance(ctx, "rg-s", name+"-s", "westus", map[string]any{"storageSizeInGB": 256, "dnsZonePartner": p.id})
+	s, err := f.createInstance(ctx, "rg-s", name+"-s", "westus", resource.InstanceProperties{StorageSizeInGB: &storage, DNSZonePartner: &p.id})
 	if err != nil {
 		return nil, err
 	}
 	return &group{f: f, name: name, prim: p, sec: s, primSide: [2]string{"rg-p", "eastus"}}, nil
 }
 
-func (g *group) body() map[string]any {
-	return map[string]any{"properties": map[string]any{
-		"readWriteEndpoint":    map[string]any{"failoverPolicy": "Manual"},
-		"readOnlyEndpoint":     map[string]any{"failoverPolicy": "Disabled"},
-		"partnerRegions":       []any{map[string]any{"location": "westus"}},
-		"managedInstancePairs": []any{map[string]any{"primaryManagedInstanceId": g.prim.id, "partnerManagedInstanceId": g.sec.id}},
+func (g *group) body() fogclient.FailoverGroup {
+	return fogclient.FailoverGroup{Properties: resource.FailoverGroupProperties{
+		ReadWriteEndpoint:    &resource.ReadWriteEndpoint{FailoverPolicy: "Manual"},
+		ReadOnlyEndpoint:     &resource.ReadOnlyEndpoint{FailoverPolicy: "Disabled"},
+		PartnerRegions:       []resource.PartnerRegion{{Location: "westus"}},
+		ManagedInstancePairs: []resource.InstancePair{{PrimaryManagedInstanceID: g.prim.id, PartnerManagedInstanceID: g.sec.id}},
 	}}
 }
 
 func (g *group) create(ctx context.Context) error {
-	if err := g.f.do(ctx, "PUT", groupPath("rg-p", "eastus", g.name), g.body()); err != nil {
-		return err
+	if _, err := g.f.api.CreateOrUpdateFailoverGroup(ctx, "rg-p", "eastus", g.name, g.body()); err != nil {
+		return fmt.Errorf("create group %s: %w", g.name, err)
 	}
-	m, err := g.f.getJSON(ctx, groupPath("rg-p", "eastus", g.name))
+	m, err := g.f.api.GetFailoverGroup(ctx, "rg-p", "eastus", g.name)
 	if err != nil {
 		return err
 	}
-	l := m["properties"].(map[string]any)["listeners"].(map[string]any)
-	rw, ro := l["readWrite"].(map[string]any), l["readOnly"].(map[string]any)
-	g.rw = net.JoinHostPort(rw["host"].(string), fmt.Sprint(rw["port"]))
-	g.ro = net.JoinHostPort(ro["host"].(string), fmt.Sprint(ro["port"]))
-	g.rwName, _ = rw["fullyQualifiedDomainName"].(string)
+	l := m.Properties.Listeners
+	if l == nil {
+		return fmt.Errorf("group %s shows no listeners", g.name)
+	}
+	g.rw = net.JoinHostPort(l.ReadWrite.Host, fmt.Sprint(l.ReadWrite.Port))
+	g.ro = net.JoinHostPort(l.ReadOnly.Host, fmt.Sprint(l.ReadOnly.Port))
+	g.rwName = l.ReadWrite.FQDN
 	return nil
 }
 
@@ -293,8 +259,8 @@ func (g *group) secondarySide() [2]string {
 func (g *group) waitCatchUp(ctx context.Context) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
-		m, err := g.f.getJSON(ctx, groupPath(g.primSide[0], g.primSide[1], g.name))
-		if err == nil && m["properties"].(map[string]any)["replicationState"] == "CATCH_UP" {
+		m, err := g.f.api.GetFailoverGroup(ctx, g.primSide[0], g.primSide[1], g.name)
+		if err == nil && m.Properties.ReplicationState == "CATCH_UP" {
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fogdb/fog/internal/agentapi"
+	"github.com/fogdb/fog/internal/fogclient"
 	"github.com/fogdb/fog/internal/instance"
 )
 
@@ -104,7 +105,10 @@ new join token ('fog join-token create') joins again, keeping its data directory
 			if err != nil {
 				return err
 			}
-			_, b, err := c.do(cmd.Context(), "POST", agentapi.Path+"revoke", sel)
+			b, err := c.answer(cmd.Context(), func(ctx context.Context) error {
+				_, err := c.RevokeAgents(ctx, fogclient.AgentRevocation(sel))
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -130,7 +134,10 @@ func newAgentListCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, b, err := c.do(cmd.Context(), "GET", agentapi.Path+"agents", nil)
+			b, err := c.answer(cmd.Context(), func(ctx context.Context) error {
+				_, err := c.ListAgents(ctx)
+				return err
+			})
 			if err != nil {
 				return err
 			}

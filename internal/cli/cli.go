@@ -15,7 +15,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/fogdb/fog/internal/arm"
 	"github.com/fogdb/fog/internal/failpoint"
+	"github.com/fogdb/fog/internal/fogclient"
 )
 
 // IO is where commands read and write.
@@ -126,14 +128,11 @@ func (g *globals) client() (*client, error) {
 	if path == "" {
 		path = defaultConfigPath()
 	}
-	c, err := loadClient(path, g.subscription)
-	if err != nil {
-		return nil, err
-	}
+	var opts []fogclient.Option
 	if g.verbose || g.debug {
-		c.trace = &tracer{w: g.io.Err, debug: g.debug}
+		opts = append(opts, fogclient.WithTracer(&tracer{w: g.io.Err, debug: g.debug}))
 	}
-	return c, nil
+	return loadClient(path, g.subscription, opts...)
 }
 
 // UsageError is a command line fog cannot run: an unknown command or flag, a missing or bad
@@ -151,13 +150,13 @@ func usageErr(flag, format string, args ...any) error {
 // 3 a resource that a show command did not find.
 func ExitCode(err error) int {
 	var ue *UsageError
-	var ae *APIError
+	var se *shownError
 	switch {
 	case err == nil:
 		return 0
 	case errors.As(err, &ue):
 		return 2
-	case errors.As(err, &ae) && ae.Status == 404 && ae.show:
+	case errors.As(err, &se) && fogclient.IsNotFound(se.error):
 		return 3
 	}
 	return 1
@@ -253,7 +252,7 @@ func flatten(v any) any {
 }
 
 // progressFor shows a spinner line on a terminal, as az does while it waits.
-func (g *globals) progressFor(what string) progress {
+func (g *globals) progressFor(what string) func(arm.OperationStatus) {
 	if g.onlyErrors {
 		return nil
 	}
@@ -266,7 +265,8 @@ func (g *globals) progressFor(what string) progress {
 	}
 	frames := []string{"|", "/", "-", "\\"}
 	i := 0
-	return func(status string, pct *float64) {
+	return func(st arm.OperationStatus) {
+		status, pct := st.Status, st.PercentComplete
 		p := ""
 		if pct != nil {
 			p = fmt.Sprintf(" %.0f%%", *pct)

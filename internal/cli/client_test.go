@@ -1,22 +1,21 @@
 package cli
 
 import (
-	"context"
-	"net/http"
-	"strings"
+	"errors"
 	"testing"
 )
 
-// The CLI sends its token only to the configured API, whatever URL an answer points to.
-func TestTokenStaysWithTheAPI(t *testing.T) {
-	c := &client{base: "https://127.0.0.1:7443", tok: "secret", hc: &http.Client{Transport: http.DefaultTransport}}
-	for _, u := range []string{"https://attacker.example/subscriptions/x", "http://127.0.0.1:7443/x", "https://127.0.0.1:7444/x"} {
-		_, _, err := c.do(context.Background(), "GET", u, nil)
-		if err == nil || !strings.Contains(err.Error(), "refusing to send the API token") {
-			t.Errorf("GET %s: %v, want a refusal before any request", u, err)
-		}
+// A 404 marked by a show command exits with 3; unmarked, with 1.
+func TestShownExitCode(t *testing.T) {
+	nf := &APIError{Status: 404, Code: "ResourceNotFound", Message: "no"}
+	if got := ExitCode(shown(nf)); got != 3 {
+		t.Errorf("ExitCode(shown(404)) = %d, want 3", got)
 	}
-	if !sameOrigin("https://127.0.0.1:7443/subscriptions/a?x=1", c.base) {
-		t.Error("the API's own URL is not the same origin")
+	if got := ExitCode(nf); got != 1 {
+		t.Errorf("ExitCode(404) = %d, want 1", got)
+	}
+	var ae *APIError
+	if err := shown(nf); !errors.As(err, &ae) || err.Error() != "(ResourceNotFound) no" {
+		t.Errorf("shown(404) = %v, want the API error as it was", err)
 	}
 }

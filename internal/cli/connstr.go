@@ -12,6 +12,9 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fogdb/fog/internal/fogclient"
+	"github.com/fogdb/fog/internal/resource"
 )
 
 // endpoint is one server a connection string names: the name its certificate carries (for
@@ -128,24 +131,19 @@ func propsOf(b []byte) (map[string]any, error) {
 	return p, nil
 }
 
-// instanceEndpoint reads the instance at path: the endpoint a connection string names and its
+// instanceEndpoint reads the instance with id: the endpoint a connection string names and its
 // administrator login.
-func (c *client) instanceEndpoint(ctx context.Context, path string) (endpoint, string, error) {
-	_, b, err := c.do(ctx, http.MethodGet, path, nil)
-	if err != nil {
-		return endpoint{}, "", err
+func (c *client) instanceEndpoint(ctx context.Context, id string) (endpoint, string, error) {
+	var mi fogclient.ManagedInstance
+	if _, err := c.Do(ctx, http.MethodGet, id, nil, &mi); err != nil {
+		return endpoint{}, "", c.explain(err)
 	}
-	p, err := propsOf(b)
-	if err != nil {
-		return endpoint{}, "", err
+	p := mi.Properties
+	login := ""
+	if p.AdministratorLogin != nil {
+		login = *p.AdministratorLogin
 	}
-	login, _ := p["administratorLogin"].(string)
-	return endpoint{name: fmt.Sprint(p["fullyQualifiedDomainName"]), addr: fmt.Sprint(p["host"]), port: num(p["port"])}, login, nil
-}
-
-func num(v any) int {
-	f, _ := v.(float64)
-	return int(f)
+	return endpoint{name: p.FullyQualifiedDomainName, addr: p.Host, port: p.Port}, login, nil
 }
 
 func newMIConnStringCommand(g *globals) *cobra.Command {
@@ -159,7 +157,7 @@ func newMIConnStringCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ep, login, err := c.instanceEndpoint(cmd.Context(), c.instancePath(rg, name))
+			ep, login, err := c.instanceEndpoint(cmd.Context(), c.InstancePath(rg, name))
 			if err != nil {
 				return shown(err)
 			}
@@ -198,40 +196,38 @@ func newGroupConnStringCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, b, err := c.do(cmd.Context(), http.MethodGet, c.groupPath(rg, loc, name), nil)
+			grp, err := c.GetFailoverGroup(cmd.Context(), rg, loc, name)
 			if err != nil {
-				return shown(err)
+				return shown(c.explain(err))
 			}
-			p, err := propsOf(b)
-			if err != nil {
-				return err
-			}
+			p := grp.Properties
 			ca, err := c.caFile()
 			if err != nil {
 				return err
 			}
-			pairs, _ := p["managedInstancePairs"].([]any)
+			pairs := p.ManagedInstancePairs
 			if user == "" && len(pairs) > 0 {
-				if _, login, err := c.instanceEndpoint(cmd.Context(), fmt.Sprint(pairs[0].(map[string]any)["primaryManagedInstanceId"])); err == nil {
+				if _, login, err := c.instanceEndpoint(cmd.Context(), pairs[0].PrimaryManagedInstanceID); err == nil {
 					user = login
 				}
 			}
 			if !multiHost {
-				key := map[string]string{"read-write": "readWrite", "read-only": "readOnly"}[listener]
-				l, _ := p["listeners"].(map[string]any)[key].(map[string]any)
-				if l == nil {
+				var l *resource.Listener
+				if p.Listeners != nil {
+					l = map[string]*resource.Listener{"read-write": &p.Listeners.ReadWrite, "read-only": &p.Listeners.ReadOnly}[listener]
+				}
+				if l == nil || *l == (resource.Listener{}) {
 					return fmt.Errorf("the group shows no %s listener", listener)
 				}
-				ep := endpoint{name: fmt.Sprint(l["fullyQualifiedDomainName"]), addr: fmt.Sprint(l["host"]), port: num(l["port"])}
+				ep := endpoint{name: l.FQDN, addr: l.Host, port: l.Port}
 				return g.printConnStrings(client, connStrings([]endpoint{ep}, user, db, ca, ""))
 			}
 			// Both instances, as pg_auto_failover's users connect: libpq finds the primary
 			// (target_session_attrs), and a fenced old primary refuses writes.
 			var eps []endpoint
 			for _, pair := range pairs {
-				m := pair.(map[string]any)
-				for _, k := range []string{"primaryManagedInstanceId", "partnerManagedInstanceId"} {
-					ep, _, err := c.instanceEndpoint(cmd.Context(), fmt.Sprint(m[k]))
+				for _, id := range []string{pair.PrimaryManagedInstanceID, pair.PartnerManagedInstanceID} {
+					ep, _, err := c.instanceEndpoint(cmd.Context(), id)
 					if err != nil {
 						return err
 					}

@@ -1,14 +1,16 @@
 package cli
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fogdb/fog/internal/fogclient"
+	"github.com/fogdb/fog/internal/resource"
 )
 
 type groupFlags struct {
@@ -32,15 +34,6 @@ func (f *groupFlags) bindFogPolicy(cmd *cobra.Command) {
 	fl.StringVar(&f.autoMode, "automatic-failover-mode", "", "Automatic policy: Enabled, or ObserveOnly to record what it would do without acting (Fog)")
 }
 
-func (c *client) groupPath(rg, location, name string) string {
-	p := fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Sql/locations/%s/instanceFailoverGroups",
-		url.PathEscape(c.sub), url.PathEscape(rg), url.PathEscape(location))
-	if name != "" {
-		p += "/" + url.PathEscape(name)
-	}
-	return p
-}
-
 var policies = map[string]string{"manual": "Manual", "automatic": "Automatic"}
 var secondaryTypes = map[string]string{"geo": "Geo", "standby": "Standby"}
 var roPolicies = map[string]string{"disabled": "Disabled", "enabled": "Enabled"}
@@ -58,71 +51,65 @@ func pick(m map[string]string, flag, v string) (string, error) {
 
 // readWrite builds the readWriteEndpoint as az does: the grace period in hours becomes
 // minutes, and is omitted for Manual.
-func (f *groupFlags) readWrite(cmd *cobra.Command, cur map[string]any) (map[string]any, error) {
-	rw := map[string]any{}
+func (f *groupFlags) readWrite(cmd *cobra.Command, cur *resource.ReadWriteEndpoint) (*resource.ReadWriteEndpoint, error) {
+	rw := &resource.ReadWriteEndpoint{}
 	if cur != nil {
 		rw = cur
 	}
-	if cmd.Flags().Changed("failover-policy") || cur == nil {
+	changed := cmd.Flags().Changed
+	if changed("failover-policy") || cur == nil {
 		v := f.policy
-		if !cmd.Flags().Changed("failover-policy") {
+		if !changed("failover-policy") {
 			v = "Manual" // create's default; update keeps what the group has
 		}
 		p, err := pick(policies, "--failover-policy", v)
 		if err != nil {
 			return nil, err
 		}
-		rw["failoverPolicy"] = p
+		rw.FailoverPolicy = p
 	}
-	if cmd.Flags().Changed("grace-period") {
+	if changed("grace-period") {
 		if f.grace < 1 {
 			return nil, usageErr("--grace-period", "the grace period is in hours and must be at least 1")
 		}
-		rw["failoverWithDataLossGracePeriodMinutes"] = f.grace * 60
-	} else if rw["failoverPolicy"] == "Automatic" && rw["failoverWithDataLossGracePeriodMinutes"] == nil {
-		rw["failoverWithDataLossGracePeriodMinutes"] = 60
+		rw.FailoverWithDataLossGracePeriodMinutes = ptr(f.grace * 60)
+	} else if rw.FailoverPolicy == "Automatic" && rw.FailoverWithDataLossGracePeriodMinutes == nil {
+		rw.FailoverWithDataLossGracePeriodMinutes = ptr(60)
 	}
-	if cmd.Flags().Changed("grace-period-minutes") {
-		if cmd.Flags().Changed("grace-period") {
+	if changed("grace-period-minutes") {
+		if changed("grace-period") {
 			return nil, usageErr("--grace-period-minutes", "give either --grace-period (hours) or --grace-period-minutes")
 		}
-		rw["failoverWithDataLossGracePeriodMinutes"] = f.graceMinutes
+		rw.FailoverWithDataLossGracePeriodMinutes = ptr(f.graceMinutes)
 	}
-	if cmd.Flags().Changed("max-data-loss-bytes") {
-		rw["maxDataLossBytes"] = f.maxLossBytes
+	if changed("max-data-loss-bytes") {
+		rw.MaxDataLossBytes = ptr(f.maxLossBytes)
 	}
-	if cmd.Flags().Changed("max-data-loss-seconds") {
-		rw["maxDataLossSeconds"] = f.maxLossSeconds
+	if changed("max-data-loss-seconds") {
+		rw.MaxDataLossSeconds = ptr(f.maxLossSeconds)
 	}
-	if cmd.Flags().Changed("automatic-failover-mode") {
-		rw["automaticFailoverMode"] = f.autoMode
+	if changed("automatic-failover-mode") {
+		rw.AutomaticFailoverMode = f.autoMode
 	}
-	if rw["failoverPolicy"] == "Manual" {
-		for _, k := range []string{"failoverWithDataLossGracePeriodMinutes", "maxDataLossBytes", "maxDataLossSeconds", "automaticFailoverMode"} {
-			delete(rw, k)
-		}
+	if rw.FailoverPolicy == "Manual" {
+		rw.FailoverWithDataLossGracePeriodMinutes, rw.MaxDataLossBytes, rw.MaxDataLossSeconds, rw.AutomaticFailoverMode = nil, nil, nil, ""
 	}
 	return rw, nil
 }
 
-// current reads the addressed group and returns its path and properties.
-func (f *groupFlags) current(cmd *cobra.Command, g *globals) (*client, string, map[string]any, error) {
+func ptr[T any](v T) *T { return &v }
+
+// current reads the addressed group.
+func (f *groupFlags) current(cmd *cobra.Command, g *globals) (*client, *fogclient.FailoverGroup, error) {
 	c, err := g.client()
 	if err != nil {
-		return nil, "", nil, err
+		return nil, nil, err
 	}
-	path := c.groupPath(f.rg, f.location, f.name)
-	_, b, err := c.do(cmd.Context(), http.MethodGet, path, nil)
+	cur, err := c.GetFailoverGroup(cmd.Context(), f.rg, f.location, f.name)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, nil, c.explain(err)
 	}
-	var cur struct {
-		Properties map[string]any `json:"properties"`
-	}
-	if err := json.Unmarshal(b, &cur); err != nil {
-		return nil, "", nil, fmt.Errorf("decode failover group: %w", err)
-	}
-	return c, path, cur.Properties, nil
+	return c, cur, nil
 }
 
 func newGroupCommand(g *globals) *cobra.Command {
@@ -147,38 +134,31 @@ func newGroupCommand(g *globals) *cobra.Command {
 			if f.partnerRG == "" {
 				f.partnerRG = f.rg
 			}
-			var prim, part struct {
-				ID       string
-				Location string
-			}
-			_, b, err := c.do(cmd.Context(), http.MethodGet, c.instancePath(f.rg, f.mi), nil)
+			prim, err := c.GetManagedInstance(cmd.Context(), f.rg, f.mi)
 			if err != nil {
-				return lookedFor(err, "the primary managed instance", f.mi, f.rg, c.sub, "--mi and --resource-group")
+				return lookedFor(c.explain(err), "the primary managed instance", f.mi, f.rg, c.Subscription(), "--mi and --resource-group")
 			}
-			_ = json.Unmarshal(b, &prim)
-			_, b, err = c.do(cmd.Context(), http.MethodGet, c.instancePath(f.partnerRG, f.partnerMI), nil)
+			part, err := c.GetManagedInstance(cmd.Context(), f.partnerRG, f.partnerMI)
 			if err != nil {
-				return lookedFor(err, "the partner managed instance", f.partnerMI, f.partnerRG, c.sub, "--partner-mi and --partner-resource-group (which defaults to --resource-group)")
+				return lookedFor(c.explain(err), "the partner managed instance", f.partnerMI, f.partnerRG, c.Subscription(), "--partner-mi and --partner-resource-group (which defaults to --resource-group)")
 			}
-			_ = json.Unmarshal(b, &part)
 			rw, err := f.readWrite(cmd, nil)
 			if err != nil {
 				return err
 			}
-			props := map[string]any{
-				"readWriteEndpoint":    rw,
-				"readOnlyEndpoint":     map[string]any{"failoverPolicy": "Disabled"},
-				"partnerRegions":       []any{map[string]any{"location": part.Location}},
-				"managedInstancePairs": []any{map[string]any{"primaryManagedInstanceId": prim.ID, "partnerManagedInstanceId": part.ID}},
-			}
+			grp := fogclient.FailoverGroup{Properties: resource.FailoverGroupProperties{
+				ReadWriteEndpoint:    rw,
+				ReadOnlyEndpoint:     &resource.ReadOnlyEndpoint{FailoverPolicy: "Disabled"},
+				PartnerRegions:       []resource.PartnerRegion{{Location: part.Location}},
+				ManagedInstancePairs: []resource.InstancePair{{PrimaryManagedInstanceID: prim.ID, PartnerManagedInstanceID: part.ID}},
+			}}
 			if cmd.Flags().Changed("secondary-type") {
-				t, err := pick(secondaryTypes, "--secondary-type", f.secondaryType)
-				if err != nil {
+				if grp.Properties.SecondaryType, err = pick(secondaryTypes, "--secondary-type", f.secondaryType); err != nil {
 					return err
 				}
-				props["secondaryType"] = t
 			}
-			return g.put(cmd, c.groupPath(f.rg, prim.Location, f.name), map[string]any{"properties": props}, f.noWait, "Seeding the secondary")
+			op, err := c.BeginCreateOrUpdateFailoverGroup(cmd.Context(), f.rg, prim.Location, f.name, grp)
+			return g.finish(cmd, c, op, err, f.noWait, "Seeding the secondary", true)
 		},
 	}
 	create.Flags().StringVarP(&f.name, "name", "n", "", "failover group name")
@@ -205,11 +185,10 @@ func newGroupCommand(g *globals) *cobra.Command {
 	show := &cobra.Command{
 		Use: "show", Short: "Show a failover group as this side sees it", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
-			if err != nil {
+			return g.show(cmd, func(ctx context.Context, c *client) error {
+				_, err := c.GetFailoverGroup(ctx, f.rg, f.location, f.name)
 				return err
-			}
-			return g.get(cmd, c.groupPath(f.rg, f.location, f.name))
+			})
 		},
 	}
 	addr(show)
@@ -217,11 +196,10 @@ func newGroupCommand(g *globals) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List the failover groups of a resource group and region", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
-			if err != nil {
+			return g.show(cmd, func(ctx context.Context, c *client) error {
+				_, err := c.ListFailoverGroups(ctx, f.rg, f.location)
 				return err
-			}
-			return g.get(cmd, c.groupPath(f.rg, f.location, ""))
+			})
 		},
 	}
 	list.Flags().StringVarP(&f.rg, "resource-group", "g", "", "resource group")
@@ -232,17 +210,16 @@ func newGroupCommand(g *globals) *cobra.Command {
 	update := &cobra.Command{
 		Use: "update", Short: "Change a failover group's policies (on the primary side)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, path, p, err := f.current(cmd, g)
+			c, cur, err := f.current(cmd, g)
 			if err != nil {
 				return err
 			}
-			rw, _ := p["readWriteEndpoint"].(map[string]any)
-			if rw, err = f.readWrite(cmd, rw); err != nil {
+			p := &cur.Properties
+			if p.ReadWriteEndpoint, err = f.readWrite(cmd, p.ReadWriteEndpoint); err != nil {
 				return err
 			}
-			p["readWriteEndpoint"] = rw
 			if cmd.Flags().Changed("secondary-type") {
-				if p["secondaryType"], err = pick(secondaryTypes, "--secondary-type", f.secondaryType); err != nil {
+				if p.SecondaryType, err = pick(secondaryTypes, "--secondary-type", f.secondaryType); err != nil {
 					return err
 				}
 			}
@@ -251,19 +228,18 @@ func newGroupCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				p["readOnlyEndpoint"] = map[string]any{"failoverPolicy": v}
+				p.ReadOnlyEndpoint = &resource.ReadOnlyEndpoint{FailoverPolicy: v}
 			}
-			for _, k := range []string{"replicationRole", "replicationState", "listeners", "replication", "lastForcedFailover", "warnings"} {
-				delete(p, k)
+			// Send back only what a PUT sets: the read-only properties go.
+			body := fogclient.FailoverGroup{Properties: resource.FailoverGroupProperties{
+				SecondaryType: p.SecondaryType, ReadWriteEndpoint: p.ReadWriteEndpoint, ReadOnlyEndpoint: p.ReadOnlyEndpoint,
+				ManagedInstancePairs: p.ManagedInstancePairs,
+			}}
+			for _, r := range p.PartnerRegions {
+				body.Properties.PartnerRegions = append(body.Properties.PartnerRegions, resource.PartnerRegion{Location: r.Location})
 			}
-			if regions, ok := p["partnerRegions"].([]any); ok {
-				for _, r := range regions {
-					if m, ok := r.(map[string]any); ok {
-						delete(m, "replicationRole")
-					}
-				}
-			}
-			return g.put(cmd, path, map[string]any{"properties": p}, false, "Updating failover group")
+			op, err := c.BeginCreateOrUpdateFailoverGroup(cmd.Context(), f.rg, f.location, f.name, body)
+			return g.finish(cmd, c, op, err, false, "Updating failover group", true)
 		},
 	}
 	addr(update)
@@ -280,7 +256,8 @@ func newGroupCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.delete(cmd, c.groupPath(f.rg, f.location, f.name), false, "Deleting failover group")
+			op, err := c.BeginDeleteFailoverGroup(cmd.Context(), f.rg, f.location, f.name)
+			return g.finish(cmd, c, op, err, false, "Deleting failover group", false)
 		},
 	}
 	addr(del)
@@ -288,34 +265,27 @@ func newGroupCommand(g *globals) *cobra.Command {
 	setPrimary := &cobra.Command{
 		Use: "set-primary", Short: "Fail over to the instance in this resource group and region", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, path, p, err := f.current(cmd, g)
+			c, cur, err := f.current(cmd, g)
 			if err != nil {
 				return err
 			}
 			// As az: a side that is already primary needs nothing.
-			if p["replicationRole"] == "Primary" {
+			if cur.Properties.ReplicationRole == "Primary" {
 				return nil
 			}
-			action := "/failover"
+			begin := c.BeginFailover
 			if f.allowDataLoss {
-				action = "/forceFailoverAllowDataLoss"
+				begin = c.BeginForceFailoverAllowDataLoss
 			}
-			resp, _, err := c.do(cmd.Context(), http.MethodPost, path+action, nil)
-			if err != nil {
-				return err
-			}
-			body, err := c.wait(cmd.Context(), resp, "", g.progressFor("Failing over"))
-			if err != nil {
-				return err
-			}
-			return g.print(body)
+			op, err := begin(cmd.Context(), f.rg, f.location, f.name)
+			return g.finish(cmd, c, op, err, false, "Failing over", true)
 		},
 	}
 	addr(setPrimary)
 	setPrimary.Flags().BoolVar(&f.allowDataLoss, "allow-data-loss", false, "fail over even if the primary is unreachable; recent transactions may be lost")
 
 	grp.AddCommand(create, show, list, update, del, setPrimary, newGroupConnStringCommand(g),
-		newWaitCommand(g, "failover group", func(c *client, rg, loc, _, name string) string { return c.groupPath(rg, loc, name) }, true, false))
+		newWaitCommand(g, "failover group", func(c *client, rg, loc, _, name string) string { return c.GroupPath(rg, loc, name) }, true, false))
 	return grp
 }
 

@@ -1,14 +1,14 @@
 package cli
 
 import (
-	"encoding/json"
-	"net/http"
+	"context"
 	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/fogdb/fog/internal/fogclient"
 	"github.com/fogdb/fog/internal/resource"
 )
 
@@ -52,7 +52,12 @@ func newMICommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.put(cmd, g.instancePathFor(f.rg, f.name), body, f.noWait, "Creating managed instance")
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			op, err := c.BeginCreateOrUpdateManagedInstance(cmd.Context(), f.rg, f.name, body)
+			return g.finish(cmd, c, op, err, f.noWait, "Creating managed instance", true)
 		},
 	}
 	nameRG(create)
@@ -85,18 +90,17 @@ func newMICommand(g *globals) *cobra.Command {
 				return err
 			}
 			// As az's generic update: read the instance, change what was asked, send it back.
-			_, cur, err := c.do(cmd.Context(), http.MethodGet, c.instancePath(f.rg, f.name), nil)
+			cur, err := c.GetManagedInstance(cmd.Context(), f.rg, f.name)
 			if err != nil {
-				return err
+				return c.explain(err)
 			}
-			var curBody struct{ Location string }
-			_ = json.Unmarshal(cur, &curBody)
-			f.location = curBody.Location
+			f.location = cur.Location
 			body, err := f.body(cmd, false)
 			if err != nil {
 				return err
 			}
-			return g.put(cmd, c.instancePath(f.rg, f.name), body, f.noWait, "Updating managed instance")
+			op, err := c.BeginCreateOrUpdateManagedInstance(cmd.Context(), f.rg, f.name, body)
+			return g.finish(cmd, c, op, err, f.noWait, "Updating managed instance", true)
 		},
 	}
 	nameRG(update)
@@ -107,7 +111,10 @@ func newMICommand(g *globals) *cobra.Command {
 		Short: "Show a managed instance",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.get(cmd, g.instancePathFor(f.rg, f.name))
+			return g.show(cmd, func(ctx context.Context, c *client) error {
+				_, err := c.GetManagedInstance(ctx, f.rg, f.name)
+				return err
+			})
 		},
 	}
 	nameRG(show)
@@ -117,15 +124,10 @@ func newMICommand(g *globals) *cobra.Command {
 		Short: "List managed instances of a resource group, or of the subscription",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
-			if err != nil {
+			return g.show(cmd, func(ctx context.Context, c *client) error {
+				_, err := c.ListManagedInstances(ctx, f.rg)
 				return err
-			}
-			p := "/subscriptions/" + c.sub
-			if f.rg != "" {
-				p += "/resourceGroups/" + f.rg
-			}
-			return g.get(cmd, p+"/providers/Microsoft.Sql/managedInstances")
+			})
 		},
 	}
 	list.Flags().StringVarP(&f.rg, "resource-group", "g", "", "resource group (default: all)")
@@ -138,7 +140,12 @@ func newMICommand(g *globals) *cobra.Command {
 			if err := g.confirm(f.yes); err != nil {
 				return err
 			}
-			return g.delete(cmd, g.instancePathFor(f.rg, f.name), f.noWait, "Deleting managed instance")
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			op, err := c.BeginDeleteManagedInstance(cmd.Context(), f.rg, f.name)
+			return g.finish(cmd, c, op, err, f.noWait, "Deleting managed instance", false)
 		},
 	}
 	nameRG(del)
@@ -146,7 +153,7 @@ func newMICommand(g *globals) *cobra.Command {
 	del.Flags().BoolVar(&f.noWait, "no-wait", false, "do not wait for the operation to finish")
 
 	mi.AddCommand(create, update, show, list, del, newMIConnStringCommand(g),
-		newWaitCommand(g, "managed instance", func(c *client, rg, _, _, name string) string { return c.instancePath(rg, name) }, false, false))
+		newWaitCommand(g, "managed instance", func(c *client, rg, _, _, name string) string { return c.InstancePath(rg, name) }, false, false))
 	return mi
 }
 
@@ -171,121 +178,96 @@ func parseStorage(s string) (int, error) {
 var editions = map[string]string{"generalpurpose": "GeneralPurpose", "gp": "GeneralPurpose", "businesscritical": "BusinessCritical", "bc": "BusinessCritical"}
 
 // body builds the PUT body from the flags that were set.
-func (f *miFlags) body(cmd *cobra.Command, create bool) (map[string]any, error) {
-	props := map[string]any{}
-	sku := map[string]any{}
+func (f *miFlags) body(cmd *cobra.Command, create bool) (fogclient.ManagedInstance, error) {
+	mi := fogclient.ManagedInstance{Location: f.location}
+	props := &mi.Properties
+	var sku resource.Sku
 	set := cmd.Flags().Changed
 	if set("admin-user") {
-		props["administratorLogin"] = f.adminUser
+		props.AdministratorLogin = &f.adminUser
 	}
 	if set("admin-password") {
-		props["administratorLoginPassword"] = f.adminPassword
+		props.AdministratorLoginPassword = &f.adminPassword
 	}
 	if set("edition") || set("tier") {
 		e, ok := editions[strings.ToLower(f.edition)]
 		if !ok {
-			return nil, usageErr("--edition", "%q is not a tier: use GeneralPurpose or BusinessCritical", f.edition)
+			return mi, usageErr("--edition", "%q is not a tier: use GeneralPurpose or BusinessCritical", f.edition)
 		}
-		sku["tier"] = e
+		sku.Tier = e
 	}
 	if set("family") {
 		if !strings.EqualFold(f.family, "Gen5") {
-			return nil, usageErr("--family", "%q is not a hardware family: use Gen5", f.family)
+			return mi, usageErr("--family", "%q is not a hardware family: use Gen5", f.family)
 		}
-		sku["family"] = "Gen5"
+		sku.Family = "Gen5"
 	}
 	if set("capacity") {
-		props["vCores"] = f.capacity
+		props.VCores = &f.capacity
 	}
 	if set("storage") {
 		gb, err := parseStorage(f.storage)
 		if err != nil {
-			return nil, err
+			return mi, err
 		}
-		props["storageSizeInGB"] = gb
+		props.StorageSizeInGB = &gb
 	}
-	for flag, key := range map[string]string{"collation": "collation", "timezone-id": "timezoneId", "dns-zone-partner": "dnsZonePartner", "license-type": "licenseType", "database-format": "databaseFormat"} {
+	for flag, field := range map[string]**string{"collation": &props.Collation, "timezone-id": &props.TimezoneID, "dns-zone-partner": &props.DNSZonePartner, "license-type": &props.LicenseType, "database-format": &props.DatabaseFormat} {
 		if set(flag) {
 			v := map[string]string{"collation": f.collation, "timezone-id": f.timezone, "dns-zone-partner": f.dnsZonePartner, "license-type": f.licenseType, "database-format": f.databaseFormat}[flag]
-			props[key] = v
+			*field = &v
 		}
 	}
-	body := map[string]any{"location": f.location, "properties": props}
-	if len(sku) > 0 {
-		body["sku"] = sku
+	if sku != (resource.Sku{}) {
+		mi.Sku = &sku
 	}
 	if set("tags") {
-		tags := map[string]string{}
+		// A non-nil map, even empty: --tags "" clears the instance's tags.
+		mi.Tags = map[string]string{}
 		for _, t := range f.tags {
 			for _, kv := range strings.Fields(t) {
 				k, v, _ := strings.Cut(kv, "=")
 				if k == "" {
-					return nil, usageErr("--tags", "%q is not key=value", kv)
+					return mi, usageErr("--tags", "%q is not key=value", kv)
 				}
-				tags[k] = v
+				mi.Tags[k] = v
 			}
 		}
-		body["tags"] = tags
 	}
 	_ = create
-	return body, nil
+	return mi, nil
 }
 
-func (g *globals) instancePathFor(rg, name string) string {
-	c, err := g.client()
-	if err != nil {
-		return ""
-	}
-	return c.instancePath(rg, name)
-}
-
-func (g *globals) get(cmd *cobra.Command, path string) error {
+// show runs a read and prints the API's answer.
+func (g *globals) show(cmd *cobra.Command, read func(ctx context.Context, c *client) error) error {
 	c, err := g.client()
 	if err != nil {
 		return err
 	}
-	_, b, err := c.do(cmd.Context(), http.MethodGet, path, nil)
+	b, err := c.answer(cmd.Context(), func(ctx context.Context) error { return read(ctx, c) })
 	if err != nil {
 		return err
 	}
 	return g.print(b)
 }
 
-func (g *globals) put(cmd *cobra.Command, path string, body any, noWait bool, what string) error {
-	c, err := g.client()
+// finish follows an operation a command started: with --no-wait it prints how to wait for
+// it; otherwise it waits, and prints the resource the operation ended with when print is set.
+func (g *globals) finish(cmd *cobra.Command, c *client, op *fogclient.Operation, err error, noWait bool, what string, print bool) error {
 	if err != nil {
-		return err
+		return c.explain(err)
 	}
-	resp, b, err := c.do(cmd.Context(), http.MethodPut, path, body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode == http.StatusAccepted {
+	resp := op.First
+	if !op.Done() {
 		if noWait {
-			return g.noWaitHint(cmd, resp)
+			return g.noWaitHint(cmd, op.First.Header)
 		}
-		if b, err = c.wait(cmd.Context(), resp, path, g.progressFor(what)); err != nil {
-			return err
+		if resp, err = op.Wait(cmd.Context(), g.progressFor(what)); err != nil {
+			return c.explain(err)
 		}
 	}
-	return g.print(b)
-}
-
-func (g *globals) delete(cmd *cobra.Command, path string, noWait bool, what string) error {
-	c, err := g.client()
-	if err != nil {
-		return err
+	if !print || resp == nil {
+		return nil
 	}
-	resp, _, err := c.do(cmd.Context(), http.MethodDelete, path, nil)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode == http.StatusAccepted && noWait {
-		return g.noWaitHint(cmd, resp)
-	}
-	if resp.StatusCode == http.StatusAccepted {
-		_, err = c.wait(cmd.Context(), resp, "", g.progressFor(what))
-		return err
-	}
-	return nil
+	return g.print(resp.Body)
 }

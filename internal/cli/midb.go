@@ -1,22 +1,17 @@
 package cli
 
 import (
-	"net/url"
+	"context"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fogdb/fog/internal/fogclient"
 )
 
 func newMIDBCommand(g *globals) *cobra.Command {
 	midb := &cobra.Command{Use: "midb", Short: "Manage databases of managed instances (az sql midb)"}
 	var name, rg, mi, collation string
 	var noWait, yes bool
-	path := func() string {
-		c, err := g.client()
-		if err != nil {
-			return ""
-		}
-		return c.instancePath(rg, mi) + "/databases/" + url.PathEscape(name)
-	}
 	common := func(c *cobra.Command, withName bool) {
 		if withName {
 			c.Flags().StringVarP(&name, "name", "n", "", "database name")
@@ -40,11 +35,16 @@ func newMIDBCommand(g *globals) *cobra.Command {
 			if err := requireMI(); err != nil {
 				return err
 			}
-			props := map[string]any{}
+			var db fogclient.Database
 			if cmd.Flags().Changed("collation") {
-				props["collation"] = collation
+				db.Properties.Collation = collation
 			}
-			return g.put(cmd, path(), map[string]any{"properties": props}, noWait, "Creating database")
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			op, err := c.BeginCreateDatabase(cmd.Context(), rg, mi, name, db)
+			return g.finish(cmd, c, op, err, noWait, "Creating database", true)
 		},
 	}
 	common(create, true)
@@ -57,7 +57,10 @@ func newMIDBCommand(g *globals) *cobra.Command {
 			if err := requireMI(); err != nil {
 				return err
 			}
-			return g.get(cmd, path())
+			return g.show(cmd, func(ctx context.Context, c *client) error {
+				_, err := c.GetDatabase(ctx, rg, mi, name)
+				return err
+			})
 		},
 	}
 	common(show, true)
@@ -68,11 +71,10 @@ func newMIDBCommand(g *globals) *cobra.Command {
 			if err := requireMI(); err != nil {
 				return err
 			}
-			c, err := g.client()
-			if err != nil {
+			return g.show(cmd, func(ctx context.Context, c *client) error {
+				_, err := c.ListDatabases(ctx, rg, mi)
 				return err
-			}
-			return g.get(cmd, c.instancePath(rg, mi)+"/databases")
+			})
 		},
 	}
 	common(list, false)
@@ -86,7 +88,12 @@ func newMIDBCommand(g *globals) *cobra.Command {
 			if err := g.confirm(yes); err != nil {
 				return err
 			}
-			return g.delete(cmd, path(), noWait, "Deleting database")
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			op, err := c.BeginDeleteDatabase(cmd.Context(), rg, mi, name)
+			return g.finish(cmd, c, op, err, noWait, "Deleting database", false)
 		},
 	}
 	common(del, true)
@@ -95,7 +102,7 @@ func newMIDBCommand(g *globals) *cobra.Command {
 
 	midb.AddCommand(create, show, list, del,
 		newWaitCommand(g, "database", func(c *client, rg, _, mi, name string) string {
-			return c.instancePath(rg, mi) + "/databases/" + url.PathEscape(name)
+			return c.DatabasePath(rg, mi, name)
 		}, false, true))
 	return midb
 }

@@ -1,9 +1,9 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -58,8 +58,10 @@ func newMonitorCommand(g *globals) *cobra.Command {
 			if correlation != "" {
 				filter += fmt.Sprintf(" and correlationId eq '%s'", correlation)
 			}
-			path := "/subscriptions/" + url.PathEscape(c.sub) + "/providers/Microsoft.Insights/eventtypes/management/values?api-version=2015-04-01&$filter=" + url.QueryEscape(filter)
-			_, b, err := c.do(cmd.Context(), "GET", path, nil)
+			b, err := c.answer(cmd.Context(), func(ctx context.Context) error {
+				_, err := c.ListActivityLog(ctx, filter)
+				return err
+			})
 			if err != nil {
 				return err
 			}

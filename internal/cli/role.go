@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -9,11 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/fogdb/fog/internal/api"
 	"github.com/fogdb/fog/internal/authz"
+	"github.com/fogdb/fog/internal/fogclient"
 )
-
-const authzAPIVersion = "2022-04-01"
 
 // newRoleCommand is az role: role assignments and the built-in role definitions.
 func newRoleCommand(g *globals) *cobra.Command {
@@ -25,9 +24,9 @@ func newRoleCommand(g *globals) *cobra.Command {
 		case scope != "":
 			return strings.TrimRight(scope, "/")
 		case rg != "":
-			return "/subscriptions/" + url.PathEscape(c.sub) + "/resourceGroups/" + url.PathEscape(rg)
+			return "/subscriptions/" + url.PathEscape(c.Subscription()) + "/resourceGroups/" + url.PathEscape(rg)
 		}
-		return "/subscriptions/" + url.PathEscape(c.sub)
+		return "/subscriptions/" + url.PathEscape(c.Subscription())
 	}
 	bindScope := func(cmd *cobra.Command) {
 		cmd.Flags().StringVar(&scope, "scope", "", "scope: '/', /subscriptions/{id}, a resource group's or a resource's id (default: the subscription)")
@@ -44,10 +43,11 @@ func newRoleCommand(g *globals) *cobra.Command {
 			if !ok {
 				return usageErr("--role", "no role %q; `fog role definition list` shows them", role)
 			}
-			sc := scopeOf(c)
-			path := assignmentsPath(sc) + "/" + authz.NewGUID() + "?api-version=" + authzAPIVersion
-			_, b, err := c.do(cmd.Context(), "PUT", path, map[string]any{"properties": map[string]any{
-				"roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/" + rd.ID, "principalId": assignee}})
+			b, err := c.answer(cmd.Context(), func(ctx context.Context) error {
+				_, err := c.CreateRoleAssignment(ctx, scopeOf(c), authz.NewGUID(), fogclient.RoleAssignmentProperties{
+					RoleDefinitionID: "/providers/Microsoft.Authorization/roleDefinitions/" + rd.ID, PrincipalID: assignee})
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -66,11 +66,14 @@ func newRoleCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			path := assignmentsPath(scopeOf(c)) + "?api-version=" + authzAPIVersion
+			filter := ""
 			if assignee != "" {
-				path += "&$filter=" + url.QueryEscape("principalId eq '"+strings.ReplaceAll(assignee, "'", "''")+"'")
+				filter = "principalId eq '" + strings.ReplaceAll(assignee, "'", "''") + "'"
 			}
-			_, b, err := c.do(cmd.Context(), "GET", path, nil)
+			b, err := c.answer(cmd.Context(), func(ctx context.Context) error {
+				_, err := c.ListRoleAssignments(ctx, scopeOf(c), filter)
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -94,8 +97,10 @@ func newRoleCommand(g *globals) *cobra.Command {
 				if assignee == "" && role == "" {
 					return usageErr("--ids", "give --ids, or --assignee and/or --role (with --scope) to pick the assignments")
 				}
-				path := assignmentsPath(scopeOf(c)) + "?api-version=" + authzAPIVersion + "&$filter=atScope()"
-				_, b, err := c.do(cmd.Context(), "GET", path, nil)
+				b, err := c.answer(cmd.Context(), func(ctx context.Context) error {
+					_, err := c.ListRoleAssignments(ctx, scopeOf(c), "atScope()")
+					return err
+				})
 				if err != nil {
 					return err
 				}
@@ -109,8 +114,8 @@ func newRoleCommand(g *globals) *cobra.Command {
 				}
 			}
 			for _, id := range targets {
-				if _, _, err := c.do(cmd.Context(), "DELETE", id+"?api-version="+authzAPIVersion, nil); err != nil {
-					return err
+				if err := c.DeleteRoleAssignment(cmd.Context(), id); err != nil {
+					return c.explain(err)
 				}
 			}
 			return nil
@@ -131,11 +136,14 @@ func newRoleCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			path := "/subscriptions/" + url.PathEscape(c.sub) + "/providers/Microsoft.Authorization/roleDefinitions?api-version=" + authzAPIVersion
+			filter := ""
 			if name != "" {
-				path += "&$filter=" + url.QueryEscape("roleName eq '"+strings.ReplaceAll(name, "'", "''")+"'")
+				filter = "roleName eq '" + strings.ReplaceAll(name, "'", "''") + "'"
 			}
-			_, b, err := c.do(cmd.Context(), "GET", path, nil)
+			b, err := c.answer(cmd.Context(), func(ctx context.Context) error {
+				_, err := c.ListRoleDefinitions(ctx, filter)
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -146,13 +154,6 @@ func newRoleCommand(g *globals) *cobra.Command {
 	dc.AddCommand(dlist)
 	rc.AddCommand(ac, dc)
 	return rc
-}
-
-func assignmentsPath(scope string) string {
-	if scope == "/" {
-		scope = ""
-	}
-	return scope + "/providers/Microsoft.Authorization/roleAssignments"
 }
 
 func assignmentsOf(body []byte) []map[string]any {
@@ -223,7 +224,10 @@ func newAccountCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, b, err := c.do(cmd.Context(), "PUT", api.SubscriptionsPath+"/"+url.PathEscape(id), map[string]string{"tenantId": tenant, "displayName": display})
+			b, err := c.answer(cmd.Context(), func(ctx context.Context) error {
+				_, err := c.RegisterSubscription(ctx, id, fogclient.SubscriptionRequest{TenantID: tenant, DisplayName: display})
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -242,7 +246,10 @@ func newAccountCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, b, err := c.do(cmd.Context(), "GET", api.SubscriptionsPath, nil)
+			b, err := c.answer(cmd.Context(), func(ctx context.Context) error {
+				_, err := c.ListSubscriptions(ctx)
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -261,13 +268,9 @@ func (g *globals) account(cmd *cobra.Command) (*client, map[string]any, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	_, b, err := c.do(cmd.Context(), "GET", "/subscriptions/"+url.PathEscape(c.sub)+"?api-version=2022-12-01", nil)
+	sub, err := c.GetSubscription(cmd.Context())
 	if err != nil {
-		return nil, nil, err
-	}
-	var sub map[string]any
-	if err := json.Unmarshal(b, &sub); err != nil {
-		return nil, nil, fmt.Errorf("decode subscription: %w", err)
+		return nil, nil, c.explain(err)
 	}
 	ca, err := c.caFile()
 	if err != nil {
@@ -275,8 +278,8 @@ func (g *globals) account(cmd *cobra.Command) (*client, map[string]any, error) {
 	}
 	cfg, _ := filepath.Abs(c.config)
 	return c, map[string]any{
-		"id": c.sub, "name": sub["displayName"], "tenantId": sub["tenantId"], "state": sub["state"],
-		"isDefault": true, "apiUrl": c.base, "caFile": ca, "clientConfig": cfg,
+		"id": c.Subscription(), "name": sub.DisplayName, "tenantId": sub.TenantID, "state": sub.State,
+		"isDefault": true, "apiUrl": c.BaseURL(), "caFile": ca, "clientConfig": cfg,
 	}, nil
 }
 
@@ -303,7 +306,7 @@ func newAccessTokenCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.render(map[string]any{"accessToken": c.tok, "tokenType": "Bearer", "subscription": c.sub, "tenant": acct["tenantId"]})
+			return g.render(map[string]any{"accessToken": c.Token(), "tokenType": "Bearer", "subscription": c.Subscription(), "tenant": acct["tenantId"]})
 		},
 	}
 }

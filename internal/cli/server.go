@@ -24,7 +24,7 @@ import (
 
 	"github.com/fogdb/fog/internal/agent"
 	"github.com/fogdb/fog/internal/agentapi"
-	"github.com/fogdb/fog/internal/api"
+	"github.com/fogdb/fog/internal/fogclient"
 	"github.com/fogdb/fog/internal/gateway"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/lease"
@@ -105,11 +105,15 @@ func newJoinTokenCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, b, err := c.do(cmd.Context(), "POST", api.JoinTokenPath, map[string]string{"region": region, "expiresIn": expires})
+			var tok *fogclient.JoinToken
+			b, err := c.answer(cmd.Context(), func(ctx context.Context) (err error) {
+				tok, err = c.CreateJoinToken(ctx, fogclient.JoinTokenRequest{Region: region, ExpiresIn: expires})
+				return err
+			})
 			if err != nil {
 				return err
 			}
-			return g.printToken(cmd, b)
+			return g.printToken(cmd, tok.Token, b)
 		},
 	}
 	create.Flags().StringVar(&region, "region", "", "region of the agent the token admits")

@@ -1,26 +1,21 @@
 package cli
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
-	"net/url"
 
 	"github.com/spf13/cobra"
 
-	"github.com/fogdb/fog/internal/api"
+	"github.com/fogdb/fog/internal/fogclient"
 )
 
 // printToken prints a created token alone, as kubeadm token create does, for $(...) in
 // scripts; with -o the whole answer (id, expiry).
-func (g *globals) printToken(cmd *cobra.Command, body []byte) error {
+func (g *globals) printToken(cmd *cobra.Command, token string, body []byte) error {
 	if f := cmd.Flag("output"); f != nil && f.Changed {
 		return g.print(body)
 	}
-	var out struct{ Token string }
-	if err := json.Unmarshal(body, &out); err != nil {
-		return err
-	}
-	_, err := fmt.Fprintln(g.io.Out, out.Token)
+	_, err := fmt.Fprintln(g.io.Out, token)
 	return err
 }
 
@@ -38,11 +33,15 @@ func newTokenCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, b, err := c.do(cmd.Context(), "POST", api.TokensPath, map[string]string{"name": name, "expiresIn": expires, "tenantId": tenant})
+			var tok *fogclient.Token
+			b, err := c.answer(cmd.Context(), func(ctx context.Context) (err error) {
+				tok, err = c.CreateToken(ctx, fogclient.TokenRequest{Name: name, ExpiresIn: expires, TenantID: tenant})
+				return err
+			})
 			if err != nil {
 				return err
 			}
-			return g.printToken(cmd, b)
+			return g.printToken(cmd, tok.Token, b)
 		},
 	}
 	create.Flags().StringVar(&name, "name", "", "the principal the token is for (such as ci or alice)")
@@ -56,7 +55,10 @@ func newTokenCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, b, err := c.do(cmd.Context(), "GET", api.TokensPath, nil)
+			b, err := c.answer(cmd.Context(), func(ctx context.Context) error {
+				_, err := c.ListTokens(ctx)
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -71,8 +73,7 @@ func newTokenCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, _, err = c.do(cmd.Context(), "DELETE", api.TokensPath+"/"+url.PathEscape(id), nil)
-			return err
+			return c.explain(c.RevokeToken(cmd.Context(), id))
 		},
 	}
 	revoke.Flags().StringVar(&id, "id", "", "the token's id, from fog token list (8 characters or more)")

@@ -19,25 +19,19 @@ type tracer struct {
 	debug bool
 }
 
-func (t *tracer) request(req *http.Request, body any) {
-	if t == nil {
-		return
-	}
+// Request, Response and Failed make the tracer the API client's fogclient.Tracer.
+func (t *tracer) Request(req *http.Request, body []byte) {
 	if !t.debug {
 		return
 	}
 	fmt.Fprintf(t.w, "DEBUG: Request URL: '%s %s'\n", req.Method, req.URL)
 	t.headers("Request", req.Header)
 	if body != nil {
-		b, _ := json.Marshal(body)
-		fmt.Fprintf(t.w, "DEBUG: Request body:\nDEBUG: %s\n", redactJSON(b))
+		fmt.Fprintf(t.w, "DEBUG: Request body:\nDEBUG: %s\n", redactJSON(body))
 	}
 }
 
-func (t *tracer) response(req *http.Request, resp *http.Response, b []byte, took time.Duration) {
-	if t == nil {
-		return
-	}
+func (t *tracer) Response(req *http.Request, resp *http.Response, b []byte, took time.Duration) {
 	fmt.Fprintf(t.w, "INFO: %s %s: %d %s in %s\n", req.Method, pathOf(req), resp.StatusCode, http.StatusText(resp.StatusCode), took.Round(time.Millisecond))
 	if !t.debug {
 		return
@@ -48,10 +42,7 @@ func (t *tracer) response(req *http.Request, resp *http.Response, b []byte, took
 	}
 }
 
-func (t *tracer) failed(req *http.Request, err error, took time.Duration) {
-	if t == nil {
-		return
-	}
+func (t *tracer) Failed(req *http.Request, err error, took time.Duration) {
 	fmt.Fprintf(t.w, "INFO: %s %s: failed after %s: %v\n", req.Method, pathOf(req), took.Round(time.Millisecond), err)
 }
 

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,6 +10,8 @@ import (
 
 	jmespath "github.com/jmespath-community/go-jmespath"
 	"github.com/spf13/cobra"
+
+	"github.com/fogdb/fog/internal/fogclient"
 )
 
 // truthy is JMESPath's truth: false, null, "", [] and {} are false.
@@ -32,8 +33,8 @@ func truthy(v any) bool {
 
 // noWaitHint prints, for --no-wait, the operation that runs on and the command that waits for
 // it (az's `wait`), built from the command's own flags.
-func (g *globals) noWaitHint(cmd *cobra.Command, resp *http.Response) error {
-	op := resp.Header.Get("Azure-AsyncOperation")
+func (g *globals) noWaitHint(cmd *cobra.Command, header http.Header) error {
+	op := header.Get("Azure-AsyncOperation")
 	id := op
 	if u, err := url.Parse(op); err == nil {
 		id = u.Path[strings.LastIndex(u.Path, "/")+1:]
@@ -116,11 +117,14 @@ func newWaitCommand(g *globals, what string, path func(c *client, rg, loc, mi, n
 			p := path(c, rg, loc, mi, name)
 			deadline := time.Now().Add(timeout)
 			for {
-				_, b, err := c.do(cmd.Context(), http.MethodGet, p, nil)
-				var ae *APIError
-				gone := errors.As(err, &ae) && ae.Status == http.StatusNotFound
+				var b []byte
+				resp, err := c.Do(cmd.Context(), http.MethodGet, p, nil, nil)
+				gone := fogclient.IsNotFound(err)
 				if err != nil && !gone {
-					return err
+					return c.explain(err)
+				}
+				if resp != nil {
+					b = resp.Body
 				}
 				done := false
 				switch {

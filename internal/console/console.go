@@ -6,16 +6,14 @@
 package console
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"embed"
 	"encoding/base64"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -23,6 +21,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fogdb/fog/internal/fogclient"
 )
 
 //go:embed static templates
@@ -46,9 +46,6 @@ type Config struct {
 
 // CookieName is the session cookie: HttpOnly, Secure, SameSite=Strict.
 const CookieName = "fog_session"
-
-// apiVersion is the api-version the console speaks, as the CLI.
-const apiVersion = "2023-08-01"
 
 type session struct {
 	token, sub, csrf string
@@ -214,38 +211,38 @@ func (c *Console) authed(h func(http.ResponseWriter, *http.Request, *apiClient))
 				return
 			}
 		}
-		h(w, r, &apiClient{h: c.cfg.API, s: s, remote: r.RemoteAddr, ctx: r.Context()})
+		h(w, r, c.newAPIClient(r, s))
 	}
 }
 
 // apiClient calls the ARM API in process, as the signed-in principal.
 type apiClient struct {
-	h      http.Handler
-	s      *session
-	remote string
-	ctx    context.Context
+	c   *fogclient.Client
+	s   *session
+	ctx context.Context
+}
+
+// newAPIClient is the API client of a session: the API's handler called in process, with the
+// session's token and the browser's address.
+func (c *Console) newAPIClient(r *http.Request, s *session) *apiClient {
+	fc, err := fogclient.New(fogclient.Config{APIURL: "https://fog.invalid", Token: s.token, Subscription: s.sub},
+		fogclient.WithHandler(c.cfg.API, r.RemoteAddr), fogclient.WithUserAgent("fog-console"))
+	if err != nil {
+		panic(err) // New fails only for a config without apiUrl
+	}
+	return &apiClient{c: fc, s: s, ctx: r.Context()}
 }
 
 // apiError is an ARM error answer.
-type apiError struct {
-	Status        int
-	Code, Message string
-}
+type apiError = fogclient.Error
 
-func (e *apiError) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
-
-type recorder struct {
-	hdr    http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (r *recorder) Header() http.Header         { return r.hdr }
-func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
-func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
+// errorText is an error as the console's fragments show it: code, then message.
+func errorText(err error) string {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.Code + ": " + ae.Message
 	}
+	return err.Error()
 }
 
 // pathOf keeps the path and query of an API URL (operation URLs are absolute).
@@ -258,49 +255,13 @@ func pathOf(u string) string {
 
 // call sends one request to the API; a non-2xx answer is an *apiError.
 func (a *apiClient) call(method, path string, body any, out any) (http.Header, error) {
-	path = pathOf(path)
-	if !strings.Contains(path, "api-version=") {
-		sep := "?"
-		if strings.Contains(path, "?") {
-			sep = "&"
-		}
-		path += sep + "api-version=" + apiVersion
+	resp, err := a.c.Do(a.ctx, method, pathOf(path), body, out)
+	var ae *apiError
+	if errors.As(err, &ae) && ae.Code == "" {
+		ae.Code = http.StatusText(ae.Status)
 	}
-	var rd io.Reader = http.NoBody
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(a.ctx, method, path, rd)
-	if err != nil {
+	if resp == nil {
 		return nil, err
 	}
-	req.RemoteAddr = a.remote
-	req.Header.Set("Authorization", "Bearer "+a.s.token)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "fog-console")
-	rec := &recorder{hdr: http.Header{}}
-	a.h.ServeHTTP(rec, req)
-	if rec.status == 0 {
-		rec.status = http.StatusOK
-	}
-	if rec.status >= 300 {
-		var eb struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		_ = json.Unmarshal(rec.body.Bytes(), &eb)
-		if eb.Error.Code == "" {
-			eb.Error.Code, eb.Error.Message = http.StatusText(rec.status), strings.TrimSpace(rec.body.String())
-		}
-		return rec.hdr, &apiError{Status: rec.status, Code: eb.Error.Code, Message: eb.Error.Message}
-	}
-	if out != nil && rec.body.Len() > 0 {
-		if err := json.Unmarshal(rec.body.Bytes(), out); err != nil {
-			return rec.hdr, fmt.Errorf("decode %s: %w", path, err)
-		}
-	}
-	return rec.hdr, nil
+	return resp.Header, err
 }

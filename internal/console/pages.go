@@ -98,7 +98,7 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 	}
 	next := safeNext(r.PostFormValue("next"))
 	s := &session{token: tok, sub: sub}
-	a := &apiClient{h: c.cfg.API, s: s, remote: r.RemoteAddr, ctx: r.Context()}
+	a := c.newAPIClient(r, s)
 	var ae *apiError
 	_, err := a.call("GET", fmt.Sprintf("/subscriptions/%s/providers/Microsoft.Sql/managedInstances", url.PathEscape(sub)), nil, nil)
 	if tok == "" || errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusBadRequest) {
@@ -636,7 +636,7 @@ func (c *Console) groupPage(w http.ResponseWriter, r *http.Request, a *apiClient
 func (c *Console) groupLive(w http.ResponseWriter, r *http.Request, a *apiClient) {
 	d, err := a.groupDetail(r.PathValue("rg"), r.PathValue("loc"), r.PathValue("name"))
 	if err != nil {
-		http.Error(w, err.Error(), statusOf(err))
+		http.Error(w, errorText(err), statusOf(err))
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -745,7 +745,7 @@ func (c *Console) operationPage(w http.ResponseWriter, r *http.Request, a *apiCl
 func (c *Console) operationStatus(w http.ResponseWriter, r *http.Request, a *apiClient) {
 	v, err := a.operation(r)
 	if err != nil {
-		http.Error(w, err.Error(), statusOf(err))
+		http.Error(w, errorText(err), statusOf(err))
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")

@@ -88,3 +88,20 @@ func TestControlPlaneDoesNotImportPostgres(t *testing.T) {
 		}
 	}
 }
+
+// TestClientDoesNotImportTheServer: the API client reaches Fog only over HTTP; it shares the
+// wire shapes (packages arm and resource), never the server's code.
+func TestClientDoesNotImportTheServer(t *testing.T) {
+	mod := "github.com/fogdb/fog/internal/"
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", "../fogclient").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		for _, banned := range []string{"controller", "api", "standalone", "store", "cli", "console", "agentapi", "authz"} {
+			if p == mod+banned {
+				t.Errorf("the API client depends on %s", p)
+			}
+		}
+	}
+}

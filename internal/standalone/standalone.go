@@ -38,6 +38,7 @@ import (
 	"github.com/fogdb/fog/internal/controller"
 	"github.com/fogdb/fog/internal/devca"
 	"github.com/fogdb/fog/internal/election"
+	"github.com/fogdb/fog/internal/fogclient"
 	"github.com/fogdb/fog/internal/fogdns"
 	"github.com/fogdb/fog/internal/gateway"
 	"github.com/fogdb/fog/internal/instance"
@@ -183,12 +184,8 @@ func (c *Config) Validate() error {
 }
 
 // ClientConfig is what the CLI needs to reach the API; `fog up` writes it to client.json.
-type ClientConfig struct {
-	APIURL       string `json:"apiUrl"`
-	CACert       string `json:"caCert"`
-	Token        string `json:"token"`
-	Subscription string `json:"subscription"`
-}
+// It is the API client's config, so what the server writes is what the client reads.
+type ClientConfig = fogclient.Config
 
 // Info is what a running deployment tells its caller.
 type Info struct {

@@ -9,8 +9,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/cli"
+	"github.com/fogdb/fog/internal/fogclient"
 	"github.com/fogdb/fog/internal/postgres"
 	"github.com/fogdb/fog/internal/standalone"
 	"github.com/jackc/pgx/v5"
@@ -32,7 +33,7 @@ import (
 
 const (
 	sub      = standalone.DefaultSubscription
-	apiVer   = "2023-08-01"
+	apiVer   = fogclient.APIVersion
 	password = "Str0ng-Password-123!"
 )
 
@@ -70,6 +71,9 @@ type fog struct {
 	// dns is the DNS server's address, when the test asked for one.
 	dns  string
 	info standalone.ClientConfig
+	// api is the API client; hc is an HTTP client that trusts Fog's CA, for the clients
+	// that bring their own protocol (the Azure SDK, a browser).
+	api  *fogclient.Client
 	hc   *http.Client
 	stop func()
 }
@@ -133,8 +137,18 @@ func startFog(t *testing.T, dataDir string, mutate ...func(*standalone.Config)) 
 			t.Logf("fog log (tail):\n%s", tail(grepOut(string(b), "level=DEBUG"), 40))
 		}
 	})
-	f.hc = httpClient(t, f.info.CACert)
+	f.hc, f.api = httpClient(t, f.info.CACert), apiClient(t, f.info)
 	return f
+}
+
+// apiClient is the API client of a deployment, polling operations every 100ms.
+func apiClient(t *testing.T, cc standalone.ClientConfig) *fogclient.Client {
+	c, err := fogclient.New(cc, fogclient.WithPollInterval(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
 }
 
 func tail(s string, n int) string {
@@ -203,41 +217,13 @@ func (f *fog) try(method, path string, body any) (response, error) {
 
 func (f *fog) tryWith(method, path string, body any, auth string) (response, error) {
 	f.t.Helper()
-	u := path
-	if !strings.HasPrefix(u, "https://") {
-		u = f.info.APIURL + path
-	}
-	if !strings.Contains(u, "api-version=") {
-		if strings.Contains(u, "?") {
-			u += "&api-version=" + apiVer
-		} else {
-			u += "?api-version=" + apiVer
-		}
-	}
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		j, _ := json.Marshal(b)
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, u, rd)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := f.hc.Do(req)
+	// The tests send bodies the API must refuse too: Content-Type is always JSON.
+	h := http.Header{"Authorization": {auth}, "Content-Type": {"application/json"}}
+	r, err := f.api.Send(context.Background(), fogclient.Request{Method: method, Path: path, Body: body, Header: h})
 	if err != nil {
 		return response{}, err
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
+	return response{Status: r.Status, Header: r.Header, Body: r.Body}, nil
 }
 
 func miPath(rg, name string) string {
@@ -263,20 +249,16 @@ func (f *fog) wait(r response) map[string]any {
 		f.t.Fatalf("status = %d (%s), want 202", r.Status, r.Body)
 	}
 	u := r.Header.Get("Azure-AsyncOperation")
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		st := f.call("GET", u, nil)
-		if st.Status != http.StatusOK {
-			f.t.Fatalf("GET operation status = %d %s", st.Status, st.Body)
-		}
-		m := st.json(f.t)
-		if s := m["status"]; s != "InProgress" {
-			return m
-		}
-		time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, st, err := f.api.PollStatus(ctx, u, nil)
+	if errors.Is(err, context.DeadlineExceeded) {
+		f.t.Fatalf("operation %s did not finish in 2 minutes", u)
 	}
-	f.t.Fatalf("operation %s did not finish in 2 minutes", u)
-	return nil
+	if err != nil {
+		f.t.Fatalf("GET operation status: %v", err)
+	}
+	return response{Status: st.Status, Header: st.Header, Body: st.Body}.json(f.t)
 }
 
 // mustSucceed waits for an operation and fails the test unless it succeeded.
@@ -395,7 +377,7 @@ func startFogProcess(t *testing.T, dataDir, base string, env ...string) *fogProc
 
 // asFog wraps a process's API in the same helpers as an in-process Fog.
 func (p *fogProcess) asFog(t *testing.T, dataDir string) *fog {
-	return &fog{t: t, dataDir: dataDir, info: p.client, hc: httpClient(t, p.client.CACert)}
+	return &fog{t: t, dataDir: dataDir, info: p.client, hc: httpClient(t, p.client.CACert), api: apiClient(t, p.client)}
 }
 
 // grepOut drops the lines containing s.

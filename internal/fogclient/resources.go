@@ -1,0 +1,242 @@
+package fogclient
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/fogdb/fog/internal/resource"
+)
+
+// The ARM resources, in the JSON the API reads and writes.
+type (
+	ManagedInstance = resource.InstanceJSON
+	Database        = resource.DatabaseJSON
+	FailoverGroup   = resource.FailoverGroupJSON
+)
+
+// list is an ARM list answer.
+type list[T any] struct {
+	Value    []T    `json:"value"`
+	NextLink string `json:"nextLink,omitempty"`
+}
+
+// getList reads every page of a list.
+func getList[T any](ctx context.Context, c *Client, path string) ([]T, error) {
+	out := []T{}
+	for path != "" {
+		var page list[T]
+		if _, err := c.Do(ctx, http.MethodGet, path, nil, &page); err != nil {
+			return nil, err
+		}
+		out = append(out, page.Value...)
+		path = page.NextLink
+	}
+	return out, nil
+}
+
+func get[T any](ctx context.Context, c *Client, path string) (*T, error) {
+	var v T
+	if _, err := c.Do(ctx, http.MethodGet, path, nil, &v); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// waitFor follows op to its end and decodes the resource it ends with.
+func waitFor[T any](ctx context.Context, op *Operation, err error) (*T, error) {
+	if err != nil {
+		return nil, err
+	}
+	resp, err := op.Wait(ctx, nil)
+	if err != nil || resp == nil || len(resp.Body) == 0 {
+		return nil, err
+	}
+	var v T
+	if err := json.Unmarshal(resp.Body, &v); err != nil {
+		return nil, fmt.Errorf("decode the operation's result: %w", err)
+	}
+	return &v, nil
+}
+
+func waitDone(ctx context.Context, op *Operation, err error) error {
+	if err != nil {
+		return err
+	}
+	_, err = op.Wait(ctx, nil)
+	return err
+}
+
+// InstancesPath is the managed instances of resource group rg ("" for the subscription's).
+func (c *Client) InstancesPath(rg string) string {
+	p := "/subscriptions/" + url.PathEscape(c.sub)
+	if rg != "" {
+		p += "/resourceGroups/" + url.PathEscape(rg)
+	}
+	return p + "/providers/Microsoft.Sql/managedInstances"
+}
+
+// InstancePath is a managed instance's id.
+func (c *Client) InstancePath(rg, name string) string {
+	return c.InstancesPath(rg) + "/" + url.PathEscape(name)
+}
+
+// DatabasePath is a database's id ("" name: the instance's databases).
+func (c *Client) DatabasePath(rg, mi, name string) string {
+	p := c.InstancePath(rg, mi) + "/databases"
+	if name != "" {
+		p += "/" + url.PathEscape(name)
+	}
+	return p
+}
+
+// GroupPath is a failover group's id as the side in (rg, location) addresses it ("" name:
+// the groups of that side).
+func (c *Client) GroupPath(rg, location, name string) string {
+	p := fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Sql/locations/%s/instanceFailoverGroups",
+		url.PathEscape(c.sub), url.PathEscape(rg), url.PathEscape(location))
+	if name != "" {
+		p += "/" + url.PathEscape(name)
+	}
+	return p
+}
+
+// GetManagedInstance reads a managed instance.
+func (c *Client) GetManagedInstance(ctx context.Context, rg, name string) (*ManagedInstance, error) {
+	return get[ManagedInstance](ctx, c, c.InstancePath(rg, name))
+}
+
+// ListManagedInstances lists the instances of resource group rg ("" for the subscription).
+func (c *Client) ListManagedInstances(ctx context.Context, rg string) ([]ManagedInstance, error) {
+	return getList[ManagedInstance](ctx, c, c.InstancesPath(rg))
+}
+
+// instanceBody sends a non-nil empty Tags as {}: the API keeps the tags of a body that names
+// none, and InstanceJSON's omitempty would drop an empty map that means "no tags".
+type instanceBody struct {
+	ManagedInstance
+	Tags *map[string]string `json:"tags,omitempty"`
+}
+
+func bodyOf(mi ManagedInstance) instanceBody {
+	b := instanceBody{ManagedInstance: mi}
+	if mi.Tags != nil {
+		b.Tags = &mi.Tags
+	}
+	return b
+}
+
+// BeginCreateOrUpdateManagedInstance sends a managed instance's PUT.
+func (c *Client) BeginCreateOrUpdateManagedInstance(ctx context.Context, rg, name string, mi ManagedInstance) (*Operation, error) {
+	p := c.InstancePath(rg, name)
+	return c.Begin(ctx, http.MethodPut, p, bodyOf(mi), p)
+}
+
+// CreateOrUpdateManagedInstance creates or updates a managed instance and waits until it is done.
+func (c *Client) CreateOrUpdateManagedInstance(ctx context.Context, rg, name string, mi ManagedInstance) (*ManagedInstance, error) {
+	op, err := c.BeginCreateOrUpdateManagedInstance(ctx, rg, name, mi)
+	return waitFor[ManagedInstance](ctx, op, err)
+}
+
+// BeginDeleteManagedInstance deletes a managed instance and all its data.
+func (c *Client) BeginDeleteManagedInstance(ctx context.Context, rg, name string) (*Operation, error) {
+	return c.Begin(ctx, http.MethodDelete, c.InstancePath(rg, name), nil, "")
+}
+
+// DeleteManagedInstance deletes a managed instance and waits until it is gone.
+func (c *Client) DeleteManagedInstance(ctx context.Context, rg, name string) error {
+	op, err := c.BeginDeleteManagedInstance(ctx, rg, name)
+	return waitDone(ctx, op, err)
+}
+
+// GetDatabase reads a database of an instance.
+func (c *Client) GetDatabase(ctx context.Context, rg, mi, name string) (*Database, error) {
+	return get[Database](ctx, c, c.DatabasePath(rg, mi, name))
+}
+
+// ListDatabases lists the user databases of an instance.
+func (c *Client) ListDatabases(ctx context.Context, rg, mi string) ([]Database, error) {
+	return getList[Database](ctx, c, c.DatabasePath(rg, mi, ""))
+}
+
+// BeginCreateDatabase sends a database's PUT.
+func (c *Client) BeginCreateDatabase(ctx context.Context, rg, mi, name string, db Database) (*Operation, error) {
+	p := c.DatabasePath(rg, mi, name)
+	return c.Begin(ctx, http.MethodPut, p, db, p)
+}
+
+// CreateDatabase creates a database and waits until it is done.
+func (c *Client) CreateDatabase(ctx context.Context, rg, mi, name string, db Database) (*Database, error) {
+	op, err := c.BeginCreateDatabase(ctx, rg, mi, name, db)
+	return waitFor[Database](ctx, op, err)
+}
+
+// BeginDeleteDatabase deletes a database.
+func (c *Client) BeginDeleteDatabase(ctx context.Context, rg, mi, name string) (*Operation, error) {
+	return c.Begin(ctx, http.MethodDelete, c.DatabasePath(rg, mi, name), nil, "")
+}
+
+// DeleteDatabase deletes a database and waits until it is gone.
+func (c *Client) DeleteDatabase(ctx context.Context, rg, mi, name string) error {
+	op, err := c.BeginDeleteDatabase(ctx, rg, mi, name)
+	return waitDone(ctx, op, err)
+}
+
+// GetFailoverGroup reads a failover group as the side in (rg, location) reports it.
+func (c *Client) GetFailoverGroup(ctx context.Context, rg, location, name string) (*FailoverGroup, error) {
+	return get[FailoverGroup](ctx, c, c.GroupPath(rg, location, name))
+}
+
+// ListFailoverGroups lists the failover groups of the side in (rg, location).
+func (c *Client) ListFailoverGroups(ctx context.Context, rg, location string) ([]FailoverGroup, error) {
+	return getList[FailoverGroup](ctx, c, c.GroupPath(rg, location, ""))
+}
+
+// BeginCreateOrUpdateFailoverGroup sends a failover group's PUT (a create seeds the
+// secondary).
+func (c *Client) BeginCreateOrUpdateFailoverGroup(ctx context.Context, rg, location, name string, g FailoverGroup) (*Operation, error) {
+	p := c.GroupPath(rg, location, name)
+	return c.Begin(ctx, http.MethodPut, p, g, p)
+}
+
+// CreateOrUpdateFailoverGroup creates or updates a failover group and waits until it is done.
+func (c *Client) CreateOrUpdateFailoverGroup(ctx context.Context, rg, location, name string, g FailoverGroup) (*FailoverGroup, error) {
+	op, err := c.BeginCreateOrUpdateFailoverGroup(ctx, rg, location, name, g)
+	return waitFor[FailoverGroup](ctx, op, err)
+}
+
+// BeginDeleteFailoverGroup deletes a failover group (on its primary's side).
+func (c *Client) BeginDeleteFailoverGroup(ctx context.Context, rg, location, name string) (*Operation, error) {
+	return c.Begin(ctx, http.MethodDelete, c.GroupPath(rg, location, name), nil, "")
+}
+
+// DeleteFailoverGroup deletes a failover group and waits until it is gone.
+func (c *Client) DeleteFailoverGroup(ctx context.Context, rg, location, name string) error {
+	op, err := c.BeginDeleteFailoverGroup(ctx, rg, location, name)
+	return waitDone(ctx, op, err)
+}
+
+// BeginFailover starts a planned failover to the side in (rg, location), the secondary.
+func (c *Client) BeginFailover(ctx context.Context, rg, location, name string) (*Operation, error) {
+	return c.Begin(ctx, http.MethodPost, c.GroupPath(rg, location, name)+"/failover", nil, "")
+}
+
+// Failover fails over to the side in (rg, location) and returns the group when it is done.
+func (c *Client) Failover(ctx context.Context, rg, location, name string) (*FailoverGroup, error) {
+	op, err := c.BeginFailover(ctx, rg, location, name)
+	return waitFor[FailoverGroup](ctx, op, err)
+}
+
+// BeginForceFailoverAllowDataLoss starts a forced failover to the side in (rg, location):
+// it does not wait for the primary, and transactions it has not sent are lost.
+func (c *Client) BeginForceFailoverAllowDataLoss(ctx context.Context, rg, location, name string) (*Operation, error) {
+	return c.Begin(ctx, http.MethodPost, c.GroupPath(rg, location, name)+"/forceFailoverAllowDataLoss", nil, "")
+}
+
+// ForceFailoverAllowDataLoss forces a failover and returns the group when it is done.
+func (c *Client) ForceFailoverAllowDataLoss(ctx context.Context, rg, location, name string) (*FailoverGroup, error) {
+	op, err := c.BeginForceFailoverAllowDataLoss(ctx, rg, location, name)
+	return waitFor[FailoverGroup](ctx, op, err)
+}
