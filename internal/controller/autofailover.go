@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fogdb/fog/internal/engine"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/lease"
 	"github.com/fogdb/fog/internal/pgtypes"
@@ -105,8 +106,9 @@ type outage struct {
 }
 
 // autoFailover runs the policy once.
-func (c *Controller) autoFailover(ctx context.Context) {
-	groups, err := store.List[FailoverGroup](ctx, c.st, "fog/")
+func (c *Controller) autoFailover(ctx context.Context, t *term) {
+	e := t.eng
+	groups, err := store.List[FailoverGroup](ctx, e.Store(), "fog/")
 	if err != nil {
 		return
 	}
@@ -118,14 +120,12 @@ func (c *Controller) autoFailover(ctx context.Context) {
 		r := g.Sides[g.Primary].Location
 		byRegion[r] = append(byRegion[r], g)
 	}
-	c.mu.Lock()
-	for r, o := range c.outages {
+	for r, o := range t.outages {
 		if len(byRegion[r]) == 0 {
 			c.log.Info("automatic failover: no Automatic group has its primary in the region any more", "region", r, "outage", time.Since(o.since).Round(time.Second))
-			delete(c.outages, r)
+			delete(t.outages, r)
 		}
 	}
-	c.mu.Unlock()
 	for region, all := range byRegion {
 		// A group whose operation runs is the engine's: its evidence changes as the failover
 		// goes on (its standby becomes the primary), so only idle groups are looked at, and
@@ -139,38 +139,34 @@ func (c *Controller) autoFailover(ctx context.Context) {
 		if len(gs) == 0 {
 			continue
 		}
-		ev := c.evidence(ctx, region, gs)
+		ev := c.evidence(ctx, e, region, gs)
 		down, why := regionDown(ev)
 		if ev.LeaseLost && !down {
 			c.log.Debug("automatic failover: region's lease lost, but the region does not count as down", "region", region, "because", why)
 		}
-		c.mu.Lock()
-		o := c.outages[region]
+		o := t.outages[region]
 		if !down {
 			if o != nil {
-				delete(c.outages, region)
-				c.mu.Unlock()
+				delete(t.outages, region)
 				c.log.Warn("automatic failover: the region is no longer down; nothing done", "region", region, "after", time.Since(o.since).Round(time.Second), "because", why)
 				for _, g := range gs {
 					if !o.done[g.Name] {
-						c.groupEvent(ctx, g.Name, "AutomaticFailoverCancelled", fmt.Sprintf("region %s is reachable again after %s (%s), before the grace period ended; nothing was done", region, time.Since(o.since).Round(time.Second), why))
+						groupEvent(ctx, e, g.Name, "AutomaticFailoverCancelled", fmt.Sprintf("region %s is reachable again after %s (%s), before the grace period ended; nothing was done", region, time.Since(o.since).Round(time.Second), why))
 					}
 				}
 				continue
 			}
-			c.mu.Unlock()
 			continue
 		}
 		fresh := o == nil
 		if fresh {
 			o = &outage{since: time.Now(), why: why, done: map[string]bool{}, started: map[string]string{}}
-			c.outages[region] = o
+			t.outages[region] = o
 		}
-		c.mu.Unlock()
 		if fresh {
 			c.log.Warn("automatic failover: region looks down", "region", region, "because", why)
 			for _, g := range gs {
-				c.groupEvent(ctx, g.Name, "AutomaticFailoverPending", fmt.Sprintf("region %s looks down (%s); a forced failover follows if this lasts the grace period of %d minutes", region, why, *g.GraceMinutes))
+				groupEvent(ctx, e, g.Name, "AutomaticFailoverPending", fmt.Sprintf("region %s looks down (%s); a forced failover follows if this lasts the grace period of %d minutes", region, why, *g.GraceMinutes))
 			}
 		}
 		for _, g := range gs {
@@ -183,7 +179,7 @@ func (c *Controller) autoFailover(ctx context.Context) {
 			if o.done[g.Name] || time.Since(o.since) < time.Duration(*g.GraceMinutes)*time.Minute {
 				continue
 			}
-			if c.actOnGroup(ctx, g, region, o) {
+			if c.actOnGroup(ctx, e, g, region, o) {
 				o.done[g.Name] = true
 			}
 		}
@@ -191,12 +187,12 @@ func (c *Controller) autoFailover(ctx context.Context) {
 }
 
 // actOnGroup fails g over by force, or records why not; false means try again next time.
-func (c *Controller) actOnGroup(ctx context.Context, g FailoverGroup, region string, o *outage) bool {
-	cur, rev, err := c.loadGroup(ctx, g.Name)
+func (c *Controller) actOnGroup(ctx context.Context, e *engine.Engine, g FailoverGroup, region string, o *outage) bool {
+	cur, rev, err := loadGroup(ctx, e, g.Name)
 	if err != nil || cur.Sides[cur.Primary].Location != region || cur.ActiveOperation != "" {
 		return err == nil // the group moved on meanwhile; nothing to do
 	}
-	st := c.statuses(ctx, cur)
+	st := e.Statuses(ctx, cur)
 	lossBytes, lossSecs, known := lossEstimate(cur, st)
 	target := cur.Secondary()
 	sec := cur.Sides[target]
@@ -209,17 +205,17 @@ func (c *Controller) actOnGroup(ctx context.Context, g FailoverGroup, region str
 	}
 	if over := overBudget(cur, lossBytes, lossSecs, known); over != "" {
 		c.log.Warn("automatic failover blocked by the data-loss budget", "group", g.Name, "why", over)
-		c.groupEvent(ctx, g.Name, "AutomaticFailoverBlocked", fmt.Sprintf("region %s has been down for %s, but %s (%s); the group waits for a person: force a failover of the secondary %s by hand to accept the loss",
+		groupEvent(ctx, e, g.Name, "AutomaticFailoverBlocked", fmt.Sprintf("region %s has been down for %s, but %s (%s); the group waits for a person: force a failover of the secondary %s by hand to accept the loss",
 			region, time.Since(o.since).Round(time.Second), over, desc, sec.InstanceName))
 		return true
 	}
 	if cur.ObserveOnly || c.cfg.ObserveOnly {
 		c.log.Warn("automatic failover observed, not acted on", "group", g.Name)
-		c.groupEvent(ctx, g.Name, "AutomaticFailoverObserved", fmt.Sprintf("would force a failover to %s (%s) now: region %s has been down for %s (%s); %s. Observe-only: nothing was done",
+		groupEvent(ctx, e, g.Name, "AutomaticFailoverObserved", fmt.Sprintf("would force a failover to %s (%s) now: region %s has been down for %s (%s); %s. Observe-only: nothing was done",
 			sec.InstanceName, sec.Location, region, time.Since(o.since).Round(time.Second), o.why, desc))
 		return true
 	}
-	op, aerr := c.startFailover(ctx, cur, rev, target, true, InitiatorSystem)
+	op, aerr := c.startFailover(ctx, e, cur, rev, target, true, InitiatorSystem)
 	if aerr != nil {
 		c.log.Error("automatic failover could not start; retrying", "group", g.Name, "err", aerr)
 		return false
@@ -270,8 +266,8 @@ func overBudget(g *FailoverGroup, bytes int64, secs *float64, known bool) string
 }
 
 // evidence gathers what the observers say about region, probing the primaries at once.
-func (c *Controller) evidence(ctx context.Context, region string, gs []FailoverGroup) regionEvidence {
-	ev := regionEvidence{LeaseLost: !c.leases.AgentLive(ctx, c.st, region), Groups: make([]groupEvidence, len(gs))}
+func (c *Controller) evidence(ctx context.Context, e *engine.Engine, region string, gs []FailoverGroup) regionEvidence {
+	ev := regionEvidence{LeaseLost: !c.leases.AgentLive(ctx, e.Store(), region), Groups: make([]groupEvidence, len(gs))}
 	if !ev.LeaseLost {
 		return ev // the rule needs nothing more
 	}
@@ -279,14 +275,14 @@ func (c *Controller) evidence(ctx context.Context, region string, gs []FailoverG
 	for i := range gs {
 		g := &gs[i]
 		sec := g.Sides[g.Secondary()]
-		rec, live := c.regionLease(ctx, sec.Location)
+		rec, live := e.RegionLease(ctx, sec.Location)
 		ge := groupEvidence{Name: g.Name, SecondaryAgentLive: live}
 		if p, ok := rec.Probes[sec.InstanceUID]; ok {
 			ge.Probe = &p
 		}
 		ev.Groups[i] = ge
 		var m resource.ManagedInstance
-		if _, err := store.Get(ctx, c.st, g.Sides[g.Primary].InstanceKey(), &m); err != nil {
+		if _, err := store.Get(ctx, e.Store(), g.Sides[g.Primary].InstanceKey(), &m); err != nil {
 			continue
 		}
 		wg.Go(func() {
@@ -298,16 +294,16 @@ func (c *Controller) evidence(ctx context.Context, region string, gs []FailoverG
 }
 
 // groupEvent records an event of the automatic policy in a group.
-func (c *Controller) groupEvent(ctx context.Context, name, kind, msg string) {
-	_, _ = store.Update(ctx, c.st, fogKey(name), func(g *FailoverGroup) error {
+func groupEvent(ctx context.Context, e *engine.Engine, name, kind, msg string) {
+	_, _ = store.Update(ctx, e.Store(), fogKey(name), func(g *FailoverGroup) error {
 		g.EventBy(InitiatorSystem, kind, msg, nil)
 		return nil
 	})
 }
 
 // loadGroup reads a group and its revision.
-func (c *Controller) loadGroup(ctx context.Context, name string) (*FailoverGroup, int64, error) {
+func loadGroup(ctx context.Context, e *engine.Engine, name string) (*FailoverGroup, int64, error) {
 	var g FailoverGroup
-	rev, err := store.Get(ctx, c.st, fogKey(name), &g)
+	rev, err := store.Get(ctx, e.Store(), fogKey(name), &g)
 	return &g, rev, err
 }

@@ -12,7 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fogdb/fog/internal/activity"
 	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/engine"
 	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/group"
 	"github.com/fogdb/fog/internal/instance"
@@ -76,42 +78,43 @@ func (c *Config) Validate() error {
 // operationRetention is how long a finished operation's status stays readable.
 const operationRetention = 24 * time.Hour
 
-// Controller is the control plane.
+// Controller is the control plane: the API's service, and, while this process leads (Lead),
+// the scheduler of the operations it and the other servers' APIs accept. There is one per
+// process.
 type Controller struct {
 	cfg Config
 	// access checks the partner side of group operations (nil: all allowed).
 	access Access
 	st     store.Store
 	log    *slog.Logger
+	// eng is the engine over the API's store: desired state and group writes made when a
+	// request is accepted. Operations are driven by the engine of the leader's store.
+	eng *engine.Engine
 
 	createMu sync.Mutex // serialises address allocation and name reservation
-	kick     chan string
-	leases   *lease.Observer
-	// seedSeen is, per group and seed generation, the store revision at which the monitor
-	// first saw that seed done (the monitor's goroutine only).
-	seedSeen map[string]int64
-	mu       sync.Mutex
-	driving  map[string]bool
-	// outages are the regions the automatic failover policy sees down (under mu).
-	outages map[string]*outage
+	// kick tells the leading term of an operation this process's API accepted, so that it
+	// starts at once; a process that does not lead drops it (the leader learns of the
+	// operation from the store).
+	kick   chan string
+	leases *lease.Observer
+	// resync is how often the leader lists the operations, looks after groups and runs the
+	// automatic policy.
+	resync time.Duration
 }
 
-// New returns a controller; call Run to drive operations.
+// New returns a controller; call Run or Lead to drive operations.
 func New(cfg Config, st store.Store, log *slog.Logger) (*Controller, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Controller{cfg: cfg, st: st, log: log, kick: make(chan string, 128), driving: map[string]bool{},
-		leases: lease.NewObserver(cfg.LeaseTTL, nil), seedSeen: map[string]int64{}, outages: map[string]*outage{}}, nil
+	c := &Controller{cfg: cfg, st: st, log: log, kick: make(chan string, 128), leases: lease.NewObserver(cfg.LeaseTTL, nil), resync: time.Second}
+	c.eng = c.engine(st)
+	return c, nil
 }
 
-// Driver returns a controller that drives operations through st: the leader's store, whose
-// every write carries the leadership's token (package election), so that a deposed leader's
-// drivers can no longer change anything. It shares the configuration and the lease
-// observer; the API keeps accepting requests through the controller it was made from.
-func (c *Controller) Driver(st store.Store) *Controller {
-	return &Controller{cfg: c.cfg, st: st, log: c.log, kick: make(chan string, 128), driving: map[string]bool{},
-		leases: c.leases, seedSeen: map[string]int64{}, outages: map[string]*outage{}}
+// engine returns an engine that drives through st.
+func (c *Controller) engine(st store.Store) *engine.Engine {
+	return engine.New(engine.Config{DNSSuffix: c.cfg.DNSSuffix, OperationTimeout: c.cfg.OperationTimeout}, st, c.leases, c.log)
 }
 
 // DNSSuffix is the suffix of instance and listener names.
@@ -120,19 +123,42 @@ func (c *Controller) DNSSuffix() string { return c.cfg.DNSSuffix }
 // Regions returns the deployment's regions.
 func (c *Controller) Regions() []string { return c.cfg.Regions }
 
-// Run drives operations until ctx ends and every driver has returned.
-func (c *Controller) Run(ctx context.Context) error {
+// Run drives operations through the controller's own store until ctx ends (a process that
+// needs no election: tests).
+func (c *Controller) Run(ctx context.Context) error { return c.Lead(ctx, c.st) }
+
+// term is what one leadership of this process holds: the engine over the leader's store and
+// what the schedulers remember while it lasts (a new leader starts afresh).
+type term struct {
+	eng *engine.Engine
+	mu  sync.Mutex
+	// driving are the operations a runner drives (under mu).
+	driving map[string]bool
+	// seedSeen is, per group and seed generation, the store revision at which the monitor
+	// first saw that seed done (the scheduling goroutine only).
+	seedSeen map[string]int64
+	// outages are the regions the automatic failover policy sees down (the scheduling
+	// goroutine only).
+	outages map[string]*outage
+}
+
+// Lead drives operations through st, the leader's store, whose every write carries the
+// leadership's token (package election), so that a deposed leader's runners can no longer
+// change anything, until ctx ends and every runner has returned. Operations this process's
+// API accepts are started at once (kick); others are learnt of from the store.
+func (c *Controller) Lead(ctx context.Context, st store.Store) error {
+	t := &term{eng: c.engine(st), driving: map[string]bool{}, seedSeen: map[string]int64{}, outages: map[string]*outage{}}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(c.resync)
 	defer tick.Stop()
 	// Operations are accepted by any server's API; the leader learns of them from the store.
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	accepted := c.st.Watch(wctx, "ops/")
+	accepted := st.Watch(wctx, engine.OpPrefix)
 	// Every lease renewal is noted as it happens, so that a lease's expiry counts from the
 	// last renewal this controller saw, not from when an operation first asked.
-	renewals := c.st.Watch(wctx, lease.Prefix)
+	renewals := st.Watch(wctx, lease.Prefix)
 	wg.Go(func() {
 		for ev := range renewals {
 			if ev.Rev != 0 {
@@ -141,22 +167,22 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 	})
 	start := func(id string) {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if c.driving[id] {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if t.driving[id] {
 			return
 		}
-		c.driving[id] = true
+		t.driving[id] = true
 		wg.Go(func() {
-			c.drive(ctx, id)
-			c.mu.Lock()
-			delete(c.driving, id)
-			c.mu.Unlock()
+			c.drive(ctx, t.eng, id)
+			t.mu.Lock()
+			delete(t.driving, id)
+			t.mu.Unlock()
 		})
 	}
 	var lastPrune time.Time
 	for {
-		ops, err := store.List[Operation](ctx, c.st, "ops/")
+		ops, err := store.List[Operation](ctx, st, engine.OpPrefix)
 		if err != nil && ctx.Err() == nil {
 			c.log.Error("list operations", "err", err)
 		}
@@ -169,7 +195,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 		}
 		if len(prune) > 0 {
-			_ = c.st.Txn(ctx, nil, prune)
+			_ = st.Txn(ctx, nil, prune)
 		}
 		select {
 		case <-ctx.Done():
@@ -178,11 +204,13 @@ func (c *Controller) Run(ctx context.Context) error {
 			start(id)
 		case <-accepted:
 		case <-tick.C:
-			c.monitor(ctx)
-			c.autoFailover(ctx)
+			c.monitor(ctx, t)
+			c.autoFailover(ctx, t)
 			if time.Since(lastPrune) > 10*time.Minute {
 				lastPrune = time.Now()
-				c.pruneActivity(ctx)
+				if err := activity.Prune(ctx, st, c.cfg.ActivityRetention); err != nil {
+					c.log.Warn("prune the activity log", "err", err)
+				}
 			}
 		}
 	}
@@ -196,20 +224,12 @@ type nameRecord struct {
 }
 
 // StoreUnavailable is the answer to a request the store could not serve in time.
-func StoreUnavailable() error {
-	return fault.New(fault.Unavailable, "ServiceUnavailable",
-		"Fog's store (etcd) is not answering, so the request could not be served. Nothing was changed; retry when the store is back.")
-}
+func StoreUnavailable() error { return engine.StoreUnavailable() }
 
 // StoreError is the error a client is told for a store failure.
-func StoreError(err error) error { return internalError(err) }
+func StoreError(err error) error { return engine.Internal(err) }
 
-func internalError(err error) error {
-	if errors.Is(err, store.ErrUnavailable) {
-		return StoreUnavailable()
-	}
-	return fault.New(fault.Internal, "InternalServerError", "Fog could not complete the request: %w. Retry; if it persists, check the fog log.", err)
-}
+func internalError(err error) error { return engine.Internal(err) }
 
 func (c *Controller) getInstance(ctx context.Context, sub, rg, name string) (*resource.ManagedInstance, int64, error) {
 	var m resource.ManagedInstance
@@ -429,6 +449,9 @@ func (c *Controller) nameTaken(ctx context.Context, name string) error {
 		"The name '%s' already exists. Managed instance names are unique in the deployment because they become DNS names; choose a different name.", name)
 }
 
+// kickOp tells the leading term, if this process leads, to start operation id now. It never
+// blocks: a kick that finds the queue full is dropped, and the operation is started from the
+// store (its watch, or the next resync) all the same.
 func (c *Controller) kickOp(id string) {
 	select {
 	case c.kick <- id:

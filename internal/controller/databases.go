@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/engine"
 	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/resource"
@@ -35,7 +36,7 @@ func (c *Controller) refresh(ctx context.Context, m *resource.ManagedInstance) [
 
 // refreshWithin is refresh with a bound on the wait.
 func (c *Controller) refreshWithin(ctx context.Context, m *resource.ManagedInstance, d time.Duration) []instance.DB {
-	if _, err := c.runCommand(ctx, m.Location, instance.Command{InstanceUID: m.UID, Kind: instance.CmdRefresh}, d); err != nil {
+	if _, err := c.eng.RunCommand(ctx, m.Location, instance.Command{InstanceUID: m.UID, Kind: instance.CmdRefresh}, d); err != nil {
 		c.log.Warn("database refresh not answered; using last observed list", "instance", m.Name, "err", err)
 	}
 	st, _ := c.observed(ctx, m)
@@ -154,11 +155,12 @@ func (c *Controller) databaseCommand(ctx context.Context, m *resource.ManagedIns
 	return op, nil, nil
 }
 
-func (c *Controller) driveDatabase(ctx context.Context, op *Operation) error {
+func (c *Controller) driveDatabase(ctx context.Context, e *engine.Engine, op *Operation) error {
+	st := e.Store()
 	key := instance.CommandKey(op.Region, op.CommandID)
 	var cmd instance.Command
-	err := c.waitFor(ctx, key, func() (bool, error) {
-		_, err := store.Get(ctx, c.st, key, &cmd)
+	err := e.WaitFor(ctx, key, func() (bool, error) {
+		_, err := store.Get(ctx, st, key, &cmd)
 		if errors.Is(err, store.ErrNotFound) {
 			cmd = instance.Command{Done: true, Error: "the command was lost (the instance was deleted)"}
 			return true, nil
@@ -166,9 +168,9 @@ func (c *Controller) driveDatabase(ctx context.Context, op *Operation) error {
 		return cmd.Done, err
 	})
 	if err != nil {
-		return c.waitErr(op, err)
+		return e.WaitErr(op, err)
 	}
-	_ = c.st.Txn(ctx, nil, []store.Op{{Key: key, Delete: true}})
+	_ = st.Txn(ctx, nil, []store.Op{{Key: key, Delete: true}})
 	if cmd.Error != "" {
 		return fault.Invalid("DatabaseOperationFailed", "%s of '%s' failed: %s", op.Name, op.Database, cmd.Error)
 	}

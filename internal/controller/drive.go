@@ -4,24 +4,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
+	"github.com/fogdb/fog/internal/activity"
 	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/engine"
 	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/store"
 )
 
-// errTimeout means an operation did not see the state it waited for in time.
-var errTimeout = errors.New("controller: operation timed out")
-
-// drive runs one operation to its end. Every step reads the state it expects first, so a
-// driver started again after a restart picks up where the last one stopped.
-func (c *Controller) drive(ctx context.Context, id string) {
+// drive runs one operation to its end through e, the engine over the leader's store: a
+// failover-group operation by its table (package engine), an instance's or a database's
+// here. Every step reads the state it expects first, so a driver started again after a
+// restart picks up where the last one stopped.
+func (c *Controller) drive(ctx context.Context, e *engine.Engine, id string) {
 	var op Operation
-	if _, err := store.Get(ctx, c.st, opKey(id), &op); err != nil || op.Terminal() {
+	if _, err := store.Get(ctx, e.Store(), opKey(id), &op); err != nil || op.Terminal() {
 		return
 	}
 	timeout := c.cfg.OperationTimeout
@@ -39,37 +39,31 @@ func (c *Controller) drive(ctx context.Context, id string) {
 	var aerr error
 	switch op.Kind {
 	case KindPutInstance:
-		aerr = c.drivePutInstance(ctx, &op)
+		aerr = c.drivePutInstance(ctx, e, &op)
 	case KindDeleteInstance:
-		aerr = c.driveDeleteInstance(ctx, &op)
+		aerr = c.driveDeleteInstance(ctx, e, &op)
 	case KindPutDatabase, KindDeleteDatabase:
-		aerr = c.driveDatabase(ctx, &op)
-	case KindCreateGroup:
-		aerr = c.driveCreateGroup(ctx, &op)
+		aerr = c.driveDatabase(ctx, e, &op)
 	case KindUpdateGroup:
-		aerr = c.driveUpdateGroup(ctx, &op)
-	case KindDeleteGroup:
-		aerr = c.driveDeleteGroup(ctx, &op)
-	case KindFailover:
-		aerr = c.drivePlannedFailover(ctx, &op)
-	case KindForceFailover:
-		aerr = c.driveForcedFailover(ctx, &op)
+		// An update ends in the transaction that accepts it.
+	case KindCreateGroup, KindDeleteGroup, KindFailover, KindForceFailover:
+		aerr = e.Run(ctx, &op)
 	default:
 		aerr = internalError(fmt.Errorf("unknown operation kind %q", op.Kind))
 	}
 	if ctx.Err() != nil && aerr != nil && errors.Is(context.Cause(ctx), context.Canceled) {
 		return // fog is stopping; the operation resumes on the next start
 	}
-	c.finish(&op, aerr)
+	c.finish(e.Store(), &op, aerr)
 }
 
 // finish records the operation's outcome and, for a failover-group operation, releases the
 // group's operation mark in the same transaction: a group is never free while its operation
 // is still InProgress, nor busy after it ended.
-func (c *Controller) finish(op *Operation, aerr error) {
+func (c *Controller) finish(st store.Store, op *Operation, aerr error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := c.finishTxn(ctx, op.ID, aerr)
+	err := finishTxn(ctx, st, op.ID, aerr)
 	if err != nil {
 		c.log.Error("finish operation", "id", op.ID, "err", err)
 		return
@@ -81,10 +75,10 @@ func (c *Controller) finish(op *Operation, aerr error) {
 	}
 }
 
-func (c *Controller) finishTxn(ctx context.Context, id string, aerr error) error {
+func finishTxn(ctx context.Context, st store.Store, id string, aerr error) error {
 	for {
 		var o Operation
-		orev, err := store.Get(ctx, c.st, opKey(id), &o)
+		orev, err := store.Get(ctx, st, opKey(id), &o)
 		if err != nil {
 			return err
 		}
@@ -100,10 +94,10 @@ func (c *Controller) finishTxn(ctx context.Context, id string, aerr error) error
 			o.Percent = &done
 		}
 		conds := []store.Cond{{Key: opKey(id), Rev: orev}}
-		ops := []store.Op{store.PutOp(opKey(id), o), store.PutOp(activityKey(id), activityOf(&o))}
-		if o.groupOp() {
+		ops := []store.Op{store.PutOp(opKey(id), o), store.PutOp(activity.Key(id), activityOf(&o))}
+		if o.GroupOp() {
 			var g FailoverGroup
-			grev, err := store.Get(ctx, c.st, fogKey(o.ResourceID), &g)
+			grev, err := store.Get(ctx, st, fogKey(o.ResourceID), &g)
 			switch {
 			case err == nil && g.ActiveOperation == id:
 				g.ActiveOperation, g.OperationKind = "", ""
@@ -113,64 +107,18 @@ func (c *Controller) finishTxn(ctx context.Context, id string, aerr error) error
 				return err
 			}
 		}
-		err = c.st.Txn(ctx, conds, ops)
+		err = st.Txn(ctx, conds, ops)
 		if !errors.Is(err, store.ErrConflict) {
 			return err
 		}
 	}
 }
 
-// waitFor calls check whenever a key under one of the prefixes changes (and every 100 ms)
-// until it reports done, fails, or ctx ends.
-func (c *Controller) waitFor(ctx context.Context, prefix string, check func() (bool, error), more ...string) error {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	events := make(chan struct{}, 1)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	for _, p := range append([]string{prefix}, more...) {
-		ch := c.st.Watch(wctx, p)
-		wg.Go(func() {
-			for range ch {
-				select {
-				case events <- struct{}{}:
-				default:
-				}
-			}
-		})
-	}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		done, err := check()
-		if err != nil || done {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return errTimeout
-			}
-			return ctx.Err()
-		case <-events:
-		case <-tick.C:
-		}
-	}
-}
-
-func (c *Controller) waitErr(op *Operation, err error) error {
-	if errors.Is(err, errTimeout) {
-		return fault.New(fault.Internal, "OperationTimedOut",
-			"The operation %s did not finish within %s. The region's agent may be down; the desired state is kept and applied when it returns.", op.Name, c.cfg.OperationTimeout)
-	}
-	return internalError(err)
-}
-
-func (c *Controller) drivePutInstance(ctx context.Context, op *Operation) error {
+func (c *Controller) drivePutInstance(ctx context.Context, e *engine.Engine, op *Operation) error {
+	db := e.Store()
 	var st instance.Status
-	err := c.waitFor(ctx, instance.StatusKey(op.Region, op.InstanceUID), func() (bool, error) {
-		_, err := store.Get(ctx, c.st, instance.StatusKey(op.Region, op.InstanceUID), &st)
+	err := e.WaitFor(ctx, instance.StatusKey(op.Region, op.InstanceUID), func() (bool, error) {
+		_, err := store.Get(ctx, db, instance.StatusKey(op.Region, op.InstanceUID), &st)
 		if errors.Is(err, store.ErrNotFound) {
 			return false, nil
 		}
@@ -180,10 +128,10 @@ func (c *Controller) drivePutInstance(ctx context.Context, op *Operation) error 
 		return st.ObservedGeneration >= op.Generation && (st.Phase == instance.PhaseReady || st.Phase == instance.PhaseFailed), nil
 	})
 	if err != nil {
-		return c.waitErr(op, err)
+		return e.WaitErr(op, err)
 	}
 	if st.Phase == instance.PhaseReady {
-		_, err := store.Update(ctx, c.st, op.InstanceKey, func(m *resource.ManagedInstance) error {
+		_, err := store.Update(ctx, db, op.InstanceKey, func(m *resource.ManagedInstance) error {
 			if m.ActiveOperation == op.ID {
 				m.ActiveOperation = ""
 				m.ProvisioningState = resource.ProvisioningSucceeded
@@ -196,7 +144,7 @@ func (c *Controller) drivePutInstance(ctx context.Context, op *Operation) error 
 		return nil
 	}
 	if !op.Create {
-		_, _ = store.Update(ctx, c.st, op.InstanceKey, func(m *resource.ManagedInstance) error {
+		_, _ = store.Update(ctx, db, op.InstanceKey, func(m *resource.ManagedInstance) error {
 			if m.ActiveOperation == op.ID {
 				m.ActiveOperation = ""
 				m.ProvisioningState = resource.ProvisioningFailed
@@ -207,48 +155,49 @@ func (c *Controller) drivePutInstance(ctx context.Context, op *Operation) error 
 	}
 	// A create that failed is removed entirely: the agent has already removed the data
 	// directory; the records go too, so the name can be used again.
-	if err := c.removeInstance(ctx, op); err != nil {
-		return c.waitErr(op, err)
+	if err := c.removeInstance(ctx, e, op); err != nil {
+		return e.WaitErr(op, err)
 	}
 	return fault.New(fault.BadRequest, "ProvisioningFailed",
 		"Creating the managed instance failed and nothing was left behind: %s", st.Error)
 }
 
-func (c *Controller) driveDeleteInstance(ctx context.Context, op *Operation) error {
-	if err := c.removeInstance(ctx, op); err != nil {
-		return c.waitErr(op, err)
+func (c *Controller) driveDeleteInstance(ctx context.Context, e *engine.Engine, op *Operation) error {
+	if err := c.removeInstance(ctx, e, op); err != nil {
+		return e.WaitErr(op, err)
 	}
 	return nil
 }
 
 // removeInstance asks the agent to delete the instance, waits until it has, and then removes
 // every record of it.
-func (c *Controller) removeInstance(ctx context.Context, op *Operation) error {
+func (c *Controller) removeInstance(ctx context.Context, e *engine.Engine, op *Operation) error {
+	st := e.Store()
 	specKey := instance.SpecKey(op.Region, op.InstanceUID)
 	var spec instance.Spec
-	if _, err := store.Get(ctx, c.st, specKey, &spec); err == nil && !spec.Deleted {
-		if _, err := store.Update(ctx, c.st, specKey, func(s *instance.Spec) error { s.Deleted = true; return nil }); err != nil {
+	if _, err := store.Get(ctx, st, specKey, &spec); err == nil && !spec.Deleted {
+		if _, err := store.Update(ctx, st, specKey, func(s *instance.Spec) error { s.Deleted = true; return nil }); err != nil {
 			return err
 		}
 	}
 	statusKey := instance.StatusKey(op.Region, op.InstanceUID)
-	err := c.waitFor(ctx, statusKey, func() (bool, error) {
-		var st instance.Status
-		_, err := store.Get(ctx, c.st, statusKey, &st)
+	err := e.WaitFor(ctx, statusKey, func() (bool, error) {
+		var s instance.Status
+		_, err := store.Get(ctx, st, statusKey, &s)
 		if errors.Is(err, store.ErrNotFound) {
 			return false, nil
 		}
-		return st.Phase == instance.PhaseDeleted, err
+		return s.Phase == instance.PhaseDeleted, err
 	})
 	if err != nil {
 		return err
 	}
 	var m resource.ManagedInstance
 	ops := []store.Op{{Key: specKey, Delete: true}, {Key: statusKey, Delete: true}}
-	if _, err := store.Get(ctx, c.st, op.InstanceKey, &m); err == nil && m.UID == op.InstanceUID {
+	if _, err := store.Get(ctx, st, op.InstanceKey, &m); err == nil && m.UID == op.InstanceUID {
 		ops = append(ops, store.Op{Key: op.InstanceKey, Delete: true}, store.Op{Key: nameKey(m.Name), Delete: true})
 	}
-	cmds, err := store.List[instance.Command](ctx, c.st, instance.CommandPrefix(op.Region))
+	cmds, err := store.List[instance.Command](ctx, st, instance.CommandPrefix(op.Region))
 	if err != nil {
 		return err
 	}
@@ -257,5 +206,5 @@ func (c *Controller) removeInstance(ctx context.Context, op *Operation) error {
 			ops = append(ops, store.Op{Key: instance.CommandKey(op.Region, cmd.ID), Delete: true})
 		}
 	}
-	return c.st.Txn(ctx, nil, ops)
+	return st.Txn(ctx, nil, ops)
 }

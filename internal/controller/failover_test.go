@@ -17,6 +17,7 @@ import (
 	"github.com/fogdb/fog/internal/agent"
 	"github.com/fogdb/fog/internal/agent/agenttest"
 	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/engine"
 	"github.com/fogdb/fog/internal/failpoint"
 	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/instance"
@@ -341,7 +342,7 @@ func waitSettled(t *testing.T, c *Controller) {
 		var g FailoverGroup
 		_, _ = store.Get(context.Background(), c.st, fogKey("fg"), &g)
 		st := c.statuses(context.Background(), &g)
-		if streaming(st[g.Secondary()]) && st[g.Primary].Role == instance.RolePrimary {
+		if engine.Streaming(st[g.Secondary()]) && st[g.Primary].Role == instance.RolePrimary {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)

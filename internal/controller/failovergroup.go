@@ -10,20 +10,12 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/engine"
 	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/store"
-)
-
-// Failover-group operation kinds.
-const (
-	KindCreateGroup   = "createGroup"
-	KindUpdateGroup   = "updateGroup"
-	KindDeleteGroup   = "deleteGroup"
-	KindFailover      = "failover"
-	KindForceFailover = "forceFailover"
 )
 
 func fogNotFound(name string) error {
@@ -69,11 +61,7 @@ func role(primary bool) string {
 
 // statuses returns both sides' observed state.
 func (c *Controller) statuses(ctx context.Context, g *FailoverGroup) [2]instance.Status {
-	var out [2]instance.Status
-	for i, s := range g.Sides {
-		_, _ = store.Get(ctx, c.st, instance.StatusKey(s.Location, s.InstanceUID), &out[i])
-	}
-	return out
+	return c.eng.Statuses(ctx, g)
 }
 
 // replicationState derives the state a GET shows from the group and what the agents see.
@@ -135,19 +123,8 @@ func slotLost(g *FailoverGroup, prim instance.Status) bool {
 	return false
 }
 
-// primarySees reports whether the primary streams to the secondary (a standby whose WAL was
-// removed reconnects and looks like streaming from its own side for a moment).
 func primarySees(g *FailoverGroup, prim instance.Status, primLive bool) bool {
-	if prim.Replication == nil || !primLive {
-		return true // the primary's view is unknown; trust the secondary's
-	}
-	app := pgtypes.SlotName(g.Sides[g.Secondary()].InstanceUID)
-	for _, r := range prim.Replication.Replicas {
-		if r.AppName == app && r.State == "streaming" {
-			return true
-		}
-	}
-	return false
+	return engine.PrimarySees(g, prim, primLive)
 }
 
 // view renders group g as side i sees it.
@@ -273,13 +250,6 @@ func (c *Controller) ListFailoverGroups(ctx context.Context, sub, rg, loc string
 	return out, nil
 }
 
-// newSeedGeneration returns a seed generation above prev that no earlier group used either:
-// an instance remembers the generation it was last seeded with, and one that was the
-// secondary of an earlier group must be seeded again, not trusted.
-func newSeedGeneration(prev int64) int64 {
-	return max(prev+1, time.Now().UnixNano())
-}
-
 // PutFailoverGroup creates a group, after every prerequisite check, or updates its policies.
 func (c *Controller) PutFailoverGroup(ctx context.Context, sub, rg, loc, name string, body resource.FailoverGroupJSON) (*Operation, error) {
 	if err := resource.ValidateFailoverGroupName(name); err != nil {
@@ -348,49 +318,6 @@ func (c *Controller) updateGroup(ctx context.Context, g *FailoverGroup, rev int6
 
 func sameInstance(id resource.ParsedID, s GroupSide) bool {
 	return strings.EqualFold(id.Subscription, s.Subscription) && strings.EqualFold(id.ResourceGroup, s.ResourceGroup) && strings.EqualFold(id.Name, s.InstanceName)
-}
-
-// writeGroup stores g (if nobody changed it since rev) together with both members' specs and
-// any extra ops, in one transaction. It returns the specs' generations.
-func (c *Controller) writeGroup(ctx context.Context, g *FailoverGroup, rev int64, extra ...store.Op) error {
-	_, err := c.writeGroupGens(ctx, g, rev, extra...)
-	return err
-}
-
-func (c *Controller) writeGroupGens(ctx context.Context, g *FailoverGroup, rev int64, extra ...store.Op) ([2]int64, error) {
-	var gens [2]int64
-	var ms [2]resource.ManagedInstance
-	var mrevs [2]int64
-	for i, s := range g.Sides {
-		r, err := store.Get(ctx, c.st, s.InstanceKey(), &ms[i])
-		if err != nil {
-			return gens, internalError(fmt.Errorf("read member %s: %w", s.InstanceName, err))
-		}
-		mrevs[i] = r
-	}
-	conds := []store.Cond{{Key: fogKey(g.Name), Rev: rev}}
-	ops := append([]store.Op{store.PutOp(fogKey(g.Name), g)}, extra...)
-	var specs []instance.Spec
-	for i := range g.Sides {
-		base := c.baseSpec(&ms[i])
-		if ms[i].FailoverGroup == g.Name {
-			specs = append(specs, c.groupSpec(base, g, i, &ms[1-i]))
-		} else {
-			specs = append(specs, base)
-		}
-	}
-	sconds, sops, sg, err := c.specWrites(ctx, specs...)
-	if err != nil {
-		return gens, internalError(err)
-	}
-	gens[0], gens[1] = sg[0], sg[1]
-	if err := c.st.Txn(ctx, append(conds, sconds...), append(ops, sops...)); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			return gens, fault.Busy("Instance failover group '%s' changed while this request ran; retry.", g.Name)
-		}
-		return gens, internalError(err)
-	}
-	return gens, nil
 }
 
 func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name string, spec *resource.FailoverGroupSpec) (*Operation, error) {
@@ -556,7 +483,7 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 		Members:         [2]Member{{Role: instance.RolePrimary}, {}},
 		ReadWritePolicy: spec.ReadWritePolicy, GraceMinutes: spec.GraceMinutes, ReadOnlyPolicy: spec.ReadOnlyPolicy, SecondaryType: spec.SecondaryType,
 		MaxLossBytes: spec.MaxLossBytes, MaxLossSeconds: spec.MaxLossSeconds, ObserveOnly: spec.ObserveOnly,
-		Epoch: 1, SeedGeneration: newSeedGeneration(0),
+		Epoch: 1, SeedGeneration: engine.NewSeedGeneration(0),
 		ReadWrite: listeners[0][0], ReadOnly: listeners[0][1], PartnerReadWrite: listeners[1][0], PartnerReadOnly: listeners[1][1],
 		DNSZone: prim.DNSZone, Warnings: warnings, Created: time.Now().UTC(),
 	}
@@ -607,7 +534,7 @@ func (c *Controller) nameInZone(ctx context.Context, name, zone string) (*resour
 // endpoint, the path a standby uses, before anything changes.
 func (c *Controller) checkReach(ctx context.Context, from, to *resource.ManagedInstance) error {
 	target := net.JoinHostPort(to.Host, strconv.Itoa(to.Port))
-	got, err := c.runCommand(ctx, from.Location, instance.Command{InstanceUID: from.UID, Kind: instance.CmdCheckReach, Target: target}, 10*time.Second)
+	got, err := c.eng.RunCommand(ctx, from.Location, instance.Command{InstanceUID: from.UID, Kind: instance.CmdCheckReach, Target: target}, 10*time.Second)
 	if err != nil {
 		return fault.Invalid("InstanceFailoverGroupIncorrectNetworkingConfiguration",
 			"Networking configuration is incorrect: the agent of region '%s' did not report whether it reaches %s (%v).", from.Location, target, err)
@@ -686,11 +613,12 @@ func (c *Controller) Failover(ctx context.Context, sub, rg, loc, name string, fo
 		return nil, fault.Busy(
 			"Instance failover group '%s' is seeding its secondary; a failover is possible once replicationState is CATCH_UP.", name)
 	}
-	return c.startFailover(ctx, g, rev, i, force, callerOf(ctx))
+	return c.startFailover(ctx, c.eng, g, rev, i, force, callerOf(ctx))
 }
 
-// startFailover records a failover of g (read at rev) to side target and starts driving it.
-func (c *Controller) startFailover(ctx context.Context, g *FailoverGroup, rev int64, target int, force bool, initiator string) (*Operation, error) {
+// startFailover records, through e, a failover of g (read at rev) to side target and starts
+// driving it.
+func (c *Controller) startFailover(ctx context.Context, e *engine.Engine, g *FailoverGroup, rev int64, target int, force bool, initiator string) (*Operation, error) {
 	kind, opName := KindFailover, "FailoverManagedFailoverGroup"
 	if force {
 		kind = KindForceFailover
@@ -699,7 +627,7 @@ func (c *Controller) startFailover(ctx context.Context, g *FailoverGroup, rev in
 	op := &Operation{ID: resource.NewUID(), Name: opName, Kind: kind, Subscription: s.Subscription, ResourceGroup: s.ResourceGroup,
 		Location: s.Location, ResourceID: g.Name, Status: arm.StatusInProgress, StartTime: time.Now().UTC(), Target: target, Initiator: initiator}
 	g.ActiveOperation, g.OperationKind = op.ID, kind
-	if err := c.st.Txn(ctx, []store.Cond{{Key: fogKey(g.Name), Rev: rev}}, []store.Op{store.PutOp(fogKey(g.Name), g), store.PutOp(opKey(op.ID), op)}); err != nil {
+	if err := e.Store().Txn(ctx, []store.Cond{{Key: fogKey(g.Name), Rev: rev}}, []store.Op{store.PutOp(fogKey(g.Name), g), store.PutOp(opKey(op.ID), op)}); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil, fault.Busy("Instance failover group '%s' changed while this request ran; retry.", g.Name)
 		}

@@ -74,13 +74,16 @@ func TestLeaderDiesMidFailover(t *testing.T) {
 			var wg sync.WaitGroup
 			sctx, cancel := context.WithCancel(ctx)
 			defer func() { cancel(); wg.Wait() }()
+			// One controller per server: its API and, while it leads, its drivers.
+			ctrls := make([]*Controller, len(servers))
 			for i, s := range servers {
 				e := election.New(election.Config{Key: "leader", ID: string(rune('a' + i)), TTL: time.Second}, s, slog.New(slog.DiscardHandler))
-				api := newTestController(t, s)
+				ctrl := newTestController(t, s)
+				ctrls[i] = ctrl
 				wg.Go(func() {
 					_ = e.Run(sctx, func(lctx context.Context, gst store.Store) {
 						leader.Store(int32(i))
-						_ = api.Driver(gst).Run(lctx)
+						_ = ctrl.Lead(lctx, gst)
 					})
 				})
 				if i == 0 {
@@ -88,8 +91,7 @@ func TestLeaderDiesMidFailover(t *testing.T) {
 				}
 			}
 			// The request reaches the leader's API; any server's API would do.
-			api := newTestController(t, servers[0])
-			op, aerr := api.Failover(ctx, "sub", "rg-s", "westus", "fg", force)
+			op, aerr := ctrls[0].Failover(ctx, "sub", "rg-s", "westus", "fg", force)
 			if aerr != nil {
 				t.Fatal(aerr)
 			}

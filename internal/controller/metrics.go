@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/fogdb/fog/internal/activity"
 	"github.com/fogdb/fog/internal/lease"
 	"github.com/fogdb/fog/internal/store"
 )
@@ -71,7 +72,7 @@ func (m *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descLeaseAge, prometheus.GaugeValue, c.leases.Note(kv.Key, kv.Rev).Seconds(), region)
 		}
 	}
-	acts, err := store.List[Activity](ctx, c.st, "activity/")
+	acts, err := activity.List(ctx, c.st)
 	if err != nil {
 		return
 	}

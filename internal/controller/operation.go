@@ -1,99 +1,27 @@
 package controller
 
-import (
-	"time"
+import "github.com/fogdb/fog/internal/engine"
 
-	"github.com/fogdb/fog/internal/arm"
-)
+// Operation is a long-running operation as stored (package engine).
+type Operation = engine.Operation
 
 // Operation kinds.
 const (
-	KindPutInstance    = "putInstance"
-	KindDeleteInstance = "deleteInstance"
-	KindPutDatabase    = "putDatabase"
-	KindDeleteDatabase = "deleteDatabase"
+	KindPutInstance    = engine.KindPutInstance
+	KindDeleteInstance = engine.KindDeleteInstance
+	KindPutDatabase    = engine.KindPutDatabase
+	KindDeleteDatabase = engine.KindDeleteDatabase
+	KindCreateGroup    = engine.KindCreateGroup
+	KindUpdateGroup    = engine.KindUpdateGroup
+	KindDeleteGroup    = engine.KindDeleteGroup
+	KindFailover       = engine.KindFailover
+	KindForceFailover  = engine.KindForceFailover
 )
 
 // Initiators of operations.
 const (
-	InitiatorUser   = "user"
-	InitiatorSystem = "system"
+	InitiatorUser   = engine.InitiatorUser
+	InitiatorSystem = engine.InitiatorSystem
 )
 
-// initiator is who started op ("user" for operations recorded before it was kept).
-func (op *Operation) initiator() string {
-	if op.Initiator == "" {
-		return InitiatorUser
-	}
-	return op.Initiator
-}
-
-// Operation is a long-running operation as stored: enough to serve its status URL and its
-// result URL, and to resume driving it after a restart.
-type Operation struct {
-	ID           string `json:"id"`
-	Name         string `json:"name"`
-	Kind         string `json:"kind"`
-	Subscription string `json:"subscription"`
-	// ResourceGroup is the addressed resource group of a failover-group operation.
-	ResourceGroup string     `json:"resourceGroup,omitempty"`
-	Location      string     `json:"location"`
-	ResourceID    string     `json:"resourceId"`
-	InstanceKey   string     `json:"instanceKey"`
-	InstanceUID   string     `json:"instanceUid"`
-	Region        string     `json:"region"`
-	Generation    int64      `json:"generation,omitempty"`
-	Create        bool       `json:"create,omitempty"`
-	Database      string     `json:"database,omitempty"`
-	CommandID     string     `json:"commandId,omitempty"`
-	Status        string     `json:"status"`
-	Error         *arm.Error `json:"error,omitempty"`
-	ErrorStatus   int        `json:"errorStatus,omitempty"`
-	StartTime     time.Time  `json:"startTime"`
-	EndTime       *time.Time `json:"endTime,omitempty"`
-	Percent       *float64   `json:"percent,omitempty"`
-
-	// Failover record (see the package documentation): the side the user asked to become
-	// primary, the epoch the operation created, and the last step reached, each written in
-	// the same transaction as that step's effect.
-	Target int `json:"target,omitempty"`
-	// Initiator is who started the operation: InitiatorUser, or InitiatorSystem for the
-	// automatic failover policy.
-	Initiator  string `json:"initiator,omitempty"`
-	Epoch      int64  `json:"epoch,omitempty"`
-	Step       string `json:"step,omitempty"`
-	DrainedLSN string `json:"drainedLsn,omitempty"`
-	Seeded     int64  `json:"seeded,omitempty"`
-	// Reason is why a rolled-back operation failed, kept for a resumed driver to report.
-	Reason *arm.Error `json:"reason,omitempty"`
-	// Timeline is when each step was reached (and what was observed between them).
-	Timeline []arm.StepTime `json:"timeline,omitempty"`
-}
-
-// mark notes that the operation reached step now; it is stored with the next step.
-func (o *Operation) mark(step string) {
-	o.Timeline = append(o.Timeline, arm.StepTime{Step: step, At: time.Now().UTC()})
-}
-
-// groupOp reports whether the operation holds its failover group's operation mark.
-func (o *Operation) groupOp() bool {
-	switch o.Kind {
-	case KindCreateGroup, KindUpdateGroup, KindDeleteGroup, KindFailover, KindForceFailover:
-		return true
-	}
-	return false
-}
-
-// StatusBody is the operation as the Azure-AsyncOperation URL serves it.
-func (o *Operation) StatusBody() arm.OperationStatus {
-	s := arm.OperationStatus{Name: o.ID, Status: o.Status, StartTime: o.StartTime, EndTime: o.EndTime, Error: o.Error, PercentComplete: o.Percent}
-	if len(o.Timeline) > 0 {
-		s.Properties = &arm.OperationProperties{Steps: o.Timeline}
-	}
-	return s
-}
-
-// Terminal reports whether the operation has finished.
-func (o *Operation) Terminal() bool { return arm.Terminal(o.Status) }
-
-func opKey(id string) string { return "ops/" + id }
+func opKey(id string) string { return engine.OpKey(id) }

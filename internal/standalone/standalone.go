@@ -320,7 +320,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	elector := election.New(election.Config{Key: LeaderKey, ID: fmt.Sprintf("%s/%d", hostname, os.Getpid()), TTL: 5 * time.Second},
 		st, log.With("component", "election"))
 	g.Go(func() error {
-		return elector.Run(gctx, func(lctx context.Context, gst store.Store) { _ = ctrl.Driver(gst).Run(lctx) })
+		return elector.Run(gctx, func(lctx context.Context, gst store.Store) { _ = ctrl.Lead(lctx, gst) })
 	})
 	g.Go(func() error {
 		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {

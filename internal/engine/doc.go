@@ -1,0 +1,84 @@
+// Package engine runs Fog's role-changing operations (planned and forced failover, creating
+// and deleting a failover group) as persisted state machines. Each kind is a table of steps
+// (Table); one runner (Engine.Run) executes every table, and the tables below are printed
+// from the code's tables (a test compares them), so they are the same thing.
+//
+// # Operations as records
+//
+// An operation's record (Operation) holds the side the user asked to become primary
+// (Target), the epoch the operation created (Epoch) and the last step reached (Step). Each
+// step's effect on the group and the members' desired state is written in the same store
+// transaction as the record of reaching it, so a crash leaves either both or neither. The
+// runner continues from Step; it never works out the direction from the group's current
+// primary, which after a crash may already be the target. At each step it first reads the
+// state it expects (observed state, the lease record), then waits for what the step waits
+// for, then writes the next step. A step that cannot complete fails the operation as its
+// table says: with nothing to undo, by a rollback (recorded as the step rolledBack, with
+// the reason, so a resumed runner reports it), or not at all once the roles have changed.
+// The operation's final status, and the release of the group's operation mark, are one
+// transaction written by the controller (exactly one operation per group runs, across
+// restarts and graceful stops: a stop leaves the operation InProgress; it resumes on the
+// next start).
+//
+// Planned failover (no loss). The old primary is drained rather than shut down, so its
+// shutdown checkpoint is not inside the time writes stop: every commit a client was told of
+// lies before the drained end of WAL, which the new primary has before it is promoted.
+//
+//	step        written in the transaction                     resume from here              roll back from here
+//	(accepted)  the operation, Target                          checks, CHECKPOINT, fence     nothing changed: Failed
+//	fenced      epoch E+1, Switching, old: drain (clients      wait for the drained end of   epoch E+2, old primary again
+//	            refused and ended, server keeps running)       WAL (or the old one down)     (it lost nothing), Failed
+//	promoting   new: primary once it has WAL up to that        wait for the new primary of   as above, unless the new side
+//	            point, DrainedLSN                              epoch E+1                     did promote: then go on
+//	routed      Primary = Target, Switching off, event         make the old one follow       (roles changed: no rollback)
+//	rejoining   old: stop, rewind (its shutdown checkpoint),   wait (bounded) for streaming  Succeeded either way
+//	            standby of the new primary
+//
+// Forced failover (loses what the secondary had not received, and reports it):
+//
+//	step        written in the transaction                     resume from here              roll back from here
+//	(accepted)  the operation, Target                          checks, fence                 nothing changed: Failed
+//	fenced      epoch E+1, Switching, old: paused, immediate   wait until the old primary    epoch E+2, old primary again,
+//	            stop, rewind later                             is confirmed stopped in E+1   Failed (it was stopped at once
+//	                                                           or its agent's lease expired  and recovers what it had)
+//	promoting   new: primary                                   wait for the new primary of   as above, unless the new side
+//	                                                           epoch E+1                     did promote: then go on
+//	routed      Primary = Target, Switching off, lastForced    old: rewind and follow        (roles changed: no rollback)
+//	rejoining   old: standby with rewind                       wait (bounded); record the    Succeeded either way
+//	                                                           lost range once rewound
+//
+// Creating a group (the API writes the operation, the group and the members' desired state;
+// the secondary is told to seed once the primary keeps its slot):
+//
+//	step        written in the transaction                     resume from here              roll back from here
+//	(accepted)  the operation, the group, members' desired     wait for the primary to keep  Failed; the group stays for a
+//	            state (the primary keeps a slot)               the secondary's slot          delete
+//	seeding     the secondary told to seed                     wait for the seed and for     Failed; the group stays for a
+//	                                                           streaming, as both sides see  delete
+//	                                                           it
+//
+// Deleting a group:
+//
+//	step        written in the transaction                     resume from here              roll back from here
+//	(accepted)  the operation, the group marked Deleting       nothing                       Failed; the delete can be sent
+//	                                                                                         again
+//	leaving     both members standalone, the instances out of  wait for both to run as       Failed; the delete can be sent
+//	            the group                                      primaries on their own;       again
+//	                                                           remove the group record
+//
+// An update changes only policies and ends in the transaction that accepts it.
+//
+// A failpoint (package failpoint) marks each failover step, where the table's Point,
+// WaitedPoint say; the controller's unit tests crash it at each with the real agents over
+// in-memory PostgreSQL (package agenttest), and the end-to-end tests kill the real fog
+// binary and PostgreSQL there.
+//
+// # Leases and fencing
+//
+// The engine never promotes a new primary while the old one could still accept writes: it
+// waits until the old primary's agent confirms it stopped in the new epoch, or until that
+// agent's lease has gone a full TTL without a renewal on this process's own clock (package
+// lease), by which time the agent, or its guard process if the agent is dead, has stopped
+// it. Listener routes name a primary only while its agent holds a live lease for it in the
+// group's current epoch.
+package engine

@@ -1,0 +1,110 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/fogdb/fog/internal/arm"
+)
+
+// Operation kinds. The failover-group kinds are run by the engine from their tables; the
+// others by the controller.
+const (
+	KindPutInstance    = "putInstance"
+	KindDeleteInstance = "deleteInstance"
+	KindPutDatabase    = "putDatabase"
+	KindDeleteDatabase = "deleteDatabase"
+	KindCreateGroup    = "createGroup"
+	KindUpdateGroup    = "updateGroup"
+	KindDeleteGroup    = "deleteGroup"
+	KindFailover       = "failover"
+	KindForceFailover  = "forceFailover"
+)
+
+// Initiators of operations.
+const (
+	InitiatorUser   = "user"
+	InitiatorSystem = "system"
+)
+
+// Operation is a long-running operation as stored: enough to serve its status URL and its
+// result URL, and to resume driving it after a restart. Its JSON is what operations in flight
+// across an upgrade are read back from: fields are only ever added.
+type Operation struct {
+	ID           string `json:"id"`
+	Name         string `json:"name"`
+	Kind         string `json:"kind"`
+	Subscription string `json:"subscription"`
+	// ResourceGroup is the addressed resource group of a failover-group operation.
+	ResourceGroup string     `json:"resourceGroup,omitempty"`
+	Location      string     `json:"location"`
+	ResourceID    string     `json:"resourceId"`
+	InstanceKey   string     `json:"instanceKey"`
+	InstanceUID   string     `json:"instanceUid"`
+	Region        string     `json:"region"`
+	Generation    int64      `json:"generation,omitempty"`
+	Create        bool       `json:"create,omitempty"`
+	Database      string     `json:"database,omitempty"`
+	CommandID     string     `json:"commandId,omitempty"`
+	Status        string     `json:"status"`
+	Error         *arm.Error `json:"error,omitempty"`
+	ErrorStatus   int        `json:"errorStatus,omitempty"`
+	StartTime     time.Time  `json:"startTime"`
+	EndTime       *time.Time `json:"endTime,omitempty"`
+	Percent       *float64   `json:"percent,omitempty"`
+
+	// Failover record (see the package documentation): the side the user asked to become
+	// primary, the epoch the operation created, and the last step reached, each written in
+	// the same transaction as that step's effect.
+	Target int `json:"target,omitempty"`
+	// Initiator is who started the operation: InitiatorUser, or InitiatorSystem for the
+	// automatic failover policy.
+	Initiator  string `json:"initiator,omitempty"`
+	Epoch      int64  `json:"epoch,omitempty"`
+	Step       string `json:"step,omitempty"`
+	DrainedLSN string `json:"drainedLsn,omitempty"`
+	Seeded     int64  `json:"seeded,omitempty"`
+	// Reason is why a rolled-back operation failed, kept for a resumed driver to report.
+	Reason *arm.Error `json:"reason,omitempty"`
+	// Timeline is when each step was reached (and what was observed between them).
+	Timeline []arm.StepTime `json:"timeline,omitempty"`
+}
+
+// InitiatedBy is who started op ("user" for operations recorded before it was kept).
+func (o *Operation) InitiatedBy() string {
+	if o.Initiator == "" {
+		return InitiatorUser
+	}
+	return o.Initiator
+}
+
+// Mark notes that the operation reached step now; it is stored with the next step.
+func (o *Operation) Mark(step string) {
+	o.Timeline = append(o.Timeline, arm.StepTime{Step: step, At: time.Now().UTC()})
+}
+
+// GroupOp reports whether the operation holds its failover group's operation mark.
+func (o *Operation) GroupOp() bool {
+	switch o.Kind {
+	case KindCreateGroup, KindUpdateGroup, KindDeleteGroup, KindFailover, KindForceFailover:
+		return true
+	}
+	return false
+}
+
+// StatusBody is the operation as the Azure-AsyncOperation URL serves it.
+func (o *Operation) StatusBody() arm.OperationStatus {
+	s := arm.OperationStatus{Name: o.ID, Status: o.Status, StartTime: o.StartTime, EndTime: o.EndTime, Error: o.Error, PercentComplete: o.Percent}
+	if len(o.Timeline) > 0 {
+		s.Properties = &arm.OperationProperties{Steps: o.Timeline}
+	}
+	return s
+}
+
+// Terminal reports whether the operation has finished.
+func (o *Operation) Terminal() bool { return arm.Terminal(o.Status) }
+
+// OpKey is the store key of operation id.
+func OpKey(id string) string { return "ops/" + id }
+
+// OpPrefix is the store prefix of every operation.
+const OpPrefix = "ops/"
