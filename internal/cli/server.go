@@ -84,7 +84,7 @@ over when it dies. Agents join with a token from 'fog join-token create'.`,
 	fl.StringVar(&regions, "regions", "eastus,westus", "comma-separated regions of the deployment")
 	fl.StringVar(&cfg.Listen, "listen", "127.0.0.1:7443", "address of the HTTPS API (agents connect here too)")
 	fl.StringVar(&advertise, "advertise", "", "comma-separated host names or addresses at which agents and clients reach this server; its certificate names them")
-	fl.StringVar(&cfg.DNSSuffix, "dns-suffix", "database.fog.internal", "DNS suffix of instance and listener names")
+	fl.StringVar(&cfg.DNSSuffix, "dns-suffix", instance.DefaultDNSSuffix, "DNS suffix of instance and listener names")
 	fl.DurationVar(&cfg.LeaseTTL, "lease-ttl", lease.DefaultTTL, "how long a primary stays writable without its agent renewing its lease")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	bindPolicy(fl, &cfg)
@@ -264,7 +264,7 @@ region's listeners. The first start needs a join token (from 'fog join-token cre
 				guardCmd = []string{exe, "guard"}
 			}
 			host, _ := os.Hostname()
-			rc := regional.Config{Limits: limits, Agent: agent.Config{
+			rc := regional.Config{Gateway: limits, Agent: agent.Config{
 				Region: region, Dir: filepath.Join(dataDir, "instances"), FogUser: fogUser, StopOnExit: true,
 				CACertPEM: creds.CAPEM, GuardCommand: guardCmd,
 				Record: instance.AgentRecord{AddressFirst: first.String(), AddressLast: last.String(), Port: port, PortLast: portLast, Advertise: advertise, Hostname: host},

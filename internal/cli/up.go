@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/fogdb/fog/internal/guard"
+	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/lease"
 	"github.com/fogdb/fog/internal/standalone"
 	"github.com/fogdb/fog/internal/store"
@@ -63,7 +64,7 @@ func newUpCommand(g *globals) *cobra.Command {
 	fl.StringVar(&cfg.Listen, "listen", "127.0.0.1:7443", "address of the HTTPS API")
 	fl.StringVar(&cfg.PGBin, "pg-bin", "", "directory of the PostgreSQL server binaries (default: $PG_BIN, pg_config, /usr/lib/postgresql/*/bin)")
 	fl.StringVar(&cfg.PGUser, "pg-user", "postgres", "unprivileged OS user that runs PostgreSQL when fog runs as root")
-	fl.StringVar(&cfg.DNSSuffix, "dns-suffix", "database.fog.internal", "DNS suffix of instance and listener names")
+	fl.StringVar(&cfg.DNSSuffix, "dns-suffix", instance.DefaultDNSSuffix, "DNS suffix of instance and listener names")
 	fl.StringVar(&cfg.AddressBase, "address-base", "127.0.10.1", "first loopback address handed to instances")
 	fl.IntVar(&cfg.Port, "pg-port", 5432, "port of the instances and listeners (each has a loopback address of its own)")
 	fl.DurationVar(&cfg.LeaseTTL, "lease-ttl", lease.DefaultTTL, "how long a primary stays writable without its agent renewing its lease; a forced failover whose old primary's agent does not answer waits this long")

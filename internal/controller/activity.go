@@ -123,7 +123,7 @@ func (c *Controller) ActivityLog(ctx context.Context, sub string, f ActivityFilt
 
 // pruneActivity removes activity records older than the retention.
 func (c *Controller) pruneActivity(ctx context.Context) {
-	if c.cfg.ActivityRetention <= 0 {
+	if c.cfg.activityRetention() <= 0 {
 		return
 	}
 	acts, err := store.List[Activity](ctx, c.st, "activity/")
@@ -132,7 +132,7 @@ func (c *Controller) pruneActivity(ctx context.Context) {
 	}
 	var del []store.Op
 	for _, a := range acts {
-		if a.End != nil && time.Since(*a.End) > c.cfg.ActivityRetention {
+		if a.End != nil && time.Since(*a.End) > c.cfg.activityRetention() {
 			del = append(del, store.Op{Key: activityKey(a.OperationID), Delete: true})
 		}
 	}

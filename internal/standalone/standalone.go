@@ -226,7 +226,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	}
 	leaseTTL := cmp.Or(cfg.LeaseTTL, lease.DefaultTTL)
 	if err := store.Put(ctx, st, instance.ClusterKey, instance.ClusterConfig{
-		Regions: cfg.Regions, DNSSuffix: cmp.Or(cfg.DNSSuffix, "database.fog.internal"), LeaseTTL: leaseTTL}); err != nil {
+		Regions: cfg.Regions, DNSSuffix: cmp.Or(cfg.DNSSuffix, instance.DefaultDNSSuffix), LeaseTTL: leaseTTL}); err != nil {
 		return fmt.Errorf("write the deployment settings: %w", err)
 	}
 	localeOK := cfg.LocaleOK
@@ -235,8 +235,8 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	}
 	ctrl, err := controller.New(controller.Config{
 		Regions: cfg.Regions, DNSSuffix: cfg.DNSSuffix, LocaleOK: localeOK, LeaseTTL: leaseTTL,
-		MinGraceMinutes: int(cfg.MinGracePeriod / time.Minute), ObserveOnly: cfg.ObserveOnly,
-		ActivityRetention: time.Duration(cfg.ActivityRetentionDays) * 24 * time.Hour,
+		MinGracePeriod: cfg.MinGracePeriod, ObserveOnly: cfg.ObserveOnly,
+		ActivityRetentionDays: cfg.ActivityRetentionDays,
 	}, st, log.With("component", "controller"))
 	if err != nil {
 		return err
@@ -343,7 +343,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		if err != nil {
 			return fmt.Errorf("DNS server on %s: %w (pass --dns-listen to use another address, or \"\" for none)", cfg.DNSListen, err)
 		}
-		srvDNS, err := fogdns.New(fogdns.Config{Suffix: cmp.Or(cfg.DNSSuffix, "database.fog.internal"), Mode: cfg.DNSMode, NSAddr: dln.Addr().(*net.TCPAddr).IP}, st, log.With("component", "dns"))
+		srvDNS, err := fogdns.New(fogdns.Config{Suffix: cmp.Or(cfg.DNSSuffix, instance.DefaultDNSSuffix), Mode: cfg.DNSMode, NSAddr: dln.Addr().(*net.TCPAddr).IP}, st, log.With("component", "dns"))
 		if err != nil {
 			return err
 		}
@@ -389,7 +389,9 @@ func runRegions(ctx context.Context, g *errgroup.Group, cfg Config, st store.Sto
 		}
 	}
 	for _, region := range cfg.Regions {
-		rc := regional.Config{HoldTimeout: cfg.HoldTimeout, Metrics: reg, Limits: cfg.ListenerLimits, LibDir: filepath.Join(cfg.DataDir, "lib"), Agent: agent.Config{
+		gc := cfg.ListenerLimits
+		gc.HoldTimeout = cfg.HoldTimeout
+		rc := regional.Config{Metrics: reg, Gateway: gc, LibDir: filepath.Join(cfg.DataDir, "lib"), Agent: agent.Config{
 			Region: region, Dir: filepath.Join(cfg.DataDir, "regions", region), FogUser: fogUser,
 			Resync: cfg.Resync, Observe: cfg.Observe, StopOnExit: true, CACertPEM: ca.CertPEM, MaxSlotWALKeepSize: cfg.MaxSlotWALKeepSize,
 			GuardCommand: cfg.GuardCommand,
