@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,17 +19,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/fogdb/fog/internal/agent"
 	"github.com/fogdb/fog/internal/agentapi"
 	"github.com/fogdb/fog/internal/api"
 	"github.com/fogdb/fog/internal/gateway"
 	"github.com/fogdb/fog/internal/instance"
-	"github.com/fogdb/fog/internal/lease"
-	"github.com/fogdb/fog/internal/postgres"
 	"github.com/fogdb/fog/internal/regional"
-	"github.com/fogdb/fog/internal/standalone"
+	"github.com/fogdb/fog/internal/server"
 )
 
 func logger(g *globals, logLevel string) (*slog.Logger, error) {
@@ -52,8 +48,9 @@ func splitList(s string) []string {
 }
 
 func newServerCommand(g *globals) *cobra.Command {
-	var cfg standalone.Config
-	var regions, advertise, logLevel string
+	cfg := server.Defaults()
+	cfg.ServerOnly = true
+	var logLevel string
 	var etcd etcdFlags
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -63,16 +60,14 @@ all of them serve the API, one is elected leader and drives operations, and anot
 over when it dies. Agents join with a token from 'fog join-token create'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := logger(g, logLevel)
-			if err != nil {
+			var err error
+			if cfg.Log, err = logger(g, logLevel); err != nil {
 				return err
 			}
-			cfg.Log, cfg.ServerOnly = log, true
 			if cfg.Etcd, err = etcd.config(); err != nil {
 				return err
 			}
-			cfg.Regions, cfg.APINames = splitList(regions), splitList(advertise)
-			return standalone.Run(cmd.Context(), cfg, func(info standalone.Info) {
+			return server.Run(cmd.Context(), cfg, func(info server.Info) {
 				fmt.Fprintf(g.io.Out, "Fog API: %s (regions: %s)\n", info.APIURL, strings.Join(cfg.Regions, ", "))
 				banner(g.io.Out, info.APIURL, info.ClientFile)
 				fmt.Fprintf(g.io.Out, "  fog join-token create --region %s   # admits an agent of that region\n", cfg.Regions[0])
@@ -80,15 +75,13 @@ over when it dies. Agents join with a token from 'fog join-token create'.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&cfg.DataDir, "data-dir", ".fog", "where this server keeps its store (without etcd), a copy of the CA and the client config")
-	fl.StringVar(&regions, "regions", "eastus,westus", "comma-separated regions of the deployment")
-	fl.StringVar(&cfg.Listen, "listen", "127.0.0.1:7443", "address of the HTTPS API (agents connect here too)")
-	fl.StringVar(&advertise, "advertise", "", "comma-separated host names or addresses at which agents and clients reach this server; its certificate names them")
-	fl.StringVar(&cfg.DNSSuffix, "dns-suffix", instance.DefaultDNSSuffix, "DNS suffix of instance and listener names")
-	fl.DurationVar(&cfg.LeaseTTL, "lease-ttl", lease.DefaultTTL, "how long a primary stays writable without its agent renewing its lease")
+	fl.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "where this server keeps its store (without etcd), a copy of the CA and the client config")
+	fl.Var(listFlag{&cfg.Regions}, "regions", "comma-separated regions of the deployment")
+	fl.StringVar(&cfg.API.Listen, "listen", cfg.API.Listen, "address of the HTTPS API (agents connect here too)")
+	fl.Var(listFlag{&cfg.API.Names}, "advertise", "comma-separated host names or addresses at which agents and clients reach this server; its certificate names them")
+	fl.DurationVar(&cfg.LeaseTTL, "lease-ttl", cfg.LeaseTTL, "how long a primary stays writable without its agent renewing its lease")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	bindPolicy(fl, &cfg)
-	bindDNS(fl, &cfg, "")
+	cfg.RegisterFlags(fl)
 	etcd.bind(fl)
 	return cmd
 }
@@ -144,16 +137,6 @@ func parseRange(s string) (netip.Addr, netip.Addr, error) {
 	return first, last, nil
 }
 
-// bindListenerLimits adds the flags that cap the listeners' connections and choose how they
-// relay.
-func bindListenerLimits(fl *pflag.FlagSet, l *gateway.Config) {
-	fl.IntVar(&l.MaxConns, "listener-max-connections", gateway.DefaultMaxConns, "connections the region's listeners take in all")
-	fl.IntVar(&l.MaxConnsPerClient, "listener-max-connections-per-client", gateway.DefaultMaxConnsPerClient, "connections the listeners take from one client address")
-	fl.IntVar(&l.MaxHeld, "listener-max-held", gateway.DefaultMaxHeld, "connections the listeners hold in all while waiting for a primary")
-	fl.IntVar(&l.MaxHeldPerClient, "listener-max-held-per-client", gateway.DefaultMaxHeldPerClient, "connections the listeners hold from one client address while waiting for a primary")
-	fl.BoolVar(&l.UserSpaceRelay, "listener-user-space-relay", false, "relay established sessions in user space; by default the kernel splices them (a BPF sockmap) where Fog has CAP_BPF and CAP_NET_ADMIN")
-}
-
 // parsePorts reads PORT or FIRST-LAST.
 func parsePorts(s string) (int, int, error) {
 	a, b, ok := strings.Cut(s, "-")
@@ -169,8 +152,8 @@ func parsePorts(s string) (int, int, error) {
 }
 
 func newAgentCommand(g *globals) *cobra.Command {
-	var region, servers, token, tokenFile, dataDir, addrRange, advertise, portRange, pgBin, pgUser, logLevel, metricsListen string
-	var limits gateway.Config
+	var servers, token, tokenFile, dataDir, addrRange, advertise, portRange, logLevel, metricsListen string
+	rc := regional.Config{Agent: agent.Defaults(), Gateway: gateway.Defaults()}
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run a region's agent and listeners on this machine, managed by fog server",
@@ -186,6 +169,7 @@ region's listeners. The first start needs a join token (from 'fog join-token cre
 				return err
 			}
 			ctx := cmd.Context()
+			region := rc.Agent.Region
 			srvs := splitList(servers)
 			for _, s := range srvs {
 				if u, err := url.Parse(s); err != nil || u.Scheme != "https" || u.Host == "" {
@@ -247,30 +231,25 @@ region's listeners. The first start needs a join token (from 'fog join-token cre
 			renewed := make(chan struct{})
 			go func() { defer close(renewed); client.KeepRenewed(renewCtx) }()
 			defer func() { stopRenewing(); <-renewed }()
-			bin, err := postgres.FindBinaries(ctx, pgBin)
+			if err := rc.Agent.Validate(); err != nil {
+				return err
+			}
+			if err := rc.Gateway.Validate(); err != nil {
+				return err
+			}
+			runner, err := rc.Agent.Runner(ctx, log)
 			if err != nil {
 				return err
 			}
-			runner, err := postgres.NewRunner(bin, pgUser, log)
-			if err != nil {
-				return err
-			}
-			fogUser := "root"
-			if u, err := user.Current(); err == nil {
-				fogUser = u.Username
-			}
-			var guardCmd []string
 			if exe, err := os.Executable(); err == nil {
-				guardCmd = []string{exe, "guard"}
+				rc.Agent.GuardCommand = []string{exe, "guard"}
 			}
 			host, _ := os.Hostname()
-			rc := regional.Config{Gateway: limits, Agent: agent.Config{
-				Region: region, Dir: filepath.Join(dataDir, "instances"), FogUser: fogUser, StopOnExit: true,
-				CACertPEM: creds.CAPEM, GuardCommand: guardCmd,
-				Record: instance.AgentRecord{AddressFirst: first.String(), AddressLast: last.String(), Port: port, PortLast: portLast, Advertise: advertise, Hostname: host},
-			}, Ready: func() {
+			rc.Agent.Dir, rc.Agent.StopOnExit, rc.Agent.CACertPEM = filepath.Join(dataDir, "instances"), true, creds.CAPEM
+			rc.Agent.Record = instance.AgentRecord{AddressFirst: first.String(), AddressLast: last.String(), Port: port, PortLast: portLast, Advertise: advertise, Hostname: host}
+			rc.Ready = func() {
 				fmt.Fprintf(g.io.Out, "Fog agent of %s: instances and listeners on %s-%s ports %d-%d, servers %s\n", region, first, last, port, portLast, strings.Join(srvs, ", "))
-			}}
+			}
 			if metricsListen != "" {
 				// Plain HTTP, as Prometheus scrapes by default; it shows no secrets.
 				reg := prometheus.NewRegistry()
@@ -291,7 +270,7 @@ region's listeners. The first start needs a join token (from 'fog join-token cre
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&region, "region", "", "the region this machine serves")
+	fl.StringVar(&rc.Agent.Region, "region", "", "the region this machine serves")
 	fl.StringVar(&servers, "server", "", "comma-separated URLs of the fog servers (https://host:7443,...)")
 	fl.StringVar(&token, "join-token", "", "one-time `TOKEN` from 'fog join-token create' (first start only; every local user sees it in ps: prefer --join-token-file or $FOG_JOIN_TOKEN)")
 	fl.StringVar(&tokenFile, "join-token-file", "", "`FILE` holding the one-time token from 'fog join-token create' (first start only)")
@@ -299,10 +278,9 @@ region's listeners. The first start needs a join token (from 'fog join-token cre
 	fl.StringVar(&addrRange, "address-range", "", "addresses of this machine for instances and listeners: FIRST-LAST or a prefix (default: the --advertise address)")
 	fl.StringVar(&advertise, "advertise", "", "the address at which other machines reach this one")
 	fl.StringVar(&portRange, "port-range", "5432-5531", "ports of instances and listeners, FIRST-LAST; every address takes the first port before any takes the next")
-	fl.StringVar(&pgBin, "pg-bin", "", "directory of the PostgreSQL server binaries (default: $PG_BIN, pg_config, /usr/lib/postgresql/*/bin)")
-	fl.StringVar(&pgUser, "pg-user", "postgres", "unprivileged OS user that runs PostgreSQL when fog runs as root")
+	rc.Agent.RegisterFlags(fl)
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	bindListenerLimits(fl, &limits)
+	rc.Gateway.RegisterFlags(fl)
 	fl.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics (such as 127.0.0.1:9464)")
 	_ = cmd.MarkFlagRequired("region")
 	_ = cmd.MarkFlagRequired("server")

@@ -10,46 +10,36 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/fogdb/fog/internal/guard"
-	"github.com/fogdb/fog/internal/instance"
-	"github.com/fogdb/fog/internal/lease"
-	"github.com/fogdb/fog/internal/standalone"
+	"github.com/fogdb/fog/internal/server"
 	"github.com/fogdb/fog/internal/store"
 )
 
 func newUpCommand(g *globals) *cobra.Command {
-	var cfg standalone.Config
-	var regions, logLevel string
+	cfg := server.Defaults()
+	cfg.DNS.Listen = "127.0.0.1:8053" // fog up answers for its names; fog server only when asked
+	var logLevel string
 	var etcd etcdFlags
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Run Fog on this machine: API, controller and one agent per region, with real PostgreSQL",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return usageErr("--log-level", "use debug, info, warn or error")
-			}
-			cfg.Log = slog.New(slog.NewTextHandler(g.io.Err, &slog.HandlerOptions{Level: level}))
-			ec, err := etcd.config()
-			if err != nil {
+			var err error
+			if cfg.Log, err = logger(g, logLevel); err != nil {
 				return err
 			}
-			cfg.Etcd = ec
-			for _, r := range strings.Split(regions, ",") {
-				if r = strings.TrimSpace(r); r != "" {
-					cfg.Regions = append(cfg.Regions, r)
-				}
+			if cfg.Etcd, err = etcd.config(); err != nil {
+				return err
 			}
 			if exe, err := os.Executable(); err == nil {
-				cfg.GuardCommand = []string{exe, "guard"}
+				cfg.Agent.GuardCommand = []string{exe, "guard"}
 			}
-			return standalone.Run(cmd.Context(), cfg, func(info standalone.Info) {
+			return server.Run(cmd.Context(), cfg, func(info server.Info) {
 				fmt.Fprintf(g.io.Out, "Fog API: %s (regions: %s)\n", info.APIURL, strings.Join(cfg.Regions, ", "))
 				banner(g.io.Out, info.APIURL, info.ClientFile)
 				if info.DNSAddr != "" {
@@ -59,22 +49,37 @@ func newUpCommand(g *globals) *cobra.Command {
 		},
 	}
 	fl := up.Flags()
-	fl.StringVar(&cfg.DataDir, "data-dir", ".fog", "where Fog keeps its store, CA, client config and PostgreSQL data")
-	fl.StringVar(&regions, "regions", "eastus,westus", "comma-separated regions to run an agent for")
-	fl.StringVar(&cfg.Listen, "listen", "127.0.0.1:7443", "address of the HTTPS API")
-	fl.StringVar(&cfg.PGBin, "pg-bin", "", "directory of the PostgreSQL server binaries (default: $PG_BIN, pg_config, /usr/lib/postgresql/*/bin)")
-	fl.StringVar(&cfg.PGUser, "pg-user", "postgres", "unprivileged OS user that runs PostgreSQL when fog runs as root")
-	fl.StringVar(&cfg.DNSSuffix, "dns-suffix", instance.DefaultDNSSuffix, "DNS suffix of instance and listener names")
-	fl.StringVar(&cfg.AddressBase, "address-base", "127.0.10.1", "first loopback address handed to instances")
-	fl.IntVar(&cfg.Port, "pg-port", 5432, "port of the instances and listeners (each has a loopback address of its own)")
-	fl.DurationVar(&cfg.LeaseTTL, "lease-ttl", lease.DefaultTTL, "how long a primary stays writable without its agent renewing its lease; a forced failover whose old primary's agent does not answer waits this long")
+	fl.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "where Fog keeps its store, CA, client config and PostgreSQL data")
+	fl.Var(listFlag{&cfg.Regions}, "regions", "comma-separated regions to run an agent for")
+	fl.StringVar(&cfg.API.Listen, "listen", cfg.API.Listen, "address of the HTTPS API")
+	fl.StringVar(&cfg.AddressBase, "address-base", cfg.AddressBase, "first loopback address handed to instances")
+	fl.IntVar(&cfg.Port, "pg-port", cfg.Port, "port of the instances and listeners (each has a loopback address of its own)")
+	fl.DurationVar(&cfg.LeaseTTL, "lease-ttl", cfg.LeaseTTL, "how long a primary stays writable without its agent renewing its lease; a forced failover whose old primary's agent does not answer waits this long")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	bindPolicy(fl, &cfg)
-	bindListenerLimits(fl, &cfg.ListenerLimits)
-	bindDNS(fl, &cfg, "127.0.0.1:8053")
+	cfg.RegisterFlags(fl)
+	cfg.Agent.RegisterFlags(fl)
+	cfg.Gateway.RegisterFlags(fl)
 	etcd.bind(fl)
 	return up
 }
+
+// listFlag is a comma-separated list flag, bound to a []string; in help it reads as a
+// string flag with its default quoted.
+type listFlag struct{ v *[]string }
+
+func (l listFlag) String() string {
+	if l.v == nil {
+		return ""
+	}
+	return strings.Join(*l.v, ",")
+}
+
+func (l listFlag) Set(s string) error {
+	*l.v = splitList(s)
+	return nil
+}
+
+func (listFlag) Type() string { return "string" }
 
 // banner prints where the client config and the CA are, as absolute paths, and commands that
 // work from any directory.
@@ -88,21 +93,6 @@ func banner(w io.Writer, apiURL, clientFile string) {
 	fmt.Fprintf(w, "Client config:  %s\n", cfg)
 	fmt.Fprintf(w, "In another terminal (fog on your PATH: go build -o bin/fog ./cmd/fog && export PATH=\"$PWD/bin:$PATH\"):\n")
 	fmt.Fprintf(w, "  export FOG_CONFIG=%s\n  fog sql mi list\n", cfg)
-}
-
-// bindDNS adds the DNS server's flags.
-func bindDNS(fl *pflag.FlagSet, cfg *standalone.Config, listen string) {
-	fl.StringVar(&cfg.DNSListen, "dns-listen", listen, "address of the authoritative DNS server for instance and listener names, UDP and TCP (\"\" for none)")
-	fl.StringVar(&cfg.DNSMode, "dns-mode", "gateway", "what listener names resolve to: gateway (the listeners, which relay) or direct (the current primary and secondary themselves)")
-}
-
-// bindPolicy adds the automatic failover policy's deployment settings.
-func bindPolicy(fl *pflag.FlagSet, cfg *standalone.Config) {
-	fl.DurationVar(&cfg.MinGracePeriod, "min-grace-period", 60*time.Minute, "shortest failoverWithDataLossGracePeriodMinutes an Automatic group may have: Azure's 60m, or down to 1m")
-	fl.IntVar(&cfg.ActivityRetentionDays, "activity-log-retention-days", 90, "how long the activity log keeps an operation")
-	fl.Float64Var(&cfg.RateLimit, "rate-limit", 100, "API requests per second per principal (bursts of twice as many); 0 for no limit")
-	fl.StringVar(&cfg.ExternalURL, "external-url", "", "the API's URL as clients reach it (https://host:port); operation URLs point there (default: the listen address)")
-	fl.BoolVar(&cfg.ObserveOnly, "observe-only", false, "run every group's automatic failover policy as events only (\"would fail over now\"), never acting")
 }
 
 // etcdFlags are the etcd client options, named as etcdctl names them.

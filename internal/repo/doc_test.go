@@ -54,7 +54,7 @@ func TestRegionsDoNotImportTheControlPlane(t *testing.T) {
 		t.Fatalf("go list: %v", err)
 	}
 	for _, p := range strings.Fields(string(out)) {
-		for _, banned := range []string{"controller", "api", "standalone", "cli", "election"} {
+		for _, banned := range []string{"controller", "api", "server", "cli", "daemon", "election"} {
 			if p == mod+banned {
 				t.Errorf("a region package depends on %s", p)
 			}

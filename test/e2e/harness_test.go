@@ -24,14 +24,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fogdb/fog/internal/agent"
+	"github.com/fogdb/fog/internal/api"
 	"github.com/fogdb/fog/internal/cli"
 	"github.com/fogdb/fog/internal/postgres"
-	"github.com/fogdb/fog/internal/standalone"
+	"github.com/fogdb/fog/internal/server"
 	"github.com/jackc/pgx/v5"
 )
 
 const (
-	sub      = standalone.DefaultSubscription
+	sub      = server.DefaultSubscription
 	apiVer   = "2023-08-01"
 	password = "Str0ng-Password-123!"
 )
@@ -69,13 +71,13 @@ type fog struct {
 	base    string
 	// dns is the DNS server's address, when the test asked for one.
 	dns  string
-	info standalone.ClientConfig
+	info server.ClientConfig
 	hc   *http.Client
 	stop func()
 }
 
 // startFog runs a Fog in this process on dataDir (a new one when ""), until the test ends.
-func startFog(t *testing.T, dataDir string, mutate ...func(*standalone.Config)) *fog {
+func startFog(t *testing.T, dataDir string, mutate ...func(*server.Config)) *fog {
 	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
@@ -84,17 +86,17 @@ func startFog(t *testing.T, dataDir string, mutate ...func(*standalone.Config)) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := standalone.Config{
-		DataDir: dataDir, Listen: "127.0.0.1:0", AddressBase: addressBase(), GuardCommand: []string{fogBinary, "guard"},
+	cfg := server.Config{
+		DataDir: dataDir, API: api.Config{Listen: "127.0.0.1:0"}, AddressBase: addressBase(), Agent: agent.Config{GuardCommand: []string{fogBinary, "guard"}},
 		Log: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	for _, m := range mutate {
 		m(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan standalone.Info, 1)
+	ready := make(chan server.Info, 1)
 	done := make(chan error, 1)
-	go func() { done <- standalone.Run(ctx, cfg, func(i standalone.Info) { ready <- i }) }()
+	go func() { done <- server.Run(ctx, cfg, func(i server.Info) { ready <- i }) }()
 	f := &fog{t: t, dataDir: dataDir, base: cfg.AddressBase}
 	select {
 	case info := <-ready:
@@ -341,7 +343,7 @@ func (f *fog) runCLI(stdin string, args ...string) (string, string, error) {
 // fogProcess is `fog up` run as a separate process, for tests that kill or signal it.
 type fogProcess struct {
 	cmd    *exec.Cmd
-	client standalone.ClientConfig
+	client server.ClientConfig
 	stderr *bytes.Buffer
 }
 
