@@ -71,3 +71,12 @@ func (c *Config) URL(addr net.Addr) string {
 	}
 	return "https://" + net.JoinHostPort(host, port)
 }
+
+// ClientConfig is what a client needs to reach the API: `fog up` and `fog server` write it to
+// client.json, and the client commands read it.
+type ClientConfig struct {
+	APIURL       string `json:"apiUrl"`
+	CACert       string `json:"caCert"`
+	Token        string `json:"token"`
+	Subscription string `json:"subscription"`
+}

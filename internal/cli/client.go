@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/fogdb/fog/internal/server"
+	"github.com/fogdb/fog/internal/api"
 )
 
 // apiVersion is the api-version the CLI speaks.
@@ -68,7 +68,7 @@ func loadClient(path, sub string) (*client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read client config %s: %w (start Fog with `fog up`, or pass --config / set FOG_CONFIG)", path, err)
 	}
-	var cc server.ClientConfig
+	var cc api.ClientConfig
 	if err := json.Unmarshal(b, &cc); err != nil {
 		return nil, fmt.Errorf("client config %s is not valid JSON: %w", path, err)
 	}

@@ -88,3 +88,25 @@ func TestControlPlaneDoesNotImportPostgres(t *testing.T) {
 		}
 	}
 }
+
+// TestClientCommandsDoNotImportTheProcesses: the client commands (package cli) call Fog's API;
+// what runs Fog (the server process, the regions, PostgreSQL, the DNS server and the process
+// commands of package daemon) stays out of them. cmd/fog hands cli the process commands.
+//
+// The controller and the API are not banned yet: the client commands still take the API's
+// path constants and the client config type from package api (which imports the controller);
+// once they call the API only through a typed client, add "controller" and "api" here.
+func TestClientCommandsDoNotImportTheProcesses(t *testing.T) {
+	mod := "github.com/fogdb/fog/internal/"
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", "../cli").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		for _, banned := range []string{"server", "daemon", "agent", "regional", "gateway", "postgres", "guard", "fogdns", "election"} {
+			if p == mod+banned {
+				t.Errorf("the client commands depend on %s", p)
+			}
+		}
+	}
+}

@@ -180,13 +180,9 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// ClientConfig is what the CLI needs to reach the API; `fog up` writes it to client.json.
-type ClientConfig struct {
-	APIURL       string `json:"apiUrl"`
-	CACert       string `json:"caCert"`
-	Token        string `json:"token"`
-	Subscription string `json:"subscription"`
-}
+// ClientConfig is the client config the server writes to client.json (package api's, which
+// the client commands read).
+type ClientConfig = api.ClientConfig
 
 // Info is what a running deployment tells its caller.
 type Info struct {

@@ -27,6 +27,7 @@ import (
 	"github.com/fogdb/fog/internal/agent"
 	"github.com/fogdb/fog/internal/api"
 	"github.com/fogdb/fog/internal/cli"
+	"github.com/fogdb/fog/internal/daemon"
 	"github.com/fogdb/fog/internal/postgres"
 	"github.com/fogdb/fog/internal/server"
 	"github.com/jackc/pgx/v5"
@@ -336,7 +337,7 @@ func (f *fog) runCLI(stdin string, args ...string) (string, string, error) {
 		// The client's flags belong to the client commands.
 		args = append([]string{"--config", filepath.Join(f.dataDir, "client.json")}, args...)
 	}
-	err := cli.Run(context.Background(), args, cli.IO{In: strings.NewReader(stdin), Out: &out, Err: &errb})
+	err := cli.Run(context.Background(), args, cli.IO{In: strings.NewReader(stdin), Out: &out, Err: &errb}, daemon.Commands)
 	return out.String(), errb.String(), err
 }
 
