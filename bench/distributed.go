@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/fogclient"
-	"github.com/fogdb/fog/internal/standalone"
+	"github.com/fogdb/fog/internal/server"
 	"github.com/fogdb/fog/internal/store"
 	"github.com/fogdb/fog/internal/store/storetest"
 )
@@ -84,7 +84,7 @@ type cluster struct {
 	dir     string
 	etcd    *storetest.EtcdCluster
 	servers []*proc
-	clients []standalone.ClientConfig
+	clients []server.ClientConfig
 	agents  []*proc
 	f       *fog
 }
@@ -184,7 +184,7 @@ func (c *cluster) leader(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defer st.Close()
-	kv, err := st.Get(ctx, standalone.LeaderKey)
+	kv, err := st.Get(ctx, server.LeaderKey)
 	if err != nil {
 		return 0, err
 	}

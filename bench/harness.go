@@ -15,21 +15,23 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/fogdb/fog/internal/api"
 	"github.com/fogdb/fog/internal/arm"
 	"github.com/fogdb/fog/internal/fogclient"
+	"github.com/fogdb/fog/internal/fogdns"
 	"github.com/fogdb/fog/internal/resource"
-	"github.com/fogdb/fog/internal/standalone"
+	"github.com/fogdb/fog/internal/server"
 )
 
 const (
-	sub      = standalone.DefaultSubscription
+	sub      = server.DefaultSubscription
 	password = "Bench-Passw0rd-123456!"
 )
 
 // fog is an in-process Fog deployment for one benchmark run.
 type fog struct {
 	dir    string
-	client standalone.ClientConfig
+	client server.ClientConfig
 	api    *fogclient.Client
 	stop   func() error
 	ca     *x509.CertPool
@@ -47,16 +49,16 @@ func startFog(ctx context.Context, base string) (*fog, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	ready := make(chan standalone.Info, 1)
+	ready := make(chan server.Info, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- standalone.Run(ctx, standalone.Config{
-			DataDir: dir, Listen: "127.0.0.1:0", AddressBase: base,
+		done <- server.Run(ctx, server.Config{
+			DataDir: dir, API: api.Config{Listen: "127.0.0.1:0"}, AddressBase: base,
 			// The DNS server in direct mode: the gateway benchmark reaches the primary through
 			// the read-write name as a relay-free application does.
-			DNSListen: "127.0.0.1:0", DNSMode: "direct",
+			DNS: fogdns.Config{Listen: "127.0.0.1:0", Mode: fogdns.ModeDirect},
 			Log: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: logLevel()})),
-		}, func(i standalone.Info) { ready <- i })
+		}, func(i server.Info) { ready <- i })
 	}()
 	var f *fog
 	select {
@@ -88,7 +90,7 @@ func startFog(ctx context.Context, base string) (*fog, error) {
 }
 
 // newFogClient is a client of the deployment whose client config is cc.
-func newFogClient(dir string, cc standalone.ClientConfig) (*fog, error) {
+func newFogClient(dir string, cc server.ClientConfig) (*fog, error) {
 	f := &fog{dir: dir, client: cc, ca: x509.NewCertPool(), stop: func() error { return nil }}
 	f.ca.AppendCertsFromPEM([]byte(cc.CACert))
 	// The load generators run many requests at once: keep their connections.

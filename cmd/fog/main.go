@@ -9,12 +9,13 @@ import (
 	"syscall"
 
 	"github.com/fogdb/fog/internal/cli"
+	"github.com/fogdb/fog/internal/daemon"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := cli.Run(ctx, os.Args[1:], cli.IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}); err != nil {
+	if err := cli.Run(ctx, os.Args[1:], cli.IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, daemon.Commands); err != nil {
 		fmt.Fprintln(os.Stderr, "ERROR:", err)
 		stop()
 		os.Exit(cli.ExitCode(err))

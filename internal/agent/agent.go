@@ -28,42 +28,6 @@ type Issuer interface {
 	IssueReplication(uid string) (certPEM, keyPEM []byte, err error)
 }
 
-// Config configures one agent.
-type Config struct {
-	Region string
-	// Dir holds the region's instances, one directory each.
-	Dir string
-	// FogUser is the OS user this process runs as; it may connect as the system role.
-	FogUser string
-	// CACertPEM is the CA that standbys verify their primary's certificate with.
-	CACertPEM []byte
-	// Resync is how often every instance is reconciled (and repaired) even without a change.
-	Resync time.Duration
-	// Observe is how often the state of each running instance is published (replication
-	// lag, role, databases): API reads answer from it and never ask the agent.
-	Observe time.Duration
-	// StopOnExit stops every instance when Run returns (fog up's Ctrl-C).
-	StopOnExit bool
-	// MaxSlotWALKeepSize overrides PostgreSQL's bound on WAL kept for a slot.
-	MaxSlotWALKeepSize string
-	// GuardLibrary is the fog_guard library every instance loads ("" when it could not be
-	// built: admins then get no CREATEROLE).
-	GuardLibrary string
-	// Lease is the timing of the agent's lease (package lease).
-	Lease lease.Timing
-	// GuardCommand starts the guard process that fences this region's primaries if the
-	// agent dies (the fog binary and "guard"); nil runs none, and says so at start.
-	GuardCommand []string
-	// GuardFile is where the agent writes the guard's deadlines (default: beside Dir).
-	GuardFile string
-	// Record is what the agent publishes about its machine when it starts (the address
-	// range and port of its instances and listeners); its Region and Started are filled in.
-	Record instance.AgentRecord
-	// Servers makes the Server of an instance; nil runs the real PostgreSQL clusters under
-	// Dir. Tests set it to run the agent against in-memory servers (package agenttest).
-	Servers func(s instance.Spec) Server
-}
-
 // Agent reconciles one region. Each instance has its own worker, so a long seed of one
 // instance never delays a promotion of another.
 type Agent struct {
@@ -92,10 +56,10 @@ type Agent struct {
 // New returns an agent.
 func New(cfg Config, st store.Store, runner *postgres.Runner, ca Issuer, log *slog.Logger) (*Agent, error) {
 	if cfg.Resync == 0 {
-		cfg.Resync = 2 * time.Second
+		cfg.Resync = DefaultResync
 	}
 	if cfg.Observe == 0 {
-		cfg.Observe = time.Second
+		cfg.Observe = DefaultObserve
 	}
 	a := &Agent{cfg: cfg, st: st, runner: runner, ca: ca, log: log.With("region", cfg.Region), workers: map[string]*worker{},
 		specByUID: map[string]instance.Spec{}, locks: map[string]*sync.Mutex{}}

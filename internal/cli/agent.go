@@ -3,81 +3,13 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"log/slog"
-	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/fogdb/fog/internal/agentapi"
 	"github.com/fogdb/fog/internal/fogclient"
-	"github.com/fogdb/fog/internal/instance"
 )
-
-// joinTokenEnv is the environment variable `fog agent` reads a join token from.
-const joinTokenEnv = "FOG_JOIN_TOKEN"
-
-// joinToken returns the join token `fog agent` was given: --join-token-file, else
-// --join-token, else $FOG_JOIN_TOKEN; "" when none. A token on the command line is in every
-// local user's `ps` until the agent exits, so that form gets a warning; a token file others
-// can read gets one too. The variable is removed from the environment once read, so that
-// nothing the agent starts (the guard, PostgreSQL) inherits the secret.
-func joinToken(g *globals, flagToken, file string) (string, error) {
-	env := os.Getenv(joinTokenEnv)
-	_ = os.Unsetenv(joinTokenEnv)
-	switch {
-	case file != "" && flagToken != "":
-		return "", usageErr("--join-token-file", "give the join token once: --join-token-file or --join-token, not both")
-	case file != "":
-		fi, err := os.Stat(file)
-		if err != nil {
-			return "", usageErr("--join-token-file", "%v", err)
-		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			g.warn("the join token file %s can be read by other users (mode %04o): create it with umask 077 or chmod 600 it", file, fi.Mode().Perm())
-		}
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", usageErr("--join-token-file", "%v", err)
-		}
-		tok := strings.TrimSpace(string(b))
-		if tok == "" {
-			return "", usageErr("--join-token-file", "%s is empty: write the token `fog join-token create` prints into it", file)
-		}
-		return tok, nil
-	case flagToken != "":
-		g.warn("--join-token shows the token to every user of this machine (ps); prefer --join-token-file FILE or $%s", joinTokenEnv)
-		return flagToken, nil
-	}
-	return strings.TrimSpace(env), nil
-}
-
-// agentClient is the agent's link to the servers with its saved credentials. When the
-// servers answer that those were revoked, a join token given this time joins the agent again
-// (new key and certificate, same data directory and instances); without one, the agent stops
-// with what to do rather than run cut off.
-func agentClient(ctx context.Context, servers []string, creds *agentapi.Credentials, token string, log *slog.Logger) (*agentapi.Client, error) {
-	client, err := agentapi.NewClient(servers, creds, log.With("component", "agentapi"))
-	if err != nil {
-		return nil, err
-	}
-	_, err = client.Get(ctx, instance.ClusterKey)
-	if !errors.Is(err, agentapi.ErrRevoked) {
-		return client, nil // the servers may be unreachable yet: the agent waits for them
-	}
-	client.Close()
-	if token == "" {
-		return nil, fmt.Errorf("this agent's certificate was revoked: start it with a new token from `fog join-token create --region %s` in --join-token-file or $%s to join again (%w)",
-			creds.Region, joinTokenEnv, err)
-	}
-	log.Warn("this agent's certificate was revoked; joining again with the token given", "err", err)
-	if creds, err = agentapi.Join(ctx, servers, token, creds.Region, creds.Dir); err != nil {
-		return nil, err
-	}
-	return agentapi.NewClient(servers, creds, log.With("component", "agentapi"))
-}
 
 // newAgentRevokeCommand revokes agent certificates: the servers refuse them from the next
 // request on, and the agent must join again with a new token.

@@ -1,5 +1,7 @@
-// Package cli is the fog command line: `fog up` and the az-shaped `fog sql mi`, `fog sql midb`
-// command groups.
+// Package cli is the fog command line and its client commands: the az-shaped `fog sql mi`,
+// `fog sql midb` and `fog sql instance-failover-group` groups, tokens, roles and join tokens,
+// which call Fog's API. The process commands (`fog up`, `fog server`, `fog agent`) live in
+// package daemon and are handed to Run, so that nothing here imports what they run.
 package cli
 
 import (
@@ -36,12 +38,14 @@ type globals struct {
 	io                         IO
 }
 
-// Run runs the fog command line with args (without the program name).
-func Run(ctx context.Context, args []string, stdio IO) error {
+// Run runs the fog command line with args (without the program name). process make the
+// commands that run Fog rather than call it (package daemon's Commands); the client commands
+// are always there.
+func Run(ctx context.Context, args []string, stdio IO, process ...func(IO) []*cobra.Command) error {
 	if err := failpoint.FromEnv(); err != nil {
 		return err
 	}
-	root := newRoot(stdio)
+	root := newRoot(stdio, process)
 	root.SetArgs(args)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Msg: err.Error()} })
 	var groups func(c *cobra.Command)
@@ -67,7 +71,7 @@ func Run(ctx context.Context, args []string, stdio IO) error {
 	return asUsage(root, err)
 }
 
-func newRoot(stdio IO) *cobra.Command {
+func newRoot(stdio IO, process []func(IO) []*cobra.Command) *cobra.Command {
 	g := &globals{io: stdio}
 	root := &cobra.Command{
 		Use:           "fog",
@@ -83,7 +87,18 @@ func newRoot(stdio IO) *cobra.Command {
 	for _, c := range clients {
 		g.clientFlags(c)
 	}
-	root.AddCommand(newUpCommand(g), newServerCommand(g), newAgentCommand(g), newGuardCommand(g))
+	agentCmd := &cobra.Command{Use: "agent", Short: "Manage the agents' certificates"}
+	for _, p := range process {
+		for _, c := range p(stdio) {
+			if c.Name() == agentCmd.Name() {
+				agentCmd = c // `fog agent` runs an agent; its subcommands are clients
+				continue
+			}
+			root.AddCommand(c)
+		}
+	}
+	agentCmd.AddCommand(newAgentListCommand(g), newAgentRevokeCommand(g))
+	root.AddCommand(agentCmd)
 	root.AddCommand(clients...)
 	return root
 }

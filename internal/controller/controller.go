@@ -24,57 +24,6 @@ import (
 	"github.com/fogdb/fog/internal/store"
 )
 
-// Config configures the controller.
-type Config struct {
-	Regions   []string
-	DNSSuffix string
-	// LocaleOK reports whether a locale can be used for a new instance.
-	LocaleOK func(string) bool
-	// OperationTimeout bounds every operation.
-	OperationTimeout time.Duration
-	// LeaseTTL is the agents' lease TTL: how long the controller waits, on its own clock,
-	// without seeing a renewal before it treats an agent's primaries as fenced.
-	LeaseTTL time.Duration
-	// MinGraceMinutes is the shortest grace period an Automatic group may have (Azure's 60
-	// unless an operator allows less, down to 1: --min-grace-period).
-	MinGraceMinutes int
-	// ObserveOnly runs the automatic policy of every group as events only.
-	ObserveOnly bool
-	// ProbeTimeout bounds the control plane's own probe of a primary.
-	ProbeTimeout time.Duration
-	// ActivityRetention is how long the activity log keeps an operation (default 90 days).
-	ActivityRetention time.Duration
-}
-
-// Validate checks the configuration and fills defaults.
-func (c *Config) Validate() error {
-	if len(c.Regions) == 0 {
-		return errors.New("controller: at least one region is required")
-	}
-	if c.DNSSuffix == "" {
-		c.DNSSuffix = "database.fog.internal"
-	}
-	if c.OperationTimeout == 0 {
-		c.OperationTimeout = 10 * time.Minute
-	}
-	if c.LeaseTTL == 0 {
-		c.LeaseTTL = lease.DefaultTTL
-	}
-	if c.MinGraceMinutes == 0 {
-		c.MinGraceMinutes = resource.MinGracePeriodMinutes
-	}
-	if c.MinGraceMinutes < 1 || c.MinGraceMinutes > resource.MinGracePeriodMinutes {
-		return fmt.Errorf("--min-grace-period must be from 1m to %dm", resource.MinGracePeriodMinutes)
-	}
-	if c.ProbeTimeout == 0 {
-		c.ProbeTimeout = time.Second
-	}
-	if c.ActivityRetention == 0 {
-		c.ActivityRetention = 90 * 24 * time.Hour
-	}
-	return nil
-}
-
 // operationRetention is how long a finished operation's status stays readable.
 const operationRetention = 24 * time.Hour
 
@@ -208,7 +157,7 @@ func (c *Controller) Lead(ctx context.Context, st store.Store) error {
 			c.autoFailover(ctx, t)
 			if time.Since(lastPrune) > 10*time.Minute {
 				lastPrune = time.Now()
-				if err := activity.Prune(ctx, st, c.cfg.ActivityRetention); err != nil {
+				if err := activity.Prune(ctx, st, c.cfg.activityRetention()); err != nil {
 					c.log.Warn("prune the activity log", "err", err)
 				}
 			}

@@ -260,7 +260,7 @@ func (c *Controller) PutFailoverGroup(ctx context.Context, sub, rg, loc, name st
 		return nil, fault.Invalid("LocationNotAvailableForResourceType",
 			"The provided location '%s' is not available for resource type '%s'. This deployment has: %s.", loc, resource.TypeFailoverGroup, strings.Join(c.cfg.Regions, ", "))
 	}
-	spec, aerr := resource.ValidateFailoverGroupBody(body, c.cfg.MinGraceMinutes)
+	spec, aerr := resource.ValidateFailoverGroupBody(body, c.cfg.minGraceMinutes())
 	if aerr != nil {
 		return nil, aerr
 	}

@@ -37,18 +37,6 @@ const (
 	ModeDirect  = "direct"
 )
 
-// Config configures the server.
-type Config struct {
-	// Suffix is the zone (the deployment's DNS suffix, such as database.fog.internal).
-	Suffix string
-	// Mode is ModeGateway or ModeDirect.
-	Mode string
-	// TTL of every answer (default 5 s).
-	TTL time.Duration
-	// NSAddr is the address given for the zone's name server, ns1.<suffix>.
-	NSAddr net.IP
-}
-
 // Server answers for one zone.
 type Server struct {
 	cfg  Config
@@ -76,7 +64,7 @@ func New(cfg Config, st store.Store, log *slog.Logger) (*Server, error) {
 		return nil, errors.New("DNS server: no zone (DNS suffix)")
 	}
 	if cfg.TTL <= 0 {
-		cfg.TTL = 5 * time.Second
+		cfg.TTL = DefaultTTL
 	}
 	if cfg.NSAddr == nil {
 		cfg.NSAddr = net.IPv4(127, 0, 0, 1)

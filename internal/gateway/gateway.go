@@ -60,36 +60,6 @@ type Issuer interface {
 	Issue(dnsNames []string, ips []net.IP) (certPEM, keyPEM []byte, err error)
 }
 
-// Config configures the gateway.
-type Config struct {
-	// HoldTimeout bounds how long a new connection waits while a failover switches.
-	HoldTimeout time.Duration
-	// WatchPrefixes are the store prefixes whose changes may change routes.
-	WatchPrefixes []string
-	// Resync recomputes routes periodically (heartbeats expire without a write).
-	Resync time.Duration
-	// Limits on connections through the gateway's listeners, in total and per client
-	// address, and on connections held waiting for a primary; zero takes the defaults.
-	// A connection counts from its accept, before it has sent anything: cancel requests
-	// and connections that never send a first packet count too.
-	MaxConns, MaxConnsPerClient, MaxHeld, MaxHeldPerClient int
-	// MaxCancels bounds the cancel requests forwarded to servers at once; zero takes the
-	// default.
-	MaxCancels int
-	// UserSpaceRelay relays established sessions in user space even where the kernel could
-	// splice them (a BPF sockmap, which needs CAP_BPF and CAP_NET_ADMIN).
-	UserSpaceRelay bool
-}
-
-// Default limits.
-const (
-	DefaultMaxConns          = 10000
-	DefaultMaxConnsPerClient = 2000
-	DefaultMaxHeld           = 2000
-	DefaultMaxHeldPerClient  = 500
-	DefaultMaxCancels        = 32
-)
-
 // A cancel request costs the server a process: PostgreSQL forks a backend for each
 // connection and only then reads its first packet (ProcessStartupPacket, in
 // src/backend/tcop/backend_startup.c; postmaster.c before PostgreSQL 17), so a flood of
@@ -217,20 +187,7 @@ func (g *Gateway) Stats() Stats {
 
 // New returns a gateway.
 func New(cfg Config, st store.Store, source Source, ca Issuer, log *slog.Logger) *Gateway {
-	for _, l := range []struct {
-		v   *int
-		def int
-	}{{&cfg.MaxConns, DefaultMaxConns}, {&cfg.MaxConnsPerClient, DefaultMaxConnsPerClient}, {&cfg.MaxHeld, DefaultMaxHeld}, {&cfg.MaxHeldPerClient, DefaultMaxHeldPerClient}, {&cfg.MaxCancels, DefaultMaxCancels}} {
-		if *l.v <= 0 {
-			*l.v = l.def
-		}
-	}
-	if cfg.HoldTimeout == 0 {
-		cfg.HoldTimeout = 30 * time.Second
-	}
-	if cfg.Resync == 0 {
-		cfg.Resync = time.Second
-	}
+	_ = cfg.Validate() // fills defaults; it finds nothing to refuse
 	return &Gateway{cfg: cfg, st: st, source: source, ca: ca, log: log, listeners: map[string]*listener{},
 		cancels: make(chan struct{}, cfg.MaxCancels), turningAway: make(chan struct{}, maxTurningAway)}
 }

@@ -252,6 +252,10 @@ type AgentRecord struct {
 // ClusterKey is the store key of the settings every agent needs from the control plane.
 const ClusterKey = "cluster/config"
 
+// DefaultDNSSuffix is the DNS suffix of instance and listener names when the deployment
+// names none (`--dns-suffix`).
+const DefaultDNSSuffix = "database.fog.internal"
+
 // ClusterConfig are the deployment's settings that agents follow; the server writes them
 // when it starts.
 type ClusterConfig struct {

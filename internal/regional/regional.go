@@ -34,11 +34,8 @@ type Issuer interface {
 // Config configures a region's agent and gateway.
 type Config struct {
 	Agent agent.Config
-	// HoldTimeout bounds how long a listener holds new connections during a failover.
-	HoldTimeout time.Duration
-	// Limits caps the listeners' connections (gateway.Config's Max fields; zero: defaults)
-	// and chooses how they relay (UserSpaceRelay).
-	Limits gateway.Config
+	// Gateway configures the region's listeners; Run sets the store prefixes it watches.
+	Gateway gateway.Config
 	// Ready, when set, is called once the agent and gateway run.
 	Ready func()
 	// Metrics, when set, gets the region's collector (listeners' connections, lease age).
@@ -100,13 +97,9 @@ func Run(ctx context.Context, cfg Config, st store.Store, runner *postgres.Runne
 	// The gateway reads the groups and what the agents observe, and judges leases on its own
 	// clock; it does not ask the controller.
 	obs := lease.NewObserver(cmp.Or(ac.Lease.TTL, lease.DefaultTTL), nil)
-	gw := gateway.New(gateway.Config{
-		MaxConns: cfg.Limits.MaxConns, MaxConnsPerClient: cfg.Limits.MaxConnsPerClient,
-		MaxHeld: cfg.Limits.MaxHeld, MaxHeldPerClient: cfg.Limits.MaxHeldPerClient,
-		UserSpaceRelay: cfg.Limits.UserSpaceRelay,
-		HoldTimeout:    cfg.HoldTimeout,
-		WatchPrefixes:  []string{group.Prefix, "observed/", "desired/", lease.Prefix},
-	}, st, func(ctx context.Context) ([]gateway.Listener, error) {
+	gc := cfg.Gateway
+	gc.WatchPrefixes = []string{group.Prefix, "observed/", "desired/", lease.Prefix}
+	gw := gateway.New(gc, st, func(ctx context.Context) ([]gateway.Listener, error) {
 		routes, err := group.Routes(ctx, st, obs, cc.DNSSuffix, region)
 		if err != nil {
 			return nil, err

@@ -54,7 +54,7 @@ func TestRegionsDoNotImportTheControlPlane(t *testing.T) {
 		t.Fatalf("go list: %v", err)
 	}
 	for _, p := range strings.Fields(string(out)) {
-		for _, banned := range []string{"controller", "api", "standalone", "cli", "election"} {
+		for _, banned := range []string{"controller", "api", "server", "cli", "daemon", "election"} {
 			if p == mod+banned {
 				t.Errorf("a region package depends on %s", p)
 			}
@@ -92,15 +92,30 @@ func TestControlPlaneDoesNotImportPostgres(t *testing.T) {
 // TestClientDoesNotImportTheServer: the API client reaches Fog only over HTTP; it shares the
 // wire shapes (packages arm and resource), never the server's code.
 func TestClientDoesNotImportTheServer(t *testing.T) {
+	banImports(t, "the API client", "../fogclient", "controller", "api", "server", "store", "cli", "console", "agentapi", "authz")
+}
+
+// TestClientCommandsDoNotImportTheProcesses: the client commands (package cli) call Fog's API;
+// what runs Fog (the server process, the regions, PostgreSQL, the DNS server and the process
+// commands of package daemon) stays out of them, and so do the control plane and the API
+// (they call the API through package fogclient). cmd/fog hands cli the process commands.
+func TestClientCommandsDoNotImportTheProcesses(t *testing.T) {
+	banImports(t, "the client commands", "../cli", "server", "daemon", "agent", "regional", "gateway", "postgres", "guard", "fogdns", "election",
+		"controller", "engine", "api", "console")
+}
+
+// banImports fails when pkg depends, directly or not, on one of Fog's packages banned.
+func banImports(t *testing.T, what, pkg string, banned ...string) {
+	t.Helper()
 	mod := "github.com/fogdb/fog/internal/"
-	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", "../fogclient").Output()
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}
 	for _, p := range strings.Fields(string(out)) {
-		for _, banned := range []string{"controller", "api", "standalone", "store", "cli", "console", "agentapi", "authz"} {
-			if p == mod+banned {
-				t.Errorf("the API client depends on %s", p)
+		for _, b := range banned {
+			if p == mod+b {
+				t.Errorf("%s depend on %s", what, p)
 			}
 		}
 	}

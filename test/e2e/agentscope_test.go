@@ -16,7 +16,7 @@ import (
 
 	"github.com/fogdb/fog/internal/agentapi"
 	"github.com/fogdb/fog/internal/instance"
-	"github.com/fogdb/fog/internal/standalone"
+	"github.com/fogdb/fog/internal/server"
 	"github.com/fogdb/fog/internal/store"
 )
 
@@ -27,7 +27,7 @@ import (
 // desired state only as addresses, never its admin's verifier; `fog agent revoke --region
 // westus` cuts both westus agents off at their next request, and the eastus one not.
 func TestAgentScopeSignRevoke(t *testing.T) {
-	f := startFog(t, "", func(c *standalone.Config) { c.ServerOnly = true })
+	f := startFog(t, "", func(c *server.Config) { c.ServerOnly = true })
 	ctx := context.Background()
 	dir := t.TempDir()
 	config := filepath.Join(f.dataDir, "client.json")

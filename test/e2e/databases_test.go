@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fogdb/fog/internal/standalone"
+	"github.com/fogdb/fog/internal/server"
 )
 
 func dbNames(t *testing.T, f *fog, rg, mi string) []string {
@@ -100,7 +100,7 @@ func TestDatabases(t *testing.T) {
 // API's own check) and checks the operation fails with the reason and nothing remains.
 func TestFailedCreateLeavesNothing(t *testing.T) {
 	dir := t.TempDir()
-	f := startFog(t, dir, func(c *standalone.Config) { c.LocaleOK = func(string) bool { return true } })
+	f := startFog(t, dir, func(c *server.Config) { c.Controller.LocaleOK = func(string) bool { return true } })
 	r := f.call("PUT", miPath("rg-fail", "broken"), miBody("eastus", map[string]any{"collation": "xx_YY.UTF-8"}))
 	st := f.wait(r)
 	if st["status"] != "Failed" {

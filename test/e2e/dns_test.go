@@ -14,7 +14,7 @@ import (
 
 	"github.com/fogdb/fog/internal/fogdns"
 	"github.com/fogdb/fog/internal/postgres"
-	"github.com/fogdb/fog/internal/standalone"
+	"github.com/fogdb/fog/internal/server"
 )
 
 // TestDNS: Fog's DNS server answers every name it hands out, in both modes; after a planned
@@ -29,7 +29,7 @@ func TestDNS(t *testing.T) {
 }
 
 func testDNS(t *testing.T, mode string) {
-	f := startFog(t, "", func(c *standalone.Config) { c.DNSListen, c.DNSMode = "127.0.0.1:0", mode })
+	f := startFog(t, "", func(c *server.Config) { c.DNS.Listen, c.DNS.Mode = "127.0.0.1:0", mode })
 	if f.dns == "" {
 		t.Fatal("no DNS server")
 	}

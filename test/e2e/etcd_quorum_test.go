@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fogdb/fog/internal/standalone"
+	"github.com/fogdb/fog/internal/server"
 	"github.com/fogdb/fog/internal/store"
 	"github.com/fogdb/fog/internal/store/storetest"
 )
@@ -18,7 +18,7 @@ import (
 // replicates.
 func TestFogOnEtcdQuorumLoss(t *testing.T) {
 	cl := storetest.StartEtcd(t, 3)
-	f := startFog(t, "", func(c *standalone.Config) { c.Etcd = &store.EtcdConfig{Endpoints: cl.Endpoints()} })
+	f := startFog(t, "", func(c *server.Config) { c.Etcd = &store.EtcdConfig{Endpoints: cl.Endpoints()} })
 	p := newPair(t, f, "qu")
 	p.create(t, nil)
 	p.setupTable(t)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fogdb/fog/internal/standalone"
+	"github.com/fogdb/fog/internal/server"
 	"github.com/fogdb/fog/internal/store"
 	"github.com/fogdb/fog/internal/store/storetest"
 )
@@ -18,7 +18,7 @@ import (
 func TestFogOnEtcd(t *testing.T) {
 	endpoints := storetest.StartEtcd(t, 1).Endpoints()
 	dir := t.TempDir()
-	onEtcd := func(c *standalone.Config) { c.Etcd = &store.EtcdConfig{Endpoints: endpoints} }
+	onEtcd := func(c *server.Config) { c.Etcd = &store.EtcdConfig{Endpoints: endpoints} }
 	f := startFog(t, dir, onEtcd)
 	p := newPair(t, f, "ec")
 	p.create(t, nil)

@@ -15,7 +15,7 @@ import (
 	"github.com/fogdb/fog/internal/cli"
 	"github.com/fogdb/fog/internal/devca"
 	"github.com/fogdb/fog/internal/postgres"
-	"github.com/fogdb/fog/internal/standalone"
+	"github.com/fogdb/fog/internal/server"
 )
 
 // TestCLIExitCodes: the fog binary exits as az does: 0, 1 for an error, 2 for a command line
@@ -121,7 +121,7 @@ func TestCLIErrorsPointTheWay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	write := func(mut func(*standalone.ClientConfig)) string {
+	write := func(mut func(*server.ClientConfig)) string {
 		cc := f.info
 		mut(&cc)
 		b, _ := json.Marshal(cc)
@@ -131,13 +131,13 @@ func TestCLIErrorsPointTheWay(t *testing.T) {
 		}
 		return p
 	}
-	wrongCA := write(func(c *standalone.ClientConfig) { c.CACert = string(other.CertPEM) })
+	wrongCA := write(func(c *server.ClientConfig) { c.CACert = string(other.CertPEM) })
 	var out, errb bytes.Buffer
 	err = cli.Run(context.Background(), []string{"--config", wrongCA, "sql", "mi", "list"}, cli.IO{In: strings.NewReader(""), Out: &out, Err: &errb})
 	if err == nil || !strings.Contains(err.Error(), "is not signed by the CA in "+wrongCA) {
 		t.Errorf("wrong CA: %v", err)
 	}
-	gone := write(func(c *standalone.ClientConfig) { c.APIURL = "https://127.0.0.1:1" })
+	gone := write(func(c *server.ClientConfig) { c.APIURL = "https://127.0.0.1:1" })
 	err = cli.Run(context.Background(), []string{"--config", gone, "sql", "mi", "list"}, cli.IO{In: strings.NewReader(""), Out: &out, Err: &errb})
 	if err == nil || !strings.Contains(err.Error(), "nothing answers at the Fog API https://127.0.0.1:1") || strings.Count(err.Error(), "127.0.0.1:1") != 1 {
 		t.Errorf("API down: %v", err)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fogdb/fog/internal/standalone"
+	"github.com/fogdb/fog/internal/server"
 )
 
 func eventually(t *testing.T, within time.Duration, what string, ok func() bool) {
@@ -302,9 +302,9 @@ func TestPlannedFailoverRollsBack(t *testing.T) {
 // TestSuspendedSecondaryIsReseeded: a secondary that falls further behind than
 // max_slot_wal_keep_size loses its slot; the group shows SUSPENDED and reseeds it on its own.
 func TestSuspendedSecondaryIsReseeded(t *testing.T) {
-	f := startFog(t, "", func(c *standalone.Config) {
-		c.MaxSlotWALKeepSize = "32MB"
-		c.Resync = time.Hour // a killed secondary stays down until the reseed
+	f := startFog(t, "", func(c *server.Config) {
+		c.Agent.MaxSlotWALKeepSize = "32MB"
+		c.Agent.Resync = time.Hour // a killed secondary stays down until the reseed
 	})
 	p := newPair(t, f, "sus")
 	p.create(t, nil)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fogdb/fog/internal/standalone"
+	"github.com/fogdb/fog/internal/server"
 )
 
 // TestFailoverGroupPrerequisites checks every create-time rule and its Azure error code.
@@ -110,7 +110,7 @@ func TestFailoverGroupPrerequisites(t *testing.T) {
 func TestFailoverGroupNetworkCheck(t *testing.T) {
 	// The agents look only every hour here, so a killed postgres stays down and is not seen
 	// to be down: what finds it is the reach test of the create.
-	f := startFog(t, "", func(c *standalone.Config) { c.Resync, c.Observe = time.Hour, time.Hour })
+	f := startFog(t, "", func(c *server.Config) { c.Agent.Resync, c.Agent.Observe = time.Hour, time.Hour })
 	p := newPair(t, f, "net")
 	pm := postmasterOf(t, f, p.prim)
 	if err := syscall.Kill(pm, syscall.SIGKILL); err != nil {

@@ -5,7 +5,7 @@ import (
 
 	"bytes"
 	"encoding/json"
-	"github.com/fogdb/fog/internal/standalone"
+	"github.com/fogdb/fog/internal/server"
 	"net/http"
 	"strings"
 	"testing"
@@ -122,7 +122,7 @@ func TestTokens(t *testing.T) {
 // TestRateLimit: each principal has its own request rate; over it, 429 TooManyRequests with
 // Retry-After, and another principal is not affected.
 func TestRateLimit(t *testing.T) {
-	f := startFog(t, "", func(c *standalone.Config) { c.RateLimit = 5 })
+	f := startFog(t, "", func(c *server.Config) { c.API.RateLimit = 5 })
 	other, _, err := f.runCLI("", "token", "create", "--name", "other")
 	if err != nil {
 		t.Fatal(err)

@@ -24,15 +24,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fogdb/fog/internal/agent"
+	"github.com/fogdb/fog/internal/api"
 	"github.com/fogdb/fog/internal/cli"
+	"github.com/fogdb/fog/internal/daemon"
 	"github.com/fogdb/fog/internal/fogclient"
 	"github.com/fogdb/fog/internal/postgres"
-	"github.com/fogdb/fog/internal/standalone"
+	"github.com/fogdb/fog/internal/server"
 	"github.com/jackc/pgx/v5"
 )
 
 const (
-	sub      = standalone.DefaultSubscription
+	sub      = server.DefaultSubscription
 	apiVer   = fogclient.APIVersion
 	password = "Str0ng-Password-123!"
 )
@@ -70,7 +73,7 @@ type fog struct {
 	base    string
 	// dns is the DNS server's address, when the test asked for one.
 	dns  string
-	info standalone.ClientConfig
+	info server.ClientConfig
 	// api is the API client; hc is an HTTP client that trusts Fog's CA, for the clients
 	// that bring their own protocol (the Azure SDK, a browser).
 	api  *fogclient.Client
@@ -79,7 +82,7 @@ type fog struct {
 }
 
 // startFog runs a Fog in this process on dataDir (a new one when ""), until the test ends.
-func startFog(t *testing.T, dataDir string, mutate ...func(*standalone.Config)) *fog {
+func startFog(t *testing.T, dataDir string, mutate ...func(*server.Config)) *fog {
 	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
@@ -88,17 +91,17 @@ func startFog(t *testing.T, dataDir string, mutate ...func(*standalone.Config)) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := standalone.Config{
-		DataDir: dataDir, Listen: "127.0.0.1:0", AddressBase: addressBase(), GuardCommand: []string{fogBinary, "guard"},
+	cfg := server.Config{
+		DataDir: dataDir, API: api.Config{Listen: "127.0.0.1:0"}, AddressBase: addressBase(), Agent: agent.Config{GuardCommand: []string{fogBinary, "guard"}},
 		Log: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	for _, m := range mutate {
 		m(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan standalone.Info, 1)
+	ready := make(chan server.Info, 1)
 	done := make(chan error, 1)
-	go func() { done <- standalone.Run(ctx, cfg, func(i standalone.Info) { ready <- i }) }()
+	go func() { done <- server.Run(ctx, cfg, func(i server.Info) { ready <- i }) }()
 	f := &fog{t: t, dataDir: dataDir, base: cfg.AddressBase}
 	select {
 	case info := <-ready:
@@ -142,7 +145,7 @@ func startFog(t *testing.T, dataDir string, mutate ...func(*standalone.Config)) 
 }
 
 // apiClient is the API client of a deployment, polling operations every 100ms.
-func apiClient(t *testing.T, cc standalone.ClientConfig) *fogclient.Client {
+func apiClient(t *testing.T, cc server.ClientConfig) *fogclient.Client {
 	c, err := fogclient.New(cc, fogclient.WithPollInterval(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -316,14 +319,14 @@ func (f *fog) runCLI(stdin string, args ...string) (string, string, error) {
 		// The client's flags belong to the client commands.
 		args = append([]string{"--config", filepath.Join(f.dataDir, "client.json")}, args...)
 	}
-	err := cli.Run(context.Background(), args, cli.IO{In: strings.NewReader(stdin), Out: &out, Err: &errb})
+	err := cli.Run(context.Background(), args, cli.IO{In: strings.NewReader(stdin), Out: &out, Err: &errb}, daemon.Commands)
 	return out.String(), errb.String(), err
 }
 
 // fogProcess is `fog up` run as a separate process, for tests that kill or signal it.
 type fogProcess struct {
 	cmd    *exec.Cmd
-	client standalone.ClientConfig
+	client server.ClientConfig
 	stderr *bytes.Buffer
 }
 

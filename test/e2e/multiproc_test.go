@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fogdb/fog/internal/standalone"
+	"github.com/fogdb/fog/internal/server"
 	"github.com/fogdb/fog/internal/store"
 	"github.com/fogdb/fog/internal/store/storetest"
 )
@@ -137,7 +137,7 @@ type deployment struct {
 	etcd    *storetest.EtcdCluster
 	servers []*proc
 	urls    []string
-	clients []standalone.ClientConfig
+	clients []server.ClientConfig
 	agents  map[string]*proc
 	f       *fog
 }
@@ -185,7 +185,7 @@ func startDeploymentWith(t *testing.T, nServers int, lab *netlab, etcdEndpoints 
 		if err != nil {
 			t.Fatal(err)
 		}
-		var cc standalone.ClientConfig
+		var cc server.ClientConfig
 		if err := json.Unmarshal(b, &cc); err != nil {
 			t.Fatal(err)
 		}
@@ -286,7 +286,7 @@ func (d *deployment) leader() int {
 	defer st.Close()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		kv, err := st.Get(context.Background(), standalone.LeaderKey)
+		kv, err := st.Get(context.Background(), server.LeaderKey)
 		if err == nil {
 			for i, s := range d.servers {
 				if bytes.HasSuffix(kv.Value, []byte(fmt.Sprintf("/%d", s.cmd.Process.Pid))) {

@@ -1,8 +1,11 @@
-// Package standalone runs Fog's server, as `fog server` does: the store (embedded or etcd),
-// the CA, the HTTPS API with the agents' endpoint, and the elected controller; and, as `fog
-// up` does, the server together with one region (agent and gateway) per region in the same
-// process, each seeing the store through the same scope as a remote agent.
-package standalone
+// Package server runs Fog's server process, as `fog server` does: the store (embedded or
+// etcd), the CA, the HTTPS API with the agents' endpoint, the elected controller and the DNS
+// server. As `fog up` does, it runs the same server with one region (agent and gateway) per
+// region in its own process, each seeing the store through the same scope as a remote agent.
+//
+// Its Config composes the components' configs (api, controller, fogdns, agent, gateway)
+// rather than repeating their fields; the fog command binds their flags (package daemon).
+package server
 
 import (
 	"cmp"
@@ -16,10 +19,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -28,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fogdb/fog/internal/agent"
@@ -43,67 +45,71 @@ import (
 	"github.com/fogdb/fog/internal/gateway"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/lease"
-	"github.com/fogdb/fog/internal/postgres"
 	"github.com/fogdb/fog/internal/regional"
 	"github.com/fogdb/fog/internal/store"
 )
 
-// Config configures a standalone deployment. Zero values take the defaults of `fog up`.
+// Config configures the server process. Zero values take the defaults of `fog up`, except
+// API.RateLimit (0: no limit) and DNS.Listen ("": no DNS server), whose flags default to a
+// limit and, for fog up, an address: Defaults gives the flags' defaults.
 type Config struct {
-	DataDir     string
-	Regions     []string
-	Listen      string
-	PGBin       string
-	PGUser      string
-	DNSSuffix   string
-	AddressBase string
-	Port        int
-	// LocaleOK overrides the check of locales against `locale -a` (tests use it to make
-	// initdb fail on purpose).
-	LocaleOK func(string) bool
-	// Resync is the agents' periodic check interval.
-	Resync time.Duration
-	// Observe is how often agents publish what they observe of running instances.
-	Observe time.Duration
+	// ClusterConfig holds the deployment's settings (regions, DNS suffix, lease TTL): the
+	// server writes them to the store for the agents and gives them to the controller and
+	// the DNS server, whose own fields for them it overwrites.
+	instance.ClusterConfig
+	// DataDir holds the store (without etcd), a copy of the CA and the client config; fog
+	// up's regions keep their instances beneath it.
+	DataDir string
 	// Etcd, when set, keeps Fog's state in etcd instead of the embedded store file.
 	Etcd *store.EtcdConfig
-	// HoldTimeout bounds how long a listener holds new connections during a failover.
-	HoldTimeout time.Duration
-	// RateLimit is each API principal's requests per second (bursts of twice as many); 0
-	// sets no limit (fog up and fog server default to 100 through their flag).
-	RateLimit float64
-	// ListenerLimits caps the listeners' connections (zero fields: defaults).
-	ListenerLimits gateway.Config
-	// MaxSlotWALKeepSize overrides the WAL a replication slot may hold back.
-	MaxSlotWALKeepSize string
-	// LeaseTTL is the agents' lease TTL (package lease); 0 takes the default.
-	LeaseTTL time.Duration
-	// GuardCommand starts the process that fences a region's primaries if fog dies (the fog
-	// binary and "guard"); nil runs none.
-	GuardCommand []string
-	// MinGracePeriod is the shortest grace period an Automatic group may have (default and
-	// maximum 60m, Azure's; at least 1m).
-	MinGracePeriod time.Duration
-	// ObserveOnly runs every group's automatic failover policy as events only.
-	ObserveOnly bool
-	// ActivityRetentionDays is how long the activity log keeps an operation (default 90).
-	ActivityRetentionDays int
 	// ServerOnly runs the API and the controller without agents (`fog server`); the regions'
 	// agents run elsewhere (`fog agent`) and join with a token.
 	ServerOnly bool
-	// ExternalURL is the API's URL as clients reach it (a load balancer's, say); operation
-	// URLs point there. Default: the listen address (or the first APINames entry).
-	ExternalURL string
-	// APINames are extra host names and addresses the API's certificate names (`fog server
-	// --advertise`), for agents and clients on other machines.
-	APINames []string
-	// DNSListen is where the authoritative DNS server for instance and listener names
-	// answers, over UDP and TCP ("" runs none).
-	DNSListen string
-	// DNSMode is how listener names resolve: fogdns.ModeGateway (to the gateway's listener
-	// addresses) or fogdns.ModeDirect (to the current primary and secondary themselves).
-	DNSMode string
-	Log     *slog.Logger
+
+	API        api.Config
+	Controller controller.Config
+	DNS        fogdns.Config
+
+	// Agent and Gateway configure fog up's regions: each region's agent is Agent with its
+	// region, directory, CA and addresses filled in.
+	Agent   agent.Config
+	Gateway gateway.Config
+	// AddressBase is the first loopback address fog up's regions hand to instances and
+	// listeners, and Port their one port.
+	AddressBase string
+	Port        int
+
+	Log *slog.Logger
+}
+
+// Defaults of the server process's own settings.
+const (
+	DefaultDataDir     = ".fog"
+	DefaultAddressBase = "127.0.10.1"
+	DefaultPort        = 5432
+)
+
+// DefaultRegions are the regions of a deployment that names none.
+func DefaultRegions() []string { return []string{"eastus", "westus"} }
+
+// Defaults returns the configuration with every default filled in, as the flags show it.
+func Defaults() Config {
+	return Config{
+		ClusterConfig: instance.ClusterConfig{Regions: DefaultRegions(), DNSSuffix: instance.DefaultDNSSuffix, LeaseTTL: lease.DefaultTTL},
+		DataDir:       DefaultDataDir,
+		API:           api.Defaults(), Controller: controller.Defaults(), DNS: fogdns.Defaults(),
+		Agent: agent.Defaults(), Gateway: gateway.Defaults(),
+		AddressBase: DefaultAddressBase, Port: DefaultPort,
+	}
+}
+
+// RegisterFlags binds the flags that fog up and fog server share to c: the DNS suffix and
+// the controller's, the API's and the DNS server's flags. Their defaults are c's values.
+func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.DNSSuffix, "dns-suffix", c.DNSSuffix, "DNS suffix of instance and listener names")
+	c.Controller.RegisterFlags(fs)
+	c.API.RegisterFlags(fs)
+	c.DNS.RegisterFlags(fs)
 }
 
 // LeaderKey is the store key of the control plane's leader election.
@@ -114,13 +120,13 @@ const DefaultSubscription = "00000000-0000-0000-0000-000000000000"
 
 var regionRe = regexp.MustCompile(`^[a-z][a-z0-9]{1,31}$`)
 
-// Validate fills defaults and checks the configuration.
+// Validate fills defaults and checks the configuration and each component's.
 func (c *Config) Validate() error {
-	if c.DNSMode != "" && c.DNSMode != fogdns.ModeGateway && c.DNSMode != fogdns.ModeDirect {
-		return fmt.Errorf("--dns-mode %q: use %s or %s", c.DNSMode, fogdns.ModeGateway, fogdns.ModeDirect)
+	if err := c.DNS.Validate(); err != nil {
+		return err
 	}
 	if c.DataDir == "" {
-		c.DataDir = ".fog"
+		c.DataDir = DefaultDataDir
 	}
 	abs, err := filepath.Abs(c.DataDir)
 	if err != nil {
@@ -128,7 +134,7 @@ func (c *Config) Validate() error {
 	}
 	c.DataDir = abs
 	if len(c.Regions) == 0 {
-		c.Regions = []string{"eastus", "westus"}
+		c.Regions = DefaultRegions()
 	}
 	seen := map[string]bool{}
 	for _, r := range c.Regions {
@@ -140,42 +146,34 @@ func (c *Config) Validate() error {
 		}
 		seen[r] = true
 	}
-	if c.Listen == "" {
-		c.Listen = "127.0.0.1:7443"
-	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return fmt.Errorf("--listen %q: %w", c.Listen, err)
-	}
-	if c.PGUser == "" {
-		c.PGUser = "postgres"
+	if err := c.API.Validate(); err != nil {
+		return err
 	}
 	if c.AddressBase == "" {
-		c.AddressBase = "127.0.10.1"
+		c.AddressBase = DefaultAddressBase
 	}
 	a, err := netip.ParseAddr(c.AddressBase)
 	if err != nil || !a.Is4() || !a.IsLoopback() {
 		return fmt.Errorf("--address-base %q must be an IPv4 loopback address such as 127.0.10.1", c.AddressBase)
 	}
 	if c.Port == 0 {
-		c.Port = 5432
+		c.Port = DefaultPort
 	}
 	if c.Port < 1 || c.Port > 65535 {
 		return fmt.Errorf("--pg-port %d is out of range", c.Port)
 	}
-	if c.ExternalURL != "" {
-		u, err := url.Parse(c.ExternalURL)
-		if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
-			return fmt.Errorf("--external-url %q: give the API's URL as clients reach it, such as https://fog.example.com:7443", c.ExternalURL)
-		}
+	c.DNSSuffix = cmp.Or(c.DNSSuffix, instance.DefaultDNSSuffix)
+	c.LeaseTTL = cmp.Or(c.LeaseTTL, lease.DefaultTTL)
+	c.Controller.Regions, c.Controller.DNSSuffix, c.Controller.LeaseTTL = c.Regions, c.DNSSuffix, c.LeaseTTL
+	if err := c.Controller.Validate(); err != nil {
+		return err
 	}
-	if c.ActivityRetentionDays < 0 || c.ActivityRetentionDays > 3650 {
-		return fmt.Errorf("--activity-log-retention-days %d: give 1 to 3650 days", c.ActivityRetentionDays)
+	c.DNS.Suffix = c.DNSSuffix
+	if err := c.Agent.Validate(); err != nil {
+		return err
 	}
-	if c.MinGracePeriod == 0 {
-		c.MinGracePeriod = 60 * time.Minute
-	}
-	if c.MinGracePeriod%time.Minute != 0 || c.MinGracePeriod < time.Minute || c.MinGracePeriod > 60*time.Minute {
-		return fmt.Errorf("--min-grace-period %s: give whole minutes from 1m to 60m (Azure's minimum, the default)", c.MinGracePeriod)
+	if err := c.Gateway.Validate(); err != nil {
+		return err
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
@@ -221,43 +219,29 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	if err != nil {
 		return err
 	}
-	leaseTTL := cmp.Or(cfg.LeaseTTL, lease.DefaultTTL)
-	if err := store.Put(ctx, st, instance.ClusterKey, instance.ClusterConfig{
-		Regions: cfg.Regions, DNSSuffix: cmp.Or(cfg.DNSSuffix, "database.fog.internal"), LeaseTTL: leaseTTL}); err != nil {
+	if err := store.Put(ctx, st, instance.ClusterKey, cfg.ClusterConfig); err != nil {
 		return fmt.Errorf("write the deployment settings: %w", err)
 	}
-	localeOK := cfg.LocaleOK
-	if localeOK == nil {
-		localeOK = systemLocales(ctx)
+	if cfg.Controller.LocaleOK == nil {
+		cfg.Controller.LocaleOK = systemLocales(ctx)
 	}
-	ctrl, err := controller.New(controller.Config{
-		Regions: cfg.Regions, DNSSuffix: cfg.DNSSuffix, LocaleOK: localeOK, LeaseTTL: leaseTTL,
-		MinGraceMinutes: int(cfg.MinGracePeriod / time.Minute), ObserveOnly: cfg.ObserveOnly,
-		ActivityRetention: time.Duration(cfg.ActivityRetentionDays) * 24 * time.Hour,
-	}, st, log.With("component", "controller"))
+	ctrl, err := controller.New(cfg.Controller, st, log.With("component", "controller"))
 	if err != nil {
 		return err
 	}
 	tokens := api.NewTokens(st)
 
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w (pass --listen to use another address)", cfg.Listen, err)
+		return fmt.Errorf("listen on %s: %w (pass --listen to use another address)", cfg.API.Listen, err)
 	}
-	host, port, _ := net.SplitHostPort(ln.Addr().String())
-	tlsCert, err := apiCertificate(ca, host, cfg.APINames)
+	host, _, _ := net.SplitHostPort(ln.Addr().String())
+	tlsCert, err := apiCertificate(ca, host, cfg.API.Names)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	urlHost := host
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() && len(cfg.APINames) > 0 {
-		urlHost = cfg.APINames[0]
-	}
-	apiURL := "https://" + net.JoinHostPort(urlHost, port)
-	if cfg.ExternalURL != "" {
-		apiURL = strings.TrimRight(cfg.ExternalURL, "/")
-	}
+	apiURL := cfg.API.URL(ln.Addr())
 	client, clientFile, err := clientConfig(ctx, cfg.DataDir, apiURL, ca, tokens)
 	if err != nil {
 		ln.Close()
@@ -270,34 +254,13 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		ln.Close()
 		return fmt.Errorf("set up access control: %w", err)
 	}
-	// One port serves the ARM API (bearer tokens) and the agents' endpoint (client
-	// certificates signed by the CA, which the TLS handshake verifies when one is sent).
-	agents := agentapi.NewServer(st, ca, cfg.Regions, log.With("component", "agentapi"))
 	// Metrics: the control plane's, and in fog up every region's, on the API's /metrics.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(ctrl.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	armAPI := api.New(ctrl, tokens, log.With("component", "api")).WithAuthz(access).WithBaseURL(apiURL).WithRateLimit(cfg.RateLimit, int(2*cfg.RateLimit)).WithMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).WithJoinTokens(
-		func(ctx context.Context, region string, ttl time.Duration) (string, time.Time, error) {
-			return agentapi.CreateJoinToken(ctx, st, ca.CertPEM, region, ttl)
-		}).Handler()
-	mux := http.NewServeMux()
-	mux.Handle(agentapi.Path, agents.Handler())
-	mux.Handle("/", armAPI)
-	// The web console, on the API's origin and TLS; it calls the API above in process.
-	web := console.New(console.Config{API: armAPI, Regions: cfg.Regions, Subscription: DefaultSubscription, Log: log.With("component", "console"),
-		Principal: func(ctx context.Context, tok string) string {
-			info, ok, err := tokens.Info(ctx, tok)
-			if err != nil || !ok {
-				return ""
-			}
-			return info.Name
-		}})
-	mux.Handle("/console/", web)
-	mux.Handle("GET /{$}", web)
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(ca.Cert)
 	srv := &http.Server{
-		Handler: mux,
+		Handler: handler(cfg, st, ca, ctrl, tokens, access, apiURL, reg),
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{tlsCert}, MinVersion: tls.VersionTLS12,
 			ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: clientCAs},
 		// Slow or endless requests do not hold connections: the agents' watch streams lift
@@ -335,17 +298,10 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		return srv.Shutdown(sctx)
 	})
 	info := Info{APIURL: apiURL, ClientFile: clientFile, Client: client}
-	if cfg.DNSListen != "" {
-		pc, dln, err := fogdns.Listen(cfg.DNSListen)
-		if err != nil {
-			return fmt.Errorf("DNS server on %s: %w (pass --dns-listen to use another address, or \"\" for none)", cfg.DNSListen, err)
-		}
-		srvDNS, err := fogdns.New(fogdns.Config{Suffix: cmp.Or(cfg.DNSSuffix, "database.fog.internal"), Mode: cfg.DNSMode, NSAddr: dln.Addr().(*net.TCPAddr).IP}, st, log.With("component", "dns"))
-		if err != nil {
+	if cfg.DNS.Listen != "" {
+		if info.DNSAddr, info.DNSMode, err = runDNS(gctx, g, cfg.DNS, st, log); err != nil {
 			return err
 		}
-		g.Go(func() error { return srvDNS.Run(gctx, pc, dln) })
-		info.DNSAddr, info.DNSMode = dln.Addr().String(), srvDNS.Mode()
 	}
 	if ready != nil {
 		ready(info)
@@ -363,20 +319,57 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	return err
 }
 
+// handler serves, on one port, the ARM API (bearer tokens), the agents' endpoint (client
+// certificates signed by the CA, which the TLS handshake verifies when one is sent) and the
+// web console.
+func handler(cfg Config, st store.Store, ca *devca.CA, ctrl *controller.Controller, tokens *api.Tokens, access *authz.Authorizer, apiURL string, reg *prometheus.Registry) http.Handler {
+	log := cfg.Log
+	agents := agentapi.NewServer(st, ca, cfg.Regions, log.With("component", "agentapi"))
+	armAPI := api.New(ctrl, tokens, log.With("component", "api")).WithAuthz(access).WithBaseURL(apiURL).WithRateLimit(cfg.API.RateLimit, int(2*cfg.API.RateLimit)).WithMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).WithJoinTokens(
+		func(ctx context.Context, region string, ttl time.Duration) (string, time.Time, error) {
+			return agentapi.CreateJoinToken(ctx, st, ca.CertPEM, region, ttl)
+		}).Handler()
+	mux := http.NewServeMux()
+	mux.Handle(agentapi.Path, agents.Handler())
+	mux.Handle("/", armAPI)
+	// The web console, on the API's origin and TLS; it calls the API above in process.
+	web := console.New(console.Config{API: armAPI, Regions: cfg.Regions, Subscription: DefaultSubscription, Log: log.With("component", "console"),
+		Principal: func(ctx context.Context, tok string) string {
+			info, ok, err := tokens.Info(ctx, tok)
+			if err != nil || !ok {
+				return ""
+			}
+			return info.Name
+		}})
+	mux.Handle("/console/", web)
+	mux.Handle("GET /{$}", web)
+	return mux
+}
+
+// runDNS starts, in g, the DNS server for instance and listener names; it returns the
+// address it answers on and its listener mode.
+func runDNS(ctx context.Context, g *errgroup.Group, cfg fogdns.Config, st store.Store, log *slog.Logger) (addr, mode string, err error) {
+	pc, dln, err := fogdns.Listen(cfg.Listen)
+	if err != nil {
+		return "", "", fmt.Errorf("DNS server on %s: %w (pass --dns-listen to use another address, or \"\" for none)", cfg.Listen, err)
+	}
+	cfg.NSAddr = dln.Addr().(*net.TCPAddr).IP
+	srv, err := fogdns.New(cfg, st, log.With("component", "dns"))
+	if err != nil {
+		pc.Close()
+		dln.Close()
+		return "", "", err
+	}
+	g.Go(func() error { return srv.Run(ctx, pc, dln) })
+	return dln.Addr().String(), srv.Mode(), nil
+}
+
 // runRegions starts, in g, one region (agent and gateway) per configured region, each with
 // the store scoped as a remote agent's is and the CA as issuer.
 func runRegions(ctx context.Context, g *errgroup.Group, cfg Config, st store.Store, ca *devca.CA, reg prometheus.Registerer) error {
-	bin, err := postgres.FindBinaries(ctx, cfg.PGBin)
+	runner, err := cfg.Agent.Runner(ctx, cfg.Log)
 	if err != nil {
 		return err
-	}
-	runner, err := postgres.NewRunner(bin, cfg.PGUser, cfg.Log)
-	if err != nil {
-		return err
-	}
-	fogUser := "root"
-	if u, err := user.Current(); err == nil {
-		fogUser = u.Username
 	}
 	first := netip.MustParseAddr(cfg.AddressBase)
 	last := first
@@ -386,14 +379,12 @@ func runRegions(ctx context.Context, g *errgroup.Group, cfg Config, st store.Sto
 		}
 	}
 	for _, region := range cfg.Regions {
-		rc := regional.Config{HoldTimeout: cfg.HoldTimeout, Metrics: reg, Limits: cfg.ListenerLimits, LibDir: filepath.Join(cfg.DataDir, "lib"), Agent: agent.Config{
-			Region: region, Dir: filepath.Join(cfg.DataDir, "regions", region), FogUser: fogUser,
-			Resync: cfg.Resync, Observe: cfg.Observe, StopOnExit: true, CACertPEM: ca.CertPEM, MaxSlotWALKeepSize: cfg.MaxSlotWALKeepSize,
-			GuardCommand: cfg.GuardCommand,
-			// Every region of one machine hands out addresses from the one range; the
-			// controller never gives an address twice.
-			Record: instance.AgentRecord{AddressFirst: first.String(), AddressLast: last.String(), Port: cfg.Port, PortLast: cfg.Port},
-		}}
+		ac := cfg.Agent
+		ac.Region, ac.Dir, ac.StopOnExit, ac.CACertPEM = region, filepath.Join(cfg.DataDir, "regions", region), true, ca.CertPEM
+		// Every region of one machine hands out addresses from the one range; the
+		// controller never gives an address twice.
+		ac.Record = instance.AgentRecord{AddressFirst: first.String(), AddressLast: last.String(), Port: cfg.Port, PortLast: cfg.Port}
+		rc := regional.Config{Agent: ac, Gateway: cfg.Gateway, Metrics: reg, LibDir: filepath.Join(cfg.DataDir, "lib")}
 		scoped := store.Scoped(st, store.AgentScope(region))
 		g.Go(func() error { return regional.Run(ctx, rc, scoped, runner, ca, cfg.Log.With("region", region)) })
 	}
