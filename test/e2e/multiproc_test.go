@@ -191,7 +191,7 @@ func startDeploymentWith(t *testing.T, nServers int, lab *netlab, etcdEndpoints 
 		}
 		d.urls, d.clients = append(d.urls, cc.APIURL), append(d.clients, cc)
 	}
-	d.f = &fog{t: t, dataDir: d.root, info: d.clients[0], hc: httpClient(t, d.clients[0].CACert), stop: func() {}}
+	d.f = &fog{t: t, dataDir: d.root, info: d.clients[0], hc: httpClient(t, d.clients[0].CACert), api: apiClient(t, d.clients[0]), stop: func() {}}
 	base := addressBase() // 127.0.N.1: eastus takes .1-.60, westus .101
 	prefix := strings.TrimSuffix(base, ".1")
 	for i, region := range []string{"eastus", "westus"} {
@@ -306,7 +306,7 @@ func (d *deployment) leader() int {
 
 // use points the API client at server i.
 func (d *deployment) use(i int) {
-	d.f.info = d.clients[i]
+	d.f.info, d.f.api = d.clients[i], apiClient(d.t, d.clients[i])
 }
 
 // TestSeparateProcesses runs Fog as a user spreads it over machines: etcd with three
