@@ -147,7 +147,7 @@ func (s *pgSession) Close()       { s.conn.Close(context.Background()) }
 
 func (s *pgSession) InRecovery(ctx context.Context) (bool, error) {
 	var inRecovery bool
-	err := s.conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery)
+	err := s.conn.QueryRow(ctx, "SELECT pg_catalog.pg_is_in_recovery()").Scan(&inRecovery)
 	return inRecovery, err
 }
 
@@ -155,13 +155,13 @@ func (s *pgSession) ReceivedLSN(ctx context.Context) (string, error) {
 	var got string
 	// After a restart the receive position is unknown until the receiver connects, but WAL
 	// received before the restart is in pg_wal and replayed: either position will do.
-	err := s.conn.QueryRow(ctx, "SELECT greatest(coalesce(pg_last_wal_receive_lsn(), '0/0'), coalesce(pg_last_wal_replay_lsn(), '0/0'))::text").Scan(&got)
+	err := s.conn.QueryRow(ctx, "SELECT greatest(coalesce(pg_catalog.pg_last_wal_receive_lsn(), '0/0'::pg_catalog.pg_lsn), coalesce(pg_catalog.pg_last_wal_replay_lsn(), '0/0'::pg_catalog.pg_lsn))::pg_catalog.text").Scan(&got)
 	return got, err
 }
 
 func (s *pgSession) ReceiverStatus(ctx context.Context) (string, error) {
 	var status string
-	err := s.conn.QueryRow(ctx, "SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), '')").Scan(&status)
+	err := s.conn.QueryRow(ctx, "SELECT coalesce((SELECT status FROM pg_catalog.pg_stat_wal_receiver), ''::pg_catalog.text)").Scan(&status)
 	return status, err
 }
 

@@ -103,7 +103,7 @@ func BuildGuard(ctx context.Context, bin, dir string) (string, error) {
 // GuardLoaded reports whether the server runs with the guard library loaded.
 func GuardLoaded(ctx context.Context, conn *pgx.Conn) (bool, error) {
 	var v string
-	err := conn.QueryRow(ctx, "SELECT current_setting('shared_preload_libraries')").Scan(&v)
+	err := conn.QueryRow(ctx, "SELECT pg_catalog.current_setting('shared_preload_libraries'::pg_catalog.text)").Scan(&v)
 	return strings.Contains(v, "fog_guard"), err
 }
 
@@ -121,7 +121,7 @@ func PreloadLibraries(guard string) string {
 // want: only a restart loads libraries.
 func NeedsRestart(ctx context.Context, conn *pgx.Conn, want string) (bool, error) {
 	var v string
-	if err := conn.QueryRow(ctx, "SELECT current_setting('shared_preload_libraries')").Scan(&v); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.current_setting('shared_preload_libraries'::pg_catalog.text)").Scan(&v); err != nil {
 		return false, err
 	}
 	return normLibs(v) != normLibs(want), nil

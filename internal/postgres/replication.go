@@ -210,10 +210,10 @@ func (c *Cluster) Drain(ctx context.Context, conn *pgx.Conn, clusterName string)
 		return 0, err
 	}
 	var before, after time.Time
-	if err := conn.QueryRow(ctx, "SELECT pg_conf_load_time()").Scan(&before); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_conf_load_time()").Scan(&before); err != nil {
 		return 0, err
 	}
-	if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+	if _, err := conn.Exec(ctx, "SELECT pg_catalog.pg_reload_conf()"); err != nil {
 		return 0, err
 	}
 	tick := time.NewTicker(time.Millisecond)
@@ -224,7 +224,7 @@ func (c *Cluster) Drain(ctx context.Context, conn *pgx.Conn, clusterName string)
 			return 0, fmt.Errorf("the server did not reload pg_hba.conf: %w", ctx.Err())
 		case <-tick.C:
 		}
-		if err := conn.QueryRow(ctx, "SELECT pg_conf_load_time()").Scan(&after); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_conf_load_time()").Scan(&after); err != nil {
 			return 0, err
 		}
 	}
@@ -259,14 +259,14 @@ func (c *Cluster) Drain(ctx context.Context, conn *pgx.Conn, clusterName string)
 	if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = local"); err != nil {
 		return 0, err
 	}
-	if _, err := tx.Exec(ctx, "SELECT txid_current()"); err != nil {
+	if _, err := tx.Exec(ctx, "SELECT pg_catalog.txid_current()"); err != nil {
 		return 0, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, err
 	}
 	var lsn string
-	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&lsn); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_current_wal_flush_lsn()::pg_catalog.text").Scan(&lsn); err != nil {
 		return 0, err
 	}
 	return pgtypes.ParseLSN(lsn)
@@ -321,13 +321,13 @@ func clientProcesses(pm int, clusterName string) ([]int, error) {
 // milliseconds instead of pg_ctl's 100.
 func Promote(ctx context.Context, conn *pgx.Conn) error {
 	var inRecovery bool
-	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_is_in_recovery()").Scan(&inRecovery); err != nil {
 		return err
 	}
 	if !inRecovery {
 		return nil
 	}
-	if _, err := conn.Exec(ctx, "SELECT pg_promote(false)"); err != nil {
+	if _, err := conn.Exec(ctx, "SELECT pg_catalog.pg_promote(false)"); err != nil {
 		return fmt.Errorf("pg_promote: %w", err)
 	}
 	tick := time.NewTicker(2 * time.Millisecond)
@@ -335,7 +335,7 @@ func Promote(ctx context.Context, conn *pgx.Conn) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for {
-		if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_is_in_recovery()").Scan(&inRecovery); err != nil {
 			return err
 		}
 		if !inRecovery {
