@@ -96,7 +96,7 @@ func newRawPair(ctx context.Context, base string) (_ *rawPair, err error) {
 	if err := postgres.EnsureReplicationRole(ctx, conn); err != nil {
 		return nil, err
 	}
-	if _, err := conn.Exec(ctx, "CREATE DATABASE app"); err != nil {
+	if _, err := conn.Exec(ctx, "CREATE DATABASE app OWNER fogadmin"); err != nil {
 		return nil, err
 	}
 	b := p.nodes[1]
