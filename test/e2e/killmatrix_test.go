@@ -159,6 +159,30 @@ func mustExecRW(t *testing.T, p *pair, sql string) {
 	}
 }
 
+// execRWWithin runs sql through the read-write listener, retrying while the primary cannot
+// take it yet (a fenced primary that Fog is starting again answers "the database system is
+// starting up" for a moment).
+func execRWWithin(t *testing.T, p *pair, sql string, within time.Duration) {
+	t.Helper()
+	start := time.Now()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		c, err := p.listenerConn(ctx, p.rw, "app", p.rwFQDN)
+		if err == nil {
+			_, err = c.Exec(ctx, sql)
+			c.Close(ctx)
+		}
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Since(start) > within {
+			t.Fatalf("%s: not accepted within %s: %v", sql, within, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // settle waits until the group has no operation running and replicates.
 func settle(t *testing.T, p *pair) {
 	t.Helper()
