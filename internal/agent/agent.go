@@ -378,7 +378,7 @@ func (a *Agent) stopAll() {
 		var st instance.Status
 		if _, err := store.Get(ctx, a.st, instance.StatusKey(a.cfg.Region, s.UID), &st); err == nil && st.Phase == instance.PhaseReady {
 			st.Phase = instance.PhaseStopped
-			st.Heartbeat = time.Now().UTC()
+			st.Heartbeat, st.LeaseIncarnation = time.Now().UTC(), a.keeper.Incarnation()
 			_ = store.Put(ctx, a.st, instance.StatusKey(a.cfg.Region, s.UID), st)
 		}
 	}

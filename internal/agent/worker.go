@@ -100,6 +100,7 @@ func (w *worker) status(ctx context.Context) (instance.Status, bool) {
 // publish writes st if it differs from what was last written, or to refresh the heartbeat.
 func (w *worker) publish(ctx context.Context, st instance.Status) {
 	st.UID = w.uid
+	st.LeaseIncarnation = w.a.keeper.Incarnation()
 	st.Heartbeat = w.last.Heartbeat
 	if reflect.DeepEqual(w.last, st) && time.Since(w.last.Heartbeat) < 10*time.Second {
 		return

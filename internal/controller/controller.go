@@ -215,7 +215,8 @@ func (c *Controller) observed(ctx context.Context, m *resource.ManagedInstance) 
 // View renders an instance with its observed state.
 func (c *Controller) view(ctx context.Context, m *resource.ManagedInstance) resource.InstanceJSON {
 	state := "Creating"
-	if st, ok := c.observed(ctx, m); ok {
+	st, ok := c.observed(ctx, m)
+	if ok {
 		switch st.Phase {
 		case instance.PhaseReady, instance.PhaseDrained:
 			state = "Ready"
@@ -230,8 +231,9 @@ func (c *Controller) view(ctx context.Context, m *resource.ManagedInstance) reso
 	if m.ProvisioningState == resource.ProvisioningDeleting {
 		state = "Deleting"
 	}
-	// Observed state is news from the agent; without its lease it says nothing about now.
-	if _, live := c.regionLease(ctx, m.Location); state == "Ready" && !live {
+	// Observed state is news from the agent; without its lease it says nothing about now,
+	// nor does what it published before its lease lapsed (it has fenced its primaries since).
+	if rec, live := c.regionLease(ctx, m.Location); state == "Ready" && (!live || !lease.Current(rec, st.LeaseIncarnation)) {
 		state = "Unknown"
 	}
 	return m.View(c.cfg.DNSSuffix, state)

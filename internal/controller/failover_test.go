@@ -376,3 +376,44 @@ func TestForcedFailoverWaitsForLeaseWhenAgentIsDead(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestStatusFromBeforeALapsedLeaseIsNotNews: an agent that let its lease lapse has fenced
+// its primaries since it last published; once it renews the lease (a new incarnation), what
+// it published before does not show a stopped primary as Ready.
+func TestStatusFromBeforeALapsedLeaseIsNotNews(t *testing.T) {
+	ctx, w, c, stop := startWorld(t)
+	defer stop()
+	state := func() string {
+		v, err := c.GetInstance(ctx, "sub", "rg-p", "mi-p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Properties.State
+	}
+	if s := state(); s != "Ready" {
+		t.Fatalf("primary instance state %q, want Ready", s)
+	}
+	// The agent is cut off: its guard stops the primary, and nothing publishes that.
+	w.setDown("eastus", true)
+	waitFor(t, "the guard to stop the primary", func() bool {
+		var p agenttest.PG
+		w.net.PG("uid-p").Do(func(pg *agenttest.PG) { p = *pg })
+		return !p.Running
+	})
+	// The lease comes back (as a renewal after the lapse writes it) before any new status.
+	var rec lease.Record
+	if _, err := store.Get(ctx, c.st, lease.Key("eastus"), &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec.Seq++
+	rec.Incarnation++
+	if err := store.Put(ctx, c.st, lease.Key("eastus"), rec); err != nil {
+		t.Fatal(err)
+	}
+	if s := state(); s == "Ready" {
+		t.Error("a status published before the lease lapsed shows the fenced primary Ready")
+	}
+	// The agent returns, starts the primary again and publishes under its lease.
+	w.setDown("eastus", false)
+	waitFor(t, "the primary to be Ready again", func() bool { return state() == "Ready" }, 10*time.Second)
+}

@@ -132,6 +132,12 @@ func (c *Controller) groupView(ctx context.Context, g *FailoverGroup, i int) res
 	s := g.Sides[i]
 	other := g.Sides[1-i]
 	st := c.statuses(ctx, g)
+	for i := range st {
+		// A status from before its agent's lease lapsed may say a fenced primary streams.
+		if !c.eng.Current(ctx, g.Sides[i].Location, st[i]) {
+			st[i] = instance.Status{}
+		}
+	}
 	opRunning := c.groupBusy(ctx, g) != nil
 	rw := &resource.ReadWriteEndpoint{FailoverPolicy: g.ReadWritePolicy}
 	if g.ReadWritePolicy == "Automatic" {

@@ -18,6 +18,13 @@ func (e *Engine) RegionLease(ctx context.Context, region string) (lease.Record, 
 	return e.leases.Read(ctx, e.st, region)
 }
 
+// Current reports whether st, published by region's agent, describes its servers as they are
+// now: the agent has not let its lease lapse (and fenced its primaries) since publishing it.
+func (e *Engine) Current(ctx context.Context, region string, st instance.Status) bool {
+	rec, _ := e.RegionLease(ctx, region)
+	return lease.Current(rec, st.LeaseIncarnation)
+}
+
 // AgentLive reports whether the side's agent renews its lease.
 func (e *Engine) AgentLive(ctx context.Context, s GroupSide) bool {
 	return e.leases.AgentLive(ctx, e.st, s.Location)

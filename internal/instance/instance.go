@@ -137,6 +137,9 @@ type Status struct {
 	Databases     []DB      `json:"databases"`
 	ServerVersion string    `json:"serverVersion,omitempty"`
 	Heartbeat     time.Time `json:"heartbeat"`
+	// LeaseIncarnation is the agent's lease incarnation when it published this (the control
+	// plane trusts it as news of now only while the lease has that incarnation).
+	LeaseIncarnation int64 `json:"leaseIncarnation,omitempty"`
 
 	// Role is what the server is: RolePrimary (accepts writes) or RoleStandby (in recovery).
 	Role string `json:"role,omitempty"`

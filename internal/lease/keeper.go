@@ -66,11 +66,14 @@ type Keeper struct {
 
 	mu     sync.Mutex
 	lastOK time.Time
-	held   map[string]Claim
-	fenced map[string]int64
-	seq    int64
-	guard  *exec.Cmd
-	wg     sync.WaitGroup
+	// incarnation is Record.Incarnation: this process's start time, plus one for every
+	// lapsed lease renewed.
+	incarnation int64
+	held        map[string]Claim
+	fenced      map[string]int64
+	seq         int64
+	guard       *exec.Cmd
+	wg          sync.WaitGroup
 }
 
 // NewKeeper returns a keeper. demands reads the desired state; stop shuts an instance down
@@ -80,7 +83,16 @@ func NewKeeper(cfg KeeperConfig, st store.Store, demands func(context.Context) (
 	if err := cfg.Timing.Validate(); err != nil {
 		return nil, err
 	}
-	return &Keeper{cfg: cfg, st: st, log: log, demands: demands, stop: stop, held: map[string]Claim{}}, nil
+	return &Keeper{cfg: cfg, st: st, log: log, demands: demands, stop: stop, held: map[string]Claim{},
+		incarnation: time.Now().UnixNano()}, nil
+}
+
+// Incarnation is the incarnation of the lease the agent holds (Record.Incarnation), for the
+// observed state it publishes.
+func (k *Keeper) Incarnation() int64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.incarnation
 }
 
 // Timing returns the keeper's lease timing.
@@ -178,7 +190,11 @@ func (k *Keeper) renewOnce(ctx context.Context, fence bool) error {
 		fenced = k.fenced // keep the acknowledgements of the last full renewal
 	}
 	k.seq++
-	rec := Record{Region: k.cfg.Region, Seq: k.seq, Claims: map[string]int64{}, Fenced: fenced, Probes: d.Probes}
+	inc := k.incarnation
+	if !k.lastOK.IsZero() && time.Since(k.lastOK) >= k.cfg.Timing.FenceAfter {
+		inc++ // the lease lapsed: selfFence (or the guard) has stopped the primaries since
+	}
+	rec := Record{Region: k.cfg.Region, Seq: k.seq, Incarnation: inc, Claims: map[string]int64{}, Fenced: fenced, Probes: d.Probes}
 	k.mu.Unlock()
 	held := map[string]Claim{}
 	for _, c := range d.Claims {
@@ -193,7 +209,7 @@ func (k *Keeper) renewOnce(ctx context.Context, fence bool) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if sent.After(k.lastOK) {
-		k.lastOK, k.held, k.fenced = sent, held, fenced
+		k.lastOK, k.held, k.fenced, k.incarnation = sent, held, fenced, inc
 		k.writeGuard(true)
 	}
 	return nil

@@ -34,6 +34,10 @@ type Record struct {
 	Region string `json:"region"`
 	// Seq counts renewals; every renewal changes the record and so its revision.
 	Seq int64 `json:"seq"`
+	// Incarnation changes with every agent process and whenever the agent renews a lease it
+	// had let lapse (so fenced its primaries): observed state the agent published under an
+	// earlier incarnation may describe servers that have been stopped since (Current).
+	Incarnation int64 `json:"incarnation,omitempty"`
 	// Claims maps an instance uid to the epoch in which the agent holds it as primary.
 	Claims map[string]int64 `json:"claims,omitempty"`
 	// Fenced maps an instance uid to the epoch in which the agent confirmed it stopped.
@@ -42,6 +46,11 @@ type Record struct {
 	// partner region's testimony for the automatic failover policy, as fresh as the lease.
 	Probes map[string]Probe `json:"probes,omitempty"`
 }
+
+// Current reports whether observed state published under incarnation describes the region's
+// servers as they are under the lease record rec: the agent has not let its lease lapse
+// since it published it.
+func Current(rec Record, incarnation int64) bool { return rec.Incarnation == incarnation }
 
 // Probe is an agent's last look at a standby's primary (its replication endpoint).
 type Probe struct {

@@ -133,6 +133,11 @@ func TestKeeperFencesWhenItCannotRenew(t *testing.T) {
 	if s.count() != 0 {
 		t.Fatal("fenced while renewals succeed")
 	}
+	inc := k.Incarnation()
+	var rec Record
+	if _, err := store.Get(ctx, st, Key("r"), &rec); err != nil || rec.Incarnation != inc {
+		t.Fatalf("lease record incarnation %d (%v), keeper's %d", rec.Incarnation, err, inc)
+	}
 	st.fail.Store(true)
 	failed := time.Now()
 	for s.count() == 0 && time.Since(failed) < 3*time.Second {
@@ -147,6 +152,26 @@ func TestKeeperFencesWhenItCannotRenew(t *testing.T) {
 	}
 	if k.Holds("u1", 3) {
 		t.Error("still holds the lease after fencing")
+	}
+	// The store answers again: the renewed lease has a new incarnation, so what the agent
+	// published before the fence (a primary that runs) no longer counts as current.
+	if k.Incarnation() != inc {
+		t.Errorf("incarnation changed to %d before any renewal succeeded", k.Incarnation())
+	}
+	st.fail.Store(false)
+	eventually := time.Now().Add(3 * time.Second)
+	for k.Incarnation() == inc && time.Now().Before(eventually) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if k.Incarnation() != inc+1 {
+		t.Fatalf("incarnation after the lapsed lease was renewed: %d, want %d", k.Incarnation(), inc+1)
+	}
+	if _, err := store.Get(ctx, st, Key("r"), &rec); err != nil || Current(rec, inc) || !Current(rec, inc+1) {
+		t.Errorf("lease record incarnation %d (%v): a status of incarnation %d must not be current, one of %d must", rec.Incarnation, err, inc, inc+1)
+	}
+	time.Sleep(3 * k.cfg.Timing.Renew)
+	if k.Incarnation() != inc+1 {
+		t.Errorf("incarnation moved to %d while renewals succeed", k.Incarnation())
 	}
 }
 
