@@ -1,6 +1,33 @@
 // Package instance is the contract between the control plane and the regional agents: the
 // desired state of one PostgreSQL instance that the control plane writes, the observed state
 // an agent reports back, and one-shot commands (create or drop a database) an agent carries out.
+//
+// # Why a failover's procedure is desired state, not commands
+//
+// Spec carries, beside what an instance is (role, epoch, upstream), how the current step of a
+// failover wants it reached: Paused and StopImmediately (fence a demoted primary, skipping
+// the shutdown checkpoint when forced), Drain, PromoteAfterLSN (promote only after the
+// drained primary's last client commit arrived), Rewind and KeepLostWAL (a former primary
+// rewinds, keeping its lost WAL aside). They stay in Spec, and are not commands of the
+// operation, for three reasons:
+//
+//   - They are written in the one transaction that moves the group to the step, together with
+//     the epoch and role they qualify, so an agent never sees one without the other. The
+//     lease keeper's claims and fences are guarded by the revision of this key (lease.Claim),
+//     and an agent refuses a spec of a lower epoch than it has seen, so a flag is superseded
+//     the moment its epoch is. A command under its own key would have no such order: a
+//     StopImmediately sent for a forced failover that was rolled back could still stop the
+//     primary the rollback restored.
+//   - They are level-triggered. An agent killed at any point reads the spec again and compares
+//     it with what it observes and has reported (Status.Epoch, DrainedLSN, Rewound.Epoch), so
+//     every transition is done once and redone safely; a one-shot command would need its own
+//     acknowledgement and replay rules, and a new epoch would have to cancel it.
+//   - They cannot linger: each step writes the whole spec of the next epoch, which clears
+//     what the last step asked for.
+//
+// Commands are for what is not a state of the instance: creating or dropping a database.
+// Package agent's transition table says, for each flag, what the agent checks first, does and
+// publishes.
 package instance
 
 import (
