@@ -240,7 +240,7 @@ func lossEstimate(g *FailoverGroup, st [2]instance.Status) (bytes int64, secs *f
 	if p > s {
 		bytes = int64(p - s)
 	}
-	return bytes, replicationStatus(g, st).LagSeconds, true
+	return bytes, g.Replication(st).LagSeconds, true
 }
 
 // overBudget says how a loss exceeds the group's budget, or "" when it does not.
