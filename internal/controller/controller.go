@@ -14,6 +14,7 @@ import (
 
 	"github.com/fogdb/fog/internal/activity"
 	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/autofailover"
 	"github.com/fogdb/fog/internal/engine"
 	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/group"
@@ -86,9 +87,9 @@ type term struct {
 	// seedSeen is, per group and seed generation, the store revision at which the monitor
 	// first saw that seed done (the scheduling goroutine only).
 	seedSeen map[string]int64
-	// outages are the regions the automatic failover policy sees down (the scheduling
-	// goroutine only).
-	outages map[string]*outage
+	// policy is the automatic failover policy, which remembers the outages it sees (the
+	// scheduling goroutine only).
+	policy *autofailover.Policy
 }
 
 // Lead drives operations through st, the leader's store, whose every write carries the
@@ -96,7 +97,8 @@ type term struct {
 // change anything, until ctx ends and every runner has returned. Operations this process's
 // API accepts are started at once (kick); others are learnt of from the store.
 func (c *Controller) Lead(ctx context.Context, st store.Store) error {
-	t := &term{eng: c.engine(st), driving: map[string]bool{}, seedSeen: map[string]int64{}, outages: map[string]*outage{}}
+	t := &term{eng: c.engine(st), driving: map[string]bool{}, seedSeen: map[string]int64{}}
+	t.policy = c.autoPolicy(t.eng)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	tick := time.NewTicker(c.resync)
@@ -154,7 +156,7 @@ func (c *Controller) Lead(ctx context.Context, st store.Store) error {
 		case <-accepted:
 		case <-tick.C:
 			c.monitor(ctx, t)
-			c.autoFailover(ctx, t)
+			t.policy.Tick(ctx)
 			if time.Since(lastPrune) > 10*time.Minute {
 				lastPrune = time.Now()
 				if err := activity.Prune(ctx, st, c.cfg.activityRetention()); err != nil {
@@ -163,6 +165,27 @@ func (c *Controller) Lead(ctx context.Context, st store.Store) error {
 			}
 		}
 	}
+}
+
+// autoPolicy returns the automatic failover policy of a leadership whose engine is e: it
+// reads through e, starts its forced failovers there (and at once, as the API's are), and
+// probes primaries for no longer than the configured probe timeout.
+func (c *Controller) autoPolicy(e *engine.Engine) *autofailover.Policy {
+	return autofailover.New(autofailover.Deps{
+		Engine: e,
+		StartForced: func(ctx context.Context, g *FailoverGroup, rev int64, target int, initiator string) (string, error) {
+			op, err := c.startFailover(ctx, e, g, rev, target, true, initiator)
+			if err != nil {
+				return "", err
+			}
+			return op.ID, nil
+		},
+		Probe: func(ctx context.Context, addr string) error {
+			return pgtypes.Probe(ctx, addr, c.cfg.ProbeTimeout)
+		},
+		ObserveOnly: c.cfg.ObserveOnly,
+		Log:         c.log,
+	})
 }
 
 func miKey(sub, rg, name string) string { return group.InstanceKey(sub, rg, name) }

@@ -17,5 +17,6 @@
 // and an operation this process's API accepts is started at once (other servers' are learnt
 // of from the store). Between operations the leader looks after groups (a lost WAL range is
 // recorded, a secondary whose slot was invalidated is reseeded) and runs the automatic
-// failover policy.
+// failover policy (package autofailover), a new one for each leadership, to which it hands
+// the leader's engine, the way to start a forced failover, and its probe of a primary.
 package controller

@@ -44,7 +44,7 @@ func (m *collector) Collect(ch chan<- prometheus.Metric) {
 		for i := range groups {
 			g := &groups[i]
 			st := c.statuses(ctx, g)
-			r := replicationStatus(g, st)
+			r := g.Replication(st)
 			if r.LagBytes != nil {
 				ch <- prometheus.MustNewConstMetric(descLagBytes, prometheus.GaugeValue, float64(*r.LagBytes), g.Name)
 			}

@@ -1,5 +1,6 @@
 // Package group holds the stored record of a failover group, shared by the controller that
-// writes it and the gateways that route by it, and computes the listeners' routes.
+// writes it and the gateways that route by it, and computes the listeners' routes and the
+// replication lag the sides' observed state shows.
 package group
 
 import (

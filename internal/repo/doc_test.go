@@ -69,7 +69,7 @@ func TestRegionsDoNotImportTheControlPlane(t *testing.T) {
 func TestControlPlaneDoesNotImportPostgres(t *testing.T) {
 	mod := "github.com/fogdb/fog/internal/"
 	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}",
-		"../controller", "../api", "../resource", "../authz", "../instance", "../group", "../console", "../election").Output()
+		"../controller", "../autofailover", "../api", "../resource", "../authz", "../instance", "../group", "../console", "../election").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}
@@ -102,6 +102,13 @@ func TestClientDoesNotImportTheServer(t *testing.T) {
 func TestClientCommandsDoNotImportTheProcesses(t *testing.T) {
 	banImports(t, "the client commands", "../cli", "server", "daemon", "agent", "regional", "gateway", "postgres", "guard", "fogdns", "election",
 		"controller", "engine", "api", "console")
+}
+
+// TestPolicyDoesNotImportTheService: the automatic failover policy is handed what it needs
+// (the leader's engine, a way to start a forced failover, a probe); it depends on neither
+// the controller that runs it nor the API.
+func TestPolicyDoesNotImportTheService(t *testing.T) {
+	banImports(t, "the automatic failover policy", "../autofailover", "controller", "api", "console", "server", "daemon", "cli", "postgres")
 }
 
 // banImports fails when pkg depends, directly or not, on one of Fog's packages banned.

@@ -1,23 +1,6 @@
-package controller
-
-import (
-	"context"
-	"fmt"
-	"net"
-	"strconv"
-	"sync"
-	"time"
-
-	"github.com/fogdb/fog/internal/engine"
-	"github.com/fogdb/fog/internal/instance"
-	"github.com/fogdb/fog/internal/lease"
-	"github.com/fogdb/fog/internal/pgtypes"
-	"github.com/fogdb/fog/internal/resource"
-	"github.com/fogdb/fog/internal/store"
-)
-
-// The automatic failover policy (readWriteEndpoint.failoverPolicy Automatic) runs in the
-// leader's controller, once a second.
+// Package autofailover is Fog's automatic failover policy (readWriteEndpoint.failoverPolicy
+// Automatic). The leader's controller runs it once a second (Policy.Tick), and makes a new
+// Policy for each leadership.
 //
 // # The decision rule
 //
@@ -45,6 +28,83 @@ import (
 // the group's data-loss budget, or the group (or the deployment) runs the policy
 // observe-only; both are recorded as events. Manual groups are never touched, and nothing
 // fails back by itself. A new leader counts the grace period afresh.
+//
+// # What it needs
+//
+// The policy does not import the controller; whoever runs it hands it its edges in Deps:
+// the leader's engine (the store it reads groups, instances and observed state from and
+// writes its events through, and leases judged on this process's clock), how to start a
+// forced failover, the control plane's probe of a primary, and the deployment's
+// observe-only switch. The lease TTL is the engine's lease observer's.
+package autofailover
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/fogdb/fog/internal/engine"
+	"github.com/fogdb/fog/internal/group"
+	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/lease"
+	"github.com/fogdb/fog/internal/pgtypes"
+	"github.com/fogdb/fog/internal/resource"
+	"github.com/fogdb/fog/internal/store"
+)
+
+// Engine is what the policy reads and writes through: the leader's engine (package engine).
+type Engine interface {
+	// Store is the leader's store, whose every write carries the leadership's token.
+	Store() store.Store
+	// RegionLease reads a region's lease record and reports whether it is live on this
+	// process's clock.
+	RegionLease(ctx context.Context, region string) (lease.Record, bool)
+	// Statuses returns both sides' observed state.
+	Statuses(ctx context.Context, g *group.FailoverGroup) [2]instance.Status
+}
+
+var _ Engine = (*engine.Engine)(nil)
+
+// Deps are the policy's edges.
+type Deps struct {
+	Engine Engine
+	// StartForced records a forced failover of g, read at store revision rev, to side
+	// target, started by initiator, and has it driven; it returns the operation's id. It
+	// fails, writing nothing, when the group changed since rev.
+	StartForced func(ctx context.Context, g *group.FailoverGroup, rev int64, target int, initiator string) (opID string, err error)
+	// Probe is the control plane's own probe of a primary at addr (host:port), bounded in
+	// time: nil when it answered.
+	Probe func(ctx context.Context, addr string) error
+	// ObserveOnly runs every group's policy as events only (the deployment's switch; a group
+	// has its own too).
+	ObserveOnly bool
+	Log         *slog.Logger
+	// Now is the clock outages are timed on (nil: time.Now).
+	Now func() time.Time
+}
+
+// Policy is the automatic failover policy of one leadership: it remembers the outages it
+// has seen while the leadership lasts. Tick is called from one goroutine at a time.
+type Policy struct {
+	d Deps
+	// outages are the regions the policy sees down.
+	outages map[string]*outage
+}
+
+// New returns the policy of a new leadership: it has seen no outage yet.
+func New(d Deps) *Policy {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Policy{d: d, outages: map[string]*outage{}}
+}
 
 // regionEvidence is what the observers say about one region.
 type regionEvidence struct {
@@ -105,14 +165,16 @@ type outage struct {
 	started map[string]string
 }
 
-// autoFailover runs the policy once.
-func (c *Controller) autoFailover(ctx context.Context, t *term) {
-	e := t.eng
-	groups, err := store.List[FailoverGroup](ctx, e.Store(), "fog/")
+// since is how long ago t was on the policy's clock.
+func (p *Policy) since(t time.Time) time.Duration { return p.d.Now().Sub(t) }
+
+// Tick runs the policy once.
+func (p *Policy) Tick(ctx context.Context) {
+	groups, err := store.List[group.FailoverGroup](ctx, p.d.Engine.Store(), group.Prefix)
 	if err != nil {
 		return
 	}
-	byRegion := map[string][]FailoverGroup{}
+	byRegion := map[string][]group.FailoverGroup{}
 	for _, g := range groups {
 		if g.ReadWritePolicy != "Automatic" || g.Deleting || g.GraceMinutes == nil {
 			continue
@@ -120,17 +182,17 @@ func (c *Controller) autoFailover(ctx context.Context, t *term) {
 		r := g.Sides[g.Primary].Location
 		byRegion[r] = append(byRegion[r], g)
 	}
-	for r, o := range t.outages {
+	for r, o := range p.outages {
 		if len(byRegion[r]) == 0 {
-			c.log.Info("automatic failover: no Automatic group has its primary in the region any more", "region", r, "outage", time.Since(o.since).Round(time.Second))
-			delete(t.outages, r)
+			p.d.Log.Info("automatic failover: no Automatic group has its primary in the region any more", "region", r, "outage", p.since(o.since).Round(time.Second))
+			delete(p.outages, r)
 		}
 	}
 	for region, all := range byRegion {
 		// A group whose operation runs is the engine's: its evidence changes as the failover
 		// goes on (its standby becomes the primary), so only idle groups are looked at, and
 		// an outage whose groups are all busy stays as it is.
-		var gs []FailoverGroup
+		var gs []group.FailoverGroup
 		for _, g := range all {
 			if g.ActiveOperation == "" {
 				gs = append(gs, g)
@@ -139,19 +201,19 @@ func (c *Controller) autoFailover(ctx context.Context, t *term) {
 		if len(gs) == 0 {
 			continue
 		}
-		ev := c.evidence(ctx, e, region, gs)
+		ev := p.evidence(ctx, region, gs)
 		down, why := regionDown(ev)
 		if ev.LeaseLost && !down {
-			c.log.Debug("automatic failover: region's lease lost, but the region does not count as down", "region", region, "because", why)
+			p.d.Log.Debug("automatic failover: region's lease lost, but the region does not count as down", "region", region, "because", why)
 		}
-		o := t.outages[region]
+		o := p.outages[region]
 		if !down {
 			if o != nil {
-				delete(t.outages, region)
-				c.log.Warn("automatic failover: the region is no longer down; nothing done", "region", region, "after", time.Since(o.since).Round(time.Second), "because", why)
+				delete(p.outages, region)
+				p.d.Log.Warn("automatic failover: the region is no longer down; nothing done", "region", region, "after", p.since(o.since).Round(time.Second), "because", why)
 				for _, g := range gs {
 					if !o.done[g.Name] {
-						groupEvent(ctx, e, g.Name, "AutomaticFailoverCancelled", fmt.Sprintf("region %s is reachable again after %s (%s), before the grace period ended; nothing was done", region, time.Since(o.since).Round(time.Second), why))
+						p.event(ctx, g.Name, "AutomaticFailoverCancelled", fmt.Sprintf("region %s is reachable again after %s (%s), before the grace period ended; nothing was done", region, p.since(o.since).Round(time.Second), why))
 					}
 				}
 				continue
@@ -160,26 +222,26 @@ func (c *Controller) autoFailover(ctx context.Context, t *term) {
 		}
 		fresh := o == nil
 		if fresh {
-			o = &outage{since: time.Now(), why: why, done: map[string]bool{}, started: map[string]string{}}
-			t.outages[region] = o
+			o = &outage{since: p.d.Now(), why: why, done: map[string]bool{}, started: map[string]string{}}
+			p.outages[region] = o
 		}
 		if fresh {
-			c.log.Warn("automatic failover: region looks down", "region", region, "because", why)
+			p.d.Log.Warn("automatic failover: region looks down", "region", region, "because", why)
 			for _, g := range gs {
-				groupEvent(ctx, e, g.Name, "AutomaticFailoverPending", fmt.Sprintf("region %s looks down (%s); a forced failover follows if this lasts the grace period of %d minutes", region, why, *g.GraceMinutes))
+				p.event(ctx, g.Name, "AutomaticFailoverPending", fmt.Sprintf("region %s looks down (%s); a forced failover follows if this lasts the grace period of %d minutes", region, why, *g.GraceMinutes))
 			}
 		}
 		for _, g := range gs {
 			if id, ok := o.started[g.Name]; ok {
 				// Its failover ended and the primary is still here: it did not succeed.
-				c.log.Warn("automatic failover did not succeed; trying again", "group", g.Name, "operation", id)
+				p.d.Log.Warn("automatic failover did not succeed; trying again", "group", g.Name, "operation", id)
 				delete(o.started, g.Name)
 				delete(o.done, g.Name)
 			}
-			if o.done[g.Name] || time.Since(o.since) < time.Duration(*g.GraceMinutes)*time.Minute {
+			if o.done[g.Name] || p.since(o.since) < time.Duration(*g.GraceMinutes)*time.Minute {
 				continue
 			}
-			if c.actOnGroup(ctx, e, g, region, o) {
+			if p.actOnGroup(ctx, g, region, o) {
 				o.done[g.Name] = true
 			}
 		}
@@ -187,12 +249,12 @@ func (c *Controller) autoFailover(ctx context.Context, t *term) {
 }
 
 // actOnGroup fails g over by force, or records why not; false means try again next time.
-func (c *Controller) actOnGroup(ctx context.Context, e *engine.Engine, g FailoverGroup, region string, o *outage) bool {
-	cur, rev, err := loadGroup(ctx, e, g.Name)
+func (p *Policy) actOnGroup(ctx context.Context, g group.FailoverGroup, region string, o *outage) bool {
+	cur, rev, err := p.loadGroup(ctx, g.Name)
 	if err != nil || cur.Sides[cur.Primary].Location != region || cur.ActiveOperation != "" {
 		return err == nil // the group moved on meanwhile; nothing to do
 	}
-	st := e.Statuses(ctx, cur)
+	st := p.d.Engine.Statuses(ctx, cur)
 	lossBytes, lossSecs, known := lossEstimate(cur, st)
 	target := cur.Secondary()
 	sec := cur.Sides[target]
@@ -204,30 +266,30 @@ func (c *Controller) actOnGroup(ctx context.Context, e *engine.Engine, g Failove
 		desc = "the loss cannot be estimated: the primary's last replication view is missing"
 	}
 	if over := overBudget(cur, lossBytes, lossSecs, known); over != "" {
-		c.log.Warn("automatic failover blocked by the data-loss budget", "group", g.Name, "why", over)
-		groupEvent(ctx, e, g.Name, "AutomaticFailoverBlocked", fmt.Sprintf("region %s has been down for %s, but %s (%s); the group waits for a person: force a failover of the secondary %s by hand to accept the loss",
-			region, time.Since(o.since).Round(time.Second), over, desc, sec.InstanceName))
+		p.d.Log.Warn("automatic failover blocked by the data-loss budget", "group", g.Name, "why", over)
+		p.event(ctx, g.Name, "AutomaticFailoverBlocked", fmt.Sprintf("region %s has been down for %s, but %s (%s); the group waits for a person: force a failover of the secondary %s by hand to accept the loss",
+			region, p.since(o.since).Round(time.Second), over, desc, sec.InstanceName))
 		return true
 	}
-	if cur.ObserveOnly || c.cfg.ObserveOnly {
-		c.log.Warn("automatic failover observed, not acted on", "group", g.Name)
-		groupEvent(ctx, e, g.Name, "AutomaticFailoverObserved", fmt.Sprintf("would force a failover to %s (%s) now: region %s has been down for %s (%s); %s. Observe-only: nothing was done",
-			sec.InstanceName, sec.Location, region, time.Since(o.since).Round(time.Second), o.why, desc))
+	if cur.ObserveOnly || p.d.ObserveOnly {
+		p.d.Log.Warn("automatic failover observed, not acted on", "group", g.Name)
+		p.event(ctx, g.Name, "AutomaticFailoverObserved", fmt.Sprintf("would force a failover to %s (%s) now: region %s has been down for %s (%s); %s. Observe-only: nothing was done",
+			sec.InstanceName, sec.Location, region, p.since(o.since).Round(time.Second), o.why, desc))
 		return true
 	}
-	op, aerr := c.startFailover(ctx, e, cur, rev, target, true, InitiatorSystem)
+	id, aerr := p.d.StartForced(ctx, cur, rev, target, engine.InitiatorSystem)
 	if aerr != nil {
-		c.log.Error("automatic failover could not start; retrying", "group", g.Name, "err", aerr)
+		p.d.Log.Error("automatic failover could not start; retrying", "group", g.Name, "err", aerr)
 		return false
 	}
-	o.started[g.Name] = op.ID
-	c.log.Warn("automatic failover started", "group", g.Name, "to", sec.InstanceName, "region down for", time.Since(o.since).Round(time.Second), "loss", desc)
+	o.started[g.Name] = id
+	p.d.Log.Warn("automatic failover started", "group", g.Name, "to", sec.InstanceName, "region down for", p.since(o.since).Round(time.Second), "loss", desc)
 	return true
 }
 
 // lossEstimate is how far the secondary was behind the primary's last report: the WAL the
 // primary had written past what the secondary received, and the primary's last flush lag.
-func lossEstimate(g *FailoverGroup, st [2]instance.Status) (bytes int64, secs *float64, known bool) {
+func lossEstimate(g *group.FailoverGroup, st [2]instance.Status) (bytes int64, secs *float64, known bool) {
 	prim, sec := st[g.Primary].Replication, st[g.Secondary()].Replication
 	if prim == nil || prim.InRecovery || sec == nil {
 		return 0, nil, false
@@ -240,11 +302,11 @@ func lossEstimate(g *FailoverGroup, st [2]instance.Status) (bytes int64, secs *f
 	if p > s {
 		bytes = int64(p - s)
 	}
-	return bytes, replicationStatus(g, st).LagSeconds, true
+	return bytes, g.Replication(st).LagSeconds, true
 }
 
 // overBudget says how a loss exceeds the group's budget, or "" when it does not.
-func overBudget(g *FailoverGroup, bytes int64, secs *float64, known bool) string {
+func overBudget(g *group.FailoverGroup, bytes int64, secs *float64, known bool) string {
 	if g.MaxLossBytes == nil && g.MaxLossSeconds == nil {
 		return ""
 	}
@@ -266,8 +328,9 @@ func overBudget(g *FailoverGroup, bytes int64, secs *float64, known bool) string
 }
 
 // evidence gathers what the observers say about region, probing the primaries at once.
-func (c *Controller) evidence(ctx context.Context, e *engine.Engine, region string, gs []FailoverGroup) regionEvidence {
-	ev := regionEvidence{LeaseLost: !c.leases.AgentLive(ctx, e.Store(), region), Groups: make([]groupEvidence, len(gs))}
+func (p *Policy) evidence(ctx context.Context, region string, gs []group.FailoverGroup) regionEvidence {
+	_, live := p.d.Engine.RegionLease(ctx, region)
+	ev := regionEvidence{LeaseLost: !live, Groups: make([]groupEvidence, len(gs))}
 	if !ev.LeaseLost {
 		return ev // the rule needs nothing more
 	}
@@ -275,35 +338,35 @@ func (c *Controller) evidence(ctx context.Context, e *engine.Engine, region stri
 	for i := range gs {
 		g := &gs[i]
 		sec := g.Sides[g.Secondary()]
-		rec, live := e.RegionLease(ctx, sec.Location)
+		rec, live := p.d.Engine.RegionLease(ctx, sec.Location)
 		ge := groupEvidence{Name: g.Name, SecondaryAgentLive: live}
-		if p, ok := rec.Probes[sec.InstanceUID]; ok {
-			ge.Probe = &p
+		if pr, ok := rec.Probes[sec.InstanceUID]; ok {
+			ge.Probe = &pr
 		}
 		ev.Groups[i] = ge
 		var m resource.ManagedInstance
-		if _, err := store.Get(ctx, e.Store(), g.Sides[g.Primary].InstanceKey(), &m); err != nil {
+		if _, err := store.Get(ctx, p.d.Engine.Store(), g.Sides[g.Primary].InstanceKey(), &m); err != nil {
 			continue
 		}
 		wg.Go(func() {
-			ev.Groups[i].ControlPlaneReached = pgtypes.Probe(ctx, net.JoinHostPort(m.Host, strconv.Itoa(m.Port)), c.cfg.ProbeTimeout) == nil
+			ev.Groups[i].ControlPlaneReached = p.d.Probe(ctx, net.JoinHostPort(m.Host, strconv.Itoa(m.Port))) == nil
 		})
 	}
 	wg.Wait()
 	return ev
 }
 
-// groupEvent records an event of the automatic policy in a group.
-func groupEvent(ctx context.Context, e *engine.Engine, name, kind, msg string) {
-	_, _ = store.Update(ctx, e.Store(), fogKey(name), func(g *FailoverGroup) error {
-		g.EventBy(InitiatorSystem, kind, msg, nil)
+// event records an event of the automatic policy in a group.
+func (p *Policy) event(ctx context.Context, name, kind, msg string) {
+	_, _ = store.Update(ctx, p.d.Engine.Store(), group.Key(name), func(g *group.FailoverGroup) error {
+		g.EventBy(engine.InitiatorSystem, kind, msg, nil)
 		return nil
 	})
 }
 
 // loadGroup reads a group and its revision.
-func loadGroup(ctx context.Context, e *engine.Engine, name string) (*FailoverGroup, int64, error) {
-	var g FailoverGroup
-	rev, err := store.Get(ctx, e.Store(), fogKey(name), &g)
+func (p *Policy) loadGroup(ctx context.Context, name string) (*group.FailoverGroup, int64, error) {
+	var g group.FailoverGroup
+	rev, err := store.Get(ctx, p.d.Engine.Store(), group.Key(name), &g)
 	return &g, rev, err
 }

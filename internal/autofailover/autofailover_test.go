@@ -1,8 +1,9 @@
-package controller
+package autofailover
 
 import (
 	"testing"
 
+	"github.com/fogdb/fog/internal/group"
 	"github.com/fogdb/fog/internal/lease"
 )
 
@@ -39,7 +40,7 @@ func TestRegionDownRule(t *testing.T) {
 func TestOverBudget(t *testing.T) {
 	b, s := int64(1000), 5
 	secs := func(f float64) *float64 { return &f }
-	g := &FailoverGroup{MaxLossBytes: &b}
+	g := &group.FailoverGroup{MaxLossBytes: &b}
 	if over := overBudget(g, 999, nil, true); over != "" {
 		t.Errorf("999 bytes with a 1000-byte budget: %s", over)
 	}
@@ -49,14 +50,14 @@ func TestOverBudget(t *testing.T) {
 	if over := overBudget(g, 0, nil, false); over == "" {
 		t.Error("an unknown loss passed a budget")
 	}
-	g = &FailoverGroup{MaxLossSeconds: &s}
+	g = &group.FailoverGroup{MaxLossSeconds: &s}
 	if over := overBudget(g, 1<<40, secs(4.9), true); over != "" {
 		t.Errorf("4.9 s with a 5 s budget: %s", over)
 	}
 	if over := overBudget(g, 0, secs(5.1), true); over == "" {
 		t.Error("5.1 s passed a 5 s budget")
 	}
-	if over := overBudget(&FailoverGroup{}, 1<<40, nil, false); over != "" {
+	if over := overBudget(&group.FailoverGroup{}, 1<<40, nil, false); over != "" {
 		t.Errorf("no budget: %s", over)
 	}
 }
