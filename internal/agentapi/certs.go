@@ -2,9 +2,7 @@ package agentapi
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -318,42 +316,25 @@ func pruneExpired(ctx context.Context, st store.Store) {
 }
 
 // The admin endpoints (listing and revoking agent certificates) take the API's bearer
-// token, as `fog join-token create` does, and the role the API would require of Fog's own
-// endpoints: Owner at the root scope revokes, any role that reads at the root lists. The
-// token is looked up as the API keeps it (api.Tokens: a SHA-256 of the token under
-// "tokens/"), since this package sits below the API and may not import it.
+// token, authenticated as the API authenticates it (authz.Tokens), and the role the API
+// would require of Fog's own endpoints: Owner at the root scope revokes, any role that reads
+// at the root lists.
 const (
 	actionAgentsRead   = "Fog/agents/read"
 	actionAgentsDelete = "Fog/agents/delete"
-	apiTokenPrefix     = "tokens/"
 )
-
-type apiToken struct {
-	Name     string     `json:"name"`
-	TenantID string     `json:"tenantId,omitempty"`
-	Expires  *time.Time `json:"expires,omitempty"`
-}
 
 var errAdminToken = errors.New("send 'Authorization: Bearer <token>' with a valid API token (the one in the client config `fog server` wrote)")
 
 // adminPrincipal returns the principal of r's bearer token when it may perform action at
 // the root scope. status is the HTTP status of a refusal.
 func (s *Server) adminPrincipal(r *http.Request, action string) (principal string, status int, err error) {
-	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	tok = strings.TrimSpace(tok)
-	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
-		return "", http.StatusUnauthorized, errAdminToken
-	}
-	h := sha256.Sum256([]byte(tok))
-	var info apiToken
-	_, err = store.Get(r.Context(), s.st, apiTokenPrefix+hex.EncodeToString(h[:]), &info)
+	info, err := authz.NewTokens(s.st).Authenticate(r)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, authz.ErrUnauthenticated):
 		return "", http.StatusUnauthorized, errAdminToken
 	case err != nil:
 		return "", http.StatusServiceUnavailable, fmt.Errorf("check the API token: %w", err)
-	case info.Expires != nil && !time.Now().Before(*info.Expires):
-		return "", http.StatusUnauthorized, errAdminToken
 	}
 	allowed, err := authz.New(s.st).Allowed(r.Context(), info.Name, action, "/")
 	if err != nil {

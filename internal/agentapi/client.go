@@ -382,11 +382,7 @@ func (c *Client) KeepRenewed(ctx context.Context) {
 	var backoff time.Duration
 	for {
 		leaf := c.conns.Load().leaf
-		wait := time.Until(RenewAt(leaf))
-		if backoff > 0 {
-			wait = backoff
-		}
-		t := time.NewTimer(max(wait, 0))
+		t := time.NewTimer(renewalWait(leaf, backoff, time.Now()))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -404,12 +400,27 @@ func (c *Client) KeepRenewed(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		// Retry soon, and several times before the certificate expires (once it has, only a
-		// new join helps: TLS refuses it before any renewal).
-		left := time.Until(leaf.NotAfter)
-		backoff = min(max(2*backoff, time.Second), max(min(time.Minute, left/8), time.Second))
+		backoff = retryBackoff(backoff, time.Until(leaf.NotAfter))
 		c.log.Error("cannot renew the agent certificate; trying again", "expires", leaf.NotAfter, "retryIn", backoff, "err", err)
 	}
+}
+
+// renewalWait is how long KeepRenewed waits before it renews leaf at now: until RenewAt, or
+// backoff after a failed renewal; never less than nothing.
+func renewalWait(leaf *x509.Certificate, backoff time.Duration, now time.Time) time.Duration {
+	if backoff > 0 {
+		return backoff
+	}
+	return max(RenewAt(leaf).Sub(now), 0)
+}
+
+// retryBackoff is the wait after a failed renewal that followed a wait of prev, with left
+// until the certificate expires: doubled from a second, at most a minute, and at most an
+// eighth of what is left (at least a second), so that it is tried several times before the
+// certificate expires (once it has, only a new join helps: TLS refuses it before any
+// renewal).
+func retryBackoff(prev, left time.Duration) time.Duration {
+	return min(max(2*prev, time.Second), max(min(time.Minute, left/8), time.Second))
 }
 
 // retryable reports whether another server may answer where this one did not.

@@ -2,10 +2,8 @@ package agentapi_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -413,15 +411,18 @@ func TestRevokeEndpoint(t *testing.T) {
 	if err := authz.New(e.st).Bootstrap(ctx, "admin"); err != nil {
 		t.Fatal(err)
 	}
-	token := func(name string) string {
-		tok := "fog_test_" + name
-		h := sha256.Sum256([]byte(tok))
-		if err := store.Put(ctx, e.st, "tokens/"+hex.EncodeToString(h[:]), map[string]any{"name": name, "created": time.Now()}); err != nil {
+	// Tokens as the API makes them: the admin endpoints authenticate them as the API does.
+	token := func(name string, ttl time.Duration, tenant ...string) string {
+		tok, _, err := authz.NewTokens(e.st).CreateFor(ctx, name, ttl, tenant...)
+		if err != nil {
 			t.Fatal(err)
 		}
 		return tok
 	}
-	admin, nobody := token("admin"), token("nobody")
+	admin, nobody := token("admin", 0), token("nobody", 0)
+	expired := token("admin", time.Nanosecond)
+	// An Owner at the root, but of a tenant: a tenant never manages the deployment's machines.
+	tenantAdmin := token("admin", 0, "aaaaaaaa-1111-2222-3333-444444444444")
 	pool := x509.NewCertPool()
 	pool.AddCert(e.ca.Cert)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
@@ -447,6 +448,8 @@ func TestRevokeEndpoint(t *testing.T) {
 	}{
 		{"", `{"region":"westus"}`, 401, "InvalidAuthenticationToken"},
 		{"fog_unknown", `{"region":"westus"}`, 401, "InvalidAuthenticationToken"},
+		{expired, `{"region":"westus"}`, 401, "InvalidAuthenticationToken"},
+		{tenantAdmin, `{"region":"westus"}`, 403, "AuthorizationFailed"},
 		{nobody, `{"region":"westus"}`, 403, "AuthorizationFailed"},
 		{admin, `{"region":"northpole"}`, 400, "InvalidRegion"},
 		{admin, `{}`, 400, "InvalidRevocation"},

@@ -32,19 +32,19 @@ func (s *Server) WithAuthz(a *authz.Authorizer) *Server {
 
 type principalKey struct{}
 
-func withPrincipal(ctx context.Context, info TokenInfo) context.Context {
+func withPrincipal(ctx context.Context, info authz.TokenInfo) context.Context {
 	return context.WithValue(ctx, principalKey{}, info)
 }
 
-func principalOf(ctx context.Context) TokenInfo {
-	info, _ := ctx.Value(principalKey{}).(TokenInfo)
+func principalOf(ctx context.Context) authz.TokenInfo {
+	info, _ := ctx.Value(principalKey{}).(authz.TokenInfo)
 	return info
 }
 
 // authorize checks a call: the principal's tenant against the subscription's (operators, who
 // hold a role at the root scope, work across tenants), then the action the path and method
 // name against the principal's role assignments.
-func (s *Server) authorize(ctx context.Context, r *http.Request, info TokenInfo) *arm.Error {
+func (s *Server) authorize(ctx context.Context, r *http.Request, info authz.TokenInfo) *arm.Error {
 	action, scope, ok := authz.Action(r.Method, r.URL.EscapedPath())
 	if !ok {
 		return arm.Errorf(http.StatusNotFound, "InvalidResourceType",
@@ -58,7 +58,7 @@ func (s *Server) authorize(ctx context.Context, r *http.Request, info TokenInfo)
 	return arm.FromError(s.authz.Check(ctx, info.Name, action, scope))
 }
 
-func (s *Server) checkTenant(ctx context.Context, info TokenInfo, sub string) *arm.Error {
+func (s *Server) checkTenant(ctx context.Context, info authz.TokenInfo, sub string) *arm.Error {
 	ok, mine, theirs, err := s.authz.Reach(ctx, info.Name, info.TenantID, sub)
 	if err != nil {
 		return arm.FromError(controller.StoreError(err))
@@ -73,7 +73,7 @@ func (s *Server) checkTenant(ctx context.Context, info TokenInfo, sub string) *a
 type controllerAccess struct{ a *authz.Authorizer }
 
 func (c controllerAccess) Check(ctx context.Context, action, scope string) error {
-	info, ok := ctx.Value(principalKey{}).(TokenInfo)
+	info, ok := ctx.Value(principalKey{}).(authz.TokenInfo)
 	if !ok {
 		return nil // not a request: the controller acting on its own
 	}
@@ -81,7 +81,7 @@ func (c controllerAccess) Check(ctx context.Context, action, scope string) error
 }
 
 func (c controllerAccess) Allowed(ctx context.Context, action, scope string) (bool, error) {
-	info, ok := ctx.Value(principalKey{}).(TokenInfo)
+	info, ok := ctx.Value(principalKey{}).(authz.TokenInfo)
 	if !ok {
 		return true, nil // not a request: the controller acting on its own
 	}

@@ -39,7 +39,7 @@ const RetryAfter = 1
 // Server is the HTTP API.
 type Server struct {
 	c          *controller.Controller
-	tokens     *Tokens
+	tokens     *authz.Tokens
 	log        *slog.Logger
 	joinTokens JoinTokenFunc
 	metrics    http.Handler
@@ -66,7 +66,7 @@ func (s *Server) WithMetrics(h http.Handler) *Server {
 }
 
 // New returns the API server.
-func New(c *controller.Controller, tokens *Tokens, log *slog.Logger) *Server {
+func New(c *controller.Controller, tokens *authz.Tokens, log *slog.Logger) *Server {
 	return &Server{c: c, tokens: tokens, log: log}
 }
 

@@ -59,7 +59,7 @@ func newTenancyAPI(t *testing.T, http2 bool) *tenancyAPI {
 			t.Fatal(err)
 		}
 	}
-	tokens := NewTokens(st)
+	tokens := authz.NewTokens(st)
 	access := authz.New(st)
 	if err := access.RegisterSubscription(ctx, authz.Subscription{ID: tSub2, TenantID: tTenant}); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,10 @@
 // at a scope (the root, a subscription, a resource group or a resource), and the check every
 // API call passes. A principal is the name a token was issued to; a subscription belongs to a
 // tenant, and a principal of one tenant reaches only that tenant's subscriptions.
+//
+// It keeps the API tokens too (Tokens), and authenticates a request's bearer token
+// (Tokens.Authenticate) for every endpoint that takes one: the API's and the agents' admin
+// endpoints.
 package authz
 
 import (

@@ -1,23 +1,16 @@
 package daemon
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/fogdb/fog/internal/agent"
@@ -81,68 +74,21 @@ region's listeners. The first start needs a join token (from 'fog join-token cre
 			if token, err = d.joinToken(token, tokenFile); err != nil {
 				return err
 			}
-			creds, err := agentapi.LoadCredentials(dataDir)
-			switch {
-			case errors.Is(err, os.ErrNotExist):
-				if token == "" {
-					return usageErr("--join-token", "this agent has not joined yet: create a token with `fog join-token create --region %s` and pass it in --join-token-file or $%s", region, joinTokenEnv)
-				}
-				if creds, err = agentapi.Join(ctx, srvs, token, region, dataDir); err != nil {
-					return err
-				}
-				log.Info("joined", "region", region)
-			case err != nil:
-				return err
-			case creds.Region != region:
-				return usageErr("--region", "this data directory belongs to an agent of region %s", creds.Region)
-			}
-			client, err := agentClient(ctx, srvs, creds, token, log)
-			if err != nil {
-				return err
-			}
-			defer client.Close()
-			cert := client.Certificate()
-			log.Info("agent certificate", "serial", agentapi.SerialHex(cert.SerialNumber), "expires", cert.NotAfter, "renews", agentapi.RenewAt(cert))
-			renewCtx, stopRenewing := context.WithCancel(ctx)
-			renewed := make(chan struct{})
-			go func() { defer close(renewed); client.KeepRenewed(renewCtx) }()
-			defer func() { stopRenewing(); <-renewed }()
-			if err := rc.Agent.Validate(); err != nil {
-				return err
-			}
-			if err := rc.Gateway.Validate(); err != nil {
-				return err
-			}
-			runner, err := rc.Agent.Runner(ctx, log)
-			if err != nil {
-				return err
-			}
 			if exe, err := os.Executable(); err == nil {
 				rc.Agent.GuardCommand = []string{exe, "guard"}
 			}
 			host, _ := os.Hostname()
-			rc.Agent.Dir, rc.Agent.StopOnExit, rc.Agent.CACertPEM = filepath.Join(dataDir, "instances"), true, creds.CAPEM
 			rc.Agent.Record = instance.AgentRecord{AddressFirst: first.String(), AddressLast: last.String(), Port: port, PortLast: portLast, Advertise: advertise, Hostname: host}
 			rc.Ready = func() {
 				fmt.Fprintf(d.io.Out, "Fog agent of %s: instances and listeners on %s-%s ports %d-%d, servers %s\n", region, first, last, port, portLast, strings.Join(srvs, ", "))
 			}
+			cfg := regional.RemoteConfig{Config: rc, Servers: srvs, DataDir: dataDir, JoinToken: token}
 			if metricsListen != "" {
-				// Plain HTTP, as Prometheus scrapes by default; it shows no secrets.
-				reg := prometheus.NewRegistry()
-				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-				rc.Metrics = reg
-				ln, err := net.Listen("tcp", metricsListen)
-				if err != nil {
+				if cfg.MetricsListener, err = net.Listen("tcp", metricsListen); err != nil {
 					return usageErr("--metrics-listen", "%v", err)
 				}
-				mux := http.NewServeMux()
-				mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-				go func() { _ = srv.Serve(ln) }()
-				defer srv.Close()
-				log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
 			}
-			return regional.Run(ctx, rc, client, runner, client, log.With("region", region))
+			return joinErr(regional.RunRemote(ctx, cfg, log), region)
 		},
 	}
 	fl := cmd.Flags()
@@ -201,29 +147,21 @@ func (d *daemon) joinToken(flagToken, file string) (string, error) {
 	return strings.TrimSpace(env), nil
 }
 
-// agentClient is the agent's link to the servers with its saved credentials. When the
-// servers answer that those were revoked, a join token given this time joins the agent again
-// (new key and certificate, same data directory and instances); without one, the agent stops
-// with what to do rather than run cut off.
-func agentClient(ctx context.Context, servers []string, creds *agentapi.Credentials, token string, log *slog.Logger) (*agentapi.Client, error) {
-	client, err := agentapi.NewClient(servers, creds, log.With("component", "agentapi"))
-	if err != nil {
-		return nil, err
+// joinErr says what to do when the agent cannot reach the servers without a join token, or
+// its data directory is another region's, in the flags' words; other errors are as they are.
+func joinErr(err error, region string) error {
+	var needToken *agentapi.TokenNeededError
+	var wrongRegion *agentapi.WrongRegionError
+	switch {
+	case errors.As(err, &needToken) && needToken.Revoked != nil:
+		return fmt.Errorf("this agent's certificate was revoked: start it with a new token from `fog join-token create --region %s` in --join-token-file or $%s to join again (%w)",
+			needToken.Region, joinTokenEnv, needToken.Revoked)
+	case errors.As(err, &needToken):
+		return usageErr("--join-token", "this agent has not joined yet: create a token with `fog join-token create --region %s` and pass it in --join-token-file or $%s", region, joinTokenEnv)
+	case errors.As(err, &wrongRegion):
+		return usageErr("--region", "this data directory belongs to an agent of region %s", wrongRegion.Region)
 	}
-	_, err = client.Get(ctx, instance.ClusterKey)
-	if !errors.Is(err, agentapi.ErrRevoked) {
-		return client, nil // the servers may be unreachable yet: the agent waits for them
-	}
-	client.Close()
-	if token == "" {
-		return nil, fmt.Errorf("this agent's certificate was revoked: start it with a new token from `fog join-token create --region %s` in --join-token-file or $%s to join again (%w)",
-			creds.Region, joinTokenEnv, err)
-	}
-	log.Warn("this agent's certificate was revoked; joining again with the token given", "err", err)
-	if creds, err = agentapi.Join(ctx, servers, token, creds.Region, creds.Dir); err != nil {
-		return nil, err
-	}
-	return agentapi.NewClient(servers, creds, log.With("component", "agentapi"))
+	return err
 }
 
 // parseRange reads an address range: FIRST-LAST, or a CIDR prefix (its host addresses).

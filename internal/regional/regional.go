@@ -1,7 +1,8 @@
 // Package regional runs what lives on a region's machines: the agent that reconciles the
 // region's PostgreSQL instances and the gateway that serves the region's listeners. `fog
-// agent` runs it against the server's agent endpoint; `fog up` runs one per region in its
-// own process, against the same store scoped the same way.
+// agent` runs it against the server's agent endpoint (RunRemote: join or saved credentials,
+// the agent certificate kept renewed, metrics); `fog up` runs one per region in its own
+// process (Run), against the same store scoped the same way.
 package regional
 
 import (

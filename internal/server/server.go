@@ -229,7 +229,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	if err != nil {
 		return err
 	}
-	tokens := api.NewTokens(st)
+	tokens := authz.NewTokens(st)
 
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
@@ -322,7 +322,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 // handler serves, on one port, the ARM API (bearer tokens), the agents' endpoint (client
 // certificates signed by the CA, which the TLS handshake verifies when one is sent) and the
 // web console.
-func handler(cfg Config, st store.Store, ca *devca.CA, ctrl *controller.Controller, tokens *api.Tokens, access *authz.Authorizer, apiURL string, reg *prometheus.Registry) http.Handler {
+func handler(cfg Config, st store.Store, ca *devca.CA, ctrl *controller.Controller, tokens *authz.Tokens, access *authz.Authorizer, apiURL string, reg *prometheus.Registry) http.Handler {
 	log := cfg.Log
 	agents := agentapi.NewServer(st, ca, cfg.Regions, log.With("component", "agentapi"))
 	armAPI := api.New(ctrl, tokens, log.With("component", "api")).WithAuthz(access).WithBaseURL(apiURL).WithRateLimit(cfg.API.RateLimit, int(2*cfg.API.RateLimit)).WithMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).WithJoinTokens(
@@ -458,7 +458,7 @@ func apiCertificate(ca *devca.CA, host string, names []string) (tls.Certificate,
 	return tls.X509KeyPair(crt, key)
 }
 
-func bootstrapAccess(ctx context.Context, access *authz.Authorizer, tokens *api.Tokens) error {
+func bootstrapAccess(ctx context.Context, access *authz.Authorizer, tokens *authz.Tokens) error {
 	infos, err := tokens.List(ctx)
 	if err != nil {
 		return err
@@ -476,7 +476,7 @@ func bootstrapAccess(ctx context.Context, access *authz.Authorizer, tokens *api.
 
 // clientConfig writes client.json, keeping the existing token when it is still valid so that
 // a restarted fog does not lock out a configured CLI.
-func clientConfig(ctx context.Context, dir, apiURL string, ca *devca.CA, tokens *api.Tokens) (ClientConfig, string, error) {
+func clientConfig(ctx context.Context, dir, apiURL string, ca *devca.CA, tokens *authz.Tokens) (ClientConfig, string, error) {
 	path := filepath.Join(dir, "client.json")
 	var cc ClientConfig
 	if b, err := os.ReadFile(path); err == nil {
