@@ -280,7 +280,8 @@ func (x *exec) rollback(ctx context.Context, reason error) (goOn bool, err error
 		g.Members[old] = Member{Role: instance.RolePrimary}
 		g.Members[op.Target] = Member{Role: instance.RoleStandby, SeedGeneration: g.Members[op.Target].SeedGeneration}
 		g.EventBy(op.InitiatedBy(), "FailoverRolledBack", fmt.Sprintf("failover to %s rolled back (%s); the primary is unchanged", x.nw.InstanceName, rec.Code), nil)
-		next.Step, next.Reason = StepRolledBack, rec
+		next.Step = StepRolledBack
+		next.setReason(reason)
 	})
 	if err != nil {
 		x.e.log.Error("roll back failover", "group", x.g.Name, "err", err)

@@ -142,10 +142,7 @@ func (e *Engine) Run(ctx context.Context, op *Operation) error {
 	x := &exec{e: e, op: op}
 	for {
 		if op.Step == StepRolledBack {
-			if op.Reason == nil {
-				return nil
-			}
-			return op.Reason // as it was recorded, for the operation's record
+			return op.reason() // as it was recorded, for the operation's record
 		}
 		i := t.index(op.Step)
 		if i < 0 {
