@@ -166,7 +166,7 @@ func (c *Controller) Lead(ctx context.Context, st store.Store) error {
 }
 
 func miKey(sub, rg, name string) string { return group.InstanceKey(sub, rg, name) }
-func nameKey(name string) string        { return "names/mi/" + strings.ToLower(name) }
+func nameKey(name string) string        { return engine.NameKey(name) }
 
 type nameRecord struct {
 	ID string `json:"id"`

@@ -6,8 +6,8 @@ import (
 	"github.com/fogdb/fog/internal/arm"
 )
 
-// Operation kinds. The failover-group kinds are run by the engine from their tables; the
-// others by the controller.
+// Operation kinds. The engine runs each from its table (Tables), but for an update of a
+// failover group, which ends in the transaction that accepts it. The names are stored.
 const (
 	KindPutInstance    = "putInstance"
 	KindDeleteInstance = "deleteInstance"
