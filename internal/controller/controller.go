@@ -189,7 +189,7 @@ func (c *Controller) autoPolicy(e *engine.Engine) *autofailover.Policy {
 }
 
 func miKey(sub, rg, name string) string { return group.InstanceKey(sub, rg, name) }
-func nameKey(name string) string        { return "names/mi/" + strings.ToLower(name) }
+func nameKey(name string) string        { return engine.NameKey(name) }
 
 type nameRecord struct {
 	ID string `json:"id"`

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/arm"
-	"github.com/fogdb/fog/internal/engine"
 	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/resource"
@@ -153,26 +152,4 @@ func (c *Controller) databaseCommand(ctx context.Context, m *resource.ManagedIns
 	c.log.Info("accepted", "operation", name, "id", op.ID, "database", op.ResourceID)
 	c.kickOp(op.ID)
 	return op, nil, nil
-}
-
-func (c *Controller) driveDatabase(ctx context.Context, e *engine.Engine, op *Operation) error {
-	st := e.Store()
-	key := instance.CommandKey(op.Region, op.CommandID)
-	var cmd instance.Command
-	err := e.WaitFor(ctx, key, func() (bool, error) {
-		_, err := store.Get(ctx, st, key, &cmd)
-		if errors.Is(err, store.ErrNotFound) {
-			cmd = instance.Command{Done: true, Error: "the command was lost (the instance was deleted)"}
-			return true, nil
-		}
-		return cmd.Done, err
-	})
-	if err != nil {
-		return e.WaitErr(op, err)
-	}
-	_ = st.Txn(ctx, nil, []store.Op{{Key: key, Delete: true}})
-	if cmd.Error != "" {
-		return fault.Invalid("DatabaseOperationFailed", "%s of '%s' failed: %s", op.Name, op.Database, cmd.Error)
-	}
-	return nil
 }

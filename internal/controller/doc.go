@@ -3,14 +3,16 @@
 // schedules each long-running operation until the observed state proves it done. Operations
 // are persisted, so a new leader resumes the ones in flight.
 //
-// The role-changing operations (planned and forced failover, creating and deleting a
-// failover group) are state machines run by package engine, whose documentation carries
-// their step tables, what resume and rollback do from each step, and how leases fence an old
-// primary. The controller accepts them (one transaction writes the operation, the group's
-// operation mark and the first desired state), starts a runner for each, and records each
-// operation's outcome (finish) in the transaction that releases the group's mark, so exactly
-// one operation per group runs, across restarts and graceful stops (a stop leaves the
-// operation InProgress; it resumes on the next start).
+// Every operation (planned and forced failover, creating and deleting a failover group,
+// creating, updating and deleting an instance, creating and dropping a database) is a state
+// machine run by package engine, whose documentation carries the step tables, what resume
+// and rollback do from each step, and how leases fence an old primary; only an update of a
+// group ends in the transaction that accepts it. The controller accepts them (one
+// transaction writes the operation, the group's or the instance's operation mark and the
+// first desired state), starts a runner for each, and records each operation's outcome
+// (finish) in the transaction that releases the group's mark, so exactly one operation per
+// group runs, across restarts and graceful stops (a stop leaves the operation InProgress; it
+// resumes on the next start).
 //
 // There is one Controller per process. Its API accepts requests through the store it was
 // made with; while the process leads, Lead drives operations through the leader's store,

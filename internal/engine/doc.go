@@ -1,7 +1,11 @@
-// Package engine runs Fog's role-changing operations (planned and forced failover, creating
-// and deleting a failover group) as persisted state machines. Each kind is a table of steps
-// (Table); one runner (Engine.Run) executes every table, and the tables below are printed
-// from the code's tables (a test compares them), so they are the same thing.
+// Package engine runs Fog's long-running operations as persisted state machines: the
+// role-changing ones (planned and forced failover, creating and deleting a failover group)
+// and those of a managed instance and its databases (creating, updating and deleting an
+// instance, creating and dropping a database). Each kind is a table of steps (Table); one
+// runner (Engine.Run) executes every table, and the tables below are printed from the code's
+// tables (a test compares them), so they are the same thing. What stays in the controller
+// is the API's service (validate, record, accept) and scheduling: which operations run, for
+// how long, and the transaction that records each one's outcome.
 //
 // # Operations as records
 //
@@ -67,6 +71,48 @@
 //	                                                           remove the group record
 //
 // An update changes only policies and ends in the transaction that accepts it.
+//
+// # Instances and databases
+//
+// An instance's and a database's operations change no roles, and their tables are short.
+// The API writes the instance's desired state with the operation (a new instance's name
+// reserved in the same transaction), the agent of its region reconciles to it, and the
+// runner waits until the agent's observed state shows the operation's generation. A create
+// that fails is removed entirely, so that its name can be used again: the agent has removed
+// the data directory already; the rollback records the step rolledBack, with the reason, in
+// the transaction that marks the desired state deleted, and the runner, resumed there if
+// need be, removes the records once the agent reports the instance deleted.
+//
+// Creating or updating an instance:
+//
+//	step        written in the transaction                     resume from here              roll back from here
+//	(accepted)  the operation, the instance (Creating, its     wait for the agent to report  an update: the instance
+//	            name reserved, or Updating), its desired       the generation Ready or       Failed, Failed; a create:
+//	            state                                          Failed; Ready: the instance   rolledBack
+//	                                                           Succeeded
+//	rolledBack  a create's desired state deleted, the reason   wait for the agent to delete  Failed with the recorded
+//	                                                           it; remove its records (the   reason
+//	                                                           name is free again)
+//
+// Deleting an instance (one outside any failover group):
+//
+//	step        written in the transaction                     resume from here              roll back from here
+//	(accepted)  the operation, the instance Deleting, its      wait for the agent to delete  Failed; the desired state
+//	            desired state deleted                          it; remove its records (the   stays deleted and is applied
+//	                                                           name is free again)           when the agent returns
+//
+// Creating a database (the instance's agent runs a command the API writes with the
+// operation):
+//
+//	step        written in the transaction                     resume from here              roll back from here
+//	(accepted)  the operation, the agent's command to create   wait for the agent to run     Failed with the agent's error
+//	            it (owned by the instance's admin)             the command; remove it
+//
+// Dropping a database:
+//
+//	step        written in the transaction                     resume from here              roll back from here
+//	(accepted)  the operation, the agent's command to drop it  wait for the agent to run     Failed with the agent's error
+//	                                                           the command; remove it
 //
 // A failpoint (package failpoint) marks each failover step, where the table's Point,
 // WaitedPoint say; the controller's unit tests crash it at each with the real agents over

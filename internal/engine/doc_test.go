@@ -40,10 +40,15 @@ func indent(s string) string {
 	return "//\t" + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n//\t") + "\n"
 }
 
-// TestTables: every table starts at the accepted step, has each name once, and every step
-// after the first writes something.
+// TestTables: every table starts at the accepted step, has each name once, every step after
+// the first writes something, and a table whose steps roll back has a rollback (and one with
+// a rolled-back step, to resume its rollback at, too).
 func TestTables(t *testing.T) {
 	for _, tab := range Tables {
+		if r := tab.RolledBack; r != nil && (r.Name != StepRolledBack || r.wait == nil || tab.rollback == nil) {
+			t.Errorf("%s: its rolled-back step is named %q, has a wait %v, and the table a rollback %v; want %q, both",
+				tab.Kind, r.Name, r.wait != nil, tab.rollback != nil, StepRolledBack)
+		}
 		seen := map[string]bool{}
 		for i, s := range tab.Steps {
 			if seen[s.Name] {
@@ -58,6 +63,9 @@ func TestTables(t *testing.T) {
 			}
 			if s.wait == nil {
 				t.Errorf("%s: step %q has no wait", tab.Kind, s.Name)
+			}
+			if s.OnFail == RollBack && tab.rollback == nil {
+				t.Errorf("%s: step %q rolls back, and the table has no rollback", tab.Kind, s.Name)
 			}
 		}
 	}

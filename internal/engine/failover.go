@@ -26,7 +26,7 @@ const (
 // plannedFailover loses nothing. The old primary is drained rather than shut down, so its
 // shutdown checkpoint is not inside the time writes stop: every commit a client was told of
 // lies before the drained end of WAL, which the new primary has before it is promoted.
-var plannedFailover = &Table{Kind: KindFailover, Steps: []Step{
+var plannedFailover = &Table{Kind: KindFailover, rollback: (*exec).rollback, Steps: []Step{
 	{
 		Name: StepAccepted, Writes: "the operation, Target", Waits: "checks, CHECKPOINT, fence", RollsBack: "nothing changed: Failed",
 		OnFail: Fail, Point: failpoint.PlannedAccepted, Waited: "checkpointed", WaitedPoint: failpoint.PlannedCheckpoint,
@@ -113,7 +113,7 @@ var plannedFailover = &Table{Kind: KindFailover, Steps: []Step{
 }}
 
 // forcedFailover loses what the secondary had not received, and reports it.
-var forcedFailover = &Table{Kind: KindForceFailover, Steps: []Step{
+var forcedFailover = &Table{Kind: KindForceFailover, rollback: (*exec).rollback, Steps: []Step{
 	{
 		Name: StepAccepted, Writes: "the operation, Target", Waits: "checks, fence", RollsBack: "nothing changed: Failed",
 		OnFail: Fail, Point: failpoint.ForcedAccepted,
@@ -280,7 +280,8 @@ func (x *exec) rollback(ctx context.Context, reason error) (goOn bool, err error
 		g.Members[old] = Member{Role: instance.RolePrimary}
 		g.Members[op.Target] = Member{Role: instance.RoleStandby, SeedGeneration: g.Members[op.Target].SeedGeneration}
 		g.EventBy(op.InitiatedBy(), "FailoverRolledBack", fmt.Sprintf("failover to %s rolled back (%s); the primary is unchanged", x.nw.InstanceName, rec.Code), nil)
-		next.Step, next.Reason = StepRolledBack, rec
+		next.Step = StepRolledBack
+		next.setReason(reason)
 	})
 	if err != nil {
 		x.e.log.Error("roll back failover", "group", x.g.Name, "err", err)

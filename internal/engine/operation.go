@@ -6,8 +6,8 @@ import (
 	"github.com/fogdb/fog/internal/arm"
 )
 
-// Operation kinds. The failover-group kinds are run by the engine from their tables; the
-// others by the controller.
+// Operation kinds. The engine runs each from its table (Tables), but for an update of a
+// failover group, which ends in the transaction that accepts it. The names are stored.
 const (
 	KindPutInstance    = "putInstance"
 	KindDeleteInstance = "deleteInstance"
@@ -63,8 +63,10 @@ type Operation struct {
 	Step       string `json:"step,omitempty"`
 	DrainedLSN string `json:"drainedLsn,omitempty"`
 	Seeded     int64  `json:"seeded,omitempty"`
-	// Reason is why a rolled-back operation failed, kept for a resumed driver to report.
-	Reason *arm.Error `json:"reason,omitempty"`
+	// Reason is why a rolled-back operation failed, kept for a resumed driver to report, and
+	// ReasonStatus its HTTP status (an arm.Error's status is not part of its JSON).
+	Reason       *arm.Error `json:"reason,omitempty"`
+	ReasonStatus int        `json:"reasonStatus,omitempty"`
 	// Timeline is when each step was reached (and what was observed between them).
 	Timeline []arm.StepTime `json:"timeline,omitempty"`
 }
@@ -75,6 +77,24 @@ func (o *Operation) InitiatedBy() string {
 		return InitiatorUser
 	}
 	return o.Initiator
+}
+
+// setReason records why the operation fails, as the client is told it.
+func (o *Operation) setReason(err error) {
+	rec := arm.FromError(err)
+	o.Reason, o.ReasonStatus = rec, rec.Status
+}
+
+// reason is the recorded reason the operation fails, with its status, or nil.
+func (o *Operation) reason() error {
+	if o.Reason == nil {
+		return nil
+	}
+	r := *o.Reason
+	if r.Status == 0 {
+		r.Status = o.ReasonStatus
+	}
+	return &r
 }
 
 // Mark notes that the operation reached step now; it is stored with the next step.

@@ -31,8 +31,9 @@ type OnFail int
 const (
 	// Fail: nothing the operation changed needs undoing; it fails with the step's reason.
 	Fail OnFail = iota
-	// RollBack: the table's rollback restores the old primary in a new epoch, unless the
-	// target did become primary after all; then the operation goes on.
+	// RollBack: the table's rollback undoes what the operation did: a failover's restores the
+	// old primary in a new epoch, unless the target did become primary after all (then the
+	// operation goes on); an instance create's removes the instance.
 	RollBack
 	// GoOn: the roles have changed; the step warns and the operation goes on.
 	GoOn
@@ -72,10 +73,21 @@ type Table struct {
 	Steps []Step
 	// goneDone: a group record that is gone means the operation is done (a delete).
 	goneDone bool
+	// RolledBack is the step the table's rollback records when the rollback has more to wait
+	// for (nil: none, the operation has failed once rolledBack is recorded). The runner
+	// resumes it like any other; once its wait is over the operation fails with the
+	// recorded reason.
+	RolledBack *Step
+	// rollback is what a RollBack step that cannot complete does: it either records the
+	// step rolledBack, with the reason, and returns goOn (the runner goes on from the
+	// recorded step), or returns the operation's outcome.
+	rollback func(x *exec, ctx context.Context, reason error) (goOn bool, err error)
 }
 
-// Tables are the operation kinds the engine runs.
-var Tables = []*Table{plannedFailover, forcedFailover, createGroup, deleteGroup}
+// Tables are the operation kinds the engine runs: every kind but an update of a failover
+// group, which ends in the transaction that accepts it.
+var Tables = []*Table{plannedFailover, forcedFailover, createGroup, deleteGroup,
+	putInstance, deleteInstance, putDatabase, deleteDatabase}
 
 // TableOf returns the table of kind, or nil.
 func TableOf(kind string) *Table {
@@ -96,9 +108,9 @@ func (t *Table) index(step string) int {
 	return -1
 }
 
-// exec is one run of an operation: the record, the group and both sides' observed state as
-// read at the start of the current step, and what a step's wait found for the next step's
-// effect.
+// exec is one run of an operation: the record, for a failover group's operation the group
+// and both sides' observed state as read at the start of the current step, and what a
+// step's wait found for the next step's effect.
 type exec struct {
 	e  *Engine
 	op *Operation
@@ -137,26 +149,32 @@ func giveUp(reason error) error { return &gaveUp{reason} }
 func (e *Engine) Run(ctx context.Context, op *Operation) error {
 	t := TableOf(op.Kind)
 	if t == nil {
-		return Internal(fmt.Errorf("no table for operation kind %q", op.Kind))
+		return Internal(fmt.Errorf("unknown operation kind %q", op.Kind))
 	}
 	x := &exec{e: e, op: op}
 	for {
 		if op.Step == StepRolledBack {
-			if op.Reason == nil {
-				return nil
+			if t.RolledBack != nil {
+				if err := t.RolledBack.wait(ctx, x); err != nil {
+					return err
+				}
 			}
-			return op.Reason // as it was recorded, for the operation's record
+			return op.reason() // as it was recorded, for the operation's record
 		}
 		i := t.index(op.Step)
 		if i < 0 {
 			return Internal(fmt.Errorf("unknown step %q", op.Step))
 		}
 		s := &t.Steps[i]
-		if err := x.load(ctx); err != nil {
-			if t.goneDone && errors.Is(err, store.ErrNotFound) {
-				return nil
+		// A failover group's step reads the group and its sides first; an instance's or a
+		// database's step reads what it looks at in its wait.
+		if op.GroupOp() {
+			if err := x.load(ctx); err != nil {
+				if t.goneDone && errors.Is(err, store.ErrNotFound) {
+					return nil
+				}
+				return Internal(err)
 			}
-			return Internal(err)
 		}
 		if i == 0 && s.Point != "" {
 			failpoint.Hit(s.Point)
@@ -172,7 +190,7 @@ func (e *Engine) Run(ctx context.Context, op *Operation) error {
 			if s.OnFail != RollBack {
 				return g.reason
 			}
-			if goOn, err := x.rollback(ctx, g.reason); !goOn {
+			if goOn, err := t.rollback(x, ctx, g.reason); !goOn {
 				return err
 			}
 			continue
@@ -241,7 +259,11 @@ func (t *Table) Doc() string {
 		}
 	}
 	row("step", "written in the transaction", "resume from here", "roll back from here")
-	for _, s := range t.Steps {
+	steps := t.Steps
+	if t.RolledBack != nil {
+		steps = append(steps[:len(steps):len(steps)], *t.RolledBack)
+	}
+	for _, s := range steps {
 		name := s.Name
 		if name == "" {
 			name = "(accepted)"
