@@ -15,6 +15,7 @@ import (
 
 	"github.com/fogdb/fog/internal/arm"
 	"github.com/fogdb/fog/internal/controller"
+	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/store"
 )
 
@@ -163,12 +164,10 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			arm.WriteError(w, arm.Errorf(http.StatusUnauthorized, "InvalidAuthenticationToken",
 				"The 'Authorization' header is malformed: it must be 'Bearer <token>'."))
 		case errors.Is(verr, store.ErrUnavailable):
-			writeError(w, controller.StoreUnavailable())
+			s.writeError(w, r, controller.StoreUnavailable())
 		case verr != nil:
 			// The error names the store key (a hash of the token), never the token.
-			s.log.Error("check the access token", "err", verr)
-			arm.WriteError(w, arm.Errorf(http.StatusInternalServerError, "InternalServerError",
-				"Fog could not check the access token. Retry; if it persists, check the fog log."))
+			s.writeError(w, r, fault.Failure("InternalServerError", "Fog could not check the access token", verr))
 		case !valid:
 			arm.WriteError(w, arm.Errorf(http.StatusUnauthorized, "InvalidAuthenticationToken",
 				"The access token is invalid. Use the token from your client config."))
