@@ -361,11 +361,12 @@ func (s *Server) admin(w http.ResponseWriter, r *http.Request, action string) (s
 		return principal, true
 	}
 	code := map[int]string{http.StatusUnauthorized: "InvalidAuthenticationToken", http.StatusForbidden: "AuthorizationFailed"}[status]
+	msg := err.Error()
 	if code == "" {
 		code = "StoreUnavailable"
-		s.log.Error("check an admin request", "err", err)
+		msg = s.failure(r, code, "Fog could not check the request's token and roles", err)
 	}
-	writeAdminErr(w, status, code, err.Error())
+	writeAdminErr(w, status, code, msg)
 	return "", false
 }
 
@@ -376,7 +377,7 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
 	}
 	recs, err := Agents(r.Context(), s.st)
 	if err != nil {
-		writeAdminErr(w, http.StatusServiceUnavailable, "StoreUnavailable", err.Error())
+		writeAdminErr(w, http.StatusServiceUnavailable, "StoreUnavailable", s.failure(r, "StoreUnavailable", "Fog could not read the agent records", err))
 		return
 	}
 	writeJSON(w, map[string]any{"value": recs})
@@ -411,8 +412,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		writeAdminErr(w, http.StatusNotFound, "AgentNotFound", err.Error())
 		return
 	case err != nil:
-		s.log.Error("revoke agent certificates", "err", err)
-		writeAdminErr(w, http.StatusServiceUnavailable, "StoreUnavailable", err.Error())
+		writeAdminErr(w, http.StatusServiceUnavailable, "StoreUnavailable", s.failure(r, "StoreUnavailable", "Fog could not revoke the agent certificates", err))
 		return
 	}
 	serials := make([]string, 0, len(recs))

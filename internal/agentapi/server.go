@@ -30,7 +30,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fogdb/fog/internal/arm"
 	"github.com/fogdb/fog/internal/devca"
+	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/store"
 )
@@ -134,14 +136,23 @@ func writeErr(w http.ResponseWriter, status int, code, msg string) {
 	_ = json.NewEncoder(w).Encode(errorBody{Code: code, Message: msg})
 }
 
-func writeStoreErr(w http.ResponseWriter, err error) {
+// writeStoreErr answers err, a failure to read or write the store, with the code the agents
+// branch on. A failure of no known kind is the server's own: the agent is told an error id,
+// and the server log has err under it.
+func (s *Server) writeStoreErr(w http.ResponseWriter, r *http.Request, err error) {
 	for _, c := range codes {
 		if errors.Is(err, c.err) {
 			writeErr(w, c.status, c.code, err.Error())
 			return
 		}
 	}
-	writeErr(w, http.StatusInternalServerError, "InternalError", err.Error())
+	writeErr(w, http.StatusInternalServerError, "InternalError", s.failure(r, "InternalError", "Fog could not complete the request", err))
+}
+
+// failure logs err, a failure of the server's own, at ERROR under a new error id and returns
+// the message a client is told of it: summary and the id, never err's text.
+func (s *Server) failure(r *http.Request, code, summary string, err error) string {
+	return arm.Report(s.log, fault.Failure(code, summary, err), "method", r.Method, "path", r.URL.Path).Message
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -179,7 +190,7 @@ func (s *Server) agent(h func(w http.ResponseWriter, r *http.Request, c caller))
 			if errors.Is(err, ErrRevoked) {
 				s.log.Warn("refused a revoked agent certificate", "region", region, "serial", SerialHex(cert.SerialNumber), "err", err)
 			}
-			writeStoreErr(w, err)
+			s.writeStoreErr(w, r, err)
 			return
 		}
 		h(w, r, caller{region: region, cert: cert, st: store.Scoped(s.st, store.AgentScope(region))})
@@ -210,7 +221,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	kv, err := c.st.Get(r.Context(), q.Key)
 	if err != nil {
-		writeStoreErr(w, err)
+		s.writeStoreErr(w, r, err)
 		return
 	}
 	writeJSON(w, kv)
@@ -223,7 +234,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	kvs, err := c.st.List(r.Context(), q.Key)
 	if err != nil {
-		writeStoreErr(w, err)
+		s.writeStoreErr(w, r, err)
 		return
 	}
 	writeJSON(w, kvs)
@@ -236,7 +247,7 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	rev, kvs, err := c.st.Snapshot(r.Context(), q.Prefixes...)
 	if err != nil {
-		writeStoreErr(w, err)
+		s.writeStoreErr(w, r, err)
 		return
 	}
 	writeJSON(w, snapshotResp{Rev: rev, KVs: kvs})
@@ -248,7 +259,7 @@ func (s *Server) txn(w http.ResponseWriter, r *http.Request, c caller) {
 		return
 	}
 	if err := c.st.Txn(r.Context(), q.Conds, q.Ops); err != nil {
-		writeStoreErr(w, err)
+		s.writeStoreErr(w, r, err)
 		return
 	}
 	writeJSON(w, struct{}{})
@@ -270,7 +281,7 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	p, err := s.policy(r.Context(), r, c.region)
 	if err != nil {
-		writeStoreErr(w, err)
+		s.writeStoreErr(w, r, err)
 		return
 	}
 	if err := p.check(req); err != nil {
@@ -307,7 +318,7 @@ func (s *Server) signReplication(w http.ResponseWriter, r *http.Request, c calle
 		writeErr(w, http.StatusForbidden, "Forbidden", fmt.Sprintf("instance %s is not in region %s", q.UID, c.region))
 		return
 	case err != nil:
-		writeStoreErr(w, err)
+		s.writeStoreErr(w, r, err)
 		return
 	case spec.Deleted || (spec.Peer == nil && spec.Upstream == nil):
 		writeErr(w, http.StatusForbidden, "Forbidden", fmt.Sprintf("instance %s is in no failover group, so it replicates to no partner", q.UID))
@@ -337,7 +348,7 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	next, err := parseCert(crt)
 	if err != nil {
-		writeStoreErr(w, err)
+		s.writeStoreErr(w, r, err)
 		return
 	}
 	conds, ops, err := s.renewalOps(ctx, c.region, c.cert, next)
@@ -347,7 +358,7 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request, c caller) {
 	if err != nil {
 		// A conflict: a revocation or another renewal of this certificate came first. The
 		// agent tries again, and is refused if it was revoked.
-		writeStoreErr(w, fmt.Errorf("record the renewal: %w", err))
+		s.writeStoreErr(w, r, fmt.Errorf("record the renewal: %w", err))
 		return
 	}
 	pruneExpired(ctx, s.st)
@@ -361,7 +372,7 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request, c caller) {
 func (s *Server) watch(w http.ResponseWriter, r *http.Request, c caller) {
 	prefix := r.URL.Query().Get("prefix")
 	if err := store.AgentScope(c.region).CheckWatch(prefix); err != nil {
-		writeStoreErr(w, err)
+		s.writeStoreErr(w, r, err)
 		return
 	}
 	var ch <-chan store.Event
@@ -439,7 +450,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, http.StatusUnauthorized, "InvalidJoinToken", err.Error())
 			return
 		}
-		writeStoreErr(w, err)
+		s.writeStoreErr(w, r, err)
 		return
 	}
 	spend := []store.Cond{{Key: tok.key, Rev: tok.rev}}
@@ -464,7 +475,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		writeStoreErr(w, fmt.Errorf("record the agent certificate: %w", err))
+		s.writeStoreErr(w, r, fmt.Errorf("record the agent certificate: %w", err))
 		return
 	}
 	pruneExpired(ctx, s.st)

@@ -51,20 +51,20 @@ func (s *Server) authorize(ctx context.Context, r *http.Request, info authz.Toke
 			"No resource type is served at '%s'. Fog serves Microsoft.Sql managedInstances and their databases.", r.URL.Path)
 	}
 	if sub := authz.SubscriptionOf(r.URL.EscapedPath()); sub != "" {
-		if aerr := s.checkTenant(ctx, info, sub); aerr != nil {
-			return aerr
+		if err := s.checkTenant(ctx, info, sub); err != nil {
+			return s.report(r, err)
 		}
 	}
-	return arm.FromError(s.authz.Check(ctx, info.Name, action, scope))
+	return s.report(r, s.authz.Check(ctx, info.Name, action, scope))
 }
 
-func (s *Server) checkTenant(ctx context.Context, info authz.TokenInfo, sub string) *arm.Error {
+func (s *Server) checkTenant(ctx context.Context, info authz.TokenInfo, sub string) error {
 	ok, mine, theirs, err := s.authz.Reach(ctx, info.Name, info.TenantID, sub)
 	if err != nil {
-		return arm.FromError(controller.StoreError(err))
+		return controller.StoreError(err)
 	}
 	if !ok {
-		return arm.FromError(authz.WrongTenant(mine, theirs))
+		return authz.WrongTenant(mine, theirs)
 	}
 	return nil
 }
@@ -244,7 +244,7 @@ func (s *Server) listAssignments(w http.ResponseWriter, r *http.Request, scope s
 	}
 	all, err := s.authz.Assignments(r.Context())
 	if err != nil {
-		writeError(w, controller.StoreError(err))
+		s.writeError(w, r, controller.StoreError(err))
 		return
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].CreatedOn.Before(all[j].CreatedOn) })
@@ -263,7 +263,7 @@ func (s *Server) listAssignments(w http.ResponseWriter, r *http.Request, scope s
 func (s *Server) getAssignment(w http.ResponseWriter, r *http.Request, scope, name string) {
 	all, err := s.authz.Assignments(r.Context())
 	if err != nil {
-		writeError(w, controller.StoreError(err))
+		s.writeError(w, r, controller.StoreError(err))
 		return
 	}
 	for _, as := range all {
@@ -306,7 +306,7 @@ func (s *Server) putAssignment(w http.ResponseWriter, r *http.Request, scope, na
 		CreatedOn: time.Now().UTC(), CreatedBy: principalOf(r.Context()).Name,
 	})
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	s.log.Info("role assigned", "principal", as.PrincipalID, "role", rd.Name, "scope", as.Scope, "by", as.CreatedBy)
@@ -316,7 +316,7 @@ func (s *Server) putAssignment(w http.ResponseWriter, r *http.Request, scope, na
 func (s *Server) deleteAssignment(w http.ResponseWriter, r *http.Request, scope, name string) {
 	all, err := s.authz.Assignments(r.Context())
 	if err != nil {
-		writeError(w, controller.StoreError(err))
+		s.writeError(w, r, controller.StoreError(err))
 		return
 	}
 	for _, as := range all {
@@ -324,7 +324,7 @@ func (s *Server) deleteAssignment(w http.ResponseWriter, r *http.Request, scope,
 			continue
 		}
 		if _, _, err := s.authz.Delete(r.Context(), name); err != nil {
-			writeError(w, controller.StoreError(err))
+			s.writeError(w, r, controller.StoreError(err))
 			return
 		}
 		s.log.Info("role assignment deleted", "principal", as.PrincipalID, "role", as.Role().Name, "scope", as.Scope, "by", principalOf(r.Context()).Name)
@@ -338,7 +338,7 @@ func (s *Server) subscriptionRoutes(rt *arm.Router) {
 	rt.Handle("GET", "/subscriptions/{sub}", func(w http.ResponseWriter, r *http.Request) {
 		rec, err := s.authz.Subscription(r.Context(), r.PathValue("sub"))
 		if err != nil {
-			writeError(w, controller.StoreError(err))
+			s.writeError(w, r, controller.StoreError(err))
 			return
 		}
 		arm.WriteJSON(w, http.StatusOK, subscriptionJSON(rec))
@@ -346,7 +346,7 @@ func (s *Server) subscriptionRoutes(rt *arm.Router) {
 	rt.Handle("GET", SubscriptionsPath, func(w http.ResponseWriter, r *http.Request) {
 		subs, err := s.authz.Subscriptions(r.Context())
 		if err != nil {
-			writeError(w, controller.StoreError(err))
+			s.writeError(w, r, controller.StoreError(err))
 			return
 		}
 		out := []map[string]any{}
@@ -375,7 +375,7 @@ func (s *Server) subscriptionRoutes(rt *arm.Router) {
 		}
 		rec := authz.Subscription{ID: sub, TenantID: body.TenantID, DisplayName: body.DisplayName}
 		if err := s.authz.RegisterSubscription(r.Context(), rec); err != nil {
-			writeError(w, controller.StoreError(err))
+			s.writeError(w, r, controller.StoreError(err))
 			return
 		}
 		s.log.Info("subscription registered", "subscription", sub, "tenant", body.TenantID)

@@ -99,7 +99,7 @@ func (s *Server) activityLog(w http.ResponseWriter, r *http.Request) {
 	sub := r.PathValue("sub")
 	evs, err := s.c.ActivityLog(r.Context(), sub, f)
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	out := make([]map[string]any, 0, len(evs))

@@ -7,6 +7,7 @@ import (
 	"github.com/fogdb/fog/internal/arm"
 	"github.com/fogdb/fog/internal/authz"
 	"github.com/fogdb/fog/internal/controller"
+	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/store"
 )
 
@@ -27,12 +28,10 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			arm.WriteError(w, arm.Errorf(http.StatusUnauthorized, "InvalidAuthenticationToken",
 				"The access token is invalid. Use the token from your client config."))
 		case errors.Is(err, store.ErrUnavailable):
-			writeError(w, controller.StoreUnavailable())
+			s.writeError(w, r, controller.StoreUnavailable())
 		case err != nil:
 			// The error names the store key (a hash of the token), never the token.
-			s.log.Error("check the access token", "err", err)
-			arm.WriteError(w, arm.Errorf(http.StatusInternalServerError, "InternalServerError",
-				"Fog could not check the access token. Retry; if it persists, check the fog log."))
+			s.writeError(w, r, fault.Failure("InternalServerError", "Fog could not check the access token", err))
 		case s.throttle(w, info.Name):
 		default:
 			ctx := controller.WithCaller(r.Context(), info.Name)

@@ -26,12 +26,12 @@ func (s *Server) groupRoutes(rt *arm.Router) {
 	}
 	rt.Handle("GET", fogPath, v(func(w http.ResponseWriter, r *http.Request, _ string) {
 		vs, aerr := s.c.ListFailoverGroups(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("loc"))
-		replyList(w, vs, aerr)
+		s.reply(w, r, listOf(vs), aerr)
 	}))
 	rt.Handle("GET", fogPath+"/{name}", v(func(w http.ResponseWriter, r *http.Request, _ string) {
 		sub, rg, loc, name := addr(r)
 		vg, aerr := s.c.GetFailoverGroup(r.Context(), sub, rg, loc, name)
-		reply(w, vg, aerr)
+		s.reply(w, r, vg, aerr)
 	}))
 	rt.Handle("PUT", fogPath+"/{name}", v(func(w http.ResponseWriter, r *http.Request, ver string) {
 		var body resource.FailoverGroupJSON

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"net/http"
 	"strings"
 
@@ -16,31 +15,36 @@ type list[T any] struct {
 	NextLink string `json:"nextLink,omitempty"`
 }
 
-// writeError writes the ARM error a client is told for err (see arm.FromError): here, at
-// the edge, the domain's errors become codes, statuses and messages.
-func writeError(w http.ResponseWriter, err error) {
-	arm.WriteError(w, arm.FromError(err))
+// writeError writes the ARM error a client is told for err: here, at the edge, the domain's
+// errors become codes, statuses and messages, and the cause of a failure of Fog's own is
+// logged under the error id the client is told (arm.Report).
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	arm.WriteError(w, s.report(r, err))
+}
+
+// report is the ARM error a client is told for err, the cause of a failure of Fog's own
+// logged with the request it failed.
+func (s *Server) report(r *http.Request, err error) *arm.Error {
+	return arm.Report(s.log, err, "method", r.Method, "path", r.URL.Path, "requestId", requestIDOf(r.Context()))
 }
 
 // reply writes v with 200, or the error.
-func reply[T any](w http.ResponseWriter, v T, err error) {
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, v any, err error) {
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	arm.WriteJSON(w, http.StatusOK, v)
 }
 
-// replyList writes vs in the list envelope, or the error.
-func replyList[T any](w http.ResponseWriter, vs []T, err error) {
-	reply(w, list[T]{Value: vs}, err)
-}
+// listOf is vs in the list envelope.
+func listOf[T any](vs []T) list[T] { return list[T]{Value: vs} }
 
 // replyOp writes the 202 of a started operation, 204 when there was nothing to do, or the error.
 func (s *Server) replyOp(w http.ResponseWriter, r *http.Request, ver string, op *controller.Operation, err error) {
 	switch {
 	case err != nil:
-		writeError(w, err)
+		s.writeError(w, r, err)
 	case op == nil:
 		w.WriteHeader(http.StatusNoContent)
 	default:
@@ -66,13 +70,13 @@ func (s *Server) instanceRoutes(rt *arm.Router) {
 	}
 	listInstances := v(func(w http.ResponseWriter, r *http.Request, _ string) {
 		vs, aerr := s.c.ListInstances(r.Context(), r.PathValue("sub"), r.PathValue("rg"))
-		replyList(w, vs, aerr)
+		s.reply(w, r, listOf(vs), aerr)
 	})
 	rt.Handle("GET", "/subscriptions/{sub}/providers/Microsoft.Sql/managedInstances", listInstances)
 	rt.Handle("GET", "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Sql/managedInstances", listInstances)
 	rt.Handle("GET", miPath, v(func(w http.ResponseWriter, r *http.Request, _ string) {
 		vi, aerr := s.c.GetInstance(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
-		reply(w, vi, aerr)
+		s.reply(w, r, vi, aerr)
 	}))
 	rt.Handle("PUT", miPath, v(func(w http.ResponseWriter, r *http.Request, ver string) {
 		var body resource.InstanceJSON
@@ -89,11 +93,11 @@ func (s *Server) instanceRoutes(rt *arm.Router) {
 	}))
 	rt.Handle("GET", miPath+"/databases", v(func(w http.ResponseWriter, r *http.Request, _ string) {
 		vs, aerr := s.c.ListDatabases(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
-		replyList(w, vs, aerr)
+		s.reply(w, r, listOf(vs), aerr)
 	}))
 	rt.Handle("GET", dbPath, v(func(w http.ResponseWriter, r *http.Request, _ string) {
 		vd, aerr := s.c.GetDatabase(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), r.PathValue("db"))
-		reply(w, vd, aerr)
+		s.reply(w, r, vd, aerr)
 	}))
 	rt.Handle("PUT", dbPath, v(func(w http.ResponseWriter, r *http.Request, ver string) {
 		var body resource.DatabaseJSON
@@ -115,7 +119,8 @@ func (s *Server) instanceRoutes(rt *arm.Router) {
 }
 
 // writeResource writes the current body of an instance or database by ARM id.
-func (s *Server) writeResource(w http.ResponseWriter, ctx context.Context, id string) {
+func (s *Server) writeResource(w http.ResponseWriter, r *http.Request, id string) {
+	ctx := r.Context()
 	miID, db, isDB := strings.Cut(id, "/databases/")
 	p, err := arm.ParseInstanceID(miID)
 	if err != nil {
@@ -124,9 +129,9 @@ func (s *Server) writeResource(w http.ResponseWriter, ctx context.Context, id st
 	}
 	if isDB {
 		v, aerr := s.c.GetDatabase(ctx, p.Subscription, p.ResourceGroup, p.Name, db)
-		reply(w, v, aerr)
+		s.reply(w, r, v, aerr)
 		return
 	}
 	v, aerr := s.c.GetInstance(ctx, p.Subscription, p.ResourceGroup, p.Name)
-	reply(w, v, aerr)
+	s.reply(w, r, v, aerr)
 }

@@ -49,7 +49,7 @@ func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, exp, err := s.joinTokens(r.Context(), body.Region, ttl)
 	if err != nil {
-		writeError(w, controller.StoreError(err))
+		s.writeError(w, r, controller.StoreError(err))
 		return
 	}
 	s.log.Info("join token created", "region", body.Region, "expires", exp)

@@ -4,6 +4,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -129,6 +130,14 @@ type statusWriter struct {
 
 func (w *statusWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
 
+type requestIDKey struct{}
+
+// requestIDOf is the x-ms-request-id of the request ctx serves.
+func requestIDOf(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
 // logRequests logs method, path and status. Headers are never logged: they carry the token.
 func (s *Server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -144,7 +153,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		}
 		w.Header().Set("x-ms-correlation-request-id", corr)
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(sw, r)
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
 		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", sw.status, "took", time.Since(start).Round(time.Microsecond))
 	})
 }
@@ -221,7 +230,7 @@ func (s *Server) operationStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	op, err := s.c.GetOperation(r.Context(), r.PathValue("sub"), r.PathValue("loc"), r.PathValue("op"))
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if !op.Terminal() {
@@ -241,7 +250,7 @@ func (s *Server) operationResult(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	op, err := s.c.GetOperation(ctx, r.PathValue("sub"), r.PathValue("loc"), r.PathValue("op"))
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	switch op.Status {
@@ -261,10 +270,10 @@ func (s *Server) operationResult(w http.ResponseWriter, r *http.Request) {
 	}
 	switch op.Kind {
 	case controller.KindPutInstance, controller.KindPutDatabase:
-		s.writeResource(w, ctx, op.ResourceID)
+		s.writeResource(w, r, op.ResourceID)
 	case controller.KindCreateGroup, controller.KindUpdateGroup, controller.KindFailover, controller.KindForceFailover:
 		v, err := s.c.GroupResult(ctx, op)
-		reply(w, v, err)
+		s.reply(w, r, v, err)
 	default:
 		w.WriteHeader(http.StatusNoContent)
 	}

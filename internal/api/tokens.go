@@ -52,7 +52,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, info, err := s.tokens.CreateFor(r.Context(), body.Name, ttl, body.TenantID)
 	if err != nil {
-		writeError(w, controller.StoreError(err))
+		s.writeError(w, r, controller.StoreError(err))
 		return
 	}
 	s.log.Info("token created", "principal", info.Name, "id", info.ID, "expires", info.Expires)
@@ -62,7 +62,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 	infos, err := s.tokens.List(r.Context())
 	if err != nil {
-		writeError(w, controller.StoreError(err))
+		s.writeError(w, r, controller.StoreError(err))
 		return
 	}
 	arm.WriteJSON(w, http.StatusOK, map[string]any{"value": infos})
@@ -71,7 +71,7 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 	ok, err := s.tokens.Revoke(r.Context(), r.PathValue("id"))
 	if err != nil {
-		writeError(w, controller.StoreError(err))
+		s.writeError(w, r, controller.StoreError(err))
 		return
 	}
 	if !ok {

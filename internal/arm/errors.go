@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 
 	"github.com/fogdb/fog/internal/fault"
@@ -45,8 +46,8 @@ var statusOf = map[fault.Class]int{
 
 // FromError is the ARM error a client is told for err, or nil for nil: an *Error in err's
 // chain as it is; a *fault.Error with its code and message and the status of its class;
-// anything else an InternalServerError whose body does not carry err's text (the caller
-// logs it).
+// anything else an InternalServerError naming a new error id, never err's text. It logs
+// nothing: an edge that tells a client uses Report.
 func FromError(err error) *Error {
 	if err == nil {
 		return nil
@@ -63,8 +64,30 @@ func FromError(err error) *Error {
 		}
 		return &Error{Status: status, Code: fe.Code, Message: fe.Message}
 	}
-	return &Error{Status: http.StatusInternalServerError, Code: "InternalServerError",
-		Message: "Fog could not complete the request. Retry; if it persists, check the fog log."}
+	return FromError(unexpected(err))
+}
+
+// Report is FromError(err) for an edge that tells a client of err (a response, an operation's
+// record): the cause of a failure of Fog's own, which the client is told only by its error
+// id, is logged at ERROR on log under that id, with attrs (fault.Log: once per failure,
+// however many edges it passes). An error that is neither an *Error nor a *fault.Error is
+// such a failure.
+func Report(log *slog.Logger, err error, attrs ...any) *Error {
+	if err == nil {
+		return nil
+	}
+	var ae *Error
+	var fe *fault.Error
+	if !errors.As(err, &ae) && !errors.As(err, &fe) {
+		err = unexpected(err)
+	}
+	fault.Log(log, err, attrs...)
+	return FromError(err)
+}
+
+// unexpected is the failure an error of no known kind is.
+func unexpected(err error) error {
+	return fault.Failure("InternalServerError", "Fog could not complete the request", err)
 }
 
 // Body is the JSON error envelope: {"error":{"code":..., "message":...}}.

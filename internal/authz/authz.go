@@ -283,7 +283,7 @@ func storeError(err error) error {
 	if errors.Is(err, store.ErrUnavailable) {
 		return fault.New(fault.Unavailable, "ServiceUnavailable", "The store is not reachable; retry shortly.")
 	}
-	return fault.New(fault.Internal, "InternalServerError", "Fog could not read its access control: %w.", err)
+	return fault.Failure("InternalServerError", "Fog could not read its access control", err)
 }
 
 // Fog's own endpoints and the actions they need, at the root scope.

@@ -45,22 +45,27 @@ func (c *Controller) drive(ctx context.Context, e *engine.Engine, id string) {
 // finish records the operation's outcome and, for a failover-group operation, releases the
 // group's operation mark in the same transaction: a group is never free while its operation
 // is still InProgress, nor busy after it ended.
+//
+// The record keeps what the client is told, as ARM says it; the cause of a failure of Fog's
+// own, which the record names only by its error id, is logged here under that id.
 func (c *Controller) finish(st store.Store, op *Operation, aerr error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := finishTxn(ctx, st, op.ID, aerr)
+	rec := arm.Report(c.log, aerr, "operation", op.Name, "id", op.ID, "resource", op.ResourceID)
+	err := finishTxn(ctx, st, op.ID, rec)
 	if err != nil {
 		c.log.Error("finish operation", "id", op.ID, "err", err)
 		return
 	}
-	if aerr != nil {
-		c.log.Warn("operation failed", "operation", op.Name, "id", op.ID, "resource", op.ResourceID, "err", aerr)
+	if rec != nil {
+		c.log.Warn("operation failed", "operation", op.Name, "id", op.ID, "resource", op.ResourceID, "err", rec)
 	} else {
 		c.log.Info("operation succeeded", "operation", op.Name, "id", op.ID, "resource", op.ResourceID, "took", time.Since(op.StartTime).Round(time.Millisecond))
 	}
 }
 
-func finishTxn(ctx context.Context, st store.Store, id string, aerr error) error {
+// finishTxn records operation id's outcome: success when rec is nil, else failed with rec.
+func finishTxn(ctx context.Context, st store.Store, id string, rec *arm.Error) error {
 	for {
 		var o Operation
 		orev, err := store.Get(ctx, st, opKey(id), &o)
@@ -70,9 +75,7 @@ func finishTxn(ctx context.Context, st store.Store, id string, aerr error) error
 		now := time.Now().UTC()
 		o.EndTime = &now
 		o.Status = arm.StatusSucceeded
-		if aerr != nil {
-			// The record keeps what the client is told, as ARM says it.
-			rec := arm.FromError(aerr)
+		if rec != nil {
 			o.Status, o.Error, o.ErrorStatus = arm.StatusFailed, rec, rec.Status
 		} else {
 			done := 100.0

@@ -279,160 +279,127 @@ func sameInstance(id resource.ParsedID, s GroupSide) bool {
 	return strings.EqualFold(id.Subscription, s.Subscription) && strings.EqualFold(id.ResourceGroup, s.ResourceGroup) && strings.EqualFold(id.Name, s.InstanceName)
 }
 
+// createGroup creates a group: it reads what the create is judged on, judges it by Azure's
+// prerequisites (package resource holds the rules), then looks at what only the live system
+// tells (the partner's databases now, the names in the zone, the network path), allocates the
+// listeners' addresses, and writes the group, its operation and both members in one
+// transaction.
 func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name string, spec *resource.FailoverGroupSpec) (*Operation, error) {
-	if !strings.EqualFold(spec.PrimaryID.Subscription, sub) || !strings.EqualFold(spec.PrimaryID.ResourceGroup, rg) {
-		return nil, fault.Invalid("InstanceFailoverGroupCreateOrUpdateRequestInvalidPrimary",
-			"The given primary field in create or update instance failover group request body is empty or invalid: the primary %s must be in the resource group the request is addressed to ('%s').", spec.PrimaryID.Raw, rg)
+	in, aerr := c.readCreateInputs(ctx, sub, rg, region, name, spec)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if aerr := resource.CheckGroupPrerequisites(spec, in.prim, in.part); aerr != nil {
+		return nil, aerr
+	}
+	prim, part := in.prim.Instance, in.part.Instance
+	if aerr := c.checkCreateLive(ctx, name, prim, part); aerr != nil {
+		return nil, aerr
+	}
+	listeners, aerr := c.allocateListeners(ctx, prim, part)
+	if aerr != nil {
+		return nil, aerr
+	}
+	return c.writeCreate(ctx, sub, rg, region, name, spec, in, listeners)
+}
+
+// createInputs is what a group create is judged on: both instances, as the caller may see
+// them, with whether each one's PostgreSQL runs, and the revisions of their records, which
+// the create's transaction is conditioned on.
+type createInputs struct {
+	prim, part       resource.GroupCandidate
+	primRev, partRev int64
+}
+
+// readCreateInputs reads the instances a create names. The request must be addressed to the
+// primary's resource group before they are read, and the caller allowed to join the two
+// (checkCreate) before anything more of them is read or judged.
+func (c *Controller) readCreateInputs(ctx context.Context, sub, rg, region, name string, spec *resource.FailoverGroupSpec) (*createInputs, error) {
+	if aerr := resource.CheckGroupPrimaryAddressed(spec, sub, rg); aerr != nil {
+		return nil, aerr
 	}
 	// Both instances are looked up as the caller sees them: one it cannot read is missing, in
 	// the same words, so that the answer does not tell whether it exists.
-	prim, prev, aerr := c.readableInstance(ctx, spec.PrimaryID.Subscription, spec.PrimaryID.ResourceGroup, spec.PrimaryID.Name)
-	if aerr != nil && errors.Is(aerr, fault.ErrNotFound) {
-		return nil, fault.Invalid("InstanceFailoverGroupCreateOrUpdateRequestInvalidPrimary",
-			"The given primary field in create or update instance failover group request body is empty or invalid: no managed instance %s.", spec.PrimaryID.Raw)
-	}
-	if aerr != nil {
+	prim, primRev, aerr := c.readableInstance(ctx, spec.PrimaryID.Subscription, spec.PrimaryID.ResourceGroup, spec.PrimaryID.Name)
+	if aerr != nil && !errors.Is(aerr, fault.ErrNotFound) {
 		return nil, aerr
 	}
-	part, srev, aerr := c.readableInstance(ctx, spec.PartnerID.Subscription, spec.PartnerID.ResourceGroup, spec.PartnerID.Name)
-	if aerr != nil && errors.Is(aerr, fault.ErrNotFound) {
-		return nil, fault.Invalid("InstanceFailoverGroupCreateOrUpdateRequestInvalidPartner",
-			"The given partners field in create or update instance failover group request body is empty or invalid: no managed instance %s.", spec.PartnerID.Raw)
+	var part *resource.ManagedInstance
+	var partRev int64
+	if prim != nil {
+		part, partRev, aerr = c.readableInstance(ctx, spec.PartnerID.Subscription, spec.PartnerID.ResourceGroup, spec.PartnerID.Name)
+		if aerr != nil && !errors.Is(aerr, fault.ErrNotFound) {
+			return nil, aerr
+		}
 	}
-	if aerr != nil {
+	if aerr := resource.CheckGroupInstances(spec, region, prim, part); aerr != nil {
 		return nil, aerr
-	}
-	if prim.Location != region {
-		return nil, fault.Invalid("InstanceFailoverGroupCreateOrUpdateRequestInvalidPrimary",
-			"The primary managed instance '%s' is in '%s'; address the request to that location, not '%s'.", prim.Name, prim.Location, region)
 	}
 	if aerr := c.checkCreate(ctx, name, prim, part); aerr != nil {
 		return nil, aerr
 	}
-	var warnings []string
-	checks := []func() error{
-		func() error {
-			if prim.Location == part.Location {
-				return fault.Invalid("InvalidFailoverGroupRegion", "Servers specified in an Instance Failover Group need to reside in different regions to provide isolation: both are in '%s'.", prim.Location)
-			}
-			return nil
-		},
-		func() error {
-			if resource.NormalizeRegion([]string{part.Location}, spec.PartnerRegion) == "" {
-				return fault.Invalid("FailoverGroupRegionMismatch", "Partner region specified in Failover Group need to match the region of the partner managed instance indicated: partnerRegions says '%s', '%s' is in '%s'.", spec.PartnerRegion, part.Name, part.Location)
-			}
-			return nil
-		},
-		func() error {
-			for _, m := range []*resource.ManagedInstance{prim, part} {
-				if m.FailoverGroup != "" {
-					return fault.New(fault.Conflict, "InstanceFailoverGroupAlreadyExists", "Failover group already exists on a given server: '%s' is in failover group '%s'.", m.Name, m.FailoverGroup)
-				}
-			}
-			return nil
-		},
-		func() error {
-			for _, m := range []*resource.ManagedInstance{prim, part} {
-				if m.InstancePoolID != "" {
-					return fault.Invalid("ManagedInstanceGeoDRNotAllowedForInstancePool", "Creating auto-failover group (GeoDR) is not supported for Managed Instances provisioned inside instance pools ('%s' is in %s). Auto failover groups can be created only for standalone Managed Instances.", m.Name, m.InstancePoolID)
-				}
-			}
-			return nil
-		},
-		func() error {
-			for _, m := range []*resource.ManagedInstance{prim, part} {
-				if m.ProvisioningState != resource.ProvisioningSucceeded {
-					return fault.New(fault.Conflict, "ConflictingServerOperation", "Managed instance '%s' is %s; create the group when it is Ready.", m.Name, m.ProvisioningState)
-				}
-				if st, ok := c.observed(ctx, m); !ok || st.Phase != instance.PhaseReady {
-					return fault.Invalid("ManagedInstanceStoppingOrStopped", "Managed instance '%s' is not Ready (its PostgreSQL is not running); create the group when it is.", m.Name)
-				}
-			}
-			return nil
-		},
-		func() error {
-			if prim.Tier != part.Tier {
-				return fault.Invalid("ServerEditionMismatch", "Edition must be the same as the primary server when creating a replica server: '%s' is %s, '%s' is %s.", prim.Name, prim.Tier, part.Name, part.Tier)
-			}
-			return nil
-		},
-		func() error {
-			if prim.StorageSizeInGB != part.StorageSizeInGB {
-				return fault.Invalid("GeoDrInstanceSizeMismatch", "Primary managed instance and partner managed instance do not have the same storage size: %d GB and %d GB.", prim.StorageSizeInGB, part.StorageSizeInGB)
-			}
-			return nil
-		},
-		func() error {
-			if prim.Collation != part.Collation {
-				return fault.Invalid("GeoDrCollationMismatch", "Primary and partner managed instances must have the same collation: '%s' and '%s'. A physical replica shares the primary's locale.", prim.Collation, part.Collation)
-			}
-			pt, _ := resource.IANATimezone(prim.TimezoneID)
-			st, _ := resource.IANATimezone(part.TimezoneID)
-			if pt != st {
-				return fault.Invalid("GeoDrTimezoneMismatch", "Primary and partner managed instances must have the same timezoneId: '%s' and '%s'.", prim.TimezoneID, part.TimezoneID)
-			}
-			return nil
-		},
-		func() error {
-			if prim.DNSZone != part.DNSZone {
-				return fault.Invalid("DnsZoneMismatch", "The DNSZone on the partner server is different from the DNSZone on the source server. This breaks InstanceFailoverGroup functionality. Create '%s' with dnsZonePartner set to %s.", part.Name, prim.ID())
-			}
-			return nil
-		},
-		func() error {
-			if prim.DatabaseFormat != part.DatabaseFormat {
-				return fault.Invalid("ManagedInstanceEstablishingFailoverGroupGeoPrimaryWithNewerVersionEditionThanSecondary",
-					"Failover group cannot be created because database format of the primary instance (%s) is not compatible with the database format of the secondary instance (%s).", prim.DatabaseFormat, part.DatabaseFormat)
-			}
-			return nil
-		},
-		func() error {
-			if dbs := c.refresh(ctx, part); len(dbs) > 0 {
-				return fault.Invalid("GeoDrSecondaryInstanceNotEmpty", "Secondary managed instance has user databases (%s). To create an instance failover group the secondary managed instance needs to be empty.", dbs[0].Name)
-			}
-			return nil
-		},
-		func() error {
-			m, aerr := c.nameInZone(ctx, name, prim.DNSZone)
-			switch {
-			case aerr != nil:
-				return aerr
-			case m == nil:
-				return nil
-			}
-			if ok, aerr := c.canRead(ctx, m); aerr != nil {
-				return aerr
-			} else if !ok {
-				return fault.New(fault.Conflict, "InstanceFailoverGroupDnsRecordInUse", "A duplicate DNS record exists for the requested endpoint: '%s' is already a name in zone %s; choose another group name.", name, prim.DNSZone)
-			}
-			return fault.New(fault.Conflict, "InstanceFailoverGroupDnsRecordInUse", "A duplicate DNS record exists for the requested endpoint: '%s' is already the name of managed instance %s in zone %s.", name, m.ID(), prim.DNSZone)
-		},
+	return &createInputs{
+		prim: resource.GroupCandidate{Instance: prim, Running: c.pgRunning(ctx, prim)}, primRev: primRev,
+		part: resource.GroupCandidate{Instance: part, Running: c.pgRunning(ctx, part)}, partRev: partRev,
+	}, nil
+}
+
+// pgRunning reports whether m's agent last reported its PostgreSQL running.
+func (c *Controller) pgRunning(ctx context.Context, m *resource.ManagedInstance) bool {
+	st, ok := c.observed(ctx, m)
+	return ok && st.Phase == instance.PhaseReady
+}
+
+// checkCreateLive checks the prerequisites only a live look tells, after the others passed:
+// the partner has no databases (as its agent lists them now), the group's name is not a name
+// in the zone yet, and the partner's agent reaches the primary's replication endpoint.
+func (c *Controller) checkCreateLive(ctx context.Context, name string, prim, part *resource.ManagedInstance) error {
+	var dbs []string
+	for _, d := range c.refresh(ctx, part) {
+		dbs = append(dbs, d.Name)
 	}
-	for _, check := range checks {
-		if err := check(); err != nil {
-			return nil, err
+	if aerr := resource.CheckGroupPartnerEmpty(dbs); aerr != nil {
+		return aerr
+	}
+	holder, aerr := c.nameInZone(ctx, name, prim.DNSZone)
+	if aerr != nil {
+		return aerr
+	}
+	readable := false
+	if holder != nil {
+		if readable, aerr = c.canRead(ctx, holder); aerr != nil {
+			return aerr
 		}
 	}
-	if prim.VCores != part.VCores {
-		warnings = append(warnings, fmt.Sprintf("The instances have different vCores (%s: %d, %s: %d). This is allowed; after a failover the new primary runs with its own vCores.", prim.Name, prim.VCores, part.Name, part.VCores))
+	if aerr := resource.CheckGroupNameFree(name, prim.DNSZone, holder, readable); aerr != nil {
+		return aerr
 	}
-	if err := c.checkReach(ctx, part, prim); err != nil {
-		return nil, err
-	}
+	return c.checkReach(ctx, part, prim)
+}
 
-	// Each region's gateway serves the group's listeners on addresses of its own region.
+// allocateListeners allocates the group's listeners' addresses: each region's gateway serves
+// them on addresses of its own region. listeners[i] is side i's read-write and read-only
+// address; side 0 is prim.
+func (c *Controller) allocateListeners(ctx context.Context, prim, part *resource.ManagedInstance) ([2][2]Address, error) {
 	var listeners [2][2]Address
 	var taken []string
 	for i, inst := range []*resource.ManagedInstance{prim, part} {
 		for j, which := range []string{"read-write", "read-only"} {
 			host, port, err := c.allocateAddress(ctx, inst.Location, taken...)
 			if err != nil {
-				return nil, fault.New(fault.Unavailable, "NoAddressAvailable", "No address is free for the %s listener in %s: %v.", which, inst.Location, err)
+				return listeners, fault.New(fault.Unavailable, "NoAddressAvailable", "No address is free for the %s listener in %s: %v.", which, inst.Location, err)
 			}
 			listeners[i][j] = Address{Host: host, Port: port}
 			taken = append(taken, net.JoinHostPort(host, strconv.Itoa(port)))
 		}
 	}
+	return listeners, nil
+}
+
+// writeCreate writes the new group, its operation and both members' records and desired
+// state in one transaction, and starts the operation.
+func (c *Controller) writeCreate(ctx context.Context, sub, rg, region, name string, spec *resource.FailoverGroupSpec, in *createInputs, listeners [2][2]Address) (*Operation, error) {
+	prim, part := in.prim.Instance, in.part.Instance
 	g := &FailoverGroup{
 		Name: name, ID: resource.NewUID(), Primary: 0,
 		Sides: [2]GroupSide{
@@ -444,7 +411,7 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 		MaxLossBytes: spec.MaxLossBytes, MaxLossSeconds: spec.MaxLossSeconds, ObserveOnly: spec.ObserveOnly,
 		Epoch: 1, SeedGeneration: engine.NewSeedGeneration(0),
 		ReadWrite: listeners[0][0], ReadOnly: listeners[0][1], PartnerReadWrite: listeners[1][0], PartnerReadOnly: listeners[1][1],
-		DNSZone: prim.DNSZone, Warnings: warnings, Created: time.Now().UTC(),
+		DNSZone: prim.DNSZone, Warnings: resource.GroupWarnings(prim, part), Created: time.Now().UTC(),
 	}
 	op := &Operation{ID: resource.NewUID(), Name: "CreateManagedFailoverGroup", Kind: KindCreateGroup, Subscription: sub, ResourceGroup: rg,
 		Location: region, ResourceID: name, Status: arm.StatusInProgress, StartTime: time.Now().UTC(), Initiator: callerOf(ctx)}
@@ -459,8 +426,8 @@ func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name stri
 	// The members' records name the group in the same transaction that creates it, guarded by
 	// their revisions, so two groups can never take the same instance.
 	conds := append([]store.Cond{{Key: fogKey(name), Rev: 0},
-		{Key: miKey(prim.Subscription, prim.ResourceGroup, prim.Name), Rev: prev},
-		{Key: miKey(part.Subscription, part.ResourceGroup, part.Name), Rev: srev}}, sconds...)
+		{Key: miKey(prim.Subscription, prim.ResourceGroup, prim.Name), Rev: in.primRev},
+		{Key: miKey(part.Subscription, part.ResourceGroup, part.Name), Rev: in.partRev}}, sconds...)
 	ops := append([]store.Op{store.PutOp(fogKey(name), g), store.PutOp(opKey(op.ID), op),
 		store.PutOp(miKey(prim.Subscription, prim.ResourceGroup, prim.Name), prim),
 		store.PutOp(miKey(part.Subscription, part.ResourceGroup, part.Name), part)}, sops...)

@@ -57,12 +57,15 @@ func StoreUnavailable() error {
 		"Fog's store (etcd) is not answering, so the request could not be served. Nothing was changed; retry when the store is back.")
 }
 
-// Internal is the error a client is told for a failure of Fog's own (the store's, mostly).
+// Internal is the error a client is told for a failure of Fog's own (the store's, mostly): a
+// store that does not answer is StoreUnavailable; anything else a fault.Failure, whose
+// message names an error id and not err's text, which the edge that tells the client logs
+// under that id (arm.Report). errors.Is and errors.As see err.
 func Internal(err error) error {
 	if errors.Is(err, store.ErrUnavailable) {
 		return StoreUnavailable()
 	}
-	return fault.New(fault.Internal, "InternalServerError", "Fog could not complete the request: %w. Retry; if it persists, check the fog log.", err)
+	return fault.Failure("InternalServerError", "Fog could not complete the request", err)
 }
 
 func cannotFailover(format string, args ...any) error {

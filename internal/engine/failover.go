@@ -272,8 +272,10 @@ func (x *exec) rollback(ctx context.Context, reason error) (goOn bool, err error
 		return true, nil
 	}
 	old := 1 - op.Target
-	// The operation record keeps the reason as the client is told it.
-	rec := arm.FromError(reason)
+	// The operation record keeps the reason as the client is told it (and a failure's cause
+	// is logged under the error id the record names: the record may be all that reports it,
+	// if fog stops before the operation is finished).
+	rec := arm.Report(x.e.log, reason, "operation", op.Name, "id", op.ID, "resource", op.ResourceID)
 	_, err = x.e.advance(wctx, op, func(g *FailoverGroup, next *Operation) {
 		g.Epoch++
 		g.Switching = false
