@@ -215,7 +215,7 @@ func runRelayStress(t *testing.T, cfg stressConfig, spliced bool) {
 	})
 	t.Cleanup(func() { ln.Close(); serving.Wait() })
 
-	g, addr, _ := relayGateway(t, Config{}, Route{Target: ln.Addr().String()})
+	g, addr, _ := relayGateway(t, Config{KernelSplice: spliced}, Route{Target: ln.Addr().String()})
 	start := time.Now()
 	var clients sync.WaitGroup
 	for w := range cfg.workers {
