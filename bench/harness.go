@@ -19,6 +19,7 @@ import (
 	"github.com/fogdb/fog/internal/arm"
 	"github.com/fogdb/fog/internal/fogclient"
 	"github.com/fogdb/fog/internal/fogdns"
+	"github.com/fogdb/fog/internal/gateway"
 	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/server"
 )
@@ -57,7 +58,10 @@ func startFog(ctx context.Context, base string) (*fog, error) {
 			// The DNS server in direct mode: the gateway benchmark reaches the primary through
 			// the read-write name as a relay-free application does.
 			DNS: fogdns.Config{Listen: "127.0.0.1:0", Mode: fogdns.ModeDirect},
-			Log: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: logLevel()})),
+			// Kernel splicing on where it can be, for the listener's spliced rows (the
+			// listener_loop rows turn it off for a while): it is off by default.
+			Gateway: gateway.Config{KernelSplice: true},
+			Log:     slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: logLevel()})),
 		}, func(i server.Info) { ready <- i })
 	}()
 	var f *fog

@@ -22,9 +22,12 @@ type Config struct {
 	// MaxCancels bounds the cancel requests forwarded to servers at once; zero takes the
 	// default.
 	MaxCancels int
-	// UserSpaceRelay relays established sessions in user space even where the kernel could
-	// splice them (a BPF sockmap, which needs CAP_BPF and CAP_NET_ADMIN).
-	UserSpaceRelay bool
+	// KernelSplice splices established sessions in the kernel (a BPF sockmap, which needs
+	// CAP_BPF and CAP_NET_ADMIN) instead of relaying them in user space. Off by default: the
+	// kernel hands the splice program whole received segments, and a retransmitted segment
+	// that overlaps bytes the socket already received (TCP queues it whole and its readers
+	// skip the old part by sequence number) reaches the other side twice.
+	KernelSplice bool
 }
 
 // Default limits.
@@ -56,7 +59,12 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.MaxConnsPerClient, "listener-max-connections-per-client", c.MaxConnsPerClient, "connections the listeners take from one client address")
 	fs.IntVar(&c.MaxHeld, "listener-max-held", c.MaxHeld, "connections the listeners hold in all while waiting for a primary")
 	fs.IntVar(&c.MaxHeldPerClient, "listener-max-held-per-client", c.MaxHeldPerClient, "connections the listeners hold from one client address while waiting for a primary")
-	fs.BoolVar(&c.UserSpaceRelay, "listener-user-space-relay", c.UserSpaceRelay, "relay established sessions in user space; by default the kernel splices them (a BPF sockmap) where Fog has CAP_BPF and CAP_NET_ADMIN")
+	fs.BoolVar(&c.KernelSplice, "listener-kernel-splice", c.KernelSplice, "splice established sessions in the kernel (a BPF sockmap; needs CAP_BPF and CAP_NET_ADMIN) instead of relaying them in user space; unsafe: a retransmitted segment that overlaps bytes already received reaches the server or the client twice")
+	// The relay in user space is the default now; the flag that asked for it is kept so that
+	// existing command lines still start.
+	var userSpace bool
+	fs.BoolVar(&userSpace, "listener-user-space-relay", false, "relay established sessions in user space (the default)")
+	_ = fs.MarkDeprecated("listener-user-space-relay", "the listeners relay in user space by default")
 }
 
 // Validate fills the defaults of zero values; a limit of zero or less takes its default, so

@@ -194,13 +194,13 @@ func New(cfg Config, st store.Store, source Source, ca Issuer, log *slog.Logger)
 
 // Run serves until ctx ends and every connection has been closed.
 func (g *Gateway) Run(ctx context.Context) error {
-	loops := newLoopSet(!g.cfg.UserSpaceRelay)
+	loops := newLoopSet(g.cfg.KernelSplice)
 	g.loops.Store(loops)
 	defer loops.stop()
-	if ok, why := KernelSplice(); g.cfg.UserSpaceRelay {
-		g.log.Info("listeners relay established sessions in user space", "kernelSplice", "turned off")
+	if ok, why := KernelSplice(); !g.cfg.KernelSplice {
+		g.log.Info("listeners relay established sessions in user space")
 	} else if ok {
-		g.log.Info("listeners splice established sessions in the kernel (BPF sockmap)")
+		g.log.Warn("listeners splice established sessions in the kernel (BPF sockmap): a retransmitted segment that overlaps bytes already received reaches the other side twice")
 	} else {
 		g.log.Info("listeners relay established sessions in user space", "kernelSplice", why)
 	}

@@ -132,6 +132,7 @@ func testSilentConnectionsCount(t *testing.T, spliced bool) {
 	} {
 		t.Run(c.want, func(t *testing.T) {
 			target := serveOne(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+			c.cfg.KernelSplice = spliced
 			g, addr, _ := relayGateway(t, c.cfg, Route{Target: target})
 			session := openSession(t, addr)
 			wantSpliced(t, g, spliced)

@@ -22,6 +22,14 @@ import (
 //
 // It needs CAP_BPF and CAP_NET_ADMIN (root, or a service given them) and a kernel with
 // CONFIG_BPF_STREAM_PARSER; without them the relay's loop moves the bytes itself.
+//
+// It is off unless Config.KernelSplice asks for it, because it can deliver a byte twice.
+// TCP queues a retransmitted segment that overlaps bytes the socket already received (a
+// spurious retransmission, sent again in one piece with the next segment) whole, and its
+// readers skip the old part by sequence number; the kernel's sockmap reads whole segments
+// (tcp_read_skb) and hands the program the old part again, which it then redirects or passes
+// up like new bytes (TestRelayOverlappingRetransmission makes such a segment). The program
+// cannot see a segment's sequence number to trim it. Through the loop, read(2) skips it.
 
 // sockmapSlots is how many sockets can be spliced at once (two per session).
 const sockmapSlots = 1 << 16
