@@ -313,6 +313,22 @@ type Config struct {
 	MaxSlotWALKeepSize string
 	// GuardLibrary is the fog_guard library's path ("" when it could not be built).
 	GuardLibrary string
+	// Archive, when set, archives every finished WAL segment (nil: archive_mode stays off).
+	Archive *Archive
+}
+
+// Archive is continuous WAL archiving. archive_mode takes effect only at a restart, the
+// command and the timeout at a reload.
+type Archive struct {
+	// Command is archive_command; PostgreSQL runs it as the instance's OS user, with %p the
+	// segment's path relative to the data directory.
+	Command string
+	// Always archives on a standby too (archive_mode = always): a standby then keeps its own
+	// region's repository complete with the WAL it receives.
+	Always bool
+	// Timeout is archive_timeout: a segment with any WAL in it is switched and archived
+	// after this long, which bounds what a restore from the repository can lose.
+	Timeout time.Duration
 }
 
 // hbaConf is pg_hba.conf. The system role connects only over the socket (peer
@@ -328,10 +344,13 @@ func hbaConf(drained bool, peer *Peer, host string) string {
 local   all          ` + SystemUser + `                  peer map=fog
 local   replication  ` + SystemUser + `                  peer map=fog
 local   all          ` + MonitorUser + `                 peer map=fog
+local   all          ` + BackupUser + `                  peer map=fog
 host    all          ` + SystemUser + `   0.0.0.0/0      reject
 host    all          ` + SystemUser + `   ::/0           reject
 host    all          ` + MonitorUser + `  0.0.0.0/0      reject
 host    all          ` + MonitorUser + `  ::/0           reject
+host    all          ` + BackupUser + `   0.0.0.0/0      reject
+host    all          ` + BackupUser + `   ::/0           reject
 `)
 	if peer != nil {
 		for _, src := range peer.Sources {
@@ -384,11 +403,16 @@ func clientNets(host string) []string {
 	return []string{"0.0.0.0/0", "::/0"}
 }
 
-func identConf(fogUser string, peer *Peer) string {
-	// Only Fog's own OS user logs in as Fog's roles. The instance's OS user, which is the
-	// server's own, is not mapped: a connection the server makes to its own socket
-	// (postgres_fdw, dblink) must not log in as the system role.
+func identConf(fogUser, instanceUser string, peer *Peer) string {
+	// Only Fog's own OS user logs in as the system and monitoring roles. The instance's OS
+	// user, which is the server's own, is mapped to BackupUser alone: pgBackRest runs as that
+	// user (it reads the data directory) and needs no more. A connection the server makes to
+	// its own socket for a tenant (postgres_fdw, dblink) cannot use the mapping: PostgreSQL
+	// refuses a non-superuser's connection that used no password (2F003).
 	s := "# Written by Fog.\nfog  " + fogUser + "  " + SystemUser + "\nfog  " + fogUser + "  " + MonitorUser + "\n"
+	if instanceUser != "" {
+		s += "fog  " + instanceUser + "  " + BackupUser + "\n"
+	}
 	if peer != nil && peer.CN != "" {
 		s += "fogrepl  " + peer.CN + "  " + ReplicationUser + "\n"
 	}
@@ -474,6 +498,14 @@ func (c *Cluster) WriteConfig(cfg Config) error {
 		// Fog's CA.
 		settings["ssl_ca_file"] = quote(c.CAFile())
 	}
+	if a := cfg.Archive; a != nil {
+		settings["archive_mode"] = "on"
+		if a.Always {
+			settings["archive_mode"] = "always"
+		}
+		settings["archive_command"] = quote(a.Command)
+		settings["archive_timeout"] = strconv.Itoa(int(a.Timeout / time.Second))
+	}
 	if cfg.GuardLibrary != "" {
 		settings["fog_guard.extensions"] = quote(strings.Join(GuardExtensions, ","))
 	}
@@ -493,7 +525,7 @@ func (c *Cluster) WriteConfig(cfg Config) error {
 		fmt.Fprintf(&conf, "%s = %s\n", k, settings[k])
 	}
 	hba := hbaConf(false, c.Peer, c.Host)
-	ident := identConf(cfg.FogUser, c.Peer)
+	ident := identConf(cfg.FogUser, c.R.Username, c.Peer)
 	files := []struct {
 		name string
 		data []byte

@@ -25,7 +25,7 @@ const guardAdminPassword = "Very-Secret-Passw0rd!"
 // fogRoleNames are Fog's roles in every instance; hostRoleNames the predefined roles that
 // reach the host's files and programs. fog_guard.c keeps the same lists.
 var (
-	fogRoleNames  = []string{"fog_system", "fog_replication", "fog_admin", "fog_monitor"}
+	fogRoleNames  = []string{"fog_system", "fog_replication", "fog_admin", "fog_monitor", "fog_backup"}
 	hostRoleNames = []string{"pg_execute_server_program", "pg_read_server_files", "pg_write_server_files"}
 )
 
@@ -58,6 +58,12 @@ func startGuardedInstance(ctx context.Context, t *testing.T) *guardedInstance {
 		if _, err := sys.Exec(ctx, q); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := c.EnsureSystemDB(ctx, sys); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EnsureBackupRole(ctx, sys); err != nil {
+		t.Fatal(err)
 	}
 	if err := CreateDatabase(ctx, sys, "app", "fogadmin"); err != nil {
 		t.Fatal(err)

@@ -235,3 +235,45 @@ func TestHostileInstanceUser(t *testing.T) {
 		t.Errorf("the instance's directory: %v %v, want root's, 0711", st.Mode(), err)
 	}
 }
+
+// TestInstanceUserIsOnlyTheBackupRole: over the socket, the instance's OS user (whom
+// pgBackRest runs as, and whom a tenant who escaped the server would be) logs in as
+// BackupUser and as none of Fog's other roles, and BackupUser reads no file.
+func TestInstanceUserIsOnlyTheBackupRole(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the instance's OS user differs from fog's only when fog runs as root")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bin, r := testRunner(ctx, t)
+	c, _ := startTestCluster(ctx, t, r, t.TempDir(), Config{Timezone: "UTC", FogUser: "root"})
+	sys, err := c.Connect(ctx, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close(ctx)
+	for _, step := range []func() error{
+		func() error { return EnsureMonitorRole(ctx, sys) },
+		func() error { return c.EnsureSystemDB(ctx, sys) },
+		func() error { return c.EnsureBackupRole(ctx, sys) },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	psql := func(user, sql string) error {
+		return asInstanceUser(t, r, fmt.Sprintf("%s -X -At -v ON_ERROR_STOP=1 'host=%s port=%d user=%s dbname=%s' -c %q",
+			filepath.Join(bin, "psql"), c.SocketDir, c.Port, user, SystemDB, sql))
+	}
+	if err := psql(BackupUser, "SELECT pg_catalog.pg_switch_wal()"); err != nil {
+		t.Errorf("the instance's user as %s: %v, want a login that may switch WAL", BackupUser, err)
+	}
+	for _, role := range []string{SystemUser, MonitorUser, ReplicationUser, AdminRole} {
+		if err := psql(role, "SELECT 1"); err == nil {
+			t.Errorf("the instance's user logged in as %s over the socket", role)
+		}
+	}
+	if err := psql(BackupUser, "SELECT pg_catalog.pg_read_file('postgresql.conf')"); err == nil {
+		t.Errorf("%s read a file of the data directory through SQL", BackupUser)
+	}
+}

@@ -9,9 +9,9 @@
  *   - granting or revoking those roles, Fog's own roles other than fog_admin, a superuser, or
  *     a role that is a member of one of them (GRANT, REVOKE, CREATE ROLE ... IN ROLE);
  *   - any statement that changes a protected role -- Fog's roles (fog_system,
- *     fog_replication, fog_admin, fog_monitor), the three roles above and every superuser:
- *     ALTER ROLE / USER / GROUP, ALTER ROLE ... SET, DROP, RENAME, COMMENT, SECURITY LABEL,
- *     making it a member of something or granting it privileges (GRANT ... TO, CREATE ROLE
+ *     fog_replication, fog_admin, fog_monitor, fog_backup), the three roles above and every
+ *     superuser: ALTER ROLE / USER / GROUP, ALTER ROLE ... SET, DROP, RENAME, COMMENT,
+ *     SECURITY LABEL, making it a member of something or granting it privileges (GRANT ... TO, CREATE ROLE
  *     ... ROLE / ADMIN, ALTER GROUP ... ADD USER, ALTER DEFAULT PRIVILEGES), making it an
  *     owner (ALTER ... OWNER TO, REASSIGN OWNED ... TO, CREATE SCHEMA AUTHORIZATION, CREATE
  *     DATABASE ... OWNER), acting on what it owns (DROP OWNED BY, REASSIGN OWNED BY), or
@@ -62,7 +62,7 @@ static char *allowed_extensions = NULL;
 
 /* Fog's own roles: no non-superuser may change them or take their names. */
 static const char *const fog_roles[] = {
-	"fog_system", "fog_replication", ADMIN_ROLE, "fog_monitor", NULL
+	"fog_system", "fog_replication", ADMIN_ROLE, "fog_monitor", "fog_backup", NULL
 };
 
 /* The predefined roles that reach the host's files and programs. */
