@@ -1,0 +1,204 @@
+package pgbackrest
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func posixConfig() Config {
+	return Config{
+		Stanza: "i-3f2a",
+		Repos:  []Repo{{Path: "/var/lib/fog/r1/backups/i-3f2a", Retention: Retention{FullDays: 7, Diff: 7}}},
+		PG: PG{Path: "/var/lib/fog/r1/i-3f2a/pgdata", SocketPath: "/tmp/fog-sockets-0/fog-01", Port: 5432,
+			User: "fog_backup", Database: "fog_system"},
+		ArchiveAsync: true, SpoolPath: "/var/lib/fog/r1/spool/i-3f2a", ArchivePushQueueMax: 1 << 30,
+		ProcessMax: 2, CompressType: "lz4", LockPath: "/var/lib/fog/r1/lock/i-3f2a", StartFast: true,
+	}
+}
+
+func TestRenderPosix(t *testing.T) {
+	got, err := posixConfig().Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `# Written by Fog. Do not edit: it is rewritten on every reconcile.
+[global]
+repo1-type=posix
+repo1-path=/var/lib/fog/r1/backups/i-3f2a
+repo1-retention-full-type=time
+repo1-retention-full=7
+repo1-retention-diff=7
+archive-async=y
+spool-path=/var/lib/fog/r1/spool/i-3f2a
+archive-push-queue-max=1073741824
+process-max=2
+compress-type=lz4
+lock-path=/var/lib/fog/r1/lock/i-3f2a
+log-level-file=off
+start-fast=y
+
+[i-3f2a]
+pg1-path=/var/lib/fog/r1/i-3f2a/pgdata
+pg1-socket-path=/tmp/fog-sockets-0/fog-01
+pg1-port=5432
+pg1-user=fog_backup
+pg1-database=fog_system
+`
+	if string(got) != want {
+		t.Errorf("Render() =\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestRenderObjectStores(t *testing.T) {
+	c := posixConfig()
+	c.Repos = []Repo{
+		{Type: Azure, Path: "/fog", Azure: &AzureStore{Account: "devstoreaccount1", Container: "i-3f2a", Key: "sv=2022&sig=x", SAS: true, PathStyle: true},
+			Storage: &Storage{Host: "127.0.0.1", Port: 10000, VerifyTLS: false}, Retention: Retention{FullCount: 2}},
+		{Type: S3, S3: &S3Store{Bucket: "fog-west", Endpoint: "s3.example.test", Region: "us-west-2", Key: "AK", KeySecret: "SK", Token: "TOK", PathStyle: true},
+			Storage: &Storage{CAFile: "/etc/fog/ca.crt", VerifyTLS: true}, Bundle: true},
+	}
+	got, err := c.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{
+		"repo1-type=azure", "repo1-path=/fog", "repo1-retention-full-type=count", "repo1-retention-full=2",
+		"repo1-azure-account=devstoreaccount1", "repo1-azure-container=i-3f2a", "repo1-azure-key=sv=2022&sig=x",
+		"repo1-azure-key-type=sas", "repo1-azure-uri-style=path", "repo1-storage-host=127.0.0.1",
+		"repo1-storage-port=10000", "repo1-storage-verify-tls=n",
+		"repo2-type=s3", "repo2-path=/", "repo2-bundle=y", "repo2-s3-bucket=fog-west", "repo2-s3-endpoint=s3.example.test",
+		"repo2-s3-region=us-west-2", "repo2-s3-key=AK", "repo2-s3-key-secret=SK", "repo2-s3-token=TOK",
+		"repo2-s3-uri-style=path", "repo2-storage-ca-file=/etc/fog/ca.crt", "repo2-storage-verify-tls=y",
+	} {
+		if !strings.Contains(string(got), "\n"+line+"\n") {
+			t.Errorf("Render() has no line %q:\n%s", line, got)
+		}
+	}
+	if strings.Contains(string(got), "repo2-retention") || strings.Contains(string(got), "repo1-s3") {
+		t.Errorf("Render() wrote options that were not asked for:\n%s", got)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(c *Config)
+	}{
+		{"stanza with a slash", func(c *Config) { c.Stanza = "a/b" }},
+		{"upper-case stanza", func(c *Config) { c.Stanza = "Abc" }},
+		{"no repository", func(c *Config) { c.Repos = nil }},
+		{"no data directory", func(c *Config) { c.PG.Path = "" }},
+		{"shared spool", func(c *Config) { c.SpoolPath = "" }},
+		{"shared locks", func(c *Config) { c.LockPath = "" }},
+		{"posix without a path", func(c *Config) { c.Repos[0].Path = "" }},
+		{"s3 without a bucket", func(c *Config) { c.Repos[0] = Repo{Type: S3, S3: &S3Store{Endpoint: "e", Region: "r"}} }},
+		{"azure without a key", func(c *Config) { c.Repos[0] = Repo{Type: Azure, Azure: &AzureStore{Account: "a", Container: "c"}} }},
+		{"unknown type", func(c *Config) { c.Repos[0].Type = "gcs" }},
+		{"days and count", func(c *Config) { c.Repos[0].Retention.FullCount = 3 }},
+		{"a line break in a value", func(c *Config) { c.PG.Path = "/x\nrepo1-path=/etc" }},
+		{"a section header in a value", func(c *Config) {
+			c.Repos[0] = Repo{Type: S3, S3: &S3Store{Bucket: "b", Endpoint: "e", Region: "r", Key: "k\n[other]"}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := posixConfig()
+			c.Repos = append([]Repo(nil), c.Repos...)
+			tc.edit(&c)
+			if _, err := c.Render(); !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("Render() error = %v, want ErrInvalidConfig", err)
+			}
+		})
+	}
+}
+
+func TestCommands(t *testing.T) {
+	d := &Driver{Bin: "/usr/bin/pgbackrest", Config: "/var/lib/fog/it's/pgbackrest.conf", Stanza: "i-3f2a"}
+	if got, want := d.ArchivePushCommand(), `'/usr/bin/pgbackrest' --config='/var/lib/fog/it'\''s/pgbackrest.conf' --stanza='i-3f2a' archive-push %p`; got != want {
+		t.Errorf("ArchivePushCommand() = %s, want %s", got, want)
+	}
+	if got, want := d.ArchiveGetCommand(), `'/usr/bin/pgbackrest' --config='/var/lib/fog/it'\''s/pgbackrest.conf' --stanza='i-3f2a' archive-get %f "%p"`; got != want {
+		t.Errorf("ArchiveGetCommand() = %s, want %s", got, want)
+	}
+}
+
+func TestParseInfo(t *testing.T) {
+	b, err := os.ReadFile("testdata/info.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseInfo(b, "other"); err == nil {
+		t.Error("ParseInfo of a stanza not in the output succeeded")
+	}
+	in, err := ParseInfo(b, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Status.Code != StatusOK || len(in.DB) != 1 || in.DB[0].SystemID != 7715082222997022791 || in.DB[0].Version != "15" ||
+		len(in.Repos) != 1 || in.Repos[0].Status.Code != 0 {
+		t.Errorf("ParseInfo: status %+v, db %+v, repos %+v", in.Status, in.DB, in.Repos)
+	}
+	if len(in.Archive) != 1 || in.Archive[0].ID != "15-1" || in.Archive[0].Min != "000000010000000000000001" || in.Archive[0].Max != "000000010000000000000005" {
+		t.Errorf("ParseInfo: archive %+v", in.Archive)
+	}
+	if len(in.Backup) != 2 {
+		t.Fatalf("ParseInfo: %d backups, want 2", len(in.Backup))
+	}
+	f, d := in.Backup[0], in.Backup[1]
+	if f.Label != "20261203-141925F" || f.Type != Full || f.Prior != "" || f.Reference != nil || f.Failed() ||
+		f.LSN.Start != "0/3000028" || f.LSN.Stop != "0/30020E0" || f.Archive.Start != "000000010000000000000003" ||
+		f.Info.Size != 45919852 || f.Info.Repository.Size != 9092887 || f.Repo() != 1 ||
+		!f.Start().Equal(time.Unix(1796307565, 0)) || !f.Stop().Equal(time.Unix(1796307572, 0)) {
+		t.Errorf("ParseInfo: full backup %+v", f)
+	}
+	if d.Label != "20261203-141925F_20261203-141933D" || d.Type != Diff || d.Prior != f.Label || len(d.Reference) != 1 ||
+		d.Info.Delta != 1753354 || d.Info.Repository.Delta != 302891 {
+		t.Errorf("ParseInfo: diff backup %+v", d)
+	}
+	if l, ok := in.Latest(1); !ok || l.Label != d.Label {
+		t.Errorf("Latest(1) = %s, %v; want %s", l.Label, ok, d.Label)
+	}
+	if _, ok := in.Latest(2); ok {
+		t.Error("Latest(2) found a backup in a repository that has none")
+	}
+	if e, ok := in.Earliest(0); !ok || !e.Equal(f.Stop()) {
+		t.Errorf("Earliest(0) = %v, %v; want %v", e, ok, f.Stop())
+	}
+
+	b, err = os.ReadFile("testdata/info-set.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in, err = ParseInfo(b, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range in.Backup[0].DatabaseRef {
+		names = append(names, r.Name)
+	}
+	if got := strings.Join(names, ","); got != "app,fog_system,other,postgres" {
+		t.Errorf("ParseInfo with --set: databases %s, want app,fog_system,other,postgres", got)
+	}
+}
+
+func TestErrorLine(t *testing.T) {
+	m := errorLine.FindStringSubmatch("P00  ERROR: [055]: unable to load info file '/r/archive/s1/archive.info'")
+	if m == nil || m[1] != "055" || !strings.HasPrefix(m[2], "unable to load") {
+		t.Errorf("errorLine = %q", m)
+	}
+	err := error(&Error{Command: "check", Code: CodeArchiveTimeout, Message: "WAL segment was not archived"})
+	if !IsCode(err, CodeArchiveTimeout) || IsCode(err, CodeLockAcquire) || IsCode(errors.New("x"), CodeArchiveTimeout) {
+		t.Error("IsCode")
+	}
+	if got := err.Error(); got != "pgbackrest check: [082] WAL segment was not archived" {
+		t.Errorf("Error() = %q", got)
+	}
+	if m := newLabel.FindStringSubmatch("P00   INFO: new backup label = 20261203-141925F_20261203-141933D"); m == nil || m[1] != "20261203-141925F_20261203-141933D" {
+		t.Errorf("newLabel = %q", m)
+	}
+	if m := restoredFile.FindStringSubmatch("P01 DETAIL: restore file /d/pgdata/base/5/1259 (112KB, 47.25%) checksum 1b2c"); m == nil || m[1] != "47.25" {
+		t.Errorf("restoredFile = %q", m)
+	}
+}

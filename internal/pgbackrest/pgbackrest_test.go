@@ -1,0 +1,428 @@
+package pgbackrest_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/fogdb/fog/internal/devca"
+	"github.com/fogdb/fog/internal/pgbackrest"
+	"github.com/fogdb/fog/internal/postgres"
+	"github.com/jackc/pgx/v5"
+)
+
+func freePort(t *testing.T, host string) int {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// instance is a running PostgreSQL cluster that archives into a stanza of a posix
+// repository, everything of it (data, repository, spool, locks) its own OS user's when the
+// test runs as root, as docs/backups.md lays it out.
+type instance struct {
+	c      *postgres.Cluster
+	r      *postgres.Runner
+	ca     *devca.CA
+	d      *pgbackrest.Driver
+	cfg    pgbackrest.Config
+	dir    string // root's: holds the configuration files
+	fogUsr string
+}
+
+func startInstance(ctx context.Context, t *testing.T) *instance {
+	t.Helper()
+	bin, err := pgbackrest.FindBinary("")
+	if err != nil {
+		t.Skipf("pgBackRest is not installed (CI installs Debian's pgbackrest): %v", err)
+	}
+	pgbin, err := postgres.FindBinaries(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared, err := postgres.NewRunner(pgbin, "postgres", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	uid := "pgbackrest-test-" + filepath.Base(dir)
+	r, err := shared.ForInstance(uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shared.RemoveInstanceUser(uid) })
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := "127.0.0.1"
+	c := &postgres.Cluster{Dir: filepath.Join(dir, "i1"), SocketDir: postgres.SocketDirFor(dir), Host: host, Port: freePort(t, host), R: r}
+	if err := c.Init(ctx, "C.UTF-8"); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := devca.LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The repository, spool, lock and log directories: the instance's user's alone, in a
+	// directory of root's it may only pass through.
+	bdir := filepath.Join(dir, "backup")
+	if err := os.Mkdir(bdir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.EnsureTraversable(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"repo", "spool", "lock", "log"} {
+		if err := r.MkdirOwned(filepath.Join(bdir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := &instance{c: c, r: r, ca: ca, dir: bdir, fogUsr: me.Username}
+	in.cfg = pgbackrest.Config{
+		Stanza: "s1",
+		Repos:  []pgbackrest.Repo{{Path: filepath.Join(bdir, "repo"), Retention: pgbackrest.Retention{FullCount: 2}}},
+		PG: pgbackrest.PG{Path: c.DataDir(), SocketPath: c.SocketDir, Port: c.Port,
+			User: postgres.BackupUser, Database: postgres.SystemDB},
+		ArchiveAsync: true, SpoolPath: filepath.Join(bdir, "spool"), ArchivePushQueueMax: 256 << 20,
+		ProcessMax: 1, CompressType: "lz4", LockPath: filepath.Join(bdir, "lock"),
+		LogPath: filepath.Join(bdir, "log"), StartFast: true, ArchiveTimeout: 30,
+	}
+	var u *pgbackrest.User
+	if os.Geteuid() == 0 {
+		if u, err = pgbackrest.LookupUser(r.Username); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in.d = &pgbackrest.Driver{Bin: bin, Config: filepath.Join(bdir, "pgbackrest.conf"), Stanza: "s1", User: u, Timeout: 2 * time.Minute}
+	in.writeConf(t, in.d.Config, in.cfg)
+
+	if err := c.WriteConfig(in.pgConfig(t, c, &postgres.Archive{Command: in.d.ArchivePushCommand(), Timeout: time.Minute})); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err, c.LogTail(10))
+	}
+	t.Cleanup(func() { c.Stop(context.Background(), "immediate") })
+	sys := in.system(ctx, t, "postgres")
+	if err := postgres.EnsureMonitorRole(ctx, sys); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EnsureSystemDB(ctx, sys); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EnsureBackupRole(ctx, sys); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// writeConf writes a pgBackRest configuration as Fog does: root's, readable by all (it holds
+// no secret for a posix repository).
+func (in *instance) writeConf(t *testing.T, path string, cfg pgbackrest.Config) {
+	t.Helper()
+	text, err := cfg.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, text, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (in *instance) pgConfig(t *testing.T, c *postgres.Cluster, a *postgres.Archive) postgres.Config {
+	t.Helper()
+	cert, key, err := in.ca.Issue([]string{"i1.test"}, []net.IP{net.ParseIP(c.Host)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return postgres.Config{Name: "i1", Timezone: "UTC", FogUser: in.fogUsr, CertPEM: cert, KeyPEM: key, Archive: a}
+}
+
+// system connects as the system role to db of in's cluster, closed when the test ends.
+func (in *instance) system(ctx context.Context, t *testing.T, db string) *pgx.Conn {
+	t.Helper()
+	return connect(ctx, t, in.c, db)
+}
+
+func connect(ctx context.Context, t *testing.T, c *postgres.Cluster, db string) *pgx.Conn {
+	t.Helper()
+	conn, err := c.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func exec(ctx context.Context, t *testing.T, conn *pgx.Conn, sql string) {
+	t.Helper()
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// TestPointInTimeRestoreOfOneDatabase is a database's point-in-time restore as Fog will do
+// it: a full backup, more commits, a time noted, commits after it and a dropped table, a
+// differential backup; then the full backup restored with --db-include of that database
+// alone into a scratch data directory, recovered to the time and paused there (no new
+// timeline, archiving off), started on a port and socket of its own: it has exactly the rows
+// committed before the time, and the other database is not restored.
+func TestPointInTimeRestoreOfOneDatabase(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	started := time.Now()
+	in := startInstance(ctx, t)
+	d := in.d
+	if err := d.StanzaCreate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.StanzaCreate(ctx); err != nil {
+		t.Fatalf("a second StanzaCreate = %v, want nil (harmless to repeat)", err)
+	}
+	if err := d.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cluster, stanza and check: %v", time.Since(started).Round(time.Millisecond))
+
+	sys := in.system(ctx, t, "postgres")
+	for _, db := range []string{"app", "other"} {
+		if err := postgres.CreateDatabase(ctx, sys, db, postgres.SystemUser); err != nil {
+			t.Fatal(err)
+		}
+	}
+	app := in.system(ctx, t, "app")
+	exec(ctx, t, app, "CREATE TABLE public.t (id int PRIMARY KEY, phase text NOT NULL)")
+	exec(ctx, t, app, "INSERT INTO public.t SELECT g, 'before the full backup' FROM generate_series(1, 100) g")
+	exec(ctx, t, in.system(ctx, t, "other"), "CREATE TABLE public.o AS SELECT generate_series(1, 10) AS id")
+
+	t0 := time.Now()
+	full, err := d.Backup(ctx, pgbackrest.Full, pgbackrest.BackupOptions{Annotations: map[string]string{"fog-operation": "test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("full backup %s: %v", full, time.Since(t0).Round(time.Millisecond))
+
+	exec(ctx, t, app, "INSERT INTO public.t SELECT g, 'after the full backup' FROM generate_series(101, 200) g")
+	var target time.Time
+	if err := app.QueryRow(ctx, "SELECT pg_catalog.clock_timestamp()").Scan(&target); err != nil {
+		t.Fatal(err)
+	}
+	// Commit timestamps have microseconds; the next commit is surely later than target.
+	time.Sleep(20 * time.Millisecond)
+	exec(ctx, t, app, "INSERT INTO public.t SELECT g, 'after the target' FROM generate_series(201, 300) g")
+	exec(ctx, t, app, "DROP TABLE public.t")
+
+	t0 = time.Now()
+	diff, err := d.Backup(ctx, pgbackrest.Diff, pgbackrest.BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("diff backup %s: %v", diff, time.Since(t0).Round(time.Millisecond))
+
+	info, err := d.Info(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInfo(ctx, t, sys, info, full, diff)
+	one, err := d.Info(ctx, full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := one.Find(full); !ok || len(one.Backup) != 1 || b.Annotation["fog-operation"] != "test" || !hasDatabase(b, "app") || !hasDatabase(b, "other") {
+		t.Errorf("Info(%s) = %+v; want that backup alone, its annotation and its databases", full, one.Backup)
+	}
+
+	// The restore job's own configuration: the same repository, a spool and lock of its
+	// own, no async archive-get, so nothing it does touches the live instance's queue.
+	for _, sub := range []string{"restore-spool", "restore-lock"} {
+		if err := in.r.MkdirOwned(filepath.Join(in.dir, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rcfg := in.cfg
+	rcfg.ArchiveAsync, rcfg.SpoolPath, rcfg.LockPath = false, filepath.Join(in.dir, "restore-spool"), filepath.Join(in.dir, "restore-lock")
+	rd := *d
+	rd.Config = filepath.Join(in.dir, "restore.conf")
+	in.writeConf(t, rd.Config, rcfg)
+
+	host := "127.0.0.1"
+	scratch := &postgres.Cluster{Dir: filepath.Join(filepath.Dir(in.c.Dir), "scratch"), SocketDir: postgres.SocketDirFor(in.c.Dir + "/scratch"),
+		Host: host, Port: freePort(t, host), R: in.r}
+	if err := in.r.MkdirOwned(scratch.DataDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var last float64
+	t0 = time.Now()
+	err = rd.Restore(ctx, pgbackrest.RestoreOptions{
+		Path: scratch.DataDir(), Set: full, Type: "time", Target: target.UTC().Format("2006-01-02 15:04:05.999999-07"),
+		TargetAction: "pause", DBInclude: []string{"app"}, ArchiveOff: true,
+		Progress: func(f float64) {
+			if f < last {
+				t.Errorf("restore progress went back from %v to %v", last, f)
+			}
+			last = f
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("restore of %s into the scratch directory: %v (progress reached %.0f%%)", full, time.Since(t0).Round(time.Millisecond), last*100)
+	if last < 0.99 {
+		t.Errorf("restore progress ended at %v, want 1", last)
+	}
+	// Fog's settings for the scratch cluster replace the restored ones: its own port and
+	// socket, no archiving; pgBackRest's recovery settings (postgresql.auto.conf) stay.
+	if err := scratch.WriteConfig(in.pgConfig(t, scratch, nil)); err != nil {
+		t.Fatal(err)
+	}
+	t0 = time.Now()
+	if err := scratch.Start(ctx); err != nil {
+		t.Fatal(err, scratch.LogTail(20))
+	}
+	t.Cleanup(func() { scratch.Stop(context.Background(), "immediate") })
+	sapp := connect(ctx, t, scratch, "app")
+	// Recovery pauses at the target once it is reached; the server accepts reads before that.
+	waitPaused(ctx, t, sapp)
+	t.Logf("recovery to the target: %v", time.Since(t0).Round(time.Millisecond))
+
+	var n, lo, hi int
+	var phases int
+	if err := sapp.QueryRow(ctx, "SELECT count(*), min(id), max(id), count(DISTINCT phase) FROM public.t").Scan(&n, &lo, &hi, &phases); err != nil {
+		t.Fatalf("the restored table: %v; log: %s", err, scratch.LogTail(10))
+	}
+	if n != 200 || lo != 1 || hi != 200 || phases != 2 {
+		t.Errorf("restored rows: count %d, ids %d..%d, %d phases; want 200, 1..200, 2 (exactly what was committed before the target)", n, lo, hi, phases)
+	}
+	var archiveMode string
+	if err := sapp.QueryRow(ctx, "SELECT pg_catalog.current_setting('archive_mode')").Scan(&archiveMode); err != nil || archiveMode != "off" {
+		t.Errorf("the scratch cluster's archive_mode = %q, %v; want off (it must never push into the stanza)", archiveMode, err)
+	}
+	// The database left out of --db-include is not usable (its files are empty).
+	if conn, err := scratch.Connect(ctx, "other"); err == nil {
+		var m int
+		err = conn.QueryRow(ctx, "SELECT count(*) FROM public.o").Scan(&m)
+		conn.Close(ctx)
+		if err == nil {
+			t.Errorf("the excluded database was restored: %d rows", m)
+		}
+	}
+
+	if out, err := d.Verify(ctx); err != nil {
+		t.Errorf("verify: %v\n%s", err, out)
+	}
+	if err := d.Expire(ctx, ""); err != nil {
+		t.Errorf("expire: %v", err)
+	}
+	t.Logf("total: %v", time.Since(started).Round(time.Millisecond))
+}
+
+func checkInfo(ctx context.Context, t *testing.T, sys *pgx.Conn, info *pgbackrest.Info, full, diff string) {
+	t.Helper()
+	if info.Status.Code != pgbackrest.StatusOK {
+		t.Errorf("info status = %+v, want ok", info.Status)
+	}
+	// pg_control_system() shows the identifier as a signed bigint, pgBackRest unsigned.
+	var signed int64
+	if err := sys.QueryRow(ctx, "SELECT system_identifier FROM pg_catalog.pg_control_system()").Scan(&signed); err != nil {
+		t.Fatal(err)
+	}
+	if sysid := uint64(signed); len(info.DB) != 1 || info.DB[0].SystemID != sysid {
+		t.Errorf("info db = %+v, want one with system id %d", info.DB, sysid)
+	}
+	if len(info.Backup) != 2 {
+		t.Fatalf("info has %d backups, want 2: %+v", len(info.Backup), info.Backup)
+	}
+	f, ok1 := info.Find(full)
+	df, ok2 := info.Find(diff)
+	if !ok1 || !ok2 || f.Type != pgbackrest.Full || df.Type != pgbackrest.Diff || df.Prior != full {
+		t.Errorf("backups = %+v; want the full %s and the diff %s on it", info.Backup, full, diff)
+	}
+	for _, b := range []pgbackrest.BackupInfo{f, df} {
+		if b.LSN.Start == "" || b.LSN.Stop == "" || b.Archive.Start == "" || b.Archive.Stop == "" ||
+			b.Info.Size <= 0 || b.Info.Repository.Size <= 0 || b.Stop().Before(b.Start()) || b.Repo() != 1 || b.Failed() {
+			t.Errorf("backup %s: %+v; want LSNs, WAL, sizes and times", b.Label, b)
+		}
+	}
+	if latest, ok := info.Latest(0); !ok || latest.Label != diff {
+		t.Errorf("Latest = %s, want %s", latest.Label, diff)
+	}
+	if e, ok := info.Earliest(1); !ok || !e.Equal(f.Stop()) {
+		t.Errorf("Earliest = %v, want the full backup's end %v", e, f.Stop())
+	}
+	if len(info.Archive) != 1 || info.Archive[0].Min == "" || info.Archive[0].Max < df.Archive.Stop {
+		t.Errorf("archive = %+v, want WAL through %s", info.Archive, df.Archive.Stop)
+	}
+}
+
+// waitPaused waits until recovery has reached its target and paused.
+func waitPaused(ctx context.Context, t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var state string
+		if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_get_wal_replay_pause_state()").Scan(&state); err != nil {
+			t.Fatal(err)
+		}
+		if state == "paused" {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("recovery did not pause at the target (state %s)", state)
+		case <-tick.C:
+		}
+	}
+}
+
+// TestNoStanza: commands on a stanza that was never created fail with pgBackRest's code, and
+// info reports it missing rather than failing.
+func TestNoStanza(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	bin, err := pgbackrest.FindBinary("")
+	if err != nil {
+		t.Skipf("pgBackRest is not installed (CI installs Debian's pgbackrest): %v", err)
+	}
+	dir := t.TempDir()
+	cfg := pgbackrest.Config{Stanza: "nothing", Repos: []pgbackrest.Repo{{Path: filepath.Join(dir, "repo")}},
+		PG: pgbackrest.PG{Path: filepath.Join(dir, "pgdata")}, LockPath: filepath.Join(dir, "lock"), SpoolPath: filepath.Join(dir, "spool")}
+	text, err := cfg.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "pgbackrest.conf")
+	if err := os.WriteFile(conf, text, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := &pgbackrest.Driver{Bin: bin, Config: conf, Stanza: "nothing"}
+	info, err := d.Info(ctx, "")
+	if err != nil || info.Status.Code != pgbackrest.StatusMissing {
+		t.Errorf("Info = %+v, %v; want status %d (missing stanza)", info, err, pgbackrest.StatusMissing)
+	}
+	err = d.Expire(ctx, "")
+	var e *pgbackrest.Error
+	if !errors.As(err, &e) || e.Code == 0 || e.Message == "" {
+		t.Errorf("Expire on a missing stanza = %v, want a pgBackRest error with its code", err)
+	}
+}
+
+func hasDatabase(b pgbackrest.BackupInfo, name string) bool {
+	for _, d := range b.DatabaseRef {
+		if d.Name == name {
+			return true
+		}
+	}
+	return false
+}
