@@ -62,8 +62,8 @@ func TestRegionsDoNotImportTheControlPlane(t *testing.T) {
 	}
 }
 
-// TestControlPlaneDoesNotImportPostgres: the control plane never reaches into PostgreSQL by
-// itself (DESIGN.md); what it knows of PostgreSQL (WAL locations, the replication state
+// TestControlPlaneDoesNotImportPostgres: the control plane never reaches into PostgreSQL (nor
+// runs pgBackRest) by itself (DESIGN.md); what it knows of PostgreSQL (WAL locations, the replication state
 // agents report, slot names, the verifier it stores) comes from internal/pgtypes, which
 // imports nothing of Fog's.
 func TestControlPlaneDoesNotImportPostgres(t *testing.T) {
@@ -74,7 +74,7 @@ func TestControlPlaneDoesNotImportPostgres(t *testing.T) {
 		t.Fatalf("go list: %v", err)
 	}
 	for _, p := range strings.Fields(string(out)) {
-		if p == mod+"postgres" {
+		if p == mod+"postgres" || p == mod+"pgbackrest" {
 			t.Errorf("a control-plane package depends on %s", p)
 		}
 	}
@@ -85,6 +85,22 @@ func TestControlPlaneDoesNotImportPostgres(t *testing.T) {
 	for _, p := range strings.Fields(string(out)) {
 		if strings.HasPrefix(p, mod) && p != mod+"pgtypes" {
 			t.Errorf("pgtypes depends on %s; it must import nothing of Fog's", p)
+		}
+	}
+}
+
+// TestPgBackRestIsALeaf: the pgBackRest driver runs on the regions' machines and is called by
+// package postgres and the agent; like pgtypes it imports nothing of Fog's, so that either can
+// use it without a cycle and it can be tested alone.
+func TestPgBackRestIsALeaf(t *testing.T) {
+	mod := "github.com/fogdb/fog/internal/"
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", "../pgbackrest").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if strings.HasPrefix(p, mod) && p != mod+"pgbackrest" {
+			t.Errorf("pgbackrest depends on %s; it must import nothing of Fog's", p)
 		}
 	}
 }
