@@ -183,6 +183,19 @@ func TestParseInfo(t *testing.T) {
 	}
 }
 
+func TestNotInstalled(t *testing.T) {
+	d := &Driver{Bin: "/nonexistent/pgbackrest", Config: "/nonexistent.conf", Stanza: "s"}
+	if _, err := d.Info(t.Context(), ""); !errors.Is(err, ErrNotInstalled) {
+		t.Errorf("Info with no executable = %v, want ErrNotInstalled", err)
+	}
+	if err := d.Restore(t.Context(), RestoreOptions{Progress: func(float64) {}}); !errors.Is(err, ErrNotInstalled) {
+		t.Errorf("Restore with no executable = %v, want ErrNotInstalled", err)
+	}
+	if _, err := FindBinary("/nonexistent/pgbackrest"); !errors.Is(err, ErrNotInstalled) {
+		t.Errorf("FindBinary of a missing file = %v, want ErrNotInstalled", err)
+	}
+}
+
 func TestErrorLine(t *testing.T) {
 	m := errorLine.FindStringSubmatch("P00  ERROR: [055]: unable to load info file '/r/archive/s1/archive.info'")
 	if m == nil || m[1] != "055" || !strings.HasPrefix(m[2], "unable to load") {

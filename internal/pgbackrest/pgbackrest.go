@@ -136,10 +136,7 @@ func IsCode(err error, code int) bool {
 var errorLine = regexp.MustCompile(`ERROR: \[(\d{3})\]: (.*)`)
 
 func (d *Driver) command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	bin := d.Bin
-	if bin == "" {
-		bin, _ = FindBinary("")
-	}
+	bin := d.binary()
 	full := append([]string{"--config=" + d.Config, "--stanza=" + d.Stanza}, args...)
 	full = append(full, name)
 	cmd := exec.CommandContext(ctx, bin, full...)
@@ -158,6 +155,18 @@ func (d *Driver) command(ctx context.Context, name string, args ...string) *exec
 	return cmd
 }
 
+// binary is the executable the commands run: Bin, or the one FindBinary finds, or the name
+// alone (the command then fails with ErrNotInstalled).
+func (d *Driver) binary() string {
+	if d.Bin != "" {
+		return d.Bin
+	}
+	if bin, err := FindBinary(""); err == nil {
+		return bin
+	}
+	return "pgbackrest"
+}
+
 // run runs a command and returns its standard output. Its console log goes to stdout at
 // the level given; errors are read from stderr.
 func (d *Driver) run(ctx context.Context, name string, args ...string) ([]byte, error) {
@@ -169,6 +178,9 @@ func (d *Driver) run(ctx context.Context, name string, args ...string) ([]byte, 
 	err := cmd.Run()
 	if err == nil {
 		return stdout.Bytes(), nil
+	}
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %v", ErrNotInstalled, err)
 	}
 	e := &Error{Command: name}
 	var exit *exec.ExitError
@@ -213,20 +225,12 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 // ArchivePushCommand is archive_command for this stanza. PostgreSQL runs it through the
 // shell as the instance's OS user; the configuration names everything else.
 func (d *Driver) ArchivePushCommand() string {
-	bin := d.Bin
-	if bin == "" {
-		bin, _ = FindBinary("")
-	}
-	return fmt.Sprintf("%s --config=%s --stanza=%s archive-push %%p", shellQuote(bin), shellQuote(d.Config), shellQuote(d.Stanza))
+	return fmt.Sprintf("%s --config=%s --stanza=%s archive-push %%p", shellQuote(d.binary()), shellQuote(d.Config), shellQuote(d.Stanza))
 }
 
 // ArchiveGetCommand is restore_command for this stanza.
 func (d *Driver) ArchiveGetCommand() string {
-	bin := d.Bin
-	if bin == "" {
-		bin, _ = FindBinary("")
-	}
-	return fmt.Sprintf("%s --config=%s --stanza=%s archive-get %%f \"%%p\"", shellQuote(bin), shellQuote(d.Config), shellQuote(d.Stanza))
+	return fmt.Sprintf("%s --config=%s --stanza=%s archive-get %%f \"%%p\"", shellQuote(d.binary()), shellQuote(d.Config), shellQuote(d.Stanza))
 }
 
 // StanzaCreate creates the stanza in every repository, recording the cluster's system
@@ -437,6 +441,9 @@ func (d *Driver) runProgress(ctx context.Context, name string, progress func(flo
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: %v", ErrNotInstalled, err)
+		}
 		return &Error{Command: name, Message: err.Error()}
 	}
 	sc := bufio.NewScanner(out)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -280,6 +281,15 @@ func TestPointInTimeRestoreOfOneDatabase(t *testing.T) {
 	t.Logf("restore of %s into the scratch directory: %v (progress reached %.0f%%)", full, time.Since(t0).Round(time.Millisecond), last*100)
 	if last < 0.99 {
 		t.Errorf("restore progress ended at %v, want 1", last)
+	}
+	// The recovery settings pgBackRest wrote fetch WAL with the job's configuration, not the
+	// live instance's (whose spool and locks are the instance's own).
+	auto, err := scratch.ReadFile("pgdata/postgresql.auto.conf", 1<<16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(auto), "--config="+rd.Config) || !strings.Contains(string(auto), "archive-get") {
+		t.Errorf("postgresql.auto.conf of the restored cluster:\n%s\nwant a restore_command with --config=%s", auto, rd.Config)
 	}
 	// Fog's settings for the scratch cluster replace the restored ones: its own port and
 	// socket, no archiving; pgBackRest's recovery settings (postgresql.auto.conf) stay.
