@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -91,6 +92,34 @@ type PG struct {
 	Port       int
 	// User and Database are the role and database pgBackRest connects as and to.
 	User, Database string
+	// Remote, when set, reaches this cluster through the pgBackRest TLS server on its
+	// machine (pgN-host-*): a standby's backup asks the primary to start and stop it there.
+	Remote *Remote
+}
+
+// Remote is a pgBackRest TLS server a command reaches a cluster through.
+type Remote struct {
+	// Host must be a name the server's certificate carries as a DNS name: pgBackRest 2.45
+	// does not match IP addresses.
+	Host string
+	Port int
+	// CAFile verifies the server; CertFile and KeyFile are this side's client identity,
+	// which the server admits for the stanza (Server.Auth).
+	CAFile, CertFile, KeyFile string
+	// Config is the configuration file the server's side reads (pgN-host-config).
+	Config string
+}
+
+// Server is a pgBackRest TLS server's settings (tls-server-*): the one a primary's member runs,
+// as its own OS user, so that its partner's standby can back up through it.
+type Server struct {
+	Address string
+	Port    int
+	// CAFile verifies clients; CertFile and KeyFile are the server's identity.
+	CAFile, CertFile, KeyFile string
+	// Auth maps a client certificate's common name to the stanzas it may use
+	// (tls-server-auth); Fog admits the partner's identity for the one stanza.
+	Auth map[string][]string
 }
 
 // Config is one pgbackrest.conf: global options, and one stanza's section. Fog writes one
@@ -98,7 +127,14 @@ type PG struct {
 type Config struct {
 	Stanza string
 	Repos  []Repo
-	PG     PG
+	// PG is pg1. For a backup from a standby it is the primary (Remote set) and Standby,
+	// pg2, the local standby, with BackupStandby; archive-push needs a configuration whose
+	// pg1 is local.
+	PG            PG
+	Standby       *PG
+	BackupStandby bool
+	// Server, when set, adds the TLS server's settings (for `pgbackrest server`).
+	Server *Server
 
 	// ArchiveAsync pushes and gets WAL through a local spool in the background: PostgreSQL's
 	// archive_command returns as soon as the segment is queued (archive-async).
@@ -150,8 +186,19 @@ func (c Config) Validate() error {
 	if len(c.Repos) == 0 {
 		return bad("no repository")
 	}
-	if c.PG.Path == "" {
+	if c.PG.Path == "" || (c.Standby != nil && c.Standby.Path == "") {
 		return bad("no data directory")
+	}
+	if c.BackupStandby && c.Standby == nil {
+		return bad("backup-standby needs the standby (pg2)")
+	}
+	for _, pg := range []*PG{&c.PG, c.Standby} {
+		if pg != nil && pg.Remote != nil && (pg.Remote.Host == "" || pg.Remote.CAFile == "" || pg.Remote.CertFile == "" || pg.Remote.KeyFile == "") {
+			return bad("a remote cluster needs a host, a CA and a client certificate and key")
+		}
+	}
+	if v := c.Server; v != nil && (v.CAFile == "" || v.CertFile == "" || v.KeyFile == "" || len(v.Auth) == 0) {
+		return bad("a TLS server needs a CA, a certificate and key, and the clients it admits")
 	}
 	// pgBackRest's defaults for both are shared by every user of the machine: another
 	// instance's user could plant links there, or hold the locks.
@@ -292,14 +339,51 @@ func (c Config) render() ([]byte, error) {
 	if c.StartFast {
 		put("start-fast", "y")
 	}
-	fmt.Fprintf(&b, "\n[%s]\n", c.Stanza)
-	put("pg1-path", c.PG.Path)
-	putIf("pg1-socket-path", c.PG.SocketPath)
-	if c.PG.Port > 0 {
-		put("pg1-port", strconv.Itoa(c.PG.Port))
+	if c.BackupStandby {
+		put("backup-standby", "y")
 	}
-	putIf("pg1-user", c.PG.User)
-	putIf("pg1-database", c.PG.Database)
+	if v := c.Server; v != nil {
+		putIf("tls-server-address", v.Address)
+		num("tls-server-port", int64(v.Port))
+		put("tls-server-ca-file", v.CAFile)
+		put("tls-server-cert-file", v.CertFile)
+		put("tls-server-key-file", v.KeyFile)
+		cns := make([]string, 0, len(v.Auth))
+		for cn := range v.Auth {
+			cns = append(cns, cn)
+		}
+		sort.Strings(cns)
+		for _, cn := range cns {
+			if len(v.Auth[cn]) == 0 || strings.ContainsAny(cn, "=,") {
+				err = fmt.Errorf("%w: tls-server-auth for %q", ErrInvalidConfig, cn)
+			}
+			put("tls-server-auth", cn+"="+strings.Join(v.Auth[cn], ","))
+		}
+	}
+	fmt.Fprintf(&b, "\n[%s]\n", c.Stanza)
+	pg := func(n int, g PG) {
+		p := fmt.Sprintf("pg%d-", n)
+		put(p+"path", g.Path)
+		putIf(p+"socket-path", g.SocketPath)
+		if g.Port > 0 {
+			put(p+"port", strconv.Itoa(g.Port))
+		}
+		putIf(p+"user", g.User)
+		putIf(p+"database", g.Database)
+		if r := g.Remote; r != nil {
+			put(p+"host", r.Host)
+			put(p+"host-type", "tls")
+			num(p+"host-port", int64(r.Port))
+			put(p+"host-ca-file", r.CAFile)
+			put(p+"host-cert-file", r.CertFile)
+			put(p+"host-key-file", r.KeyFile)
+			putIf(p+"host-config", r.Config)
+		}
+	}
+	pg(1, c.PG)
+	if c.Standby != nil {
+		pg(2, *c.Standby)
+	}
 	if err != nil {
 		return nil, err
 	}

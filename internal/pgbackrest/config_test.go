@@ -82,6 +82,44 @@ func TestRenderObjectStores(t *testing.T) {
 	}
 }
 
+// TestRenderBackupFromStandby renders the two configurations of a backup from a standby
+// (docs/backups.md): the standby's, pg1 the primary through its TLS server and pg2 the local
+// standby; and the primary's server, admitting the partner's identity for the stanza alone.
+func TestRenderBackupFromStandby(t *testing.T) {
+	c := posixConfig()
+	c.ArchiveAsync = false
+	c.Standby = &PG{Path: "/var/lib/fog/r2/i-9b/pgdata", SocketPath: "/tmp/fog-sockets-0/fog-02", Port: 5432, User: "fog_backup", Database: "fog_system"}
+	c.PG.Remote = &Remote{Host: "i-3f2a.west.fog.test", Port: 8432, CAFile: "/r2/ca.crt", CertFile: "/r2/i-9b/replication.crt",
+		KeyFile: "/r2/i-9b/replication.key", Config: "/r1/i-3f2a/pgbackrest-server.conf"}
+	c.BackupStandby = true
+	got, err := c.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"backup-standby=y", "pg1-path=/var/lib/fog/r1/i-3f2a/pgdata", "pg1-host=i-3f2a.west.fog.test",
+		"pg1-host-type=tls", "pg1-host-port=8432", "pg1-host-ca-file=/r2/ca.crt", "pg1-host-cert-file=/r2/i-9b/replication.crt",
+		"pg1-host-key-file=/r2/i-9b/replication.key", "pg1-host-config=/r1/i-3f2a/pgbackrest-server.conf",
+		"pg2-path=/var/lib/fog/r2/i-9b/pgdata", "pg2-socket-path=/tmp/fog-sockets-0/fog-02", "pg2-port=5432", "pg2-user=fog_backup"} {
+		if !strings.Contains(string(got), "\n"+line+"\n") {
+			t.Errorf("Render() has no line %q:\n%s", line, got)
+		}
+	}
+
+	srv := posixConfig()
+	srv.Server = &Server{Address: "127.0.0.7", Port: 8432, CAFile: "/r1/ca.crt", CertFile: "/r1/i-3f2a/server.crt", KeyFile: "/r1/i-3f2a/server.key",
+		Auth: map[string][]string{"repl.i-9b": {"i-3f2a"}}}
+	got, err = srv.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"tls-server-address=127.0.0.7", "tls-server-port=8432", "tls-server-ca-file=/r1/ca.crt",
+		"tls-server-cert-file=/r1/i-3f2a/server.crt", "tls-server-key-file=/r1/i-3f2a/server.key", "tls-server-auth=repl.i-9b=i-3f2a"} {
+		if !strings.Contains(string(got), "\n"+line+"\n") {
+			t.Errorf("Render() has no line %q:\n%s", line, got)
+		}
+	}
+}
+
 func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -99,6 +137,12 @@ func TestValidate(t *testing.T) {
 		{"unknown type", func(c *Config) { c.Repos[0].Type = "gcs" }},
 		{"days and count", func(c *Config) { c.Repos[0].Retention.FullCount = 3 }},
 		{"a line break in a value", func(c *Config) { c.PG.Path = "/x\nrepo1-path=/etc" }},
+		{"backup-standby without a standby", func(c *Config) { c.BackupStandby = true }},
+		{"a remote without a client certificate", func(c *Config) { c.PG.Remote = &Remote{Host: "h", CAFile: "ca"} }},
+		{"a server admitting nobody", func(c *Config) { c.Server = &Server{CAFile: "ca", CertFile: "c", KeyFile: "k"} }},
+		{"a server admitting a client for no stanza", func(c *Config) {
+			c.Server = &Server{CAFile: "ca", CertFile: "c", KeyFile: "k", Auth: map[string][]string{"cn": nil}}
+		}},
 		{"a section header in a value", func(c *Config) {
 			c.Repos[0] = Repo{Type: S3, S3: &S3Store{Bucket: "b", Endpoint: "e", Region: "r", Key: "k\n[other]"}}
 		}},

@@ -2,7 +2,9 @@
 // configuration file of an instance's stanza (Config), builds PostgreSQL's archive_command
 // and restore_command, and runs stanza-create, check, backup, info, expire, restore and
 // verify as the OS user that owns the instance's files (Driver), with typed results (Info,
-// Backup) and errors (*Error, with pgBackRest's error code).
+// BackupInfo) and errors (*Error, with pgBackRest's error code). It also renders and starts
+// the TLS server a primary's member runs so that its partner can back up the standby
+// (Config.Server, Driver.ServerCommand).
 //
 // It imports nothing of Fog's: package postgres (which writes the configuration and starts
 // the server) and the agent call it, never the other way round, as with pgtypes. It knows
@@ -136,10 +138,19 @@ func IsCode(err error, code int) bool {
 var errorLine = regexp.MustCompile(`ERROR: \[(\d{3})\]: (.*)`)
 
 func (d *Driver) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return d.exec(ctx, append(append([]string{"--config=" + d.Config, "--stanza=" + d.Stanza}, args...), name))
+}
+
+// ServerCommand is `pgbackrest server` with the driver's configuration (Config.Server), as
+// the driver's user, in a process group of its own, for the caller to start and supervise;
+// cancelling ctx stops it. A primary's member runs it so its partner can back up the standby.
+func (d *Driver) ServerCommand(ctx context.Context) *exec.Cmd {
+	return d.exec(ctx, []string{"--config=" + d.Config, "--log-level-console=off", "--log-level-stderr=warn", "server"})
+}
+
+func (d *Driver) exec(ctx context.Context, args []string) *exec.Cmd {
 	bin := d.binary()
-	full := append([]string{"--config=" + d.Config, "--stanza=" + d.Stanza}, args...)
-	full = append(full, name)
-	cmd := exec.CommandContext(ctx, bin, full...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	// Its own process group: a cancelled command ends with the processes it forked
 	// (process-max) and not a signal meant for Fog reaches it. SIGTERM lets pgBackRest
 	// stop cleanly; a backup it leaves is resumed by the next one.
