@@ -123,7 +123,7 @@ const (
 	CodeArchiveMismatch = 44 // the cluster's system identifier or version is not the stanza's
 	CodeLockAcquire     = 50 // another command holds the stanza's lock
 	CodeFileMissing     = 55 // e.g. the stanza does not exist in the repository
-	CodeDBConnect       = 56
+	CodeDBConnect       = 56 // the cluster could not be reached, or none of them is a primary
 	CodeArchiveTimeout  = 82 // WAL a backup or check needs was not archived in time
 	CodeArchiveDisabled = 87 // archive_mode is off, or the stanza was stopped
 )
@@ -138,17 +138,18 @@ func IsCode(err error, code int) bool {
 var errorLine = regexp.MustCompile(`ERROR: \[(\d{3})\]: (.*)`)
 
 func (d *Driver) command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	return d.exec(ctx, append(append([]string{"--config=" + d.Config, "--stanza=" + d.Stanza}, args...), name))
+	return d.prepare(ctx, append(append([]string{"--config=" + d.Config, "--stanza=" + d.Stanza}, args...), name))
 }
 
 // ServerCommand is `pgbackrest server` with the driver's configuration (Config.Server), as
 // the driver's user, in a process group of its own, for the caller to start and supervise;
 // cancelling ctx stops it. A primary's member runs it so its partner can back up the standby.
 func (d *Driver) ServerCommand(ctx context.Context) *exec.Cmd {
-	return d.exec(ctx, []string{"--config=" + d.Config, "--log-level-console=off", "--log-level-stderr=warn", "server"})
+	return d.prepare(ctx, []string{"--config=" + d.Config, "--log-level-console=off", "--log-level-stderr=warn", "server"})
 }
 
-func (d *Driver) exec(ctx context.Context, args []string) *exec.Cmd {
+// prepare builds the command: the driver's user, its own process group, an empty environment.
+func (d *Driver) prepare(ctx context.Context, args []string) *exec.Cmd {
 	bin := d.binary()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	// Its own process group: a cancelled command ends with the processes it forked
