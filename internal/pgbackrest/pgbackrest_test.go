@@ -265,17 +265,18 @@ func TestPointInTimeRestoreOfOneDatabase(t *testing.T) {
 	}
 	var last float64
 	t0 = time.Now()
-	err = rd.Restore(ctx, pgbackrest.RestoreOptions{
+	opts := pgbackrest.RestoreOptions{
 		Path: scratch.DataDir(), Set: full, Type: "time", Target: target.UTC().Format("2006-01-02 15:04:05.999999-07"),
 		TargetAction: "pause", DBInclude: []string{"app"}, ArchiveOff: true,
-		Progress: func(f float64) {
-			if f < last {
-				t.Errorf("restore progress went back from %v to %v", last, f)
-			}
-			last = f
-		},
-	})
-	if err != nil {
+	}
+	withProgress := opts
+	withProgress.Progress = func(f float64) {
+		if f < last {
+			t.Errorf("restore progress went back from %v to %v", last, f)
+		}
+		last = f
+	}
+	if err := rd.Restore(ctx, withProgress); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("restore of %s into the scratch directory: %v (progress reached %.0f%%)", full, time.Since(t0).Round(time.Millisecond), last*100)
@@ -306,14 +307,7 @@ func TestPointInTimeRestoreOfOneDatabase(t *testing.T) {
 	waitPaused(ctx, t, sapp)
 	t.Logf("recovery to the target: %v", time.Since(t0).Round(time.Millisecond))
 
-	var n, lo, hi int
-	var phases int
-	if err := sapp.QueryRow(ctx, "SELECT count(*), min(id), max(id), count(DISTINCT phase) FROM public.t").Scan(&n, &lo, &hi, &phases); err != nil {
-		t.Fatalf("the restored table: %v; log: %s", err, scratch.LogTail(10))
-	}
-	if n != 200 || lo != 1 || hi != 200 || phases != 2 {
-		t.Errorf("restored rows: count %d, ids %d..%d, %d phases; want 200, 1..200, 2 (exactly what was committed before the target)", n, lo, hi, phases)
-	}
+	checkRows(ctx, t, scratch, sapp)
 	var archiveMode string
 	if err := sapp.QueryRow(ctx, "SELECT pg_catalog.current_setting('archive_mode')").Scan(&archiveMode); err != nil || archiveMode != "off" {
 		t.Errorf("the scratch cluster's archive_mode = %q, %v; want off (it must never push into the stanza)", archiveMode, err)
@@ -327,6 +321,29 @@ func TestPointInTimeRestoreOfOneDatabase(t *testing.T) {
 			t.Errorf("the excluded database was restored: %d rows", m)
 		}
 	}
+
+	// A restore step that is redone after a crash restores again over what the first attempt
+	// left, with --delta, and recovers to the same point.
+	sapp.Close(ctx)
+	if err := scratch.Stop(ctx, "immediate"); err != nil {
+		t.Fatal(err)
+	}
+	delta := opts
+	delta.Delta = true
+	t0 = time.Now()
+	if err := rd.Restore(ctx, delta); err != nil {
+		t.Fatal(err)
+	}
+	if err := scratch.WriteConfig(in.pgConfig(t, scratch, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := scratch.Start(ctx); err != nil {
+		t.Fatal(err, scratch.LogTail(20))
+	}
+	sapp = connect(ctx, t, scratch, "app")
+	waitPaused(ctx, t, sapp)
+	checkRows(ctx, t, scratch, sapp)
+	t.Logf("the same restore again with --delta, and its recovery: %v", time.Since(t0).Round(time.Millisecond))
 
 	if out, err := d.Verify(ctx); err != nil {
 		t.Errorf("verify: %v\n%s", err, out)
@@ -435,4 +452,16 @@ func hasDatabase(b pgbackrest.BackupInfo, name string) bool {
 		}
 	}
 	return false
+}
+
+// checkRows checks that the restored table has exactly the rows committed before the target.
+func checkRows(ctx context.Context, t *testing.T, c *postgres.Cluster, conn *pgx.Conn) {
+	t.Helper()
+	var n, lo, hi, phases int
+	if err := conn.QueryRow(ctx, "SELECT count(*), min(id), max(id), count(DISTINCT phase) FROM public.t").Scan(&n, &lo, &hi, &phases); err != nil {
+		t.Fatalf("the restored table: %v; log: %s", err, c.LogTail(10))
+	}
+	if n != 200 || lo != 1 || hi != 200 || phases != 2 {
+		t.Errorf("restored rows: count %d, ids %d..%d, %d phases; want 200, 1..200, 2 (exactly what was committed before the target)", n, lo, hi, phases)
+	}
 }
