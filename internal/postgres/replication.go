@@ -116,19 +116,34 @@ func EnsureMonitorRole(ctx context.Context, conn *pgx.Conn) error {
 }
 
 // BackupUser is the role pgBackRest connects as: it starts and stops backups, switches WAL
-// segments and creates restore points, and reads the settings pgBackRest checks
-// (data_directory, archive_command), nothing more. It logs in only over the socket, by peer
-// authentication of the instance's OS user (identConf), in SystemDB, where no tenant
-// connects; fog_guard keeps the admin from changing it or granting it.
+// segments, creates restore points, runs the checkpoint a backup from a standby starts with,
+// and reads the settings pgBackRest checks (data_directory, archive_command), nothing more.
+// It logs in only over the socket, by peer authentication of the instance's OS user
+// (identConf), in SystemDB, where no tenant connects; fog_guard keeps the admin from changing
+// it or granting it.
 const BackupUser = "fog_backup"
 
 // EnsureBackupRole creates or updates BackupUser. conn is the system role's; SystemDB must
 // exist (EnsureSystemDB). A function's grants live in each database's own pg_proc, so they
 // are made in SystemDB, the database pgBackRest connects to.
 func (c *Cluster) EnsureBackupRole(ctx context.Context, conn *pgx.Conn) error {
-	if err := ensureRole(ctx, conn, BackupUser, "LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS PASSWORD NULL",
-		"GRANT pg_read_all_settings TO "+ident(BackupUser),
-		"GRANT CONNECT ON DATABASE "+ident(SystemDB)+" TO "+ident(BackupUser)); err != nil {
+	var version int
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4").Scan(&version); err != nil {
+		return fmt.Errorf("ensure role %s: %w", BackupUser, err)
+	}
+	grants := []string{
+		"GRANT pg_read_all_settings TO " + ident(BackupUser),
+		"GRANT CONNECT ON DATABASE " + ident(SystemDB) + " TO " + ident(BackupUser),
+	}
+	// PostgreSQL 15 renamed the functions of a non-exclusive backup, and lets a role that
+	// is not a superuser run CHECKPOINT (pg_checkpoint).
+	start, stop := "pg_catalog.pg_backup_start(text, boolean)", "pg_catalog.pg_backup_stop(boolean)"
+	if version >= 150000 {
+		grants = append(grants, "GRANT pg_checkpoint TO "+ident(BackupUser))
+	} else {
+		start, stop = "pg_catalog.pg_start_backup(text, boolean, boolean)", "pg_catalog.pg_stop_backup(boolean, boolean)"
+	}
+	if err := ensureRole(ctx, conn, BackupUser, "LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS PASSWORD NULL", grants...); err != nil {
 		return err
 	}
 	sys, err := c.Connect(ctx, SystemDB)
@@ -136,15 +151,6 @@ func (c *Cluster) EnsureBackupRole(ctx context.Context, conn *pgx.Conn) error {
 		return err
 	}
 	defer sys.Close(context.Background())
-	var version int
-	if err := sys.QueryRow(ctx, "SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4").Scan(&version); err != nil {
-		return fmt.Errorf("ensure role %s: %w", BackupUser, err)
-	}
-	// PostgreSQL 15 renamed the functions of a non-exclusive backup.
-	start, stop := "pg_catalog.pg_backup_start(text, boolean)", "pg_catalog.pg_backup_stop(boolean)"
-	if version < 150000 {
-		start, stop = "pg_catalog.pg_start_backup(text, boolean, boolean)", "pg_catalog.pg_stop_backup(boolean, boolean)"
-	}
 	for _, fn := range []string{start, stop, "pg_catalog.pg_switch_wal()", "pg_catalog.pg_create_restore_point(text)"} {
 		if _, err := sys.Exec(ctx, "GRANT EXECUTE ON FUNCTION "+fn+" TO "+ident(BackupUser)); err != nil {
 			return fmt.Errorf("ensure role %s: %w", BackupUser, err)
