@@ -161,6 +161,11 @@ type Config struct {
 	LogPath string
 	// StartFast asks for an immediate checkpoint when a backup starts.
 	StartFast bool
+	// NoArchiveCheck turns off pgBackRest's checks of the archive settings and of the
+	// backup's WAL reaching the repository (archive-check=n). pgBackRest refuses a backup of
+	// a cluster with archive_mode=always, which every member of a group runs so that a
+	// promotion needs no restart; the caller then waits for the WAL itself (WaitArchived).
+	NoArchiveCheck bool
 	// ArchiveTimeout is how long a backup or check waits for its WAL to be archived, in
 	// seconds (zero: pgBackRest's 60).
 	ArchiveTimeout int
@@ -341,6 +346,9 @@ func (c Config) render() ([]byte, error) {
 	}
 	if c.BackupStandby {
 		put("backup-standby", "y")
+	}
+	if c.NoArchiveCheck {
+		put("archive-check", "n")
 	}
 	if v := c.Server; v != nil {
 		putIf("tls-server-address", v.Address)

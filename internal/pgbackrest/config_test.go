@@ -91,12 +91,12 @@ func TestRenderBackupFromStandby(t *testing.T) {
 	c.Standby = &PG{Path: "/var/lib/fog/r2/i-9b/pgdata", SocketPath: "/tmp/fog-sockets-0/fog-02", Port: 5432, User: "fog_backup", Database: "fog_system"}
 	c.PG.Remote = &Remote{Host: "i-3f2a.west.fog.test", Port: 8432, CAFile: "/r2/ca.crt", CertFile: "/r2/i-9b/replication.crt",
 		KeyFile: "/r2/i-9b/replication.key", Config: "/r1/i-3f2a/pgbackrest-server.conf"}
-	c.BackupStandby = true
+	c.BackupStandby, c.NoArchiveCheck = true, true
 	got, err := c.Render()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range []string{"backup-standby=y", "pg1-path=/var/lib/fog/r1/i-3f2a/pgdata", "pg1-host=i-3f2a.west.fog.test",
+	for _, line := range []string{"backup-standby=y", "archive-check=n", "pg1-path=/var/lib/fog/r1/i-3f2a/pgdata", "pg1-host=i-3f2a.west.fog.test",
 		"pg1-host-type=tls", "pg1-host-port=8432", "pg1-host-ca-file=/r2/ca.crt", "pg1-host-cert-file=/r2/i-9b/replication.crt",
 		"pg1-host-key-file=/r2/i-9b/replication.key", "pg1-host-config=/r1/i-3f2a/pgbackrest-server.conf",
 		"pg2-path=/var/lib/fog/r2/i-9b/pgdata", "pg2-socket-path=/tmp/fog-sockets-0/fog-02", "pg2-port=5432", "pg2-user=fog_backup"} {

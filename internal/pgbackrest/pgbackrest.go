@@ -312,6 +312,30 @@ func (d *Driver) Backup(ctx context.Context, typ BackupType, o BackupOptions) (s
 	return "", &Error{Command: "backup", Message: "no backup label in its output: " + lastLines(string(out), 3)}
 }
 
+// WaitArchived waits until the repository holds WAL segment (a name such as
+// 000000020000000000000005) or a later one: what makes a backup taken with NoArchiveCheck
+// consistent once its stop segment is there. It asks every poll.
+func (d *Driver) WaitArchived(ctx context.Context, segment string, poll time.Duration) error {
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		info, err := d.Info(ctx, "")
+		if err != nil {
+			return err
+		}
+		for _, a := range info.Archive {
+			if a.Max != "" && a.Max >= segment {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pgbackrest: WAL segment %s not in the repository: %w", segment, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
 // Expire removes backups and WAL beyond the retention; set removes one backup (with the
 // ones that depend on it) whatever the retention says.
 func (d *Driver) Expire(ctx context.Context, set string) error {

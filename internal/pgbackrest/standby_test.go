@@ -14,6 +14,7 @@ import (
 	"github.com/fogdb/fog/internal/devca"
 	"github.com/fogdb/fog/internal/pgbackrest"
 	"github.com/fogdb/fog/internal/postgres"
+	"github.com/jackc/pgx/v5"
 )
 
 // member is one side of a failover group for the standby-backup test: its cluster, its OS
@@ -38,6 +39,9 @@ func (m *member) config() pgbackrest.Config {
 		PG:           m.local(),
 		ArchiveAsync: true, SpoolPath: filepath.Join(m.bdir, "spool"), LockPath: filepath.Join(m.bdir, "lock"),
 		ProcessMax: 1, CompressType: "lz4", StartFast: true, ArchiveTimeout: 30,
+		// Both members archive with archive_mode=always, whatever their role, so that a
+		// promotion needs no restart; pgBackRest's archive check refuses that mode.
+		NoArchiveCheck: true,
 	}
 }
 
@@ -61,6 +65,9 @@ func (m *member) write(t *testing.T, name string, cfg pgbackrest.Config) *pgback
 // always), and a backup copies the standby's files into it while the primary only starts and
 // stops the backup, through the pgBackRest TLS server its member runs as its own OS user. The
 // server admits the partner's replication identity for the group's stanza and no other.
+// Then a failover: the promoted standby archives its new timeline into the same stanza, its
+// next backup is a differential one on the full backup taken while it was a standby, and that
+// backup restores the rows of both timelines.
 func TestBackupFromTheStandby(t *testing.T) {
 	if _, err := pgbackrest.FindBinary(""); err != nil {
 		t.Skipf("pgBackRest is not installed (CI installs Debian's pgbackrest): %v", err)
@@ -128,7 +135,7 @@ func TestBackupFromTheStandby(t *testing.T) {
 	if err := a.c.Init(ctx, "C.UTF-8"); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.c.WriteConfig(pgConfig(a, nil, &postgres.Archive{Command: aArchive.ArchivePushCommand(), Timeout: time.Minute})); err != nil {
+	if err := a.c.WriteConfig(pgConfig(a, nil, &postgres.Archive{Command: aArchive.ArchivePushCommand(), Always: true, Timeout: time.Minute})); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.c.Start(ctx); err != nil {
@@ -204,7 +211,13 @@ func TestBackupFromTheStandby(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { stop(); _ = cmd.Wait() }()
+	var waited bool
+	defer func() {
+		stop()
+		if !waited {
+			_ = cmd.Wait()
+		}
+	}()
 
 	// The standby's region: pg1 the primary through its server, pg2 the local standby.
 	bcfg := b.config()
@@ -228,9 +241,16 @@ func TestBackupFromTheStandby(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("full backup %s of the standby into its region's repository: %v", label, time.Since(t0).Round(time.Millisecond))
-	info, err := bArchive.Info(ctx, "")
+	info, err := bArchive.Info(ctx, label)
 	if err != nil {
+		t.Fatal(err)
+	}
+	bi, _ := info.Find(label)
+	if err := bArchive.WaitArchived(ctx, bi.Archive.Stop, 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("full backup %s of the standby into its region's repository, with its WAL: %v", label, time.Since(t0).Round(time.Millisecond))
+	if info, err = bArchive.Info(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
 	bi, ok := info.Find(label)
@@ -261,7 +281,129 @@ func TestBackupFromTheStandby(t *testing.T) {
 	if _, err := other.Backup(ctx, pgbackrest.Full, pgbackrest.BackupOptions{}); !pgbackrest.IsCode(err, pgbackrest.CodeDBConnect) {
 		t.Errorf("a backup through the primary's server with another instance's certificate = %v, want error %d", err, pgbackrest.CodeDBConnect)
 	}
+
+	// Failover: the primary stops, the standby is promoted (timeline 2) and keeps archiving
+	// into its region's repository with the configuration it had.
+	exec(ctx, t, app, "INSERT INTO public.g SELECT generate_series(1001, 2000)")
+	var flushed string
+	if err := app.QueryRow(ctx, "SELECT pg_catalog.pg_current_wal_flush_lsn()::text").Scan(&flushed); err != nil {
+		t.Fatal(err)
+	}
+	bsys := connect(ctx, t, b.c, "postgres")
+	waitReplayed(ctx, t, bsys, flushed)
+	stop()
+	_, waited = cmd.Wait(), true
+	if err := a.c.Stop(ctx, "fast"); err != nil {
+		t.Fatal(err)
+	}
+	if err := postgres.Promote(ctx, bsys); err != nil {
+		t.Fatal(err)
+	}
+	waitPromoted(ctx, t, bsys)
+	// As Fog's promotion does: pg_control names the new timeline only after a checkpoint,
+	// and pgBackRest refuses a backup while the two differ (058).
+	if err := postgres.Checkpoint(ctx, bsys); err != nil {
+		t.Fatal(err)
+	}
+	exec(ctx, t, bsys, "INSERT INTO public.g SELECT generate_series(2001, 3000)")
+	t0 = time.Now()
+	diff, err := bArchive.Backup(ctx, pgbackrest.Diff, pgbackrest.BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err = bArchive.Info(ctx, diff); err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := info.Find(diff); ok {
+		if err := bArchive.WaitArchived(ctx, d.Archive.Stop, 100*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("after the failover, diff backup %s of the new primary, with its WAL: %v", diff, time.Since(t0).Round(time.Millisecond))
+	if info, err = bArchive.Info(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := info.Find(diff); !ok || d.Type != pgbackrest.Diff || d.Prior != label {
+		t.Errorf("backups after the failover: %+v; want the diff %s on the full %s", info.Backup, diff, label)
+	}
+	if len(info.Archive) != 1 || info.Archive[0].Max[:8] != "00000002" {
+		t.Errorf("archive after the failover: %+v; want timeline 2's WAL in the same stanza", info.Archive)
+	}
+
+	// That backup restores, to its end, the rows of both timelines.
+	scratch := &postgres.Cluster{Dir: filepath.Join(dir, "scratch"), SocketDir: postgres.SocketDirFor(dir + "scratch"), Host: host, Port: freePort(t, host), R: b.r}
+	if err := b.r.MkdirOwned(scratch.DataDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	rcfg := b.config()
+	rcfg.ArchiveAsync = false
+	for _, sub := range []string{"restore-spool", "restore-lock"} {
+		if err := b.r.MkdirOwned(filepath.Join(b.bdir, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rcfg.SpoolPath, rcfg.LockPath = filepath.Join(b.bdir, "restore-spool"), filepath.Join(b.bdir, "restore-lock")
+	restore := b.write(t, "restore.conf", rcfg)
+	if err := restore.Restore(ctx, pgbackrest.RestoreOptions{Path: scratch.DataDir(), Set: diff, Type: "immediate",
+		TargetAction: "pause", ArchiveOff: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := scratch.WriteConfig(pgConfig(&member{c: scratch}, nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := scratch.Start(ctx); err != nil {
+		t.Fatal(err, scratch.LogTail(20))
+	}
+	t.Cleanup(func() { scratch.StopNow(context.Background(), true) })
+	sc := connect(ctx, t, scratch, "postgres")
+	waitPaused(ctx, t, sc)
+	var n, hi int
+	if err := sc.QueryRow(ctx, "SELECT count(*), max(id) FROM public.g").Scan(&n, &hi); err != nil || n != 3000 || hi != 3000 {
+		t.Errorf("restored from the diff after the failover: %d rows, max %d, %v; want 3000 (both timelines)", n, hi, err)
+	}
 	t.Logf("total: %v", time.Since(started).Round(time.Millisecond))
+}
+
+// waitReplayed waits until the standby has replayed WAL up to lsn.
+func waitReplayed(ctx context.Context, t *testing.T, conn *pgx.Conn, lsn string) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var done bool
+		if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_last_wal_replay_lsn() OPERATOR(pg_catalog.>=) $1::pg_catalog.pg_lsn", lsn).Scan(&done); err != nil {
+			t.Fatal(err)
+		}
+		if done {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the standby did not replay up to %s", lsn)
+		case <-tick.C:
+		}
+	}
+}
+
+// waitPromoted waits until the server is out of recovery.
+func waitPromoted(ctx context.Context, t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var inRecovery bool
+		if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+			t.Fatal(err)
+		}
+		if !inRecovery {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the standby was not promoted")
+		case <-tick.C:
+		}
+	}
 }
 
 // waitListening waits until something accepts connections on addr.

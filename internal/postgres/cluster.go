@@ -324,7 +324,9 @@ type Archive struct {
 	// segment's path relative to the data directory.
 	Command string
 	// Always archives on a standby too (archive_mode = always): a standby then keeps its own
-	// region's repository complete with the WAL it receives.
+	// region's repository complete with the WAL it receives. Every member of a group runs it
+	// whatever its role, since a change of archive_mode needs a restart and a promotion must
+	// not.
 	Always bool
 	// Timeout is archive_timeout: a segment with any WAL in it is switched and archived
 	// after this long, which bounds what a restore from the repository can lose.
