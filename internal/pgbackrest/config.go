@@ -152,7 +152,9 @@ type Config struct {
 	ArchiveGetQueueMax int64
 	// ProcessMax is how many processes compress and transfer in parallel.
 	ProcessMax int
-	// CompressType is gz, lz4, zst or bz2 ("" pgBackRest's default, gz).
+	// CompressType is gz, lz4, zst or bz2 ("" pgBackRest's default, gz). Fog uses zst: a
+	// segment switched by archive_timeout is mostly zeros, which zst stores in under 1 KB and
+	// lz4 in 69 KB.
 	CompressType string
 	// LockPath must be the instance's own too (the default is /tmp/pgbackrest).
 	LockPath string

@@ -15,7 +15,7 @@ func posixConfig() Config {
 		PG: PG{Path: "/var/lib/fog/r1/i-3f2a/pgdata", SocketPath: "/tmp/fog-sockets-0/fog-01", Port: 5432,
 			User: "fog_backup", Database: "fog_system"},
 		ArchiveAsync: true, SpoolPath: "/var/lib/fog/r1/spool/i-3f2a", ArchivePushQueueMax: 1 << 30,
-		ProcessMax: 2, CompressType: "lz4", LockPath: "/var/lib/fog/r1/lock/i-3f2a", StartFast: true,
+		ProcessMax: 2, CompressType: "zst", LockPath: "/var/lib/fog/r1/lock/i-3f2a", StartFast: true,
 	}
 }
 
@@ -35,7 +35,7 @@ archive-async=y
 spool-path=/var/lib/fog/r1/spool/i-3f2a
 archive-push-queue-max=1073741824
 process-max=2
-compress-type=lz4
+compress-type=zst
 lock-path=/var/lib/fog/r1/lock/i-3f2a
 log-level-file=off
 start-fast=y

@@ -96,7 +96,7 @@ func startInstance(ctx context.Context, t *testing.T) *instance {
 		PG: pgbackrest.PG{Path: c.DataDir(), SocketPath: c.SocketDir, Port: c.Port,
 			User: postgres.BackupUser, Database: postgres.SystemDB},
 		ArchiveAsync: true, SpoolPath: filepath.Join(bdir, "spool"), ArchivePushQueueMax: 256 << 20,
-		ProcessMax: 1, CompressType: "lz4", LockPath: filepath.Join(bdir, "lock"),
+		ProcessMax: 1, CompressType: "zst", LockPath: filepath.Join(bdir, "lock"),
 		LogPath: filepath.Join(bdir, "log"), StartFast: true, ArchiveTimeout: 30,
 	}
 	var u *pgbackrest.User

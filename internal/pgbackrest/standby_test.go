@@ -38,7 +38,7 @@ func (m *member) config() pgbackrest.Config {
 		Repos:        []pgbackrest.Repo{{Path: filepath.Join(m.bdir, "repo"), Retention: pgbackrest.Retention{FullCount: 2}}},
 		PG:           m.local(),
 		ArchiveAsync: true, SpoolPath: filepath.Join(m.bdir, "spool"), LockPath: filepath.Join(m.bdir, "lock"),
-		ProcessMax: 1, CompressType: "lz4", StartFast: true, ArchiveTimeout: 30,
+		ProcessMax: 1, CompressType: "zst", StartFast: true, ArchiveTimeout: 30,
 		// Both members archive with archive_mode=always, whatever their role, so that a
 		// promotion needs no restart; pgBackRest's archive check refuses that mode.
 		NoArchiveCheck: true,
