@@ -51,7 +51,15 @@ type Agent struct {
 
 	probeMu sync.Mutex
 	probes  map[string]lease.Probe
+
+	// published is closed once the agent record (its address and port ranges) is in the
+	// store: from then on the control plane can place instances in the region.
+	published chan struct{}
 }
+
+// Published is closed once the agent has published its record, so that the control plane
+// can place instances in its region.
+func (a *Agent) Published() <-chan struct{} { return a.published }
 
 // New returns an agent.
 func New(cfg Config, st store.Store, runner *postgres.Runner, ca Issuer, log *slog.Logger) (*Agent, error) {
@@ -61,7 +69,7 @@ func New(cfg Config, st store.Store, runner *postgres.Runner, ca Issuer, log *sl
 	if cfg.Observe == 0 {
 		cfg.Observe = DefaultObserve
 	}
-	a := &Agent{cfg: cfg, st: st, runner: runner, ca: ca, log: log.With("region", cfg.Region), workers: map[string]*worker{},
+	a := &Agent{cfg: cfg, st: st, runner: runner, ca: ca, log: log.With("region", cfg.Region), workers: map[string]*worker{}, published: make(chan struct{}),
 		specByUID: map[string]instance.Spec{}, locks: map[string]*sync.Mutex{}}
 	guardFile := ""
 	if len(cfg.GuardCommand) > 0 {
@@ -204,6 +212,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	lwg.Go(func() { a.probe(wctx) })
 	if err := a.publish(ctx); err != nil {
 		return err
+	}
+	if ctx.Err() == nil {
+		close(a.published)
 	}
 	specs := a.st.Watch(wctx, instance.SpecPrefix(a.cfg.Region))
 	cmds := a.st.Watch(wctx, instance.CommandPrefix(a.cfg.Region))

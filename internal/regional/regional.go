@@ -37,7 +37,8 @@ type Config struct {
 	Agent agent.Config
 	// Gateway configures the region's listeners; Run sets the store prefixes it watches.
 	Gateway gateway.Config
-	// Ready, when set, is called once the agent and gateway run.
+	// Ready, when set, is called once the agent and gateway run and the agent's record is
+	// published (the control plane can place instances in the region).
 	Ready func()
 	// Metrics, when set, gets the region's collector (listeners' connections, lease age).
 	Metrics prometheus.Registerer
@@ -123,7 +124,16 @@ func Run(ctx context.Context, cfg Config, st store.Store, runner *postgres.Runne
 	g.Go(func() error { return a.Run(gctx) })
 	g.Go(func() error { return gw.Run(gctx) })
 	if cfg.Ready != nil {
-		cfg.Ready()
+		// Ready once the region can take instances: the agent's record, with its address
+		// ranges, is in the store.
+		g.Go(func() error {
+			select {
+			case <-a.Published():
+				cfg.Ready()
+			case <-gctx.Done():
+			}
+			return nil
+		})
 	}
 	return g.Wait()
 }

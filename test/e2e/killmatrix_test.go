@@ -183,9 +183,18 @@ func execRWWithin(t *testing.T, p *pair, sql string, within time.Duration) {
 	}
 }
 
-// settle waits until the group has no operation running and replicates.
+// settle waits until the group has no operation running and replicates, and both instances
+// are Ready: after fog restarts, what its agents published before they stopped (Stopped) is
+// what a GET shows until they have started the servers again.
 func settle(t *testing.T, p *pair) {
 	t.Helper()
+	p.waitState(t, "CATCH_UP", 90*time.Second)
+	for _, side := range []struct{ rg, name string }{{"rg-p", p.name + "-p"}, {"rg-s", p.name + "-s"}} {
+		eventually(t, 90*time.Second, side.name+" to be Ready", func() bool {
+			r := p.f.call("GET", miPath(side.rg, side.name), nil)
+			return r.Status == http.StatusOK && props(r.json(t))["state"] == "Ready"
+		})
+	}
 	p.waitState(t, "CATCH_UP", 90*time.Second)
 }
 
