@@ -52,6 +52,9 @@ type Agent struct {
 	probeMu sync.Mutex
 	probes  map[string]lease.Probe
 
+	// bk runs the region's backups, one at a time.
+	bk *backupRunner
+
 	// published is closed once the agent record (its address and port ranges) is in the
 	// store: from then on the control plane can place instances in the region.
 	published chan struct{}
@@ -69,8 +72,11 @@ func New(cfg Config, st store.Store, runner *postgres.Runner, ca Issuer, log *sl
 	if cfg.Observe == 0 {
 		cfg.Observe = DefaultObserve
 	}
+	if err := cfg.Backup.validate(cfg.Dir); err != nil {
+		return nil, err
+	}
 	a := &Agent{cfg: cfg, st: st, runner: runner, ca: ca, log: log.With("region", cfg.Region), workers: map[string]*worker{}, published: make(chan struct{}),
-		specByUID: map[string]instance.Spec{}, locks: map[string]*sync.Mutex{}}
+		specByUID: map[string]instance.Spec{}, locks: map[string]*sync.Mutex{}, bk: newBackupRunner()}
 	guardFile := ""
 	if len(cfg.GuardCommand) > 0 {
 		guardFile = cfg.GuardFile
@@ -210,6 +216,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer lwg.Wait()
 	lwg.Go(func() { _ = a.keeper.Run(wctx) })
 	lwg.Go(func() { a.probe(wctx) })
+	lwg.Go(func() { a.bk.run(wctx) })
+	if a.cfg.Backup.Off {
+		a.log.Warn("backups are off", "reason", a.cfg.Backup.OffReason)
+	}
 	if err := a.publish(ctx); err != nil {
 		return err
 	}

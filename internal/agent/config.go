@@ -48,6 +48,8 @@ type Config struct {
 	// Record is what the agent publishes about its machine when it starts (the address
 	// range and port of its instances and listeners); its Region and Started are filled in.
 	Record instance.AgentRecord
+	// Backup is where the region's backups go and how pgBackRest runs.
+	Backup BackupConfig
 	// Servers makes the Server of an instance; nil runs the real PostgreSQL clusters under
 	// Dir. Tests set it to run the agent against in-memory servers (package agenttest).
 	Servers func(s instance.Spec) Server
@@ -62,7 +64,8 @@ const (
 
 // Defaults returns the configuration with the defaults the flags show filled in.
 func Defaults() Config {
-	return Config{PGUser: DefaultPGUser, Resync: DefaultResync, Observe: DefaultObserve}
+	return Config{PGUser: DefaultPGUser, Resync: DefaultResync, Observe: DefaultObserve,
+		Backup: BackupConfig{ArchiveTimeout: DefaultArchiveTimeout, QueueMax: DefaultQueueMax}}
 }
 
 // RegisterFlags binds the flags of the PostgreSQL the agent runs to c; their defaults are
@@ -70,11 +73,16 @@ func Defaults() Config {
 func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.PGBin, "pg-bin", c.PGBin, "directory of the PostgreSQL server binaries (default: $PG_BIN, pg_config, /usr/lib/postgresql/*/bin)")
 	fs.StringVar(&c.PGUser, "pg-user", c.PGUser, "unprivileged OS user that runs PostgreSQL when fog runs as root")
+	c.Backup.registerFlags(fs)
 }
 
-// Validate fills the defaults of zero values: FogUser is the user this process runs as.
-// There is nothing it refuses: a PostgreSQL that cannot be found or run is Runner's error.
+// Validate fills the defaults of zero values: FogUser is the user this process runs as. It
+// refuses backup settings out of range; a PostgreSQL that cannot be found or run is Runner's
+// error, a pgBackRest that cannot be found turns backups off.
 func (c *Config) Validate() error {
+	if err := c.Backup.validate(c.Dir); err != nil {
+		return err
+	}
 	if c.PGUser == "" {
 		c.PGUser = DefaultPGUser
 	}

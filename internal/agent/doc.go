@@ -12,9 +12,11 @@
 // state of an older epoch of the group than this instance has seen is refused
 // (ErrStaleEpoch), a newer one is recorded durably before anything acts on it. The lease gate
 // lets a start or a promotion of a primary of a group through only while the agent holds the
-// lease for it in the spec's epoch (ErrNoLease). An error ends the pass: a create that failed
-// is removed and reported Failed, anything else is reported with its error (Stopped if the
-// server is down) and tried again on the next resync, from where it stopped.
+// lease for it in the spec's epoch (ErrNoLease). A backup under way is cancelled before a
+// pass that stops, drains, demotes or deletes the instance (a deletion waits for it to end).
+// An error ends the pass: a create that failed is removed and reported Failed, anything else
+// is reported with its error (Stopped if the server is down) and tried again on the next
+// resync, from where it stopped.
 //
 //	delete
 //	  when       the spec is deleted
@@ -87,6 +89,24 @@
 //	  does       write the configuration; reload a running server (restart it if its libraries
 //	             changed); start a down one and wait until it is ready
 //	  publishes  Stopped before it starts a server that was Ready
+//	archive
+//	  when       the spec has backups (and the agent runs pgBackRest), and its stanza is not in
+//	             the status yet
+//	  checks     epoch; the server runs
+//	  does       create the stanza in the region's repository from pg_control, as the
+//	             instance's OS user, so a standby's member needs no primary (the configuration
+//	             and archive_command were written with the server's)
+//	  publishes  Backup.Stanza
+//	backup
+//	  when       the spec has backups and asks for a sequence number above the status's, the
+//	             instance is a primary or standalone and was Ready, and no backup of it is
+//	             queued
+//	  checks     epoch
+//	  does       queue it with the agent's runner: one backup at a time on the machine, as the
+//	             instance's OS user; a backup of that number already in the repository is not
+//	             taken again; it ends once its last WAL segment is archived
+//	  publishes  Backup.Running; its outcome (Backup.Seq, Error, the repository's backups) once
+//	             it ends
 //	observe
 //	  when       always, unless a row above ended the pass
 //	  checks     epoch

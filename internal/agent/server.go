@@ -55,6 +55,16 @@ type Server interface {
 	Rewind(ctx context.Context, up *postgres.Upstream) (string, error)
 	ResolveRelations(ctx context.Context, keys []string) map[string]string
 
+	// Backups (docs/backups.md). ConfigureBackup writes the instance's pgBackRest
+	// configuration for b in the region's repository and returns the archive_command that
+	// pushes its WAL there; StanzaCreate creates b's stanza there from pg_control; Backup
+	// takes a backup of typ for sequence number seq and returns once it can be restored;
+	// Backups lists the stanza's backups there, oldest first.
+	ConfigureBackup(b instance.BackupSpec) (archiveCommand string, err error)
+	StanzaCreate(ctx context.Context) error
+	Backup(ctx context.Context, typ string, seq int64) error
+	Backups(ctx context.Context) ([]instance.Backup, error)
+
 	// ConnectSystem, ConnectReader and Connect open a session as the system role, as the
 	// least role that can read (the monitoring role where it exists), and as the system
 	// role to database db.
@@ -79,7 +89,9 @@ type Session interface {
 	// TimelineHistory is the history file of the timeline the server writes on.
 	TimelineHistory(ctx context.Context) (string, error)
 	Checkpoint(ctx context.Context) error
-	NeedsRestart(ctx context.Context, libraries string) (bool, error)
+	// NeedsRestart: the server runs with other shared_preload_libraries or archive_mode than
+	// these, which only a restart changes.
+	NeedsRestart(ctx context.Context, libraries, archiveMode string) (bool, error)
 
 	ReplicationState(ctx context.Context) (pgtypes.Replication, error)
 	GuardLoaded(ctx context.Context) (bool, error)
@@ -94,6 +106,10 @@ type Session interface {
 	EnsureLinkView(ctx context.Context, row *postgres.LinkRow) error
 	CreateDatabase(ctx context.Context, name, owner string) error
 	DropDatabase(ctx context.Context, name string) error
+	// EnsureBackupRole creates or updates the role pgBackRest connects as; Archiver reads
+	// pg_stat_archiver.
+	EnsureBackupRole(ctx context.Context) error
+	Archiver(ctx context.Context) (postgres.Archiver, error)
 }
 
 // server is the instance of spec s, as the agent's configuration makes it.
@@ -101,13 +117,15 @@ func (a *Agent) server(s instance.Spec) Server {
 	if a.cfg.Servers != nil {
 		return a.cfg.Servers(s)
 	}
-	return &pgServer{Cluster: a.cluster(s), uid: s.UID}
+	return &pgServer{Cluster: a.cluster(s), uid: s.UID, a: a, backup: s.Backup}
 }
 
 // pgServer is a Server that is a real PostgreSQL cluster.
 type pgServer struct {
 	*postgres.Cluster
-	uid string
+	uid    string
+	a      *Agent
+	backup *instance.BackupSpec
 }
 
 func (p *pgServer) Dir() string                  { return p.Cluster.Dir }
@@ -182,8 +200,8 @@ func (s *pgSession) TimelineHistory(ctx context.Context) (string, error) {
 
 func (s *pgSession) Checkpoint(ctx context.Context) error { return postgres.Checkpoint(ctx, s.conn) }
 
-func (s *pgSession) NeedsRestart(ctx context.Context, libraries string) (bool, error) {
-	return postgres.NeedsRestart(ctx, s.conn, libraries)
+func (s *pgSession) NeedsRestart(ctx context.Context, libraries, archiveMode string) (bool, error) {
+	return postgres.NeedsRestart(ctx, s.conn, libraries, archiveMode)
 }
 
 func (s *pgSession) ReplicationState(ctx context.Context) (pgtypes.Replication, error) {

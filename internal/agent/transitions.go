@@ -147,6 +147,30 @@ var transitions = []transition{
 		run:       (*worker).start,
 	},
 	{
+		name: "archive",
+		when: "the spec has backups (and the agent runs pgBackRest), and its stanza is not in the status yet",
+		match: func(p *pass) bool {
+			return p.backups && (p.st.Backup == nil || p.st.Backup.Stanza != p.s.Backup.Stanza)
+		},
+		epoch:     true,
+		state:     "the server runs",
+		does:      "create the stanza in the region's repository from pg_control, as the instance's OS user, so a standby's member needs no primary (the configuration and archive_command were written with the server's)",
+		publishes: "Backup.Stanza",
+		run:       (*worker).archiveRow,
+	},
+	{
+		name: "backup",
+		when: "the spec has backups and asks for a sequence number above the status's, the instance is a primary or standalone and was Ready, and no backup of it is queued",
+		match: func(p *pass) bool {
+			return p.backups && p.s.Role != instance.RoleStandby && p.prev.Phase == instance.PhaseReady &&
+				p.st.Backup != nil && p.st.Backup.Stanza == p.s.Backup.Stanza && p.s.Backup.Seq > p.st.Backup.Seq
+		},
+		epoch:     true,
+		does:      "queue it with the agent's runner: one backup at a time on the machine, as the instance's OS user; a backup of that number already in the repository is not taken again; it ends once its last WAL segment is archived",
+		publishes: "Backup.Running; its outcome (Backup.Seq, Error, the repository's backups) once it ends",
+		run:       (*worker).backupRow,
+	},
+	{
 		name:      "observe",
 		when:      "always, unless a row above ended the pass",
 		match:     func(p *pass) bool { return true },
@@ -175,6 +199,8 @@ type pass struct {
 	up *postgres.Upstream
 	// seeded: row seed ran; demoted: row demote stopped a primary that must follow.
 	seeded, demoted bool
+	// backups: the spec has backups and the agent runs pgBackRest.
+	backups bool
 }
 
 // reconcile brings the instance to its spec and returns what it observed: the rows of
@@ -186,7 +212,12 @@ func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status
 	st := prev
 	st.Error, st.Reason = "", ""
 	st.Egress = egress(s)
-	p := &pass{srv: c, s: s, prev: prev, st: &st}
+	p := &pass{srv: c, s: s, prev: prev, st: &st, backups: w.a.backups(s)}
+	// A backup under way ends before the instance is stopped, drained, demoted or deleted
+	// (a deletion waits for it: the OS user it runs as is removed).
+	if s.Deleted || s.Paused || s.Drain || s.Role == instance.RoleStandby {
+		w.a.bk.stop(w.uid, s.Deleted)
+	}
 	for _, t := range transitions {
 		if t.epoch && !p.admitted {
 			if w.admit(ctx, p); p.done {
@@ -410,7 +441,7 @@ func (w *worker) rejoin(ctx context.Context, p *pass) error {
 		if err := c.Reload(ctx); err != nil {
 			return err
 		}
-		if restart, err := w.needsRestart(ctx, c); err != nil || !restart {
+		if restart, err := w.needsRestart(ctx, c, s); err != nil || !restart {
 			return err
 		}
 		w.log.Info("restarting the standby to load its libraries", "instance", s.Name)
@@ -478,7 +509,7 @@ func (w *worker) start(ctx context.Context, p *pass) error {
 		if err := c.Reload(ctx); err != nil {
 			return err
 		}
-		if restart, err := w.needsRestart(ctx, c); err != nil || !restart {
+		if restart, err := w.needsRestart(ctx, c, s); err != nil || !restart {
 			return err
 		}
 		w.log.Info("restarting the instance to load its libraries", "instance", s.Name)

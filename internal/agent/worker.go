@@ -126,12 +126,30 @@ func (w *worker) configure(c Server, s instance.Spec, standby *postgres.Upstream
 	if err != nil {
 		return err
 	}
+	var archive *postgres.Archive
+	if w.a.backups(s) {
+		command, err := c.ConfigureBackup(*s.Backup)
+		if err != nil {
+			return fmt.Errorf("configure backups: %w", err)
+		}
+		// Always, whatever the role: a promotion must not need a restart, and a standby
+		// keeps its own region's repository complete with the WAL it receives.
+		archive = &postgres.Archive{Command: command, Always: true, Timeout: w.a.cfg.Backup.ArchiveTimeout}
+	}
 	w.hbaPeer = c.Peer()
 	return c.WriteConfig(postgres.Config{
 		Name: s.Name, Timezone: s.Timezone, CertPEM: crt, KeyPEM: key, FogUser: w.a.cfg.FogUser,
 		CACertPEM: w.a.cfg.CACertPEM, Standby: standby, MaxSlotWALKeepSize: w.a.cfg.MaxSlotWALKeepSize,
-		GuardLibrary: w.a.cfg.GuardLibrary,
+		GuardLibrary: w.a.cfg.GuardLibrary, Archive: archive,
 	})
+}
+
+// archiveMode is the archive_mode instance s runs with.
+func (w *worker) archiveMode(s instance.Spec) string {
+	if w.a.backups(s) {
+		return "always"
+	}
+	return "off"
 }
 
 // ErrNoLease means the agent does not hold the lease a primary needs.
@@ -255,15 +273,16 @@ func (w *worker) waitStreaming(ctx context.Context, c Server) {
 	}
 }
 
-// needsRestart: the server runs with other shared_preload_libraries than its configuration
-// names (an instance started by an older Fog), which only a restart changes.
-func (w *worker) needsRestart(ctx context.Context, c Server) (bool, error) {
+// needsRestart: the server runs with other shared_preload_libraries or archive_mode than its
+// configuration names (an instance started by an older Fog, or backups turned on), which
+// only a restart changes.
+func (w *worker) needsRestart(ctx context.Context, c Server, s instance.Spec) (bool, error) {
 	conn, err := c.ConnectSystem(ctx)
 	if err != nil {
 		return false, err
 	}
 	defer conn.Close()
-	return conn.NeedsRestart(ctx, postgres.PreloadLibraries(w.a.cfg.GuardLibrary))
+	return conn.NeedsRestart(ctx, postgres.PreloadLibraries(w.a.cfg.GuardLibrary), w.archiveMode(s))
 }
 
 // rewind makes a former primary's data a history of the new primary's timeline: crash
@@ -437,6 +456,11 @@ func (w *worker) observe(ctx context.Context, k *conns, s instance.Spec, st *ins
 			if err := conn.EnsureSystemDB(ctx); err != nil {
 				return err
 			}
+			if w.a.backups(s) {
+				if err := conn.EnsureBackupRole(ctx); err != nil {
+					return err
+				}
+			}
 			st.ServerVersion, _ = conn.ServerVersion(ctx)
 		}
 		changed, err := w.syncSlots(ctx, k, s, rep.Slots)
@@ -465,6 +489,7 @@ func (w *worker) observe(ctx context.Context, k *conns, s instance.Spec, st *ins
 	if !rep.InRecovery {
 		w.ensureLinkViews(ctx, s, dbs)
 	}
+	w.observeBackups(ctx, k, s, st)
 	return nil
 }
 

@@ -93,7 +93,31 @@ type Spec struct {
 	ExtraIPs []string `json:"extraIps,omitempty"`
 	// Link describes the failover group for the link-status view.
 	Link *Link `json:"link,omitempty"`
+	// Backup is the instance's backups: WAL archived continuously into its region's
+	// repository, and backups taken when asked (nil: none, as for a spec an older Fog wrote).
+	Backup *BackupSpec `json:"backup,omitempty"`
 }
+
+// BackupSpec is what the control plane asks of an instance's backups (docs/backups.md).
+type BackupSpec struct {
+	// Stanza names the backup history in the repository. Both members of a failover group are
+	// one PostgreSQL system and share one stanza, each member writing it into its own
+	// region's repository.
+	Stanza string `json:"stanza"`
+	// RetentionDays keeps every point in time of that many days restorable (pgBackRest's
+	// time-based retention of full backups).
+	RetentionDays int `json:"retentionDays"`
+	// Seq asks for a backup of Type when it is above Status.Backup.Seq: the agent takes one
+	// backup per sequence number, and a crash redoes it (pgBackRest resumes what it copied).
+	Seq  int64  `json:"seq,omitempty"`
+	Type string `json:"type,omitempty"` // BackupFull or BackupDiff
+}
+
+// Backup types.
+const (
+	BackupFull = "full"
+	BackupDiff = "diff"
+)
 
 // Peer is an instance's failover-group partner.
 type Peer struct {
@@ -188,7 +212,62 @@ type Status struct {
 	// Egress is the source address this instance's connections to its peer come from (the
 	// peer's pg_hba.conf admits replication from it).
 	Egress []string `json:"egress,omitempty"`
+	// Backup is the state of the instance's backups and WAL archive in its region's
+	// repository (nil: backups are off).
+	Backup *BackupStatus `json:"backup,omitempty"`
 }
+
+// BackupStatus is an instance's backups and archive as its agent last saw them.
+type BackupStatus struct {
+	// Stanza is the stanza the repository holds for this instance, once it exists there.
+	Stanza string `json:"stanza,omitempty"`
+	// Seq is the last Spec.Backup.Seq the agent carried out (with Error if it failed).
+	Seq   int64  `json:"seq,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Running is the sequence number of a backup under way.
+	Running int64 `json:"running,omitempty"`
+	// Backups are the stanza's backups in this region's repository, oldest first.
+	Backups []Backup `json:"backups,omitempty"`
+	// Archive is WAL archiving's state.
+	Archive Archive `json:"archive"`
+	// Health is BackupHealthy, or BackupDegraded with Error or Archive.Error saying why.
+	Health string `json:"health,omitempty"`
+	// CheckedAt is when the repository was last read.
+	CheckedAt time.Time `json:"checkedAt"`
+}
+
+// Backup is one backup in a repository.
+type Backup struct {
+	Label string `json:"label"`
+	Type  string `json:"type"` // BackupFull or BackupDiff (or pgBackRest's "incr")
+	// Start and Stop are when it began and ended; a restore can reach any time from Stop.
+	Start time.Time `json:"start"`
+	Stop  time.Time `json:"stop"`
+	// Size is the data it covers, RepoSize what it adds to the repository (compressed).
+	Size     int64 `json:"size"`
+	RepoSize int64 `json:"repoSize"`
+	// WALStart and WALStop are the first and last WAL segments it needs.
+	WALStart string `json:"walStart"`
+	WALStop  string `json:"walStop"`
+	// Seq is the sequence number it was taken for (0: not one of Fog's schedule).
+	Seq int64 `json:"seq,omitempty"`
+}
+
+// Archive is the state of an instance's WAL archiving (pg_stat_archiver).
+type Archive struct {
+	LastArchivedWAL string    `json:"lastArchivedWal,omitempty"`
+	LastArchivedAt  time.Time `json:"lastArchivedAt"`
+	LastFailedWAL   string    `json:"lastFailedWal,omitempty"`
+	LastFailedAt    time.Time `json:"lastFailedAt"`
+	// Error is why archiving is unhealthy: the last push failed after the last success.
+	Error string `json:"error,omitempty"`
+}
+
+// Backup health.
+const (
+	BackupHealthy  = "Healthy"
+	BackupDegraded = "Degraded"
+)
 
 // LostWAL is a WAL range a forced failover discarded.
 type LostWAL struct {

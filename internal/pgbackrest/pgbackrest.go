@@ -253,6 +253,14 @@ func (d *Driver) StanzaCreate(ctx context.Context) error {
 	return err
 }
 
+// StanzaCreateOffline creates the stanza from the data directory's pg_control without
+// connecting to the server: a standby's member creates the stanza in its own region's
+// repository, where no primary is at hand. Repeating it is as harmless as StanzaCreate.
+func (d *Driver) StanzaCreateOffline(ctx context.Context) error {
+	_, err := d.run(ctx, "stanza-create", "--no-online", "--log-level-console=off")
+	return err
+}
+
 // StanzaUpgrade records a new PostgreSQL major version (after pg_upgrade) in the stanza.
 func (d *Driver) StanzaUpgrade(ctx context.Context) error {
 	_, err := d.run(ctx, "stanza-upgrade", "--log-level-console=off")

@@ -118,13 +118,13 @@ func PreloadLibraries(guard string) string {
 }
 
 // NeedsRestart reports whether the running server's shared_preload_libraries differ from
-// want: only a restart loads libraries.
-func NeedsRestart(ctx context.Context, conn *pgx.Conn, want string) (bool, error) {
-	var v string
-	if err := conn.QueryRow(ctx, "SELECT pg_catalog.current_setting('shared_preload_libraries'::pg_catalog.text)").Scan(&v); err != nil {
+// want, or its archive_mode from archiveMode: only a restart changes either.
+func NeedsRestart(ctx context.Context, conn *pgx.Conn, want, archiveMode string) (bool, error) {
+	var v, mode string
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.current_setting('shared_preload_libraries'::pg_catalog.text), pg_catalog.current_setting('archive_mode'::pg_catalog.text)").Scan(&v, &mode); err != nil {
 		return false, err
 	}
-	return normLibs(v) != normLibs(want), nil
+	return normLibs(v) != normLibs(want) || mode != archiveMode, nil
 }
 
 func normLibs(s string) string {

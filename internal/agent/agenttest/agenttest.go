@@ -127,6 +127,13 @@ type PG struct {
 	LSN, Received int64
 	Slots         []string
 	Databases     []string
+	// Stanza is the backup stanza created in the repository; Taken the backups taken
+	// there; ArchiveCommand what ConfigureBackup handed the server.
+	Stanza         string
+	Taken          []instance.Backup
+	ArchiveCommand string
+	// BackupGate, when set, holds each backup until it is closed (or the backup cancelled).
+	BackupGate chan struct{}
 	// Log lists the calls that changed something, in order.
 	Log []string
 }
@@ -542,7 +549,7 @@ func (s *session) Checkpoint(ctx context.Context) error {
 	return s.q("Checkpoint", func(p *PG) error { return nil })
 }
 
-func (s *session) NeedsRestart(ctx context.Context, libraries string) (bool, error) {
+func (s *session) NeedsRestart(ctx context.Context, libraries, archiveMode string) (bool, error) {
 	return false, s.q("NeedsRestart", func(p *PG) error { return nil })
 }
 
@@ -640,3 +647,60 @@ func (s *session) DropDatabase(ctx context.Context, name string) error {
 }
 
 var _ agent.Server = (*PG)(nil)
+
+// ConfigureBackup implements agent.Server.
+func (p *PG) ConfigureBackup(b instance.BackupSpec) (string, error) {
+	cmd := "pgbackrest --stanza=" + b.Stanza + " archive-push %p"
+	return cmd, p.op("ConfigureBackup", func() error { p.ArchiveCommand = cmd; return nil })
+}
+
+// StanzaCreate implements agent.Server: the stanza is made once.
+func (p *PG) StanzaCreate(ctx context.Context) error {
+	return p.op("StanzaCreate", func() error {
+		if !p.Data {
+			return errors.New("no data directory")
+		}
+		p.Stanza = "created"
+		return nil
+	})
+}
+
+// Backup implements agent.Server: a backup of seq already there is not taken again; one is
+// held while BackupGate is open.
+func (p *PG) Backup(ctx context.Context, typ string, seq int64) error {
+	var gate chan struct{}
+	p.Do(func(p *PG) { gate = p.BackupGate })
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return p.op("Backup", func() error {
+		if !p.Running || p.Recovery {
+			return errors.New("the server is not a running primary")
+		}
+		for _, b := range p.Taken {
+			if b.Seq == seq {
+				return nil
+			}
+		}
+		now := time.Now().UTC()
+		p.Taken = append(p.Taken, instance.Backup{Label: fmt.Sprintf("b%d", seq), Type: typ, Start: now, Stop: now, Seq: seq})
+		return nil
+	})
+}
+
+// Backups implements agent.Server.
+func (p *PG) Backups(ctx context.Context) (list []instance.Backup, err error) {
+	return list, p.op("Backups", func() error { list = slices.Clone(p.Taken); return nil })
+}
+
+func (s *session) EnsureBackupRole(ctx context.Context) error {
+	return s.q("EnsureBackupRole", func(p *PG) error { return nil })
+}
+
+func (s *session) Archiver(ctx context.Context) (a postgres.Archiver, err error) {
+	return a, s.q("Archiver", func(p *PG) error { return nil })
+}

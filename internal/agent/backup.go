@@ -1,0 +1,452 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/pgbackrest"
+	"github.com/fogdb/fog/internal/postgres"
+)
+
+// BackupConfig is the agent's side of backups (docs/backups.md): where its region's
+// repository is and how pgBackRest runs.
+type BackupConfig struct {
+	// Off runs no pgBackRest: instances neither archive WAL nor take backups. It is set when
+	// pgBackRest is not installed (OffReason says so in every instance's status).
+	Off       bool
+	OffReason string
+	// Bin is the pgbackrest executable ("": found on PATH).
+	Bin string
+	// Dir is the region's repository: a directory of stanzas (default: backups beside the
+	// agent's instance directory).
+	Dir string
+	// ArchiveTimeout is archive_timeout: a segment with any WAL in it is archived within
+	// this long, which bounds what a restore from the repository can miss.
+	ArchiveTimeout time.Duration
+	// QueueMax bounds the WAL waiting to be archived (archive-push-queue-max): past it the
+	// oldest is dropped, so an unreachable repository never fills the disk.
+	QueueMax int64
+	// WaitArchived bounds the wait for a backup's last WAL segment to reach the repository.
+	WaitArchived time.Duration
+}
+
+// Defaults of the backup settings.
+const (
+	DefaultArchiveTimeout = time.Minute
+	DefaultQueueMax       = 1 << 30
+)
+
+func (c *BackupConfig) registerFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.Dir, "backup-dir", c.Dir, "the region's backup repository: a directory of one pgBackRest stanza per instance (default: backups beside the instances)")
+	fs.StringVar(&c.Bin, "pgbackrest", c.Bin, "the pgbackrest executable (default: found on PATH; without it instances archive no WAL and take no backups)")
+	fs.DurationVar(&c.ArchiveTimeout, "archive-timeout", c.ArchiveTimeout, "archive_timeout: WAL is archived at least this often while anything is written, the most a restore from the repository can miss")
+	fs.Int64Var(&c.QueueMax, "archive-queue-max", c.QueueMax, "bytes of WAL that may wait to be archived before the oldest is dropped (the archive then has a gap, reported, instead of a full disk)")
+}
+
+// validate fills the defaults; a pgBackRest that cannot be found turns backups off, said in
+// OffReason, rather than keeping the agent from running.
+func (c *BackupConfig) validate(instances string) error {
+	if c.Dir == "" && instances != "" {
+		c.Dir = filepath.Join(filepath.Dir(instances), "backups")
+	}
+	if c.ArchiveTimeout == 0 {
+		c.ArchiveTimeout = DefaultArchiveTimeout
+	}
+	if c.ArchiveTimeout < time.Second {
+		return fmt.Errorf("--archive-timeout %s: at least 1s", c.ArchiveTimeout)
+	}
+	if c.QueueMax == 0 {
+		c.QueueMax = DefaultQueueMax
+	}
+	if c.QueueMax < 64<<20 {
+		return fmt.Errorf("--archive-queue-max %d: at least 64 MiB (four WAL segments)", c.QueueMax)
+	}
+	if c.WaitArchived == 0 {
+		c.WaitArchived = 5 * time.Minute
+	}
+	if c.Off {
+		return nil
+	}
+	bin, err := pgbackrest.FindBinary(c.Bin)
+	if err != nil {
+		if c.Bin != "" {
+			return fmt.Errorf("--pgbackrest %s: %w", c.Bin, err)
+		}
+		c.Off, c.OffReason = true, "pgBackRest is not installed on the region's machine (Debian: apt-get install pgbackrest): no WAL is archived and no backup taken"
+		return nil
+	}
+	c.Bin = bin
+	return nil
+}
+
+// backups reports whether instance s archives WAL and takes backups here.
+func (a *Agent) backups(s instance.Spec) bool {
+	return s.Backup != nil && !a.cfg.Backup.Off
+}
+
+// backupRunner runs the agent's backups one at a time (a backup reads a whole instance; the
+// machine's disk and cores are shared), each as its instance's OS user, in the order asked.
+type backupRunner struct {
+	mu    sync.Mutex
+	jobs  map[string]*backupJob
+	queue []*backupJob
+	wake  chan struct{}
+}
+
+// backupJob is one backup of one instance.
+type backupJob struct {
+	uid  string
+	seq  int64
+	typ  string
+	srv  Server
+	kick func()
+	// cancel ends a running job; done is set once it ended, with err.
+	cancel context.CancelFunc
+	done   bool
+	err    error
+}
+
+func newBackupRunner() *backupRunner {
+	return &backupRunner{jobs: map[string]*backupJob{}, wake: make(chan struct{}, 1)}
+}
+
+// submit queues a backup of instance uid for sequence number seq unless one is queued or
+// running for it already.
+func (r *backupRunner) submit(j *backupJob) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.jobs[j.uid]; ok && !old.done {
+		return
+	}
+	r.jobs[j.uid] = j
+	r.queue = append(r.queue, j)
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// running returns the sequence number queued or running for uid, 0 if none.
+func (r *backupRunner) running(uid string) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if j, ok := r.jobs[uid]; ok && !j.done {
+		return j.seq
+	}
+	return 0
+}
+
+// collect returns, and forgets, the finished job of uid.
+func (r *backupRunner) collect(uid string) (*backupJob, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	j, ok := r.jobs[uid]
+	if !ok || !j.done {
+		return nil, false
+	}
+	delete(r.jobs, uid)
+	return j, true
+}
+
+// stop cancels uid's job, queued or running, and with wait waits until it has ended.
+func (r *backupRunner) stop(uid string, wait bool) {
+	r.mu.Lock()
+	j, ok := r.jobs[uid]
+	if !ok || j.done {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.jobs, uid)
+	if j.cancel == nil {
+		// Queued: it never starts.
+		j.done, j.err = true, errors.New("cancelled")
+		r.mu.Unlock()
+		return
+	}
+	cancel := j.cancel
+	r.mu.Unlock()
+	cancel()
+	for wait {
+		r.mu.Lock()
+		done := j.done
+		r.mu.Unlock()
+		if done {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (r *backupRunner) run(ctx context.Context) {
+	for {
+		r.mu.Lock()
+		var j *backupJob
+		for len(r.queue) > 0 && j == nil {
+			j, r.queue = r.queue[0], r.queue[1:]
+			if j.done {
+				j = nil
+			}
+		}
+		var jctx context.Context
+		if j != nil {
+			jctx, j.cancel = context.WithCancel(ctx)
+		}
+		r.mu.Unlock()
+		if j == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-r.wake:
+			}
+			continue
+		}
+		err := j.srv.Backup(jctx, j.typ, j.seq)
+		j.cancel()
+		r.mu.Lock()
+		j.done, j.err = true, err
+		r.mu.Unlock()
+		if j.kick != nil {
+			j.kick()
+		}
+	}
+}
+
+// archiveRow makes sure the instance's stanza exists in the region's repository: the
+// configuration was written with the server's (configure), the stanza is created from
+// pg_control, so a standby's member creates it in its region without its primary.
+func (w *worker) archiveRow(ctx context.Context, p *pass) error {
+	s, st := p.s, p.st
+	if st.Backup == nil {
+		st.Backup = &instance.BackupStatus{}
+	}
+	if st.Backup.Stanza == s.Backup.Stanza {
+		return nil
+	}
+	if _, running := p.srv.PID(); !running {
+		return nil
+	}
+	if err := p.srv.StanzaCreate(ctx); err != nil {
+		return fmt.Errorf("create the backup stanza %s: %w", s.Backup.Stanza, err)
+	}
+	w.log.Info("backup stanza ready", "instance", s.Name, "stanza", s.Backup.Stanza)
+	st.Backup.Stanza = s.Backup.Stanza
+	return nil
+}
+
+// backupRow hands a backup the spec asks for to the agent's runner.
+func (w *worker) backupRow(ctx context.Context, p *pass) error {
+	s, st := p.s, p.st
+	if w.a.bk.running(w.uid) != 0 {
+		return nil
+	}
+	w.a.bk.submit(&backupJob{uid: w.uid, seq: s.Backup.Seq, typ: s.Backup.Type, srv: p.srv, kick: w.kickSoon})
+	st.Backup.Running = s.Backup.Seq
+	w.log.Info("backup queued", "instance", s.Name, "seq", s.Backup.Seq, "type", s.Backup.Type)
+	return nil
+}
+
+// kickSoon wakes the worker (a finished backup is published by its next pass).
+func (w *worker) kickSoon() {
+	defer func() { _ = recover() }() // the worker may have ended and closed kick
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// observeBackups refreshes the status's backups: a finished job's outcome, the repository's
+// backups (after a backup, or every few minutes), and the archiver's state.
+func (w *worker) observeBackups(ctx context.Context, k *conns, s instance.Spec, st *instance.Status) {
+	if !w.a.backups(s) {
+		if w.a.cfg.Backup.Off && s.Backup != nil {
+			st.Backup = &instance.BackupStatus{Health: instance.BackupDegraded, Error: w.a.cfg.Backup.OffReason}
+		} else {
+			st.Backup = nil
+		}
+		return
+	}
+	if st.Backup == nil {
+		st.Backup = &instance.BackupStatus{}
+	}
+	b := st.Backup
+	refresh := time.Since(b.CheckedAt) > 5*time.Minute
+	if j, ok := w.a.bk.collect(w.uid); ok {
+		b.Seq, b.Running, b.Error = j.seq, 0, ""
+		if j.err != nil {
+			b.Error = j.err.Error()
+			w.log.Error("backup failed", "instance", s.Name, "seq", j.seq, "err", j.err)
+		} else {
+			w.log.Info("backup done", "instance", s.Name, "seq", j.seq, "type", j.typ)
+		}
+		refresh = true
+	} else if b.Running != 0 && w.a.bk.running(w.uid) == 0 {
+		// The job is gone without an outcome (the agent restarted): the backup row asks again.
+		b.Running = 0
+	}
+	if refresh && b.Stanza != "" {
+		if list, err := k.c.Backups(ctx); err == nil {
+			b.Backups, b.CheckedAt = list, time.Now().UTC()
+		} else {
+			w.log.Warn("read the backup repository", "instance", s.Name, "err", err)
+		}
+	}
+	if a, err := k.mon.Archiver(ctx); err == nil {
+		b.Archive = instance.Archive{LastArchivedWAL: a.LastArchivedWAL, LastArchivedAt: a.LastArchivedAt, LastFailedWAL: a.LastFailedWAL, LastFailedAt: a.LastFailedAt}
+		if a.LastFailedAt.After(a.LastArchivedAt) {
+			b.Archive.Error = "archiving WAL segment " + a.LastFailedWAL + " to the repository failed (pgBackRest's log is in the instance's pgbackrest/log)"
+		}
+	}
+	b.Health = instance.BackupHealthy
+	if b.Error != "" || b.Archive.Error != "" || b.Stanza == "" {
+		b.Health = instance.BackupDegraded
+	}
+}
+
+// backupConfig is instance s's pgBackRest configuration in this region's repository.
+func (a *Agent) backupConfig(c *postgres.Cluster, b instance.BackupSpec) pgbackrest.Config {
+	p := c.BackupPaths(a.cfg.Backup.Dir, b.Stanza)
+	return pgbackrest.Config{
+		Stanza: b.Stanza,
+		Repos:  []pgbackrest.Repo{{Path: p.Repo, Retention: pgbackrest.Retention{FullDays: max(b.RetentionDays, 1)}}},
+		PG: pgbackrest.PG{Path: c.DataDir(), SocketPath: c.SocketDir, Port: c.Port,
+			User: postgres.BackupUser, Database: postgres.SystemDB},
+		ArchiveAsync: true, SpoolPath: p.Spool, LockPath: p.Lock, LogPath: p.Log,
+		ArchivePushQueueMax: a.cfg.Backup.QueueMax, ProcessMax: 1, CompressType: "zst", StartFast: true,
+		ArchiveTimeout: 60,
+		// Every member archives with archive_mode=always whatever its role (a promotion must
+		// not need a restart), which pgBackRest's archive check refuses; Backup waits for the
+		// backup's WAL itself.
+		NoArchiveCheck: true,
+	}
+}
+
+// driver runs pgBackRest for instance c's stanza, as its OS user.
+func (a *Agent) driver(c *postgres.Cluster, stanza string) (*pgbackrest.Driver, error) {
+	d := &pgbackrest.Driver{Bin: a.cfg.Backup.Bin, Config: c.BackupPaths(a.cfg.Backup.Dir, stanza).Config, Stanza: stanza}
+	if os.Geteuid() == 0 && c.R.Isolates() {
+		u, err := pgbackrest.LookupUser(c.R.Username)
+		if err != nil {
+			return nil, err
+		}
+		d.User = u
+	}
+	return d, nil
+}
+
+// ConfigureBackup writes the instance's pgBackRest configuration and returns the
+// archive_command that pushes its WAL into the region's repository.
+func (p *pgServer) ConfigureBackup(b instance.BackupSpec) (string, error) {
+	text, err := p.a.backupConfig(p.Cluster, b).Render()
+	if err != nil {
+		return "", err
+	}
+	if _, err := p.Cluster.PrepareBackup(p.a.cfg.Backup.Dir, b.Stanza, text); err != nil {
+		return "", err
+	}
+	d, err := p.a.driver(p.Cluster, b.Stanza)
+	if err != nil {
+		return "", err
+	}
+	return d.ArchivePushCommand(), nil
+}
+
+func (p *pgServer) backupDriver() (*pgbackrest.Driver, error) {
+	if p.backup == nil {
+		return nil, errors.New("the instance has no backups")
+	}
+	return p.a.driver(p.Cluster, p.backup.Stanza)
+}
+
+// StanzaCreate creates the stanza from the data directory's pg_control (no connection: a
+// standby's member creates it in its own region), or finds it there already.
+func (p *pgServer) StanzaCreate(ctx context.Context) error {
+	d, err := p.backupDriver()
+	if err != nil {
+		return err
+	}
+	return d.StanzaCreateOffline(ctx)
+}
+
+// Backup takes a backup of typ for sequence number seq, unless the repository holds one of
+// that number already (the agent died after pgBackRest finished it), and returns once the
+// backup's last WAL segment is in the repository: only then can it be restored.
+func (p *pgServer) Backup(ctx context.Context, typ string, seq int64) error {
+	d, err := p.backupDriver()
+	if err != nil {
+		return err
+	}
+	tag := strconv.FormatInt(seq, 10)
+	info, err := d.Info(ctx, "")
+	if err != nil {
+		return err
+	}
+	label := ""
+	for _, b := range info.Backup {
+		if b.Annotation[seqAnnotation] == tag {
+			label = b.Label
+		}
+	}
+	if label == "" {
+		if label, err = d.Backup(ctx, pgbackrest.BackupType(typ), pgbackrest.BackupOptions{Annotations: map[string]string{seqAnnotation: tag}}); err != nil {
+			return err
+		}
+	}
+	if info, err = d.Info(ctx, label); err != nil {
+		return err
+	}
+	b, ok := info.Find(label)
+	if !ok {
+		return fmt.Errorf("backup %s is not in the repository", label)
+	}
+	wctx, cancel := context.WithTimeout(ctx, p.a.cfg.Backup.WaitArchived)
+	defer cancel()
+	return d.WaitArchived(wctx, b.Archive.Stop, time.Second)
+}
+
+// seqAnnotation carries a backup's sequence number (instance.BackupSpec.Seq).
+const seqAnnotation = "fog-seq"
+
+// Backups lists the stanza's backups in the region's repository, oldest first.
+func (p *pgServer) Backups(ctx context.Context) ([]instance.Backup, error) {
+	d, err := p.backupDriver()
+	if err != nil {
+		return nil, err
+	}
+	info, err := d.Info(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	return toBackups(info), nil
+}
+
+func toBackups(info *pgbackrest.Info) []instance.Backup {
+	out := make([]instance.Backup, 0, len(info.Backup))
+	for _, b := range info.Backup {
+		if b.Failed() {
+			continue
+		}
+		seq, _ := strconv.ParseInt(b.Annotation[seqAnnotation], 10, 64)
+		out = append(out, instance.Backup{Label: b.Label, Type: string(b.Type), Start: b.Start(), Stop: b.Stop(),
+			Size: b.Info.Size, RepoSize: b.Info.Repository.Delta, WALStart: b.Archive.Start, WALStop: b.Archive.Stop, Seq: seq})
+	}
+	slices.SortFunc(out, func(a, b instance.Backup) int { return a.Stop.Compare(b.Stop) })
+	return out
+}
+
+func (s *pgSession) EnsureBackupRole(ctx context.Context) error {
+	return s.c.EnsureBackupRole(ctx, s.conn)
+}
+
+func (s *pgSession) Archiver(ctx context.Context) (postgres.Archiver, error) {
+	return postgres.ArchiverState(ctx, s.conn)
+}

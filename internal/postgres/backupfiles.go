@@ -1,0 +1,108 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fogdb/fog/internal/safedir"
+)
+
+// BackupPaths are where an instance's pgBackRest keeps its files (docs/backups.md): its
+// configuration, which root writes and the instance's group may read; its spool, lock and
+// log directories, the instance's user's, under the instance's directory (pgBackRest's
+// defaults are shared by every user of the machine); and its stanza's directory in the
+// region's repository, the instance's user's alone.
+type BackupPaths struct {
+	Config, Spool, Lock, Log string
+	// Repo is the stanza's repository directory (repo1-path).
+	Repo string
+}
+
+// BackupPaths returns the paths of the instance's pgBackRest files for stanza in the
+// repository root repoRoot.
+func (c *Cluster) BackupPaths(repoRoot, stanza string) BackupPaths {
+	b := filepath.Join(c.Dir, "pgbackrest")
+	return BackupPaths{
+		Config: filepath.Join(c.Dir, "pgbackrest.conf"),
+		Spool:  filepath.Join(b, "spool"), Lock: filepath.Join(b, "lock"), Log: filepath.Join(b, "log"),
+		Repo: filepath.Join(repoRoot, stanza),
+	}
+}
+
+// PrepareBackup makes the directories of BackupPaths and writes the configuration conf. The
+// repository root is root's (0711: an instance's user passes through it to its own stanza's
+// directory and sees no other name); the stanza's directory is the instance's user's (0700).
+// Everything is made through descriptors (package safedir): a name the instance's user
+// planted is never followed.
+func (c *Cluster) PrepareBackup(repoRoot, stanza string, conf []byte) (BackupPaths, error) {
+	p := c.BackupPaths(repoRoot, stanza)
+	d, err := c.prepareDir()
+	if err != nil {
+		return p, err
+	}
+	defer d.Close()
+	o := c.owner()
+	for _, rel := range []string{"pgbackrest", "pgbackrest/spool", "pgbackrest/lock", "pgbackrest/log"} {
+		if err := d.Mkdir(rel, 0o700, o); err != nil {
+			return p, fmt.Errorf("backup files: %w", err)
+		}
+	}
+	if err := os.MkdirAll(repoRoot, 0o711); err != nil {
+		return p, fmt.Errorf("backup repository: %w", err)
+	}
+	root, err := safedir.Open(repoRoot)
+	if err != nil {
+		return p, fmt.Errorf("backup repository: %w", err)
+	}
+	defer root.Close()
+	if c.R.switchTo {
+		if err := root.Set(0o711, safedir.Owner{UID: os.Geteuid(), GID: os.Getegid()}); err != nil {
+			return p, err
+		}
+		if err := c.R.ensureTraversable(filepath.Dir(repoRoot)); err != nil {
+			return p, err
+		}
+	}
+	if err := root.Mkdir(stanza, 0o700, o); err != nil {
+		return p, fmt.Errorf("backup repository: %w", err)
+	}
+	// Root's, readable by the instance's group: the instance's user reads it and cannot
+	// change where its archive goes.
+	fo := safedir.Keep
+	if c.R.switchTo {
+		fo = safedir.Owner{UID: os.Geteuid(), GID: c.R.gid}
+	}
+	if err := d.WriteFile("pgbackrest.conf", conf, 0o640, fo); err != nil {
+		return p, fmt.Errorf("backup configuration: %w", err)
+	}
+	return p, nil
+}
+
+// Archiver is what pg_stat_archiver says of WAL archiving.
+type Archiver struct {
+	LastArchivedWAL string
+	LastArchivedAt  time.Time
+	LastFailedWAL   string
+	LastFailedAt    time.Time
+}
+
+// ArchiverState reads pg_stat_archiver (any role may).
+func ArchiverState(ctx context.Context, conn *pgx.Conn) (Archiver, error) {
+	var a Archiver
+	var archivedAt, failedAt *time.Time
+	err := conn.QueryRow(ctx, `SELECT coalesce(last_archived_wal, ''), last_archived_time,
+		coalesce(last_failed_wal, ''), last_failed_time FROM pg_catalog.pg_stat_archiver`).
+		Scan(&a.LastArchivedWAL, &archivedAt, &a.LastFailedWAL, &failedAt)
+	if archivedAt != nil {
+		a.LastArchivedAt = archivedAt.UTC()
+	}
+	if failedAt != nil {
+		a.LastFailedAt = failedAt.UTC()
+	}
+	return a, err
+}
