@@ -120,12 +120,11 @@ func newBackupRunner() *backupRunner {
 	return &backupRunner{jobs: map[string]*backupJob{}, wake: make(chan struct{}, 1)}
 }
 
-// submit queues a backup of instance uid for sequence number seq unless one is queued or
-// running for it already.
+// submit queues a backup of instance j.uid unless it has a job already (has).
 func (r *backupRunner) submit(j *backupJob) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if old, ok := r.jobs[j.uid]; ok && !old.done {
+	if _, ok := r.jobs[j.uid]; ok {
 		return
 	}
 	r.jobs[j.uid] = j
@@ -136,14 +135,12 @@ func (r *backupRunner) submit(j *backupJob) {
 	}
 }
 
-// running returns the sequence number queued or running for uid, 0 if none.
-func (r *backupRunner) running(uid string) int64 {
+// has reports whether uid has a job: queued, running, or finished and not collected.
+func (r *backupRunner) has(uid string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if j, ok := r.jobs[uid]; ok && !j.done {
-		return j.seq
-	}
-	return 0
+	_, ok := r.jobs[uid]
+	return ok
 }
 
 // collect returns, and forgets, the finished job of uid.
@@ -158,7 +155,8 @@ func (r *backupRunner) collect(uid string) (*backupJob, bool) {
 	return j, true
 }
 
-// stop cancels uid's job, queued or running, and with wait waits until it has ended.
+// stop cancels uid's job, queued or running, and with wait waits until it has ended. Its
+// outcome, an error, is collected as any other's.
 func (r *backupRunner) stop(uid string, wait bool) {
 	r.mu.Lock()
 	j, ok := r.jobs[uid]
@@ -166,10 +164,9 @@ func (r *backupRunner) stop(uid string, wait bool) {
 		r.mu.Unlock()
 		return
 	}
-	delete(r.jobs, uid)
 	if j.cancel == nil {
 		// Queued: it never starts.
-		j.done, j.err = true, errors.New("cancelled")
+		j.done, j.err = true, errBackupCancelled
 		r.mu.Unlock()
 		return
 	}
@@ -186,6 +183,9 @@ func (r *backupRunner) stop(uid string, wait bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// errBackupCancelled is the outcome of a backup the instance's spec stopped.
+var errBackupCancelled = errors.New("cancelled: the instance was stopped, drained, demoted or deleted")
 
 func (r *backupRunner) run(ctx context.Context) {
 	for {
@@ -211,6 +211,9 @@ func (r *backupRunner) run(ctx context.Context) {
 			continue
 		}
 		err := j.srv.Backup(jctx, j.typ, j.seq)
+		if err != nil && jctx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("%w (%v)", errBackupCancelled, err)
+		}
 		j.cancel()
 		r.mu.Lock()
 		j.done, j.err = true, err
@@ -243,16 +246,41 @@ func (w *worker) archiveRow(ctx context.Context, p *pass) error {
 	return nil
 }
 
-// backupRow hands a backup the spec asks for to the agent's runner.
+// backupRow hands a backup the spec asks for to the agent's runner, unless one of the
+// instance's is queued, running, or finished and not yet published.
 func (w *worker) backupRow(ctx context.Context, p *pass) error {
 	s, st := p.s, p.st
-	if w.a.bk.running(w.uid) != 0 {
+	w.collectBackup(s, st.Backup)
+	if s.Backup.Seq <= st.Backup.Seq || w.a.bk.has(w.uid) {
 		return nil
 	}
 	w.a.bk.submit(&backupJob{uid: w.uid, seq: s.Backup.Seq, typ: s.Backup.Type, srv: p.srv, kick: w.kickSoon})
 	st.Backup.Running = s.Backup.Seq
 	w.log.Info("backup queued", "instance", s.Name, "seq", s.Backup.Seq, "type", s.Backup.Type)
 	return nil
+}
+
+// collectBackup puts the outcome of the instance's finished backup, if there is one, into b,
+// and reports whether there was.
+func (w *worker) collectBackup(s instance.Spec, b *instance.BackupStatus) bool {
+	j, ok := w.a.bk.collect(w.uid)
+	if !ok {
+		if b.Running != 0 && !w.a.bk.has(w.uid) {
+			// The job is gone without an outcome (the agent restarted): the backup row asks
+			// again, and pgBackRest resumes what it copied.
+			b.Running = 0
+		}
+		return false
+	}
+	b.Seq, b.Running, b.Error = j.seq, 0, ""
+	if j.err != nil {
+		b.Error = j.err.Error()
+		w.log.Error("backup failed", "instance", s.Name, "seq", j.seq, "err", j.err)
+	} else {
+		w.log.Info("backup done", "instance", s.Name, "seq", j.seq, "type", j.typ)
+	}
+	b.CheckedAt = time.Time{} // read the repository again
+	return true
 }
 
 // kickSoon wakes the worker (a finished backup is published by its next pass).
@@ -279,21 +307,8 @@ func (w *worker) observeBackups(ctx context.Context, k *conns, s instance.Spec, 
 		st.Backup = &instance.BackupStatus{}
 	}
 	b := st.Backup
-	refresh := time.Since(b.CheckedAt) > 5*time.Minute
-	if j, ok := w.a.bk.collect(w.uid); ok {
-		b.Seq, b.Running, b.Error = j.seq, 0, ""
-		if j.err != nil {
-			b.Error = j.err.Error()
-			w.log.Error("backup failed", "instance", s.Name, "seq", j.seq, "err", j.err)
-		} else {
-			w.log.Info("backup done", "instance", s.Name, "seq", j.seq, "type", j.typ)
-		}
-		refresh = true
-	} else if b.Running != 0 && w.a.bk.running(w.uid) == 0 {
-		// The job is gone without an outcome (the agent restarted): the backup row asks again.
-		b.Running = 0
-	}
-	if refresh && b.Stanza != "" {
+	w.collectBackup(s, b)
+	if time.Since(b.CheckedAt) > 5*time.Minute && b.Stanza != "" {
 		if list, err := k.c.Backups(ctx); err == nil {
 			b.Backups, b.CheckedAt = list, time.Now().UTC()
 		} else {

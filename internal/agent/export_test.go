@@ -36,3 +36,6 @@ func Transitions() (names []string, gated map[string]bool) {
 	}
 	return names, gated
 }
+
+// RunBackups runs the agent's backup runner until ctx ends (Run does it in the agent).
+func (a *Agent) RunBackups(ctx context.Context) { go a.bk.run(ctx) }

@@ -70,7 +70,9 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bolt.Close() })
-	w := &world{t: t, ctx: context.Background(), dir: dir, st: &leaseStore{Store: bolt}, net: agenttest.NewNet(filepath.Join(dir, "instances")),
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	w := &world{t: t, ctx: ctx, dir: dir, st: &leaseStore{Store: bolt}, net: agenttest.NewNet(filepath.Join(dir, "instances")),
 		workers: map[string]*agent.TestWorker{}}
 	w.restart("uid-p")
 	w.restart("uid-s")
@@ -82,10 +84,13 @@ func newWorld(t *testing.T) *world {
 func (w *world) restart(uid string) {
 	w.t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a, err := agent.New(agent.Config{Region: region(uid), Dir: filepath.Join(w.dir, region(uid)), Servers: w.net.Server}, w.st, nil, issuer{}, log)
+	// Backups on, whether or not pgBackRest is installed: the fake servers take them.
+	a, err := agent.New(agent.Config{Region: region(uid), Dir: filepath.Join(w.dir, region(uid)), Servers: w.net.Server,
+		Backup: agent.BackupConfig{Bin: "/bin/true"}}, w.st, nil, issuer{}, log)
 	if err != nil {
 		w.t.Fatal(err)
 	}
+	a.RunBackups(w.ctx)
 	w.workers[uid] = agent.NewTestWorker(a, uid)
 }
 

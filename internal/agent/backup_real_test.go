@@ -1,0 +1,184 @@
+package agent_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fogdb/fog/internal/agent"
+	"github.com/fogdb/fog/internal/devca"
+	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/pgbackrest"
+	"github.com/fogdb/fog/internal/pgtypes"
+	"github.com/fogdb/fog/internal/postgres"
+	"github.com/fogdb/fog/internal/store"
+)
+
+// realAgent runs an agent of region eastus over real PostgreSQL and pgBackRest, in dir.
+func realAgent(ctx context.Context, t *testing.T, dir string, st store.Store) {
+	t.Helper()
+	if _, err := pgbackrest.FindBinary(""); err != nil {
+		t.Skipf("pgBackRest is not installed (CI installs Debian's pgbackrest): %v", err)
+	}
+	bin, err := postgres.FindBinaries(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	r, err := postgres.NewRunner(bin, "postgres", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := devca.LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(agent.Config{Region: "eastus", Dir: filepath.Join(dir, "instances"), FogUser: me.Username,
+		Resync: 500 * time.Millisecond, Observe: 500 * time.Millisecond, StopOnExit: true,
+		Record: instance.AgentRecord{AddressFirst: "127.0.0.1", AddressLast: "127.0.0.1", Port: 5432}}, st, r, ca, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = a.Run(actx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		postgres.RemoveUsersSince(nil)
+	})
+}
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// waitStatus polls instance uid's status until ok holds for it.
+func waitStatus(ctx context.Context, t *testing.T, st store.Store, uid string, what string, ok func(instance.Status) bool) instance.Status {
+	t.Helper()
+	var s instance.Status
+	for {
+		_, err := store.Get(ctx, st, instance.StatusKey("eastus", uid), &s)
+		if err == nil && ok(s) {
+			return s
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: last status %+v (backup %+v)", what, s, s.Backup)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// TestBackupsOfARealInstance: an instance whose spec has backups archives its WAL into the
+// region's repository with archive_mode=always, its stanza is created there, and a backup the
+// spec asks for is taken once, published with its size and WAL range, and not taken again
+// when the agent asks after it is done; the files are laid out as docs/backups.md says.
+func TestBackupsOfARealInstance(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bolt, err := store.OpenBolt(filepath.Join(dir, "fog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bolt.Close() })
+	realAgent(ctx, t, dir, bolt)
+
+	uid := "b7a1c0de-0000-4000-8000-000000000001"
+	spec := instance.Spec{UID: uid, Name: "mi-backup", Region: "eastus", Generation: 1, Host: "127.0.0.1", Port: freeTCPPort(t),
+		Locale: "C.UTF-8", Timezone: "UTC", AdminLogin: "admin1", AdminVerifier: pgtypes.SCRAMVerifier("Secret-pass-1"), VCores: 2,
+		Backup: &instance.BackupSpec{Stanza: uid, RetentionDays: 7}}
+	if err := store.Put(ctx, bolt, instance.SpecKey("eastus", uid), spec); err != nil {
+		t.Fatal(err)
+	}
+	st := waitStatus(ctx, t, bolt, uid, "Ready with the stanza created", func(s instance.Status) bool {
+		return s.Phase == instance.PhaseReady && s.Backup != nil && s.Backup.Stanza == uid
+	})
+	if st.Backup.Health != instance.BackupHealthy {
+		t.Errorf("backup health %q (%s), want Healthy", st.Backup.Health, st.Backup.Error)
+	}
+
+	// The first backup: a full one.
+	spec.Generation, spec.Backup.Seq, spec.Backup.Type = 2, 1, instance.BackupFull
+	if err := store.Put(ctx, bolt, instance.SpecKey("eastus", uid), spec); err != nil {
+		t.Fatal(err)
+	}
+	st = waitStatus(ctx, t, bolt, uid, "backup 1 done", func(s instance.Status) bool { return s.Backup != nil && s.Backup.Seq == 1 })
+	if st.Backup.Error != "" || len(st.Backup.Backups) != 1 {
+		t.Fatalf("after backup 1: error %q, backups %+v", st.Backup.Error, st.Backup.Backups)
+	}
+	b := st.Backup.Backups[0]
+	if b.Type != instance.BackupFull || b.Seq != 1 || b.Size <= 0 || b.WALStop == "" || b.Stop.Before(b.Start) {
+		t.Errorf("backup 1 reads %+v", b)
+	}
+	// Archiving: the backup's last segment, at least, was archived, with archive_mode=always.
+	st = waitStatus(ctx, t, bolt, uid, "the archiver to report a segment", func(s instance.Status) bool {
+		return s.Backup.Archive.LastArchivedWAL != ""
+	})
+	if st.Backup.Archive.Error != "" {
+		t.Errorf("archive error: %s", st.Backup.Archive.Error)
+	}
+
+	// A differential one.
+	spec.Generation, spec.Backup.Seq, spec.Backup.Type = 3, 2, instance.BackupDiff
+	if err := store.Put(ctx, bolt, instance.SpecKey("eastus", uid), spec); err != nil {
+		t.Fatal(err)
+	}
+	st = waitStatus(ctx, t, bolt, uid, "backup 2 done", func(s instance.Status) bool { return s.Backup != nil && s.Backup.Seq == 2 })
+	if st.Backup.Error != "" || len(st.Backup.Backups) != 2 || st.Backup.Backups[1].Type != instance.BackupDiff || st.Backup.Backups[1].Seq != 2 {
+		t.Fatalf("after backup 2: error %q, backups %+v", st.Backup.Error, st.Backup.Backups)
+	}
+
+	// The layout: the repository root is root's and passable only; the stanza's directory is
+	// the instance's user's alone; the configuration is root's, readable by the instance's
+	// group only.
+	repo := filepath.Join(dir, "backups")
+	checkMode(t, repo, 0o711)
+	checkMode(t, filepath.Join(repo, uid), 0o700)
+	checkMode(t, filepath.Join(dir, "instances", uid, "pgbackrest.conf"), 0o640)
+	conf, err := os.ReadFile(filepath.Join(dir, "instances", uid, "pgbackrest.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"repo1-path=" + filepath.Join(repo, uid), "archive-async=y", "lock-path=" + filepath.Join(dir, "instances", uid, "pgbackrest", "lock")} {
+		if !strings.Contains(string(conf), want) {
+			t.Errorf("pgbackrest.conf lacks %q:\n%s", want, conf)
+		}
+	}
+}
+
+func checkMode(t *testing.T, path string, want os.FileMode) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	if fi.Mode().Perm() != want {
+		t.Errorf("%s: mode %o, want %o", path, fi.Mode().Perm(), want)
+	}
+}

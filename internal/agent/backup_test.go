@@ -1,0 +1,100 @@
+package agent_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fogdb/fog/internal/agent/agenttest"
+	"github.com/fogdb/fog/internal/instance"
+)
+
+// waitBackup reconciles uid until its status reports backup seq done.
+func (w *world) waitBackup(uid string, seq int64) instance.Status {
+	w.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := w.reconcile(uid)
+		if st.Backup != nil && st.Backup.Seq == seq && st.Backup.Running == 0 {
+			return st
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("backup %d of %s not reported done: %+v", seq, uid, st.Backup)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestBackupSequence: the stanza is created once the server runs; a backup the spec asks for
+// is queued once however often the worker passes while it runs, is published with its
+// outcome, and is not taken again for the same number; a fence cancels a backup under way,
+// which is then reported failed; standbys take none.
+func TestBackupSequence(t *testing.T) {
+	w := newWorld(t)
+	p := specP
+	p.Backup = &instance.BackupSpec{Stanza: "st1", RetentionDays: 7}
+	s := specS
+	s.Backup = &instance.BackupSpec{Stanza: "st1", RetentionDays: 7, Seq: 1, Type: instance.BackupFull}
+	w.set(p)
+	w.set(s)
+	w.converge("uid-p")
+	st := w.converge("uid-s")
+	if st.Backup == nil || st.Backup.Stanza != "st1" || w.pg("uid-s").Stanza == "" || !strings.Contains(w.pg("uid-s").ArchiveCommand, "st1") {
+		t.Fatalf("the standby's stanza: status %+v, server %+v", st.Backup, w.pg("uid-s"))
+	}
+	st = w.converge("uid-p")
+	if st.Backup == nil || st.Backup.Stanza != "st1" || st.Backup.Health != instance.BackupHealthy {
+		t.Fatalf("the primary's backups: %+v", st.Backup)
+	}
+
+	// A backup held at the gate: passes while it runs queue nothing more.
+	gate := make(chan struct{})
+	w.net.PG("uid-p").Do(func(pg *agenttest.PG) { pg.BackupGate = gate })
+	p = w.spec("uid-p")
+	p.Backup.Seq, p.Backup.Type = 1, instance.BackupFull
+	w.set(p)
+	for range 3 {
+		if st = w.reconcile("uid-p"); st.Backup.Running != 1 {
+			t.Fatalf("while backup 1 runs the status reads %+v", st.Backup)
+		}
+	}
+	close(gate)
+	st = w.waitBackup("uid-p", 1)
+	if st.Backup.Error != "" || len(st.Backup.Backups) != 1 || st.Backup.Backups[0].Seq != 1 || st.Backup.Backups[0].Type != instance.BackupFull {
+		t.Fatalf("after backup 1: %+v", st.Backup)
+	}
+	if n := len(w.pg("uid-p").Taken); n != 1 {
+		t.Errorf("%d backups taken for one number", n)
+	}
+	for range 3 {
+		w.reconcile("uid-p")
+	}
+	if n := len(w.pg("uid-p").Taken); n != 1 {
+		t.Errorf("%d backups taken for one number after more passes", n)
+	}
+	if n := len(w.pg("uid-s").Taken); n != 0 {
+		t.Errorf("the standby took %d backups", n)
+	}
+
+	// A fence cancels the backup under way.
+	gate = make(chan struct{})
+	w.net.PG("uid-p").Do(func(pg *agenttest.PG) { pg.BackupGate = gate })
+	p = w.spec("uid-p")
+	p.Backup.Seq, p.Backup.Type = 2, instance.BackupDiff
+	w.set(p)
+	if st = w.reconcile("uid-p"); st.Backup.Running != 2 {
+		t.Fatalf("backup 2 not queued: %+v", st.Backup)
+	}
+	w.apply(pauseP)
+	w.converge("uid-p")
+	p = w.spec("uid-p")
+	p.Paused, p.StopImmediately = false, false
+	w.set(p)
+	st = w.waitBackup("uid-p", 2)
+	if !strings.Contains(st.Backup.Error, "cancelled: the instance was stopped") || len(w.pg("uid-p").Taken) != 1 {
+		t.Errorf("a fenced backup reads %+v, %d taken", st.Backup, len(w.pg("uid-p").Taken))
+	}
+	if st.Backup.Health != instance.BackupDegraded {
+		t.Errorf("health after a failed backup: %q", st.Backup.Health)
+	}
+}
