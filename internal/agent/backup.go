@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,18 +39,22 @@ type BackupConfig struct {
 	QueueMax int64
 	// WaitArchived bounds the wait for a backup's last WAL segment to reach the repository.
 	WaitArchived time.Duration
+	// Timeout bounds one backup: it holds the machine's one backup slot.
+	Timeout time.Duration
 }
 
 // Defaults of the backup settings.
 const (
 	DefaultArchiveTimeout = time.Minute
 	DefaultQueueMax       = 1 << 30
+	DefaultBackupTimeout  = 6 * time.Hour
 )
 
 func (c *BackupConfig) registerFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Dir, "backup-dir", c.Dir, "the region's backup repository: a directory of one pgBackRest stanza per instance (default: backups beside the instances)")
 	fs.StringVar(&c.Bin, "pgbackrest", c.Bin, "the pgbackrest executable (default: found on PATH; without it instances archive no WAL and take no backups)")
 	fs.DurationVar(&c.ArchiveTimeout, "archive-timeout", c.ArchiveTimeout, "archive_timeout: WAL is archived at least this often while anything is written, the most a restore from the repository can miss")
+	fs.DurationVar(&c.Timeout, "backup-timeout", c.Timeout, "the longest one backup may run before it is stopped (it holds the machine's one backup slot; the next one resumes it)")
 	fs.Int64Var(&c.QueueMax, "archive-queue-max", c.QueueMax, "bytes of WAL that may wait to be archived before the oldest is dropped (the archive then has a gap, reported, instead of a full disk)")
 }
 
@@ -70,6 +75,12 @@ func (c *BackupConfig) validate(instances string) error {
 	}
 	if c.QueueMax < 64<<20 {
 		return fmt.Errorf("--archive-queue-max %d: at least 64 MiB (four WAL segments)", c.QueueMax)
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultBackupTimeout
+	}
+	if c.Timeout < time.Minute {
+		return fmt.Errorf("--backup-timeout %s: at least 1m", c.Timeout)
 	}
 	if c.WaitArchived == 0 {
 		c.WaitArchived = 5 * time.Minute
@@ -347,7 +358,7 @@ func (a *Agent) backupConfig(c *postgres.Cluster, b instance.BackupSpec) pgbackr
 
 // driver runs pgBackRest for instance c's stanza, as its OS user.
 func (a *Agent) driver(c *postgres.Cluster, stanza string) (*pgbackrest.Driver, error) {
-	d := &pgbackrest.Driver{Bin: a.cfg.Backup.Bin, Config: c.BackupPaths(a.cfg.Backup.Dir, stanza).Config, Stanza: stanza}
+	d := &pgbackrest.Driver{Bin: a.cfg.Backup.Bin, Config: c.BackupPaths(a.cfg.Backup.Dir, stanza).Config, Stanza: stanza, Timeout: a.cfg.Backup.Timeout}
 	if os.Geteuid() == 0 && c.R.Isolates() {
 		u, err := pgbackrest.LookupUser(c.R.Username)
 		if err != nil {
@@ -400,8 +411,11 @@ func (p *pgServer) Backup(ctx context.Context, typ string, seq int64) error {
 	if err != nil {
 		return err
 	}
+	if err := p.checkDatabaseNames(ctx); err != nil {
+		return err
+	}
 	tag := strconv.FormatInt(seq, 10)
-	info, err := d.Info(ctx, "")
+	info, err := p.info(ctx, d, "")
 	if err != nil {
 		return err
 	}
@@ -416,7 +430,7 @@ func (p *pgServer) Backup(ctx context.Context, typ string, seq int64) error {
 			return err
 		}
 	}
-	if info, err = d.Info(ctx, label); err != nil {
+	if info, err = p.info(ctx, d, label); err != nil {
 		return err
 	}
 	b, ok := info.Find(label)
@@ -437,11 +451,50 @@ func (p *pgServer) Backups(ctx context.Context) ([]instance.Backup, error) {
 	if err != nil {
 		return nil, err
 	}
-	info, err := d.Info(ctx, "")
+	info, err := p.info(ctx, d, "")
 	if err != nil {
 		return nil, err
 	}
 	return toBackups(info), nil
+}
+
+// info reads the repository, in at most two minutes: pgBackRest runs as the instance's OS
+// user over files it owns, which must not hold the agent's one backup slot for long.
+func (p *pgServer) info(ctx context.Context, d *pgbackrest.Driver, set string) (*pgbackrest.Info, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return d.Info(ctx, set)
+}
+
+// checkDatabaseNames refuses to back up an instance with a database whose name holds a
+// control character: pgBackRest writes the names into its manifest unquoted, and such a
+// backup reports success but can never be restored (fog_guard refuses such names; an
+// instance made before it could have one).
+func (p *pgServer) checkDatabaseNames(ctx context.Context) error {
+	conn, err := p.Cluster.ConnectReader(ctx, "")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	var bad []string
+	rows, err := conn.Query(ctx, "SELECT datname::pg_catalog.text FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.~) '[[:cntrl:]]'")
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return err
+		}
+		bad = append(bad, strconv.Quote(n))
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("database %s has a control character in its name, which pgBackRest cannot back up restorably; rename it (ALTER DATABASE ... RENAME TO)", strings.Join(bad, ", "))
+	}
+	return nil
 }
 
 func toBackups(info *pgbackrest.Info) []instance.Backup {
@@ -464,4 +517,11 @@ func (s *pgSession) EnsureBackupRole(ctx context.Context) error {
 
 func (s *pgSession) Archiver(ctx context.Context) (postgres.Archiver, error) {
 	return postgres.ArchiverState(ctx, s.conn)
+}
+
+func (p *pgServer) DisownBackups() error {
+	if p.a.cfg.Backup.Dir == "" {
+		return nil
+	}
+	return p.Cluster.DisownBackups(p.a.cfg.Backup.Dir)
 }

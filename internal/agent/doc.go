@@ -21,8 +21,8 @@
 //	delete
 //	  when       the spec is deleted
 //	  checks     nothing
-//	  does       fast shutdown (immediate if that fails), remove the data and the instance's OS
-//	             user
+//	  does       fast shutdown (immediate if that fails), remove the data, give root the
+//	             instance's backups, remove its OS user
 //	  publishes  Deleted (a Deleted status is left as it is)
 //	create
 //	  when       no data directory yet, and the spec is no standby (a standby is seeded)

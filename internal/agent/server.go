@@ -64,6 +64,9 @@ type Server interface {
 	StanzaCreate(ctx context.Context) error
 	Backup(ctx context.Context, typ string, seq int64) error
 	Backups(ctx context.Context) ([]instance.Backup, error)
+	// DisownBackups gives root the repository's directories of the instance's OS user,
+	// before that user is removed (its uid may be given to the next one).
+	DisownBackups() error
 
 	// ConnectSystem, ConnectReader and Connect open a session as the system role, as the
 	// least role that can read (the monitoring role where it exists), and as the system

@@ -40,7 +40,7 @@ var transitions = []transition{
 		name:      "delete",
 		when:      "the spec is deleted",
 		match:     func(p *pass) bool { return p.s.Deleted },
-		does:      "fast shutdown (immediate if that fails), remove the data and the instance's OS user",
+		does:      "fast shutdown (immediate if that fails), remove the data, give root the instance's backups, remove its OS user",
 		publishes: "Deleted (a Deleted status is left as it is)",
 		run:       (*worker).delete,
 	},
@@ -294,6 +294,11 @@ func (w *worker) delete(ctx context.Context, p *pass) error {
 	}
 	if err := c.Remove(); err != nil {
 		p.st.Error = fmt.Sprintf("remove data: %v", err)
+		return nil
+	}
+	if err := c.DisownBackups(); err != nil {
+		// The OS user stays until its backups are root's: its uid must not pass to another.
+		p.st.Error = fmt.Sprintf("keep the backups: %v", err)
 		return nil
 	}
 	c.RemoveUser()

@@ -177,6 +177,8 @@ var (
 	// stanzaRE: pgBackRest accepts more, but a stanza names directories and objects in every
 	// repository, and Fog's names are simple.
 	stanzaRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	// cnRE: a client certificate's common name in tls-server-auth.
+	cnRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 	// ErrInvalidConfig is returned by Validate.
 	ErrInvalidConfig = errors.New("pgbackrest: invalid configuration")
 )
@@ -364,8 +366,15 @@ func (c Config) render() ([]byte, error) {
 		}
 		sort.Strings(cns)
 		for _, cn := range cns {
-			if len(v.Auth[cn]) == 0 || strings.ContainsAny(cn, "=,") {
+			// Each client is admitted to named stanzas only: "*" would admit it to every
+			// stanza the server's repository holds, and "," splits a list.
+			if len(v.Auth[cn]) == 0 || !cnRE.MatchString(cn) {
 				err = fmt.Errorf("%w: tls-server-auth for %q", ErrInvalidConfig, cn)
+			}
+			for _, st := range v.Auth[cn] {
+				if !stanzaRE.MatchString(st) {
+					err = fmt.Errorf("%w: tls-server-auth for %q: stanza %q", ErrInvalidConfig, cn, st)
+				}
 			}
 			put("tls-server-auth", cn+"="+strings.Join(v.Auth[cn], ","))
 		}

@@ -1,6 +1,7 @@
 package pgbackrest
 
 import (
+	"context"
 	"errors"
 	"os"
 	"strings"
@@ -143,6 +144,15 @@ func TestValidate(t *testing.T) {
 		{"a server admitting a client for no stanza", func(c *Config) {
 			c.Server = &Server{CAFile: "ca", CertFile: "c", KeyFile: "k", Auth: map[string][]string{"cn": nil}}
 		}},
+		{"a server admitting a client to every stanza", func(c *Config) {
+			c.Server = &Server{CAFile: "ca", CertFile: "c", KeyFile: "k", Auth: map[string][]string{"cn": {"*"}}}
+		}},
+		{"a server admitting a list smuggled into one stanza", func(c *Config) {
+			c.Server = &Server{CAFile: "ca", CertFile: "c", KeyFile: "k", Auth: map[string][]string{"cn": {"a,b"}}}
+		}},
+		{"a client name with a space", func(c *Config) {
+			c.Server = &Server{CAFile: "ca", CertFile: "c", KeyFile: "k", Auth: map[string][]string{"c n": {"a"}}}
+		}},
 		{"a section header in a value", func(c *Config) {
 			c.Repos[0] = Repo{Type: S3, S3: &S3Store{Bucket: "b", Endpoint: "e", Region: "r", Key: "k\n[other]"}}
 		}},
@@ -257,5 +267,41 @@ func TestErrorLine(t *testing.T) {
 	}
 	if m := restoredFile.FindStringSubmatch("P01 DETAIL: restore file /d/pgdata/base/5/1259 (112KB, 47.25%) checksum 1b2c"); m == nil || m[1] != "47.25" {
 		t.Errorf("restoredFile = %q", m)
+	}
+}
+
+// TestRestoreRefusesTargetsThatWouldAddSettings: pgBackRest writes a restore's target into
+// postgresql.auto.conf unescaped, so a quote and a line break would add a setting
+// (restore_command) the restored server runs; Restore refuses such options before it runs
+// anything, and passes well-formed ones on.
+func TestRestoreRefusesTargetsThatWouldAddSettings(t *testing.T) {
+	d := &Driver{Bin: "/nonexistent/pgbackrest", Config: "/nonexistent.conf", Stanza: "s1"}
+	for _, o := range []RestoreOptions{
+		{Type: "name", Target: "p'\nrestore_command = 'touch /tmp/x-%f"},
+		{Type: "name", Target: `back\slash`},
+		{Type: "time", Target: "2026-01-02 03:04:05+00'\nrestore_command='x'"},
+		{Type: "lsn", Target: "0/1' x"},
+		{Type: "xid", Target: "12a"},
+		{Type: "immediate", Target: "x"},
+		{Type: "shell"},
+		{Type: "time", Target: "2026-01-02 03:04:05+00", TargetTimeline: "2'\nx"},
+		{Type: "time", Target: "2026-01-02 03:04:05+00", TargetAction: "promote'"},
+		{Set: "20260101-000000F'"},
+		{DBInclude: []string{"a\nb"}},
+	} {
+		if err := d.Restore(context.Background(), o); !errors.Is(err, ErrInvalidRestore) {
+			t.Errorf("%+v: %v, want ErrInvalidRestore", o, err)
+		}
+	}
+	for _, o := range []RestoreOptions{
+		{Type: "time", Target: "2026-01-02 03:04:05.123456+00", TargetAction: "pause", TargetTimeline: "latest"},
+		{Type: "lsn", Target: "0/3000060", TargetExclusive: true},
+		{Type: "name", Target: "before upgrade"},
+		{Type: "immediate", Set: "20260101-000000F_20260102-000000D"},
+		{},
+	} {
+		if err := d.Restore(context.Background(), o); !errors.Is(err, ErrNotInstalled) {
+			t.Errorf("%+v: %v, want it passed on (ErrNotInstalled here)", o, err)
+		}
 	}
 }

@@ -185,8 +185,9 @@ func (d *Driver) run(ctx context.Context, name string, args ...string) ([]byte, 
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
 	cmd := d.command(ctx, name, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// Bounded: the command runs as the instance's OS user and reads files that user owns.
+	stdout, stderr := &capped{max: 64 << 20}, &capped{max: 1 << 20}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	err := cmd.Run()
 	if err == nil {
 		return stdout.Bytes(), nil
@@ -209,6 +210,19 @@ func (d *Driver) run(ctx context.Context, name string, args ...string) ([]byte, 
 		}
 	}
 	return stdout.Bytes(), e
+}
+
+// capped keeps at most max bytes of what is written to it, and drops the rest.
+type capped struct {
+	bytes.Buffer
+	max int
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	if room := c.max - c.Len(); room > 0 {
+		c.Buffer.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
 }
 
 // bound gives ctx the driver's timeout unless it has a deadline already.
@@ -359,6 +373,10 @@ func (d *Driver) Expire(ctx context.Context, set string) error {
 // backup is complete, and returns pgBackRest's report.
 func (d *Driver) Verify(ctx context.Context) (string, error) {
 	out, err := d.run(ctx, "verify", "--log-level-console=info")
+	if err == nil && strings.Contains(string(out), "status: error") {
+		// pgBackRest 2.45 reports invalid backups and missing WAL with a zero exit status.
+		err = &Error{Command: "verify", Message: lastLines(string(out), 5)}
+	}
 	return string(out), err
 }
 
@@ -424,6 +442,70 @@ type RestoreOptions struct {
 	Progress func(float64)
 }
 
+var (
+	targetLSN      = regexp.MustCompile(`^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$`)
+	targetDigits   = regexp.MustCompile(`^[0-9]{1,10}$`)
+	targetTimeline = regexp.MustCompile(`^([0-9]{1,10}|latest|current)$`)
+	// ErrInvalidRestore is returned by Restore for options it will not pass on.
+	ErrInvalidRestore = errors.New("pgbackrest: invalid restore options")
+)
+
+// validate refuses what pgBackRest would write into postgresql.auto.conf unescaped
+// ("recovery_target_name = '%s'"): a quote or a line break in a target would add settings of
+// the caller's choosing, restore_command among them, run by the restored server.
+func (o RestoreOptions) validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidRestore, fmt.Sprintf(format, a...))
+	}
+	switch o.Type {
+	case "", "default", "immediate", "none":
+		if o.Target != "" {
+			return bad("type %q takes no target", o.Type)
+		}
+	case "time":
+		if _, err := time.Parse(RestoreTimeLayout, o.Target); err != nil {
+			return bad("time target %q: want %s", o.Target, RestoreTimeLayout)
+		}
+	case "lsn":
+		if !targetLSN.MatchString(o.Target) {
+			return bad("lsn target %q", o.Target)
+		}
+	case "xid":
+		if !targetDigits.MatchString(o.Target) {
+			return bad("xid target %q", o.Target)
+		}
+	case "name":
+		if o.Target == "" || strings.ContainsAny(o.Target, "'\\\r\n\x00") || len(o.Target) > 63 {
+			return bad("name target %q: no quote, backslash or line break, at most 63 bytes", o.Target)
+		}
+	default:
+		return bad("type %q", o.Type)
+	}
+	if o.TargetTimeline != "" && !targetTimeline.MatchString(o.TargetTimeline) {
+		return bad("timeline %q", o.TargetTimeline)
+	}
+	switch o.TargetAction {
+	case "", "pause", "promote", "shutdown":
+	default:
+		return bad("target action %q", o.TargetAction)
+	}
+	if o.Set != "" && !setLabel.MatchString(o.Set) {
+		return bad("backup set %q", o.Set)
+	}
+	for _, db := range o.DBInclude {
+		if db == "" || strings.ContainsAny(db, "\r\n\x00") {
+			return bad("database %q", db)
+		}
+	}
+	return nil
+}
+
+// RestoreTimeLayout is the layout of a time target (RestoreOptions.Target with Type time).
+const RestoreTimeLayout = "2006-01-02 15:04:05.999999-07"
+
+// setLabel is a backup's label.
+var setLabel = regexp.MustCompile(`^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$`)
+
 // restoredFile is how pgBackRest reports a restored file at level detail:
 // "restore file /path/base/1/1259 (8KB, 45.12%) checksum ...".
 var restoredFile = regexp.MustCompile(`restore file .* \([^,]*, (\d+(?:\.\d+)?)%\)`)
@@ -431,6 +513,9 @@ var restoredFile = regexp.MustCompile(`restore file .* \([^,]*, (\d+(?:\.\d+)?)%
 // Restore restores a backup and writes the recovery settings (postgresql.auto.conf and
 // recovery.signal) that make the server recover to the target when it starts.
 func (d *Driver) Restore(ctx context.Context, o RestoreOptions) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
 	args := []string{"--log-level-console=detail"}
 	if o.Path != "" {
 		args = append(args, "--pg1-path="+o.Path)

@@ -2,12 +2,14 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sys/unix"
 
 	"github.com/fogdb/fog/internal/safedir"
 )
@@ -105,4 +107,45 @@ func ArchiverState(ctx context.Context, conn *pgx.Conn) (Archiver, error) {
 		a.LastFailedAt = failedAt.UTC()
 	}
 	return a, err
+}
+
+// DisownBackups gives root every stanza directory of the repository root repoRoot that the
+// instance's OS user owns, before that user is removed: the next OS user made may get the
+// same uid, and must not own another tenant's backups. The backups stay for restores.
+func (c *Cluster) DisownBackups(repoRoot string) error {
+	if !c.R.switchTo {
+		return nil
+	}
+	root, err := safedir.Open(repoRoot)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	names, err := root.Names()
+	if err != nil {
+		return err
+	}
+	rootOwner := safedir.Owner{UID: os.Geteuid(), GID: os.Getegid()}
+	for _, n := range names {
+		st, ok, err := root.Lstat(n)
+		if err != nil || !ok || int(st.Uid) != c.R.uid || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
+		}
+		d, err := root.OpenDir(n)
+		if err != nil {
+			return err
+		}
+		err = d.ChownTree(rootOwner)
+		if err == nil {
+			err = d.Set(0o700, rootOwner)
+		}
+		d.Close()
+		if err != nil {
+			return fmt.Errorf("give root the backups in %s: %w", n, err)
+		}
+	}
+	return nil
 }

@@ -346,7 +346,7 @@ func hbaConf(drained bool, peer *Peer, host string) string {
 local   all          ` + SystemUser + `                  peer map=fog
 local   replication  ` + SystemUser + `                  peer map=fog
 local   all          ` + MonitorUser + `                 peer map=fog
-local   all          ` + BackupUser + `                  peer map=fog
+local   ` + SystemDB + `   ` + BackupUser + `                  peer map=fog
 host    all          ` + SystemUser + `   0.0.0.0/0      reject
 host    all          ` + SystemUser + `   ::/0           reject
 host    all          ` + MonitorUser + `  0.0.0.0/0      reject
@@ -849,6 +849,9 @@ func (c *Cluster) ConnectReader(ctx context.Context, db string) (*pgx.Conn, erro
 //     owned by the tenant.
 //   - standard_conforming_strings: the literals Fog writes itself (a SCRAM verifier in ALTER
 //     ROLE) are read with backslashes as plain characters.
+//   - local_preload_libraries: a database owner's ALTER DATABASE d SET
+//     local_preload_libraries would load a library of $libdir/plugins into Fog's superuser
+//     session in d, or, naming none there, keep Fog from connecting to d at all.
 //   - the bounds: nothing the agent runs may hang it; a lock held by a user session or a
 //     stuck statement fails after these and is retried on the next reconcile.
 var pinnedSettings = map[string]string{
@@ -857,6 +860,7 @@ var pinnedSettings = map[string]string{
 	"standard_conforming_strings":         "on",
 	"default_transaction_read_only":       "off",
 	"transform_null_equals":               "off",
+	"local_preload_libraries":             "",
 	"statement_timeout":                   "60s",
 	"lock_timeout":                        "10s",
 	"idle_in_transaction_session_timeout": "60s",

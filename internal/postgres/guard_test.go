@@ -453,9 +453,11 @@ func TestGuardForeignDataWrappers(t *testing.T) {
 		t.Errorf("through the foreign table: %d %v, want 2", n, err)
 	}
 
-	// As a superuser over the socket: the server's own OS user is not mapped to Fog's roles
-	// (identConf), so the login itself fails (08001); were it mapped, PostgreSQL's rule for
-	// non-superusers would still refuse a connection that used no password (2F003).
+	// As a superuser over the socket: the server's own OS user is not mapped to Fog's system
+	// role (identConf maps it to the backup role alone, in the system database alone), so the
+	// login itself fails (08001); were it mapped, PostgreSQL's rule for non-superusers would
+	// still refuse a connection that used no password (2F003). Fog's own sessions never read
+	// a tenant's foreign tables, through which the mapping would otherwise be reached.
 	for _, q := range []string{
 		fmt.Sprintf("CREATE SERVER sock FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '%s', port '%d', dbname 'postgres')", g.c.SocketDir, g.c.Port),
 		"CREATE USER MAPPING FOR CURRENT_USER SERVER sock OPTIONS (user 'fog_system', password 'anything')",
@@ -469,6 +471,24 @@ func TestGuardForeignDataWrappers(t *testing.T) {
 		t.Errorf("the admin read pg_authid as fog_system through postgres_fdw over the socket (%d rows)", n)
 	} else if pe := (*pgconn.PgError)(nil); !errors.As(err, &pe) || (pe.Code != "08001" && pe.Code != "2F003") {
 		t.Errorf("postgres_fdw over the socket: %v, want SQLSTATE 08001 (no login) or 2F003 (password is required)", err)
+	}
+	// As the backup role, which the server's OS user is mapped to: no password, so 2F003;
+	// and in any database but the system one pg_hba.conf has no line for it (08001).
+	for _, db := range []string{SystemDB, "app"} {
+		for _, q := range []string{
+			fmt.Sprintf("CREATE SERVER bk_%s FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '%s', port '%d', dbname '%s')", db, g.c.SocketDir, g.c.Port, db),
+			fmt.Sprintf("CREATE USER MAPPING FOR CURRENT_USER SERVER bk_%s OPTIONS (user '%s')", db, BackupUser),
+			fmt.Sprintf("CREATE FOREIGN TABLE bk_settings_%s (name text) SERVER bk_%s OPTIONS (schema_name 'pg_catalog', table_name 'pg_settings')", db, db),
+		} {
+			if _, err := admin.Exec(ctx, q); err != nil {
+				t.Fatalf("admin: %s: %v", q, err)
+			}
+		}
+		if err := admin.QueryRow(ctx, "SELECT count(*) FROM bk_settings_"+db).Scan(&n); err == nil {
+			t.Errorf("the admin read pg_settings as %s in %s through postgres_fdw over the socket", BackupUser, db)
+		} else if pe := (*pgconn.PgError)(nil); !errors.As(err, &pe) || (pe.Code != "08001" && pe.Code != "2F003") {
+			t.Errorf("postgres_fdw as %s in %s: %v, want SQLSTATE 08001 or 2F003", BackupUser, db, err)
+		}
 	}
 	// A mapping without a password: PostgreSQL's rule, kept.
 	if _, err := admin.Exec(ctx, "CREATE SERVER nopw FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', dbname 'app')"); err != nil {
@@ -984,4 +1004,34 @@ func genRoleStatement(rt *rapid.T, label string, asAdmin bool) genStatement {
 	}
 	b.st.sql = s.String()
 	return b.st
+}
+
+// TestGuardRefusesControlCharactersInDatabaseNames: pgBackRest writes database names into
+// its backup manifest unquoted, so a name with a line break would make every backup of the
+// instance unrestorable while it reports success; the guard refuses such a name in CREATE
+// DATABASE and in a rename, and accepts any other.
+func TestGuardRefusesControlCharactersInDatabaseNames(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	g := startGuardedInstance(ctx, t)
+	admin := g.connectAdmin(ctx, t)
+	for _, q := range []string{
+		"CREATE DATABASE \"nl\nx={}\n[backup]\"",
+		"CREATE DATABASE \"tab\there\"",
+		"CREATE DATABASE \"del\x7f\"",
+		"ALTER DATABASE app RENAME TO \"cr\rx\"",
+	} {
+		_, err := admin.Exec(ctx, q)
+		if pe := (*pgconn.PgError)(nil); !errors.As(err, &pe) || pe.Code != "42602" {
+			t.Errorf("%q: %v, want SQLSTATE 42602 (invalid name)", q, err)
+		}
+	}
+	for _, q := range []string{
+		`CREATE DATABASE "odd = name [with] 'quotes' ""and"" ünïcode"`,
+		`ALTER DATABASE "odd = name [with] 'quotes' ""and"" ünïcode" RENAME TO "still=fine"`,
+	} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Errorf("%s: %v", q, err)
+		}
+	}
 }

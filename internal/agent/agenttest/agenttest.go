@@ -704,3 +704,6 @@ func (s *session) EnsureBackupRole(ctx context.Context) error {
 func (s *session) Archiver(ctx context.Context) (a postgres.Archiver, err error) {
 	return a, s.q("Archiver", func(p *PG) error { return nil })
 }
+
+// DisownBackups implements agent.Server.
+func (p *PG) DisownBackups() error { return p.op("DisownBackups", func() error { return nil }) }

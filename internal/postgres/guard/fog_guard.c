@@ -208,6 +208,28 @@ check_new_name(const char *name)
 				 errdetail("\"%s\" is a name of Fog's own roles.", name)));
 }
 
+/*
+ * A database's name must hold no control character: pgBackRest writes the names into its
+ * backup manifest unquoted, and a line break there makes every backup of the instance
+ * unrestorable while the backup itself reports success.
+ */
+static void
+check_database_name(const char *name)
+{
+	const unsigned char *p;
+
+	if (name == NULL)
+		return;
+	for (p = (const unsigned char *) name; *p; p++)
+	{
+		if (*p < 0x20 || *p == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_NAME),
+					 errmsg("database names may not hold control characters such as line breaks"),
+					 errdetail("Fog's backups could not restore a database of such a name.")));
+	}
+}
+
 static bool
 extension_allowed(const char *name)
 {
@@ -410,6 +432,8 @@ check_statement(Node *node)
 			{
 				RenameStmt *s = (RenameStmt *) node;
 
+				if (s->renameType == OBJECT_DATABASE)
+					check_database_name(s->newname);
 				if (s->renameType == OBJECT_ROLE)
 				{
 					Oid			r = get_role_oid(s->subname, true);
@@ -470,6 +494,7 @@ check_statement(Node *node)
 			check_target(((CreateSchemaStmt *) node)->authrole, "give objects to");
 			break;
 		case T_CreatedbStmt:
+			check_database_name(((CreatedbStmt *) node)->dbname);
 			foreach(lc, ((CreatedbStmt *) node)->options)
 			{
 				DefElem    *d = (DefElem *) lfirst(lc);
