@@ -253,7 +253,8 @@ func (w *worker) archiveRow(ctx context.Context, p *pass) error {
 		return fmt.Errorf("create the backup stanza %s: %w", s.Backup.Stanza, err)
 	}
 	w.log.Info("backup stanza ready", "instance", s.Name, "stanza", s.Backup.Stanza)
-	st.Backup.Stanza = s.Backup.Stanza
+	// A new stanza (a group deleted gives its former secondary one) starts a new history.
+	st.Backup.Stanza, st.Backup.Backups, st.Backup.CheckedAt = s.Backup.Stanza, nil, time.Time{}
 	return nil
 }
 
@@ -327,10 +328,25 @@ func (w *worker) observeBackups(ctx context.Context, k *conns, s instance.Spec, 
 		}
 	}
 	if a, err := k.mon.Archiver(ctx); err == nil {
-		b.Archive = instance.Archive{LastArchivedWAL: a.LastArchivedWAL, LastArchivedAt: a.LastArchivedAt, LastFailedWAL: a.LastFailedWAL, LastFailedAt: a.LastFailedAt}
-		if a.LastFailedAt.After(a.LastArchivedAt) {
-			b.Archive.Error = "archiving WAL segment " + a.LastFailedWAL + " to the repository failed (pgBackRest's log is in the instance's pgbackrest/log)"
+		b.Archive.LastArchivedWAL, b.Archive.LastArchivedAt = a.LastArchivedWAL, a.LastArchivedAt
+		b.Archive.LastFailedWAL, b.Archive.LastFailedAt = a.LastFailedWAL, a.LastFailedAt
+	}
+	if time.Since(w.dropsCheckedAt) > 30*time.Second || b.Archive.LastFailedAt.After(b.Archive.LastArchivedAt) {
+		w.dropsCheckedAt = time.Now()
+		if at, seg, err := k.c.LastArchiveDrop(); err == nil && !at.IsZero() {
+			b.Archive.DroppedAt, b.Archive.DroppedWAL = at, seg
 		}
+	}
+	b.Archive.Error = ""
+	// The gap stays open until a backup ends after it: from that backup on, every point in
+	// time is restorable again.
+	b.Archive.Gap = !b.Archive.DroppedAt.IsZero() && (len(b.Backups) == 0 || b.Backups[len(b.Backups)-1].Stop.Before(b.Archive.DroppedAt))
+	switch {
+	case b.Archive.Gap:
+		b.Archive.Error = fmt.Sprintf("WAL from segment %s on was dropped at %s: the repository could not take it and the archive queue was full; times between then and the next backup cannot be restored, and a backup is taken as soon as the repository answers",
+			b.Archive.DroppedWAL, b.Archive.DroppedAt.Format(time.RFC3339))
+	case b.Archive.LastFailedAt.After(b.Archive.LastArchivedAt):
+		b.Archive.Error = "archiving WAL segment " + b.Archive.LastFailedWAL + " to the repository failed (pgBackRest's log is in the instance's pgbackrest/log)"
 	}
 	b.Health = instance.BackupHealthy
 	if b.Error != "" || b.Archive.Error != "" || b.Stanza == "" {
@@ -524,4 +540,11 @@ func (p *pgServer) DisownBackups() error {
 		return nil
 	}
 	return p.Cluster.DisownBackups(p.a.cfg.Backup.Dir)
+}
+
+func (p *pgServer) LastArchiveDrop() (time.Time, string, error) {
+	if p.backup == nil {
+		return time.Time{}, "", nil
+	}
+	return p.Cluster.LastArchiveDrop(p.backup.Stanza)
 }

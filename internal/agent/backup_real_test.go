@@ -22,7 +22,7 @@ import (
 )
 
 // realAgent runs an agent of region eastus over real PostgreSQL and pgBackRest, in dir.
-func realAgent(ctx context.Context, t *testing.T, dir string, st store.Store) {
+func realAgent(ctx context.Context, t *testing.T, dir string, st store.Store, edit ...func(*agent.Config)) {
 	t.Helper()
 	if _, err := pgbackrest.FindBinary(""); err != nil {
 		t.Skipf("pgBackRest is not installed (CI installs Debian's pgbackrest): %v", err)
@@ -47,9 +47,13 @@ func realAgent(ctx context.Context, t *testing.T, dir string, st store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := agent.New(agent.Config{Region: "eastus", Dir: filepath.Join(dir, "instances"), FogUser: me.Username,
+	cfg := agent.Config{Region: "eastus", Dir: filepath.Join(dir, "instances"), FogUser: me.Username,
 		Resync: 500 * time.Millisecond, Observe: 500 * time.Millisecond, StopOnExit: true,
-		Record: instance.AgentRecord{AddressFirst: "127.0.0.1", AddressLast: "127.0.0.1", Port: 5432}}, st, r, ca, log)
+		Record: instance.AgentRecord{AddressFirst: "127.0.0.1", AddressLast: "127.0.0.1", Port: 5432}}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	a, err := agent.New(cfg, st, r, ca, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,13 +82,15 @@ func waitStatus(ctx context.Context, t *testing.T, st store.Store, uid string, w
 	t.Helper()
 	var s instance.Status
 	for {
+		// A fresh value each time: JSON leaves what the new status omits as it was.
+		s = instance.Status{}
 		_, err := store.Get(ctx, st, instance.StatusKey("eastus", uid), &s)
 		if err == nil && ok(s) {
 			return s
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("waiting for %s: last status %+v (backup %+v)", what, s, s.Backup)
+			t.Fatalf("waiting for %s: last status phase %s error %q (backup %+v)", what, s.Phase, s.Error, derefBackup(s.Backup))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -94,27 +100,44 @@ func waitStatus(ctx context.Context, t *testing.T, st store.Store, uid string, w
 // region's repository with archive_mode=always, its stanza is created there, and a backup the
 // spec asks for is taken once, published with its size and WAL range, and not taken again
 // when the agent asks after it is done; the files are laid out as docs/backups.md says.
-func TestBackupsOfARealInstance(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	dir := t.TempDir()
+// backupWorld is a real agent and one instance with backups, Ready with its stanza.
+func backupWorld(ctx context.Context, t *testing.T, edit ...func(*agent.Config)) (dir string, bolt store.Store, spec instance.Spec) {
+	t.Helper()
+	dir = t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bolt, err := store.OpenBolt(filepath.Join(dir, "fog.db"))
+	b, err := store.OpenBolt(filepath.Join(dir, "fog.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { bolt.Close() })
-	realAgent(ctx, t, dir, bolt)
-
+	t.Cleanup(func() { b.Close() })
+	realAgent(ctx, t, dir, b, edit...)
 	uid := "b7a1c0de-0000-4000-8000-000000000001"
-	spec := instance.Spec{UID: uid, Name: "mi-backup", Region: "eastus", Generation: 1, Host: "127.0.0.1", Port: freeTCPPort(t),
+	spec = instance.Spec{UID: uid, Name: "mi-backup", Region: "eastus", Generation: 1, Host: "127.0.0.1", Port: freeTCPPort(t),
 		Locale: "C.UTF-8", Timezone: "UTC", AdminLogin: "admin1", AdminVerifier: pgtypes.SCRAMVerifier("Secret-pass-1"), VCores: 2,
 		Backup: &instance.BackupSpec{Stanza: uid, RetentionDays: 7}}
-	if err := store.Put(ctx, bolt, instance.SpecKey("eastus", uid), spec); err != nil {
+	if err := store.Put(ctx, b, instance.SpecKey("eastus", uid), spec); err != nil {
 		t.Fatal(err)
 	}
+	return dir, b, spec
+}
+
+// askBackup writes spec with backup seq of typ asked for.
+func askBackup(ctx context.Context, t *testing.T, bolt store.Store, spec *instance.Spec, seq int64, typ string) {
+	t.Helper()
+	spec.Generation++
+	spec.Backup.Seq, spec.Backup.Type = seq, typ
+	if err := store.Put(ctx, bolt, instance.SpecKey("eastus", spec.UID), *spec); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBackupsOfARealInstance(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir, bolt, spec := backupWorld(ctx, t)
+	uid := spec.UID
 	st := waitStatus(ctx, t, bolt, uid, "Ready with the stanza created", func(s instance.Status) bool {
 		return s.Phase == instance.PhaseReady && s.Backup != nil && s.Backup.Stanza == uid
 	})
@@ -123,10 +146,7 @@ func TestBackupsOfARealInstance(t *testing.T) {
 	}
 
 	// The first backup: a full one.
-	spec.Generation, spec.Backup.Seq, spec.Backup.Type = 2, 1, instance.BackupFull
-	if err := store.Put(ctx, bolt, instance.SpecKey("eastus", uid), spec); err != nil {
-		t.Fatal(err)
-	}
+	askBackup(ctx, t, bolt, &spec, 1, instance.BackupFull)
 	st = waitStatus(ctx, t, bolt, uid, "backup 1 done", func(s instance.Status) bool { return s.Backup != nil && s.Backup.Seq == 1 })
 	if st.Backup.Error != "" || len(st.Backup.Backups) != 1 {
 		t.Fatalf("after backup 1: error %q, backups %+v", st.Backup.Error, st.Backup.Backups)
@@ -144,10 +164,7 @@ func TestBackupsOfARealInstance(t *testing.T) {
 	}
 
 	// A differential one.
-	spec.Generation, spec.Backup.Seq, spec.Backup.Type = 3, 2, instance.BackupDiff
-	if err := store.Put(ctx, bolt, instance.SpecKey("eastus", uid), spec); err != nil {
-		t.Fatal(err)
-	}
+	askBackup(ctx, t, bolt, &spec, 2, instance.BackupDiff)
 	st = waitStatus(ctx, t, bolt, uid, "backup 2 done", func(s instance.Status) bool { return s.Backup != nil && s.Backup.Seq == 2 })
 	if st.Backup.Error != "" || len(st.Backup.Backups) != 2 || st.Backup.Backups[1].Type != instance.BackupDiff || st.Backup.Backups[1].Seq != 2 {
 		t.Fatalf("after backup 2: error %q, backups %+v", st.Backup.Error, st.Backup.Backups)
@@ -181,4 +198,72 @@ func checkMode(t *testing.T, path string, want os.FileMode) {
 	if fi.Mode().Perm() != want {
 		t.Errorf("%s: mode %o, want %o", path, fi.Mode().Perm(), want)
 	}
+}
+
+// TestArchiveGapWhenTheRepositoryIsDown: a repository that refuses WAL never stops the
+// instance nor fills its disk: past the queue's bound pgBackRest drops WAL and tells
+// PostgreSQL it was archived; the status reports the gap (Degraded, the dropped segment)
+// until a backup taken once the repository is back closes it.
+func TestArchiveGapWhenTheRepositoryIsDown(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	dir, bolt, spec := backupWorld(ctx, t, func(c *agent.Config) { c.Backup.QueueMax = 64 << 20 })
+	waitStatus(ctx, t, bolt, spec.UID, "Ready with the stanza created", func(s instance.Status) bool {
+		return s.Phase == instance.PhaseReady && s.Backup != nil && s.Backup.Stanza == spec.UID
+	})
+	askBackup(ctx, t, bolt, &spec, 1, instance.BackupFull)
+	waitStatus(ctx, t, bolt, spec.UID, "backup 1 done", func(s instance.Status) bool { return s.Backup.Seq == 1 && s.Backup.Error == "" })
+
+	// The repository stops taking WAL: its stanza directory is closed to the instance's user.
+	stanzaDir := filepath.Join(dir, "backups", spec.UID)
+	if err := os.Chmod(stanzaDir, 0); err != nil {
+		t.Fatal(err)
+	}
+	c := &postgres.Cluster{Dir: filepath.Join(dir, "instances", spec.UID), SocketDir: postgres.SocketDirFor(spec.UID), Host: spec.Host, Port: spec.Port}
+	bin, _ := postgres.FindBinaries(ctx, "")
+	c.R, _ = postgres.NewRunner(bin, "postgres", slog.New(slog.DiscardHandler))
+	sys, err := c.ConnectSystem(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close(context.Background())
+	if _, err := sys.Exec(ctx, "CREATE TABLE public.filler (b pg_catalog.bytea)"); err != nil {
+		t.Fatal(err)
+	}
+	// Six switched segments with data in each: more WAL waiting than the queue's 64 MiB.
+	for i := range 8 {
+		if _, err := sys.Exec(ctx, "INSERT INTO public.filler SELECT pg_catalog.decode(pg_catalog.repeat('ab', 1000), 'hex') FROM pg_catalog.generate_series(1, 100)"); err != nil {
+			t.Fatal(i, err)
+		}
+		if _, err := sys.Exec(ctx, "SELECT pg_catalog.pg_switch_wal()"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := waitStatus(ctx, t, bolt, spec.UID, "the gap reported", func(s instance.Status) bool { return s.Backup.Archive.Gap })
+	if st.Backup.Health != instance.BackupDegraded || st.Backup.Archive.DroppedWAL == "" || !strings.Contains(st.Backup.Archive.Error, "dropped") {
+		t.Errorf("with the gap the status reads %+v", st.Backup)
+	}
+	// Writes go on: the instance never stopped.
+	if _, err := sys.Exec(ctx, "INSERT INTO public.filler VALUES ('x')"); err != nil {
+		t.Errorf("a write while the repository is down: %v", err)
+	}
+
+	// Back: the next backup closes the gap.
+	if err := os.Chmod(stanzaDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	askBackup(ctx, t, bolt, &spec, 2, instance.BackupDiff)
+	st = waitStatus(ctx, t, bolt, spec.UID, "the gap closed by backup 2", func(s instance.Status) bool {
+		return s.Backup.Seq == 2 && !s.Backup.Archive.Gap
+	})
+	if st.Backup.Error != "" || st.Backup.Health != instance.BackupHealthy {
+		t.Errorf("after backup 2 the status reads %+v", st.Backup)
+	}
+}
+
+func derefBackup(b *instance.BackupStatus) any {
+	if b == nil {
+		return nil
+	}
+	return *b
 }

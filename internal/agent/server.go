@@ -64,6 +64,9 @@ type Server interface {
 	StanzaCreate(ctx context.Context) error
 	Backup(ctx context.Context, typ string, seq int64) error
 	Backups(ctx context.Context) ([]instance.Backup, error)
+	// LastArchiveDrop is when pgBackRest last dropped WAL from the instance's bounded push
+	// queue (zero: never), and the segment.
+	LastArchiveDrop() (time.Time, string, error)
 	// DisownBackups gives root the repository's directories of the instance's OS user,
 	// before that user is removed (its uid may be given to the next one).
 	DisownBackups() error

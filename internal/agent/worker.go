@@ -41,6 +41,8 @@ type worker struct {
 	configured, adminEnsured bool
 	// hbaPeer is the partner pg_hba.conf was last written to admit.
 	hbaPeer *postgres.Peer
+	// dropsCheckedAt is when pgBackRest's log was last read for WAL its queue dropped.
+	dropsCheckedAt time.Time
 }
 
 func (w *worker) run(ctx context.Context) {

@@ -259,7 +259,14 @@ type Archive struct {
 	LastArchivedAt  time.Time `json:"lastArchivedAt"`
 	LastFailedWAL   string    `json:"lastFailedWal,omitempty"`
 	LastFailedAt    time.Time `json:"lastFailedAt"`
-	// Error is why archiving is unhealthy: the last push failed after the last success.
+	// DroppedAt is when WAL was last dropped from the bounded push queue (the repository
+	// was unreachable too long), DroppedWAL the segment: the archive has a gap there, which
+	// stays open until a backup ends after it (Gap).
+	DroppedAt  time.Time `json:"droppedAt"`
+	DroppedWAL string    `json:"droppedWal,omitempty"`
+	Gap        bool      `json:"gap,omitempty"`
+	// Error is why archiving is unhealthy: the last push failed after the last success, or
+	// the archive has a gap.
 	Error string `json:"error,omitempty"`
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -148,4 +149,36 @@ func (c *Cluster) DisownBackups(repoRoot string) error {
 		}
 	}
 	return nil
+}
+
+// dropLine is pgBackRest's warning when its bounded archive queue dropped WAL: PostgreSQL was
+// told the segments were archived, and the repository never got them.
+var dropLine = regexp.MustCompile(`(?m)^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) .*dropped WAL file '([0-9A-F]{24})' because archive queue exceeded`)
+
+// LastArchiveDrop returns when pgBackRest last dropped WAL of stanza's push queue (zero if
+// its log shows none) and the segment it dropped. The log is the instance's user's: it is
+// read through descriptors, its last MiB only, and what it says concerns that instance alone.
+func (c *Cluster) LastArchiveDrop(stanza string) (time.Time, string, error) {
+	var b []byte
+	err := c.inDir(func(d *safedir.Dir) (err error) {
+		b, err = d.Tail("pgbackrest/log/"+stanza+"-archive-push-async.log", 1<<20)
+		return err
+	})
+	if errors.Is(err, os.ErrNotExist) {
+		return time.Time{}, "", nil
+	}
+	if err != nil {
+		return time.Time{}, "", err
+	}
+	m := dropLine.FindAllSubmatch(b, -1)
+	if len(m) == 0 {
+		return time.Time{}, "", nil
+	}
+	last := m[len(m)-1]
+	// pgBackRest writes its log in the machine's local time.
+	at, err := time.ParseInLocation("2006-01-02 15:04:05.000", string(last[1]), time.Local)
+	if err != nil {
+		return time.Time{}, "", err
+	}
+	return at.UTC(), string(last[2]), nil
 }

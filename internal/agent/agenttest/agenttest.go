@@ -132,6 +132,9 @@ type PG struct {
 	Stanza         string
 	Taken          []instance.Backup
 	ArchiveCommand string
+	// DroppedAt and DroppedWAL are the last drop from the bounded archive queue.
+	DroppedAt  time.Time
+	DroppedWAL string
 	// BackupGate, when set, holds each backup until it is closed (or the backup cancelled).
 	BackupGate chan struct{}
 	// Log lists the calls that changed something, in order.
@@ -707,3 +710,8 @@ func (s *session) Archiver(ctx context.Context) (a postgres.Archiver, err error)
 
 // DisownBackups implements agent.Server.
 func (p *PG) DisownBackups() error { return p.op("DisownBackups", func() error { return nil }) }
+
+// LastArchiveDrop implements agent.Server.
+func (p *PG) LastArchiveDrop() (at time.Time, seg string, err error) {
+	return at, seg, p.op("LastArchiveDrop", func() error { at, seg = p.DroppedAt, p.DroppedWAL; return nil })
+}
