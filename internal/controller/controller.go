@@ -356,6 +356,11 @@ func (c *Controller) PutInstance(ctx context.Context, sub, rg, name string, body
 		conds = append(conds, store.Cond{Key: nameKey(name), Rev: 0})
 		m.UID = resource.NewUID()
 		m.CreatedAt = time.Now().UTC()
+		stanza, err := resource.NewStanza(m.UID, 0)
+		if err != nil {
+			return nil, internalError(err)
+		}
+		m.BackupStanza = stanza
 		host, port, err := c.allocateAddress(ctx, m.Location)
 		if err != nil {
 			return nil, fault.New(fault.Unavailable, "NoAddressAvailable", "No address is available for a new instance: %v.", err)

@@ -1,0 +1,142 @@
+package controller
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/fogdb/fog/internal/arm"
+	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/resource"
+	"github.com/fogdb/fog/internal/store"
+)
+
+// openTestController is a controller over a store of its own, with no agent.
+func openTestController(t *testing.T) *Controller {
+	t.Helper()
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "fog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return newTestController(t, st)
+}
+
+func storedInstance(t *testing.T, st store.Store, rg, name string) resource.ManagedInstance {
+	t.Helper()
+	var m resource.ManagedInstance
+	if _, err := store.Get(context.Background(), st, miKey("sub", rg, name), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func storedSpec(t *testing.T, st store.Store, region, uid string) instance.Spec {
+	t.Helper()
+	var s instance.Spec
+	if _, err := store.Get(context.Background(), st, instance.SpecKey(region, uid), &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Creating a group gives the secondary the primary's stanza, in its record and its spec: the
+// secondary is seeded from the primary, one PostgreSQL system with one backup history.
+func TestGroupCreateSharesThePrimarysStanza(t *testing.T) {
+	c := openTestController(t)
+	ctx := context.Background()
+	prim := &resource.ManagedInstance{UID: "uid-p", Subscription: "sub", ResourceGroup: "rg-p", Name: "mi-p", Location: "eastus", Host: "10.0.0.1", Port: 5432,
+		DNSZone: "zone", BackupStanza: "uid-p", BackupSeq: 3, ProvisioningState: resource.ProvisioningSucceeded}
+	part := &resource.ManagedInstance{UID: "uid-s", Subscription: "sub", ResourceGroup: "rg-s", Name: "mi-s", Location: "westus", Host: "10.0.1.1", Port: 5432,
+		DNSZone: "zone2", BackupStanza: "uid-s-2", BackupStanzas: 2, BackupSeq: 7, ProvisioningState: resource.ProvisioningSucceeded}
+	var revs [2]int64
+	for i, m := range []*resource.ManagedInstance{prim, part} {
+		if err := store.Put(ctx, c.st, miKey(m.Subscription, m.ResourceGroup, m.Name), m); err != nil {
+			t.Fatal(err)
+		}
+		revs[i], _ = store.Get(ctx, c.st, miKey(m.Subscription, m.ResourceGroup, m.Name), m)
+	}
+	in := &createInputs{prim: resource.GroupCandidate{Instance: prim, Running: true}, primRev: revs[0],
+		part: resource.GroupCandidate{Instance: part, Running: true}, partRev: revs[1]}
+	spec := &resource.FailoverGroupSpec{ReadWritePolicy: "Manual", ReadOnlyPolicy: "Disabled", SecondaryType: "Geo", PartnerRegion: "westus"}
+	if _, err := c.writeCreate(ctx, "sub", "rg-p", "eastus", "fg", spec, in, [2][2]Address{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, side := range []struct{ rg, name, region, uid string }{{"rg-p", "mi-p", "eastus", "uid-p"}, {"rg-s", "mi-s", "westus", "uid-s"}} {
+		if m := storedInstance(t, c.st, side.rg, side.name); m.BackupStanza != "uid-p" {
+			t.Errorf("%s's recorded stanza = %q, want the primary's, uid-p", side.name, m.BackupStanza)
+		}
+		if s := storedSpec(t, c.st, side.region, side.uid); s.Backup == nil || s.Backup.Stanza != "uid-p" {
+			t.Errorf("%s's spec asks for backups %+v, want stanza uid-p", side.name, s.Backup)
+		}
+	}
+	// Its own numbering is kept: the next stanza of its own is a new one.
+	if m := storedInstance(t, c.st, "rg-s", "mi-s"); m.BackupStanzas != 2 || m.BackupSeq != 7 {
+		t.Errorf("the secondary's record: %d stanzas of its own, backup %d; want 2 and 7 kept", m.BackupStanzas, m.BackupSeq)
+	}
+}
+
+// Deleting a group gives the former secondary a stanza of its own, one it never had
+// (<uid>-<n>, n counting up), in its record and its spec; the primary keeps the group's. The
+// group here is one an older Fog made (no stanza in its records): the members shared side
+// 0's uid, and the primary keeps that one recorded.
+func TestGroupDeleteGivesTheSecondaryANewStanza(t *testing.T) {
+	ctx, _, c, stop := startWorld(t)
+	defer stop()
+	for _, side := range []struct{ region, uid string }{{"eastus", "uid-p"}, {"westus", "uid-s"}} {
+		if s := storedSpec(t, c.st, side.region, side.uid); s.Backup == nil || s.Backup.Stanza != "uid-p" {
+			t.Fatalf("%s's spec in the group asks for backups %+v, want the shared stanza uid-p", side.uid, s.Backup)
+		}
+	}
+	// The secondary had a stanza of its own once before (an earlier group it left).
+	if _, err := store.Update(ctx, c.st, miKey("sub", "rg-s", "mi-s"), func(m *resource.ManagedInstance) error {
+		m.BackupStanzas = 1
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	op, aerr := c.DeleteFailoverGroup(ctx, "sub", "rg-p", "eastus", "fg")
+	if aerr != nil {
+		t.Fatal(aerr)
+	}
+	if got := waitOutcome(t, c, op.ID, 30*time.Second); got.status != arm.StatusSucceeded {
+		t.Fatalf("delete: %s (%v), want Succeeded", got.status, got.op.Error)
+	}
+	for _, side := range []struct{ rg, name, region, uid, stanza string }{
+		{"rg-p", "mi-p", "eastus", "uid-p", "uid-p"},
+		{"rg-s", "mi-s", "westus", "uid-s", "uid-s-2"},
+	} {
+		m := storedInstance(t, c.st, side.rg, side.name)
+		if m.BackupStanza != side.stanza || m.FailoverGroup != "" {
+			t.Errorf("%s after the delete: stanza %q, group %q; want %q and none", side.name, m.BackupStanza, m.FailoverGroup, side.stanza)
+		}
+		if s := storedSpec(t, c.st, side.region, side.uid); s.Backup == nil || s.Backup.Stanza != side.stanza {
+			t.Errorf("%s's spec after the delete asks for backups %+v, want stanza %q", side.name, s.Backup, side.stanza)
+		}
+	}
+	if m := storedInstance(t, c.st, "rg-s", "mi-s"); m.BackupStanzas != 2 {
+		t.Errorf("the former secondary counts %d stanzas of its own, want 2", m.BackupStanzas)
+	}
+}
+
+// A new instance's stanza is its UID, recorded with the create and in its spec.
+func TestInstanceCreateRecordsItsStanza(t *testing.T) {
+	c := openTestController(t)
+	ctx := context.Background()
+	if err := store.Put(ctx, c.st, instance.AgentKey("eastus"), instance.AgentRecord{AddressFirst: "10.0.0.1", AddressLast: "10.0.0.9", Port: 5432}); err != nil {
+		t.Fatal(err)
+	}
+	login, pw := "fogadmin", "Str0ng-Password-123!"
+	if _, err := c.PutInstance(ctx, "sub", "rg", "mi1", resource.InstanceJSON{Location: "eastus",
+		Properties: resource.InstanceProperties{AdministratorLogin: &login, AdministratorLoginPassword: &pw}}); err != nil {
+		t.Fatal(err)
+	}
+	m := storedInstance(t, c.st, "rg", "mi1")
+	if m.UID == "" || m.BackupStanza != m.UID || m.BackupRetentionDays != 7 || m.BackupStorageRedundancy != "Geo" {
+		t.Errorf("new record: uid %q, stanza %q, retention %d, redundancy %q; want the uid as stanza, 7, Geo", m.UID, m.BackupStanza, m.BackupRetentionDays, m.BackupStorageRedundancy)
+	}
+	if s := storedSpec(t, c.st, "eastus", m.UID); s.Backup == nil || s.Backup.Stanza != m.UID || s.Backup.RetentionDays != 7 || s.Backup.Seq != 0 {
+		t.Errorf("new spec asks for backups %+v, want stanza %s, 7 days, none asked yet", s.Backup, m.UID)
+	}
+}
