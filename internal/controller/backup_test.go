@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fogdb/fog/internal/agent/agenttest"
 	"github.com/fogdb/fog/internal/arm"
 	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/lease"
 	"github.com/fogdb/fog/internal/resource"
 	"github.com/fogdb/fog/internal/store"
 )
@@ -138,5 +140,101 @@ func TestInstanceCreateRecordsItsStanza(t *testing.T) {
 	}
 	if s := storedSpec(t, c.st, "eastus", m.UID); s.Backup == nil || s.Backup.Stanza != m.UID || s.Backup.RetentionDays != 7 || s.Backup.Seq != 0 {
 		t.Errorf("new spec asks for backups %+v, want stanza %s, 7 days, none asked yet", s.Backup, m.UID)
+	}
+}
+
+// The schedule's view of the instances: who is the primary, who is held by an operation,
+// and whose observed state is news.
+func TestBackupInstances(t *testing.T) {
+	c := openTestController(t)
+	ctx := context.Background()
+	put := func(key string, v any) {
+		t.Helper()
+		if err := store.Put(ctx, c.st, key, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mi := func(uid, name, region, grp, activeOp string) {
+		put(miKey("sub", "rg", name), resource.ManagedInstance{UID: uid, Subscription: "sub", ResourceGroup: "rg", Name: name, Location: region, FailoverGroup: grp, ActiveOperation: activeOp})
+		put(instance.StatusKey(region, uid), instance.Status{UID: uid, Phase: instance.PhaseReady, LeaseIncarnation: 1})
+	}
+	side := func(name, uid, region string) GroupSide {
+		return GroupSide{Subscription: "sub", ResourceGroup: "rg", Location: region, InstanceName: name, InstanceUID: uid}
+	}
+	put(opKey("op-running"), Operation{ID: "op-running", Status: arm.StatusInProgress})
+	put(opKey("op-done"), Operation{ID: "op-done", Status: arm.StatusSucceeded})
+	mi("u-alone", "alone", "eastus", "", "")
+	mi("u-done", "done", "eastus", "", "op-done")
+	mi("u-creating", "creating", "eastus", "", "op-running")
+	mi("u-p", "p", "eastus", "fg", "")
+	mi("u-s", "s", "westus", "fg", "")
+	mi("u-q", "q", "eastus", "fg2", "")
+	mi("u-r", "r", "westus", "fg2", "")
+	put(fogKey("fg"), FailoverGroup{Name: "fg", Primary: 1, Sides: [2]GroupSide{side("s", "u-s", "westus"), side("p", "u-p", "eastus")}})
+	put(fogKey("fg2"), FailoverGroup{Name: "fg2", Primary: 0, ActiveOperation: "op-running", Sides: [2]GroupSide{side("q", "u-q", "eastus"), side("r", "u-r", "westus")}})
+	// eastus's agent publishes under incarnation 1; westus's lease has moved on to 2 since
+	// its statuses were published (it lapsed and was renewed).
+	put(lease.Key("eastus"), lease.Record{Region: "eastus", Incarnation: 1})
+	put(lease.Key("westus"), lease.Record{Region: "westus", Incarnation: 2})
+
+	ins, err := backupInstances(ctx, c.eng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type view struct {
+		primary, busy, status bool
+	}
+	got := map[string]view{}
+	for _, in := range ins {
+		if in.Rev == 0 {
+			t.Errorf("%s: no record revision", in.Record.Name)
+		}
+		got[in.Record.Name] = view{in.Primary, in.Busy, in.Status != nil}
+	}
+	want := map[string]view{
+		"alone":    {primary: true, status: true},
+		"done":     {primary: true, status: true},
+		"creating": {primary: true, busy: true, status: true},
+		"p":        {primary: true, status: true},
+		"s":        {},
+		"q":        {primary: true, busy: true, status: true},
+		"r":        {busy: true},
+	}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("%s: %+v, want %+v", name, got[name], w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d instances, want %d", len(got), len(want))
+	}
+}
+
+// The leader runs the schedule: the group's primary gets a full backup, taken by its agent,
+// then differential ones; the standby none.
+func TestLeaderRunsTheBackupSchedule(t *testing.T) {
+	ctx, w, c, stop := startWorld(t)
+	defer stop()
+	c.backupEvery = 20 * time.Millisecond
+	c.cfg.Backup.FullInterval, c.cfg.Backup.DiffInterval = time.Hour, 300*time.Millisecond
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = c.Run(rctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	var taken []instance.Backup
+	waitFor(t, "a full and a differential backup of the primary", func() bool {
+		w.net.PG("uid-p").Do(func(p *agenttest.PG) { taken = append([]instance.Backup(nil), p.Taken...) })
+		return len(taken) >= 2
+	}, 20*time.Second)
+	if taken[0].Type != instance.BackupFull || taken[0].Seq != 1 || taken[1].Type != instance.BackupDiff || taken[1].Seq != 2 {
+		t.Errorf("backups taken: %+v; want full 1, then diff 2", taken)
+	}
+	if m := storedInstance(t, c.st, "rg-s", "mi-s"); m.BackupSeq != 0 {
+		t.Errorf("the standby was asked for backup %d, want none", m.BackupSeq)
+	}
+	var s []instance.Backup
+	w.net.PG("uid-s").Do(func(p *agenttest.PG) { s = p.Taken })
+	if len(s) != 0 {
+		t.Errorf("the standby took backups %+v, want none", s)
 	}
 }
