@@ -3,8 +3,11 @@ package controller
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fogdb/fog/internal/agent/agenttest"
 	"github.com/fogdb/fog/internal/arm"
@@ -236,5 +239,148 @@ func TestLeaderRunsTheBackupSchedule(t *testing.T) {
 	w.net.PG("uid-s").Do(func(p *agenttest.PG) { s = p.Taken })
 	if len(s) != 0 {
 		t.Errorf("the standby took backups %+v, want none", s)
+	}
+}
+
+// A backup the agent reports done or failed is written to the activity log once, with its
+// type, size and duration; a new leader writes nothing again.
+func TestBackupsInTheActivityLog(t *testing.T) {
+	c := openTestController(t)
+	ctx := context.Background()
+	asked := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	m := resource.ManagedInstance{UID: "u1", Subscription: "sub", ResourceGroup: "rg", Name: "mi1", Location: "eastus",
+		BackupStanza: "u1", BackupSeq: 1, BackupType: instance.BackupFull, BackupAskedAt: asked}
+	if err := store.Put(ctx, c.st, miKey("sub", "rg", "mi1"), m); err != nil {
+		t.Fatal(err)
+	}
+	full := instance.Backup{Label: "20261203-110000F", Type: instance.BackupFull, Start: asked.Add(time.Minute), Stop: asked.Add(4 * time.Minute),
+		Size: 3 << 30, RepoSize: 300 << 20, Seq: 1}
+	status := func(b instance.BackupStatus) {
+		t.Helper()
+		b.Stanza, b.Health = "u1", instance.BackupHealthy
+		if err := store.Put(ctx, c.st, instance.StatusKey("eastus", "u1"), instance.Status{UID: "u1", Phase: instance.PhaseReady, Backup: &b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	term1 := &term{eng: c.eng, backupSeq: map[string]int64{}}
+	events := func() []ActivityEvent {
+		t.Helper()
+		evs, err := c.ActivityLog(ctx, "sub", ActivityFilter{From: asked.Add(-time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []ActivityEvent
+		for _, e := range evs {
+			if e.Kind == KindBackup && e.Phase != "Started" {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+
+	// Done, but the repository's listing does not show it yet: nothing yet.
+	status(instance.BackupStatus{Seq: 1})
+	c.noteBackups(ctx, term1)
+	if evs := events(); len(evs) != 0 {
+		t.Fatalf("a backup not listed yet is in the log: %+v", evs)
+	}
+	status(instance.BackupStatus{Seq: 1, Backups: []instance.Backup{full}})
+	c.noteBackups(ctx, term1)
+	c.noteBackups(ctx, term1)
+	evs := events()
+	if len(evs) != 1 {
+		t.Fatalf("%d backup entries, want 1: %+v", len(evs), evs)
+	}
+	e := evs[0]
+	if e.Phase != arm.StatusSucceeded || e.ResourceID != m.ID() || e.Caller != InitiatorSystem || !e.Start.Equal(full.Start) || !e.End.Equal(full.Stop) ||
+		e.Backup == nil || e.Backup.Type != instance.BackupFull || e.Backup.Size != full.Size || e.Backup.RepoSize != full.RepoSize || e.Backup.Seq != 1 {
+		t.Errorf("entry = %+v (backup %+v), want the full backup 1 Succeeded on mi1 with its times and sizes", e, e.Backup)
+	}
+	if want := "full backup 1 (20261203-110000F) finished: 3.0 GiB of data, 300.0 MiB added to the repository, in 3m0s"; e.Description != want {
+		t.Errorf("description = %q, want %q", e.Description, want)
+	}
+
+	// The next one fails.
+	if _, err := store.Update(ctx, c.st, miKey("sub", "rg", "mi1"), func(m *resource.ManagedInstance) error {
+		m.BackupSeq, m.BackupType, m.BackupAskedAt = 2, instance.BackupDiff, asked.Add(30*time.Minute)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	status(instance.BackupStatus{Seq: 2, Error: "backup: repository unreachable", Backups: []instance.Backup{full}})
+	c.noteBackups(ctx, term1)
+	evs = events()
+	if len(evs) != 2 {
+		t.Fatalf("%d backup entries, want 2: %+v", len(evs), evs)
+	}
+	f := evs[0] // newest first
+	if f.Phase != arm.StatusFailed || f.Error == nil || f.Error.Code != "BackupFailed" || f.Backup == nil || f.Backup.Type != instance.BackupDiff ||
+		!f.Start.Equal(asked.Add(30*time.Minute)) || !strings.Contains(f.Error.Message, "repository unreachable") {
+		t.Errorf("failure entry = %+v (error %+v, backup %+v), want the differential backup 2 Failed with the agent's error, from when it was asked", f, f.Error, f.Backup)
+	}
+
+	// A new leader notes the last backup again and writes nothing.
+	term2 := &term{eng: c.eng, backupSeq: map[string]int64{}}
+	c.noteBackups(ctx, term2)
+	if n := len(events()); n != 2 {
+		t.Errorf("after a new leader: %d backup entries, want 2", n)
+	}
+}
+
+// The metrics show each instance's last backup, last archived segment and backup health.
+func TestBackupMetrics(t *testing.T) {
+	c := openTestController(t)
+	ctx := context.Background()
+	stop := time.Date(2026, 12, 3, 11, 0, 0, 0, time.UTC)
+	archived := stop.Add(time.Hour)
+	for _, m := range []struct {
+		uid, name string
+		b         *instance.BackupStatus
+	}{
+		{"u1", "healthy", &instance.BackupStatus{Stanza: "u1", Health: instance.BackupHealthy, Archive: instance.Archive{LastArchivedAt: archived},
+			Backups: []instance.Backup{{Type: instance.BackupFull, Stop: stop.Add(-24 * time.Hour)}, {Type: instance.BackupDiff, Stop: stop}}}},
+		{"u2", "degraded", &instance.BackupStatus{Health: instance.BackupDegraded, Error: "pgBackRest is not installed"}},
+		{"u3", "older", nil},
+	} {
+		if err := store.Put(ctx, c.st, miKey("sub", "rg", m.name), resource.ManagedInstance{UID: m.uid, Subscription: "sub", ResourceGroup: "rg", Name: m.name, Location: "eastus"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Put(ctx, c.st, instance.StatusKey("eastus", m.uid), instance.Status{UID: m.uid, Phase: instance.PhaseReady, Backup: m.b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "instance" {
+					got[mf.GetName()+"/"+l.GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	want := map[string]float64{
+		"fog_backup_last_success_timestamp_seconds/healthy":   float64(stop.Unix()),
+		"fog_archive_last_archived_timestamp_seconds/healthy": float64(archived.Unix()),
+		"fog_backup_healthy/healthy":                          1,
+		"fog_backup_healthy/degraded":                         0,
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
+	}
+	// An instance without backup state (an older agent) has no series, nor one without
+	// backups or archived WAL a timestamp.
+	for k, v := range got {
+		if _, ok := want[k]; !ok && (strings.HasPrefix(k, "fog_backup_") || strings.HasPrefix(k, "fog_archive_")) {
+			t.Errorf("unexpected series %s = %v", k, v)
+		}
 	}
 }

@@ -91,9 +91,11 @@ type term struct {
 	// policy is the automatic failover policy, which remembers the outages it sees (the
 	// scheduling goroutine only).
 	policy *autofailover.Policy
-	// backups is the backup schedule, which remembers the failures it sees (the scheduling
+	// backups is the backup schedule, which remembers the failures it sees, and backupSeq
+	// the last backup of each instance (by UID) noted in the activity log (the scheduling
 	// goroutine only).
-	backups *backupsched.Scheduler
+	backups   *backupsched.Scheduler
+	backupSeq map[string]int64
 }
 
 // Lead drives operations through st, the leader's store, whose every write carries the
@@ -103,7 +105,7 @@ type term struct {
 func (c *Controller) Lead(ctx context.Context, st store.Store) error {
 	t := &term{eng: c.engine(st), driving: map[string]bool{}, seedSeen: map[string]int64{}}
 	t.policy = c.autoPolicy(t.eng)
-	t.backups = c.backupSchedule(t.eng)
+	t.backups, t.backupSeq = c.backupSchedule(t.eng), map[string]int64{}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	tick := time.NewTicker(c.resync)
@@ -168,6 +170,7 @@ func (c *Controller) Lead(ctx context.Context, st store.Store) error {
 			t.policy.Tick(ctx)
 			if time.Since(lastBackups) >= c.backupEvery {
 				lastBackups = time.Now()
+				c.noteBackups(ctx, t)
 				t.backups.Tick(ctx)
 			}
 			if time.Since(lastPrune) > 10*time.Minute {
