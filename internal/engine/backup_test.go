@@ -53,8 +53,8 @@ func TestBaseSpecCarriesBackup(t *testing.T) {
 }
 
 // twoMembers writes the records of a group's two members and the group (through WriteGroup,
-// as every group step writes), and returns the group's name.
-func twoMembers(t *testing.T, e *Engine, st store.Store, p, s resource.ManagedInstance) *FailoverGroup {
+// as every group step writes).
+func twoMembers(t *testing.T, e *Engine, st store.Store, p, s resource.ManagedInstance) {
 	t.Helper()
 	ctx := context.Background()
 	for _, m := range []resource.ManagedInstance{p, s} {
@@ -72,7 +72,6 @@ func twoMembers(t *testing.T, e *Engine, st store.Store, p, s resource.ManagedIn
 	if _, err := e.WriteGroup(ctx, g, 0); err != nil {
 		t.Fatal(err)
 	}
-	return g
 }
 
 func member(uid, name, region string) resource.ManagedInstance {
@@ -146,7 +145,7 @@ func TestAskBackup(t *testing.T) {
 	if err := e.AskBackup(ctx, key, rev, 4, instance.BackupFull, time.Now()); err == nil || errors.Is(err, store.ErrConflict) {
 		t.Errorf("AskBackup with the number last asked = %v, want an error", err)
 	}
-	if _, err := e.specOfForTest(ctx, "eastus", "uid-a"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := store.Get(ctx, st, instance.SpecKey("eastus", "uid-a"), &instance.Spec{}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a refused ask wrote a spec (%v)", err)
 	}
 	asked := time.Date(2026, 12, 3, 4, 0, 0, 0, time.UTC)
@@ -179,8 +178,8 @@ func TestAskBackupOfAGroupMember(t *testing.T) {
 	if err := e.AskBackup(ctx, key, rev, 1, instance.BackupFull, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	s, err := e.specOfForTest(ctx, "eastus", "uid-p")
-	if err != nil {
+	var s instance.Spec
+	if _, err := store.Get(ctx, st, instance.SpecKey("eastus", "uid-p"), &s); err != nil {
 		t.Fatal(err)
 	}
 	if s.Role != instance.RolePrimary || s.GroupID != "gid" || s.Peer == nil || s.Backup == nil || s.Backup.Seq != 1 {
@@ -188,8 +187,55 @@ func TestAskBackupOfAGroupMember(t *testing.T) {
 	}
 }
 
-func (e *Engine) specOfForTest(ctx context.Context, region, uid string) (instance.Spec, error) {
+// askingStore is a store through which, just before the first read of one spec, the backup
+// schedule asks for a backup of that instance: between a group step's read of the records
+// and its write of the specs.
+type askingStore struct {
+	store.Store
+	specKey string
+	ask     func()
+}
+
+func (a *askingStore) Get(ctx context.Context, key string) (store.KV, error) {
+	if key == a.specKey && a.ask != nil {
+		ask := a.ask
+		a.ask = nil
+		ask()
+	}
+	return a.Store.Get(ctx, key)
+}
+
+// A group step that read a member's record before the schedule asked for a backup (record
+// and spec in one transaction) must not write that member's spec from the older record: the
+// step is redone from the new one, and the spec keeps asking for the backup.
+func TestGroupStepAfterAnAskKeepsIt(t *testing.T) {
+	ctx := context.Background()
+	e, st := bareEngine(t)
+	twoMembers(t, e, st, member("uid-p", "mi-p", "eastus"), member("uid-s", "mi-s", "westus"))
+	key := group.InstanceKey("sub", "rg", "mi-p")
+	var m resource.ManagedInstance
+	rev, err := store.Get(ctx, st, key, &m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := &askingStore{Store: st, specKey: instance.SpecKey("eastus", "uid-p")}
+	as.ask = func() {
+		if err := e.AskBackup(ctx, key, rev, 1, instance.BackupFull, time.Now()); err != nil {
+			t.Errorf("AskBackup: %v", err)
+		}
+	}
+	stepping := New(e.cfg, as, e.leases, e.log)
+	if _, _, err := stepping.StepGroup(ctx, "fg", func(g *FailoverGroup) { g.Epoch++ }); err != nil {
+		t.Fatal(err)
+	}
+	if as.ask != nil {
+		t.Fatal("the step never read the spec")
+	}
+	if b := specBackup(t, st, "eastus", "uid-p"); b.Seq != 1 || b.Type != instance.BackupFull {
+		t.Errorf("spec after the step: %+v, want backup 1 (full) still asked", b)
+	}
 	var s instance.Spec
-	_, err := store.Get(ctx, e.st, instance.SpecKey(region, uid), &s)
-	return s, err
+	if _, err := store.Get(ctx, st, instance.SpecKey("eastus", "uid-p"), &s); err != nil || s.Epoch != 2 {
+		t.Errorf("spec after the step: epoch %d (%v), want the step's 2", s.Epoch, err)
+	}
 }

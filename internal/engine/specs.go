@@ -46,7 +46,8 @@ func (e *Engine) GroupSpec(base instance.Spec, g *FailoverGroup, i int, partner 
 	if i == 1 && partner.BackupStanza == "" && s.Backup != nil {
 		// A group an older Fog created has no stanza in its records. Both members are one
 		// PostgreSQL system and share one stanza: side 0's, the group's first primary (a
-		// group created now records it in both).
+		// group created now records it in both). So nothing may record side 0's stanza
+		// alone while the group lasts: side 1 would fall back to its own UID.
 		b := *s.Backup
 		b.Stanza = GroupStanza(partner)
 		s.Backup = &b
