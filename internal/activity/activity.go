@@ -6,6 +6,7 @@ package activity
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -18,8 +19,13 @@ import (
 // Prefix is the store prefix of the activity records.
 const Prefix = "activity/"
 
+// KindBackup is the kind of a backup's record: not an operation anyone asked for, but the
+// schedule's (package backupsched), recorded when the instance's agent reports it done or
+// failed.
+const KindBackup = "backup"
+
 // Record is the activity log's record of one operation: who or what started it, what,
-// when, how it ended, and what a forced failover lost.
+// when, how it ended, what a forced failover lost, and what a backup took.
 type Record struct {
 	OperationID   string            `json:"operationId"`
 	Kind          string            `json:"kind"`
@@ -32,7 +38,30 @@ type Record struct {
 	End           *time.Time        `json:"end,omitempty"`
 	Error         *arm.Error        `json:"error,omitempty"`
 	LostWAL       *resource.LostWAL `json:"lostWal,omitempty"`
+	// Backup is a backup's (KindBackup), Description what happened in words.
+	Backup      *Backup `json:"backup,omitempty"`
+	Description string  `json:"description,omitempty"`
 }
+
+// Backup is what a backup's record says of it.
+type Backup struct {
+	// Type is full or diff; Seq the schedule's number it was asked with; Stanza the history
+	// it went into; Label pgBackRest's name of it.
+	Type   string `json:"type,omitempty"`
+	Seq    int64  `json:"seq"`
+	Stanza string `json:"stanza,omitempty"`
+	Label  string `json:"label,omitempty"`
+	// Size is the data it covers, RepoSize what it added to the repository (compressed).
+	Size     int64 `json:"size,omitempty"`
+	RepoSize int64 `json:"repoSize,omitempty"`
+}
+
+// BackupKey is the store key of the record of instance uid's backup seq: one per backup, so
+// that a new leader noting it again writes nothing.
+func BackupKey(uid string, seq int64) string { return Key(BackupID(uid, seq)) }
+
+// BackupID is the operation id (correlationId) of instance uid's backup seq.
+func BackupID(uid string, seq int64) string { return fmt.Sprintf("backup-%s-%d", uid, seq) }
 
 // Key is the store key of operation opID's record.
 func Key(opID string) string { return Prefix + opID }

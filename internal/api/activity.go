@@ -27,6 +27,8 @@ var operationNames = map[string][2]string{
 	controller.KindDeleteGroup:    {"Microsoft.Sql/locations/instanceFailoverGroups/delete", "Delete Instance Failover Group"},
 	controller.KindFailover:       {"Microsoft.Sql/locations/instanceFailoverGroups/failover/action", "Failover Azure SQL failover group"},
 	controller.KindForceFailover:  {"Microsoft.Sql/locations/instanceFailoverGroups/forceFailoverAllowDataLoss/action", "Failover Azure SQL failover group (allow data loss)"},
+	// Azure logs no automated backup; Fog does, under an action of its own.
+	controller.KindBackup: {"Microsoft.Sql/managedInstances/backups/action", "Automated backup of Managed Instance"},
 }
 
 var clauseRe = regexp.MustCompile(`(?i)^\s*(eventTimestamp|resourceGroupName|resourceId|resourceUri|correlationId|resourceProvider)\s+(ge|le|eq)\s+'([^']*)'\s*$`)
@@ -115,6 +117,12 @@ func (s *Server) activityLog(w http.ResponseWriter, r *http.Request) {
 		}
 		if e.LostWAL != nil {
 			props["lostWal"] = e.LostWAL
+		}
+		if e.Backup != nil {
+			props["backup"] = e.Backup
+		}
+		if e.Description != "" && e.Phase != "Started" {
+			props["description"] = e.Description
 		}
 		if e.End != nil && e.Phase != "Started" {
 			props["durationMs"] = e.End.Sub(e.Start).Milliseconds()

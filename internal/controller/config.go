@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/fogdb/fog/internal/backupsched"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/lease"
 	"github.com/fogdb/fog/internal/resource"
@@ -33,6 +34,8 @@ type Config struct {
 	ProbeTimeout time.Duration
 	// ActivityRetentionDays is how long the activity log keeps an operation (default 90).
 	ActivityRetentionDays int
+	// Backup is the backup schedule the leader keeps (package backupsched).
+	Backup backupsched.Config
 }
 
 // Defaults of the controller's settings.
@@ -48,7 +51,7 @@ func Defaults() Config {
 	return Config{
 		DNSSuffix: instance.DefaultDNSSuffix, OperationTimeout: DefaultOperationTimeout, LeaseTTL: lease.DefaultTTL,
 		MinGracePeriod: resource.MinGracePeriodMinutes * time.Minute, ProbeTimeout: DefaultProbeTimeout,
-		ActivityRetentionDays: DefaultActivityRetentionDays,
+		ActivityRetentionDays: DefaultActivityRetentionDays, Backup: backupsched.Defaults(),
 	}
 }
 
@@ -57,6 +60,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.MinGracePeriod, "min-grace-period", c.MinGracePeriod, "shortest failoverWithDataLossGracePeriodMinutes an Automatic group may have: Azure's 60m, or down to 1m")
 	fs.IntVar(&c.ActivityRetentionDays, "activity-log-retention-days", c.ActivityRetentionDays, "how long the activity log keeps an operation")
 	fs.BoolVar(&c.ObserveOnly, "observe-only", c.ObserveOnly, "run every group's automatic failover policy as events only (\"would fail over now\"), never acting")
+	c.Backup.RegisterFlags(fs)
 }
 
 // Validate checks the configuration and fills the defaults of zero values.
@@ -69,6 +73,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MinGracePeriod%time.Minute != 0 || c.MinGracePeriod < time.Minute || c.MinGracePeriod > resource.MinGracePeriodMinutes*time.Minute {
 		return fmt.Errorf("--min-grace-period %s: give whole minutes from 1m to %dm (Azure's minimum, the default)", c.MinGracePeriod, resource.MinGracePeriodMinutes)
+	}
+	if err := c.Backup.Validate(); err != nil {
+		return err
 	}
 	if len(c.Regions) == 0 {
 		return errors.New("controller: at least one region is required")

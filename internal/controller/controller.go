@@ -15,6 +15,7 @@ import (
 	"github.com/fogdb/fog/internal/activity"
 	"github.com/fogdb/fog/internal/arm"
 	"github.com/fogdb/fog/internal/autofailover"
+	"github.com/fogdb/fog/internal/backupsched"
 	"github.com/fogdb/fog/internal/engine"
 	"github.com/fogdb/fog/internal/fault"
 	"github.com/fogdb/fog/internal/group"
@@ -48,8 +49,8 @@ type Controller struct {
 	kick   chan string
 	leases *lease.Observer
 	// resync is how often the leader lists the operations, looks after groups and runs the
-	// automatic policy.
-	resync time.Duration
+	// automatic policy; backupEvery how often it runs the backup schedule.
+	resync, backupEvery time.Duration
 }
 
 // New returns a controller; call Run or Lead to drive operations.
@@ -57,7 +58,7 @@ func New(cfg Config, st store.Store, log *slog.Logger) (*Controller, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Controller{cfg: cfg, st: st, log: log, kick: make(chan string, 128), leases: lease.NewObserver(cfg.LeaseTTL, nil), resync: time.Second}
+	c := &Controller{cfg: cfg, st: st, log: log, kick: make(chan string, 128), leases: lease.NewObserver(cfg.LeaseTTL, nil), resync: time.Second, backupEvery: backupEvery}
 	c.eng = c.engine(st)
 	return c, nil
 }
@@ -90,6 +91,11 @@ type term struct {
 	// policy is the automatic failover policy, which remembers the outages it sees (the
 	// scheduling goroutine only).
 	policy *autofailover.Policy
+	// backups is the backup schedule, which remembers the failures it sees, and backupSeq
+	// the last backup of each instance (by UID) noted in the activity log (the scheduling
+	// goroutine only).
+	backups   *backupsched.Scheduler
+	backupSeq map[string]int64
 }
 
 // Lead drives operations through st, the leader's store, whose every write carries the
@@ -99,6 +105,7 @@ type term struct {
 func (c *Controller) Lead(ctx context.Context, st store.Store) error {
 	t := &term{eng: c.engine(st), driving: map[string]bool{}, seedSeen: map[string]int64{}}
 	t.policy = c.autoPolicy(t.eng)
+	t.backups, t.backupSeq = c.backupSchedule(t.eng), map[string]int64{}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	tick := time.NewTicker(c.resync)
@@ -132,6 +139,10 @@ func (c *Controller) Lead(ctx context.Context, st store.Store) error {
 		})
 	}
 	var lastPrune time.Time
+	// The first backup run waits a full period: a new leader has nothing urgent to ask that
+	// the last one did not, and a controller started for a moment (tests, a restart) asks
+	// nothing at once.
+	lastBackups := time.Now()
 	for {
 		ops, err := store.List[Operation](ctx, st, engine.OpPrefix)
 		if err != nil && ctx.Err() == nil {
@@ -157,6 +168,11 @@ func (c *Controller) Lead(ctx context.Context, st store.Store) error {
 		case <-tick.C:
 			c.monitor(ctx, t)
 			t.policy.Tick(ctx)
+			if time.Since(lastBackups) >= c.backupEvery {
+				lastBackups = time.Now()
+				c.noteBackups(ctx, t)
+				t.backups.Tick(ctx)
+			}
 			if time.Since(lastPrune) > 10*time.Minute {
 				lastPrune = time.Now()
 				if err := activity.Prune(ctx, st, c.cfg.activityRetention()); err != nil {
@@ -356,6 +372,11 @@ func (c *Controller) PutInstance(ctx context.Context, sub, rg, name string, body
 		conds = append(conds, store.Cond{Key: nameKey(name), Rev: 0})
 		m.UID = resource.NewUID()
 		m.CreatedAt = time.Now().UTC()
+		stanza, err := resource.NewStanza(m.UID, 0)
+		if err != nil {
+			return nil, internalError(err)
+		}
+		m.BackupStanza = stanza
 		host, port, err := c.allocateAddress(ctx, m.Location)
 		if err != nil {
 			return nil, fault.New(fault.Unavailable, "NoAddressAvailable", "No address is available for a new instance: %v.", err)

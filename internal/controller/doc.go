@@ -20,5 +20,8 @@
 // of from the store). Between operations the leader looks after groups (a lost WAL range is
 // recorded, a secondary whose slot was invalidated is reseeded) and runs the automatic
 // failover policy (package autofailover), a new one for each leadership, to which it hands
-// the leader's engine, the way to start a forced failover, and its probe of a primary.
+// the leader's engine, the way to start a forced failover, and its probe of a primary; and
+// the backup schedule (package backupsched), to which it hands the instances with their
+// observed state and the engine's transaction that asks for a backup, recording each backup
+// done or failed in the activity log.
 package controller

@@ -418,6 +418,10 @@ func (c *Controller) writeCreate(ctx context.Context, sub, rg, region, name stri
 	g.ActiveOperation, g.OperationKind = op.ID, op.Kind
 	g.Event("Create", fmt.Sprintf("primary %s (%s), secondary %s (%s)", prim.Name, prim.Location, part.Name, part.Location), nil)
 	prim.FailoverGroup, part.FailoverGroup = name, name
+	// The secondary is seeded from the primary (pg_basebackup): one PostgreSQL system, one
+	// backup history, written by each member into its own region's repository.
+	prim.BackupStanza = engine.GroupStanza(prim)
+	part.BackupStanza = prim.BackupStanza
 	sconds, sops, _, err := c.specWrites(ctx,
 		c.groupSpec(c.baseSpec(prim), g, 0, part), c.groupSpec(c.baseSpec(part), g, 1, prim))
 	if err != nil {

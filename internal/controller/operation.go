@@ -1,6 +1,9 @@
 package controller
 
-import "github.com/fogdb/fog/internal/engine"
+import (
+	"github.com/fogdb/fog/internal/activity"
+	"github.com/fogdb/fog/internal/engine"
+)
 
 // Operation is a long-running operation as stored (package engine).
 type Operation = engine.Operation
@@ -16,6 +19,8 @@ const (
 	KindDeleteGroup    = engine.KindDeleteGroup
 	KindFailover       = engine.KindFailover
 	KindForceFailover  = engine.KindForceFailover
+	// KindBackup is the activity log's kind of a scheduled backup (not an operation).
+	KindBackup = activity.KindBackup
 )
 
 // Initiators of operations.

@@ -67,8 +67,8 @@
 //	(accepted)  the operation, the group marked Deleting       nothing                       Failed; the delete can be sent
 //	                                                                                         again
 //	leaving     both members standalone, the instances out of  wait for both to run as       Failed; the delete can be sent
-//	            the group                                      primaries on their own;       again
-//	                                                           remove the group record
+//	            the group, the secondary a backup stanza of    primaries on their own;       again
+//	            its own                                        remove the group record
 //
 // An update changes only policies and ends in the transaction that accepts it.
 //

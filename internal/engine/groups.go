@@ -76,7 +76,7 @@ var deleteGroup = &Table{Kind: KindDeleteGroup, goneDone: true, Steps: []Step{
 		wait: func(ctx context.Context, x *exec) error { return nil },
 	},
 	{
-		Name: StepLeaving, Writes: "both members standalone, the instances out of the group",
+		Name: StepLeaving, Writes: "both members standalone, the instances out of the group, the secondary a backup stanza of its own",
 		Waits: "wait for both to run as primaries on their own; remove the group record", RollsBack: "Failed; the delete can be sent again",
 		OnFail: Fail, enter: leave,
 		wait: func(ctx context.Context, x *exec) error {
@@ -109,18 +109,37 @@ func leave(ctx context.Context, x *exec) error {
 		return err
 	}
 	var ms [2]resource.ManagedInstance
+	var revs [2]int64
+	for i, s := range g.Sides {
+		if revs[i], err = store.Get(ctx, x.e.st, s.InstanceKey(), &ms[i]); err != nil {
+			return err
+		}
+	}
+	shared := GroupStanza(&ms[0])
 	var conds []store.Cond
 	var ops []store.Op
 	for i, s := range g.Sides {
-		r, err := store.Get(ctx, x.e.st, s.InstanceKey(), &ms[i])
-		if err != nil {
-			return err
+		if ms[i].FailoverGroup != g.Name {
+			continue // left already: this step is being redone
 		}
-		if ms[i].FailoverGroup == g.Name {
-			ms[i].FailoverGroup = ""
-			conds = append(conds, store.Cond{Key: s.InstanceKey(), Rev: r})
-			ops = append(ops, store.PutOp(s.InstanceKey(), ms[i]))
+		ms[i].FailoverGroup = ""
+		if i == g.Secondary() {
+			// The secondary becomes a writable system of its own, with the primary's system
+			// identifier: its WAL and backups must not go into the primary's history, so it
+			// gets a stanza of its own (docs/backups.md), one it never had.
+			ms[i].BackupStanzas++
+			stanza, err := resource.NewStanza(ms[i].UID, ms[i].BackupStanzas)
+			if err != nil {
+				return err
+			}
+			ms[i].BackupStanza = stanza
+		} else if ms[i].BackupStanza == "" {
+			// The primary keeps the history it wrote in the group (recorded, since on its
+			// own a record without one would read as its UID).
+			ms[i].BackupStanza = shared
 		}
+		conds = append(conds, store.Cond{Key: s.InstanceKey(), Rev: revs[i]})
+		ops = append(ops, store.PutOp(s.InstanceKey(), ms[i]))
 	}
 	sconds, sops, _, err := x.e.SpecWrites(ctx, x.e.BaseSpec(&ms[0]), x.e.BaseSpec(&ms[1]))
 	if err != nil {

@@ -22,6 +22,9 @@ func (e *Engine) BaseSpec(m *resource.ManagedInstance) instance.Spec {
 		Host: m.Host, Port: m.Port, Locale: m.Collation, Timezone: tz,
 		AdminLogin: m.AdministratorLogin, AdminVerifier: m.PasswordVerifier,
 		DNSNames: []string{m.Name + "." + m.DNSZone + "." + e.cfg.DNSSuffix}, VCores: m.VCores,
+		// Every instance archives its WAL; the record keeps the backup last asked, so that
+		// every spec written (each failover step rewrites both members') still asks for it.
+		Backup: &instance.BackupSpec{Stanza: m.Stanza(), RetentionDays: m.RetentionDays(), Seq: m.BackupSeq, Type: m.BackupType},
 	}
 }
 
@@ -40,6 +43,15 @@ func (e *Engine) GroupSpec(base instance.Spec, g *FailoverGroup, i int, partner 
 	case instance.RolePrimary:
 		s.Slots = []string{pgtypes.SlotName(partner.UID)}
 	}
+	if i == 1 && partner.BackupStanza == "" && s.Backup != nil {
+		// A group an older Fog created has no stanza in its records. Both members are one
+		// PostgreSQL system and share one stanza: side 0's, the group's first primary (a
+		// group created now records it in both). So nothing may record side 0's stanza
+		// alone while the group lasts: side 1 would fall back to its own UID.
+		b := *s.Backup
+		b.Stanza = GroupStanza(partner)
+		s.Backup = &b
+	}
 	if !g.Deleting {
 		rw, ro := group.ListenerNames(g.Name, g.DNSZone, e.cfg.DNSSuffix)
 		s.DNSNames = append(s.DNSNames, rw, ro)
@@ -49,6 +61,10 @@ func (e *Engine) GroupSpec(base instance.Spec, g *FailoverGroup, i int, partner 
 	}
 	return s
 }
+
+// GroupStanza is the backup stanza a group's members share: side 0's, the group's first
+// primary, from which the secondary was seeded. side0 is side 0's record.
+func GroupStanza(side0 *resource.ManagedInstance) string { return side0.Stanza() }
 
 // SpecFor is the desired state of instance m, in its failover group if it has one.
 func (e *Engine) SpecFor(ctx context.Context, m *resource.ManagedInstance) (instance.Spec, error) {
@@ -102,17 +118,22 @@ func (e *Engine) SpecWrites(ctx context.Context, specs ...instance.Spec) ([]stor
 }
 
 // WriteGroup stores g (if nobody changed it since rev) together with both members' specs and
-// any extra ops, in one transaction. It returns the specs' generations. A group changed
-// meanwhile is fault.ErrBusy.
+// any extra ops, in one transaction. It returns the specs' generations. A group, or a
+// member's record, changed meanwhile is fault.ErrBusy.
 func (e *Engine) WriteGroup(ctx context.Context, g *FailoverGroup, rev int64, extra ...store.Op) ([2]int64, error) {
 	var gens [2]int64
 	var ms [2]resource.ManagedInstance
+	conds := []store.Cond{{Key: group.Key(g.Name), Rev: rev}}
 	for i, s := range g.Sides {
-		if _, err := store.Get(ctx, e.st, s.InstanceKey(), &ms[i]); err != nil {
+		mrev, err := store.Get(ctx, e.st, s.InstanceKey(), &ms[i])
+		if err != nil {
 			return gens, Internal(fmt.Errorf("read member %s: %w", s.InstanceName, err))
 		}
+		// The specs are computed from the records as read: a record changed since (the
+		// backup scheduler asks for a backup by writing a record and its spec at once) must
+		// not have its spec overwritten from the older record.
+		conds = append(conds, store.Cond{Key: s.InstanceKey(), Rev: mrev})
 	}
-	conds := []store.Cond{{Key: group.Key(g.Name), Rev: rev}}
 	ops := append([]store.Op{store.PutOp(group.Key(g.Name), g)}, extra...)
 	var specs []instance.Spec
 	for i := range g.Sides {

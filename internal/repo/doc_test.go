@@ -127,6 +127,14 @@ func TestPolicyDoesNotImportTheService(t *testing.T) {
 	banImports(t, "the automatic failover policy", "../autofailover", "controller", "api", "console", "server", "daemon", "cli", "postgres")
 }
 
+// TestBackupScheduleDoesNotImportTheService: the backup schedule is handed what it needs (the
+// instances with their observed state, the ask, a clock); it depends on neither the
+// controller that runs it nor the API, nor on the engine (the controller hands it the
+// engine's transaction), nor on what runs pgBackRest.
+func TestBackupScheduleDoesNotImportTheService(t *testing.T) {
+	banImports(t, "the backup schedule", "../backupsched", "controller", "api", "console", "server", "daemon", "cli", "engine", "postgres", "pgbackrest", "agent")
+}
+
 // banImports fails when pkg depends, directly or not, on one of Fog's packages banned.
 func banImports(t *testing.T, what, pkg string, banned ...string) {
 	t.Helper()

@@ -39,6 +39,10 @@ const (
 	DefaultLicenseType    = "LicenseIncluded"
 	DefaultDatabaseFormat = "SQLServer2022"
 	DefaultFamily         = "Gen5"
+	// DefaultBackupRetentionDays is Azure's point-in-time restore window when none is set.
+	DefaultBackupRetentionDays = 7
+	// DefaultBackupStorageRedundancy is Azure's default for a new instance.
+	DefaultBackupStorageRedundancy = "Geo"
 )
 
 // ManagedInstance is the stored record of a managed instance: what the user asked for plus
@@ -73,6 +77,68 @@ type ManagedInstance struct {
 	// ActiveOperation is the id of the operation that owns the instance right now, if any.
 	ActiveOperation string    `json:"activeOperation,omitempty"`
 	CreatedAt       time.Time `json:"createdAt"`
+
+	// Backups (docs/backups.md). BackupStanza names the instance's backup history in its
+	// region's repository: its UID when it is created; the primary's while it is a failover
+	// group's secondary (the two are one PostgreSQL system); "<uid>-<n>" once it leaves a group
+	// as the secondary, since it is then a writable system of its own. A record an older Fog
+	// wrote has none (Stanza). BackupStanzas is the n last used.
+	BackupStanza  string `json:"backupStanza,omitempty"`
+	BackupStanzas int    `json:"backupStanzas,omitempty"`
+	// BackupSeq and BackupType are the backup last asked of the agent (instance.BackupSpec);
+	// BackupAskedAt is when.
+	BackupSeq     int64     `json:"backupSeq,omitempty"`
+	BackupType    string    `json:"backupType,omitempty"`
+	BackupAskedAt time.Time `json:"backupAskedAt,omitzero"`
+	// BackupRetentionDays keeps that many days restorable (0: DefaultBackupRetentionDays).
+	BackupRetentionDays int `json:"backupRetentionDays,omitempty"`
+	// BackupStorageRedundancy is the ARM property as asked ("": DefaultBackupStorageRedundancy).
+	BackupStorageRedundancy string `json:"backupStorageRedundancy,omitempty"`
+}
+
+// Stanza is the instance's backup stanza. A record an older Fog wrote has none: it gets the
+// one it would have been given at creation, its UID (a failover group's secondary of such a
+// record takes its primary's; package engine sees to that).
+func (m *ManagedInstance) Stanza() string {
+	if m.BackupStanza != "" {
+		return m.BackupStanza
+	}
+	return m.UID
+}
+
+// RetentionDays is how many days of backups the instance keeps restorable.
+func (m *ManagedInstance) RetentionDays() int {
+	if m.BackupRetentionDays > 0 {
+		return m.BackupRetentionDays
+	}
+	return DefaultBackupRetentionDays
+}
+
+// StorageRedundancy is the instance's backupStorageRedundancy.
+func (m *ManagedInstance) StorageRedundancy() string {
+	if m.BackupStorageRedundancy != "" {
+		return m.BackupStorageRedundancy
+	}
+	return DefaultBackupStorageRedundancy
+}
+
+// stanzaRe is what a stanza may be: it names a directory of the region's repository (and,
+// with object storage, a container, whose names are lower case), and is a pgBackRest option
+// value.
+var stanzaRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// NewStanza is the n-th stanza of the instance with uid: the uid itself for n == 0 (its
+// creation), "<uid>-<n>" after it left its n-th failover group as the secondary. It fails for
+// a uid that makes no valid stanza (Fog's uids are lower-case hex and hyphens).
+func NewStanza(uid string, n int) (string, error) {
+	s := uid
+	if n > 0 {
+		s = fmt.Sprintf("%s-%d", uid, n)
+	}
+	if !stanzaRe.MatchString(s) {
+		return "", fmt.Errorf("backup stanza %q of instance %s: a stanza is 1 to 63 lower-case letters, digits, '_' and '-', starting with a letter or digit", s, uid)
+	}
+	return s, nil
 }
 
 // ID is the ARM id.
@@ -107,8 +173,11 @@ type InstanceProperties struct {
 	LicenseType                *string `json:"licenseType,omitempty"`
 	InstancePoolID             *string `json:"instancePoolId,omitempty"`
 	DatabaseFormat             *string `json:"databaseFormat,omitempty"`
-	Host                       string  `json:"host,omitempty"`
-	Port                       int     `json:"port,omitempty"`
+	// BackupStorageRedundancy is where the instance's backups are kept: Local, Zone, Geo or
+	// GeoZone (docs/backups.md says what each means for Fog).
+	BackupStorageRedundancy *string `json:"backupStorageRedundancy,omitempty"`
+	Host                    string  `json:"host,omitempty"`
+	Port                    int     `json:"port,omitempty"`
 }
 
 // InstanceJSON is the wire form of a managed instance.
@@ -137,6 +206,7 @@ func (m *ManagedInstance) View(dnsSuffix, state string) InstanceJSON {
 		DNSZone:                  ptr(m.DNSZone),
 		LicenseType:              ptr(m.LicenseType),
 		DatabaseFormat:           ptr(m.DatabaseFormat),
+		BackupStorageRedundancy:  ptr(m.StorageRedundancy()),
 		Host:                     m.Host,
 		Port:                     m.Port,
 	}
@@ -164,6 +234,10 @@ func skuPrefix(tier string) string { return tiers[tier] }
 var AllowedVCores = []int{4, 8, 16, 24, 32, 40, 64, 80}
 
 var licenseTypes = []string{"LicenseIncluded", "BasePrice"}
+
+// BackupStorageRedundancies are Azure's values of backupStorageRedundancy.
+var BackupStorageRedundancies = []string{"Local", "Zone", "Geo", "GeoZone"}
+
 var databaseFormats = []string{"SQLServer2022", "SQLServer2025", "AlwaysUpToDate"}
 
 var instanceNameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -221,7 +295,8 @@ func ApplyInstance(env Env, cur *ManagedInstance, sub, rg, name string, body Ins
 		m = ManagedInstance{Subscription: sub, ResourceGroup: rg, Name: name,
 			Tier: "GeneralPurpose", Family: DefaultFamily, VCores: DefaultVCores, StorageSizeInGB: DefaultStorageGB,
 			Collation: DefaultCollation, TimezoneID: DefaultTimezone, LicenseType: DefaultLicenseType,
-			DatabaseFormat: DefaultDatabaseFormat}
+			DatabaseFormat: DefaultDatabaseFormat, BackupRetentionDays: DefaultBackupRetentionDays,
+			BackupStorageRedundancy: DefaultBackupStorageRedundancy}
 	} else {
 		m = *cur
 	}
@@ -364,6 +439,14 @@ func ApplyInstance(env Env, cur *ManagedInstance, sub, rg, name string, body Ins
 				"The update policy of '%s' is AlwaysUpToDate and cannot be changed back to %s.", m.Name, f)
 		}
 		m.DatabaseFormat = f
+	}
+	if p.BackupStorageRedundancy != nil {
+		r, ok := oneOf(BackupStorageRedundancies, *p.BackupStorageRedundancy)
+		if !ok {
+			return nil, "", fault.Invalid("InvalidBackupStorageRedundancy",
+				"backupStorageRedundancy '%s' is invalid: use Local, Zone, Geo or GeoZone (Geo when not sent).", *p.BackupStorageRedundancy)
+		}
+		m.BackupStorageRedundancy = r
 	}
 	return &m, password, nil
 }

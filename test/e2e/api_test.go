@@ -182,6 +182,7 @@ func TestInstanceValidation(t *testing.T) {
 		{"timezone", "rg-v", "v1", miBody("eastus", map[string]any{"timezoneId": "Mars/Olympus"}), 400, "InvalidTimezone"},
 		{"license", "rg-v", "v1", miBody("eastus", map[string]any{"licenseType": "Free"}), 400, "InvalidLicenseType"},
 		{"database format", "rg-v", "v1", miBody("eastus", map[string]any{"databaseFormat": "SQLServer2008"}), 400, "InvalidDatabaseFormat"},
+		{"backup storage redundancy", "rg-v", "v1", miBody("eastus", map[string]any{"backupStorageRedundancy": "GRS"}), 400, "InvalidBackupStorageRedundancy"},
 		{"dnsZone set", "rg-v", "v1", miBody("eastus", map[string]any{"dnsZone": "abc"}), 400, "InvalidParameterValue"},
 		{"dnsZonePartner bad id", "rg-v", "v1", miBody("eastus", map[string]any{"dnsZonePartner": "not-an-id"}), 400, "InvalidDnsZonePartner"},
 		{"dnsZonePartner missing", "rg-v", "v1", miBody("eastus", map[string]any{"dnsZonePartner": miPath("rg-v", "nope")}), 400, "InvalidDnsZonePartner"},
