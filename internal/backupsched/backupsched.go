@@ -17,6 +17,8 @@
 //  3. No full backup in the repository: a full backup.
 //  4. The newest full backup started more than FullInterval ago: a full backup.
 //  5. The newest backup of any type started more than DiffInterval ago: a differential one.
+//  6. The WAL archive has a gap (the agent's bounded queue dropped WAL while the repository
+//     was down): a differential one, the first point restorable again after the gap.
 //
 // A backup is asked with the next sequence number, one above both the record's and the
 // agent's last, in one store transaction with the instance's desired state (Deps.Ask), so
@@ -219,11 +221,11 @@ func (s *Scheduler) decide(in Instance, now time.Time) Decision {
 			return Decision{Why: "the last backup failed; waiting to retry"}
 		}
 	}
-	return due(b.Backups, now, s.d.Config)
+	return due(b.Backups, b.Archive.Gap, now, s.d.Config)
 }
 
 // due says which backup the repository's backups (oldest first) call for at now.
-func due(backups []instance.Backup, now time.Time, c Config) Decision {
+func due(backups []instance.Backup, gap bool, now time.Time, c Config) Decision {
 	var full, newest *instance.Backup
 	for i := range backups {
 		bk := &backups[i]
@@ -241,6 +243,8 @@ func due(backups []instance.Backup, now time.Time, c Config) Decision {
 		return Decision{Type: instance.BackupFull, Why: fmt.Sprintf("the last full backup started %s ago", now.Sub(full.Start).Round(time.Minute))}
 	case now.Sub(newest.Start) >= c.DiffInterval:
 		return Decision{Type: instance.BackupDiff, Why: fmt.Sprintf("the last backup started %s ago", now.Sub(newest.Start).Round(time.Minute))}
+	case gap:
+		return Decision{Type: instance.BackupDiff, Why: "the WAL archive has a gap, which a backup closes"}
 	}
 	return Decision{Why: "no backup is due"}
 }

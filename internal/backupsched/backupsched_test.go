@@ -85,6 +85,11 @@ func TestRules(t *testing.T) {
 		{"the full is six days old, a diff yesterday: nothing", primary("a", 2, backup(full, 6*24*time.Hour), backup(diff, 23*time.Hour)), ""},
 		{"the newest backup is a day old: a differential", primary("a", 2, backup(full, 3*24*time.Hour), backup(diff, 24*time.Hour)), diff},
 		{"the full is a day old and the newest: a differential", primary("a", 1, backup(full, 25*time.Hour)), diff},
+		{"a gap in the archive after a recent backup: a differential", func() backupsched.Instance {
+			in := primary("a", 1, backup(full, time.Hour))
+			in.Status.Backup.Archive.Gap = true
+			return in
+		}(), diff},
 		{"pgBackRest's incremental counts as a backup", primary("a", 2, backup(full, 3*24*time.Hour), backup("incr", time.Hour)), ""},
 		{"a backup asked and not done: nothing", func() backupsched.Instance {
 			in := primary("a", 0)
