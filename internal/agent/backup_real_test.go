@@ -21,8 +21,10 @@ import (
 	"github.com/fogdb/fog/internal/store"
 )
 
-// realAgent runs an agent of region eastus over real PostgreSQL and pgBackRest, in dir.
-func realAgent(ctx context.Context, t *testing.T, dir string, st store.Store, edit ...func(*agent.Config)) {
+// realAgent runs an agent of region eastus over real PostgreSQL and pgBackRest, in dir, until
+// the test ends; then the OS users of instances uids are removed (only those: other tests on
+// the machine have instances of their own).
+func realAgent(ctx context.Context, t *testing.T, dir string, st store.Store, uids []string, edit ...func(*agent.Config)) {
 	t.Helper()
 	if _, err := pgbackrest.FindBinary(""); err != nil {
 		t.Skipf("pgBackRest is not installed (CI installs Debian's pgbackrest): %v", err)
@@ -63,7 +65,9 @@ func realAgent(ctx context.Context, t *testing.T, dir string, st store.Store, ed
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		postgres.RemoveUsersSince(nil)
+		for _, uid := range uids {
+			r.RemoveInstanceUser(uid)
+		}
 	})
 }
 
@@ -112,8 +116,8 @@ func backupWorld(ctx context.Context, t *testing.T, edit ...func(*agent.Config))
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	realAgent(ctx, t, dir, b, edit...)
 	uid := "b7a1c0de-0000-4000-8000-000000000001"
+	realAgent(ctx, t, dir, b, []string{uid}, edit...)
 	spec = instance.Spec{UID: uid, Name: "mi-backup", Region: "eastus", Generation: 1, Host: "127.0.0.1", Port: freeTCPPort(t),
 		Locale: "C.UTF-8", Timezone: "UTC", AdminLogin: "admin1", AdminVerifier: pgtypes.SCRAMVerifier("Secret-pass-1"), VCores: 2,
 		Backup: &instance.BackupSpec{Stanza: uid, RetentionDays: 7}}

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/fogdb/fog/internal/proc"
 )
 
 // Runner runs PostgreSQL programs as the OS user that owns the clusters. PostgreSQL refuses
@@ -120,8 +122,16 @@ func (r *Runner) RemoveInstanceUser(uid string) {
 	delete(r.instances.m, uid)
 	r.instances.mu.Unlock()
 	name := InstanceUser(uid)
-	if _, err := user.Lookup(name); err != nil {
+	u, err := user.Lookup(name)
+	if err != nil {
 		return
+	}
+	// Its server is stopped; what it left running (pgBackRest's async archiver) goes too, or
+	// userdel refuses.
+	if id, err := strconv.Atoi(u.Uid); err == nil {
+		for i := 0; i < 50 && proc.KillUser(id) > 0; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
 		r.log.Warn("remove the instance's OS user", "user", name, "err", err, "out", strings.TrimSpace(string(out)))

@@ -156,3 +156,27 @@ func FindIn(dir string, w Want) (int, bool) {
 	}
 	return 0, false
 }
+
+// KillUser sends SIGKILL to every process whose real and effective uid is uid (never uid 0)
+// and returns how many it found: what is left of an instance's OS user (pgBackRest's async
+// archiver, which detaches from the server) before the user is removed, which userdel
+// refuses while any of them runs.
+func KillUser(uid int) int {
+	if uid == 0 {
+		return 0
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || !hasUID("/proc/"+e.Name(), uid) {
+			continue
+		}
+		n++
+		_ = Signal(pid, unix.SIGKILL, func(pid int) bool { return hasUID("/proc/"+strconv.Itoa(pid), uid) })
+	}
+	return n
+}
