@@ -337,7 +337,7 @@ func (c *Controller) groupBusyAt(ctx context.Context) error {
 // starts from a healthy group.
 func waitSettled(t *testing.T, c *Controller) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		var g FailoverGroup
 		_, _ = store.Get(context.Background(), c.st, fogKey("fg"), &g)
