@@ -21,8 +21,11 @@ import (
 	"github.com/fogdb/fog/internal/store"
 )
 
-// realAgent runs an agent of region eastus over real PostgreSQL and pgBackRest, in dir.
-func realAgent(ctx context.Context, t *testing.T, dir string, st store.Store) {
+// realAgent runs an agent of region eastus over real PostgreSQL and pgBackRest, in dir,
+// until the test ends or stop is called (which returns once it has stopped, its instances
+// stopped with it). When the test ends the OS users of instances uids are removed (only
+// those: other tests on the machine may have instances of their own).
+func realAgent(ctx context.Context, t *testing.T, dir string, st store.Store, uids ...string) (stop func()) {
 	t.Helper()
 	if _, err := pgbackrest.FindBinary(""); err != nil {
 		t.Skipf("pgBackRest is not installed (CI installs Debian's pgbackrest): %v", err)
@@ -56,11 +59,17 @@ func realAgent(ctx context.Context, t *testing.T, dir string, st store.Store) {
 	actx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { _ = a.Run(actx); close(done) }()
-	t.Cleanup(func() {
+	stop = func() {
 		cancel()
 		<-done
-		postgres.RemoveUsersSince(nil)
+	}
+	t.Cleanup(func() {
+		stop()
+		for _, uid := range uids {
+			r.RemoveInstanceUser(uid)
+		}
 	})
+	return stop
 }
 
 func freeTCPPort(t *testing.T) int {
@@ -106,9 +115,9 @@ func TestBackupsOfARealInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bolt.Close() })
-	realAgent(ctx, t, dir, bolt)
-
 	uid := "b7a1c0de-0000-4000-8000-000000000001"
+	realAgent(ctx, t, dir, bolt, uid)
+
 	spec := instance.Spec{UID: uid, Name: "mi-backup", Region: "eastus", Generation: 1, Host: "127.0.0.1", Port: freeTCPPort(t),
 		Locale: "C.UTF-8", Timezone: "UTC", AdminLogin: "admin1", AdminVerifier: pgtypes.SCRAMVerifier("Secret-pass-1"), VCores: 2,
 		Backup: &instance.BackupSpec{Stanza: uid, RetentionDays: 7}}

@@ -64,6 +64,12 @@ type Server interface {
 	StanzaCreate(ctx context.Context) error
 	Backup(ctx context.Context, typ string, seq int64) error
 	Backups(ctx context.Context) ([]instance.Backup, error)
+	// RestoreDatabase restores a database of the instance's backups to a point in time as a
+	// new database of the instance (restore.go), reporting progress from 0 to 100; called
+	// again after a crash it resumes from r.Dir. EndRestore stops its scratch cluster and,
+	// with discard, removes what it made but the new database.
+	RestoreDatabase(ctx context.Context, r RestoreRequest, progress func(float64)) error
+	EndRestore(ctx context.Context, r RestoreRequest, discard bool) error
 	// DisownBackups gives root the repository's directories of the instance's OS user,
 	// before that user is removed (its uid may be given to the next one).
 	DisownBackups() error
