@@ -389,8 +389,8 @@ func (a *Agent) updateCommand(ctx context.Context, id string, fn func(*instance.
 	}
 }
 
-// progress publishes a restore's progress on its command: at most once a second, and only
-// when it moved by a point or more.
+// progress publishes a restore's progress on its command when it moved by a point or more,
+// at most once a second unless it moved by five (the end of a step).
 type progress struct {
 	a      *Agent
 	id     string
@@ -404,7 +404,7 @@ type progress struct {
 func (p *progress) report(pct float64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if pct < p.last+1 || time.Since(p.at) < time.Second {
+	if pct < p.last+1 || pct < p.last+5 && time.Since(p.at) < time.Second {
 		return
 	}
 	p.last, p.at = pct, time.Now()
@@ -600,6 +600,7 @@ func (p *pgServer) restoreScratch(ctx context.Context, sc *postgres.Cluster, r R
 	if r.Time.After(time.Now()) {
 		return fmt.Errorf("%s is in the future", r.Time.UTC().Format(time.RFC3339Nano))
 	}
+	started := time.Now()
 	d, err := p.backupDriver()
 	if err != nil {
 		return err
@@ -635,6 +636,8 @@ func (p *pgServer) restoreScratch(ctx context.Context, sc *postgres.Cluster, r R
 	if err != nil {
 		return fmt.Errorf("the WAL up to the restore point is not in the repository: %w", err)
 	}
+	p.stepDone(r, "the WAL past the restore point is archived", started)
+	started = time.Now()
 
 	// The scratch cluster's own pgBackRest configuration: the instance's repository, a
 	// spool, lock and log of its own (nothing it does touches the instance's archiving),
@@ -671,7 +674,13 @@ func (p *pgServer) restoreScratch(ctx context.Context, sc *postgres.Cluster, r R
 		GuardLibrary: p.a.cfg.GuardLibrary, Scratch: true}); err != nil {
 		return fmt.Errorf("configure the scratch cluster: %w", err)
 	}
+	p.stepDone(r, "scratch cluster restored", started)
 	return sc.WriteMarker(markerRestored)
+}
+
+// stepDone logs the end of one of restore r's steps, and how long it took.
+func (p *pgServer) stepDone(r RestoreRequest, step string, started time.Time) {
+	p.a.log.Info("restore: "+step, "command", r.ID, "instance", p.uid, "took", time.Since(started).Round(time.Millisecond))
 }
 
 // checkScratchSpace refuses a restore whose scratch copy and dump would not fit: about twice
@@ -699,6 +708,7 @@ func (p *pgServer) dumpScratch(ctx context.Context, sc *postgres.Cluster, r Rest
 		return sc.StopNow(ctx, true)
 	}
 	progress(40)
+	started := time.Now()
 	if err := sc.Launch(ctx); err != nil {
 		return fmt.Errorf("start the scratch cluster: %w; its log: %s", err, sc.LogTail(10))
 	}
@@ -706,6 +716,8 @@ func (p *pgServer) dumpScratch(ctx context.Context, sc *postgres.Cluster, r Rest
 		return err
 	}
 	progress(55)
+	p.stepDone(r, "scratch cluster recovered to the restore point", started)
+	started = time.Now()
 	conn, err := sc.Connect(ctx, r.Source)
 	if err != nil {
 		return fmt.Errorf("connect to the scratch cluster: %w", err)
@@ -741,6 +753,7 @@ func (p *pgServer) dumpScratch(ctx context.Context, sc *postgres.Cluster, r Rest
 		return err
 	}
 	progress(75)
+	p.stepDone(r, "database dumped", started)
 	return sc.StopNow(ctx, true)
 }
 
@@ -800,11 +813,13 @@ func (p *pgServer) loadDump(ctx context.Context, sys *pgx.Conn, r RestoreRequest
 		return err
 	}
 	progress(78)
+	started := time.Now()
 	login := postgres.Login{Host: p.Cluster.Host, Port: p.Cluster.Port, User: tmp, Password: password, Database: tmp}
 	if err := p.R.LoadDump(ctx, filepath.Join(r.Dir, "dump"), login, r.Owner, restoreJobs, r.Dir); err != nil {
 		return fmt.Errorf("load the dump into the new database: %w", err)
 	}
 	progress(98)
+	p.stepDone(r, "dump loaded into the new database", started)
 	return nil
 }
 

@@ -300,8 +300,8 @@ func (w *restoreWorld) waitProgress(id string, pct float64) instance.Command {
 }
 
 // TestRestoreResumesAfterTheAgentStops: an agent stopped while a restore runs (its scratch
-// cluster recovered, the dump under way or done) leaves the command pending, and the next
-// agent completes it from where it was.
+// cluster recovered, the dump or the load under way) leaves the command pending, and the
+// next agent completes it from where it was.
 func TestRestoreResumesAfterTheAgentStops(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -313,8 +313,9 @@ func TestRestoreResumesAfterTheAgentStops(t *testing.T) {
 	if err := store.Put(ctx, w.st, instance.CommandKey("eastus", id), cmd); err != nil {
 		t.Fatal(err)
 	}
-	// Stopped once the scratch cluster's files are restored.
-	w.waitProgress(id, 40)
+	// Stopped once the scratch cluster has recovered to the time (its files restored and
+	// marked so), while it is dumped or loaded.
+	w.waitProgress(id, 55)
 	w.stop()
 	var c instance.Command
 	if _, err := store.Get(ctx, w.st, instance.CommandKey("eastus", id), &c); err != nil || c.Done {
