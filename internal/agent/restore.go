@@ -215,8 +215,8 @@ func (r *restoreRunner) stop(uid string, wait bool) {
 	}
 }
 
-// run carries out the queued restores until ctx ends, and sweeps away the directories of
-// restores that no command asks for any more when it starts and every minute.
+// runRestores carries out the queued restores until ctx ends, and sweeps away the
+// directories of restores that no command asks for any more when it starts and every minute.
 func (a *Agent) runRestores(ctx context.Context) {
 	r := a.rs
 	sweep := time.NewTicker(time.Minute)
@@ -304,8 +304,8 @@ func (a *Agent) runRestore(ctx, jctx context.Context, j *restoreJob) {
 	case ctx.Err() != nil:
 		// The agent stops: the command is delivered again when it starts, and the restore
 		// resumes from what its directory says is done.
-		ectx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
+		ectx, ecancel := context.WithTimeout(context.Background(), time.Minute)
+		defer ecancel()
 		if err := j.srv.EndRestore(ectx, j.req, false); err != nil {
 			log.Warn("stop the restore's scratch cluster", "err", err)
 		}

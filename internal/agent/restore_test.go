@@ -2,6 +2,8 @@ package agent_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -154,4 +156,48 @@ func hasDB(st instance.Status, name string) bool {
 		}
 	}
 	return false
+}
+
+// TestRestoreSweep: an agent that starts removes the directory of a restore whose command is
+// gone or done (ending it through the instance's server, which drops what it made) and
+// leaves the one of a pending command to its redelivery.
+func TestRestoreSweep(t *testing.T) {
+	w := newWorld(t)
+	p := specP
+	p.Backup = &instance.BackupSpec{Stanza: "st1", RetentionDays: 7}
+	w.set(p)
+	w.converge("uid-p")
+	restores := filepath.Join(w.dir, "restores", "eastus")
+	for _, id := range []string{"gone", "done", "pending"} {
+		if err := os.MkdirAll(filepath.Join(restores, id, "pgdata"), 0o711); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(restores, id, "job.json"), []byte(`{"instanceUid":"uid-p","database":"x"}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := restoreCommand("done", "x", time.Now().Add(-time.Minute))
+	done.Done = true
+	pending := restoreCommand("pending", "x", time.Now().Add(-time.Minute))
+	for _, c := range []instance.Command{done, pending} {
+		if err := store.Put(w.ctx, w.st, instance.CommandKey("eastus", c.ID), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(w.ctx)
+	ended := w.workers["uid-p"].RunRestores(ctx)
+	w.waitCommand("done", "the sweep", func(instance.Command, bool) bool {
+		e := w.pg("uid-p").Ended
+		return e["gone"] && e["done"]
+	})
+	cancel()
+	<-ended
+	for id, want := range map[string]bool{"gone": false, "done": false, "pending": true} {
+		if _, err := os.Stat(filepath.Join(restores, id)); (err == nil) != want {
+			t.Errorf("after the sweep, %s's directory: %v; want it there %v", id, err, want)
+		}
+	}
+	if _, swept := w.pg("uid-p").Ended["pending"]; swept {
+		t.Errorf("the sweep ended the restore of a pending command")
+	}
 }
