@@ -52,8 +52,9 @@ type Agent struct {
 	probeMu sync.Mutex
 	probes  map[string]lease.Probe
 
-	// bk runs the region's backups, one at a time.
+	// bk runs the region's backups, one at a time; rs its restores.
 	bk *backupRunner
+	rs *restoreRunner
 
 	// published is closed once the agent record (its address and port ranges) is in the
 	// store: from then on the control plane can place instances in the region.
@@ -75,8 +76,11 @@ func New(cfg Config, st store.Store, runner *postgres.Runner, ca Issuer, log *sl
 	if err := cfg.Backup.validate(cfg.Dir); err != nil {
 		return nil, err
 	}
+	if cfg.Backup.RestoreDir == "" {
+		cfg.Backup.RestoreDir = filepath.Join(filepath.Dir(cfg.Dir), "restores", cfg.Region)
+	}
 	a := &Agent{cfg: cfg, st: st, runner: runner, ca: ca, log: log.With("region", cfg.Region), workers: map[string]*worker{}, published: make(chan struct{}),
-		specByUID: map[string]instance.Spec{}, locks: map[string]*sync.Mutex{}, bk: newBackupRunner()}
+		specByUID: map[string]instance.Spec{}, locks: map[string]*sync.Mutex{}, bk: newBackupRunner(), rs: newRestoreRunner()}
 	guardFile := ""
 	if len(cfg.GuardCommand) > 0 {
 		guardFile = cfg.GuardFile
@@ -217,6 +221,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	lwg.Go(func() { _ = a.keeper.Run(wctx) })
 	lwg.Go(func() { a.probe(wctx) })
 	lwg.Go(func() { a.bk.run(wctx) })
+	lwg.Go(func() { a.runRestores(wctx) })
 	if a.cfg.Backup.Off {
 		a.log.Warn("backups are off", "reason", a.cfg.Backup.OffReason)
 	}
@@ -259,7 +264,8 @@ func (a *Agent) Run(ctx context.Context) error {
 				continue // the watch was set up again: look at everything
 			}
 			var cmd instance.Command
-			if _, err := store.Get(ctx, a.st, ev.Key, &cmd); err != nil || cmd.Done {
+			// A restore under way writes its progress into its command.
+			if _, err := store.Get(ctx, a.st, ev.Key, &cmd); err != nil || cmd.Done || a.rs.has(cmd.ID) {
 				wake = false
 				continue
 			}

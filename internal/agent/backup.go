@@ -39,8 +39,12 @@ type BackupConfig struct {
 	QueueMax int64
 	// WaitArchived bounds the wait for a backup's last WAL segment to reach the repository.
 	WaitArchived time.Duration
-	// Timeout bounds one backup: it holds the machine's one backup slot.
+	// Timeout bounds one backup: it holds the machine's one backup slot. It bounds a
+	// restore's temporary login too.
 	Timeout time.Duration
+	// RestoreDir holds the scratch copies of databases under restore, one directory per
+	// restore command (default: restores/<region> beside the agent's instance directory).
+	RestoreDir string
 }
 
 // Defaults of the backup settings.

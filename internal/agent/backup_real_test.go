@@ -21,10 +21,11 @@ import (
 	"github.com/fogdb/fog/internal/store"
 )
 
-// realAgent runs an agent of region eastus over real PostgreSQL and pgBackRest, in dir, until
-// the test ends; then the OS users of instances uids are removed (only those: other tests on
-// the machine have instances of their own).
-func realAgent(ctx context.Context, t *testing.T, dir string, st store.Store, uids []string, edit ...func(*agent.Config)) {
+// realAgent runs an agent of region eastus over real PostgreSQL and pgBackRest, in dir,
+// until the test ends or stop is called (which returns once it has stopped, its instances
+// stopped with it). When the test ends the OS users of instances uids are removed (only
+// those: other tests on the machine may have instances of their own).
+func realAgent(ctx context.Context, t *testing.T, dir string, st store.Store, uids []string, edit ...func(*agent.Config)) (stop func()) {
 	t.Helper()
 	if _, err := pgbackrest.FindBinary(""); err != nil {
 		t.Skipf("pgBackRest is not installed (CI installs Debian's pgbackrest): %v", err)
@@ -62,13 +63,17 @@ func realAgent(ctx context.Context, t *testing.T, dir string, st store.Store, ui
 	actx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { _ = a.Run(actx); close(done) }()
-	t.Cleanup(func() {
+	stop = func() {
 		cancel()
 		<-done
+	}
+	t.Cleanup(func() {
+		stop()
 		for _, uid := range uids {
 			r.RemoveInstanceUser(uid)
 		}
 	})
+	return stop
 }
 
 func freeTCPPort(t *testing.T) int {

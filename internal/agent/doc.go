@@ -1,6 +1,6 @@
 // Package agent is the regional agent: it reconciles the PostgreSQL instances of one region to
-// the desired state in the store, carries out commands (create or drop a database), and
-// publishes each instance's observed state.
+// the desired state in the store, carries out commands (create, drop or restore a database),
+// and publishes each instance's observed state.
 //
 // # Transitions
 //
@@ -13,7 +13,8 @@
 // (ErrStaleEpoch), a newer one is recorded durably before anything acts on it. The lease gate
 // lets a start or a promotion of a primary of a group through only while the agent holds the
 // lease for it in the spec's epoch (ErrNoLease). A backup under way is cancelled before a
-// pass that stops, drains, demotes or deletes the instance (a deletion waits for it to end).
+// pass that stops, drains, demotes or deletes the instance (a deletion waits for it to end),
+// and so is a restore into an instance being deleted, which removes what it made first.
 // An error ends the pass: a create that failed is removed and reported Failed, anything else
 // is reported with its error (Stopped if the server is down) and tried again on the next
 // resync, from where it stopped.
@@ -123,4 +124,13 @@
 //
 // Between reconciles the worker publishes a fresh look at every running instance that is
 // Ready (replication lag, role, databases), so that reads never ask the agent.
+//
+// # Commands
+//
+// After each pass the worker carries out the instance's pending commands and marks them
+// done, all but a restore (instance.CmdRestoreDatabase): that one it hands to the agent's
+// restore runner, which runs one restore at a time beside the workers, publishes its
+// progress on the command and marks it done when it ends; a deleted command cancels it. Its
+// steps, what each keeps for a redo after a crash, and what a failure removes are in
+// restore.go. The delete row cancels an instance's restores, and waits for them, first.
 package agent

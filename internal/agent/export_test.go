@@ -39,3 +39,21 @@ func Transitions() (names []string, gated map[string]bool) {
 
 // RunBackups runs the agent's backup runner until ctx ends (Run does it in the agent).
 func (a *Agent) RunBackups(ctx context.Context) { go a.bk.run(ctx) }
+
+// RunCommands carries out the instance's pending commands, as a wake-up of the worker does
+// after it reconciled.
+func (t *TestWorker) RunCommands(ctx context.Context) {
+	var s instance.Spec
+	if _, err := store.Get(ctx, t.w.a.st, instance.SpecKey(t.w.a.cfg.Region, t.w.uid), &s); err != nil {
+		panic(err)
+	}
+	t.w.runCommands(ctx, s)
+}
+
+// RunRestores runs the agent's restore runner until ctx ends (Run does it in the agent);
+// the channel is closed once it has ended.
+func (t *TestWorker) RunRestores(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	go func() { t.w.a.runRestores(ctx); close(done) }()
+	return done
+}

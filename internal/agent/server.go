@@ -67,6 +67,12 @@ type Server interface {
 	// LastArchiveDrop is when pgBackRest last dropped WAL from the instance's bounded push
 	// queue (zero: never), and the segment.
 	LastArchiveDrop() (time.Time, string, error)
+	// RestoreDatabase restores a database of the instance's backups to a point in time as a
+	// new database of the instance (restore.go), reporting progress from 0 to 100; called
+	// again after a crash it resumes from r.Dir. EndRestore stops its scratch cluster and,
+	// with discard, removes what it made but the new database.
+	RestoreDatabase(ctx context.Context, r RestoreRequest, progress func(float64)) error
+	EndRestore(ctx context.Context, r RestoreRequest, discard bool) error
 	// DisownBackups gives root the repository's directories of the instance's OS user,
 	// before that user is removed (its uid may be given to the next one).
 	DisownBackups() error

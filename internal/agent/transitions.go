@@ -218,6 +218,10 @@ func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status
 	if s.Deleted || s.Paused || s.Drain || s.Role == instance.RoleStandby {
 		w.a.bk.stop(w.uid, s.Deleted)
 	}
+	// A restore into an instance being deleted ends first, and removes what it made.
+	if s.Deleted {
+		w.a.rs.stop(w.uid, true)
+	}
 	for _, t := range transitions {
 		if t.epoch && !p.admitted {
 			if w.admit(ctx, p); p.done {

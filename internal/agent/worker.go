@@ -587,9 +587,13 @@ func (w *worker) syncSlots(ctx context.Context, k *conns, s instance.Spec, have 
 	return true, nil
 }
 
+// toDBs is the databases a status lists: a database under restore (TempName) is none yet.
 func toDBs(dbs []postgres.Database) []instance.DB {
 	out := make([]instance.DB, 0, len(dbs))
 	for _, d := range dbs {
+		if isTempName(d.Name) {
+			continue
+		}
 		out = append(out, instance.DB{Name: d.Name, Collation: d.Collation, Created: d.Created.UTC()})
 	}
 	return out
@@ -599,6 +603,13 @@ func toDBs(dbs []postgres.Database) []instance.DB {
 // together: one fresh look at the server serves every refresh asked for before it began.
 func (w *worker) runCommands(ctx context.Context, s instance.Spec) {
 	cmds := w.a.commandsFor(ctx, w.uid)
+	if len(cmds) == 0 {
+		return
+	}
+	// A restore runs beside the worker and completes its command itself.
+	cmds = slices.DeleteFunc(cmds, func(c instance.Command) bool {
+		return c.Kind == instance.CmdRestoreDatabase && w.submitRestore(s, c)
+	})
 	if len(cmds) == 0 {
 		return
 	}
@@ -663,8 +674,12 @@ func (w *worker) execute(ctx context.Context, s instance.Spec, cmd instance.Comm
 	if s.Deleted {
 		return errors.New("the instance is being deleted")
 	}
-	if cmd.Kind == instance.CmdCheckReach {
+	switch cmd.Kind {
+	case instance.CmdCheckReach:
 		return pgtypes.Probe(ctx, cmd.Target, 5*time.Second)
+	case instance.CmdRestoreDatabase:
+		// One submitRestore refused: it ends here with why.
+		return w.a.checkRestore(s, cmd)
 	}
 	c := w.a.server(s)
 	conn, err := c.ConnectSystem(ctx)

@@ -25,7 +25,8 @@
 //   - They cannot linger: each step writes the whole spec of the next epoch, which clears
 //     what the last step asked for.
 //
-// Commands are for what is not a state of the instance: creating or dropping a database.
+// Commands are for what is not a state of the instance: creating, dropping or restoring a
+// database.
 // Package agent's transition table says, for each flag, what the agent checks first, does and
 // publishes.
 package instance
@@ -319,6 +320,12 @@ const (
 	CmdRefresh        = "refresh"
 	CmdCheckpoint     = "checkpoint"
 	CmdCheckReach     = "checkReach"
+	// CmdRestoreDatabase restores SourceDatabase of the instance's backups as it was at Time
+	// into a new database named Database, owned by Owner, in the same instance. It runs for
+	// minutes: the agent publishes Progress on the command while it runs and sets Done (with
+	// Error if it failed) when it ends; deleting the command before that cancels it, and the
+	// agent then removes what it made. docs/backups.md has the steps.
+	CmdRestoreDatabase = "restoreDatabase"
 )
 
 // Command is a one-shot request to an agent. Databases are commands, not desired state,
@@ -330,11 +337,17 @@ type Command struct {
 	Kind        string `json:"kind"`
 	Database    string `json:"database,omitempty"`
 	// Target is a host:port for CmdCheckReach.
-	Target  string    `json:"target,omitempty"`
-	Owner   string    `json:"owner,omitempty"`
-	Done    bool      `json:"done"`
-	Error   string    `json:"error,omitempty"`
-	Created time.Time `json:"created"`
+	Target string `json:"target,omitempty"`
+	Owner  string `json:"owner,omitempty"`
+	// SourceDatabase and Time are what CmdRestoreDatabase restores: that database as it was
+	// at that time (UTC), restored as Database.
+	SourceDatabase string    `json:"sourceDatabase,omitempty"`
+	Time           time.Time `json:"time,omitzero"`
+	// Progress is how far a long command has come, 0 to 100.
+	Progress float64   `json:"progress,omitempty"`
+	Done     bool      `json:"done"`
+	Error    string    `json:"error,omitempty"`
+	Created  time.Time `json:"created"`
 }
 
 // Store keys.

@@ -315,6 +315,10 @@ type Config struct {
 	GuardLibrary string
 	// Archive, when set, archives every finished WAL segment (nil: archive_mode stays off).
 	Archive *Archive
+	// Scratch configures a scratch copy for a restore (scratchSettings): no TCP, no TLS,
+	// little memory, no archiving, only Fog's system role over the socket. It is recovered
+	// to a point in time by the settings pgBackRest wrote into postgresql.auto.conf.
+	Scratch bool
 }
 
 // Archive is continuous WAL archiving. archive_mode takes effect only at a restart, the
@@ -511,6 +515,14 @@ func (c *Cluster) WriteConfig(cfg Config) error {
 	if cfg.GuardLibrary != "" {
 		settings["fog_guard.extensions"] = quote(strings.Join(GuardExtensions, ","))
 	}
+	if cfg.Scratch {
+		for k, v := range scratchSettings {
+			settings[k] = v
+		}
+		for _, k := range []string{"ssl_cert_file", "ssl_key_file", "ssl_min_protocol_version", "ssl_ca_file", "archive_timeout"} {
+			delete(settings, k)
+		}
+	}
 	if u := cfg.Standby; u != nil {
 		settings["primary_conninfo"] = quote(c.ConnInfo(u, ""))
 		settings["primary_slot_name"] = quote(u.Slot)
@@ -528,16 +540,21 @@ func (c *Cluster) WriteConfig(cfg Config) error {
 	}
 	hba := hbaConf(false, c.Peer, c.Host)
 	ident := identConf(cfg.FogUser, c.R.Username, c.Peer)
-	files := []struct {
+	if cfg.Scratch {
+		hba, ident = scratchHBA, identConf(cfg.FogUser, "", nil)
+	}
+	type file struct {
 		name string
 		data []byte
 		mode os.FileMode
-	}{
+	}
+	files := []file{
 		{"fog.conf", []byte(conf.String()), 0o600},
 		{"pg_hba.conf", []byte(hba), 0o600},
 		{"pg_ident.conf", []byte(ident), 0o600},
-		{"server.crt", cfg.CertPEM, 0o600},
-		{"server.key", cfg.KeyPEM, 0o600},
+	}
+	if !cfg.Scratch {
+		files = append(files, file{"server.crt", cfg.CertPEM, 0o600}, file{"server.key", cfg.KeyPEM, 0o600})
 	}
 	for _, f := range files {
 		if err := c.writeOwned("pgdata/"+f.name, f.data, f.mode); err != nil {

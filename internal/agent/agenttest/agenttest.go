@@ -137,6 +137,12 @@ type PG struct {
 	DroppedWAL string
 	// BackupGate, when set, holds each backup until it is closed (or the backup cancelled).
 	BackupGate chan struct{}
+	// RestoreGate, when set, holds each restore halfway until it is closed (or the restore
+	// cancelled); Restores counts the restores that began, Ended the EndRestore calls by
+	// command id (true: discarded).
+	RestoreGate chan struct{}
+	Restores    int
+	Ended       map[string]bool
 	// Log lists the calls that changed something, in order.
 	Log []string
 }
@@ -714,4 +720,52 @@ func (p *PG) DisownBackups() error { return p.op("DisownBackups", func() error {
 // LastArchiveDrop implements agent.Server.
 func (p *PG) LastArchiveDrop() (at time.Time, seg string, err error) {
 	return at, seg, p.op("LastArchiveDrop", func() error { at, seg = p.DroppedAt, p.DroppedWAL; return nil })
+}
+
+// RestoreDatabase implements agent.Server: the new database appears, unless its name is
+// taken (postgres.ErrDatabaseExists); a restore is held halfway while RestoreGate is open.
+func (p *PG) RestoreDatabase(ctx context.Context, r agent.RestoreRequest, progress func(float64)) error {
+	var gate chan struct{}
+	p.Do(func(p *PG) { gate = p.RestoreGate; p.Restores++ })
+	if err := p.op("RestoreDatabase", func() error {
+		if !p.Running || p.Recovery {
+			return errors.New("the server is not a running primary")
+		}
+		if slices.Contains(p.Databases, r.Database) {
+			return fmt.Errorf("%w: %s", postgres.ErrDatabaseExists, r.Database)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	progress(40)
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	progress(75)
+	return p.op("RestoreDatabase", func() error {
+		if slices.Contains(p.Databases, r.Database) {
+			return fmt.Errorf("%w: %s", postgres.ErrDatabaseExists, r.Database)
+		}
+		p.Databases = append(p.Databases, r.Database)
+		return nil
+	})
+}
+
+// EndRestore implements agent.Server.
+func (p *PG) EndRestore(ctx context.Context, r agent.RestoreRequest, discard bool) error {
+	return p.op("EndRestore", func() error {
+		if p.Ended == nil {
+			p.Ended = map[string]bool{}
+		}
+		p.Ended[r.ID] = p.Ended[r.ID] || discard
+		if discard {
+			return os.RemoveAll(r.Dir)
+		}
+		return nil
+	})
 }
