@@ -22,11 +22,13 @@ var operationNames = map[string][2]string{
 	controller.KindDeleteInstance: {"Microsoft.Sql/managedInstances/delete", "Delete Managed Instance"},
 	controller.KindPutDatabase:    {"Microsoft.Sql/managedInstances/databases/write", "Create/Update Managed Database"},
 	controller.KindDeleteDatabase: {"Microsoft.Sql/managedInstances/databases/delete", "Delete Managed Database"},
-	controller.KindCreateGroup:    {"Microsoft.Sql/locations/instanceFailoverGroups/write", "Create/Update Instance Failover Group"},
-	controller.KindUpdateGroup:    {"Microsoft.Sql/locations/instanceFailoverGroups/write", "Create/Update Instance Failover Group"},
-	controller.KindDeleteGroup:    {"Microsoft.Sql/locations/instanceFailoverGroups/delete", "Delete Instance Failover Group"},
-	controller.KindFailover:       {"Microsoft.Sql/locations/instanceFailoverGroups/failover/action", "Failover Azure SQL failover group"},
-	controller.KindForceFailover:  {"Microsoft.Sql/locations/instanceFailoverGroups/forceFailoverAllowDataLoss/action", "Failover Azure SQL failover group (allow data loss)"},
+	// A restore is a database PUT in Azure (createMode PointInTimeRestore).
+	controller.KindRestoreDatabase: {"Microsoft.Sql/managedInstances/databases/write", "Create/Update Managed Database"},
+	controller.KindCreateGroup:     {"Microsoft.Sql/locations/instanceFailoverGroups/write", "Create/Update Instance Failover Group"},
+	controller.KindUpdateGroup:     {"Microsoft.Sql/locations/instanceFailoverGroups/write", "Create/Update Instance Failover Group"},
+	controller.KindDeleteGroup:     {"Microsoft.Sql/locations/instanceFailoverGroups/delete", "Delete Instance Failover Group"},
+	controller.KindFailover:        {"Microsoft.Sql/locations/instanceFailoverGroups/failover/action", "Failover Azure SQL failover group"},
+	controller.KindForceFailover:   {"Microsoft.Sql/locations/instanceFailoverGroups/forceFailoverAllowDataLoss/action", "Failover Azure SQL failover group (allow data loss)"},
 	// Azure logs no automated backup; Fog does, under an action of its own.
 	controller.KindBackup: {"Microsoft.Sql/managedInstances/backups/action", "Automated backup of Managed Instance"},
 }

@@ -190,7 +190,7 @@ func decode(r *http.Request, v any) *arm.Error {
 func (s *Server) accepted(w http.ResponseWriter, r *http.Request, op *controller.Operation, apiVersion string) {
 	kind := "managedInstance"
 	switch op.Kind {
-	case controller.KindPutDatabase, controller.KindDeleteDatabase:
+	case controller.KindPutDatabase, controller.KindDeleteDatabase, controller.KindRestoreDatabase:
 		kind = "managedDatabase"
 	case controller.KindCreateGroup, controller.KindUpdateGroup, controller.KindDeleteGroup, controller.KindFailover, controller.KindForceFailover:
 		kind = "instanceFailoverGroup"
@@ -269,7 +269,7 @@ func (s *Server) operationResult(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch op.Kind {
-	case controller.KindPutInstance, controller.KindPutDatabase:
+	case controller.KindPutInstance, controller.KindPutDatabase, controller.KindRestoreDatabase:
 		s.writeResource(w, r, op.ResourceID)
 	case controller.KindCreateGroup, controller.KindUpdateGroup, controller.KindFailover, controller.KindForceFailover:
 		v, err := s.c.GroupResult(ctx, op)

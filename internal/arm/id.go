@@ -38,3 +38,22 @@ func ParseInstanceID(id string) (ParsedInstanceID, error) {
 	}
 	return ParsedInstanceID{Subscription: parts[1], ResourceGroup: parts[3], Name: parts[7]}, nil
 }
+
+// ParseDatabaseID parses the id of a database of a managed instance (DatabaseID): the
+// instance's id and the database's name.
+func ParseDatabaseID(id string) (ParsedInstanceID, string, error) {
+	i := strings.LastIndex(strings.TrimRight(id, "/"), "/")
+	if i < 0 {
+		return ParsedInstanceID{}, "", fmt.Errorf("%q is not a managed database resource id", id)
+	}
+	inst, rest := id[:i], strings.TrimRight(id[i+1:], "/")
+	j := strings.LastIndex(inst, "/")
+	if j < 0 || !strings.EqualFold(inst[j+1:], "databases") || rest == "" {
+		return ParsedInstanceID{}, "", fmt.Errorf("%q is not a managed database resource id (/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Sql/managedInstances/{mi}/databases/{db})", id)
+	}
+	p, err := ParseInstanceID(inst[:j])
+	if err != nil {
+		return ParsedInstanceID{}, "", fmt.Errorf("%q is not a managed database resource id (/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Sql/managedInstances/{mi}/databases/{db})", id)
+	}
+	return p, rest, nil
+}

@@ -1,7 +1,11 @@
 package cli
 
 import (
+	"cmp"
 	"context"
+	"errors"
+	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -100,9 +104,52 @@ func newMIDBCommand(g *globals) *cobra.Command {
 	del.Flags().BoolVarP(&yes, "yes", "y", false, "do not prompt for confirmation")
 	del.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the operation to finish")
 
-	midb.AddCommand(create, show, list, del,
+	var destName, destRG, destMI, at string
+	restore := &cobra.Command{
+		Use: "restore", Short: "Restore a database to a point in time as a new database", Args: cobra.NoArgs,
+		Long: "Restore a database as it was at a point in time (--time, in UTC unless it names its zone) as a new database (--dest-name) of the same managed instance.",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireMI(); err != nil {
+				return err
+			}
+			if destName == "" {
+				return usageErr("--dest-name", "the name of the new database is required")
+			}
+			t, err := parseRestoreTime(at)
+			if err != nil {
+				return usageErr("--time", "%s", err)
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			op, err := c.BeginRestoreDatabase(cmd.Context(), rg, mi, name, t, cmp.Or(destRG, rg), cmp.Or(destMI, mi), destName)
+			return g.finish(cmd, c, op, err, noWait, "Restoring database", true)
+		},
+	}
+	common(restore, true)
+	restore.Flags().StringVar(&destName, "dest-name", "", "[Required] name of the new database the restore creates")
+	restore.Flags().StringVarP(&at, "time", "t", "", "[Required] the point in time to restore to, as yyyy-mm-ddThh:mm:ss (UTC) or with a zone (RFC 3339)")
+	restore.Flags().StringVar(&destMI, "dest-mi", "", "the managed instance to restore into (default: the source's; Fog restores into the source's instance only)")
+	restore.Flags().StringVar(&destRG, "dest-resource-group", "", "the resource group of --dest-mi (default: the source's)")
+	restore.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the operation to finish")
+
+	midb.AddCommand(create, show, list, del, restore,
 		newWaitCommand(g, "database", func(c *client, rg, _, mi, name string) string {
 			return c.DatabasePath(rg, mi, name)
 		}, false, true))
 	return midb
+}
+
+// parseRestoreTime reads a point in time as az does: ISO 8601, in UTC unless it names a zone.
+func parseRestoreTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, errors.New("the point in time to restore to is required, such as 2026-12-03T14:05:00")
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999", "2006-01-02T15:04"} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not a point in time: give yyyy-mm-ddThh:mm:ss (UTC) or RFC 3339 with a zone", s)
 }

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/fogdb/fog/internal/arm"
@@ -107,13 +108,72 @@ func (c *Controller) PutDatabase(ctx context.Context, sub, rg, mi, db string, bo
 		return nil, nil, fault.Invalid("InvalidCollation",
 			"A database takes its instance's locale ('%s'); per-database collations other than that are not supported yet.", m.Collation)
 	}
+	switch mode := body.Properties.CreateMode; {
+	case mode == "" || strings.EqualFold(mode, resource.CreateModeDefault):
+	case strings.EqualFold(mode, resource.CreateModePointInTimeRestore):
+		return c.restoreDatabase(ctx, m, db, body.Properties)
+	default:
+		return nil, nil, fault.Invalid("InvalidCreateMode",
+			"createMode '%s' is not supported; use Default (a new, empty database) or PointInTimeRestore (with sourceDatabaseId and restorePointInTime).", mode)
+	}
 	for _, d := range c.refresh(ctx, m) {
 		if d.Name == db {
 			v := c.dbView(m, d)
 			return nil, &v, nil
 		}
 	}
-	return c.databaseCommand(ctx, m, KindPutDatabase, "CreateManagedDatabase", instance.CmdCreateDatabase, db)
+	return c.databaseCommand(ctx, m, KindPutDatabase, "CreateManagedDatabase", instance.Command{Kind: instance.CmdCreateDatabase, Database: db})
+}
+
+// restoreDatabase starts restoring a database of m as it was at a point in time, as the new
+// database db of m (docs/backups.md). The time must lie in the window the instance's
+// backups and archived WAL cover: from one second after the end of its oldest backup (and not
+// before the source database was created) until now.
+func (c *Controller) restoreDatabase(ctx context.Context, m *resource.ManagedInstance, db string, p resource.DatabaseProperties) (*Operation, *resource.DatabaseJSON, error) {
+	if p.SourceDatabaseID == "" || p.RestorePointInTime == nil {
+		return nil, nil, fault.Invalid("InvalidRestoreParameters",
+			"createMode PointInTimeRestore needs properties.sourceDatabaseId (the resource id of the database to restore) and properties.restorePointInTime (an ISO 8601 time in UTC).")
+	}
+	src, srcName, err := arm.ParseDatabaseID(p.SourceDatabaseID)
+	if err != nil {
+		return nil, nil, fault.Invalid("InvalidSourceDatabaseId", "sourceDatabaseId: %v.", err)
+	}
+	if !strings.EqualFold(src.Subscription, m.Subscription) || !strings.EqualFold(src.ResourceGroup, m.ResourceGroup) || !strings.EqualFold(src.Name, m.Name) {
+		return nil, nil, fault.Invalid("CrossInstanceRestoreNotSupported",
+			"Fog restores a database into its own managed instance only; restore it into '%s' (PUT the new database under the source's instance), then copy it if it must move.", src.Name)
+	}
+	var source *instance.DB
+	for _, d := range c.refresh(ctx, m) {
+		if d.Name == db {
+			return nil, nil, fault.New(fault.Conflict, "DatabaseAlreadyExists",
+				"Database '%s' already exists on managed instance '%s'; a restore makes a new database: choose another name.", db, m.Name)
+		}
+		if d.Name == srcName {
+			source = &d
+		}
+	}
+	if source == nil || resource.IsSystemDatabase(srcName) {
+		return nil, nil, resource.NotFound(resource.TypeDatabase, m.Name+"/"+srcName)
+	}
+	st, _ := c.observed(ctx, m)
+	if st.Backup == nil || len(st.Backup.Backups) == 0 {
+		return nil, nil, fault.New(fault.Conflict, "NoBackupAvailable",
+			"Managed instance '%s' has no backup yet to restore from: its first full backup is taken shortly after it is created. Retry once the database shows an earliestRestorePoint.", m.Name)
+	}
+	// pgBackRest compares whole seconds and refuses a time in the second its backup ended.
+	earliest := st.Backup.Backups[0].Stop.Add(time.Second)
+	if source.Created.After(earliest) {
+		earliest = source.Created
+	}
+	now := time.Now().UTC()
+	at := p.RestorePointInTime.UTC()
+	if at.Before(earliest) || at.After(now) {
+		return nil, nil, fault.Invalid("RestorePointInTimeOutOfRange",
+			"The restore point in time %s is outside database '%s''s restore window, %s to now (%s); choose a time inside it.",
+			at.Format(time.RFC3339), srcName, earliest.Format(time.RFC3339), now.Format(time.RFC3339))
+	}
+	return c.databaseCommand(ctx, m, KindRestoreDatabase, "RestoreManagedDatabase",
+		instance.Command{Kind: instance.CmdRestoreDatabase, Database: db, SourceDatabase: srcName, Time: at})
 }
 
 // DeleteDatabase drops a database; a nil operation means it did not exist.
@@ -135,14 +195,17 @@ func (c *Controller) DeleteDatabase(ctx context.Context, sub, rg, mi, db string)
 	if !found {
 		return nil, nil
 	}
-	op, _, aerr := c.databaseCommand(ctx, m, KindDeleteDatabase, "DropManagedDatabase", instance.CmdDropDatabase, db)
+	op, _, aerr := c.databaseCommand(ctx, m, KindDeleteDatabase, "DropManagedDatabase", instance.Command{Kind: instance.CmdDropDatabase, Database: db})
 	return op, aerr
 }
 
-func (c *Controller) databaseCommand(ctx context.Context, m *resource.ManagedInstance, kind, name, cmdKind, db string) (*Operation, *resource.DatabaseJSON, error) {
+// databaseCommand records operation kind (named name) with the agent's command cmd for it, of
+// the database cmd.Database, owned by the instance's admin, in one transaction.
+func (c *Controller) databaseCommand(ctx context.Context, m *resource.ManagedInstance, kind, name string, cmd instance.Command) (*Operation, *resource.DatabaseJSON, error) {
+	db := cmd.Database
 	op := c.newOp(ctx, kind, name, m.Subscription, m, arm.DatabaseID(m.Subscription, m.ResourceGroup, m.Name, db))
 	op.Database = db
-	cmd := instance.Command{ID: resource.NewUID(), InstanceUID: m.UID, Kind: cmdKind, Database: db, Owner: m.AdministratorLogin, Created: time.Now().UTC()}
+	cmd.ID, cmd.InstanceUID, cmd.Owner, cmd.Created = resource.NewUID(), m.UID, m.AdministratorLogin, time.Now().UTC()
 	op.CommandID = cmd.ID
 	if err := c.st.Txn(ctx, nil, []store.Op{
 		store.PutOp(instance.CommandKey(m.Location, cmd.ID), cmd),

@@ -13,12 +13,14 @@ const (
 	KindPutInstance    = engine.KindPutInstance
 	KindDeleteInstance = engine.KindDeleteInstance
 	KindPutDatabase    = engine.KindPutDatabase
-	KindDeleteDatabase = engine.KindDeleteDatabase
-	KindCreateGroup    = engine.KindCreateGroup
-	KindUpdateGroup    = engine.KindUpdateGroup
-	KindDeleteGroup    = engine.KindDeleteGroup
-	KindFailover       = engine.KindFailover
-	KindForceFailover  = engine.KindForceFailover
+	// KindRestoreDatabase restores a database to a point in time as a new database.
+	KindRestoreDatabase = engine.KindRestoreDatabase
+	KindDeleteDatabase  = engine.KindDeleteDatabase
+	KindCreateGroup     = engine.KindCreateGroup
+	KindUpdateGroup     = engine.KindUpdateGroup
+	KindDeleteGroup     = engine.KindDeleteGroup
+	KindFailover        = engine.KindFailover
+	KindForceFailover   = engine.KindForceFailover
 	// KindBackup is the activity log's kind of a scheduled backup (not an operation).
 	KindBackup = activity.KindBackup
 )

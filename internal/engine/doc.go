@@ -114,6 +114,16 @@
 //	(accepted)  the operation, the agent's command to drop it  wait for the agent to run     Failed with the agent's error
 //	                                                           the command; remove it
 //
+// Restoring a database to a point in time as a new database (a command too: the agent
+// restores the source's backup into a scratch cluster, recovers it to the time, and moves the
+// database into the instance under the new name; docs/backups.md):
+//
+//	step        written in the transaction                     resume from here              roll back from here
+//	(accepted)  the operation, the agent's command to restore  wait for the agent to run     Failed with the agent's error
+//	            the source database as it was at the time, as  the command, recording its    (the agent removed what it
+//	            the new database (owned by the instance's      progress; remove it           made)
+//	            admin)
+//
 // A failpoint (package failpoint) marks each failover step, where the table's Point,
 // WaitedPoint say; the controller's unit tests crash it at each with the real agents over
 // in-memory PostgreSQL (package agenttest), and the end-to-end tests kill the real fog

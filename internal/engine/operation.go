@@ -13,11 +13,13 @@ const (
 	KindDeleteInstance = "deleteInstance"
 	KindPutDatabase    = "putDatabase"
 	KindDeleteDatabase = "deleteDatabase"
-	KindCreateGroup    = "createGroup"
-	KindUpdateGroup    = "updateGroup"
-	KindDeleteGroup    = "deleteGroup"
-	KindFailover       = "failover"
-	KindForceFailover  = "forceFailover"
+	// KindRestoreDatabase restores a database to a point in time as a new database.
+	KindRestoreDatabase = "restoreDatabase"
+	KindCreateGroup     = "createGroup"
+	KindUpdateGroup     = "updateGroup"
+	KindDeleteGroup     = "deleteGroup"
+	KindFailover        = "failover"
+	KindForceFailover   = "forceFailover"
 )
 
 // Initiators of operations.

@@ -87,7 +87,7 @@ type Table struct {
 // Tables are the operation kinds the engine runs: every kind but an update of a failover
 // group, which ends in the transaction that accepts it.
 var Tables = []*Table{plannedFailover, forcedFailover, createGroup, deleteGroup,
-	putInstance, deleteInstance, putDatabase, deleteDatabase}
+	putInstance, deleteInstance, putDatabase, deleteDatabase, restoreDatabase}
 
 // TableOf returns the table of kind, or nil.
 func TableOf(kind string) *Table {

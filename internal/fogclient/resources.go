@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/fogdb/fog/internal/resource"
 )
@@ -170,6 +171,25 @@ func (c *Client) BeginCreateDatabase(ctx context.Context, rg, mi, name string, d
 // CreateDatabase creates a database and waits until it is done.
 func (c *Client) CreateDatabase(ctx context.Context, rg, mi, name string, db Database) (*Database, error) {
 	op, err := c.BeginCreateDatabase(ctx, rg, mi, name, db)
+	return waitFor[Database](ctx, op, err)
+}
+
+// BeginRestoreDatabase restores database source of instance (rg, mi) as it was at time at, as
+// the new database destName of instance (destRG, destMI): a database PUT with createMode
+// PointInTimeRestore.
+func (c *Client) BeginRestoreDatabase(ctx context.Context, rg, mi, source string, at time.Time, destRG, destMI, destName string) (*Operation, error) {
+	t := at.UTC()
+	var db Database
+	db.Properties.CreateMode = resource.CreateModePointInTimeRestore
+	db.Properties.SourceDatabaseID = c.DatabasePath(rg, mi, source)
+	db.Properties.RestorePointInTime = &t
+	p := c.DatabasePath(destRG, destMI, destName)
+	return c.Begin(ctx, http.MethodPut, p, db, p)
+}
+
+// RestoreDatabase restores a database to a point in time and waits until it is done.
+func (c *Client) RestoreDatabase(ctx context.Context, rg, mi, source string, at time.Time, destRG, destMI, destName string) (*Database, error) {
+	op, err := c.BeginRestoreDatabase(ctx, rg, mi, source, at, destRG, destMI, destName)
 	return waitFor[Database](ctx, op, err)
 }
 

@@ -41,7 +41,20 @@ type DatabaseProperties struct {
 	Collation    string     `json:"collation,omitempty"`
 	Status       string     `json:"status,omitempty"`
 	CreationDate *time.Time `json:"creationDate,omitempty"`
+	// CreateMode, with SourceDatabaseID and RestorePointInTime, makes the database a restore
+	// of another one as it was at that time (Azure's createMode PointInTimeRestore); they are
+	// read on create only.
+	CreateMode         string     `json:"createMode,omitempty"`
+	SourceDatabaseID   string     `json:"sourceDatabaseId,omitempty"`
+	RestorePointInTime *time.Time `json:"restorePointInTime,omitempty"`
 }
+
+// Database create modes (Azure's). Fog restores a database to a point in time; the others
+// (geo-restore, long-term retention, a dropped database) are refused until they are built.
+const (
+	CreateModeDefault            = "Default"
+	CreateModePointInTimeRestore = "PointInTimeRestore"
+)
 
 // DatabaseJSON is the wire form of a managed database.
 type DatabaseJSON struct {
