@@ -100,7 +100,7 @@ func newMIDBCommand(g *globals) *cobra.Command {
 	del.Flags().BoolVarP(&yes, "yes", "y", false, "do not prompt for confirmation")
 	del.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the operation to finish")
 
-	midb.AddCommand(create, show, list, del,
+	midb.AddCommand(create, show, list, del, newShortTermRetentionCommand(g),
 		newWaitCommand(g, "database", func(c *client, rg, _, mi, name string) string {
 			return c.DatabasePath(rg, mi, name)
 		}, false, true))
