@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-30}"
-for spec in "resource FuzzInstanceBody" "resource FuzzFailoverGroupBody" "resource FuzzNames" \
+for spec in "resource FuzzInstanceBody" "resource FuzzFailoverGroupBody" "resource FuzzNames" "resource FuzzShortTermRetentionBody" \
   "arm FuzzParseInstanceID" "arm FuzzRouter" "gateway FuzzReadPacket" "api FuzzActivityFilter" \
   "agentapi FuzzParseJoinToken" "api FuzzAuthzBody" "authz FuzzAction" "fogdns FuzzServeDNS"; do
   set -- $spec

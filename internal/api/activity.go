@@ -9,6 +9,7 @@ import (
 
 	"github.com/fogdb/fog/internal/arm"
 	"github.com/fogdb/fog/internal/controller"
+	"github.com/fogdb/fog/internal/resource"
 )
 
 // ActivityLogAPIVersions are the Microsoft.Insights api-versions of the activity log.
@@ -24,6 +25,7 @@ var operationNames = map[string][2]string{
 	controller.KindDeleteDatabase: {"Microsoft.Sql/managedInstances/databases/delete", "Delete Managed Database"},
 	// A restore is a database PUT in Azure (createMode PointInTimeRestore).
 	controller.KindRestoreDatabase: {"Microsoft.Sql/managedInstances/databases/write", "Create/Update Managed Database"},
+	controller.KindPutRetention:    {"Microsoft.Sql/managedInstances/databases/backupShortTermRetentionPolicies/write", "Create/Update Managed Database Short Term Retention Policy"},
 	controller.KindCreateGroup:     {"Microsoft.Sql/locations/instanceFailoverGroups/write", "Create/Update Instance Failover Group"},
 	controller.KindUpdateGroup:     {"Microsoft.Sql/locations/instanceFailoverGroups/write", "Create/Update Instance Failover Group"},
 	controller.KindDeleteGroup:     {"Microsoft.Sql/locations/instanceFailoverGroups/delete", "Delete Instance Failover Group"},
@@ -134,6 +136,8 @@ func (s *Server) activityLog(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case strings.Contains(e.ResourceID, "/instanceFailoverGroups/"):
 			resourceType = "Microsoft.Sql/locations/instanceFailoverGroups"
+		case strings.Contains(e.ResourceID, "/backupShortTermRetentionPolicies/"):
+			resourceType = resource.TypeShortTermRetentionPolicy
 		case strings.Contains(e.ResourceID, "/databases/"):
 			resourceType = "Microsoft.Sql/managedInstances/databases"
 		}

@@ -116,15 +116,47 @@ func (s *Server) instanceRoutes(rt *arm.Router) {
 		op, aerr := s.c.DeleteDatabase(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), r.PathValue("db"))
 		s.replyOp(w, r, ver, op, aerr)
 	}))
+	s.retentionRoutes(rt, v)
 }
 
-// writeResource writes the current body of an instance or database by ARM id.
+// retentionRoutes serves a database's short-term retention policy: GET and list, and PUT and
+// PATCH, which Azure answers as long-running operations (202 with the operation's URLs; its
+// result is the policy).
+func (s *Server) retentionRoutes(rt *arm.Router, v func(h func(w http.ResponseWriter, r *http.Request, ver string)) http.HandlerFunc) {
+	rt.Handle("GET", strPath, v(func(w http.ResponseWriter, r *http.Request, _ string) {
+		vs, aerr := s.c.ListShortTermRetention(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), r.PathValue("db"))
+		s.reply(w, r, listOf(vs), aerr)
+	}))
+	rt.Handle("GET", strPath+"/{policy}", v(func(w http.ResponseWriter, r *http.Request, _ string) {
+		p, aerr := s.c.GetShortTermRetention(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), r.PathValue("db"), r.PathValue("policy"))
+		s.reply(w, r, p, aerr)
+	}))
+	for method, patch := range map[string]bool{"PUT": false, "PATCH": true} {
+		rt.Handle(method, strPath+"/{policy}", v(func(w http.ResponseWriter, r *http.Request, ver string) {
+			var body resource.ShortTermRetentionBody
+			if aerr := decode(r, &body); aerr != nil {
+				arm.WriteError(w, aerr)
+				return
+			}
+			op, aerr := s.c.PutShortTermRetention(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), r.PathValue("db"), r.PathValue("policy"), body, patch)
+			s.replyOp(w, r, ver, op, aerr)
+		}))
+	}
+}
+
+// writeResource writes the current body of an instance, a database or a database's
+// short-term retention policy by ARM id.
 func (s *Server) writeResource(w http.ResponseWriter, r *http.Request, id string) {
 	ctx := r.Context()
 	miID, db, isDB := strings.Cut(id, "/databases/")
 	p, err := arm.ParseInstanceID(miID)
 	if err != nil {
 		arm.WriteError(w, arm.Errorf(http.StatusInternalServerError, "InternalServerError", "operation names a bad resource id"))
+		return
+	}
+	if db, policy, ok := strings.Cut(db, "/backupShortTermRetentionPolicies/"); isDB && ok {
+		v, aerr := s.c.GetShortTermRetention(ctx, p.Subscription, p.ResourceGroup, p.Name, db, policy)
+		s.reply(w, r, v, aerr)
 		return
 	}
 	if isDB {

@@ -80,8 +80,15 @@ func (s *Server) WithJoinTokens(fn JoinTokenFunc) *Server {
 const (
 	miPath = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Sql/managedInstances/{name}"
 	dbPath = miPath + "/databases/{db}"
-	opBase = "/subscriptions/{sub}/providers/Microsoft.Sql/locations/{loc}/"
+	// strPath is a database's short-term retention policies.
+	strPath = dbPath + "/backupShortTermRetentionPolicies"
+	opBase  = "/subscriptions/{sub}/providers/Microsoft.Sql/locations/{loc}/"
 )
+
+// retentionOpKind names the operation URLs of a short-term retention policy's PUT, as Azure's
+// (managedShortTermRetentionPolicyAzureAsyncOperation, ...OperationResults; the az CLI's
+// recorded traffic, test_sql_managed_db_short_retention.yaml).
+const retentionOpKind = "managedShortTermRetentionPolicy"
 
 // Handler returns the API's http.Handler.
 func (s *Server) Handler() http.Handler {
@@ -97,7 +104,7 @@ func (s *Server) Handler() http.Handler {
 	if s.metrics != nil {
 		rt.Handle("GET", "/metrics", s.metrics.ServeHTTP)
 	}
-	for _, kind := range []string{"managedInstance", "managedDatabase"} {
+	for _, kind := range []string{"managedInstance", "managedDatabase", retentionOpKind} {
 		rt.Handle("GET", opBase+kind+"AzureAsyncOperation/{op}", s.operationStatus)
 		rt.Handle("GET", opBase+kind+"OperationResults/{op}", s.operationResult)
 	}
@@ -192,6 +199,8 @@ func (s *Server) accepted(w http.ResponseWriter, r *http.Request, op *controller
 	switch op.Kind {
 	case controller.KindPutDatabase, controller.KindDeleteDatabase, controller.KindRestoreDatabase:
 		kind = "managedDatabase"
+	case controller.KindPutRetention:
+		kind = retentionOpKind
 	case controller.KindCreateGroup, controller.KindUpdateGroup, controller.KindDeleteGroup, controller.KindFailover, controller.KindForceFailover:
 		kind = "instanceFailoverGroup"
 	}
@@ -269,7 +278,7 @@ func (s *Server) operationResult(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch op.Kind {
-	case controller.KindPutInstance, controller.KindPutDatabase, controller.KindRestoreDatabase:
+	case controller.KindPutInstance, controller.KindPutDatabase, controller.KindRestoreDatabase, controller.KindPutRetention:
 		s.writeResource(w, r, op.ResourceID)
 	case controller.KindCreateGroup, controller.KindUpdateGroup, controller.KindFailover, controller.KindForceFailover:
 		v, err := s.c.GroupResult(ctx, op)

@@ -134,7 +134,7 @@ func newMIDBCommand(g *globals) *cobra.Command {
 	restore.Flags().StringVar(&destRG, "dest-resource-group", "", "the resource group of --dest-mi (default: the source's)")
 	restore.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the operation to finish")
 
-	midb.AddCommand(create, show, list, del, restore,
+	midb.AddCommand(create, show, list, del, restore, newShortTermRetentionCommand(g),
 		newWaitCommand(g, "database", func(c *client, rg, _, mi, name string) string {
 			return c.DatabasePath(rg, mi, name)
 		}, false, true))

@@ -74,7 +74,7 @@ func (g *globals) noWaitHint(cmd *cobra.Command, header http.Header) error {
 	if err := g.print(b); err != nil {
 		return err
 	}
-	if g.output != "none" && !g.onlyErrors {
+	if g.output != "none" && !g.onlyErrors && waitCmd != nil {
 		fmt.Fprintf(g.io.Err, "The operation runs on. To wait for it: %s\n", wait)
 	}
 	return nil

@@ -43,20 +43,92 @@ func (c *Controller) refreshWithin(ctx context.Context, m *resource.ManagedInsta
 	return st.Databases
 }
 
-// observedDBs is the instance's databases as its agent last published them (every second):
-// reads never wait for an agent, which may be busy with a checkpoint or a recovery.
-func (c *Controller) observedDBs(ctx context.Context, m *resource.ManagedInstance) []instance.DB {
-	st, _ := c.observed(ctx, m)
-	return st.Databases
+// dbViews is what the views of an instance's databases are made of beside the databases
+// themselves: the instance's backups as its agent last reported them (nil: none), and the
+// retention policies of its databases.
+type dbViews struct {
+	backup   *instance.BackupStatus
+	policies map[string]int
+	now      time.Time
 }
 
-func (c *Controller) dbView(m *resource.ManagedInstance, d instance.DB) resource.DatabaseJSON {
+// observedDBs is the instance's databases as its agent last published them (every second),
+// with what their views need: reads never wait for an agent, which may be busy with a
+// checkpoint or a recovery.
+func (c *Controller) observedDBs(ctx context.Context, m *resource.ManagedInstance) ([]instance.DB, dbViews, error) {
+	st, _ := c.observed(ctx, m)
+	policies, err := c.retentionPolicies(ctx, m)
+	if err != nil {
+		return nil, dbViews{}, err
+	}
+	return st.Databases, dbViews{backup: st.Backup, policies: policies, now: time.Now()}, nil
+}
+
+func (c *Controller) dbView(m *resource.ManagedInstance, d instance.DB, v dbViews) resource.DatabaseJSON {
 	created := d.Created
+	days, ok := v.policies[d.Name]
+	if !ok {
+		days = resource.DefaultBackupRetentionDays
+	}
+	p := resource.DatabaseProperties{Collation: d.Collation, Status: "Online", CreationDate: &created}
+	backupProperties(&p, v.backup, created, days, v.now)
 	return resource.DatabaseJSON{
 		ID: arm.DatabaseID(m.Subscription, m.ResourceGroup, m.Name, d.Name), Name: d.Name,
-		Type: resource.TypeDatabase, Location: m.Location,
-		Properties: resource.DatabaseProperties{Collation: d.Collation, Status: "Online", CreationDate: &created},
+		Type: resource.TypeDatabase, Location: m.Location, Properties: p,
 	}
+}
+
+// backupProperties fills in a database's read-only backup properties from its instance's
+// backups b, for a database created at created that keeps days of point-in-time restore, at
+// now. They are the instance's backups, not the database's own: PostgreSQL backs up a whole
+// cluster, so every database of an instance is in each of its backups, and the last backup is
+// the instance's.
+//
+// The earliest restore point is the end of the oldest backup in the repository (a restore
+// starts from a backup and replays WAL from its end; the next whole second, as pgBackRest
+// counts), but never before the database existed,
+// nor further back than the database's own retention: the repository keeps the longest
+// retention of the instance's databases (pgBackRest expires per cluster), and each database's
+// window is narrowed to its own (docs/backups.md). Nothing is shown before the first backup.
+func backupProperties(p *resource.DatabaseProperties, b *instance.BackupStatus, created time.Time, days int, now time.Time) {
+	if b == nil || len(b.Backups) == 0 {
+		return
+	}
+	oldest, last := b.Backups[0], b.Backups[0]
+	for _, bk := range b.Backups[1:] {
+		if bk.Start.Before(oldest.Start) {
+			oldest = bk
+		}
+		if bk.Stop.After(last.Stop) {
+			last = bk
+		}
+	}
+	// pgBackRest compares whole seconds, and refuses a target in the second the backup ended.
+	earliest := oldest.Stop.Truncate(time.Second).Add(time.Second)
+	for _, t := range []time.Time{created, now.Add(-time.Duration(days) * 24 * time.Hour)} {
+		if t.After(earliest) {
+			earliest = t
+		}
+	}
+	earliest = earliest.UTC()
+	stop := last.Stop.UTC()
+	size := last.Size
+	took := int64(last.Stop.Sub(last.Start).Round(time.Second) / time.Second)
+	p.EarliestRestorePoint, p.LastBackupTime, p.LastBackupSizeBytes, p.LastBackupDurationSeconds = &earliest, &stop, &size, &took
+	p.LastBackupType = backupTypeName(last.Type)
+}
+
+// backupTypeName is a backup type as the API names it.
+func backupTypeName(t string) string {
+	switch t {
+	case instance.BackupFull:
+		return resource.BackupTypeFull
+	case instance.BackupDiff:
+		return resource.BackupTypeDifferential
+	case "incr":
+		return resource.BackupTypeIncremental
+	}
+	return t
 }
 
 // ListDatabases lists an instance's user databases.
@@ -65,10 +137,14 @@ func (c *Controller) ListDatabases(ctx context.Context, sub, rg, mi string) ([]r
 	if err != nil {
 		return nil, err
 	}
+	dbs, v, err := c.observedDBs(ctx, m)
+	if err != nil {
+		return nil, err
+	}
 	out := []resource.DatabaseJSON{}
-	for _, d := range c.observedDBs(ctx, m) {
+	for _, d := range dbs {
 		if !resource.IsSystemDatabase(d.Name) {
-			out = append(out, c.dbView(m, d))
+			out = append(out, c.dbView(m, d, v))
 		}
 	}
 	return out, nil
@@ -81,13 +157,23 @@ func (c *Controller) GetDatabase(ctx context.Context, sub, rg, mi, db string) (r
 		return resource.DatabaseJSON{}, err
 	}
 	if !resource.IsSystemDatabase(db) {
-		for _, d := range c.observedDBs(ctx, m) {
+		dbs, v, err := c.observedDBs(ctx, m)
+		if err != nil {
+			return resource.DatabaseJSON{}, err
+		}
+		for _, d := range dbs {
 			if d.Name == db {
-				return c.dbView(m, d), nil
+				return c.dbView(m, d, v), nil
 			}
 		}
 	}
-	return resource.DatabaseJSON{}, resource.NotFound(resource.TypeDatabase, mi+"/"+db)
+	return resource.DatabaseJSON{}, databaseNotFound(mi, db)
+}
+
+// databaseNotFound is the answer for a database that does not exist, to a database's GET and
+// to a request on a resource beneath it alike.
+func databaseNotFound(mi, db string) error {
+	return resource.NotFound(resource.TypeDatabase, mi+"/"+db)
 }
 
 // PutDatabase creates a database. If it exists already the current resource is returned and
@@ -118,7 +204,11 @@ func (c *Controller) PutDatabase(ctx context.Context, sub, rg, mi, db string, bo
 	}
 	for _, d := range c.refresh(ctx, m) {
 		if d.Name == db {
-			v := c.dbView(m, d)
+			_, views, err := c.observedDBs(ctx, m)
+			if err != nil {
+				return nil, nil, err
+			}
+			v := c.dbView(m, d, views)
 			return nil, &v, nil
 		}
 	}
@@ -155,16 +245,17 @@ func (c *Controller) restoreDatabase(ctx context.Context, m *resource.ManagedIns
 	if source == nil || resource.IsSystemDatabase(srcName) {
 		return nil, nil, resource.NotFound(resource.TypeDatabase, m.Name+"/"+srcName)
 	}
-	st, _ := c.observed(ctx, m)
-	if st.Backup == nil || len(st.Backup.Backups) == 0 {
+	_, views, err := c.observedDBs(ctx, m)
+	if err != nil {
+		return nil, nil, internalError(err)
+	}
+	// The window is the one the database's GET shows (earliestRestorePoint), until now.
+	v := c.dbView(m, *source, views)
+	if v.Properties.EarliestRestorePoint == nil {
 		return nil, nil, fault.New(fault.Conflict, "NoBackupAvailable",
 			"Managed instance '%s' has no backup yet to restore from: its first full backup is taken shortly after it is created. Retry once the database shows an earliestRestorePoint.", m.Name)
 	}
-	// pgBackRest compares whole seconds and refuses a time in the second its backup ended.
-	earliest := st.Backup.Backups[0].Stop.Add(time.Second)
-	if source.Created.After(earliest) {
-		earliest = source.Created
-	}
+	earliest := *v.Properties.EarliestRestorePoint
 	now := time.Now().UTC()
 	at := p.RestorePointInTime.UTC()
 	if at.Before(earliest) || at.After(now) {
@@ -207,9 +298,16 @@ func (c *Controller) databaseCommand(ctx context.Context, m *resource.ManagedIns
 	op.Database = db
 	cmd.ID, cmd.InstanceUID, cmd.Owner, cmd.Created = resource.NewUID(), m.UID, m.AdministratorLogin, time.Now().UTC()
 	op.CommandID = cmd.ID
-	if err := c.st.Txn(ctx, nil, []store.Op{
-		store.PutOp(instance.CommandKey(m.Location, cmd.ID), cmd),
-		store.PutOp(opKey(op.ID), op)}); err != nil {
+	ops := []store.Op{store.PutOp(instance.CommandKey(m.Location, cmd.ID), cmd), store.PutOp(opKey(op.ID), op)}
+	if kind == KindPutDatabase && m.RetentionDays() < resource.DefaultBackupRetentionDays {
+		// A new database keeps Azure's default retention until a policy says otherwise; the
+		// instance's backups, which keep the longest of its databases', must keep that long.
+		if err := c.writeRetention(ctx, m, func(cur *resource.ManagedInstance, _ map[string]int) int {
+			return max(cur.RetentionDays(), resource.DefaultBackupRetentionDays)
+		}, ops...); err != nil {
+			return nil, nil, err
+		}
+	} else if err := c.st.Txn(ctx, nil, ops); err != nil {
 		return nil, nil, internalError(err)
 	}
 	c.log.Info("accepted", "operation", name, "id", op.ID, "database", op.ResourceID)

@@ -21,6 +21,7 @@ const (
 	KindDeleteGroup     = engine.KindDeleteGroup
 	KindFailover        = engine.KindFailover
 	KindForceFailover   = engine.KindForceFailover
+	KindPutRetention    = engine.KindPutRetention
 	// KindBackup is the activity log's kind of a scheduled backup (not an operation).
 	KindBackup = activity.KindBackup
 )

@@ -70,7 +70,9 @@
 //	            the group, the secondary a backup stanza of    primaries on their own;       again
 //	            its own                                        remove the group record
 //
-// An update changes only policies and ends in the transaction that accepts it.
+// An update changes only policies and ends in the transaction that accepts it. So does a
+// database's short-term retention policy (KindPutRetention), accepted finished: the policy,
+// the instance's retention and its desired state are written in one transaction.
 //
 // # Instances and databases
 //

@@ -178,5 +178,14 @@ func (e *Engine) removeInstance(ctx context.Context, op *Operation) error {
 			ops = append(ops, store.Op{Key: instance.CommandKey(op.Region, cmd.ID), Delete: true})
 		}
 	}
+	// Its databases' retention policies go with it (they are keyed by its UID, so that an
+	// instance made again under the name starts with none).
+	policies, err := st.List(ctx, resource.ShortTermRetentionPrefix(op.InstanceUID))
+	if err != nil {
+		return err
+	}
+	for _, kv := range policies {
+		ops = append(ops, store.Op{Key: kv.Key, Delete: true})
+	}
 	return st.Txn(ctx, nil, ops)
 }

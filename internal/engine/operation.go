@@ -7,7 +7,8 @@ import (
 )
 
 // Operation kinds. The engine runs each from its table (Tables), but for an update of a
-// failover group, which ends in the transaction that accepts it. The names are stored.
+// failover group, which ends in the transaction that accepts it, and a database's short-term
+// retention policy, which is accepted finished. The names are stored.
 const (
 	KindPutInstance    = "putInstance"
 	KindDeleteInstance = "deleteInstance"
@@ -20,6 +21,11 @@ const (
 	KindDeleteGroup     = "deleteGroup"
 	KindFailover        = "failover"
 	KindForceFailover   = "forceFailover"
+	// KindPutRetention is a PUT of a database's short-term retention policy: Azure answers it
+	// as a long-running operation, and Fog's ends in the transaction that accepts it, which
+	// writes the policy, the instance's retention and its desired state together (the agent
+	// applies the retention at its next expiry, after a backup).
+	KindPutRetention = "putShortTermRetention"
 )
 
 // Initiators of operations.

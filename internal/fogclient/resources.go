@@ -13,9 +13,10 @@ import (
 
 // The ARM resources, in the JSON the API reads and writes.
 type (
-	ManagedInstance = resource.InstanceJSON
-	Database        = resource.DatabaseJSON
-	FailoverGroup   = resource.FailoverGroupJSON
+	ManagedInstance          = resource.InstanceJSON
+	Database                 = resource.DatabaseJSON
+	FailoverGroup            = resource.FailoverGroupJSON
+	ShortTermRetentionPolicy = resource.ShortTermRetentionPolicyJSON
 )
 
 // list is an ARM list answer.
@@ -202,6 +203,43 @@ func (c *Client) BeginDeleteDatabase(ctx context.Context, rg, mi, name string) (
 func (c *Client) DeleteDatabase(ctx context.Context, rg, mi, name string) error {
 	op, err := c.BeginDeleteDatabase(ctx, rg, mi, name)
 	return waitDone(ctx, op, err)
+}
+
+// ShortTermRetentionPath is a database's short-term retention policy ("" name: its
+// policies; the one policy is named "default").
+func (c *Client) ShortTermRetentionPath(rg, mi, db, name string) string {
+	p := c.DatabasePath(rg, mi, db) + "/backupShortTermRetentionPolicies"
+	if name != "" {
+		p += "/" + url.PathEscape(name)
+	}
+	return p
+}
+
+// GetShortTermRetentionPolicy reads a database's short-term retention policy: the days of
+// point-in-time restore it keeps (7 until one is set).
+func (c *Client) GetShortTermRetentionPolicy(ctx context.Context, rg, mi, db string) (*ShortTermRetentionPolicy, error) {
+	return get[ShortTermRetentionPolicy](ctx, c, c.ShortTermRetentionPath(rg, mi, db, resource.ShortTermRetentionPolicyName))
+}
+
+// ListShortTermRetentionPolicies lists a database's short-term retention policies (the one,
+// "default").
+func (c *Client) ListShortTermRetentionPolicies(ctx context.Context, rg, mi, db string) ([]ShortTermRetentionPolicy, error) {
+	return getList[ShortTermRetentionPolicy](ctx, c, c.ShortTermRetentionPath(rg, mi, db, ""))
+}
+
+// BeginSetShortTermRetentionPolicy sends a database's short-term retention policy (PUT):
+// retentionDays from 1 to 35.
+func (c *Client) BeginSetShortTermRetentionPolicy(ctx context.Context, rg, mi, db string, retentionDays int) (*Operation, error) {
+	p := c.ShortTermRetentionPath(rg, mi, db, resource.ShortTermRetentionPolicyName)
+	body := ShortTermRetentionPolicy{Properties: resource.ShortTermRetentionProperties{RetentionDays: &retentionDays}}
+	return c.Begin(ctx, http.MethodPut, p, body, p)
+}
+
+// SetShortTermRetentionPolicy sets a database's short-term retention policy and returns it
+// when the operation is done.
+func (c *Client) SetShortTermRetentionPolicy(ctx context.Context, rg, mi, db string, retentionDays int) (*ShortTermRetentionPolicy, error) {
+	op, err := c.BeginSetShortTermRetentionPolicy(ctx, rg, mi, db, retentionDays)
+	return waitFor[ShortTermRetentionPolicy](ctx, op, err)
 }
 
 // GetFailoverGroup reads a failover group as the side in (rg, location) reports it.

@@ -47,6 +47,17 @@ type DatabaseProperties struct {
 	CreateMode         string     `json:"createMode,omitempty"`
 	SourceDatabaseID   string     `json:"sourceDatabaseId,omitempty"`
 	RestorePointInTime *time.Time `json:"restorePointInTime,omitempty"`
+	// EarliestRestorePoint is Azure's read-only earliest point in time the database can be
+	// restored to; absent until its instance has a backup.
+	EarliestRestorePoint *time.Time `json:"earliestRestorePoint,omitempty"`
+	// LastBackup* are Fog's read-only additions: the last backup of the database's instance
+	// (when it ended, Full or Differential, the data it covers and how long it took). They
+	// are the instance's, not the database's: PostgreSQL backs up a whole cluster, every
+	// database of the instance in one backup. Absent until the instance has a backup.
+	LastBackupTime            *time.Time `json:"lastBackupTime,omitempty"`
+	LastBackupType            string     `json:"lastBackupType,omitempty"`
+	LastBackupSizeBytes       *int64     `json:"lastBackupSizeBytes,omitempty"`
+	LastBackupDurationSeconds *int64     `json:"lastBackupDurationSeconds,omitempty"`
 }
 
 // Database create modes (Azure's). Fog restores a database to a point in time; the others
@@ -54,6 +65,13 @@ type DatabaseProperties struct {
 const (
 	CreateModeDefault            = "Default"
 	CreateModePointInTimeRestore = "PointInTimeRestore"
+)
+
+// Backup types as the API names them (lastBackupType).
+const (
+	BackupTypeFull         = "Full"
+	BackupTypeDifferential = "Differential"
+	BackupTypeIncremental  = "Incremental"
 )
 
 // DatabaseJSON is the wire form of a managed database.

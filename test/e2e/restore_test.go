@@ -120,4 +120,3 @@ func TestPointInTimeRestore(t *testing.T) {
 		t.Errorf("a bad --time: %v %s", err, stderr)
 	}
 }
-
