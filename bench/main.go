@@ -96,10 +96,12 @@ var order = []string{"planned", "planneddns", "loaded", "forced", "silent", "set
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	users := postgres.InstanceUsers()
+	// Fog makes an OS user per instance when root; the benchmark's Fogs tag theirs, and only
+	// those are removed when it ends.
+	tag := fmt.Sprintf("bench-%d-%d", os.Getpid(), time.Now().UnixNano())
+	os.Setenv(postgres.UserTagEnv, tag)
 	err := run(ctx, os.Args[1:])
-	// Fog makes an OS user per instance when root; the benchmark's instances are gone.
-	postgres.RemoveUsersSince(users)
+	postgres.RemoveTaggedUsers(tag)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		stop()

@@ -92,7 +92,7 @@ func (r *Runner) ForInstance(uid string) (*Runner, error) {
 		// Ids from a range of their own: the system range (below 1000) is too small for a
 		// machine's instances, and people's accounts start at 1000.
 		out, err := exec.Command("useradd", "--no-create-home", "--home-dir", "/nonexistent",
-			"--shell", "/usr/sbin/nologin", "--user-group", "--comment", "Fog instance "+uid,
+			"--shell", "/usr/sbin/nologin", "--user-group", "--comment", userComment(uid),
 			"-K", "UID_MIN=20000", "-K", "UID_MAX=59999", "-K", "GID_MIN=20000", "-K", "GID_MAX=59999", name).CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("create the OS user %s for instance %s: %v: %s", name, uid, err, strings.TrimSpace(string(out)))
@@ -111,6 +111,15 @@ func (r *Runner) ForInstance(uid string) (*Runner, error) {
 	}
 	r.instances.m[uid] = &ir
 	return &ir, nil
+}
+
+// userComment is the comment of instance uid's OS user, tagged as UserTagEnv says.
+func userComment(uid string) string {
+	c := "Fog instance " + uid
+	if tag := os.Getenv(UserTagEnv); tag != "" && !strings.ContainsAny(tag, ":,\n()") {
+		c += " (" + tag + ")"
+	}
+	return c
 }
 
 // RemoveInstanceUser deletes the OS user ForInstance made for uid (after its files are gone).
@@ -139,27 +148,36 @@ func (r *Runner) RemoveInstanceUser(uid string) {
 }
 
 // InstanceUsers lists the OS users ForInstance has made on this machine (from /etc/passwd),
-// for tests and benchmarks that clean up after themselves.
-func InstanceUsers() map[string]bool {
+// for tests and benchmarks that clean up after themselves. With tag, only those made while
+// UserTagEnv was tag.
+func InstanceUsers(tag ...string) map[string]bool {
 	out := map[string]bool{}
 	b, err := os.ReadFile("/etc/passwd")
 	if err != nil {
 		return out
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if name, _, ok := strings.Cut(line, ":"); ok && strings.HasPrefix(name, "fogpg-") {
-			out[name] = true
+		f := strings.Split(line, ":")
+		if len(f) < 5 || !strings.HasPrefix(f[0], "fogpg-") {
+			continue
 		}
+		if len(tag) > 0 && !strings.HasSuffix(f[4], " ("+tag[0]+")") {
+			continue
+		}
+		out[f[0]] = true
 	}
 	return out
 }
 
-// RemoveUsersSince deletes the instance users made since before was listed.
-func RemoveUsersSince(before map[string]bool) {
-	for name := range InstanceUsers() {
-		if !before[name] {
-			_ = exec.Command("userdel", name).Run()
-		}
+// UserTagEnv, when set in the environment of the process that makes an instance's OS user,
+// is written into the user's comment: a test run tags the users its Fog processes make, and
+// removes those alone when it ends, never the users of a run beside it on the machine.
+const UserTagEnv = "FOG_TEST_USER_TAG"
+
+// RemoveTaggedUsers deletes the instance users made under tag (UserTagEnv).
+func RemoveTaggedUsers(tag string) {
+	for name := range InstanceUsers(tag) {
+		_ = exec.Command("userdel", name).Run()
 	}
 }
 

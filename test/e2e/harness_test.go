@@ -53,10 +53,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build fog: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	users := postgres.InstanceUsers()
+	// Fog makes an OS user per instance when root; the users this run's Fogs make (in this
+	// process and the ones it starts) carry its tag, and only those are removed when it ends:
+	// another run on the machine may have instances of its own.
+	tag := fmt.Sprintf("e2e-%d-%d", os.Getpid(), time.Now().UnixNano())
+	os.Setenv(postgres.UserTagEnv, tag)
 	code := m.Run()
-	// Fog makes an OS user per instance when root; the run's instances are gone.
-	postgres.RemoveUsersSince(users)
+	postgres.RemoveTaggedUsers(tag)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
