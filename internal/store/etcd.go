@@ -94,11 +94,20 @@ func unavailable(ctx context.Context, err error) error {
 		status.Code(err) == codes.DeadlineExceeded || status.Code(err) == codes.Unavailable ||
 		// etcd 3.4 returns its own expired deadline, the one this request's deadline set
 		// through gRPC's grpc-timeout, as code Unknown with nothing typed in it: the
-		// request's context has expired too, and says so as a type.
-		errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// request's context has expired too, and says so as a type; or it has not quite, the
+		// server's copy of the deadline having run out a moment before this side's.
+		errors.Is(ctx.Err(), context.DeadlineExceeded) ||
+		status.Code(err) == codes.Unknown && deadlineNear(ctx) {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return err
+}
+
+// deadlineNear reports whether ctx's deadline is less than a second away: an untyped failure
+// then is the server giving up at the same deadline.
+func deadlineNear(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && time.Until(d) < time.Second
 }
 
 // Client is the underlying etcd client (elections, compaction in tests).
