@@ -73,7 +73,7 @@ func New(cfg Config, st store.Store, runner *postgres.Runner, ca Issuer, log *sl
 	if cfg.Observe == 0 {
 		cfg.Observe = DefaultObserve
 	}
-	if err := cfg.Backup.validate(cfg.Dir); err != nil {
+	if err := cfg.Backup.validate(cfg.Dir, cfg.Region); err != nil {
 		return nil, err
 	}
 	if cfg.Backup.RestoreDir == "" {

@@ -28,8 +28,9 @@ type BackupConfig struct {
 	OffReason string
 	// Bin is the pgbackrest executable ("": found on PATH).
 	Bin string
-	// Dir is the region's repository: a directory of stanzas (default: backups beside the
-	// agent's instance directory).
+	// Dir is the region's repository: a directory of stanzas (default: backups/<region>
+	// beside the agent's instance directory). Each region needs its own: a group's members
+	// share a stanza, one copy per region, each written by its own member's OS user.
 	Dir string
 	// ArchiveTimeout is archive_timeout: a segment with any WAL in it is archived within
 	// this long, which bounds what a restore from the repository can miss.
@@ -55,7 +56,7 @@ const (
 )
 
 func (c *BackupConfig) registerFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&c.Dir, "backup-dir", c.Dir, "the region's backup repository: a directory of one pgBackRest stanza per instance (default: backups beside the instances)")
+	fs.StringVar(&c.Dir, "backup-dir", c.Dir, "the region's backup repository: a directory of one pgBackRest stanza per instance (default: backups/<region> beside the instances); each region needs its own")
 	fs.StringVar(&c.Bin, "pgbackrest", c.Bin, "the pgbackrest executable (default: found on PATH; without it instances archive no WAL and take no backups)")
 	fs.DurationVar(&c.ArchiveTimeout, "archive-timeout", c.ArchiveTimeout, "archive_timeout: WAL is archived at least this often while anything is written, the most a restore from the repository can miss")
 	fs.DurationVar(&c.Timeout, "backup-timeout", c.Timeout, "the longest one backup may run before it is stopped (it holds the machine's one backup slot; the next one resumes it)")
@@ -64,9 +65,11 @@ func (c *BackupConfig) registerFlags(fs *pflag.FlagSet) {
 
 // validate fills the defaults; a pgBackRest that cannot be found turns backups off, said in
 // OffReason, rather than keeping the agent from running.
-func (c *BackupConfig) validate(instances string) error {
+func (c *BackupConfig) validate(instances, region string) error {
 	if c.Dir == "" && instances != "" {
-		c.Dir = filepath.Join(filepath.Dir(instances), "backups")
+		// A region's own: fog up runs every region's agent on one machine, and the members of
+		// a failover group, which share a stanza, each write their region's copy of it.
+		c.Dir = filepath.Join(filepath.Dir(instances), "backups", region)
 	}
 	if c.ArchiveTimeout == 0 {
 		c.ArchiveTimeout = DefaultArchiveTimeout

@@ -182,7 +182,7 @@ func TestBackupsOfARealInstance(t *testing.T) {
 	// The layout: the repository root is root's and passable only; the stanza's directory is
 	// the instance's user's alone; the configuration is root's, readable by the instance's
 	// group only.
-	repo := filepath.Join(dir, "backups")
+	repo := filepath.Join(dir, "backups", "eastus")
 	checkMode(t, repo, 0o711)
 	checkMode(t, filepath.Join(repo, uid), 0o700)
 	checkMode(t, filepath.Join(dir, "instances", uid, "pgbackrest.conf"), 0o640)
@@ -224,7 +224,7 @@ func TestArchiveGapWhenTheRepositoryIsDown(t *testing.T) {
 	waitStatus(ctx, t, bolt, spec.UID, "backup 1 done", func(s instance.Status) bool { return s.Backup.Seq == 1 && s.Backup.Error == "" })
 
 	// The repository stops taking WAL: its stanza directory is closed to the instance's user.
-	stanzaDir := filepath.Join(dir, "backups", spec.UID)
+	stanzaDir := filepath.Join(dir, "backups", "eastus", spec.UID)
 	if err := os.Chmod(stanzaDir, 0); err != nil {
 		t.Fatal(err)
 	}

@@ -80,7 +80,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 // refuses backup settings out of range; a PostgreSQL that cannot be found or run is Runner's
 // error, a pgBackRest that cannot be found turns backups off.
 func (c *Config) Validate() error {
-	if err := c.Backup.validate(c.Dir); err != nil {
+	if err := c.Backup.validate(c.Dir, c.Region); err != nil {
 		return err
 	}
 	if c.PGUser == "" {
