@@ -89,6 +89,15 @@ func (p *pair) waitState(t *testing.T, state string, within time.Duration) map[s
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
+		// A store coming back (etcd regaining its quorum) answers 503 for a moment: that is
+		// not yet, not a failure.
+		if r := p.f.call("GET", groupPath("rg-p", "eastus", p.name), nil); r.Status == http.StatusServiceUnavailable {
+			if time.Now().After(deadline) {
+				t.Fatalf("GET group = 503 %s after %s, want %s", r.Body, within, state)
+			}
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
 		rg, loc := p.sideOf(t, "Primary")
 		g := p.get(t, rg, loc)
 		if props(g)["replicationState"] == state {
