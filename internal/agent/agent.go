@@ -360,6 +360,18 @@ func (a *Agent) dispatch(ctx context.Context, wg *sync.WaitGroup, only string) {
 	}
 }
 
+// kickWorker asks instance uid's worker, if it has one, for a pass.
+func (a *Agent) kickWorker(uid string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if w, ok := a.workers[uid]; ok {
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
 func (a *Agent) specs(ctx context.Context) []instance.Spec {
 	specs, err := store.List[instance.Spec](ctx, a.st, instance.SpecPrefix(a.cfg.Region))
 	if err != nil && ctx.Err() == nil {

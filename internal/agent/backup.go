@@ -256,7 +256,12 @@ func (w *worker) archiveRow(ctx context.Context, p *pass) error {
 	if _, running := p.srv.PID(); !running {
 		return nil
 	}
-	if err := p.srv.StanzaCreate(ctx); err != nil {
+	aside, err := p.srv.StanzaCreate(ctx)
+	if aside != "" {
+		w.log.Warn("the region's repository held another system's history under the instance's stanza; it was set aside",
+			"instance", s.Name, "stanza", s.Backup.Stanza, "aside", aside)
+	}
+	if err != nil {
 		return fmt.Errorf("create the backup stanza %s: %w", s.Backup.Stanza, err)
 	}
 	w.log.Info("backup stanza ready", "instance", s.Name, "stanza", s.Backup.Stanza)
@@ -399,7 +404,12 @@ func (p *pgServer) ConfigureBackup(b instance.BackupSpec) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, err := p.Cluster.PrepareBackup(p.a.cfg.Backup.Dir, b.Stanza, text); err != nil {
+	paths, err := p.Cluster.PrepareBackup(p.a.cfg.Backup.Dir, b.Stanza, text)
+	if paths.SetAside != "" {
+		p.a.log.Warn("another instance's OS user owned the instance's stanza in the region's repository; it was set aside",
+			"stanza", b.Stanza, "aside", paths.SetAside)
+	}
+	if err != nil {
 		return "", err
 	}
 	d, err := p.a.driver(p.Cluster, b.Stanza)
@@ -417,13 +427,27 @@ func (p *pgServer) backupDriver() (*pgbackrest.Driver, error) {
 }
 
 // StanzaCreate creates the stanza from the data directory's pg_control (no connection: a
-// standby's member creates it in its own region), or finds it there already.
-func (p *pgServer) StanzaCreate(ctx context.Context) error {
+// standby's member creates it in its own region), or finds it there already. A stanza of
+// that name that holds another system's history (a group of the same two instances, deleted
+// and created again, seeds the secondary afresh) is set aside, not deleted, and a new one
+// created; the name set aside is returned.
+func (p *pgServer) StanzaCreate(ctx context.Context) (string, error) {
 	d, err := p.backupDriver()
 	if err != nil {
-		return err
+		return "", err
 	}
-	return d.StanzaCreateOffline(ctx)
+	err = d.StanzaCreateOffline(ctx)
+	if !pgbackrest.IsCode(err, pgbackrest.CodeFileInvalid) {
+		return "", err
+	}
+	aside, serr := p.Cluster.SetStanzaAside(p.a.cfg.Backup.Dir, p.backup.Stanza, time.Now())
+	if serr != nil {
+		return "", fmt.Errorf("%w; %v", err, serr)
+	}
+	if _, err := p.ConfigureBackup(*p.backup); err != nil {
+		return aside, err
+	}
+	return aside, d.StanzaCreateOffline(ctx)
 }
 
 // Backup takes a backup of typ for sequence number seq, unless the repository holds one of

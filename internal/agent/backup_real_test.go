@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -275,4 +277,105 @@ func derefBackup(b *instance.BackupStatus) any {
 		return nil
 	}
 	return *b
+}
+
+// TestAnotherSystemsStanzaIsSetAside: a stanza's directory in the region's repository that
+// is not this instance's to continue is set aside, never given to it nor deleted: one owned
+// by another instance's OS user (a member of an earlier group of the stanza's name), and one
+// of its own that holds another system's history (pgBackRest's [028]: a group deleted and
+// created again seeds its secondary afresh). Each time the instance then archives and backs
+// up into a stanza of its own.
+func TestAnotherSystemsStanzaIsSetAside(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: each instance runs as an OS user of its own only when fog is root")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bolt, err := store.OpenBolt(filepath.Join(dir, "fog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bolt.Close() })
+	a, b := "5e7a51de-0000-4000-8000-00000000000a", "5e7a51de-0000-4000-8000-00000000000b"
+	realAgent(ctx, t, dir, bolt, []string{a, b})
+	repo := filepath.Join(dir, "backups", "eastus")
+	specs := map[string]*instance.Spec{}
+	for _, uid := range []string{a, b} {
+		specs[uid] = &instance.Spec{UID: uid, Name: "mi-" + uid[len(uid)-1:], Region: "eastus", Generation: 1, Host: "127.0.0.1", Port: freeTCPPort(t),
+			Locale: "C.UTF-8", Timezone: "UTC", AdminLogin: "admin1", AdminVerifier: pgtypes.SCRAMVerifier("Secret-pass-1"), VCores: 2,
+			Backup: &instance.BackupSpec{Stanza: uid, RetentionDays: 7}}
+	}
+	// use gives instance uid stanza, and waits until it runs with it.
+	use := func(uid, stanza string) instance.Status {
+		t.Helper()
+		s := specs[uid]
+		s.Generation++
+		s.Backup.Stanza = stanza
+		if err := store.Put(ctx, bolt, instance.SpecKey("eastus", uid), *s); err != nil {
+			t.Fatal(err)
+		}
+		return waitStatus(ctx, t, bolt, uid, uid+" Ready with stanza "+stanza, func(st instance.Status) bool {
+			return st.Phase == instance.PhaseReady && st.Backup != nil && st.Backup.Stanza == stanza && st.Backup.CheckedAt.After(time.Time{})
+		})
+	}
+	use(a, a)
+	use(b, b)
+	aside := func() []string {
+		m, _ := filepath.Glob(filepath.Join(repo, a+".aside-*"))
+		return m
+	}
+	owner := func(path string) uint32 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Uid
+	}
+
+	// A leaves stanza a (as a group's former secondary does); B takes the name.
+	use(a, a+"-1")
+	userA := owner(filepath.Join(repo, a+"-1"))
+	st := use(b, a)
+	if st.Backup.Health != instance.BackupHealthy {
+		t.Errorf("B on A's old stanza: %+v", *st.Backup)
+	}
+	set := aside()
+	if len(set) != 1 || owner(set[0]) != userA || owner(filepath.Join(repo, a)) == userA {
+		t.Fatalf("set aside %v (A's user %d); want A's directory set aside, still A's, and a new one B's", set, userA)
+	}
+	if _, err := os.Stat(filepath.Join(set[0], "archive", a, "archive.info")); err != nil {
+		t.Errorf("A's history set aside is not intact: %v", err)
+	}
+
+	// B's own stanza directory made to hold another system's history (A's): B's
+	// stanza-create says [028]; the directory is set aside, and B starts a new one.
+	use(b, b)
+	for _, f := range []string{"archive/%s/archive.info", "archive/%s/archive.info.copy", "backup/%s/backup.info", "backup/%s/backup.info.copy"} {
+		from, to := filepath.Join(repo, a+"-1", fmt.Sprintf(f, a+"-1")), filepath.Join(repo, a, fmt.Sprintf(f, a))
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, data, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(to, int(owner(filepath.Join(repo, a))), -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	use(b, a)
+	if set = aside(); len(set) != 2 {
+		t.Fatalf("set aside %v, want two", set)
+	}
+	// B's new copy is B's system's: a backup into it works.
+	s := specs[b]
+	askBackup(ctx, t, bolt, s, 1, instance.BackupFull)
+	st = waitStatus(ctx, t, bolt, b, "B's backup 1 done", func(st instance.Status) bool { return st.Backup != nil && st.Backup.Seq == 1 })
+	if st.Backup.Error != "" || len(st.Backup.Backups) != 1 {
+		t.Errorf("B's backup into its new stanza: %+v", *st.Backup)
+	}
 }

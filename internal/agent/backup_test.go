@@ -98,3 +98,44 @@ func TestBackupSequence(t *testing.T) {
 		t.Errorf("health after a failed backup: %q", st.Backup.Health)
 	}
 }
+
+// TestStanzaOfAJoiningMember: a group's secondary that the group has not seeded yet creates
+// no copy of the group's stanza (its data directory is still a system of its own); its seed
+// makes it create the stanza from the new pg_control, and so does a reseed.
+func TestStanzaOfAJoiningMember(t *testing.T) {
+	w := newWorld(t)
+	stanzaCreates := func() int {
+		n := 0
+		for _, op := range w.pg("uid-s").Log {
+			if op == "StanzaCreate" {
+				n++
+			}
+		}
+		return n
+	}
+	p := specP
+	p.Backup = &instance.BackupSpec{Stanza: "st1", RetentionDays: 7}
+	w.set(p)
+	w.converge("uid-p")
+	joining := specS
+	joining.Role, joining.Upstream, joining.SeedGeneration = "", nil, 0
+	joining.Backup = &instance.BackupSpec{Stanza: "st1", RetentionDays: 7}
+	w.set(joining)
+	st := w.converge("uid-s")
+	if !w.pg("uid-s").Data || stanzaCreates() != 0 || st.Backup != nil && st.Backup.Stanza != "" {
+		t.Fatalf("before its seed the joining member made the group's stanza: %d creates, status %+v", stanzaCreates(), st.Backup)
+	}
+	s := specS
+	s.Backup = &instance.BackupSpec{Stanza: "st1", RetentionDays: 7}
+	w.set(s)
+	st = w.converge("uid-s")
+	if stanzaCreates() != 1 || st.Backup == nil || st.Backup.Stanza != "st1" || st.SeededGeneration != 1 {
+		t.Fatalf("after its seed: %d stanza creates, status %+v", stanzaCreates(), st.Backup)
+	}
+	s = w.spec("uid-s")
+	s.SeedGeneration = 2
+	w.set(s)
+	if st = w.converge("uid-s"); stanzaCreates() != 2 || st.Backup.Stanza != "st1" || st.SeededGeneration != 2 {
+		t.Fatalf("after a reseed: %d stanza creates, status %+v", stanzaCreates(), st.Backup)
+	}
+}

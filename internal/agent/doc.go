@@ -91,12 +91,14 @@
 //	             changed); start a down one and wait until it is ready
 //	  publishes  Stopped before it starts a server that was Ready
 //	archive
-//	  when       the spec has backups (and the agent runs pgBackRest), and its stanza is not in
-//	             the status yet
+//	  when       the spec has backups (and the agent runs pgBackRest), its stanza is not in the
+//	             status yet (a seed clears it), and it is no group's member waiting to be
+//	             seeded
 //	  checks     epoch; the server runs
 //	  does       create the stanza in the region's repository from pg_control, as the
 //	             instance's OS user, so a standby's member needs no primary (the configuration
-//	             and archive_command were written with the server's)
+//	             and archive_command were written with the server's); a copy there of another
+//	             system's, or another OS user's, is set aside, never deleted
 //	  publishes  Backup.Stanza
 //	backup
 //	  when       the spec has backups and asks for a sequence number above the status's, the
@@ -130,7 +132,8 @@
 // After each pass the worker carries out the instance's pending commands and marks them
 // done, all but a restore (instance.CmdRestoreDatabase): that one it hands to the agent's
 // restore runner, which runs one restore at a time beside the workers, publishes its
-// progress on the command and marks it done when it ends; a deleted command cancels it. Its
+// progress on the command and marks it done if it fails, or Restored, which the worker then
+// ends as any other command (after a fresh observation); a deleted command cancels it. Its
 // steps, what each keeps for a redo after a crash, and what a failure removes are in
 // restore.go. The delete row cancels an instance's restores, and waits for them, first.
 package agent

@@ -51,7 +51,10 @@ import (
 //	rename    write "renaming", rename the temporary database;        marker "renaming"
 //	          drop the temporary role
 //
-// Its outcome goes into the command (Done, Error) before the directory is removed. A redo
+// Its outcome goes into the command before the directory is removed: a failure ends it (Done,
+// Error); a success marks it Restored, and the instance's worker ends it once it has published
+// an observation that lists the new database, so no reader sees the operation succeed and
+// the database missing. A redo
 // with "renaming" kept and the temporary database gone finds the restore done; the new name
 // taken before then fails the restore (ErrDatabaseExists). A failure, or a command deleted
 // while it runs, drops the temporary database and role, stops the scratch cluster and
@@ -252,6 +255,7 @@ func (a *Agent) runRestores(ctx context.Context) {
 		r.mu.Lock()
 		delete(r.jobs, j.req.ID)
 		r.mu.Unlock()
+		a.kickWorker(j.uid)
 	}
 }
 
@@ -259,7 +263,7 @@ func (a *Agent) runRestores(ctx context.Context) {
 func (a *Agent) runRestore(ctx, jctx context.Context, j *restoreJob) {
 	log := a.log.With("command", j.req.ID, "instance", j.uid, "database", j.req.Database)
 	// The command may have ended since the worker read it (a job that just finished it).
-	if _, ok := a.pendingCommand(ctx, j.req.ID); !ok {
+	if c, ok := a.pendingCommand(ctx, j.req.ID); !ok || c.Restored {
 		return
 	}
 	if err := a.writeRestoreJob(j); err != nil {
@@ -328,11 +332,12 @@ func (a *Agent) finishRestore(ctx context.Context, j *restoreJob, err error, log
 		log.Error("restore failed", "err", err)
 	}
 	_, perr := a.updateCommand(ctx, j.req.ID, func(c *instance.Command) {
-		c.Done = true
 		if err != nil {
-			c.Error = err.Error()
+			c.Done, c.Error = true, err.Error()
 		} else {
-			c.Progress = 100
+			// The worker ends it, with an observation that lists the new database
+			// (runRestores kicks it).
+			c.Restored, c.Progress = true, 100
 		}
 	})
 	if perr != nil {

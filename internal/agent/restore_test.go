@@ -97,14 +97,19 @@ func TestRestoreCommand(t *testing.T) {
 	pg.Do(func(pg *agenttest.PG) { pg.RestoreGate = nil })
 	w.workers["uid-p"].RunRestores(w.ctx)
 	w.workers["uid-p"].RunCommands(w.ctx)
-	c := w.waitCommand("r1", "done", func(c instance.Command, _ bool) bool { return c.Done })
-	if c.Error != "" || c.Progress != 100 {
-		t.Fatalf("the resumed restore reads %+v", c)
+	c := w.waitCommand("r1", "restored", func(c instance.Command, _ bool) bool { return c.Restored })
+	if c.Error != "" || c.Progress != 100 || c.Done {
+		t.Fatalf("the resumed restore reads %+v; want Restored, not yet Done", c)
 	}
 	w.waitCommand("r1", "its leftovers removed", func(instance.Command, bool) bool { return w.pg("uid-p").Ended["r1"] })
-	st := w.converge("uid-p")
-	if !hasDB(st, "app_copy") {
-		t.Errorf("the status lists %+v, want app_copy", st.Databases)
+	// The worker ends it, having published the new database first: a reader who sees the
+	// operation succeed finds the database.
+	w.workers["uid-p"].RunCommands(w.ctx)
+	if c, _ = w.command("r1"); !c.Done || c.Error != "" {
+		t.Fatalf("after the worker's commands the restore reads %+v", c)
+	}
+	if st := w.status("uid-p"); !hasDB(st, "app_copy") {
+		t.Errorf("the restore is done and the status lists %+v, want app_copy", st.Databases)
 	}
 
 	// A name that is taken.

@@ -57,11 +57,12 @@ type Server interface {
 
 	// Backups (docs/backups.md). ConfigureBackup writes the instance's pgBackRest
 	// configuration for b in the region's repository and returns the archive_command that
-	// pushes its WAL there; StanzaCreate creates b's stanza there from pg_control; Backup
+	// pushes its WAL there; StanzaCreate creates b's stanza there from pg_control (and sets
+	// aside, under the name it returns, a stanza of that name that is another system's); Backup
 	// takes a backup of typ for sequence number seq and returns once it can be restored;
 	// Backups lists the stanza's backups there, oldest first.
 	ConfigureBackup(b instance.BackupSpec) (archiveCommand string, err error)
-	StanzaCreate(ctx context.Context) error
+	StanzaCreate(ctx context.Context) (aside string, err error)
 	Backup(ctx context.Context, typ string, seq int64) error
 	Backups(ctx context.Context) ([]instance.Backup, error)
 	// LastArchiveDrop is when pgBackRest last dropped WAL from the instance's bounded push

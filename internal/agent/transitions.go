@@ -148,13 +148,13 @@ var transitions = []transition{
 	},
 	{
 		name: "archive",
-		when: "the spec has backups (and the agent runs pgBackRest), and its stanza is not in the status yet",
+		when: "the spec has backups (and the agent runs pgBackRest), its stanza is not in the status yet (a seed clears it), and it is no group's member waiting to be seeded",
 		match: func(p *pass) bool {
-			return p.backups && (p.st.Backup == nil || p.st.Backup.Stanza != p.s.Backup.Stanza)
+			return p.backups && (p.st.Backup == nil || p.st.Backup.Stanza != p.s.Backup.Stanza) && !joining(p.s)
 		},
 		epoch:     true,
 		state:     "the server runs",
-		does:      "create the stanza in the region's repository from pg_control, as the instance's OS user, so a standby's member needs no primary (the configuration and archive_command were written with the server's)",
+		does:      "create the stanza in the region's repository from pg_control, as the instance's OS user, so a standby's member needs no primary (the configuration and archive_command were written with the server's); a copy there of another system's, or another OS user's, is set aside, never deleted",
 		publishes: "Backup.Stanza",
 		run:       (*worker).archiveRow,
 	},
@@ -379,6 +379,11 @@ func (w *worker) identity(ctx context.Context, p *pass) error {
 }
 
 // seed makes a standby from a base backup of its upstream.
+// joining reports whether s is a failover group's member that the group has not made a
+// primary or a standby yet: its stanza is the group's, whose system it is not until it is
+// seeded, so it creates no copy of it.
+func joining(s instance.Spec) bool { return s.GroupID != "" && s.Role == "" }
+
 func (w *worker) seed(ctx context.Context, p *pass) error {
 	c, s, st, up := p.srv, p.s, p.st, p.up
 	p.seeded = true
@@ -399,6 +404,10 @@ func (w *worker) seed(ctx context.Context, p *pass) error {
 	}
 	st.SeededGeneration, st.SeedPercent, st.Rewound = s.SeedGeneration, nil, nil
 	st.SeededAt = time.Now().UTC()
+	if st.Backup != nil {
+		// Another system now: its stanza is checked again (row archive).
+		st.Backup.Stanza = ""
+	}
 	if err := w.configure(c, s, up); err != nil {
 		return err
 	}

@@ -606,9 +606,9 @@ func (w *worker) runCommands(ctx context.Context, s instance.Spec) {
 	if len(cmds) == 0 {
 		return
 	}
-	// A restore runs beside the worker and completes its command itself.
+	// A restore runs beside the worker; the worker ends its command once it is Restored.
 	cmds = slices.DeleteFunc(cmds, func(c instance.Command) bool {
-		return c.Kind == instance.CmdRestoreDatabase && w.submitRestore(s, c)
+		return c.Kind == instance.CmdRestoreDatabase && !c.Restored && w.submitRestore(s, c)
 	})
 	if len(cmds) == 0 {
 		return
@@ -678,6 +678,9 @@ func (w *worker) execute(ctx context.Context, s instance.Spec, cmd instance.Comm
 	case instance.CmdCheckReach:
 		return pgtypes.Probe(ctx, cmd.Target, 5*time.Second)
 	case instance.CmdRestoreDatabase:
+		if cmd.Restored {
+			return nil // done beside the worker: the observation below lists the database
+		}
 		// One submitRestore refused: it ends here with why.
 		return w.a.checkRestore(s, cmd)
 	}

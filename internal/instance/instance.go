@@ -344,7 +344,11 @@ type Command struct {
 	SourceDatabase string    `json:"sourceDatabase,omitempty"`
 	Time           time.Time `json:"time,omitzero"`
 	// Progress is how far a long command has come, 0 to 100.
-	Progress float64   `json:"progress,omitempty"`
+	Progress float64 `json:"progress,omitempty"`
+	// Restored: a CmdRestoreDatabase's database is in the instance. The instance's worker
+	// ends the command (Done) once it has published an observation that lists it, so the
+	// operation never succeeds before the new database can be read.
+	Restored bool      `json:"restored,omitempty"`
 	Done     bool      `json:"done"`
 	Error    string    `json:"error,omitempty"`
 	Created  time.Time `json:"created"`

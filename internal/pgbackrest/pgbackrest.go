@@ -120,6 +120,7 @@ func (e *Error) Error() string {
 
 // pgBackRest's error codes that Fog branches on (build/error.yaml in its sources).
 const (
+	CodeFileInvalid     = 28 // stanza-create: the stanza's info files are another system's
 	CodeArchiveMismatch = 44 // the cluster's system identifier or version is not the stanza's
 	CodeLockAcquire     = 50 // another command holds the stanza's lock
 	CodeFileMissing     = 55 // e.g. the stanza does not exist in the repository

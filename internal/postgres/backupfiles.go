@@ -24,6 +24,9 @@ type BackupPaths struct {
 	Config, Spool, Lock, Log string
 	// Repo is the stanza's repository directory (repo1-path).
 	Repo string
+	// SetAside is the name PrepareBackup gave a directory of the stanza's name that another
+	// OS user owned ("" if none): see SetStanzaAside.
+	SetAside string
 }
 
 // BackupPaths returns the paths of the instance's pgBackRest files for stanza in the
@@ -71,6 +74,20 @@ func (c *Cluster) PrepareBackup(repoRoot, stanza string, conf []byte) (BackupPat
 			return p, err
 		}
 	}
+	if c.R.switchTo {
+		// A directory of the stanza's name that another instance's OS user owns (a member of
+		// an earlier group of the stanza's name, in this region) is never given to this one:
+		// its history is set aside, and this instance starts its own copy.
+		st, ok, err := root.Lstat(stanza)
+		if err != nil {
+			return p, fmt.Errorf("backup repository: %w", err)
+		}
+		if ok && st.Mode&unix.S_IFMT == unix.S_IFDIR && int(st.Uid) != c.R.uid {
+			if p.SetAside, err = setAside(root, stanza, time.Now()); err != nil {
+				return p, err
+			}
+		}
+	}
 	if err := root.Mkdir(stanza, 0o700, o); err != nil {
 		return p, fmt.Errorf("backup repository: %w", err)
 	}
@@ -84,6 +101,29 @@ func (c *Cluster) PrepareBackup(repoRoot, stanza string, conf []byte) (BackupPat
 		return p, fmt.Errorf("backup configuration: %w", err)
 	}
 	return p, nil
+}
+
+// SetStanzaAside renames stanza's directory in the repository root repoRoot to
+// "<stanza>.aside-<UTC time>" and returns that name: the directory holds another system's
+// history under the stanza's name (a member of an earlier group of the same name wrote it),
+// which pgBackRest will not mix with this one's. Nothing is deleted, and the directory keeps
+// its owner: the old backups stay for a restore, and go to root with their instance's other
+// stanzas when it is deleted (DisownBackups).
+func (c *Cluster) SetStanzaAside(repoRoot, stanza string, now time.Time) (string, error) {
+	root, err := safedir.Open(repoRoot)
+	if err != nil {
+		return "", err
+	}
+	defer root.Close()
+	return setAside(root, stanza, now)
+}
+
+func setAside(root *safedir.Dir, stanza string, now time.Time) (string, error) {
+	aside := stanza + ".aside-" + now.UTC().Format("20060102T150405.000Z")
+	if err := root.Rename(stanza, aside); err != nil {
+		return "", fmt.Errorf("set the stanza's old history aside: %w", err)
+	}
+	return aside, nil
 }
 
 // Archiver is what pg_stat_archiver says of WAL archiving.

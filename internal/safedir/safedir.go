@@ -330,6 +330,20 @@ func (d *Dir) Remove(rel string) error {
 	return nil
 }
 
+// Rename gives the name old directly in d the new name new, also directly in d (a link is
+// renamed itself, never followed); new must not exist.
+func (d *Dir) Rename(old, new string) error {
+	for _, n := range []string{old, new} {
+		if n == "" || n == "." || n == ".." || strings.Contains(n, "/") {
+			return &os.PathError{Op: "rename", Path: path.Join(d.path, n), Err: ErrBadName}
+		}
+	}
+	if err := unix.Renameat2(d.fd, old, d.fd, new, unix.RENAME_NOREPLACE); err != nil {
+		return &os.PathError{Op: "rename", Path: path.Join(d.path, old), Err: err}
+	}
+	return nil
+}
+
 // Lstat describes the name rel beneath d without following it; ok is false when it is
 // missing.
 func (d *Dir) Lstat(rel string) (st unix.Stat_t, ok bool, err error) {

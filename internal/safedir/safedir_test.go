@@ -200,3 +200,47 @@ func TestWriteReadTail(t *testing.T) {
 		t.Errorf("Remove of a missing file = %v", err)
 	}
 }
+
+// TestRename renames a name within its directory, a link as itself, and refuses a path, a
+// climb and a name that exists.
+func TestRename(t *testing.T) {
+	dir := t.TempDir()
+	outside := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "stanza"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "taken"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Rename("stanza", "stanza.aside"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Lstat(filepath.Join(dir, "stanza.aside")); err != nil || !st.IsDir() {
+		t.Errorf("after the rename: %v %v", st, err)
+	}
+	if err := d.Rename("link", "link2"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Lstat(filepath.Join(dir, "link2")); err != nil || st.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("a link renamed is no longer a link: %v %v", st, err)
+	}
+	if _, err := os.Stat(outside); err != nil {
+		t.Errorf("the link's target moved: %v", err)
+	}
+	for _, c := range [][2]string{{"stanza.aside", "../x"}, {"stanza.aside", "a/b"}, {"..", "x"}, {"", "x"}} {
+		if err := d.Rename(c[0], c[1]); !errors.Is(err, ErrBadName) {
+			t.Errorf("Rename(%q, %q) = %v, want ErrBadName", c[0], c[1], err)
+		}
+	}
+	if err := d.Rename("stanza.aside", "taken"); !errors.Is(err, os.ErrExist) {
+		t.Errorf("a rename onto an existing name = %v, want it refused", err)
+	}
+}

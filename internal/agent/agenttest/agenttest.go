@@ -664,8 +664,8 @@ func (p *PG) ConfigureBackup(b instance.BackupSpec) (string, error) {
 }
 
 // StanzaCreate implements agent.Server: the stanza is made once.
-func (p *PG) StanzaCreate(ctx context.Context) error {
-	return p.op("StanzaCreate", func() error {
+func (p *PG) StanzaCreate(ctx context.Context) (string, error) {
+	return "", p.op("StanzaCreate", func() error {
 		if !p.Data {
 			return errors.New("no data directory")
 		}
