@@ -223,7 +223,7 @@ func (p *pair) failover(t *testing.T, force bool) map[string]any {
 // through the read-only listener. No acknowledged commit may be lost, and clients see no
 // error but cut connections.
 func TestPlannedFailoverUnderLoad(t *testing.T) {
-	f := startFog(t, "")
+	f := startFog(t, "", withBackups)
 	p := newPair(t, f, "pf")
 	g := p.create(t, nil)
 	if s := props(g)["replicationState"]; s != "CATCH_UP" {
@@ -344,7 +344,7 @@ func findPostmaster(f *fog, inst map[string]any) (int, bool) {
 // rewound as the new secondary with no manual step, and the lost WAL range reported must
 // account for exactly the acknowledged commits that are missing.
 func TestForcedFailoverAfterKill(t *testing.T) {
-	f := startFog(t, "")
+	f := startFog(t, "", withBackups)
 	p := newPair(t, f, "ff")
 	p.create(t, nil)
 	p.setupTable(t)

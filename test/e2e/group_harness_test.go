@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -151,4 +152,41 @@ func connectionError(err error) bool {
 		}
 	}
 	return false
+}
+
+// secondaryArchives writes a WAL segment's worth on the primary and waits until the
+// secondary, which archives what it receives (archive_mode=always), has archived it into its
+// region's copy of the group's stanza without a failure. Without pgBackRest nothing archives.
+func (p *pair) secondaryArchives(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("pgbackrest"); err != nil {
+		return
+	}
+	ctx := context.Background()
+	c, err := p.listenerConn(ctx, p.rw, "app", p.rwFQDN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	s := mustConnect(t, p.f.info.CACert, p.sec, "postgres")
+	archived := func() (n, failed int64, lastFailed string) {
+		_ = s.QueryRow(ctx, "SELECT archived_count, failed_count, coalesce(last_failed_wal, '') FROM pg_stat_archiver").Scan(&n, &failed, &lastFailed)
+		return n, failed, lastFailed
+	}
+	before, _, _ := archived()
+	// About 20 MB of WAL: more than one segment, so the secondary completes one.
+	if _, err := c.Exec(ctx, "CREATE TABLE IF NOT EXISTS wal_filler (b text); INSERT INTO wal_filler SELECT repeat('x', 1000) FROM generate_series(1, 20000); DROP TABLE wal_filler"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		n, failed, last := archived()
+		if n > before {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the secondary archived nothing in 60 s after a segment's worth of WAL (%d failures, the last %q)", failed, last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -25,7 +25,7 @@ func eventually(t *testing.T, within time.Duration, what string, ok func() bool)
 // TestFailoverGroupReplicatesEverything: databases created or dropped later, roles, and the
 // link-status view all reach the secondary.
 func TestFailoverGroupReplicatesEverything(t *testing.T) {
-	f := startFog(t, "")
+	f := startFog(t, "", withBackups)
 	p := newPair(t, f, "rep")
 	// A database that exists before the group is seeded.
 	f.mustSucceed(f.call("PUT", miPath("rg-p", "rep-p")+"/databases/before", map[string]any{}))
@@ -100,10 +100,11 @@ func TestFailoverGroupReplicatesEverything(t *testing.T) {
 // and the Standby type, and delete: replication stops, the secondary becomes an independent
 // read-write instance, the listeners go, all data stays.
 func TestFailoverGroupUpdateAndDelete(t *testing.T) {
-	f := startFog(t, "")
+	f := startFog(t, "", withBackups)
 	p := newPair(t, f, "upd")
 	p.create(t, nil)
 	p.setupTable(t)
+	p.secondaryArchives(t)
 	ctx := context.Background()
 	roName := strings.Replace(p.rwFQDN, p.name+".", p.name+".secondary.", 1)
 
@@ -235,6 +236,7 @@ func TestFailoverGroupUpdateAndDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.create(t, nil)
+	p.secondaryArchives(t)
 	c2, err := p.listenerConn(ctx, p.rw, "app", p.rwFQDN)
 	if err != nil {
 		t.Fatal(err)
@@ -258,7 +260,7 @@ func TestFailoverGroupUpdateAndDelete(t *testing.T) {
 // TestPlannedFailoverRollsBack: when the secondary cannot receive the old primary's last WAL,
 // the planned failover times out, the old primary serves again, and nothing is lost.
 func TestPlannedFailoverRollsBack(t *testing.T) {
-	f := startFog(t, "")
+	f := startFog(t, "", withBackups)
 	p := newPair(t, f, "rb")
 	p.create(t, nil)
 	p.setupTable(t)
@@ -302,7 +304,7 @@ func TestPlannedFailoverRollsBack(t *testing.T) {
 // TestSuspendedSecondaryIsReseeded: a secondary that falls further behind than
 // max_slot_wal_keep_size loses its slot; the group shows SUSPENDED and reseeds it on its own.
 func TestSuspendedSecondaryIsReseeded(t *testing.T) {
-	f := startFog(t, "", func(c *server.Config) {
+	f := startFog(t, "", withBackups, func(c *server.Config) {
 		c.Agent.MaxSlotWALKeepSize = "32MB"
 		c.Agent.Resync = time.Hour // a killed secondary stays down until the reseed
 	})

@@ -84,6 +84,10 @@ type fog struct {
 	stop func()
 }
 
+// withBackups turns on the backups startFog leaves off: instances archive WAL into their
+// region's repository and take the schedule's backups, as with fog up's defaults.
+func withBackups(c *server.Config) { c.Agent.Backup.Off, c.Agent.Backup.OffReason = false, "" }
+
 // startFog runs a Fog in this process on dataDir (a new one when ""), until the test ends.
 func startFog(t *testing.T, dataDir string, mutate ...func(*server.Config)) *fog {
 	t.Helper()
@@ -95,7 +99,13 @@ func startFog(t *testing.T, dataDir string, mutate ...func(*server.Config)) *fog
 		t.Fatal(err)
 	}
 	cfg := server.Config{
-		DataDir: dataDir, API: api.Config{Listen: "127.0.0.1:0"}, AddressBase: addressBase(), Agent: agent.Config{GuardCommand: []string{fogBinary, "guard"}},
+		DataDir: dataDir, API: api.Config{Listen: "127.0.0.1:0"}, AddressBase: addressBase(),
+		// Backups are off unless the test asks for them (withBackups): each instance's first
+		// full backup and its archiving cost seconds of the machine's two cores, and the
+		// tests that are not about backups or failovers do not need them. A Fog started as
+		// a process (fog up) has them, as a user's does.
+		Agent: agent.Config{GuardCommand: []string{fogBinary, "guard"},
+			Backup: agent.BackupConfig{Off: true, OffReason: "backups are off in this test"}},
 		Log: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	for _, m := range mutate {
