@@ -256,9 +256,23 @@ func TestRenewal(t *testing.T) {
 	if err := store.Put(ctx, c, "observed/westus/a", "after renewal"); err != nil {
 		t.Errorf("write after Renew: %v", err)
 	}
-	for ev := range w {
-		if ev.Key == "observed/westus/a" {
-			break
+	// The watch goes on: it delivers the write, or, when the renewal's new stream came up
+	// after the write, says it was set up again (Key ""), after which the write is there to
+	// read (a plain watch's contract: changes may have been missed in between).
+	written := func() bool {
+		var v string
+		_, err := store.Get(ctx, c, "observed/westus/a", &v)
+		return err == nil && v == "after renewal"
+	}
+	for seen, deadline := false, time.After(10*time.Second); !seen; {
+		select {
+		case ev, ok := <-w:
+			if !ok {
+				t.Fatal("the watch ended at the renewal")
+			}
+			seen = ev.Key == "observed/westus/a" || ev.Key == "" && written()
+		case <-deadline:
+			t.Fatal("after Renew the watch delivered neither the write nor a restart within 10 s")
 		}
 	}
 
