@@ -79,6 +79,9 @@ func hasEvent(t *testing.T, p *pair, kind, initiator string) (map[string]any, bo
 // observe-only group records what it would have done. When eastus comes back the old
 // primary rejoins, and the lost range is reported.
 func TestAutomaticFailover(t *testing.T) {
+	// Most of it waits out a grace period: it runs beside the other long waits, after the
+	// package's other tests (waitBound).
+	waitBound(t)
 	d := startDeploymentWith(t, 1, nil, nil, "--min-grace-period", "1m")
 	f := d.f
 	auto := map[string]any{"failoverPolicy": "Automatic", "failoverWithDataLossGracePeriodMinutes": 1}

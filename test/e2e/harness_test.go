@@ -64,6 +64,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// waitBound marks a test that spends most of its time waiting out a grace period or a lease
+// rather than working: such tests run in parallel with each other (go test's -parallel,
+// two at once on a two-core machine), after the package's other tests. Each has its own
+// loopback range, network-namespace lab and directories.
+func waitBound(t *testing.T) { t.Parallel() }
+
 // nextBase hands each Fog of the run its own loopback range, so tests never share addresses.
 var nextBase atomic.Int32
 

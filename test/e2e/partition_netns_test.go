@@ -23,6 +23,9 @@ import (
 //   - secondary region cut from the primary: replication stalls and the reported lag grows;
 //     nothing else changes; healed, the lag drains.
 func TestPartitions(t *testing.T) {
+	// Most of it waits out a grace period: it runs beside the other long waits, after the
+	// package's other tests (waitBound).
+	waitBound(t)
 	lab := newNetlab(t, 1)
 	lab.add("cp", 2, 1)
 	lab.add("eastus", 10, 12)

@@ -18,6 +18,9 @@ import (
 // Automatic group fails over by itself after its grace period. When the region returns, its
 // old primary rejoins as the secondary; nothing fails back.
 func TestControlPlaneSurvivesRegionLoss(t *testing.T) {
+	// Most of it waits out a grace period: it runs beside the other long waits, after the
+	// package's other tests (waitBound).
+	waitBound(t)
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
 		t.Skip("etcd is not installed (apt-get install etcd-server); .ci/run installs it")
