@@ -73,7 +73,11 @@ func waitBound(t *testing.T) { t.Parallel() }
 // nextBase hands each Fog of the run its own loopback range, so tests never share addresses.
 var nextBase atomic.Int32
 
-func addressBase() string { return fmt.Sprintf("127.0.%d.1", 100+nextBase.Add(1)) }
+func addressBase() string { return fmt.Sprintf("127.%d.%d.1", runOctet, 100+nextBase.Add(1)) }
+
+// runOctet is the second octet of this run's loopback addresses: two runs of the package on
+// one machine (a developer's and a helper's, or two -run subsets) do not take each other's.
+var runOctet = 1 + os.Getpid()%200
 
 // fog is a running deployment and a client for its API.
 type fog struct {
