@@ -22,6 +22,7 @@ import (
 
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/pgbackrest"
+	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/postgres"
 	"github.com/fogdb/fog/internal/store"
 )
@@ -70,6 +71,10 @@ type RestoreRequest struct {
 	// Owner.
 	Source, Database, Owner string
 	Time                    time.Time
+	// DropLSN and Dropped, for a source that was dropped: its drop record and the drop's
+	// commit time (instance.DroppedDB).
+	DropLSN string
+	Dropped time.Time
 	// Dir is the restore's directory.
 	Dir string
 }
@@ -91,6 +96,9 @@ const (
 	markerRestored = "restored"
 	markerDumped   = "dumped"
 	markerRenaming = "renaming"
+	// markerAtDrop: the restore of a dropped database stops just before its drop record,
+	// not at its time (restoreScratch).
+	markerAtDrop = "at-drop"
 )
 
 // errRestoreCancelled is the cause of a restore whose command was deleted or ended by
@@ -117,6 +125,13 @@ func (a *Agent) checkRestore(s instance.Spec, cmd instance.Command) error {
 		return errors.New("restore: the command names no point in time")
 	case cmd.Time.After(time.Now()):
 		return fmt.Errorf("restore: %s is in the future", cmd.Time.UTC().Format(time.RFC3339Nano))
+	case cmd.DropLSN != "" && (cmd.Dropped.IsZero() || cmd.Time.After(cmd.Dropped)):
+		return errors.New("restore: a dropped database is restored to a time up to its drop")
+	}
+	if cmd.DropLSN != "" {
+		if _, err := pgtypes.ParseLSN(cmd.DropLSN); err != nil {
+			return fmt.Errorf("restore: drop record %q: %w", cmd.DropLSN, err)
+		}
 	}
 	for _, n := range []string{cmd.SourceDatabase, cmd.Database} {
 		if len(n) > 63 || strings.ContainsFunc(n, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
@@ -140,7 +155,7 @@ func (w *worker) submitRestore(s instance.Spec, cmd instance.Command) bool {
 		return false
 	}
 	req := RestoreRequest{ID: cmd.ID, Source: cmd.SourceDatabase, Database: cmd.Database, Owner: cmd.Owner,
-		Time: cmd.Time.UTC(), Dir: w.a.restoreDir(cmd.ID)}
+		Time: cmd.Time.UTC(), DropLSN: cmd.DropLSN, Dropped: cmd.Dropped.UTC(), Dir: w.a.restoreDir(cmd.ID)}
 	if w.a.rs.submit(&restoreJob{uid: w.uid, req: req, srv: w.a.server(s)}) {
 		w.log.Info("restore queued", "instance", s.Name, "command", cmd.ID, "database", cmd.Database)
 	}
@@ -542,7 +557,14 @@ func (p *pgServer) RestoreDatabase(ctx context.Context, r RestoreRequest, progre
 		if err := p.restoreScratch(ctx, sc, r, progress); err != nil {
 			return err
 		}
-		if err := p.dumpScratch(ctx, sc, r, progress); err != nil {
+		err := p.dumpScratch(ctx, sc, r, progress)
+		if errors.Is(err, errRedoAtDrop) {
+			if err := p.restoreScratch(ctx, sc, r, progress); err != nil {
+				return err
+			}
+			err = p.dumpScratch(ctx, sc, r, progress)
+		}
+		if err != nil {
 			return err
 		}
 		if err := p.withSystem(ctx, func(sys *pgx.Conn) error { return p.loadDump(ctx, sys, r, tmp, progress) }); err != nil {
@@ -667,11 +689,31 @@ func (p *pgServer) restoreScratch(ctx context.Context, sc *postgres.Cluster, r R
 	if err != nil {
 		return err
 	}
-	err = sd.Restore(ctx, pgbackrest.RestoreOptions{
+	opts := pgbackrest.RestoreOptions{
 		Path: sc.DataDir(), Type: "time", Target: r.Time.UTC().Format(pgbackrest.RestoreTimeLayout), TargetAction: "pause",
-		DBInclude: []string{r.Source}, Delta: nonEmpty, ArchiveOff: true,
+		Delta: nonEmpty, ArchiveOff: true,
 		Progress: func(f float64) { progress(40 * f) },
-	})
+	}
+	if atDrop(sc, r) {
+		// PostgreSQL checks a time target only at commits, and removes a dropped database's
+		// files at its drop record, ahead of the drop's commit: the database as it was
+		// when dropped is the one just before that record.
+		opts.Type, opts.Target, opts.TargetExclusive = "lsn", r.DropLSN, true
+	}
+	set, ok := chooseBackup(info, r, opts.Type == "lsn")
+	if !ok {
+		return fmt.Errorf("no backup in the repository ends before %s", r.Time.UTC().Format(time.RFC3339Nano))
+	}
+	opts.Set = set.Label
+	// Only the source's files are restored, when the backup has it: a database made after
+	// the backup is made again by the WAL replayed, and pgBackRest refuses to include a
+	// database its backup does not list.
+	if in, err := p.info(ctx, d, set.Label); err != nil {
+		return fmt.Errorf("read backup %s: %w", set.Label, err)
+	} else if b, ok := in.Find(set.Label); ok && b.HasDatabase(r.Source) {
+		opts.DBInclude = []string{r.Source}
+	}
+	err = sd.Restore(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -682,6 +724,42 @@ func (p *pgServer) restoreScratch(ctx context.Context, sc *postgres.Cluster, r R
 	p.stepDone(r, "scratch cluster restored", started)
 	return sc.WriteMarker(markerRestored)
 }
+
+// atDrop reports whether restore r stops just before its dropped source's drop record
+// rather than at its time: asked for the time of the drop, or found to be the same
+// (dumpScratch).
+func atDrop(sc *postgres.Cluster, r RestoreRequest) bool {
+	return r.DropLSN != "" && (!r.Time.Before(r.Dropped) || sc.HasMarker(markerAtDrop))
+}
+
+// chooseBackup picks the backup restore r starts from: the newest that ends before its
+// target (byLSN: the dropped source's drop record; else its time, in whole seconds, as
+// pgBackRest compares them).
+func chooseBackup(in *pgbackrest.Info, r RestoreRequest, byLSN bool) (pgbackrest.BackupInfo, bool) {
+	var best pgbackrest.BackupInfo
+	found := false
+	drop, _ := pgtypes.ParseLSN(r.DropLSN)
+	for _, b := range in.Backup {
+		if b.Failed() {
+			continue
+		}
+		if byLSN {
+			if stop, err := pgtypes.ParseLSN(b.LSN.Stop); err != nil || stop > drop {
+				continue
+			}
+		} else if b.Timestamp.Stop >= r.Time.Unix() {
+			continue
+		}
+		if !found || b.Timestamp.Stop > best.Timestamp.Stop {
+			best, found = b, true
+		}
+	}
+	return best, found
+}
+
+// errRedoAtDrop: a dropped database's restore to a time before its drop found its files
+// gone (restoreScratch).
+var errRedoAtDrop = errors.New("the restore point reached the database's drop")
 
 // stepDone logs the end of one of restore r's steps, and how long it took.
 func (p *pgServer) stepDone(r RestoreRequest, step string, started time.Time) {
@@ -717,13 +795,32 @@ func (p *pgServer) dumpScratch(ctx context.Context, sc *postgres.Cluster, r Rest
 	if err := sc.Launch(ctx); err != nil {
 		return fmt.Errorf("start the scratch cluster: %w; its log: %s", err, sc.LogTail(10))
 	}
-	if err := waitPaused(ctx, sc, r.Source); err != nil {
+	if err := waitPaused(ctx, sc, "postgres"); err != nil {
 		return err
 	}
 	progress(55)
 	p.stepDone(r, "scratch cluster recovered to the restore point", started)
 	started = time.Now()
 	conn, err := sc.Connect(ctx, r.Source)
+	if err != nil && r.DropLSN != "" && !atDrop(sc, r) {
+		// Recovery to a time stops at the first commit after it. With none between that
+		// time and a dropped database's drop in the whole instance, that commit is the
+		// drop's own, whose drop record was replayed before it: the files are gone. The
+		// database was then the same at the time as just before the drop record, which is
+		// where the restore stops instead.
+		p.a.log.Info("restore: no commit between the restore point and the database's drop; restoring it as it was at the drop, which is the same",
+			"command", r.ID, "err", err)
+		if err := sc.WriteMarker(markerAtDrop); err != nil {
+			return err
+		}
+		if err := sc.RemoveMarker(markerRestored); err != nil {
+			return err
+		}
+		if err := sc.StopNow(ctx, true); err != nil {
+			return err
+		}
+		return errRedoAtDrop
+	}
 	if err != nil {
 		return fmt.Errorf("connect to the scratch cluster: %w", err)
 	}

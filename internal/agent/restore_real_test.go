@@ -344,3 +344,49 @@ func TestRestoreResumesAfterTheAgentStops(t *testing.T) {
 	w.checkRestored("app_restored")
 	w.checkNothingLeft(id)
 }
+
+// TestRestoreADroppedDatabase: a database dropped with SQL is found in the instance's WAL
+// (Status.Dropped: the drop record's LSN and the drop's commit time) and restored as it was
+// when dropped, and as it was at a time just before the drop with no commit between: there
+// the first commit after the time is the drop's own, whose record removed the files, and the
+// agent restores just before the drop record instead, which is the same database.
+func TestRestoreADroppedDatabase(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	uid := "b7a1c0de-0000-4000-8000-000000000004"
+	w := newRestoreWorld(ctx, t, uid)
+	w.adminExec("app", "INSERT INTO public.later SELECT generate_series(11, 20)")
+	sys := w.conn("postgres")
+	var before time.Time
+	if err := sys.QueryRow(ctx, "SELECT pg_catalog.clock_timestamp()").Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sys.Exec(ctx, "DROP DATABASE app WITH (FORCE)"); err != nil {
+		t.Fatal(err)
+	}
+	st := waitStatus(ctx, t, w.st, uid, "the drop found in the WAL", func(s instance.Status) bool { return len(s.Dropped) == 1 })
+	d := st.Dropped[0]
+	if d.Name != "app" || d.LSN == "" || d.Deleted.Before(before) || d.Deleted.After(time.Now()) || d.OID == 0 {
+		t.Fatalf("the drop found: %+v (dropped after %v)", d, before)
+	}
+	for _, tc := range []struct {
+		id, db string
+		at     time.Time
+	}{{"restore-at-drop", "app_at_drop", d.Deleted}, {"restore-before-drop", "app_before_drop", before}} {
+		cmd := instance.Command{ID: tc.id, InstanceUID: uid, Kind: instance.CmdRestoreDatabase, SourceDatabase: "app",
+			Database: tc.db, Owner: "admin1", Time: tc.at.UTC(), DropLSN: d.LSN, Dropped: d.Deleted, Created: time.Now().UTC()}
+		if err := store.Put(ctx, w.st, instance.CommandKey("eastus", tc.id), cmd); err != nil {
+			t.Fatal(err)
+		}
+		c, _, took := w.restore(tc.id, "")
+		if c.Error != "" {
+			t.Fatalf("%s: %s", tc.id, c.Error)
+		}
+		var n int
+		if err := w.conn(tc.db).QueryRow(ctx, "SELECT count(*) FROM public.later").Scan(&n); err != nil || n != 20 {
+			t.Errorf("%s: the restored database has %d rows (%v), want the 20 committed before the drop", tc.id, n, err)
+		}
+		w.checkNothingLeft(tc.id)
+		t.Logf("%s took %s", tc.id, took.Round(time.Millisecond))
+	}
+}

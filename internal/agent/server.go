@@ -74,6 +74,9 @@ type Server interface {
 	// with discard, removes what it made but the new database.
 	RestoreDatabase(ctx context.Context, r RestoreRequest, progress func(float64)) error
 	EndRestore(ctx context.Context, r RestoreRequest, discard bool) error
+	// FindDatabaseDrop reads the instance's WAL from from to to for the drop of the database
+	// with oid.
+	FindDatabaseDrop(ctx context.Context, oid uint32, from, to postgres.WALPosition) (postgres.DatabaseDrop, bool, error)
 	// DisownBackups gives root the repository's directories of the instance's OS user,
 	// before that user is removed (its uid may be given to the next one).
 	DisownBackups() error
@@ -116,6 +119,8 @@ type Session interface {
 	EnsureSlot(ctx context.Context, name string) error
 	DropSlot(ctx context.Context, name string) error
 	ListDatabases(ctx context.Context) ([]postgres.Database, error)
+	// CurrentWAL is a primary's WAL write position.
+	CurrentWAL(ctx context.Context) (postgres.WALPosition, error)
 	EnsureLinkView(ctx context.Context, row *postgres.LinkRow) error
 	CreateDatabase(ctx context.Context, name, owner string) error
 	DropDatabase(ctx context.Context, name string) error
@@ -253,6 +258,10 @@ func (s *pgSession) DropSlot(ctx context.Context, name string) error {
 
 func (s *pgSession) ListDatabases(ctx context.Context) ([]postgres.Database, error) {
 	return postgres.ListDatabases(ctx, s.conn)
+}
+
+func (s *pgSession) CurrentWAL(ctx context.Context) (postgres.WALPosition, error) {
+	return postgres.CurrentWAL(ctx, s.conn)
 }
 
 func (s *pgSession) EnsureLinkView(ctx context.Context, row *postgres.LinkRow) error {

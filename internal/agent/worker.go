@@ -43,6 +43,8 @@ type worker struct {
 	hbaPeer *postgres.Peer
 	// dropsCheckedAt is when pgBackRest's log was last read for WAL its queue dropped.
 	dropsCheckedAt time.Time
+	// drops is what the worker knows of the instance's dropped databases (dropped.go).
+	drops *dropState
 }
 
 func (w *worker) run(ctx context.Context) {
@@ -483,11 +485,30 @@ func (w *worker) observe(ctx context.Context, k *conns, s instance.Spec, st *ins
 	if err := w.refreshHBA(ctx, s); err != nil {
 		return err
 	}
+	// The WAL positions around the listing bound where a database missing from it was
+	// dropped (observeDrops).
+	var before, after postgres.WALPosition
+	var walErr error
+	findDrops := !rep.InRecovery && w.a.backups(s)
+	if findDrops {
+		before, walErr = k.mon.CurrentWAL(ctx)
+	}
 	dbs, err := k.mon.ListDatabases(ctx)
 	if err != nil {
 		return err
 	}
 	st.Databases = toDBs(dbs)
+	if findDrops && walErr == nil {
+		if after, walErr = k.mon.CurrentWAL(ctx); walErr == nil {
+			w.observeDrops(ctx, s, dbs, before, after, st)
+		}
+	}
+	if walErr != nil {
+		w.log.Warn("read the WAL position", "instance", s.Name, "err", walErr)
+	}
+	if st.Dropped == nil && w.drops != nil && !rep.InRecovery {
+		st.Dropped = slices.Clone(w.drops.Dropped)
+	}
 	if !rep.InRecovery {
 		w.ensureLinkViews(ctx, s, dbs)
 	}

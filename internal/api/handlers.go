@@ -117,6 +117,14 @@ func (s *Server) instanceRoutes(rt *arm.Router) {
 		s.replyOp(w, r, ver, op, aerr)
 	}))
 	s.retentionRoutes(rt, v)
+	rt.Handle("GET", rddPath, v(func(w http.ResponseWriter, r *http.Request, _ string) {
+		vs, aerr := s.c.ListRestorableDroppedDatabases(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
+		s.reply(w, r, listOf(vs), aerr)
+	}))
+	rt.Handle("GET", rddPath+"/{dropped}", v(func(w http.ResponseWriter, r *http.Request, _ string) {
+		d, aerr := s.c.GetRestorableDroppedDatabase(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), r.PathValue("dropped"))
+		s.reply(w, r, d, aerr)
+	}))
 }
 
 // retentionRoutes serves a database's short-term retention policy: GET and list, and PUT and

@@ -82,6 +82,8 @@ const (
 	dbPath = miPath + "/databases/{db}"
 	// strPath is a database's short-term retention policies.
 	strPath = dbPath + "/backupShortTermRetentionPolicies"
+	// rddPath is an instance's restorable dropped databases.
+	rddPath = miPath + "/restorableDroppedDatabases"
 	opBase  = "/subscriptions/{sub}/providers/Microsoft.Sql/locations/{loc}/"
 )
 

@@ -2,7 +2,10 @@ package arm
 
 import (
 	"fmt"
+	"net/url"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // ProviderSQL is the resource provider namespace Fog serves.
@@ -56,4 +59,66 @@ func ParseDatabaseID(id string) (ParsedInstanceID, string, error) {
 		return ParsedInstanceID{}, "", fmt.Errorf("%q is not a managed database resource id (/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Sql/managedInstances/{mi}/databases/{db})", id)
 	}
 	return p, rest, nil
+}
+
+// fileTimeEpoch is 1601-01-01 UTC in Unix seconds: Windows file times, which Azure's ids of
+// restorable dropped databases carry (the az CLI's _to_filetimeutc), count 100 ns from it.
+const fileTimeEpoch = -11644473600
+
+// FileTime is t as a Windows file time: 100 ns units since 1601-01-01 UTC.
+func FileTime(t time.Time) int64 {
+	return (t.Unix()-fileTimeEpoch)*10_000_000 + int64(t.Nanosecond()/100)
+}
+
+// RestorableDroppedDatabaseName is the name of a dropped database's restorable resource:
+// "<name>,<deletion time as a file time>", as Azure names it.
+func RestorableDroppedDatabaseName(db string, deleted time.Time) string {
+	return fmt.Sprintf("%s,%d", db, FileTime(deleted))
+}
+
+// RestorableDroppedDatabaseID is the ARM id of a dropped database that instance mi can
+// restore.
+func RestorableDroppedDatabaseID(sub, rg, mi, db string, deleted time.Time) string {
+	return InstanceID(sub, rg, mi) + "/restorableDroppedDatabases/" + RestorableDroppedDatabaseName(db, deleted)
+}
+
+// ParseRestorableDroppedDatabaseName takes a restorable dropped database's name apart: the
+// database's name and its deletion time as a file time.
+func ParseRestorableDroppedDatabaseName(name string) (db string, deleted int64, err error) {
+	i := strings.LastIndex(name, ",")
+	if i <= 0 {
+		return "", 0, fmt.Errorf("%q is not a restorable dropped database's name (<database>,<deletion time in 100 ns units since 1601>)", name)
+	}
+	deleted, err = strconv.ParseInt(name[i+1:], 10, 64)
+	if err != nil || deleted <= 0 {
+		return "", 0, fmt.Errorf("%q is not a restorable dropped database's name (<database>,<deletion time in 100 ns units since 1601>)", name)
+	}
+	return name[:i], deleted, nil
+}
+
+// ParseRestorableDroppedDatabaseID parses RestorableDroppedDatabaseID's ids; the name may be
+// escaped, as the az CLI sends it.
+func ParseRestorableDroppedDatabaseID(id string) (ParsedInstanceID, string, int64, error) {
+	bad := fmt.Errorf("%q is not a restorable dropped database's resource id (/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Sql/managedInstances/{mi}/restorableDroppedDatabases/{database},{deletion time})", id)
+	i := strings.LastIndex(strings.TrimRight(id, "/"), "/")
+	if i < 0 {
+		return ParsedInstanceID{}, "", 0, bad
+	}
+	inst, rest := id[:i], strings.TrimRight(id[i+1:], "/")
+	j := strings.LastIndex(inst, "/")
+	if j < 0 || !strings.EqualFold(inst[j+1:], "restorableDroppedDatabases") {
+		return ParsedInstanceID{}, "", 0, bad
+	}
+	p, err := ParseInstanceID(inst[:j])
+	if err != nil {
+		return ParsedInstanceID{}, "", 0, bad
+	}
+	if u, err := url.PathUnescape(rest); err == nil {
+		rest = u
+	}
+	db, deleted, err := ParseRestorableDroppedDatabaseName(rest)
+	if err != nil {
+		return ParsedInstanceID{}, "", 0, bad
+	}
+	return p, db, deleted, nil
 }

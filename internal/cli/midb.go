@@ -104,10 +104,11 @@ func newMIDBCommand(g *globals) *cobra.Command {
 	del.Flags().BoolVarP(&yes, "yes", "y", false, "do not prompt for confirmation")
 	del.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the operation to finish")
 
-	var destName, destRG, destMI, at string
+	var destName, destRG, destMI, at, deletedAt string
 	restore := &cobra.Command{
 		Use: "restore", Short: "Restore a database to a point in time as a new database", Args: cobra.NoArgs,
-		Long: "Restore a database as it was at a point in time (--time, in UTC unless it names its zone) as a new database (--dest-name) of the same managed instance.",
+		Long: "Restore a database as it was at a point in time (--time, in UTC unless it names its zone) as a new database (--dest-name) of the same managed instance. " +
+			"A dropped database is named by its name and --deleted-time (its deletionDate in list-deleted); without --time it is restored as it was when dropped.",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := requireMI(); err != nil {
 				return err
@@ -115,26 +116,58 @@ func newMIDBCommand(g *globals) *cobra.Command {
 			if destName == "" {
 				return usageErr("--dest-name", "the name of the new database is required")
 			}
-			t, err := parseRestoreTime(at)
-			if err != nil {
-				return usageErr("--time", "%s", err)
+			var t, deleted time.Time
+			var err error
+			if deletedAt != "" {
+				if deleted, err = parseRestoreTime(deletedAt); err != nil {
+					return usageErr("--deleted-time", "%s", err)
+				}
+			}
+			if at != "" || deletedAt == "" {
+				if t, err = parseRestoreTime(at); err != nil {
+					return usageErr("--time", "%s", err)
+				}
 			}
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			op, err := c.BeginRestoreDatabase(cmd.Context(), rg, mi, name, t, cmp.Or(destRG, rg), cmp.Or(destMI, mi), destName)
+			var op *fogclient.Operation
+			if deletedAt != "" {
+				var pt *time.Time
+				if at != "" {
+					pt = &t
+				}
+				op, err = c.BeginRestoreDroppedDatabase(cmd.Context(), rg, mi, name, deleted, pt, cmp.Or(destRG, rg), cmp.Or(destMI, mi), destName)
+			} else {
+				op, err = c.BeginRestoreDatabase(cmd.Context(), rg, mi, name, t, cmp.Or(destRG, rg), cmp.Or(destMI, mi), destName)
+			}
 			return g.finish(cmd, c, op, err, noWait, "Restoring database", true)
 		},
 	}
 	common(restore, true)
 	restore.Flags().StringVar(&destName, "dest-name", "", "[Required] name of the new database the restore creates")
-	restore.Flags().StringVarP(&at, "time", "t", "", "[Required] the point in time to restore to, as yyyy-mm-ddThh:mm:ss (UTC) or with a zone (RFC 3339)")
+	restore.Flags().StringVarP(&at, "time", "t", "", "[Required unless --deleted-time] the point in time to restore to, as yyyy-mm-ddThh:mm:ss (UTC) or with a zone (RFC 3339)")
+	restore.Flags().StringVar(&deletedAt, "deleted-time", "", "restore a dropped database: the time it was dropped (deletionDate in list-deleted)")
 	restore.Flags().StringVar(&destMI, "dest-mi", "", "the managed instance to restore into (default: the source's; Fog restores into the source's instance only)")
 	restore.Flags().StringVar(&destRG, "dest-resource-group", "", "the resource group of --dest-mi (default: the source's)")
 	restore.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the operation to finish")
 
-	midb.AddCommand(create, show, list, del, restore, newShortTermRetentionCommand(g),
+	listDeleted := &cobra.Command{
+		Use: "list-deleted", Short: "List the databases dropped from an instance that its backups can restore", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireMI(); err != nil {
+				return err
+			}
+			return g.show(cmd, func(ctx context.Context, c *client) error {
+				_, err := c.ListRestorableDroppedDatabases(ctx, rg, mi)
+				return err
+			})
+		},
+	}
+	common(listDeleted, false)
+
+	midb.AddCommand(create, show, list, del, restore, listDeleted, newShortTermRetentionCommand(g),
 		newWaitCommand(g, "database", func(c *client, rg, _, mi, name string) string {
 			return c.DatabasePath(rg, mi, name)
 		}, false, true))

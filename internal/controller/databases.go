@@ -220,9 +220,12 @@ func (c *Controller) PutDatabase(ctx context.Context, sub, rg, mi, db string, bo
 // backups and archived WAL cover: from one second after the end of its oldest backup (and not
 // before the source database was created) until now.
 func (c *Controller) restoreDatabase(ctx context.Context, m *resource.ManagedInstance, db string, p resource.DatabaseProperties) (*Operation, *resource.DatabaseJSON, error) {
+	if p.RestorableDroppedDatabaseID != "" {
+		return c.restoreDroppedDatabase(ctx, m, db, p)
+	}
 	if p.SourceDatabaseID == "" || p.RestorePointInTime == nil {
 		return nil, nil, fault.Invalid("InvalidRestoreParameters",
-			"createMode PointInTimeRestore needs properties.sourceDatabaseId (the resource id of the database to restore) and properties.restorePointInTime (an ISO 8601 time in UTC).")
+			"createMode PointInTimeRestore needs properties.sourceDatabaseId (the resource id of the database to restore) and properties.restorePointInTime (an ISO 8601 time in UTC), or properties.restorableDroppedDatabaseId (a dropped database, from restorableDroppedDatabases).")
 	}
 	src, srcName, err := arm.ParseDatabaseID(p.SourceDatabaseID)
 	if err != nil {

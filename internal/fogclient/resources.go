@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/fogdb/fog/internal/arm"
 	"github.com/fogdb/fog/internal/resource"
 )
 
@@ -17,6 +18,9 @@ type (
 	Database                 = resource.DatabaseJSON
 	FailoverGroup            = resource.FailoverGroupJSON
 	ShortTermRetentionPolicy = resource.ShortTermRetentionPolicyJSON
+	// RestorableDroppedDatabase is a database dropped from an instance that its backups can
+	// restore.
+	RestorableDroppedDatabase = resource.RestorableDroppedDatabaseJSON
 )
 
 // list is an ARM list answer.
@@ -192,6 +196,43 @@ func (c *Client) BeginRestoreDatabase(ctx context.Context, rg, mi, source string
 func (c *Client) RestoreDatabase(ctx context.Context, rg, mi, source string, at time.Time, destRG, destMI, destName string) (*Database, error) {
 	op, err := c.BeginRestoreDatabase(ctx, rg, mi, source, at, destRG, destMI, destName)
 	return waitFor[Database](ctx, op, err)
+}
+
+// RestorableDroppedDatabasePath is an instance's restorable dropped database name ("<db>,<file
+// time>"; "": the list of them).
+func (c *Client) RestorableDroppedDatabasePath(rg, mi, name string) string {
+	p := c.InstancePath(rg, mi) + "/restorableDroppedDatabases"
+	if name != "" {
+		p += "/" + url.PathEscape(name)
+	}
+	return p
+}
+
+// ListRestorableDroppedDatabases lists the databases dropped from an instance that its
+// backups can restore.
+func (c *Client) ListRestorableDroppedDatabases(ctx context.Context, rg, mi string) ([]RestorableDroppedDatabase, error) {
+	return getList[RestorableDroppedDatabase](ctx, c, c.RestorableDroppedDatabasePath(rg, mi, ""))
+}
+
+// GetRestorableDroppedDatabase returns one by its name.
+func (c *Client) GetRestorableDroppedDatabase(ctx context.Context, rg, mi, name string) (*RestorableDroppedDatabase, error) {
+	return get[RestorableDroppedDatabase](ctx, c, c.RestorableDroppedDatabasePath(rg, mi, name))
+}
+
+// BeginRestoreDroppedDatabase restores database source of instance (rg, mi), dropped at
+// deleted, as the new database destName of instance (destRG, destMI): as it was when dropped,
+// or at *at. The dropped database is named as the az CLI names it (--deleted-time): its name
+// and the deletion time as a file time.
+func (c *Client) BeginRestoreDroppedDatabase(ctx context.Context, rg, mi, source string, deleted time.Time, at *time.Time, destRG, destMI, destName string) (*Operation, error) {
+	var db Database
+	db.Properties.CreateMode = resource.CreateModePointInTimeRestore
+	db.Properties.RestorableDroppedDatabaseID = c.RestorableDroppedDatabasePath(rg, mi, arm.RestorableDroppedDatabaseName(source, deleted))
+	if at != nil {
+		t := at.UTC()
+		db.Properties.RestorePointInTime = &t
+	}
+	p := c.DatabasePath(destRG, destMI, destName)
+	return c.Begin(ctx, http.MethodPut, p, db, p)
 }
 
 // BeginDeleteDatabase deletes a database.

@@ -216,6 +216,22 @@ type Status struct {
 	// Backup is the state of the instance's backups and WAL archive in its region's
 	// repository (nil: backups are off).
 	Backup *BackupStatus `json:"backup,omitempty"`
+	// Dropped are the databases dropped from the instance while it was a primary with
+	// backups, within its retention: what restorableDroppedDatabases lists.
+	Dropped []DroppedDB `json:"dropped,omitempty"`
+}
+
+// DroppedDB is a database dropped from an instance, as its agent found the drop in the
+// instance's WAL.
+type DroppedDB struct {
+	Name    string    `json:"name"`
+	OID     uint32    `json:"oid"`
+	Created time.Time `json:"created"`
+	// Deleted is when the drop committed. LSN is where its drop record is: a restore of the
+	// database as it was when dropped stops just before it (PostgreSQL removes the files at
+	// that record, ahead of the commit).
+	Deleted time.Time `json:"deleted"`
+	LSN     string    `json:"lsn"`
 }
 
 // BackupStatus is an instance's backups and archive as its agent last saw them.
@@ -343,6 +359,11 @@ type Command struct {
 	// at that time (UTC), restored as Database.
 	SourceDatabase string    `json:"sourceDatabase,omitempty"`
 	Time           time.Time `json:"time,omitzero"`
+	// DropLSN and Dropped, for a source database that was dropped: its drop record's LSN
+	// and the drop's commit time (DroppedDB). A Time not before Dropped restores the
+	// database as it was when dropped.
+	DropLSN string    `json:"dropLsn,omitempty"`
+	Dropped time.Time `json:"dropped,omitzero"`
 	// Progress is how far a long command has come, 0 to 100.
 	Progress float64 `json:"progress,omitempty"`
 	// Restored: a CmdRestoreDatabase's database is in the instance. The instance's worker

@@ -105,11 +105,24 @@ type BackupInfo struct {
 		} `json:"repository"`
 	} `json:"info"`
 	// DatabaseRef lists the databases in the backup (only with --set).
-	DatabaseRef []struct {
-		Name string `json:"name"`
-		OID  uint32 `json:"oid"`
-	} `json:"database-ref,omitempty"`
-	Annotation map[string]string `json:"annotation,omitempty"`
+	DatabaseRef []DatabaseRef     `json:"database-ref,omitempty"`
+	Annotation  map[string]string `json:"annotation,omitempty"`
+}
+
+// DatabaseRef is a database a backup holds.
+type DatabaseRef struct {
+	Name string `json:"name"`
+	OID  uint32 `json:"oid"`
+}
+
+// HasDatabase reports whether the backup lists database name (read with --set).
+func (b BackupInfo) HasDatabase(name string) bool {
+	for _, d := range b.DatabaseRef {
+		if d.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Start and Stop are when the backup began and ended.

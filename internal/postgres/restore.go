@@ -78,6 +78,16 @@ func (c *Cluster) PrepareScratch() (nonEmpty bool, err error) {
 // restore are complete, so that a restore redone after a crash skips them.
 func (c *Cluster) WriteMarker(name string) error { return c.WriteRootFile(name, nil) }
 
+// RemoveMarker undoes WriteMarker(name).
+func (c *Cluster) RemoveMarker(name string) error {
+	return c.inDir(func(d *safedir.Dir) error {
+		if err := d.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	})
+}
+
 // HasMarker reports whether WriteMarker(name) was done.
 func (c *Cluster) HasMarker(name string) bool {
 	ok := false

@@ -78,6 +78,8 @@ type Database struct {
 	Name      string
 	Collation string
 	Created   time.Time
+	// OID is the database's oid: a rename keeps it, and WAL names the database by it.
+	OID uint32
 }
 
 // ListDatabases lists the user databases (all but postgres, template0 and template1).
@@ -88,7 +90,7 @@ func ListDatabases(ctx context.Context, conn *pgx.Conn) ([]Database, error) {
 		SELECT datname::text, datcollate::text,
 		       coalesce((pg_catalog.pg_stat_file(
 		           'base/'::text OPERATOR(pg_catalog.||) oid::text OPERATOR(pg_catalog.||) '/PG_VERSION'::text, true)).modification,
-		         pg_catalog.now())
+		         pg_catalog.now()), oid::int8
 		FROM pg_catalog.pg_database
 		WHERE datname::text OPERATOR(pg_catalog.<>) ALL (ARRAY['postgres', 'template0', 'template1', '`+SystemDB+`']::text[]) AND datallowconn
 		ORDER BY datname`)
@@ -97,7 +99,9 @@ func ListDatabases(ctx context.Context, conn *pgx.Conn) ([]Database, error) {
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Database, error) {
 		var d Database
-		err := r.Scan(&d.Name, &d.Collation, &d.Created)
+		var oid int64
+		err := r.Scan(&d.Name, &d.Collation, &d.Created, &oid)
+		d.OID = uint32(oid)
 		return d, err
 	})
 }

@@ -47,6 +47,10 @@ type DatabaseProperties struct {
 	CreateMode         string     `json:"createMode,omitempty"`
 	SourceDatabaseID   string     `json:"sourceDatabaseId,omitempty"`
 	RestorePointInTime *time.Time `json:"restorePointInTime,omitempty"`
+	// RestorableDroppedDatabaseID, instead of SourceDatabaseID, restores a dropped database
+	// (restorableDroppedDatabases), as it was when dropped unless RestorePointInTime is
+	// earlier.
+	RestorableDroppedDatabaseID string `json:"restorableDroppedDatabaseId,omitempty"`
 	// EarliestRestorePoint is Azure's read-only earliest point in time the database can be
 	// restored to; absent until its instance has a backup.
 	EarliestRestorePoint *time.Time `json:"earliestRestorePoint,omitempty"`
@@ -73,6 +77,25 @@ const (
 	BackupTypeDifferential = "Differential"
 	BackupTypeIncremental  = "Incremental"
 )
+
+// RestorableDroppedDatabaseJSON is the wire form of a database dropped from an instance that
+// the instance's backups can restore (Azure's ManagedInstanceRestorableDroppedDatabase).
+type RestorableDroppedDatabaseJSON struct {
+	ID         string                              `json:"id"`
+	Name       string                              `json:"name"`
+	Type       string                              `json:"type"`
+	Location   string                              `json:"location"`
+	Properties RestorableDroppedDatabaseProperties `json:"properties"`
+}
+
+// RestorableDroppedDatabaseProperties: when the database was made and dropped, and the
+// earliest point its restore can reach.
+type RestorableDroppedDatabaseProperties struct {
+	DatabaseName        string    `json:"databaseName"`
+	CreationDate        time.Time `json:"creationDate"`
+	DeletionDate        time.Time `json:"deletionDate"`
+	EarliestRestoreDate time.Time `json:"earliestRestoreDate"`
+}
 
 // DatabaseJSON is the wire form of a managed database.
 type DatabaseJSON struct {

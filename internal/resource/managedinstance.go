@@ -19,6 +19,9 @@ import (
 const (
 	TypeManagedInstance = "Microsoft.Sql/managedInstances"
 	TypeDatabase        = "Microsoft.Sql/managedInstances/databases"
+	// TypeRestorableDroppedDatabase is a database dropped from an instance that its backups
+	// can restore.
+	TypeRestorableDroppedDatabase = "Microsoft.Sql/managedInstances/restorableDroppedDatabases"
 )
 
 // Provisioning states.

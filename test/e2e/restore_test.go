@@ -8,13 +8,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // TestPointInTimeRestore: rows committed, a time taken, DROP TABLE and more writes; the
 // database restored to that time through the CLI (az sql midb restore's flags) as a new
 // database has exactly the rows committed before it, and the source keeps its present. Bad
 // restores get their codes: a time outside the window, an existing name, a missing source,
-// another instance, an unknown create mode.
+// another instance, an unknown create mode. Then a dropped database is restored
+// (restoreDropped).
 func TestPointInTimeRestore(t *testing.T) {
 	if _, err := exec.LookPath("pgbackrest"); err != nil {
 		t.Skip("pgBackRest is not installed (CI installs Debian's pgbackrest)")
@@ -118,5 +121,112 @@ func TestPointInTimeRestore(t *testing.T) {
 	}
 	if _, stderr, err := f.runCLI("", "sql", "midb", "restore", "-g", "rg-pitr", "--mi", "pitr1", "-n", "shop", "--dest-name", "y", "--time", "yesterday"); err == nil || !strings.Contains(stderr+err.Error(), "--time") {
 		t.Errorf("a bad --time: %v %s", err, stderr)
+	}
+	restoreDropped(t, f, inst, dbPath, c)
+}
+
+// restoreDropped is the second half of TestPointInTimeRestore: a database dropped with SQL
+// is listed as restorable (az sql midb list-deleted), and restored through the CLI
+// (--deleted-time, the deletionDate listed) with every row committed before the drop, the
+// last ones committed just before it included; with --time, as it was then. Bad requests get
+// their codes.
+func restoreDropped(t *testing.T, f *fog, inst map[string]any, dbPath string, c *pgx.Conn) {
+	ctx := context.Background()
+	f.mustSucceed(f.call("PUT", dbPath+"ledger", map[string]any{}))
+	l := mustConnect(t, f.info.CACert, inst, "ledger")
+	exec1 := func(conn *pgx.Conn, sql string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	exec1(l, "CREATE TABLE entries (id int PRIMARY KEY)")
+	for i := 1; i <= 20; i++ {
+		exec1(l, "INSERT INTO entries VALUES ("+strconv.Itoa(i)+")")
+	}
+	time.Sleep(50 * time.Millisecond)
+	var mid time.Time
+	if err := l.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&mid); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	for i := 21; i <= 40; i++ {
+		exec1(l, "INSERT INTO entries VALUES ("+strconv.Itoa(i)+")")
+	}
+	// The last row is acknowledged, then the database is dropped at once, by its owner.
+	l.Close(ctx)
+	exec1(c, "DROP DATABASE ledger WITH (FORCE)")
+
+	var dropped map[string]any
+	eventually(t, time.Minute, "the dropped database to be listed as restorable", func() bool {
+		r := f.call("GET", miPath("rg-pitr", "pitr1")+"/restorableDroppedDatabases", nil)
+		if r.Status != http.StatusOK {
+			return false
+		}
+		for _, v := range r.json(t)["value"].([]any) {
+			if d := v.(map[string]any); props(d)["databaseName"] == "ledger" {
+				dropped = d
+				return true
+			}
+		}
+		return false
+	})
+	out, stderr, err := f.runCLI("", "sql", "midb", "list-deleted", "-g", "rg-pitr", "--mi", "pitr1")
+	if err != nil || !strings.Contains(out, `"databaseName": "ledger"`) {
+		t.Fatalf("fog sql midb list-deleted: %v\n%s\n%s", err, out, stderr)
+	}
+	if g := f.call("GET", miPath("rg-pitr", "pitr1")+"/restorableDroppedDatabases/"+dropped["name"].(string), nil); g.Status != http.StatusOK {
+		t.Errorf("GET the restorable dropped database = %d %s", g.Status, g.Body)
+	}
+	deleted := props(dropped)["deletionDate"].(string)
+
+	count := func(db string) (n, max int) {
+		t.Helper()
+		r := mustConnect(t, f.info.CACert, inst, db)
+		defer r.Close(ctx)
+		if err := r.QueryRow(ctx, "SELECT count(*), coalesce(max(id), 0) FROM entries").Scan(&n, &max); err != nil {
+			t.Fatalf("the restored database %s: %v", db, err)
+		}
+		return n, max
+	}
+	if out, stderr, err := f.runCLI("", "sql", "midb", "restore", "-g", "rg-pitr", "--mi", "pitr1", "-n", "ledger",
+		"--deleted-time", deleted, "--dest-name", "ledger_at_drop"); err != nil {
+		t.Fatalf("fog sql midb restore --deleted-time: %v\n%s\n%s", err, out, stderr)
+	}
+	if n, max := count("ledger_at_drop"); n != 40 || max != 40 {
+		t.Errorf("the dropped database restored as it was when dropped has %d rows (last %d), want all 40 committed before the drop", n, max)
+	}
+	if out, stderr, err := f.runCLI("", "sql", "midb", "restore", "-g", "rg-pitr", "--mi", "pitr1", "-n", "ledger",
+		"--deleted-time", deleted, "--time", mid.UTC().Format(time.RFC3339Nano), "--dest-name", "ledger_at_mid"); err != nil {
+		t.Fatalf("fog sql midb restore --deleted-time --time: %v\n%s\n%s", err, out, stderr)
+	}
+	if n, max := count("ledger_at_mid"); n != 20 || max != 20 {
+		t.Errorf("the dropped database restored to a time before the drop has %d rows (last %d), want the 20 committed before that time", n, max)
+	}
+
+	body := func(id, when string) map[string]any {
+		p := map[string]any{"createMode": "PointInTimeRestore", "restorableDroppedDatabaseId": id}
+		if when != "" {
+			p["restorePointInTime"] = when
+		}
+		return map[string]any{"properties": p}
+	}
+	id := dropped["id"].(string)
+	deletedAt, _ := time.Parse(time.RFC3339Nano, deleted)
+	for _, tc := range []struct {
+		name   string
+		body   map[string]any
+		status int
+		code   string
+	}{
+		{"a time after the drop", body(id, deletedAt.Add(time.Second).Format(time.RFC3339Nano)), 400, "RestorePointInTimeOutOfRange"},
+		{"a malformed id", body(dbPath+"ledger", ""), 400, "InvalidRestorableDroppedDatabaseId"},
+		{"a drop that never was", body(strings.Replace(id, "ledger,", "ledger2,", 1), ""), 404, "ResourceNotFound"},
+		{"both a source and a dropped database", map[string]any{"properties": map[string]any{"createMode": "PointInTimeRestore",
+			"restorableDroppedDatabaseId": id, "sourceDatabaseId": dbPath + "shop"}}, 400, "InvalidRestoreParameters"},
+	} {
+		if got := f.call("PUT", dbPath+"z", tc.body); got.Status != tc.status || got.code() != tc.code {
+			t.Errorf("%s: %d %s, want %d %s", tc.name, got.Status, got.Body, tc.status, tc.code)
+		}
 	}
 }

@@ -635,6 +635,10 @@ func (s *session) ListDatabases(ctx context.Context) (dbs []postgres.Database, e
 	})
 }
 
+func (s *session) CurrentWAL(ctx context.Context) (postgres.WALPosition, error) {
+	return postgres.WALPosition{LSN: "0/1000000", Timeline: 1, CatalogNode: 1262}, s.q("CurrentWAL", func(p *PG) error { return nil })
+}
+
 func (s *session) EnsureLinkView(ctx context.Context, row *postgres.LinkRow) error {
 	return s.q("EnsureLinkView", func(p *PG) error { return nil })
 }
@@ -712,6 +716,11 @@ func (s *session) EnsureBackupRole(ctx context.Context) error {
 
 func (s *session) Archiver(ctx context.Context) (a postgres.Archiver, err error) {
 	return a, s.q("Archiver", func(p *PG) error { return nil })
+}
+
+// FindDatabaseDrop implements agent.Server: the fake's databases have no oids, and no WAL.
+func (p *PG) FindDatabaseDrop(ctx context.Context, oid uint32, from, to postgres.WALPosition) (postgres.DatabaseDrop, bool, error) {
+	return postgres.DatabaseDrop{}, false, p.op("FindDatabaseDrop", func() error { return nil })
 }
 
 // DisownBackups implements agent.Server.
