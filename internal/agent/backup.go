@@ -128,10 +128,12 @@ type backupJob struct {
 	typ  string
 	srv  Server
 	kick func()
-	// cancel ends a running job; done is set once it ended, with err.
+	// cancel ends a running job; done is set once it ended, with err, and for a backup
+	// taken the verification that followed it.
 	cancel context.CancelFunc
 	done   bool
 	err    error
+	verify *instance.BackupVerify
 }
 
 func newBackupRunner() *backupRunner {
@@ -232,9 +234,22 @@ func (r *backupRunner) run(ctx context.Context) {
 		if err != nil && jctx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("%w (%v)", errBackupCancelled, err)
 		}
+		var verify *instance.BackupVerify
+		if err == nil {
+			// Each backup is verified when it is taken, with everything else the repository
+			// holds of the stanza: a file that rotted since is found on the next day.
+			verify = &instance.BackupVerify{Seq: j.seq}
+			if verr := j.srv.VerifyBackups(jctx); verr != nil {
+				verify.Error = verr.Error()
+			}
+			verify.At = time.Now().UTC()
+			if jctx.Err() != nil {
+				verify = nil // cancelled: not a finding
+			}
+		}
 		j.cancel()
 		r.mu.Lock()
-		j.done, j.err = true, err
+		j.done, j.err, j.verify = true, err, verify
 		r.mu.Unlock()
 		if j.kick != nil {
 			j.kick()
@@ -303,6 +318,14 @@ func (w *worker) collectBackup(s instance.Spec, b *instance.BackupStatus) bool {
 	} else {
 		w.log.Info("backup done", "instance", s.Name, "seq", j.seq, "type", j.typ)
 	}
+	if v := j.verify; v != nil {
+		b.Verify = v
+		if v.Error != "" {
+			w.log.Error("the repository failed verification", "instance", s.Name, "seq", j.seq, "err", v.Error)
+		} else {
+			w.log.Info("repository verified", "instance", s.Name, "seq", j.seq)
+		}
+	}
 	b.CheckedAt = time.Time{} // read the repository again
 	return true
 }
@@ -361,7 +384,7 @@ func (w *worker) observeBackups(ctx context.Context, k *conns, s instance.Spec, 
 		b.Archive.Error = "archiving WAL segment " + b.Archive.LastFailedWAL + " to the repository failed (pgBackRest's log is in the instance's pgbackrest/log)"
 	}
 	b.Health = instance.BackupHealthy
-	if b.Error != "" || b.Archive.Error != "" || b.Stanza == "" {
+	if b.Error != "" || b.Archive.Error != "" || b.Stanza == "" || b.Verify != nil && b.Verify.Error != "" {
 		b.Health = instance.BackupDegraded
 	}
 }
@@ -487,6 +510,19 @@ func (p *pgServer) Backup(ctx context.Context, typ string, seq int64) error {
 	wctx, cancel := context.WithTimeout(ctx, p.a.cfg.Backup.WaitArchived)
 	defer cancel()
 	return d.WaitArchived(wctx, b.Archive.Stop, time.Second)
+}
+
+// VerifyBackups runs pgBackRest's verify over the stanza in the region's repository, within
+// the backup timeout.
+func (p *pgServer) VerifyBackups(ctx context.Context) error {
+	d, err := p.backupDriver()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.a.cfg.Backup.Timeout)
+	defer cancel()
+	_, err = d.Verify(ctx)
+	return err
 }
 
 // seqAnnotation carries a backup's sequence number (instance.BackupSpec.Seq).

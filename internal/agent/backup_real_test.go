@@ -110,7 +110,8 @@ func waitStatus(ctx context.Context, t *testing.T, st store.Store, uid string, w
 // TestBackupsOfARealInstance: an instance whose spec has backups archives its WAL into the
 // region's repository with archive_mode=always, its stanza is created there, and a backup the
 // spec asks for is taken once, published with its size and WAL range, and not taken again
-// when the agent asks after it is done; the files are laid out as docs/backups.md says.
+// when the agent asks after it is done; each is followed by pgBackRest's verify, which finds
+// a file that rotted in the repository; the files are laid out as docs/backups.md says.
 // backupWorld is a real agent and one instance with backups, Ready with its stanza.
 func backupWorld(ctx context.Context, t *testing.T, edit ...func(*agent.Config)) (dir string, bolt store.Store, spec instance.Spec) {
 	t.Helper()
@@ -180,6 +181,22 @@ func TestBackupsOfARealInstance(t *testing.T) {
 	if st.Backup.Error != "" || len(st.Backup.Backups) != 2 || st.Backup.Backups[1].Type != instance.BackupDiff || st.Backup.Backups[1].Seq != 2 {
 		t.Fatalf("after backup 2: error %q, backups %+v", st.Backup.Error, st.Backup.Backups)
 	}
+	if v := st.Backup.Verify; v == nil || v.Seq != 2 || v.Error != "" {
+		t.Fatalf("backup 2's verification: %+v", v)
+	}
+
+	// A file of the full backup rots in the repository: the next backup, which only builds on
+	// the full one's manifest, succeeds, and its verification finds the file.
+	rotten := filepath.Join(dir, "backups", "eastus", uid, "backup", uid, b.Label, "pg_data", "PG_VERSION.zst")
+	if err := os.WriteFile(rotten, []byte("not what was backed up"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	askBackup(ctx, t, bolt, &spec, 3, instance.BackupDiff)
+	st = waitStatus(ctx, t, bolt, uid, "backup 3 done", func(s instance.Status) bool { return s.Backup != nil && s.Backup.Seq == 3 })
+	if v := st.Backup.Verify; st.Backup.Error != "" || v == nil || v.Seq != 3 || v.Error == "" || st.Backup.Health != instance.BackupDegraded {
+		t.Fatalf("after a file rotted: error %q, verify %+v, health %s", st.Backup.Error, v, st.Backup.Health)
+	}
+	t.Logf("verification found: %s", st.Backup.Verify.Error)
 
 	// The layout: the repository root is root's and passable only; the stanza's directory is
 	// the instance's user's alone; the configuration is root's, readable by the instance's

@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +64,9 @@ func TestBackupSequence(t *testing.T) {
 	if st.Backup.Error != "" || len(st.Backup.Backups) != 1 || st.Backup.Backups[0].Seq != 1 || st.Backup.Backups[0].Type != instance.BackupFull {
 		t.Fatalf("after backup 1: %+v", st.Backup)
 	}
+	if v := st.Backup.Verify; v == nil || v.Seq != 1 || v.Error != "" || st.Backup.Health != instance.BackupHealthy {
+		t.Fatalf("backup 1's verification: %+v, health %s", v, st.Backup.Health)
+	}
 	if n := len(w.pg("uid-p").Taken); n != 1 {
 		t.Errorf("%d backups taken for one number", n)
 	}
@@ -96,6 +100,28 @@ func TestBackupSequence(t *testing.T) {
 	}
 	if st.Backup.Health != instance.BackupDegraded {
 		t.Errorf("health after a failed backup: %q", st.Backup.Health)
+	}
+
+	// A verification that finds something wrong: the backup stands, the repository is
+	// Degraded until a later verification finds it whole.
+	w.net.PG("uid-p").Do(func(pg *agenttest.PG) {
+		pg.BackupGate, pg.VerifyError = nil, errors.New("backup 20261203-000000F: 1 invalid file")
+	})
+	p = w.spec("uid-p")
+	p.Backup.Seq, p.Backup.Type = 3, instance.BackupDiff
+	w.set(p)
+	st = w.waitBackup("uid-p", 3)
+	if st.Backup.Error != "" || st.Backup.Verify == nil || st.Backup.Verify.Seq != 3 || !strings.Contains(st.Backup.Verify.Error, "invalid file") ||
+		st.Backup.Health != instance.BackupDegraded {
+		t.Fatalf("after a verification that failed: %+v, verify %+v", st.Backup, st.Backup.Verify)
+	}
+	w.net.PG("uid-p").Do(func(pg *agenttest.PG) { pg.VerifyError = nil })
+	p = w.spec("uid-p")
+	p.Backup.Seq, p.Backup.Type = 4, instance.BackupDiff
+	w.set(p)
+	st = w.waitBackup("uid-p", 4)
+	if st.Backup.Verify == nil || st.Backup.Verify.Seq != 4 || st.Backup.Verify.Error != "" || st.Backup.Health != instance.BackupHealthy {
+		t.Fatalf("after a verification that passed again: %+v, verify %+v", st.Backup, st.Backup.Verify)
 	}
 }
 

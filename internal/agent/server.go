@@ -64,6 +64,9 @@ type Server interface {
 	ConfigureBackup(b instance.BackupSpec) (archiveCommand string, err error)
 	StanzaCreate(ctx context.Context) (aside string, err error)
 	Backup(ctx context.Context, typ string, seq int64) error
+	// VerifyBackups checks every backup and WAL segment of the stanza in the region's
+	// repository (pgBackRest's verify).
+	VerifyBackups(ctx context.Context) error
 	Backups(ctx context.Context) ([]instance.Backup, error)
 	// LastArchiveDrop is when pgBackRest last dropped WAL from the instance's bounded push
 	// queue (zero: never), and the segment.

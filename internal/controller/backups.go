@@ -205,6 +205,13 @@ func backupRecord(m *resource.ManagedInstance, b *instance.BackupStatus, now tim
 	rec.Backup.Type, rec.Backup.Label, rec.Backup.Size, rec.Backup.RepoSize = bk.Type, bk.Label, bk.Size, bk.RepoSize
 	rec.Description = fmt.Sprintf("%s %d (%s) finished: %s of data, %s added to the repository, in %s",
 		backupNoun(bk.Type), b.Seq, bk.Label, bytesText(bk.Size), bytesText(bk.RepoSize), stop.Sub(rec.Start).Round(time.Second))
+	if v := b.Verify; v != nil && v.Seq == b.Seq {
+		if v.Error == "" {
+			rec.Description += "; the repository verified"
+		} else {
+			rec.Description += "; the repository FAILED verification: " + v.Error
+		}
+	}
 	return rec, true
 }
 

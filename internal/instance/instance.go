@@ -251,6 +251,19 @@ type BackupStatus struct {
 	Health string `json:"health,omitempty"`
 	// CheckedAt is when the repository was last read.
 	CheckedAt time.Time `json:"checkedAt"`
+	// Verify is the last verification of the repository (pgBackRest's verify, after each
+	// backup): nil before the first.
+	Verify *BackupVerify `json:"verify,omitempty"`
+}
+
+// BackupVerify is a verification of the stanza's backups and WAL archive in a repository:
+// every file's checksum and size, and the WAL each backup needs.
+type BackupVerify struct {
+	At time.Time `json:"at"`
+	// Seq is the backup it followed.
+	Seq int64 `json:"seq"`
+	// Error is what it found wrong ("": everything is valid).
+	Error string `json:"error,omitempty"`
 }
 
 // Backup is one backup in a repository.

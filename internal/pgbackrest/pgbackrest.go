@@ -376,7 +376,7 @@ func (d *Driver) Verify(ctx context.Context) (string, error) {
 	out, err := d.run(ctx, "verify", "--log-level-console=info")
 	if err == nil && strings.Contains(string(out), "status: error") {
 		// pgBackRest 2.45 reports invalid backups and missing WAL with a zero exit status.
-		err = &Error{Command: "verify", Message: lastLines(string(out), 5)}
+		err = &Error{Command: "verify", Message: strings.Join(strings.Fields(lastLines(string(out), 5)), " ")}
 	}
 	return string(out), err
 }

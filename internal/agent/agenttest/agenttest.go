@@ -135,6 +135,8 @@ type PG struct {
 	// DroppedAt and DroppedWAL are the last drop from the bounded archive queue.
 	DroppedAt  time.Time
 	DroppedWAL string
+	// VerifyError is what verifying the repository finds (nil: nothing wrong).
+	VerifyError error
 	// BackupGate, when set, holds each backup until it is closed (or the backup cancelled).
 	BackupGate chan struct{}
 	// RestoreGate, when set, holds each restore halfway until it is closed (or the restore
@@ -703,6 +705,11 @@ func (p *PG) Backup(ctx context.Context, typ string, seq int64) error {
 		p.Taken = append(p.Taken, instance.Backup{Label: fmt.Sprintf("b%d", seq), Type: typ, Start: now, Stop: now, Seq: seq})
 		return nil
 	})
+}
+
+// VerifyBackups implements agent.Server: VerifyError, when set, is what it finds.
+func (p *PG) VerifyBackups(ctx context.Context) error {
+	return p.op("VerifyBackups", func() error { return p.VerifyError })
 }
 
 // Backups implements agent.Server.
