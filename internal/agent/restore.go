@@ -75,6 +75,10 @@ type RestoreRequest struct {
 	// commit time (instance.DroppedDB).
 	DropLSN string
 	Dropped time.Time
+	// From is the instance whose backups hold Source, when it is another instance of the
+	// region than the one restored into (nil: the same): the scratch cluster is restored
+	// from its repository and runs as its OS user, and its WAL is switched to reach Time.
+	From Server
 	// Dir is the restore's directory.
 	Dir string
 }
@@ -145,7 +149,24 @@ func (a *Agent) checkRestore(s instance.Spec, cmd instance.Command) error {
 	if isTempName(cmd.Database) {
 		return fmt.Errorf("restore: %s is a name Fog uses for databases under restore", cmd.Database)
 	}
+	if src, ok := a.restoreSource(s, cmd); !ok {
+		return errors.New("restore: the source instance is not one of this region's")
+	} else if src.Deleted || !a.backups(src) {
+		return errors.New("restore: the source instance is being deleted or has no backups in this region")
+	}
 	return nil
+}
+
+// restoreSource is the spec of the instance whose backups restore cmd reads: s itself, or
+// another instance of the region (cmd.SourceInstanceUID).
+func (a *Agent) restoreSource(s instance.Spec, cmd instance.Command) (instance.Spec, bool) {
+	if cmd.SourceInstanceUID == "" || cmd.SourceInstanceUID == s.UID {
+		return s, true
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	src, ok := a.specByUID[cmd.SourceInstanceUID]
+	return src, ok
 }
 
 // submitRestore hands restore command cmd of instance s to the agent's runner, and reports
@@ -156,6 +177,9 @@ func (w *worker) submitRestore(s instance.Spec, cmd instance.Command) bool {
 	}
 	req := RestoreRequest{ID: cmd.ID, Source: cmd.SourceDatabase, Database: cmd.Database, Owner: cmd.Owner,
 		Time: cmd.Time.UTC(), DropLSN: cmd.DropLSN, Dropped: cmd.Dropped.UTC(), Dir: w.a.restoreDir(cmd.ID)}
+	if src, ok := w.a.restoreSource(s, cmd); ok && src.UID != s.UID {
+		req.From = w.a.server(src)
+	}
 	if w.a.rs.submit(&restoreJob{uid: w.uid, req: req, srv: w.a.server(s)}) {
 		w.log.Info("restore queued", "instance", s.Name, "command", cmd.ID, "database", cmd.Database)
 	}
@@ -440,6 +464,8 @@ func (p *progress) report(pct float64) {
 type restoreJobFile struct {
 	InstanceUID string `json:"instanceUid"`
 	Database    string `json:"database"`
+	// SourceUID is the instance restored from, when another (its OS user runs the scratch).
+	SourceUID string `json:"sourceUid,omitempty"`
 }
 
 // writeRestoreJob makes the restore's directory (root's, 0711: the scratch cluster's data
@@ -451,7 +477,11 @@ func (a *Agent) writeRestoreJob(j *restoreJob) error {
 	if err := os.Mkdir(j.req.Dir, 0o711); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
-	b, err := json.Marshal(restoreJobFile{InstanceUID: j.uid, Database: j.req.Database})
+	jf := restoreJobFile{InstanceUID: j.uid, Database: j.req.Database}
+	if from, ok := j.req.From.(*pgServer); ok {
+		jf.SourceUID = from.uid
+	}
+	b, err := json.Marshal(jf)
 	if err != nil {
 		return err
 	}
@@ -499,6 +529,9 @@ func (a *Agent) sweepRestores(ctx context.Context) {
 			continue
 		}
 		req := RestoreRequest{ID: id, Database: jf.Database, Dir: dir}
+		if src, ok := specs[jf.SourceUID]; ok && jf.SourceUID != "" && jf.SourceUID != s.UID {
+			req.From = a.server(src)
+		}
 		if err := a.server(s).EndRestore(ctx, req, true); err != nil {
 			a.log.Warn("remove what a cancelled restore left; trying again later", "command", id, "err", err)
 			continue
@@ -511,10 +544,18 @@ func (a *Agent) sweepRestores(ctx context.Context) {
 // two cores.
 const restoreJobs = 2
 
-// scratch is restore r's scratch cluster: in r.Dir, run by the instance's OS user, listening
-// on a socket of its own only.
+// scratch is restore r's scratch cluster: in r.Dir, run by the OS user of the instance whose
+// repository it is restored from (source), listening on a socket of its own only.
 func (p *pgServer) scratch(r RestoreRequest) *postgres.Cluster {
-	return &postgres.Cluster{Dir: r.Dir, SocketDir: postgres.SocketDirFor("restore/" + r.ID), Port: postgres.ScratchPort, R: p.R}
+	return &postgres.Cluster{Dir: r.Dir, SocketDir: postgres.SocketDirFor("restore/" + r.ID), Port: postgres.ScratchPort, R: p.source(r).R}
+}
+
+// source is the instance whose backups restore r reads: p, or r.From.
+func (p *pgServer) source(r RestoreRequest) *pgServer {
+	if from, ok := r.From.(*pgServer); ok && from != nil {
+		return from
+	}
+	return p
 }
 
 // RestoreDatabase carries out restore r (the steps above), reporting progress from 0 to 100.
@@ -554,15 +595,18 @@ func (p *pgServer) RestoreDatabase(ctx context.Context, r RestoreRequest, progre
 		return p.dropRestoreRole(ctx, tmp, err, progress)
 	}
 	if !sc.HasMarker(markerRenaming) {
-		if err := p.restoreScratch(ctx, sc, r, progress); err != nil {
+		// The scratch steps read the source's repository and switch its WAL; the load is
+		// into this instance.
+		src := p.source(r)
+		if err := src.restoreScratch(ctx, sc, r, progress); err != nil {
 			return err
 		}
-		err := p.dumpScratch(ctx, sc, r, progress)
+		err := src.dumpScratch(ctx, sc, r, progress)
 		if errors.Is(err, errRedoAtDrop) {
-			if err := p.restoreScratch(ctx, sc, r, progress); err != nil {
+			if err := src.restoreScratch(ctx, sc, r, progress); err != nil {
 				return err
 			}
-			err = p.dumpScratch(ctx, sc, r, progress)
+			err = src.dumpScratch(ctx, sc, r, progress)
 		}
 		if err != nil {
 			return err

@@ -107,7 +107,7 @@ func newMIDBCommand(g *globals) *cobra.Command {
 	var destName, destRG, destMI, at, deletedAt string
 	restore := &cobra.Command{
 		Use: "restore", Short: "Restore a database to a point in time as a new database", Args: cobra.NoArgs,
-		Long: "Restore a database as it was at a point in time (--time, in UTC unless it names its zone) as a new database (--dest-name) of the same managed instance. " +
+		Long: "Restore a database as it was at a point in time (--time, in UTC unless it names its zone) as a new database (--dest-name) of the same managed instance, or of another of its region (--dest-mi). " +
 			"A dropped database is named by its name and --deleted-time (its deletionDate in list-deleted); without --time it is restored as it was when dropped.",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := requireMI(); err != nil {
@@ -149,7 +149,7 @@ func newMIDBCommand(g *globals) *cobra.Command {
 	restore.Flags().StringVar(&destName, "dest-name", "", "[Required] name of the new database the restore creates")
 	restore.Flags().StringVarP(&at, "time", "t", "", "[Required unless --deleted-time] the point in time to restore to, as yyyy-mm-ddThh:mm:ss (UTC) or with a zone (RFC 3339)")
 	restore.Flags().StringVar(&deletedAt, "deleted-time", "", "restore a dropped database: the time it was dropped (deletionDate in list-deleted)")
-	restore.Flags().StringVar(&destMI, "dest-mi", "", "the managed instance to restore into (default: the source's; Fog restores into the source's instance only)")
+	restore.Flags().StringVar(&destMI, "dest-mi", "", "the managed instance to restore into (default: the source's; another must be in the source's region)")
 	restore.Flags().StringVar(&destRG, "dest-resource-group", "", "the resource group of --dest-mi (default: the source's)")
 	restore.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the operation to finish")
 

@@ -231,29 +231,45 @@ func (c *Controller) restoreDatabase(ctx context.Context, m *resource.ManagedIns
 	if err != nil {
 		return nil, nil, fault.Invalid("InvalidSourceDatabaseId", "sourceDatabaseId: %v.", err)
 	}
+	// The source may be another instance of the same region that the caller can read: its
+	// region's agent restores from its repository into this one.
+	srcMI := m
 	if !strings.EqualFold(src.Subscription, m.Subscription) || !strings.EqualFold(src.ResourceGroup, m.ResourceGroup) || !strings.EqualFold(src.Name, m.Name) {
-		return nil, nil, fault.Invalid("CrossInstanceRestoreNotSupported",
-			"Fog restores a database into its own managed instance only; restore it into '%s' (PUT the new database under the source's instance), then copy it if it must move.", src.Name)
+		if srcMI, _, err = c.readableInstance(ctx, src.Subscription, src.ResourceGroup, src.Name); err != nil {
+			return nil, nil, err
+		}
+		if !strings.EqualFold(srcMI.Location, m.Location) {
+			return nil, nil, fault.Invalid("CrossRegionRestoreNotSupported",
+				"The source database's instance '%s' is in %s and '%s' in %s: a point-in-time restore reads the backups of the target's region. Restore into an instance of %s.",
+				srcMI.Name, srcMI.Location, m.Name, m.Location, srcMI.Location)
+		}
+		switch srcMI.ProvisioningState {
+		case resource.ProvisioningCreating, resource.ProvisioningDeleting:
+			return nil, nil, fault.New(fault.Conflict, "ConflictingServerOperation",
+				"The source database's instance '%s' is %s; retry the restore when it is Ready.", srcMI.Name, srcMI.ProvisioningState)
+		}
 	}
-	var source *instance.DB
 	for _, d := range c.refresh(ctx, m) {
 		if d.Name == db {
 			return nil, nil, fault.New(fault.Conflict, "DatabaseAlreadyExists",
 				"Database '%s' already exists on managed instance '%s'; a restore makes a new database: choose another name.", db, m.Name)
 		}
+	}
+	var source *instance.DB
+	for _, d := range c.refresh(ctx, srcMI) {
 		if d.Name == srcName {
 			source = &d
 		}
 	}
 	if source == nil || resource.IsSystemDatabase(srcName) {
-		return nil, nil, resource.NotFound(resource.TypeDatabase, m.Name+"/"+srcName)
+		return nil, nil, resource.NotFound(resource.TypeDatabase, srcMI.Name+"/"+srcName)
 	}
-	_, views, err := c.observedDBs(ctx, m)
+	_, views, err := c.observedDBs(ctx, srcMI)
 	if err != nil {
 		return nil, nil, internalError(err)
 	}
 	// The window is the one the database's GET shows (earliestRestorePoint), until now.
-	v := c.dbView(m, *source, views)
+	v := c.dbView(srcMI, *source, views)
 	if v.Properties.EarliestRestorePoint == nil {
 		return nil, nil, fault.New(fault.Conflict, "NoBackupAvailable",
 			"Managed instance '%s' has no backup yet to restore from: its first full backup is taken shortly after it is created. Retry once the database shows an earliestRestorePoint.", m.Name)
@@ -266,8 +282,11 @@ func (c *Controller) restoreDatabase(ctx context.Context, m *resource.ManagedIns
 			"The restore point in time %s is outside database '%s''s restore window, %s to now (%s); choose a time inside it.",
 			at.Format(time.RFC3339), srcName, earliest.Format(time.RFC3339), now.Format(time.RFC3339))
 	}
-	return c.databaseCommand(ctx, m, KindRestoreDatabase, "RestoreManagedDatabase",
-		instance.Command{Kind: instance.CmdRestoreDatabase, Database: db, SourceDatabase: srcName, Time: at})
+	cmd := instance.Command{Kind: instance.CmdRestoreDatabase, Database: db, SourceDatabase: srcName, Time: at}
+	if srcMI != m {
+		cmd.SourceInstanceUID = srcMI.UID
+	}
+	return c.databaseCommand(ctx, m, KindRestoreDatabase, "RestoreManagedDatabase", cmd)
 }
 
 // DeleteDatabase drops a database; a nil operation means it did not exist.

@@ -372,6 +372,9 @@ type Command struct {
 	// at that time (UTC), restored as Database.
 	SourceDatabase string    `json:"sourceDatabase,omitempty"`
 	Time           time.Time `json:"time,omitzero"`
+	// SourceInstanceUID is the instance whose backups hold SourceDatabase, when it is not
+	// InstanceUID (the restore's target): another instance of the same region.
+	SourceInstanceUID string `json:"sourceInstanceUid,omitempty"`
 	// DropLSN and Dropped, for a source database that was dropped: its drop record's LSN
 	// and the drop's commit time (DroppedDB). A Time not before Dropped restores the
 	// database as it was when dropped.

@@ -16,7 +16,8 @@ import (
 // database restored to that time through the CLI (az sql midb restore's flags) as a new
 // database has exactly the rows committed before it, and the source keeps its present. Bad
 // restores get their codes: a time outside the window, an existing name, a missing source,
-// another instance, an unknown create mode. Then a dropped database is restored
+// a missing instance, an unknown create mode. It is restored into another instance of the
+// region too. Then a dropped database is restored
 // (restoreDropped).
 func TestPointInTimeRestore(t *testing.T) {
 	if _, err := exec.LookPath("pgbackrest"); err != nil {
@@ -96,6 +97,19 @@ func TestPointInTimeRestore(t *testing.T) {
 		t.Errorf("GET the restored database = %d %s", g.Status, g.Body)
 	}
 
+	// Into another instance of the region (az's --dest-mi): the same rows there, read from
+	// the source's backups.
+	inst2 := f.createInstance("rg-pitr", "pitr2", "eastus", nil)
+	if out, stderr, err := f.runCLI("", "sql", "midb", "restore", "-g", "rg-pitr", "--mi", "pitr1", "-n", "shop",
+		"--dest-mi", "pitr2", "--dest-name", "shop_copy", "--time", at.UTC().Format(time.RFC3339Nano)); err != nil {
+		t.Fatalf("fog sql midb restore --dest-mi: %v\n%s\n%s", err, out, stderr)
+	}
+	r2 := mustConnect(t, f.info.CACert, inst2, "shop_copy")
+	if err := r2.QueryRow(ctx, "SELECT count(*), count(*) FILTER (WHERE item = 'after') FROM orders").Scan(&n, &after); err != nil || n != 50 || after != 0 {
+		t.Errorf("the database restored into another instance has %d rows, %d of them after the time (%v); want the 50 before it", n, after, err)
+	}
+	r2.Close(ctx)
+
 	// Refused, with codes.
 	body := func(src, when string) map[string]any {
 		return map[string]any{"properties": map[string]any{"createMode": "PointInTimeRestore", "sourceDatabaseId": src, "restorePointInTime": when}}
@@ -111,7 +125,7 @@ func TestPointInTimeRestore(t *testing.T) {
 		{"a time before the first backup", dbPath + "x2", body(dbPath+"shop", "2020-01-01T00:00:00Z"), 400, "RestorePointInTimeOutOfRange"},
 		{"a name that exists", dbPath + "shop_restored", body(dbPath+"shop", at.UTC().Format(time.RFC3339Nano)), 409, "DatabaseAlreadyExists"},
 		{"a missing source", dbPath + "x3", body(dbPath+"nope", at.UTC().Format(time.RFC3339Nano)), 404, "ResourceNotFound"},
-		{"another instance", dbPath + "x4", body(miPath("rg-pitr", "other")+"/databases/shop", at.UTC().Format(time.RFC3339Nano)), 400, "CrossInstanceRestoreNotSupported"},
+		{"an instance that does not exist", dbPath + "x4", body(miPath("rg-pitr", "other")+"/databases/shop", at.UTC().Format(time.RFC3339Nano)), 404, "ResourceNotFound"},
 		{"no time", dbPath + "x5", map[string]any{"properties": map[string]any{"createMode": "PointInTimeRestore", "sourceDatabaseId": dbPath + "shop"}}, 400, "InvalidRestoreParameters"},
 		{"an unknown create mode", dbPath + "x6", map[string]any{"properties": map[string]any{"createMode": "Copy"}}, 400, "InvalidCreateMode"},
 	} {
