@@ -153,8 +153,8 @@ func startInstanceWith(ctx context.Context, t *testing.T, o instanceOptions) *in
 	return in
 }
 
-// writeConf writes a pgBackRest configuration as Fog does: root's, readable by all (it holds
-// no secret for a posix repository).
+// writeConf writes a pgBackRest configuration as Fog does: root's, readable by all when it
+// holds no secret (a posix repository), else by the instance's group alone.
 func (in *instance) writeConf(t *testing.T, path string, cfg pgbackrest.Config) {
 	t.Helper()
 	text, err := cfg.Render()
