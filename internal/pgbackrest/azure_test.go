@@ -201,6 +201,19 @@ func TestAzureRepository(t *testing.T) {
 	if got := get(ctx, t, az, az.Endpoint()+"/"+stanzaA+"?restype=container&comp=list&"+sasA); got != http.StatusOK {
 		t.Errorf("A's SAS lists its own container: HTTP %d, want 200", got)
 	}
+	// pgBackRest's own log files (the instance's user's, at level info) name the options of
+	// every command, and redact the SAS.
+	logs, err := filepath.Glob(filepath.Join(in.dir, "log", "*"))
+	if err != nil || len(logs) == 0 {
+		t.Errorf("pgBackRest's log files: %v, %v; want some", logs, err)
+	}
+	for _, f := range logs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkRedacted(t, "pgBackRest's log "+filepath.Base(f), string(b), sasA, sasB, az.Key)
+	}
 	t.Logf("total: %v", time.Since(started).Round(time.Millisecond))
 }
 
