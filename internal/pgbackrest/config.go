@@ -1,8 +1,11 @@
 package pgbackrest
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"regexp"
 	"sort"
 	"strconv"
@@ -38,6 +41,12 @@ type Repo struct {
 	// Bundle packs small files together (repo-bundle): a repository of many small
 	// databases holds far fewer files or objects.
 	Bundle bool
+	// SharedCredentials accepts credentials that reach beyond the stanza: an Azure
+	// account's shared key, an S3 access key without a session token. Validate refuses them
+	// otherwise: a tenant who escaped its server is the instance's OS user, which reads the
+	// configuration (docs/backups.md, the tenant boundary). The operator accepts it for a
+	// machine whose instances share one user (--backup-shared-credentials).
+	SharedCredentials bool
 }
 
 // Retention is a repository's expiry rule.
@@ -64,23 +73,36 @@ type S3Store struct {
 
 // AzureStore is an Azure Blob Storage container (repo-azure-*).
 type AzureStore struct {
+	// Account is the storage account; Container holds the repository (Fog's: one per
+	// stanza, so that a SAS for it reaches no other stanza).
 	Account, Container string
-	// Key is the account's shared key, or a SAS token when SAS is set; Fog hands an
-	// instance's OS user only a SAS scoped to its stanza's container (docs/backups.md).
+	// Key is a SAS token when SAS is set (repo-azure-key-type=sas), else the account's
+	// shared key (shared), which reaches every container of the account. Fog hands an
+	// instance's OS user only a service SAS for its stanza's container (docs/backups.md);
+	// Validate refuses a shared key unless the repository says the operator accepted it
+	// (Repo.SharedCredentials), and a SAS that is not a container's.
 	Key string
 	SAS bool
-	// PathStyle puts the account in the path (Azurite).
+	// PathStyle puts the account in the path rather than the host name
+	// (repo-azure-uri-style=path): Azurite, or an endpoint reached by address.
 	PathStyle bool
 }
 
-// Storage is an object store's endpoint (repo-storage-*).
+// Storage is an object store's endpoint (repo-storage-*). pgBackRest reaches object stores
+// over TLS only, and verifies the store's certificate against the system's CAs, or CAFile.
 type Storage struct {
+	// Host and Port: the endpoint, when it is not the provider's default (Azurite, MinIO).
+	// pgBackRest 2.45 matches the certificate's DNS names only, not its IP addresses, so
+	// Host is a name the certificate carries.
 	Host string
 	Port int
-	// CAFile verifies the store's certificate; VerifyTLS false skips verification (tests
-	// against a self-signed emulator only).
-	CAFile    string
-	VerifyTLS bool
+	// CAFile verifies the store's certificate (repo-storage-ca-file): an emulator's, signed
+	// by a CA of the operator's.
+	CAFile string
+	// SkipVerify turns verification off (repo-storage-verify-tls=n). Validate allows it for
+	// a store on loopback only, and never with a shared key: anyone who answers for the host
+	// would be handed the credentials.
+	SkipVerify bool
 }
 
 // PG is the cluster a stanza backs up (pg1-* options).
@@ -179,6 +201,13 @@ var (
 	stanzaRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 	// cnRE: a client certificate's common name in tls-server-auth.
 	cnRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+	// Azure's rules for names: an account is 3 to 24 lower-case letters and digits; a
+	// container 3 to 63 lower-case letters, digits and single hyphens, starting and ending
+	// with a letter or digit.
+	azureAccountRE   = regexp.MustCompile(`^[a-z0-9]{3,24}$`)
+	azureContainerRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9]|-[a-z0-9]){2,62}$`)
+	// storageHostRE: a host name or IPv4 address, nothing that would change the URL.
+	storageHostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$`)
 	// ErrInvalidConfig is returned by Validate.
 	ErrInvalidConfig = errors.New("pgbackrest: invalid configuration")
 )
@@ -228,11 +257,22 @@ func (c Config) Validate() error {
 				return bad("repo%d: s3 needs a bucket, an endpoint and a region", i+1)
 			}
 		case Azure:
-			if r.Azure == nil || r.Azure.Account == "" || r.Azure.Container == "" || r.Azure.Key == "" {
-				return bad("repo%d: azure needs an account, a container and a key", i+1)
+			if err := r.validateAzure(); err != nil {
+				return bad("repo%d: %v", i+1, err)
 			}
 		default:
 			return bad("repo%d: unknown type %q", i+1, r.Type)
+		}
+		if r.Type == S3 && r.S3.Token == "" && r.S3.Key != "" && !r.SharedCredentials {
+			return bad("repo%d: an s3 access key without a session token reaches the whole bucket: give the stanza scoped credentials, or accept shared ones", i+1)
+		}
+		if r.Type == S3 || r.Type == Azure {
+			if r.Path != "" && !strings.HasPrefix(r.Path, "/") {
+				return bad("repo%d: the path in the store must start with /", i+1)
+			}
+			if err := r.validateStorage(); err != nil {
+				return bad("repo%d: %v", i+1, err)
+			}
 		}
 		if r.Retention.FullDays > 0 && r.Retention.FullCount > 0 {
 			return bad("repo%d: retention by days or by count, not both", i+1)
@@ -240,6 +280,80 @@ func (c Config) Validate() error {
 	}
 	_, err := c.render()
 	return err
+}
+
+// validateAzure checks an Azure repository. Its messages never quote the key.
+func (r Repo) validateAzure() error {
+	a := r.Azure
+	if a == nil || a.Account == "" || a.Container == "" || a.Key == "" {
+		return errors.New("azure needs an account, a container and a key")
+	}
+	if !azureAccountRE.MatchString(a.Account) {
+		return fmt.Errorf("azure account %q: want 3 to 24 lower-case letters and digits", a.Account)
+	}
+	if !azureContainerRE.MatchString(a.Container) {
+		return fmt.Errorf("azure container %q: want 3 to 63 lower-case letters, digits and single hyphens", a.Container)
+	}
+	if !a.SAS {
+		if !r.SharedCredentials {
+			return errors.New("an azure shared key reaches every container of the account: give the stanza a SAS for its container, or accept shared credentials")
+		}
+		if k, err := base64.StdEncoding.DecodeString(a.Key); err != nil || len(k) == 0 {
+			return errors.New("the azure shared key is not base64")
+		}
+		return nil
+	}
+	// A SAS as Azure's tools print it: a query string without its "?". Only a service SAS
+	// for the container itself (sr=c) is scoped to the stanza: an account SAS (ss, srt)
+	// reaches every container, and a blob's SAS would not let pgBackRest list.
+	if strings.HasPrefix(a.Key, "?") {
+		return errors.New("the azure SAS starts with ?: give the query string without it")
+	}
+	q, err := url.ParseQuery(a.Key)
+	if err != nil {
+		return errors.New("the azure SAS is not a query string")
+	}
+	if q.Get("sig") == "" || q.Get("sv") == "" || q.Get("se") == "" {
+		return errors.New("the azure SAS has no signature, version or expiry (sig, sv, se)")
+	}
+	if q.Has("ss") || q.Has("srt") || q.Get("sr") != "c" {
+		return errors.New("the azure SAS is not a service SAS for one container (sr=c)")
+	}
+	return nil
+}
+
+// validateStorage checks an object store's endpoint.
+func (r Repo) validateStorage() error {
+	s := r.Storage
+	if s == nil {
+		return nil
+	}
+	if s.Host != "" && !storageHostRE.MatchString(s.Host) {
+		return fmt.Errorf("storage host %q: want a host name or an IPv4 address", s.Host)
+	}
+	if s.Port < 0 || s.Port > 65535 {
+		return fmt.Errorf("storage port %d", s.Port)
+	}
+	if s.SkipVerify {
+		if s.CAFile != "" {
+			return errors.New("a storage CA file with verification off: one or the other")
+		}
+		if !isLoopback(s.Host) {
+			return errors.New("storage TLS verification may be off for a store on loopback only")
+		}
+		if (r.Type == Azure && r.Azure != nil && !r.Azure.SAS) || (r.Type == S3 && r.S3 != nil && r.S3.Token == "") {
+			return errors.New("storage TLS verification off with credentials that are not the stanza's alone")
+		}
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Render returns the file's text.
@@ -317,6 +431,8 @@ func (c Config) render() ([]byte, error) {
 			put(p+"azure-key", a.Key)
 			if a.SAS {
 				put(p+"azure-key-type", "sas")
+			} else {
+				put(p+"azure-key-type", "shared")
 			}
 			if a.PathStyle {
 				put(p+"azure-uri-style", "path")
@@ -326,7 +442,7 @@ func (c Config) render() ([]byte, error) {
 			putIf(p+"storage-host", s.Host)
 			num(p+"storage-port", int64(s.Port))
 			putIf(p+"storage-ca-file", s.CAFile)
-			put(p+"storage-verify-tls", yn(s.VerifyTLS))
+			put(p+"storage-verify-tls", yn(!s.SkipVerify))
 		}
 	}
 	if c.ArchiveAsync {

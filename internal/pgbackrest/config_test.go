@@ -56,10 +56,10 @@ pg1-database=fog_system
 func TestRenderObjectStores(t *testing.T) {
 	c := posixConfig()
 	c.Repos = []Repo{
-		{Type: Azure, Path: "/fog", Azure: &AzureStore{Account: "devstoreaccount1", Container: "i-3f2a", Key: "sv=2022&sig=x", SAS: true, PathStyle: true},
-			Storage: &Storage{Host: "127.0.0.1", Port: 10000, VerifyTLS: false}, Retention: Retention{FullCount: 2}},
+		{Type: Azure, Path: "/fog", Azure: &AzureStore{Account: "devstoreaccount1", Container: "i-3f2a", Key: testSAS, SAS: true, PathStyle: true},
+			Storage: &Storage{Host: "localhost", Port: 10000, CAFile: "/var/lib/fog/azurite-ca.crt"}, Retention: Retention{FullCount: 2}},
 		{Type: S3, S3: &S3Store{Bucket: "fog-west", Endpoint: "s3.example.test", Region: "us-west-2", Key: "AK", KeySecret: "SK", Token: "TOK", PathStyle: true},
-			Storage: &Storage{CAFile: "/etc/fog/ca.crt", VerifyTLS: true}, Bundle: true},
+			Storage: &Storage{CAFile: "/etc/fog/ca.crt"}, Bundle: true},
 	}
 	got, err := c.Render()
 	if err != nil {
@@ -67,9 +67,9 @@ func TestRenderObjectStores(t *testing.T) {
 	}
 	for _, line := range []string{
 		"repo1-type=azure", "repo1-path=/fog", "repo1-retention-full-type=count", "repo1-retention-full=2",
-		"repo1-azure-account=devstoreaccount1", "repo1-azure-container=i-3f2a", "repo1-azure-key=sv=2022&sig=x",
-		"repo1-azure-key-type=sas", "repo1-azure-uri-style=path", "repo1-storage-host=127.0.0.1",
-		"repo1-storage-port=10000", "repo1-storage-verify-tls=n",
+		"repo1-azure-account=devstoreaccount1", "repo1-azure-container=i-3f2a", "repo1-azure-key=" + testSAS,
+		"repo1-azure-key-type=sas", "repo1-azure-uri-style=path", "repo1-storage-host=localhost",
+		"repo1-storage-port=10000", "repo1-storage-ca-file=/var/lib/fog/azurite-ca.crt", "repo1-storage-verify-tls=y",
 		"repo2-type=s3", "repo2-path=/", "repo2-bundle=y", "repo2-s3-bucket=fog-west", "repo2-s3-endpoint=s3.example.test",
 		"repo2-s3-region=us-west-2", "repo2-s3-key=AK", "repo2-s3-key-secret=SK", "repo2-s3-token=TOK",
 		"repo2-s3-uri-style=path", "repo2-storage-ca-file=/etc/fog/ca.crt", "repo2-storage-verify-tls=y",
@@ -79,6 +79,31 @@ func TestRenderObjectStores(t *testing.T) {
 		}
 	}
 	if strings.Contains(string(got), "repo2-retention") || strings.Contains(string(got), "repo1-s3") {
+		t.Errorf("Render() wrote options that were not asked for:\n%s", got)
+	}
+}
+
+// testSAS is the shape of a service SAS for a container, as Azure's tools print it.
+const testSAS = "sv=2020-12-06&spr=https&se=2026-12-05T22%3A43%3A00Z&sr=c&sp=racwdl&sig=c2lnbmF0dXJl"
+
+// TestRenderAzureSharedKey: a shared key, once the operator accepted it, is written with its
+// type; TLS verification off is written for a store on loopback with a SAS.
+func TestRenderAzureSharedKey(t *testing.T) {
+	c := posixConfig()
+	c.Repos = []Repo{{Type: Azure, Azure: &AzureStore{Account: "fogwest", Container: "i-3f2a", Key: "a2V5"}, SharedCredentials: true},
+		{Type: Azure, Azure: &AzureStore{Account: "devstoreaccount1", Container: "i-3f2a", Key: testSAS, SAS: true, PathStyle: true},
+			Storage: &Storage{Host: "127.0.0.1", Port: 10000, SkipVerify: true}}}
+	got, err := c.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"repo1-type=azure", "repo1-path=/", "repo1-azure-account=fogwest", "repo1-azure-key=a2V5",
+		"repo1-azure-key-type=shared", "repo2-storage-host=127.0.0.1", "repo2-storage-verify-tls=n"} {
+		if !strings.Contains(string(got), "\n"+line+"\n") {
+			t.Errorf("Render() has no line %q:\n%s", line, got)
+		}
+	}
+	if strings.Contains(string(got), "repo1-azure-uri-style") || strings.Contains(string(got), "repo1-storage") {
 		t.Errorf("Render() wrote options that were not asked for:\n%s", got)
 	}
 }
@@ -134,7 +159,47 @@ func TestValidate(t *testing.T) {
 		{"shared locks", func(c *Config) { c.LockPath = "" }},
 		{"posix without a path", func(c *Config) { c.Repos[0].Path = "" }},
 		{"s3 without a bucket", func(c *Config) { c.Repos[0] = Repo{Type: S3, S3: &S3Store{Endpoint: "e", Region: "r"}} }},
-		{"azure without a key", func(c *Config) { c.Repos[0] = Repo{Type: Azure, Azure: &AzureStore{Account: "a", Container: "c"}} }},
+		{"azure without a key", func(c *Config) { c.Repos[0] = Repo{Type: Azure, Azure: &AzureStore{Account: "acct", Container: "c1a"}} }},
+		{"azure without a container", func(c *Config) { c.Repos[0] = azureRepo(func(r *Repo) { r.Azure.Container = "" }) }},
+		{"azure account in capitals", func(c *Config) { c.Repos[0] = azureRepo(func(r *Repo) { r.Azure.Account = "Fog" }) }},
+		{"azure container with a slash", func(c *Config) { c.Repos[0] = azureRepo(func(r *Repo) { r.Azure.Container = "a/b" }) }},
+		{"azure container with an underscore", func(c *Config) { c.Repos[0] = azureRepo(func(r *Repo) { r.Azure.Container = "i_3f2a" }) }},
+		{"azure container with two hyphens", func(c *Config) { c.Repos[0] = azureRepo(func(r *Repo) { r.Azure.Container = "i--3f2a" }) }},
+		{"azure container too short", func(c *Config) { c.Repos[0] = azureRepo(func(r *Repo) { r.Azure.Container = "ab" }) }},
+		{"azure path not absolute", func(c *Config) { c.Repos[0] = azureRepo(func(r *Repo) { r.Path = "fog" }) }},
+		{"azure shared key not accepted", func(c *Config) {
+			c.Repos[0] = azureRepo(func(r *Repo) { r.Azure.SAS, r.Azure.Key = false, "a2V5" })
+		}},
+		{"azure shared key not base64", func(c *Config) {
+			c.Repos[0] = azureRepo(func(r *Repo) { r.Azure.SAS, r.Azure.Key, r.SharedCredentials = false, "not base64!", true })
+		}},
+		{"azure SAS with its question mark", func(c *Config) { c.Repos[0] = azureRepo(func(r *Repo) { r.Azure.Key = "?" + testSAS }) }},
+		{"azure SAS without a signature", func(c *Config) {
+			c.Repos[0] = azureRepo(func(r *Repo) { r.Azure.Key = "sv=2020-12-06&se=2026-12-05&sr=c&sp=racwdl" })
+		}},
+		{"azure account SAS", func(c *Config) {
+			c.Repos[0] = azureRepo(func(r *Repo) { r.Azure.Key = "sv=2020-12-06&ss=b&srt=sco&se=2026-12-05&sp=racwdl&sig=eA" })
+		}},
+		{"azure SAS of one blob", func(c *Config) {
+			c.Repos[0] = azureRepo(func(r *Repo) { r.Azure.Key = strings.Replace(testSAS, "sr=c", "sr=b", 1) })
+		}},
+		{"azure SAS with a line break", func(c *Config) { c.Repos[0] = azureRepo(func(r *Repo) { r.Azure.Key = testSAS + "\nrepo1-path=/x" }) }},
+		{"storage host with a path", func(c *Config) { c.Repos[0] = azureRepo(func(r *Repo) { r.Storage.Host = "evil.test/x?" }) }},
+		{"storage host with a port", func(c *Config) { c.Repos[0] = azureRepo(func(r *Repo) { r.Storage.Host = "localhost:1" }) }},
+		{"storage port out of range", func(c *Config) { c.Repos[0] = azureRepo(func(r *Repo) { r.Storage.Port = 70000 }) }},
+		{"no verification and a CA file", func(c *Config) { c.Repos[0] = azureRepo(func(r *Repo) { r.Storage.SkipVerify = true }) }},
+		{"no verification off loopback", func(c *Config) {
+			c.Repos[0] = azureRepo(func(r *Repo) { r.Storage = &Storage{Host: "blob.example.test", SkipVerify: true} })
+		}},
+		{"no verification with a shared key", func(c *Config) {
+			c.Repos[0] = azureRepo(func(r *Repo) {
+				r.Azure.SAS, r.Azure.Key, r.SharedCredentials = false, "a2V5", true
+				r.Storage = &Storage{Host: "127.0.0.1", SkipVerify: true}
+			})
+		}},
+		{"s3 access key without a token", func(c *Config) {
+			c.Repos[0] = Repo{Type: S3, S3: &S3Store{Bucket: "b", Endpoint: "e", Region: "r", Key: "AK", KeySecret: "SK"}}
+		}},
 		{"unknown type", func(c *Config) { c.Repos[0].Type = "gcs" }},
 		{"days and count", func(c *Config) { c.Repos[0].Retention.FullCount = 3 }},
 		{"a line break in a value", func(c *Config) { c.PG.Path = "/x\nrepo1-path=/etc" }},
@@ -165,6 +230,40 @@ func TestValidate(t *testing.T) {
 				t.Errorf("Render() error = %v, want ErrInvalidConfig", err)
 			}
 		})
+	}
+}
+
+// azureRepo is a valid Azure repository as Fog writes it (a SAS for the stanza's container,
+// Azurite's endpoint with a CA), edited.
+func azureRepo(edit func(r *Repo)) Repo {
+	r := Repo{Type: Azure, Path: "/", Azure: &AzureStore{Account: "devstoreaccount1", Container: "i-3f2a", Key: testSAS, SAS: true, PathStyle: true},
+		Storage: &Storage{Host: "localhost", Port: 10000, CAFile: "/ca.crt"}}
+	edit(&r)
+	return r
+}
+
+// TestValidateNeverQuotesTheKey: the messages of a refused Azure repository name the option,
+// never the credential.
+func TestValidateNeverQuotesTheKey(t *testing.T) {
+	const secret = "c2VjcmV0IGtleQ"
+	for _, r := range []Repo{
+		azureRepo(func(r *Repo) { r.Azure.SAS, r.Azure.Key = false, secret+"==" }),
+		azureRepo(func(r *Repo) { r.Azure.Key = "?sv=1&sig=" + secret }),
+		azureRepo(func(r *Repo) { r.Azure.Key = "sv=1&ss=b&sr=c&se=2&sig=" + secret }),
+		azureRepo(func(r *Repo) { r.Azure.Key = "sig=" + secret + "\n" }),
+		azureRepo(func(r *Repo) { r.Azure.Key = "sig=" + secret + "%zz" }),
+	} {
+		c := posixConfig()
+		c.Repos = []Repo{r}
+		err := c.Validate()
+		if err == nil || strings.Contains(err.Error(), secret) {
+			t.Errorf("Validate() = %v, want an error that does not quote the key", err)
+		}
+	}
+	c := posixConfig()
+	c.Repos = []Repo{azureRepo(func(*Repo) {})}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate() of a SAS for the container = %v", err)
 	}
 }
 

@@ -39,10 +39,31 @@ type instance struct {
 	cfg    pgbackrest.Config
 	dir    string // root's: holds the configuration files
 	fogUsr string
+	// secret: the configuration holds a credential (a SAS), so it is readable by the
+	// instance's group only, as the agent writes it.
+	secret bool
 }
 
 func startInstance(ctx context.Context, t *testing.T) *instance {
 	t.Helper()
+	return startInstanceWith(ctx, t, instanceOptions{})
+}
+
+// instanceOptions change what startInstance makes.
+type instanceOptions struct {
+	// Stanza is the stanza's name ("s1" when empty).
+	Stanza string
+	// Repos returns the repositories (else a posix one under dir); their configuration
+	// then holds a credential, and is written readable by the instance's group alone.
+	Repos func(dir string) []pgbackrest.Repo
+}
+
+func startInstanceWith(ctx context.Context, t *testing.T, o instanceOptions) *instance {
+	t.Helper()
+	stanza := o.Stanza
+	if stanza == "" {
+		stanza = "s1"
+	}
 	bin, err := pgbackrest.FindBinary("")
 	if err != nil {
 		t.Skipf("pgBackRest is not installed (CI installs Debian's pgbackrest): %v", err)
@@ -90,9 +111,13 @@ func startInstance(ctx context.Context, t *testing.T) *instance {
 		}
 	}
 	in := &instance{c: c, r: r, ca: ca, dir: bdir, fogUsr: me.Username}
+	repos := []pgbackrest.Repo{{Path: filepath.Join(bdir, "repo"), Retention: pgbackrest.Retention{FullCount: 2}}}
+	if o.Repos != nil {
+		repos, in.secret = o.Repos(bdir), true
+	}
 	in.cfg = pgbackrest.Config{
-		Stanza: "s1",
-		Repos:  []pgbackrest.Repo{{Path: filepath.Join(bdir, "repo"), Retention: pgbackrest.Retention{FullCount: 2}}},
+		Stanza: stanza,
+		Repos:  repos,
 		PG: pgbackrest.PG{Path: c.DataDir(), SocketPath: c.SocketDir, Port: c.Port,
 			User: postgres.BackupUser, Database: postgres.SystemDB},
 		ArchiveAsync: true, SpoolPath: filepath.Join(bdir, "spool"), ArchivePushQueueMax: 256 << 20,
@@ -105,7 +130,7 @@ func startInstance(ctx context.Context, t *testing.T) *instance {
 			t.Fatal(err)
 		}
 	}
-	in.d = &pgbackrest.Driver{Bin: bin, Config: filepath.Join(bdir, "pgbackrest.conf"), Stanza: "s1", User: u, Timeout: 2 * time.Minute}
+	in.d = &pgbackrest.Driver{Bin: bin, Config: filepath.Join(bdir, "pgbackrest.conf"), Stanza: stanza, User: u, Timeout: 2 * time.Minute}
 	in.writeConf(t, in.d.Config, in.cfg)
 
 	if err := c.WriteConfig(in.pgConfig(t, c, &postgres.Archive{Command: in.d.ArchivePushCommand(), Timeout: time.Minute})); err != nil {
@@ -128,17 +153,38 @@ func startInstance(ctx context.Context, t *testing.T) *instance {
 	return in
 }
 
-// writeConf writes a pgBackRest configuration as Fog does: root's, readable by all (it holds
-// no secret for a posix repository).
+// writeConf writes a pgBackRest configuration as Fog does: root's, readable by all when it
+// holds no secret (a posix repository), else by the instance's group alone.
 func (in *instance) writeConf(t *testing.T, path string, cfg pgbackrest.Config) {
 	t.Helper()
 	text, err := cfg.Render()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, text, 0o644); err != nil {
+	if !in.secret {
+		if err := os.WriteFile(path, text, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer f.Close()
+	if in.d.User != nil {
+		if err := f.Chown(0, int(in.d.User.GID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := errors.Join(f.Chmod(0o640), writeAll(f, text)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeAll(f *os.File, b []byte) error {
+	_, err := f.Write(b)
+	return err
 }
 
 func (in *instance) pgConfig(t *testing.T, c *postgres.Cluster, a *postgres.Archive) postgres.Config {
