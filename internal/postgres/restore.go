@@ -138,7 +138,9 @@ func conninfoValue(s string) string {
 // to it) and must not read a ~/.pgpass, a service file or a PG* variable of Fog's.
 func (r *Runner) clientCommand(ctx context.Context, env []string, program string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, filepath.Join(r.Bin, program), args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// SIGTERM when the agent dies too (Pdeathsig): a pg_dump left running on its own would
+	// keep writing the dump directory that the restarted agent removes and dumps into again.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "LC_ALL=C.UTF-8", "HOME=/nonexistent", "PGSYSCONFDIR=/nonexistent",
 		"PGPASSFILE=/nonexistent", "PGCONNECT_TIMEOUT=10"}, env...)
