@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"regexp"
@@ -104,7 +105,7 @@ func backupFaultScenarios() []backupFault {
 // cluster and no restore directory, the instance's other databases untouched. Set
 // FOG_FAULT_MATRIX=1 for every victim at every moment; by default one of each kind runs.
 func TestBackupFaults(t *testing.T) {
-	if _, err := os.Stat(pgbackrestBin); err != nil {
+	if _, err := exec.LookPath("pgbackrest"); err != nil {
 		t.Skip("pgBackRest is not installed (CI installs Debian's pgbackrest)")
 	}
 	started := time.Now()
@@ -131,8 +132,6 @@ func TestBackupFaults(t *testing.T) {
 		}
 	}
 }
-
-const pgbackrestBin = "/usr/bin/pgbackrest"
 
 // backupHarness is one instance of a separate-process deployment, with a writer committing
 // to its database shop all along.
@@ -177,7 +176,7 @@ func newBackupHarness(t *testing.T) *backupHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.drv = &pgbackrest.Driver{Bin: pgbackrestBin, Config: filepath.Join(h.dir, "pgbackrest.conf"), Stanza: m.Stanza()}
+	h.drv = &pgbackrest.Driver{Config: filepath.Join(h.dir, "pgbackrest.conf"), Stanza: m.Stanza()}
 	if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != 0 {
 		u, err := user.LookupId(strconv.Itoa(int(uid)))
 		if err != nil {
