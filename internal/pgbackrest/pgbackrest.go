@@ -155,8 +155,12 @@ func (d *Driver) prepare(ctx context.Context, args []string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	// Its own process group: a cancelled command ends with the processes it forked
 	// (process-max) and not a signal meant for Fog reaches it. SIGTERM lets pgBackRest
-	// stop cleanly; a backup it leaves is resumed by the next one.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// stop cleanly; a backup it leaves is resumed by the next one. The same SIGTERM when
+	// the process that runs it dies (Pdeathsig; Go sets it after the change of user, which
+	// would clear it): an agent killed with SIGKILL must not leave a backup running that
+	// holds the stanza's lock (the one it asks again when it restarts fails with [050]), or
+	// a restore writing into the scratch directory it restores into again.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
 	if d.User != nil && os.Geteuid() == 0 && d.User.UID != 0 {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -56,23 +57,43 @@ const scratchHBA = "# Written by Fog: a scratch copy for a restore.\nlocal   all
 
 // PrepareScratch makes the scratch cluster's directory (root's, 0711, as an instance's) and
 // its data directory (the cluster's OS user's, 0700) if missing, and reports whether the
-// data directory holds anything (a restore redone over a partial one needs --delta).
+// data directory holds anything (a restore redone over a partial one needs --delta). A
+// partial one that holds neither PG_VERSION nor backup.manifest is emptied first:
+// pgBackRest turns --delta off without them ("unable to find 'PG_VERSION' or
+// 'backup.manifest' ... to confirm that this is a valid $PGDATA directory", restore.c) and
+// then refuses a directory with files in it, so a restore killed before it wrote either
+// would fail every time it is redone.
 func (c *Cluster) PrepareScratch() (nonEmpty bool, err error) {
 	if err := c.makeDataDir(); err != nil {
 		return false, err
 	}
-	err = c.inDir(func(d *safedir.Dir) error {
-		pg, err := d.OpenDir("pgdata")
-		if err != nil {
+	check := func() error {
+		return c.inDir(func(d *safedir.Dir) error {
+			pg, err := d.OpenDir("pgdata")
+			if err != nil {
+				return err
+			}
+			defer pg.Close()
+			names, err := pg.Names()
+			nonEmpty = len(names) > 0 && (slices.Contains(names, "PG_VERSION") || slices.Contains(names, "backup.manifest"))
+			if err == nil && len(names) > 0 && !nonEmpty {
+				err = errPartialScratch
+			}
 			return err
+		})
+	}
+	if err = check(); errors.Is(err, errPartialScratch) {
+		// The scratch's directory is root's: RemoveAll removes a link in it, never its target.
+		if err = os.RemoveAll(c.DataDir()); err == nil {
+			if err = c.makeDataDir(); err == nil {
+				err = check()
+			}
 		}
-		defer pg.Close()
-		names, err := pg.Names()
-		nonEmpty = len(names) > 0
-		return err
-	})
+	}
 	return nonEmpty, err
 }
+
+var errPartialScratch = errors.New("a partial scratch data directory pgBackRest cannot restore over")
 
 // WriteMarker and HasMarker keep, in the cluster's directory (root's), which steps of a
 // restore are complete, so that a restore redone after a crash skips them.
@@ -148,7 +169,9 @@ func conninfoValue(s string) string {
 // to it) and must not read a ~/.pgpass, a service file or a PG* variable of Fog's.
 func (r *Runner) clientCommand(ctx context.Context, env []string, program string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, filepath.Join(r.Bin, program), args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// SIGTERM when the agent dies too (Pdeathsig): a pg_dump left running on its own would
+	// keep writing the dump directory that the restarted agent removes and dumps into again.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "LC_ALL=C.UTF-8", "HOME=/nonexistent", "PGSYSCONFDIR=/nonexistent",
 		"PGPASSFILE=/nonexistent", "PGCONNECT_TIMEOUT=10"}, env...)

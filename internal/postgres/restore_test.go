@@ -1,6 +1,11 @@
 package postgres
 
-import "testing"
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 // TestRestoreListAndConninfo: the restore list drops extensions' comments and nothing else,
 // and a connection string value with quotes and backslashes stays one value.
@@ -27,6 +32,45 @@ func TestRestoreListAndConninfo(t *testing.T) {
 	} {
 		if got := conninfoValue(in); got != want {
 			t.Errorf("conninfoValue(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// TestPrepareScratchAfterAnEarlyKill: a restore killed before pgBackRest wrote PG_VERSION
+// (or its manifest) leaves files pgBackRest refuses to restore over with --delta ("unable to
+// restore to path ... because it contains files", [040]): the redo starts from an empty data
+// directory. One that got that far is kept, for --delta.
+func TestPrepareScratchAfterAnEarlyKill(t *testing.T) {
+	_, r := testRunner(context.Background(), t)
+	for _, tc := range []struct {
+		files        []string
+		wantNonEmpty bool
+	}{
+		{nil, false},
+		{[]string{"base/1/1259"}, false},
+		{[]string{"base/1/1259", "PG_VERSION"}, true},
+		{[]string{"backup.manifest"}, true},
+	} {
+		c := &Cluster{Dir: filepath.Join(t.TempDir(), "scratch"), R: r}
+		if _, err := c.PrepareScratch(); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range tc.files {
+			p := filepath.Join(c.DataDir(), f)
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		nonEmpty, err := c.PrepareScratch()
+		if err != nil || nonEmpty != tc.wantNonEmpty {
+			t.Errorf("PrepareScratch() over %v = %v, %v, want %v", tc.files, nonEmpty, err, tc.wantNonEmpty)
+		}
+		names, _ := os.ReadDir(c.DataDir())
+		if !tc.wantNonEmpty && len(names) > 0 {
+			t.Errorf("PrepareScratch() over %v left %d names in the data directory, want none", tc.files, len(names))
 		}
 	}
 }
