@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fogdb/fog/internal/pgtypes"
 )
 
 // DatabaseDrop is a DROP DATABASE found in the WAL: where a recovery that must still have the
@@ -34,16 +36,19 @@ type WALPosition struct {
 	LSN         string
 	Timeline    uint32
 	CatalogNode uint32
+	// SegmentSize is the server's WAL segment size in bytes.
+	SegmentSize int64
 }
 
 // CurrentWAL is a primary's current WAL position.
 func CurrentWAL(ctx context.Context, conn *pgx.Conn) (WALPosition, error) {
 	var p WALPosition
-	var file string
+	var file, segSize string
 	var node int64
 	if err := conn.QueryRow(ctx, `SELECT pg_catalog.pg_current_wal_lsn()::pg_catalog.text,
 		pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()),
-		pg_catalog.pg_relation_filenode('pg_catalog.pg_database'::pg_catalog.regclass)::pg_catalog.int8`).Scan(&p.LSN, &file, &node); err != nil {
+		pg_catalog.pg_relation_filenode('pg_catalog.pg_database'::pg_catalog.regclass)::pg_catalog.int8,
+		pg_catalog.current_setting('wal_segment_size')`).Scan(&p.LSN, &file, &node, &segSize); err != nil {
 		return p, fmt.Errorf("current WAL position: %w", err)
 	}
 	tl, err := strconv.ParseUint(file[:min(8, len(file))], 16, 32)
@@ -51,6 +56,9 @@ func CurrentWAL(ctx context.Context, conn *pgx.Conn) (WALPosition, error) {
 		return p, fmt.Errorf("current WAL file %q: %w", file, err)
 	}
 	p.Timeline, p.CatalogNode = uint32(tl), uint32(node)
+	if p.SegmentSize, err = parseSize(segSize); err != nil {
+		return p, fmt.Errorf("wal_segment_size %q: %w", segSize, err)
+	}
 	return p, nil
 }
 
@@ -71,23 +79,62 @@ var (
 func (c *Cluster) FindDatabaseDrop(ctx context.Context, oid uint32, from, to WALPosition) (d DatabaseDrop, found bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	// A look that still listed the database may have read from after the drop began: its
+	// transaction was not committed then, and a drop forces a checkpoint midway. So the
+	// read starts a segment earlier, or at from's segment, or at from, whichever pg_wal
+	// still holds.
 	var xid string
-	err = c.waldump(ctx, from, to.LSN, func(r io.Reader) error {
-		var err error
-		d, xid, found, err = parseWaldumpDrop(r, oid)
-		return err
-	}, "-r", "Database", "-r", "Transaction")
+	var start WALPosition
+	var errs []error
+	for _, st := range dropSearchStarts(from) {
+		err = c.waldump(ctx, st, to.LSN, func(r io.Reader) error {
+			var err error
+			d, xid, found, err = parseWaldumpDrop(r, oid)
+			return err
+		}, "-r", "Database", "-r", "Transaction")
+		if err == nil {
+			start = st
+			break
+		}
+		errs = append(errs, err)
+	}
 	if err != nil || !found {
+		if err != nil {
+			err = errors.Join(errs...)
+		}
 		return d, found, err
 	}
 	// The drop's first change: its pg_database row's in-place update, or its delete.
-	err = c.waldump(ctx, from, d.LSN, func(r io.Reader) error {
+	if start.LSN == d.LSN {
+		return d, true, nil
+	}
+	err = c.waldump(ctx, start, d.LSN, func(r io.Reader) error {
 		if lsn := parseWaldumpRowChange(r, xid); lsn != "" {
 			d.LSN = lsn
 		}
 		return nil
 	}, "-r", "Heap", "-R", fmt.Sprintf("1664/0/%d", to.CatalogNode))
 	return d, true, err
+}
+
+// dropSearchStarts are where FindDatabaseDrop tries to start reading, earliest first: the
+// start of the segment before from's, of from's own, and from.
+func dropSearchStarts(from WALPosition) []WALPosition {
+	lsn, err := pgtypes.ParseLSN(from.LSN)
+	seg := pgtypes.LSN(from.SegmentSize)
+	if err != nil || seg == 0 {
+		return []WALPosition{from}
+	}
+	own := lsn - lsn%seg
+	out := []WALPosition{}
+	if own >= seg {
+		p := from
+		p.LSN = (own - seg).String()
+		out = append(out, p)
+	}
+	p := from
+	p.LSN = own.String()
+	return append(out, p, from)
 }
 
 // waldump runs pg_waldump over pg_wal from from to to with args, and hands its output to
@@ -207,4 +254,21 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 		_, _ = l.w.Write(p[:k])
 	}
 	return len(p), nil
+}
+
+// parseSize reads a size as current_setting prints it ("16MB", "1GB", "8192").
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		n      int64
+	}{{"GB", 1 << 30}, {"MB", 1 << 20}, {"kB", 1 << 10}, {"B", 1}}
+	n := int64(1)
+	for _, u := range units {
+		if v, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, n = v, u.n
+			break
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	return v * n, err
 }

@@ -117,6 +117,14 @@ func TestFindDatabaseDrop(t *testing.T) {
 	if d.Committed.Before(before.Add(-time.Second)) || d.Committed.After(time.Now().Add(time.Second)) {
 		t.Fatalf("drop committed at %v, the test dropped it at %v", d.Committed, before)
 	}
+	// A look that read its position after the drop had begun (its transaction was not
+	// committed yet, so the database was still listed) finds the same drop.
+	if late, found, err := c.FindDatabaseDrop(ctx, oid, to, to); err != nil || !found || late != d {
+		t.Fatalf("from a position after the drop began: %+v %v %v, want %+v", late, found, err, d)
+	}
+	if from.SegmentSize != 16<<20 {
+		t.Errorf("segment size %d", from.SegmentSize)
+	}
 	if _, found, err := c.FindDatabaseDrop(ctx, oid+1000, from, to); found || err != nil {
 		t.Fatalf("found the drop of a database never made: %v %v", found, err)
 	}
