@@ -40,7 +40,9 @@ type fog struct {
 	dns string
 }
 
-func startFog(ctx context.Context, base string) (*fog, error) {
+// startFog runs a Fog in this process with its regions' addresses from base; mutate changes
+// its configuration before it starts.
+func startFog(ctx context.Context, base string, mutate ...func(*server.Config)) (*fog, error) {
 	dir, err := os.MkdirTemp("", "fog-bench-")
 	if err != nil {
 		return nil, err
@@ -52,17 +54,21 @@ func startFog(ctx context.Context, base string) (*fog, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	ready := make(chan server.Info, 1)
 	done := make(chan error, 1)
+	cfg := server.Config{
+		DataDir: dir, API: api.Config{Listen: "127.0.0.1:0"}, AddressBase: base,
+		// The DNS server in direct mode: the gateway benchmark reaches the primary through
+		// the read-write name as a relay-free application does.
+		DNS: fogdns.Config{Listen: "127.0.0.1:0", Mode: fogdns.ModeDirect},
+		// Kernel splicing on where it can be, for the listener's spliced rows (the
+		// listener_loop rows turn it off for a while): it is off by default.
+		Gateway: gateway.Config{KernelSplice: true},
+		Log:     slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: logLevel()})),
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
 	go func() {
-		done <- server.Run(ctx, server.Config{
-			DataDir: dir, API: api.Config{Listen: "127.0.0.1:0"}, AddressBase: base,
-			// The DNS server in direct mode: the gateway benchmark reaches the primary through
-			// the read-write name as a relay-free application does.
-			DNS: fogdns.Config{Listen: "127.0.0.1:0", Mode: fogdns.ModeDirect},
-			// Kernel splicing on where it can be, for the listener's spliced rows (the
-			// listener_loop rows turn it off for a while): it is off by default.
-			Gateway: gateway.Config{KernelSplice: true},
-			Log:     slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: logLevel()})),
-		}, func(i server.Info) { ready <- i })
+		done <- server.Run(ctx, cfg, func(i server.Info) { ready <- i })
 	}()
 	var f *fog
 	select {

@@ -11,7 +11,9 @@
 // answer), settle (kill -9 of fog in the middle of a planned failover), lag, gateway, seeding,
 // controlplane, distributed (servers and agents as separate processes on etcd: planned and
 // forced failovers, and kill -9 of the leader server), copysync (what fog.wait_for_copy_sync()
-// adds to a commit). Each prints min / median /
+// adds to a commit), backup (a full backup Fog takes against pgbackrest backup by hand),
+// archiving (pgbench with WAL archiving on and off, and the archive lag under it), pitr (a
+// point-in-time restore through the API against the same steps by hand). Each prints min / median /
 // p95 / max and the raw samples go to a JSON file (-out, default bench/results/<time>.json).
 package main
 
@@ -37,6 +39,7 @@ type options struct {
 	runs        int
 	lagSeconds  int
 	pgbenchSecs int
+	archiveSecs int
 	seedScale   int
 	cpSeconds   float64
 	cpClients   int
@@ -89,9 +92,12 @@ var scenarios = map[string]scenario{
 	"loaded":       loadedScenario,
 	"distributed":  distributedScenario,
 	"copysync":     copySyncScenario,
+	"backup":       backupScenario,
+	"archiving":    archivingScenario,
+	"pitr":         pitrScenario,
 }
 
-var order = []string{"planned", "planneddns", "loaded", "forced", "silent", "settle", "lag", "gateway", "gatewaypairs", "seeding", "controlplane", "distributed", "copysync"}
+var order = []string{"planned", "planneddns", "loaded", "forced", "silent", "settle", "lag", "gateway", "gatewaypairs", "seeding", "controlplane", "distributed", "copysync", "backup", "archiving", "pitr"}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -114,6 +120,7 @@ func run(ctx context.Context, args []string) error {
 	var o options
 	fs.IntVar(&o.runs, "runs", 5, "runs per scenario")
 	fs.IntVar(&o.lagSeconds, "lag-seconds", 30, "pgbench duration of one lag run")
+	fs.IntVar(&o.archiveSecs, "archive-seconds", 60, "pgbench duration of one archiving run (each mode)")
 	fs.IntVar(&o.pgbenchSecs, "pgbench-seconds", 10, "pgbench duration of one gateway run")
 	fs.IntVar(&o.pairs, "pairs", 20, "pairs of pgbench runs per mode in gatewaypairs")
 	fs.IntVar(&o.pairSecs, "pair-seconds", 3, "pgbench duration of one run of a gatewaypairs pair")
