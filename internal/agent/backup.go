@@ -485,22 +485,41 @@ func (p *pgServer) Backup(ctx context.Context, typ string, seq int64) error {
 		return err
 	}
 	tag := strconv.FormatInt(seq, 10)
-	info, err := p.info(ctx, d, "")
-	if err != nil {
-		return err
-	}
 	label := ""
-	for _, b := range info.Backup {
-		if b.Annotation[seqAnnotation] == tag {
-			label = b.Label
-		}
-	}
-	if label == "" {
-		if label, err = d.Backup(ctx, pgbackrest.BackupType(typ), pgbackrest.BackupOptions{Annotations: map[string]string{seqAnnotation: tag}}); err != nil {
+	lockDeadline := time.Now().Add(backupLockWait)
+	for label == "" {
+		info, err := p.info(ctx, d, "")
+		if err != nil {
 			return err
 		}
+		for _, b := range info.Backup {
+			if b.Annotation[seqAnnotation] == tag {
+				label = b.Label
+			}
+		}
+		if label != "" {
+			break
+		}
+		label, err = d.Backup(ctx, pgbackrest.BackupType(typ), pgbackrest.BackupOptions{Annotations: map[string]string{seqAnnotation: tag}})
+		var pe *pgbackrest.Error
+		if err == nil {
+			break
+		}
+		if !errors.As(err, &pe) || pe.Code != pgbackrest.CodeLockAcquire || time.Now().After(lockDeadline) {
+			return err
+		}
+		// The backup of an agent that died before this one holds the stanza's lock until it
+		// has stopped (it is sent SIGTERM when its agent dies): wait for it, then look again,
+		// since it may have finished this very backup.
+		p.a.log.Info("the stanza's lock is held, by a backup of an agent that stopped; waiting for it to end", "instance", p.uid, "seq", seq)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
 	}
-	if info, err = p.info(ctx, d, label); err != nil {
+	info, err := p.info(ctx, d, label)
+	if err != nil {
 		return err
 	}
 	b, ok := info.Find(label)
@@ -524,6 +543,9 @@ func (p *pgServer) VerifyBackups(ctx context.Context) error {
 	_, err = d.Verify(ctx)
 	return err
 }
+
+// backupLockWait is how long a backup waits for the stanza's lock that another backup holds.
+const backupLockWait = 2 * time.Minute
 
 // seqAnnotation carries a backup's sequence number (instance.BackupSpec.Seq).
 const seqAnnotation = "fog-seq"
