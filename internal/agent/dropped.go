@@ -68,8 +68,13 @@ func (w *worker) observeDrops(ctx context.Context, s instance.Spec, dbs []postgr
 			if _, ok := now[old.OID]; ok {
 				continue
 			}
-			changed = true
 			d, found, err := srv.FindDatabaseDrop(ctx, old.OID, ds.At, after)
+			if ctx.Err() != nil {
+				// Interrupted (the worker's pass ended): the next look searches again.
+				st.Dropped = slices.Clone(ds.Dropped)
+				return
+			}
+			changed = true
 			switch {
 			case err != nil:
 				w.log.Error("a database is gone, and its drop could not be read from the WAL: it cannot be restored as a dropped database",
@@ -77,6 +82,8 @@ func (w *worker) observeDrops(ctx context.Context, s instance.Spec, dbs []postgr
 			case !found:
 				// Still there, but not listed (ALLOW_CONNECTIONS false): no drop.
 				w.log.Info("a database is no longer listed, and was not dropped", "instance", s.Name, "database", old.Name)
+			case slices.ContainsFunc(ds.Dropped, func(x instance.DroppedDB) bool { return x.OID == old.OID && x.LSN == d.LSN }):
+				// Found by a look that was interrupted before it recorded what it saw.
 			default:
 				ds.Dropped = append(ds.Dropped, instance.DroppedDB{Name: old.Name, OID: old.OID, Created: old.Created, Deleted: d.Committed, LSN: d.LSN})
 				w.log.Info("database dropped", "instance", s.Name, "database", old.Name, "at", d.Committed, "lsn", d.LSN)

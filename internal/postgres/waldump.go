@@ -79,62 +79,80 @@ var (
 func (c *Cluster) FindDatabaseDrop(ctx context.Context, oid uint32, from, to WALPosition) (d DatabaseDrop, found bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	// A look that still listed the database may have read from after the drop began: its
-	// transaction was not committed then, and a drop forces a checkpoint midway. So the
-	// read starts a segment earlier, or at from's segment, or at from, whichever pg_wal
-	// still holds.
+	// The drop is almost always after from, the position read before the last look that
+	// listed the database. But that look may have read it after the drop began (its
+	// transaction was not committed, and a drop forces a checkpoint midway): then the read
+	// starts again earlier, at from's segment and at the one before, as far as pg_wal holds.
+	starts := dropSearchStarts(from)
 	var xid string
-	var start WALPosition
 	var errs []error
-	for _, st := range dropSearchStarts(from) {
-		err = c.waldump(ctx, st, to.LSN, func(r io.Reader) error {
+	for _, st := range starts {
+		err := c.waldump(ctx, st, to.LSN, func(r io.Reader) error {
 			var err error
 			d, xid, found, err = parseWaldumpDrop(r, oid)
 			return err
 		}, "-r", "Database", "-r", "Transaction")
-		if err == nil {
-			start = st
+		if ctx.Err() != nil {
+			return d, false, ctx.Err()
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if found {
 			break
 		}
-		errs = append(errs, err)
 	}
-	if err != nil || !found {
-		if err != nil {
-			err = errors.Join(errs...)
+	if !found {
+		if len(errs) == len(starts) {
+			return d, false, errors.Join(errs...)
 		}
-		return d, found, err
+		return d, false, nil
 	}
-	// The drop's first change: its pg_database row's in-place update, or its delete.
-	if start.LSN == d.LSN {
-		return d, true, nil
-	}
-	err = c.waldump(ctx, start, d.LSN, func(r io.Reader) error {
-		if lsn := parseWaldumpRowChange(r, xid); lsn != "" {
-			d.LSN = lsn
+	// The drop's first change: its pg_database row's in-place update, or its delete, looked
+	// for from the same starts.
+	drop, _ := pgtypes.ParseLSN(d.LSN)
+	for _, st := range starts {
+		if l, err := pgtypes.ParseLSN(st.LSN); err != nil || l >= drop {
+			continue
 		}
-		return nil
-	}, "-r", "Heap", "-R", fmt.Sprintf("1664/0/%d", to.CatalogNode))
-	return d, true, err
+		var first string
+		err := c.waldump(ctx, st, d.LSN, func(r io.Reader) error {
+			first = parseWaldumpRowChange(r, xid)
+			return nil
+		}, "-r", "Heap", "-R", fmt.Sprintf("1664/0/%d", to.CatalogNode))
+		if ctx.Err() != nil {
+			return d, false, ctx.Err()
+		}
+		if err == nil && first != "" {
+			d.LSN = first
+			break
+		}
+	}
+	return d, true, nil
 }
 
-// dropSearchStarts are where FindDatabaseDrop tries to start reading, earliest first: the
-// start of the segment before from's, of from's own, and from.
+// dropSearchStarts are where FindDatabaseDrop reads from, latest first: from, the start of
+// from's segment, and the start of the segment before.
 func dropSearchStarts(from WALPosition) []WALPosition {
+	out := []WALPosition{from}
 	lsn, err := pgtypes.ParseLSN(from.LSN)
 	seg := pgtypes.LSN(from.SegmentSize)
 	if err != nil || seg == 0 {
-		return []WALPosition{from}
+		return out
 	}
 	own := lsn - lsn%seg
-	out := []WALPosition{}
+	if own != lsn {
+		p := from
+		p.LSN = own.String()
+		out = append(out, p)
+	}
 	if own >= seg {
 		p := from
 		p.LSN = (own - seg).String()
 		out = append(out, p)
 	}
-	p := from
-	p.LSN = own.String()
-	return append(out, p, from)
+	return out
 }
 
 // waldump runs pg_waldump over pg_wal from from to to with args, and hands its output to
