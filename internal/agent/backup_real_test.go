@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/fogdb/fog/internal/agent"
 	"github.com/fogdb/fog/internal/devca"
+	"github.com/fogdb/fog/internal/freeport"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/pgbackrest"
 	"github.com/fogdb/fog/internal/pgtypes"
@@ -80,12 +80,11 @@ func realAgent(ctx context.Context, t *testing.T, dir string, st store.Store, ui
 
 func freeTCPPort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Port()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // waitStatus polls instance uid's status until ok holds for it.

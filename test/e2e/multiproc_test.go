@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fogdb/fog/internal/freeport"
 	"github.com/fogdb/fog/internal/server"
 	"github.com/fogdb/fog/internal/store"
 	"github.com/fogdb/fog/internal/store/storetest"
@@ -121,12 +122,11 @@ func (p *proc) waitLog(s string, within time.Duration) {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return a
 }
 
 // deployment is Fog across processes: three etcd members, servers on them, and one `fog

@@ -22,6 +22,7 @@ import (
 
 	"github.com/fogdb/fog/internal/blob"
 	"github.com/fogdb/fog/internal/devca"
+	"github.com/fogdb/fog/internal/freeport"
 )
 
 // EnvBin names the azurite-blob executable (.ci/run sets it where it installed Azurite).
@@ -182,10 +183,9 @@ func (a *Azurite) run(ctx context.Context, t *testing.T, bin, data, certFile, ke
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Port()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }

@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/fogdb/fog/internal/freeport"
 )
 
 // EtcdCluster is a real etcd cluster of embedded members in the test process, on loopback;
@@ -32,8 +33,23 @@ func StartEtcd(t *testing.T, n int) *EtcdCluster {
 }
 
 // NewEtcd starts an n-member cluster with its data under dir (benchmarks use it outside a
-// test); Close stops it.
+// test); Close stops it. A port taken by another process between its pick and etcd's bind
+// (another test's pick of the same port) makes it start again on new ports.
 func NewEtcd(dir string, n int) (*EtcdCluster, error) {
+	var err error
+	for range 5 {
+		var c *EtcdCluster
+		if c, err = newEtcd(dir, n); err == nil || !strings.Contains(err.Error(), "address already in use") {
+			return c, err
+		}
+		if rerr := os.RemoveAll(dir); rerr != nil {
+			return nil, rerr
+		}
+	}
+	return nil, err
+}
+
+func newEtcd(dir string, n int) (*EtcdCluster, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -119,10 +135,9 @@ func (c *EtcdCluster) Endpoints() []string {
 }
 
 func freeURL() (url.URL, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		return url.URL{}, err
 	}
-	defer l.Close()
-	return url.URL{Scheme: "http", Host: l.Addr().String()}, nil
+	return url.URL{Scheme: "http", Host: a}, nil
 }
