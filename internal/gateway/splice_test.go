@@ -264,6 +264,26 @@ func testRelayRouteChangeEndsSession(t *testing.T, spliced bool) {
 func TestRelayRoundTrips(t *testing.T) { bothRelays(t, testRelayRoundTrips) }
 
 func testRelayRoundTrips(t *testing.T, spliced bool) {
+	// The credit is raised by the loop's ticks (every 10 ms): on a busy machine a tick can
+	// come late while the session moves more than the window, and the direction is passed
+	// up (correctly: the bytes still arrive). The client paces itself (a pause every 256 KiB)
+	// and the session gets three tries to stay spliced; ticks that never raised the credit
+	// would pass it up in every one (16 MiB is four windows).
+	for try := 1; ; try++ {
+		st, passedUp := roundTrips(t, spliced)
+		if !spliced || !passedUp {
+			return
+		}
+		if try == 3 {
+			t.Fatalf("in 3 tries of 16 MiB each way: spliced sessions %d, directions passed up %d; want the session still spliced both ways", st.Spliced, st.PassedUp)
+		}
+		t.Logf("try %d: a direction was passed up (spliced %d, passed up %d); trying again", try, st.Spliced, st.PassedUp)
+	}
+}
+
+// roundTrips runs one session of round trips through a new relay and returns its stats at
+// the end, and whether the session did not stay spliced both ways.
+func roundTrips(t *testing.T, spliced bool) (Stats, bool) {
 	const msg, rounds = 8 << 10, 2000 // 16 MiB each way, four times the window
 	target := serveOne(t, func(c net.Conn) {
 		buf := make([]byte, msg)
@@ -285,6 +305,9 @@ func testRelayRoundTrips(t *testing.T, spliced bool) {
 	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
 	out, back := make([]byte, msg), make([]byte, msg)
 	for r := range rounds {
+		if r%32 == 31 {
+			time.Sleep(2 * time.Millisecond)
+		}
 		_, _ = rand.Read(out[:64])
 		out[msg-1] = byte(r)
 		if _, err := c.Write(out); err != nil {
@@ -299,9 +322,8 @@ func testRelayRoundTrips(t *testing.T, spliced bool) {
 			}
 		}
 	}
-	if st := g.Stats(); spliced && (st.Spliced != 1 || st.PassedUp != 0) {
-		t.Fatalf("after %d MiB each way: spliced sessions %d, directions passed up %d; want the session still spliced both ways", rounds*msg>>20, st.Spliced, st.PassedUp)
-	}
+	st := g.Stats()
+	return st, st.Spliced != 1 || st.PassedUp != 0
 }
 
 // TestRelaySlowReader: a server that takes its time reading a large upload (as PostgreSQL

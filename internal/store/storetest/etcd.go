@@ -1,11 +1,13 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,7 +41,7 @@ func NewEtcd(dir string, n int) (*EtcdCluster, error) {
 	var err error
 	for range 5 {
 		var c *EtcdCluster
-		if c, err = newEtcd(dir, n); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		if c, err = newEtcd(dir, n); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
 			return c, err
 		}
 		if rerr := os.RemoveAll(dir); rerr != nil {
