@@ -55,6 +55,8 @@ type Agent struct {
 	// bk runs the region's backups, one at a time; rs its restores.
 	bk *backupRunner
 	rs *restoreRunner
+	// served are the pgBackRest TLS servers of the region's group primaries.
+	served *backupServers
 
 	// published is closed once the agent record (its address and port ranges) is in the
 	// store: from then on the control plane can place instances in the region.
@@ -80,7 +82,7 @@ func New(cfg Config, st store.Store, runner *postgres.Runner, ca Issuer, log *sl
 		cfg.Backup.RestoreDir = filepath.Join(filepath.Dir(cfg.Dir), "restores", cfg.Region)
 	}
 	a := &Agent{cfg: cfg, st: st, runner: runner, ca: ca, log: log.With("region", cfg.Region), workers: map[string]*worker{}, published: make(chan struct{}),
-		specByUID: map[string]instance.Spec{}, locks: map[string]*sync.Mutex{}, bk: newBackupRunner(), rs: newRestoreRunner()}
+		specByUID: map[string]instance.Spec{}, locks: map[string]*sync.Mutex{}, bk: newBackupRunner(), rs: newRestoreRunner(), served: newBackupServers()}
 	guardFile := ""
 	if len(cfg.GuardCommand) > 0 {
 		guardFile = cfg.GuardFile
@@ -222,6 +224,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	lwg.Go(func() { a.probe(wctx) })
 	lwg.Go(func() { a.bk.run(wctx) })
 	lwg.Go(func() { a.runRestores(wctx) })
+	defer a.served.stopAll()
 	if a.cfg.Backup.Off {
 		a.log.Warn("backups are off", "reason", a.cfg.Backup.OffReason)
 	}
@@ -295,6 +298,9 @@ func (a *Agent) peerChanged(ctx context.Context, key string, seen map[string]str
 	sum := st.Phase + "/" + st.Role
 	if st.Replication != nil {
 		sum += "/" + st.Replication.ReceiverStatus
+	}
+	if st.Backup != nil && st.Backup.Served != nil {
+		sum += "/serves backups" // the standby's backup may go ahead
 	}
 	if seen[uid] == sum {
 		return ""

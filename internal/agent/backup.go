@@ -17,6 +17,7 @@ import (
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/pgbackrest"
 	"github.com/fogdb/fog/internal/postgres"
+	"github.com/fogdb/fog/internal/store"
 )
 
 // BackupConfig is the agent's side of backups (docs/backups.md): where its region's
@@ -128,6 +129,9 @@ type backupJob struct {
 	typ  string
 	srv  Server
 	kick func()
+	// from is the group's primary a standby's backup starts and stops the backup on (nil:
+	// the instance backs itself up).
+	from *instance.BackupServed
 	// cancel ends a running job; done is set once it ended, with err, and for a backup
 	// taken the verification that followed it.
 	cancel context.CancelFunc
@@ -177,10 +181,13 @@ func (r *backupRunner) collect(uid string) (*backupJob, bool) {
 
 // stop cancels uid's job, queued or running, and with wait waits until it has ended. Its
 // outcome, an error, is collected as any other's.
-func (r *backupRunner) stop(uid string, wait bool) {
+func (r *backupRunner) stop(uid string, wait bool) { r.stopIf(uid, wait, nil) }
+
+// stopIf stops uid's job as stop does, if it has one for which cond holds (nil: any).
+func (r *backupRunner) stopIf(uid string, wait bool, cond func(j *backupJob) bool) {
 	r.mu.Lock()
 	j, ok := r.jobs[uid]
-	if !ok || j.done {
+	if !ok || j.done || cond != nil && !cond(j) {
 		r.mu.Unlock()
 		return
 	}
@@ -230,7 +237,7 @@ func (r *backupRunner) run(ctx context.Context) {
 			}
 			continue
 		}
-		err := j.srv.Backup(jctx, j.typ, j.seq)
+		err := j.srv.Backup(jctx, j.typ, j.seq, j.from)
 		if err != nil && jctx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("%w (%v)", errBackupCancelled, err)
 		}
@@ -293,9 +300,23 @@ func (w *worker) backupRow(ctx context.Context, p *pass) error {
 	if s.Backup.Seq <= st.Backup.Seq || w.a.bk.has(w.uid) {
 		return nil
 	}
-	w.a.bk.submit(&backupJob{uid: w.uid, seq: s.Backup.Seq, typ: s.Backup.Type, srv: p.srv, kick: w.kickSoon})
+	j := &backupJob{uid: w.uid, seq: s.Backup.Seq, typ: s.Backup.Type, srv: p.srv, kick: w.kickSoon}
+	if s.Role == instance.RoleStandby {
+		// The standby's region backs up from the standby, through its primary's server.
+		var pst instance.Status
+		if _, err := store.Get(ctx, w.a.st, instance.StatusKey(s.Peer.Region, s.Peer.UID), &pst); err != nil || pst.Backup == nil || pst.Backup.Served == nil {
+			// The schedule asks only while the primary serves: it stopped since. The backup
+			// did not fail; it is asked again once the primary serves.
+			st.Backup.Seq, st.Backup.Running, st.Backup.Cancelled = s.Backup.Seq, 0, true
+			st.Backup.Error = "not taken: the group's primary does not serve its standby's backups now"
+			w.log.Warn("backup not taken: the group's primary does not serve it", "instance", s.Name, "seq", s.Backup.Seq)
+			return nil
+		}
+		j.from = pst.Backup.Served
+	}
+	w.a.bk.submit(j)
 	st.Backup.Running = s.Backup.Seq
-	w.log.Info("backup queued", "instance", s.Name, "seq", s.Backup.Seq, "type", s.Backup.Type)
+	w.log.Info("backup queued", "instance", s.Name, "seq", s.Backup.Seq, "type", s.Backup.Type, "fromStandby", j.from != nil)
 	return nil
 }
 
@@ -311,9 +332,9 @@ func (w *worker) collectBackup(s instance.Spec, b *instance.BackupStatus) bool {
 		}
 		return false
 	}
-	b.Seq, b.Running, b.Error = j.seq, 0, ""
+	b.Seq, b.Running, b.Error, b.Cancelled = j.seq, 0, "", false
 	if j.err != nil {
-		b.Error = j.err.Error()
+		b.Error, b.Cancelled = j.err.Error(), errors.Is(j.err, errBackupCancelled)
 		w.log.Error("backup failed", "instance", s.Name, "seq", j.seq, "err", j.err)
 	} else {
 		w.log.Info("backup done", "instance", s.Name, "seq", j.seq, "type", j.typ)
@@ -476,8 +497,11 @@ func (p *pgServer) StanzaCreate(ctx context.Context) (string, error) {
 // Backup takes a backup of typ for sequence number seq, unless the repository holds one of
 // that number already (the agent died after pgBackRest finished it), and returns once the
 // backup's last WAL segment is in the repository: only then can it be restored.
-func (p *pgServer) Backup(ctx context.Context, typ string, seq int64) error {
+func (p *pgServer) Backup(ctx context.Context, typ string, seq int64, from *instance.BackupServed) error {
 	d, err := p.backupDriver()
+	if from != nil {
+		d, err = p.standbyDriver(*from)
+	}
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,8 @@ func (w *world) waitBackup(uid string, seq int64) instance.Status {
 // TestBackupSequence: the stanza is created once the server runs; a backup the spec asks for
 // is queued once however often the worker passes while it runs, is published with its
 // outcome, and is not taken again for the same number; a fence cancels a backup under way,
-// which is then reported failed; standbys take none.
+// which is then reported failed; the primary serves its standby's backups, which the
+// standby's region takes from the standby.
 func TestBackupSequence(t *testing.T) {
 	w := newWorld(t)
 	p := specP
@@ -76,8 +77,13 @@ func TestBackupSequence(t *testing.T) {
 	if n := len(w.pg("uid-p").Taken); n != 1 {
 		t.Errorf("%d backups taken for one number after more passes", n)
 	}
-	if n := len(w.pg("uid-s").Taken); n != 0 {
-		t.Errorf("the standby took %d backups", n)
+	// The standby's region backs up from the standby, through the primary's server.
+	if sp := w.pg("uid-p"); sp.Serving != "uid-s" {
+		t.Errorf("the primary serves %q's backups, want uid-s's", sp.Serving)
+	}
+	st = w.waitBackup("uid-s", 1)
+	if from := w.pg("uid-s").BackedUpFrom; st.Backup.Error != "" || len(from) != 1 || from[0].Stanza != "st1" || len(w.pg("uid-s").Taken) != 1 {
+		t.Errorf("the standby's backup 1: %+v, taken through %+v", st.Backup, from)
 	}
 
 	// A fence cancels the backup under way.
@@ -163,5 +169,73 @@ func TestStanzaOfAJoiningMember(t *testing.T) {
 	w.set(s)
 	if st = w.converge("uid-s"); stanzaCreates() != 2 || st.Backup.Stanza != "st1" || st.SeededGeneration != 2 {
 		t.Fatalf("after a reseed: %d stanza creates, status %+v", stanzaCreates(), st.Backup)
+	}
+}
+
+// TestStandbyBackupsFollowTheRoles: a standby's backup asked while its primary does not serve
+// is not taken and reads cancelled (the schedule asks again at once, not after a failure's
+// wait); one under way is cancelled when the standby is promoted, and the primary it was
+// taken through stops serving once demoted, its Served cleared.
+func TestStandbyBackupsFollowTheRoles(t *testing.T) {
+	w := newWorld(t)
+	p := specP
+	p.Backup = &instance.BackupSpec{Stanza: "st1", RetentionDays: 7}
+	s := specS
+	s.Backup = &instance.BackupSpec{Stanza: "st1", RetentionDays: 7}
+	w.set(p)
+	w.set(s)
+	w.converge("uid-p")
+	w.converge("uid-s")
+
+	// The primary fenced: it serves nothing, and a standby's backup asked then is not taken.
+	w.apply(pauseP)
+	if st := w.converge("uid-p"); st.Backup != nil && st.Backup.Served != nil || w.pg("uid-p").Serving != "" {
+		t.Fatalf("a fenced primary still serves: %+v, %q", st.Backup, w.pg("uid-p").Serving)
+	}
+	s = w.spec("uid-s")
+	s.Backup.Seq, s.Backup.Type = 1, instance.BackupFull
+	w.set(s)
+	st := w.waitBackup("uid-s", 1)
+	if !st.Backup.Cancelled || st.Backup.Error == "" || len(w.pg("uid-s").Taken) != 0 {
+		t.Fatalf("a standby's backup with no primary serving: %+v, %d taken", st.Backup, len(w.pg("uid-s").Taken))
+	}
+
+	// The primary back: it serves, and the next backup is taken through it; one held at the
+	// gate is cancelled when the standby is promoted.
+	p = w.spec("uid-p")
+	p.Paused, p.StopImmediately = false, false
+	w.set(p)
+	if st := w.converge("uid-p"); st.Backup == nil || st.Backup.Served == nil {
+		t.Fatalf("the primary back does not serve: %+v", st.Backup)
+	}
+	gate := make(chan struct{})
+	defer close(gate)
+	w.net.PG("uid-s").Do(func(pg *agenttest.PG) { pg.BackupGate = gate })
+	s = w.spec("uid-s")
+	s.Backup.Seq, s.Backup.Type = 2, instance.BackupFull
+	w.set(s)
+	if st = w.reconcile("uid-s"); st.Backup.Running != 2 {
+		t.Fatalf("the standby's backup 2 not queued: %+v", st.Backup)
+	}
+	// A pass in the same role leaves it running.
+	if st = w.reconcile("uid-s"); st.Backup.Running != 2 {
+		t.Fatalf("the standby's backup 2 stopped by a pass in the same role: %+v", st.Backup)
+	}
+	promoted := w.spec("uid-s")
+	promoted.Role, promoted.Upstream, promoted.Epoch = instance.RolePrimary, nil, 2
+	w.set(promoted)
+	st = w.waitBackup("uid-s", 2)
+	if !st.Backup.Cancelled || !strings.Contains(st.Backup.Error, "cancelled") {
+		t.Fatalf("a standby's backup across its promotion: %+v", st.Backup)
+	}
+
+	// The old primary demoted to the new one's standby: it stops serving.
+	demoted := w.spec("uid-p")
+	demoted.Role, demoted.Epoch, demoted.Slots = instance.RoleStandby, 2, nil
+	demoted.Upstream = &instance.Upstream{UID: "uid-s", Region: "westus", Host: "127.0.0.2", Port: 5432, Slot: "fog_p"}
+	w.set(demoted)
+	st = w.reconcile("uid-p")
+	if st.Backup != nil && st.Backup.Served != nil || w.pg("uid-p").Serving != "" {
+		t.Errorf("a demoted primary still serves: %+v, %q", st.Backup, w.pg("uid-p").Serving)
 	}
 }

@@ -100,14 +100,25 @@
 //	             and archive_command were written with the server's); a copy there of another
 //	             system's, or another OS user's, is set aside, never deleted
 //	  publishes  Backup.Stanza
+//	serve backups
+//	  when       the spec has backups and is its group's primary (not paused), and its stanza
+//	             is in the status
+//	  checks     epoch; the server runs
+//	  does       run pgBackRest's TLS server as the instance's OS user on its address, port +
+//	             1000, admitting only the partner's replication certificate, for the stanza
+//	             alone (a configuration and lock directory of its own); start it again if it
+//	             ended. An instance that is no group's primary has it stopped
+//	  publishes  Backup.Served: its address and the primary's paths, which the partner's
+//	             backups name (cleared when it stops serving)
 //	backup
 //	  when       the spec has backups and asks for a sequence number above the status's, the
-//	             instance is a primary or standalone and was Ready, and no backup of it is
-//	             queued
+//	             instance was Ready, and no backup of it is queued
 //	  checks     epoch
 //	  does       queue it with the agent's runner: one backup at a time on the machine, as the
-//	             instance's OS user; a backup of that number already in the repository is not
-//	             taken again; it ends once its last WAL segment is archived
+//	             instance's OS user; a standby's is taken from the standby through its
+//	             primary's server (Backup.Served of the partner's status; without it the backup
+//	             is not taken, and reported cancelled); a backup of that number already in the
+//	             repository is not taken again; it ends once its last WAL segment is archived
 //	  publishes  Backup.Running; its outcome (Backup.Seq, Error, the repository's backups) once
 //	             it ends
 //	observe

@@ -71,6 +71,9 @@ type RestoreRequest struct {
 	// Owner.
 	Source, Database, Owner string
 	Time                    time.Time
+	// Latest restores Source to the end of the WAL archived in the repository (Time zero):
+	// geo-restore, from the copy of the stanza in this region.
+	Latest bool
 	// DropLSN and Dropped, for a source that was dropped: its drop record and the drop's
 	// commit time (instance.DroppedDB).
 	DropLSN string
@@ -125,7 +128,9 @@ func (a *Agent) checkRestore(s instance.Spec, cmd instance.Command) error {
 		return errors.New("restore: the instance has no backups in this region")
 	case cmd.SourceDatabase == "" || cmd.Database == "" || cmd.Owner == "":
 		return errors.New("restore: the command names no source database, new database or owner")
-	case cmd.Time.IsZero():
+	case cmd.Latest && (cmd.DropLSN != "" || !cmd.Time.IsZero()):
+		return errors.New("restore: a restore to the end of the archive names no point in time and no drop")
+	case cmd.Time.IsZero() && !cmd.Latest:
 		return errors.New("restore: the command names no point in time")
 	case cmd.Time.After(time.Now()):
 		return fmt.Errorf("restore: %s is in the future", cmd.Time.UTC().Format(time.RFC3339Nano))
@@ -176,7 +181,7 @@ func (w *worker) submitRestore(s instance.Spec, cmd instance.Command) bool {
 		return false
 	}
 	req := RestoreRequest{ID: cmd.ID, Source: cmd.SourceDatabase, Database: cmd.Database, Owner: cmd.Owner,
-		Time: cmd.Time.UTC(), DropLSN: cmd.DropLSN, Dropped: cmd.Dropped.UTC(), Dir: w.a.restoreDir(cmd.ID)}
+		Time: cmd.Time.UTC(), Latest: cmd.Latest, DropLSN: cmd.DropLSN, Dropped: cmd.Dropped.UTC(), Dir: w.a.restoreDir(cmd.ID)}
 	if src, ok := w.a.restoreSource(s, cmd); ok && src.UID != s.UID {
 		req.From = w.a.server(src)
 	}
@@ -680,6 +685,9 @@ func (p *pgServer) restoreScratch(ctx context.Context, sc *postgres.Cluster, r R
 	if err != nil {
 		return fmt.Errorf("read the repository: %w", err)
 	}
+	if r.Latest {
+		return p.restoreScratchLatest(ctx, sc, r, info, progress, started)
+	}
 	stop, ok := info.Earliest(0)
 	if !ok {
 		return errors.New("the instance has no backup yet")
@@ -710,26 +718,7 @@ func (p *pgServer) restoreScratch(ctx context.Context, sc *postgres.Cluster, r R
 	p.stepDone(r, "the WAL past the restore point is archived", started)
 	started = time.Now()
 
-	// The scratch cluster's own pgBackRest configuration: the instance's repository, a
-	// spool, lock and log of its own (nothing it does touches the instance's archiving),
-	// its data directory as pg1, and a synchronous archive-get (no process outlives it).
-	if err := sc.StopNow(ctx, true); err != nil {
-		return err
-	}
-	cfg := p.a.backupConfig(sc, *p.backup)
-	cfg.ArchiveAsync, cfg.ArchivePushQueueMax, cfg.PG.Port = false, 0, sc.Port
-	text, err := cfg.Render()
-	if err != nil {
-		return err
-	}
-	nonEmpty, err := sc.PrepareScratch()
-	if err != nil {
-		return fmt.Errorf("scratch directory: %w", err)
-	}
-	if _, err := sc.PrepareBackup(p.a.cfg.Backup.Dir, p.backup.Stanza, text); err != nil {
-		return fmt.Errorf("scratch directory: %w", err)
-	}
-	sd, err := p.a.driver(sc, p.backup.Stanza)
+	sd, nonEmpty, err := p.prepareScratch(ctx, sc)
 	if err != nil {
 		return err
 	}
@@ -748,17 +737,48 @@ func (p *pgServer) restoreScratch(ctx context.Context, sc *postgres.Cluster, r R
 	if !ok {
 		return fmt.Errorf("no backup in the repository ends before %s", r.Time.UTC().Format(time.RFC3339Nano))
 	}
-	opts.Set = set.Label
+	return p.restoreInto(ctx, sc, r, d, sd, opts, set.Label, started)
+}
+
+// prepareScratch makes the scratch cluster's directory and its own pgBackRest configuration:
+// the instance's repository, a spool, lock and log of its own (nothing it does touches the
+// instance's archiving), its data directory as pg1, and a synchronous archive-get (no
+// process outlives it). It returns the scratch's driver and whether the directory held a
+// restore already (a delta restore then).
+func (p *pgServer) prepareScratch(ctx context.Context, sc *postgres.Cluster) (*pgbackrest.Driver, bool, error) {
+	if err := sc.StopNow(ctx, true); err != nil {
+		return nil, false, err
+	}
+	cfg := p.a.backupConfig(sc, *p.backup)
+	cfg.ArchiveAsync, cfg.ArchivePushQueueMax, cfg.PG.Port = false, 0, sc.Port
+	text, err := cfg.Render()
+	if err != nil {
+		return nil, false, err
+	}
+	nonEmpty, err := sc.PrepareScratch()
+	if err != nil {
+		return nil, false, fmt.Errorf("scratch directory: %w", err)
+	}
+	if _, err := sc.PrepareBackup(p.a.cfg.Backup.Dir, p.backup.Stanza, text); err != nil {
+		return nil, false, fmt.Errorf("scratch directory: %w", err)
+	}
+	sd, err := p.a.driver(sc, p.backup.Stanza)
+	return sd, nonEmpty, err
+}
+
+// restoreInto restores backup set into the scratch cluster with opts, only the source's files
+// when the backup has them, and configures it (step scratch).
+func (p *pgServer) restoreInto(ctx context.Context, sc *postgres.Cluster, r RestoreRequest, d, sd *pgbackrest.Driver, opts pgbackrest.RestoreOptions, set string, started time.Time) error {
+	opts.Set = set
 	// Only the source's files are restored, when the backup has it: a database made after
 	// the backup is made again by the WAL replayed, and pgBackRest refuses to include a
 	// database its backup does not list.
-	if in, err := p.info(ctx, d, set.Label); err != nil {
-		return fmt.Errorf("read backup %s: %w", set.Label, err)
-	} else if b, ok := in.Find(set.Label); ok && b.HasDatabase(r.Source) {
+	if in, err := p.info(ctx, d, set); err != nil {
+		return fmt.Errorf("read backup %s: %w", set, err)
+	} else if b, ok := in.Find(set); ok && b.HasDatabase(r.Source) {
 		opts.DBInclude = []string{r.Source}
 	}
-	err = sd.Restore(ctx, opts)
-	if err != nil {
+	if err := sd.Restore(ctx, opts); err != nil {
 		return err
 	}
 	if err := sc.WriteConfig(postgres.Config{Name: "fog-restore", Timezone: "UTC", FogUser: p.a.cfg.FogUser,
@@ -767,6 +787,34 @@ func (p *pgServer) restoreScratch(ctx context.Context, sc *postgres.Cluster, r R
 	}
 	p.stepDone(r, "scratch cluster restored", started)
 	return sc.WriteMarker(markerRestored)
+}
+
+// restoreScratchLatest restores the newest backup of the repository into the scratch
+// cluster, to recover to the end of the WAL archived there (pgBackRest's type default):
+// geo-restore reads the copy of the stanza in this region, whose source region may be gone,
+// so nothing is asked of the source's server.
+func (p *pgServer) restoreScratchLatest(ctx context.Context, sc *postgres.Cluster, r RestoreRequest, info *pgbackrest.Info, progress func(float64), started time.Time) error {
+	var newest pgbackrest.BackupInfo
+	found := false
+	for _, b := range info.Backup {
+		if !b.Failed() && (!found || b.Timestamp.Stop > newest.Timestamp.Stop) {
+			newest, found = b, true
+		}
+	}
+	if !found {
+		return errors.New("the region's repository holds no backup of the instance yet")
+	}
+	d, err := p.backupDriver()
+	if err != nil {
+		return err
+	}
+	sd, nonEmpty, err := p.prepareScratch(ctx, sc)
+	if err != nil {
+		return err
+	}
+	opts := pgbackrest.RestoreOptions{Path: sc.DataDir(), Type: "default", Delta: nonEmpty, ArchiveOff: true,
+		Progress: func(f float64) { progress(40 * f) }}
+	return p.restoreInto(ctx, sc, r, d, sd, opts, newest.Label, started)
 }
 
 // atDrop reports whether restore r stops just before its dropped source's drop record
@@ -839,7 +887,11 @@ func (p *pgServer) dumpScratch(ctx context.Context, sc *postgres.Cluster, r Rest
 	if err := sc.Launch(ctx); err != nil {
 		return fmt.Errorf("start the scratch cluster: %w; its log: %s", err, sc.LogTail(10))
 	}
-	if err := waitPaused(ctx, sc, "postgres"); err != nil {
+	wait := waitPaused
+	if r.Latest {
+		wait = waitRecovered
+	}
+	if err := wait(ctx, sc, "postgres"); err != nil {
 		return err
 	}
 	progress(55)
@@ -921,6 +973,32 @@ func waitPaused(ctx context.Context, sc *postgres.Cluster, db string) error {
 			case !inRecovery:
 				return errors.New("the scratch cluster ended its recovery instead of pausing at the restore point")
 			case paused:
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the scratch cluster's recovery: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// waitRecovered waits until the scratch cluster has replayed all the WAL the repository
+// holds and ended its recovery (a restore to the end of the archive, which has no target to
+// pause at). A recovery that fails ends the server: its log says why.
+func waitRecovered(ctx context.Context, sc *postgres.Cluster, db string) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	started := time.Now()
+	for {
+		if _, running := sc.PID(); !running && time.Since(started) > 2*time.Second {
+			return fmt.Errorf("the scratch cluster's recovery failed: %s", sc.LogTail(8))
+		}
+		if conn, err := sc.Connect(ctx, db); err == nil {
+			inRecovery, _, err := postgres.RecoveryPaused(ctx, conn)
+			conn.Close(context.Background())
+			if err == nil && !inRecovery {
 				return nil
 			}
 		}

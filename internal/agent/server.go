@@ -63,7 +63,12 @@ type Server interface {
 	// Backups lists the stanza's backups there, oldest first.
 	ConfigureBackup(b instance.BackupSpec) (archiveCommand string, err error)
 	StanzaCreate(ctx context.Context) (aside string, err error)
-	Backup(ctx context.Context, typ string, seq int64) error
+	Backup(ctx context.Context, typ string, seq int64, from *instance.BackupServed) error
+	// ServeBackups runs the instance's pgBackRest TLS server for its partner (the instance
+	// of that UID), if it does not run as asked, and returns what the partner's backups
+	// need; StopServingBackups ends it.
+	ServeBackups(ctx context.Context, partner string) (*instance.BackupServed, error)
+	StopServingBackups()
 	// VerifyBackups checks every backup and WAL segment of the stanza in the region's
 	// repository (pgBackRest's verify).
 	VerifyBackups(ctx context.Context) error

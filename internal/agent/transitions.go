@@ -159,14 +159,26 @@ var transitions = []transition{
 		run:       (*worker).archiveRow,
 	},
 	{
-		name: "backup",
-		when: "the spec has backups and asks for a sequence number above the status's, the instance is a primary or standalone and was Ready, and no backup of it is queued",
+		name: "serve backups",
+		when: "the spec has backups and is its group's primary (not paused), and its stanza is in the status",
 		match: func(p *pass) bool {
-			return p.backups && p.s.Role != instance.RoleStandby && p.prev.Phase == instance.PhaseReady &&
+			return servesBackups(p) && p.st.Backup != nil && p.st.Backup.Stanza == p.s.Backup.Stanza
+		},
+		epoch:     true,
+		state:     "the server runs",
+		does:      "run pgBackRest's TLS server as the instance's OS user on its address, port + 1000, admitting only the partner's replication certificate, for the stanza alone (a configuration and lock directory of its own); start it again if it ended. An instance that is no group's primary has it stopped",
+		publishes: "Backup.Served: its address and the primary's paths, which the partner's backups name (cleared when it stops serving)",
+		run:       (*worker).serveRow,
+	},
+	{
+		name: "backup",
+		when: "the spec has backups and asks for a sequence number above the status's, the instance was Ready, and no backup of it is queued",
+		match: func(p *pass) bool {
+			return p.backups && (p.s.Role != instance.RoleStandby || p.s.Peer != nil) && p.prev.Phase == instance.PhaseReady &&
 				p.st.Backup != nil && p.st.Backup.Stanza == p.s.Backup.Stanza && p.s.Backup.Seq > p.st.Backup.Seq
 		},
 		epoch:     true,
-		does:      "queue it with the agent's runner: one backup at a time on the machine, as the instance's OS user; a backup of that number already in the repository is not taken again; it ends once its last WAL segment is archived",
+		does:      "queue it with the agent's runner: one backup at a time on the machine, as the instance's OS user; a standby's is taken from the standby through its primary's server (Backup.Served of the partner's status; without it the backup is not taken, and reported cancelled); a backup of that number already in the repository is not taken again; it ends once its last WAL segment is archived",
 		publishes: "Backup.Running; its outcome (Backup.Seq, Error, the repository's backups) once it ends",
 		run:       (*worker).backupRow,
 	},
@@ -213,10 +225,18 @@ func (w *worker) reconcile(ctx context.Context, s instance.Spec) instance.Status
 	st.Error, st.Reason = "", ""
 	st.Egress = egress(s)
 	p := &pass{srv: c, s: s, prev: prev, st: &st, backups: w.a.backups(s)}
-	// A backup under way ends before the instance is stopped, drained, demoted or deleted
-	// (a deletion waits for it: the OS user it runs as is removed).
-	if s.Deleted || s.Paused || s.Drain || s.Role == instance.RoleStandby {
-		w.a.bk.stop(w.uid, s.Deleted)
+	// A backup under way ends before the instance is stopped, drained or deleted (a deletion
+	// waits for it: the OS user it runs as is removed), and when it was started in the other
+	// role (a standby's from the standby, a primary's from itself).
+	standby := s.Role == instance.RoleStandby
+	w.a.bk.stopIf(w.uid, s.Deleted, func(j *backupJob) bool {
+		return s.Deleted || s.Paused || s.Drain || (j.from != nil) != standby
+	})
+	if !servesBackups(p) {
+		c.StopServingBackups()
+		if st.Backup != nil {
+			st.Backup.Served = nil
+		}
 	}
 	// A restore into an instance being deleted ends first, and removes what it made.
 	if s.Deleted {

@@ -125,6 +125,14 @@ func (s *Server) instanceRoutes(rt *arm.Router) {
 		d, aerr := s.c.GetRestorableDroppedDatabase(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), r.PathValue("dropped"))
 		s.reply(w, r, d, aerr)
 	}))
+	rt.Handle("GET", recPath, v(func(w http.ResponseWriter, r *http.Request, _ string) {
+		vs, aerr := s.c.ListRecoverableDatabases(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
+		s.reply(w, r, listOf(vs), aerr)
+	}))
+	rt.Handle("GET", recPath+"/{recoverable}", v(func(w http.ResponseWriter, r *http.Request, _ string) {
+		d, aerr := s.c.GetRecoverableDatabase(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"), r.PathValue("recoverable"))
+		s.reply(w, r, d, aerr)
+	}))
 }
 
 // retentionRoutes serves a database's short-term retention policy: GET and list, and PUT and

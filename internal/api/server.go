@@ -84,6 +84,8 @@ const (
 	strPath = dbPath + "/backupShortTermRetentionPolicies"
 	// rddPath is an instance's restorable dropped databases.
 	rddPath = miPath + "/restorableDroppedDatabases"
+	// recPath is an instance's databases a geo-restore can recover.
+	recPath = miPath + "/recoverableDatabases"
 	opBase  = "/subscriptions/{sub}/providers/Microsoft.Sql/locations/{loc}/"
 )
 

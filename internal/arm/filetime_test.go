@@ -30,3 +30,21 @@ func TestRestorableDroppedDatabaseID(t *testing.T) {
 		}
 	}
 }
+
+func TestRecoverableDatabaseID(t *testing.T) {
+	id := RecoverableDatabaseID("sub1", "rg", "mi", "shop floor")
+	for _, in := range []string{id, "/subscriptions/sub1/resourceGroups/rg/providers/Microsoft.Sql/managedInstances/mi/recoverableDatabases/shop%20floor/"} {
+		p, db, err := ParseRecoverableDatabaseID(in)
+		if err != nil || p.Subscription != "sub1" || p.ResourceGroup != "rg" || p.Name != "mi" || db != "shop floor" {
+			t.Errorf("ParseRecoverableDatabaseID(%q) = %+v, %q, %v", in, p, db, err)
+		}
+	}
+	for _, bad := range []string{"", "shop",
+		"/subscriptions/x/resourceGroups/rg/providers/Microsoft.Sql/managedInstances/mi/recoverableDatabases/",
+		"/subscriptions/x/resourceGroups/rg/providers/Microsoft.Sql/managedInstances/mi/databases/shop",
+		"/subscriptions/x/resourceGroups/rg/providers/Microsoft.Sql/servers/mi/recoverableDatabases/shop"} {
+		if _, _, err := ParseRecoverableDatabaseID(bad); err == nil {
+			t.Errorf("ParseRecoverableDatabaseID(%q) accepted", bad)
+		}
+	}
+}

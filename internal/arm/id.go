@@ -122,3 +122,33 @@ func ParseRestorableDroppedDatabaseID(id string) (ParsedInstanceID, string, int6
 	}
 	return p, db, deleted, nil
 }
+
+// RecoverableDatabaseID is the ARM id of a database of instance mi that a geo-restore can
+// recover from the copy of its backups in its partner region (Azure's recoverableDatabases).
+func RecoverableDatabaseID(sub, rg, mi, db string) string {
+	return InstanceID(sub, rg, mi) + "/recoverableDatabases/" + db
+}
+
+// ParseRecoverableDatabaseID parses RecoverableDatabaseID's ids; the name may be escaped, as
+// the az CLI sends it.
+func ParseRecoverableDatabaseID(id string) (ParsedInstanceID, string, error) {
+	bad := fmt.Errorf("%q is not a recoverable database's resource id (/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Sql/managedInstances/{mi}/recoverableDatabases/{database})", id)
+	id = strings.TrimRight(id, "/")
+	i := strings.LastIndex(id, "/")
+	if i < 0 {
+		return ParsedInstanceID{}, "", bad
+	}
+	inst, db := id[:i], id[i+1:]
+	j := strings.LastIndex(inst, "/")
+	if j < 0 || !strings.EqualFold(inst[j+1:], "recoverableDatabases") || db == "" {
+		return ParsedInstanceID{}, "", bad
+	}
+	p, err := ParseInstanceID(inst[:j])
+	if err != nil {
+		return ParsedInstanceID{}, "", bad
+	}
+	if u, err := url.PathUnescape(db); err == nil {
+		db = u
+	}
+	return p, db, nil
+}

@@ -5,15 +5,18 @@
 // # The rules
 //
 // An instance counts only while it is Ready, runs as a primary (on its own, or as its failover
-// group's primary; a standby's region takes no backups yet), no operation holds it or its
-// group, and its agent reports the stanza its record names (the stanza exists in the region's
-// repository, so the backups it lists are that stanza's). Then, in order:
+// group's primary) or as its group's standby whose primary serves its backups (the standby's
+// region backs up from the standby into its own repository, docs/backups.md), no operation
+// holds it or its group, and its agent reports the stanza its record names (the stanza exists
+// in the region's repository, so the backups it lists are that stanza's). Each region's
+// repository is judged on its own. Then, in order:
 //
 //  1. A backup asked and not done yet (the record's number above the agent's last, or one
 //     running): nothing.
 //  2. The last one asked failed (the agent's last number is the record's, with an error):
 //     nothing until RetryAfter has passed since this scheduler first saw the failure; then
-//     the rules below, as if it had not been asked.
+//     the rules below, as if it had not been asked. One the agent stopped (a failover
+//     promoted or demoted the instance) did not fail: the rules below apply at once.
 //  3. No full backup in the repository: a full backup.
 //  4. The newest full backup started more than FullInterval ago: a full backup.
 //  5. The newest backup of any type started more than DiffInterval ago: a differential one.
@@ -106,6 +109,9 @@ type Instance struct {
 	Rev    int64
 	// Primary: the instance runs on its own, or is its failover group's primary.
 	Primary bool
+	// Standby: the instance is its group's standby, and PartnerServes: the group's primary
+	// serves its backups (Status.Backup.Served).
+	Standby, PartnerServes bool
 	// Busy: an operation holds the instance or its group (a failover, a create, a delete).
 	Busy bool
 	// Status is its observed state (nil: none yet).
@@ -199,8 +205,10 @@ func (s *Scheduler) decide(in Instance, now time.Time) Decision {
 	switch {
 	case st == nil || st.Phase != instance.PhaseReady:
 		return Decision{Why: "not Ready"}
-	case !in.Primary || st.Role != instance.RolePrimary:
-		return Decision{Why: "not a primary"}
+	case in.Standby && st.Role == instance.RoleStandby && !in.PartnerServes:
+		return Decision{Why: "a standby whose primary does not serve its backups (yet)"}
+	case !(in.Primary && st.Role == instance.RolePrimary) && !(in.Standby && st.Role == instance.RoleStandby):
+		return Decision{Why: "neither a primary nor its group's standby"}
 	case in.Busy:
 		return Decision{Why: "an operation holds it"}
 	case st.Backup == nil || st.Backup.Stanza == "" || st.Backup.Stanza != in.Record.Stanza():
@@ -210,7 +218,7 @@ func (s *Scheduler) decide(in Instance, now time.Time) Decision {
 	if in.Record.BackupSeq > b.Seq || b.Running != 0 {
 		return Decision{Why: "a backup is under way"}
 	}
-	if in.Record.BackupSeq > 0 && b.Seq >= in.Record.BackupSeq && b.Error != "" {
+	if in.Record.BackupSeq > 0 && b.Seq >= in.Record.BackupSeq && b.Error != "" && !b.Cancelled {
 		f, ok := s.failed[in.Record.UID]
 		if !ok || f.seq != b.Seq {
 			f = failure{seq: b.Seq, seen: now}

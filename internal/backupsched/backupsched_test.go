@@ -111,11 +111,31 @@ func TestRules(t *testing.T) {
 			in.Status.Backup.Running = 1
 			return in
 		}(), ""},
-		{"a standby: nothing", func() backupsched.Instance {
+		{"a standby whose primary does not serve its backups: nothing", func() backupsched.Instance {
 			in := primary("a", 0)
-			in.Primary, in.Status.Role = false, instance.RoleStandby
+			in.Primary, in.Standby, in.Status.Role = false, true, instance.RoleStandby
 			return in
 		}(), ""},
+		{"a standby whose primary serves its backups: its region's own full backup", func() backupsched.Instance {
+			in := primary("a", 0)
+			in.Primary, in.Standby, in.PartnerServes, in.Status.Role = false, true, true, instance.RoleStandby
+			return in
+		}(), full},
+		{"a standby with a recent full in its region's repository: a differential after a day", func() backupsched.Instance {
+			in := primary("a", 1, backup(full, 25*time.Hour))
+			in.Primary, in.Standby, in.PartnerServes, in.Status.Role = false, true, true, instance.RoleStandby
+			return in
+		}(), diff},
+		{"the group's standby as desired, still a primary as observed (a failover): nothing", func() backupsched.Instance {
+			in := primary("a", 0)
+			in.Primary, in.Standby, in.PartnerServes = false, true, true
+			return in
+		}(), ""},
+		{"the backup last asked was cancelled by a failover, not failed: asked again at once", func() backupsched.Instance {
+			in := primary("a", 1, backup(full, 8*24*time.Hour))
+			in.Status.Backup.Error, in.Status.Backup.Cancelled = "cancelled: the instance was promoted", true
+			return in
+		}(), full},
 		{"the group's primary as observed, but not as desired (a failover): nothing", func() backupsched.Instance {
 			in := primary("a", 0)
 			in.Primary = false

@@ -80,7 +80,7 @@ func newRoot(stdio IO, process []func(IO) []*cobra.Command) *cobra.Command {
 		SilenceErrors: true,
 	}
 	sql := &cobra.Command{Use: "sql", Short: "Manage managed instances and their databases"}
-	sql.AddCommand(newMICommand(g), newMIDBCommand(g), newGroupCommand(g))
+	sql.AddCommand(newMICommand(g), newMIDBCommand(g), newRecoverableMIDBCommand(g), newGroupCommand(g))
 	// The server side (up, server, agent, guard) takes none of the client's flags; the client
 	// command groups take them all, as az's global arguments.
 	clients := []*cobra.Command{newJoinTokenCommand(g), newTokenCommand(g), newRoleCommand(g), newAccountCommand(g), newVersionCommand(g), newMonitorCommand(g), sql}

@@ -167,7 +167,31 @@ func newMIDBCommand(g *globals) *cobra.Command {
 	}
 	common(listDeleted, false)
 
-	midb.AddCommand(create, show, list, del, restore, listDeleted, newShortTermRetentionCommand(g),
+	var recoverableID string
+	recover := &cobra.Command{
+		Use: "recover", Short: "Geo-restore a database from the copy of its instance's backups in another region", Args: cobra.NoArgs,
+		Long: "Recover a database (--recoverable-database-id, an id from `fog sql recoverable-midb list` of its instance) as the new database --name of the managed instance --mi, " +
+			"which must be in the region that holds the copy (the partner region of the source's failover group), to the last point that copy holds.",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireMI(); err != nil {
+				return err
+			}
+			if recoverableID == "" {
+				return usageErr("--recoverable-database-id", "the id of the database to recover is required (from fog sql recoverable-midb list)")
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			op, err := c.BeginRecoverDatabase(cmd.Context(), recoverableID, rg, mi, name)
+			return g.finish(cmd, c, op, err, noWait, "Recovering database", true)
+		},
+	}
+	common(recover, true)
+	recover.Flags().StringVarP(&recoverableID, "recoverable-database-id", "r", "", "[Required] the recoverable database's resource id")
+	recover.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the operation to finish")
+
+	midb.AddCommand(create, show, list, del, restore, recover, listDeleted, newShortTermRetentionCommand(g),
 		newWaitCommand(g, "database", func(c *client, rg, _, mi, name string) string {
 			return c.DatabasePath(rg, mi, name)
 		}, false, true))
@@ -185,4 +209,55 @@ func parseRestoreTime(s string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("%q is not a point in time: give yyyy-mm-ddThh:mm:ss (UTC) or RFC 3339 with a zone", s)
+}
+
+// newRecoverableMIDBCommand is az sql recoverable-midb: the databases of an instance that a
+// geo-restore can recover.
+func newRecoverableMIDBCommand(g *globals) *cobra.Command {
+	rec := &cobra.Command{Use: "recoverable-midb", Short: "Databases a geo-restore can recover (az sql recoverable-midb)"}
+	var rg, mi, name string
+	flags := func(c *cobra.Command) {
+		c.Flags().StringVarP(&rg, "resource-group", "g", "", "[Required] resource group")
+		c.Flags().StringVar(&mi, "mi", "", "[Required] managed instance name (or --instance-name)")
+		c.Flags().StringVar(&mi, "instance-name", "", "managed instance name")
+		_ = c.MarkFlagRequired("resource-group")
+	}
+	requireMI := func() error {
+		if mi == "" {
+			return usageErr("--mi", "the managed instance name is required")
+		}
+		return nil
+	}
+	list := &cobra.Command{
+		Use: "list", Short: "List the databases of an instance that a geo-restore can recover", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireMI(); err != nil {
+				return err
+			}
+			return g.show(cmd, func(ctx context.Context, c *client) error {
+				_, err := c.ListRecoverableDatabases(ctx, rg, mi)
+				return err
+			})
+		},
+	}
+	flags(list)
+	show := &cobra.Command{
+		Use: "show", Short: "Show a database a geo-restore can recover", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireMI(); err != nil {
+				return err
+			}
+			if name == "" {
+				return usageErr("--database-name", "the database name is required")
+			}
+			return g.show(cmd, func(ctx context.Context, c *client) error {
+				_, err := c.GetRecoverableDatabase(ctx, rg, mi, name)
+				return err
+			})
+		},
+	}
+	flags(show)
+	show.Flags().StringVarP(&name, "database-name", "n", "", "[Required] database name")
+	rec.AddCommand(list, show)
+	return rec
 }

@@ -38,7 +38,8 @@ func (c *Controller) backupSchedule(e *engine.Engine) *backupsched.Scheduler {
 }
 
 // backupInstances reads every instance, with its record's revision, as the backup schedule
-// judges it: whether it is the primary (on its own, or its group's), whether an operation
+// judges it: whether it is the primary (on its own, or its group's) or the standby (and then
+// whether its primary serves its backups), whether an operation
 // holds it or its group, and its observed state while that is news (its agent holds the
 // region's lease in the incarnation it published under, as a GET judges it).
 func backupInstances(ctx context.Context, e *engine.Engine) ([]backupsched.Instance, error) {
@@ -87,6 +88,11 @@ func backupInstances(ctx context.Context, e *engine.Engine) ([]backupsched.Insta
 			if g, ok := groups[strings.ToLower(m.FailoverGroup)]; ok {
 				in.Primary = g.Sides[g.Primary].InstanceUID == m.UID
 				in.Busy = in.Busy || running[g.ActiveOperation] || g.Deleting
+				if p := g.Sides[g.Primary]; !in.Primary {
+					in.Standby = true
+					ps, ok := statuses[instance.StatusKey(p.Location, p.InstanceUID)]
+					in.PartnerServes = ok && ps.Backup != nil && ps.Backup.Served != nil && ps.Backup.Served.Stanza == m.Stanza()
+				}
 			}
 		}
 		st, ok := statuses[instance.StatusKey(m.Location, m.UID)]

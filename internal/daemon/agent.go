@@ -99,7 +99,7 @@ region's listeners. The first start needs a join token (from 'fog join-token cre
 	fl.StringVar(&dataDir, "data-dir", ".fog-agent", "where the agent keeps its certificate and its instances' data")
 	fl.StringVar(&addrRange, "address-range", "", "addresses of this machine for instances and listeners: FIRST-LAST or a prefix (default: the --advertise address)")
 	fl.StringVar(&advertise, "advertise", "", "the address at which other machines reach this one")
-	fl.StringVar(&portRange, "port-range", "5432-5531", "ports of instances and listeners, FIRST-LAST; every address takes the first port before any takes the next")
+	fl.StringVar(&portRange, "port-range", "5432-5531", "ports of instances and listeners, FIRST-LAST (at most 1000; an instance's backup server takes its port + 1000); every address takes the first port before any takes the next")
 	rc.Agent.RegisterFlags(fl)
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	rc.Gateway.RegisterFlags(fl)
@@ -199,6 +199,11 @@ func parsePorts(s string) (int, int, error) {
 	last, err2 := strconv.Atoi(strings.TrimSpace(b))
 	if err1 != nil || err2 != nil || first < 1 || last > 65535 || last < first {
 		return 0, 0, errors.New("give PORT or FIRST-LAST between 1 and 65535, such as 5432-5531")
+	}
+	// An instance's pgBackRest server (backups of its group's standby) listens 1000 ports
+	// above it, which must be no instance's or listener's.
+	if last-first >= 1000 || last+1000 > 65535 {
+		return 0, 0, fmt.Errorf("%d-%d: at most 1000 ports, ending at most at 64535 (each instance's backup server takes its port + 1000)", first, last)
 	}
 	return first, last, nil
 }

@@ -21,6 +21,7 @@ type (
 	// RestorableDroppedDatabase is a database dropped from an instance that its backups can
 	// restore.
 	RestorableDroppedDatabase = resource.RestorableDroppedDatabaseJSON
+	RecoverableDatabase       = resource.RecoverableDatabaseJSON
 )
 
 // list is an ARM list answer.
@@ -231,6 +232,38 @@ func (c *Client) BeginRestoreDroppedDatabase(ctx context.Context, rg, mi, source
 		t := at.UTC()
 		db.Properties.RestorePointInTime = &t
 	}
+	p := c.DatabasePath(destRG, destMI, destName)
+	return c.Begin(ctx, http.MethodPut, p, db, p)
+}
+
+// RecoverableDatabasePath is an instance's database that a geo-restore can recover (""
+// : the list of them).
+func (c *Client) RecoverableDatabasePath(rg, mi, name string) string {
+	p := c.InstancePath(rg, mi) + "/recoverableDatabases"
+	if name != "" {
+		p += "/" + url.PathEscape(name)
+	}
+	return p
+}
+
+// ListRecoverableDatabases lists the databases of an instance that a geo-restore can recover
+// from the copy of its backups in its partner region.
+func (c *Client) ListRecoverableDatabases(ctx context.Context, rg, mi string) ([]RecoverableDatabase, error) {
+	return getList[RecoverableDatabase](ctx, c, c.RecoverableDatabasePath(rg, mi, ""))
+}
+
+// GetRecoverableDatabase returns one of them.
+func (c *Client) GetRecoverableDatabase(ctx context.Context, rg, mi, name string) (*RecoverableDatabase, error) {
+	return get[RecoverableDatabase](ctx, c, c.RecoverableDatabasePath(rg, mi, name))
+}
+
+// BeginRecoverDatabase geo-restores the database recoverableID names (a recoverableDatabases
+// id, of an instance of any region) as the new database destName of instance (destRG,
+// destMI): a database PUT with createMode Recovery.
+func (c *Client) BeginRecoverDatabase(ctx context.Context, recoverableID, destRG, destMI, destName string) (*Operation, error) {
+	var db Database
+	db.Properties.CreateMode = resource.CreateModeRecovery
+	db.Properties.RecoverableDatabaseID = recoverableID
 	p := c.DatabasePath(destRG, destMI, destName)
 	return c.Begin(ctx, http.MethodPut, p, db, p)
 }

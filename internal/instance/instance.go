@@ -254,7 +254,33 @@ type BackupStatus struct {
 	// Verify is the last verification of the repository (pgBackRest's verify, after each
 	// backup): nil before the first.
 	Verify *BackupVerify `json:"verify,omitempty"`
+	// Cancelled: the backup Seq names did not fail, it was stopped (the instance was
+	// promoted, demoted, stopped or drained); the schedule asks again at once.
+	Cancelled bool `json:"cancelled,omitempty"`
+	// Served is set while a group's primary serves its partner's backups (docs/backups.md):
+	// what the standby's member needs to take its region's backups from the standby.
+	Served *BackupServed `json:"served,omitempty"`
 }
+
+// BackupServed is the pgBackRest TLS server a group's primary runs, as its own OS user, for
+// its partner: where it listens, and the primary's paths that the standby's backup names
+// (pg1-path, pg1-socket-path, pg1-host-config must be the primary's own).
+type BackupServed struct {
+	Host string `json:"host"`
+	// Port is the TLS server's (BackupServerPort of the instance's); PGPort PostgreSQL's.
+	Port   int    `json:"port"`
+	PGPort int    `json:"pgPort"`
+	Stanza string `json:"stanza"`
+	// DataDir, SocketDir and Config are paths on the primary's machine.
+	DataDir   string `json:"dataDir"`
+	SocketDir string `json:"socketDir"`
+	Config    string `json:"config"`
+}
+
+// BackupServerPort is the port of the pgBackRest TLS server of an instance on port: on the
+// instance's own address, 1000 above its PostgreSQL port (an agent's --port-range spans at
+// most 1000 ports, so it is no instance's or listener's).
+func BackupServerPort(port int) int { return port + 1000 }
 
 // BackupVerify is a verification of the stanza's backups and WAL archive in a repository:
 // every file's checksum and size, and the WAL each backup needs.
@@ -372,6 +398,10 @@ type Command struct {
 	// at that time (UTC), restored as Database.
 	SourceDatabase string    `json:"sourceDatabase,omitempty"`
 	Time           time.Time `json:"time,omitzero"`
+	// Latest restores SourceDatabase to the end of the WAL archived in this region's
+	// repository instead of to Time (geo-restore, Azure's createMode Recovery: the source's
+	// region may be gone).
+	Latest bool `json:"latest,omitempty"`
 	// SourceInstanceUID is the instance whose backups hold SourceDatabase, when it is not
 	// InstanceUID (the restore's target): another instance of the same region.
 	SourceInstanceUID string `json:"sourceInstanceUid,omitempty"`

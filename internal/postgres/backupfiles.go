@@ -222,3 +222,76 @@ func (c *Cluster) LastArchiveDrop(stanza string) (time.Time, string, error) {
 	}
 	return at.UTC(), string(last[2]), nil
 }
+
+// ServedBackupPaths are the files of the pgBackRest TLS server a group's primary runs for its
+// partner's backups (docs/backups.md): its configuration (root's, readable by the instance's
+// group), a lock directory of its own (a standby's backup takes the stanza's backup lock on
+// the primary's side too, which must not be the primary's own backup's), and its TLS
+// certificate and key, the instance's user's.
+type ServedBackupPaths struct {
+	Config, Lock, Cert, Key string
+}
+
+// ServedBackupPaths returns where the served configuration and its files are.
+func (c *Cluster) ServedBackupPaths() ServedBackupPaths {
+	b := filepath.Join(c.Dir, "pgbackrest")
+	return ServedBackupPaths{
+		Config: filepath.Join(c.Dir, "pgbackrest-served.conf"),
+		Lock:   filepath.Join(b, "lock-served"),
+		Cert:   filepath.Join(b, "tls", "server.crt"), Key: filepath.Join(b, "tls", "server.key"),
+	}
+}
+
+// PrepareServedBackup writes the TLS server's certificate and key (the instance's user's,
+// 0600) and its configuration conf, and makes its lock directory, through the instance's
+// directory's descriptor as PrepareBackup does.
+func (c *Cluster) PrepareServedBackup(conf, certPEM, keyPEM []byte) (ServedBackupPaths, error) {
+	p := c.ServedBackupPaths()
+	d, err := c.prepareDir()
+	if err != nil {
+		return p, err
+	}
+	defer d.Close()
+	o := c.owner()
+	for _, rel := range []string{"pgbackrest", "pgbackrest/lock-served", "pgbackrest/tls"} {
+		if err := d.Mkdir(rel, 0o700, o); err != nil {
+			return p, fmt.Errorf("backup server files: %w", err)
+		}
+	}
+	if err := d.WriteFile("pgbackrest/tls/server.crt", certPEM, 0o600, o); err != nil {
+		return p, fmt.Errorf("backup server certificate: %w", err)
+	}
+	if err := d.WriteFile("pgbackrest/tls/server.key", keyPEM, 0o600, o); err != nil {
+		return p, fmt.Errorf("backup server key: %w", err)
+	}
+	if err := d.WriteFile("pgbackrest-served.conf", conf, 0o640, c.confOwner()); err != nil {
+		return p, fmt.Errorf("backup server configuration: %w", err)
+	}
+	return p, nil
+}
+
+// StandbyBackupConfig is the configuration a standby's backups run with: pg1 its primary,
+// through the primary's TLS server, and pg2 itself.
+func (c *Cluster) StandbyBackupConfig() string {
+	return filepath.Join(c.Dir, "pgbackrest-standby.conf")
+}
+
+// WriteStandbyBackupConfig writes that configuration, root's and readable by the instance's
+// group as pgbackrest.conf is.
+func (c *Cluster) WriteStandbyBackupConfig(conf []byte) error {
+	d, err := c.prepareDir()
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.WriteFile("pgbackrest-standby.conf", conf, 0o640, c.confOwner())
+}
+
+// confOwner owns a pgBackRest configuration: root, with the instance's group, when fog runs
+// as root (the instance's user reads it and cannot change it).
+func (c *Cluster) confOwner() safedir.Owner {
+	if c.R.switchTo {
+		return safedir.Owner{UID: os.Geteuid(), GID: c.R.gid}
+	}
+	return safedir.Keep
+}

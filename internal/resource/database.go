@@ -51,6 +51,10 @@ type DatabaseProperties struct {
 	// (restorableDroppedDatabases), as it was when dropped unless RestorePointInTime is
 	// earlier.
 	RestorableDroppedDatabaseID string `json:"restorableDroppedDatabaseId,omitempty"`
+	// RecoverableDatabaseID, with CreateMode Recovery, geo-restores a database
+	// (recoverableDatabases) from the copy of its instance's backups in this instance's
+	// region, to the end of the WAL archived there.
+	RecoverableDatabaseID string `json:"recoverableDatabaseId,omitempty"`
 	// EarliestRestorePoint is Azure's read-only earliest point in time the database can be
 	// restored to; absent until its instance has a backup.
 	EarliestRestorePoint *time.Time `json:"earliestRestorePoint,omitempty"`
@@ -64,12 +68,32 @@ type DatabaseProperties struct {
 	LastBackupDurationSeconds *int64     `json:"lastBackupDurationSeconds,omitempty"`
 }
 
-// Database create modes (Azure's). Fog restores a database to a point in time; the others
-// (geo-restore, long-term retention, a dropped database) are refused until they are built.
+// Database create modes (Azure's). Fog restores a database (or a dropped one) to a point in
+// time, and geo-restores one (Recovery); the others are refused until they are built.
 const (
 	CreateModeDefault            = "Default"
 	CreateModePointInTimeRestore = "PointInTimeRestore"
+	CreateModeRecovery           = "Recovery"
 )
+
+// RecoverableDatabaseJSON is the wire form of a database that a geo-restore can recover
+// (Azure's RecoverableManagedDatabase): its last point available in the copy of its
+// instance's backups in the partner region.
+type RecoverableDatabaseJSON struct {
+	ID         string                        `json:"id"`
+	Name       string                        `json:"name"`
+	Type       string                        `json:"type"`
+	Properties RecoverableDatabaseProperties `json:"properties"`
+}
+
+// RecoverableDatabaseProperties: Azure's lastAvailableBackupDate (as a string, in Azure's
+// shape), and Fog's read-only additions: the region that holds the copy, and the end of the
+// WAL archived there, the point a geo-restore reaches.
+type RecoverableDatabaseProperties struct {
+	LastAvailableBackupDate string    `json:"lastAvailableBackupDate"`
+	GeoBackupRegion         string    `json:"geoBackupRegion"`
+	LastArchivedTime        time.Time `json:"lastArchivedTime,omitzero"`
+}
 
 // Backup types as the API names them (lastBackupType).
 const (

@@ -22,6 +22,8 @@ const (
 	// TypeRestorableDroppedDatabase is a database dropped from an instance that its backups
 	// can restore.
 	TypeRestorableDroppedDatabase = "Microsoft.Sql/managedInstances/restorableDroppedDatabases"
+	// TypeRecoverableDatabase is a database a geo-restore can recover.
+	TypeRecoverableDatabase = "Microsoft.Sql/managedInstances/recoverableDatabases"
 )
 
 // Provisioning states.

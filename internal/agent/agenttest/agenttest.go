@@ -139,6 +139,12 @@ type PG struct {
 	VerifyError error
 	// BackupGate, when set, holds each backup until it is closed (or the backup cancelled).
 	BackupGate chan struct{}
+	// Serving is the partner whose backups the instance serves ("": none); BackedUpFrom
+	// the primaries a standby's backups were taken through.
+	Serving      string
+	BackedUpFrom []instance.BackupServed
+	// ConfiguredStanza is the stanza ConfigureBackup was given.
+	ConfiguredStanza string
 	// RestoreGate, when set, holds each restore halfway until it is closed (or the restore
 	// cancelled); Restores counts the restores that began, Ended the EndRestore calls by
 	// command id (true: discarded).
@@ -666,7 +672,7 @@ var _ agent.Server = (*PG)(nil)
 // ConfigureBackup implements agent.Server.
 func (p *PG) ConfigureBackup(b instance.BackupSpec) (string, error) {
 	cmd := "pgbackrest --stanza=" + b.Stanza + " archive-push %p"
-	return cmd, p.op("ConfigureBackup", func() error { p.ArchiveCommand = cmd; return nil })
+	return cmd, p.op("ConfigureBackup", func() error { p.ArchiveCommand, p.ConfiguredStanza = cmd, b.Stanza; return nil })
 }
 
 // StanzaCreate implements agent.Server: the stanza is made once.
@@ -681,8 +687,9 @@ func (p *PG) StanzaCreate(ctx context.Context) (string, error) {
 }
 
 // Backup implements agent.Server: a backup of seq already there is not taken again; one is
-// held while BackupGate is open.
-func (p *PG) Backup(ctx context.Context, typ string, seq int64) error {
+// held while BackupGate is open. A standby's (from set) needs its primary to serve
+// (BackedUpFrom records it).
+func (p *PG) Backup(ctx context.Context, typ string, seq int64, from *instance.BackupServed) error {
 	var gate chan struct{}
 	p.Do(func(p *PG) { gate = p.BackupGate })
 	if gate != nil {
@@ -693,8 +700,11 @@ func (p *PG) Backup(ctx context.Context, typ string, seq int64) error {
 		}
 	}
 	return p.op("Backup", func() error {
-		if !p.Running || p.Recovery {
-			return errors.New("the server is not a running primary")
+		if !p.Running || p.Recovery != (from != nil) {
+			return errors.New("the server is not a running primary, or a standby backed up from its primary")
+		}
+		if from != nil {
+			p.BackedUpFrom = append(p.BackedUpFrom, *from)
 		}
 		for _, b := range p.Taken {
 			if b.Seq == seq {
@@ -705,6 +715,24 @@ func (p *PG) Backup(ctx context.Context, typ string, seq int64) error {
 		p.Taken = append(p.Taken, instance.Backup{Label: fmt.Sprintf("b%d", seq), Type: typ, Start: now, Stop: now, Seq: seq})
 		return nil
 	})
+}
+
+// ServeBackups implements agent.Server.
+func (p *PG) ServeBackups(ctx context.Context, partner string) (*instance.BackupServed, error) {
+	var served *instance.BackupServed
+	return served, p.op("ServeBackups", func() error {
+		if !p.Running {
+			return errors.New("the server is not running")
+		}
+		p.Serving = partner
+		served = &instance.BackupServed{Host: "127.0.0.1", Port: 7432, PGPort: 6432, Stanza: p.ConfiguredStanza, DataDir: "/data", SocketDir: "/sock", Config: "/served.conf"}
+		return nil
+	})
+}
+
+// StopServingBackups implements agent.Server.
+func (p *PG) StopServingBackups() {
+	p.Do(func(p *PG) { p.Serving = "" })
 }
 
 // VerifyBackups implements agent.Server: VerifyError, when set, is what it finds.
