@@ -254,6 +254,21 @@ type BackupStatus struct {
 	// Verify is the last verification of the repository (pgBackRest's verify, after each
 	// backup): nil before the first.
 	Verify *BackupVerify `json:"verify,omitempty"`
+	// Repository is where the stanza's backups go in this region.
+	Repository *BackupRepository `json:"repository,omitempty"`
+}
+
+// BackupRepository is where an instance's backups go in its region, without any credential.
+type BackupRepository struct {
+	// Type is "posix" (a directory, Path, on the agent's machine) or "azure" (Container in
+	// storage Account).
+	Type      string `json:"type"`
+	Path      string `json:"path,omitempty"`
+	Account   string `json:"account,omitempty"`
+	Container string `json:"container,omitempty"`
+	// CredentialExpiry is when the credential in the instance's configuration expires (a
+	// SAS); the agent renews it well before.
+	CredentialExpiry time.Time `json:"credentialExpiry,omitzero"`
 }
 
 // BackupVerify is a verification of the stanza's backups and WAL archive in a repository:
