@@ -18,6 +18,7 @@ import (
 	"github.com/fogdb/fog/internal/agent"
 	"github.com/fogdb/fog/internal/blob/azuritetest"
 	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/store"
 )
 
 // azureAgent starts Azurite and returns the agent settings of a repository there, as an
@@ -122,8 +123,8 @@ func checkNoSecret(t *testing.T, what, s string, secrets []string) {
 // Azurite gives the instance a container of its own (<prefix><region>-<stanza>, recording
 // whose it is) and writes only a SAS for it into the instance's configuration (root's, the
 // instance's group, 0640); the instance archives its WAL there, takes a full backup that the
-// agent verifies, and a database is restored to a point in time with exactly the rows
-// committed before it. The status names the repository and its container; neither the
+// agent verifies, a database is restored to a point in time with exactly the rows committed
+// before it, and a dropped database as it was when dropped. The status names the repository and its container; neither the
 // agent's log, nor the status, nor pgBackRest's logs hold the key or the SAS.
 func TestAzureRepositoryOfARealAgent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
@@ -188,6 +189,29 @@ func TestAzureRepositoryOfARealAgent(t *testing.T) {
 	t.Logf("restore from the container: %v", took.Round(time.Millisecond))
 	w.checkRestored("app_restored")
 	w.checkNothingLeft("restore-az")
+
+	// A dropped database, restored from the container as it was when dropped.
+	w.adminExec("app", "INSERT INTO public.later SELECT generate_series(11, 20)")
+	if _, err := w.conn("postgres").Exec(ctx, "DROP DATABASE app WITH (FORCE)"); err != nil {
+		t.Fatal(err)
+	}
+	st = waitStatus(ctx, t, w.st, uid, "the drop found in the WAL", func(s instance.Status) bool { return len(s.Dropped) == 1 })
+	d := st.Dropped[0]
+	cmd := instance.Command{ID: "restore-dropped", InstanceUID: uid, Kind: instance.CmdRestoreDatabase, SourceDatabase: "app",
+		Database: "app_dropped", Owner: "admin1", Time: d.Deleted.UTC(), DropLSN: d.LSN, Dropped: d.Deleted, Created: time.Now().UTC()}
+	if err := store.Put(ctx, w.st, instance.CommandKey("eastus", cmd.ID), cmd); err != nil {
+		t.Fatal(err)
+	}
+	if c, _, took := w.restore(cmd.ID, ""); c.Error != "" {
+		t.Fatalf("the dropped database's restore: %s", c.Error)
+	} else {
+		t.Logf("the dropped database's restore from the container: %v", took.Round(time.Millisecond))
+	}
+	var n int
+	if err := w.conn("app_dropped").QueryRow(ctx, "SELECT count(*) FROM public.later").Scan(&n); err != nil || n != 20 {
+		t.Errorf("the dropped database restored has %d rows (%v), want the 20 committed before the drop", n, err)
+	}
+	w.checkNothingLeft(cmd.ID)
 
 	secrets := secretsOf(az.Key, sas)
 	checkNoSecret(t, "the agent's log", logs.String(), secrets)
