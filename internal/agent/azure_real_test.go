@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/agent"
+	"github.com/fogdb/fog/internal/blob"
 	"github.com/fogdb/fog/internal/blob/azuritetest"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/store"
@@ -341,5 +343,27 @@ func TestAzureContainersAreTheInstances(t *testing.T) {
 	meta, _, err := az.Client.ContainerMetadata(ctx, "fog-eastus-stanza")
 	if err != nil || meta["fogowner"] != a || meta["fogaside"] == "" {
 		t.Errorf("the container set aside: %v, %v; want still %s's, marked aside", meta, err, a)
+	}
+
+	// The SAS an instance holds for its container can neither rewrite nor read whose it is.
+	sas, err := az.Client.ContainerSAS("fog-eastus-stanza-1", time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, method := range []string{http.MethodPut, http.MethodGet} {
+		req, err := http.NewRequestWithContext(ctx, method, az.Endpoint()+"/fog-eastus-stanza-1?restype=container&comp=metadata&"+sas, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("x-ms-version", blob.Version)
+		req.Header.Set("x-ms-meta-fogowner", b)
+		resp, err := az.HTTP.Do(req)
+		if err != nil {
+			t.Fatal("a request with a SAS failed")
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s of the container's metadata with its SAS: HTTP %d, want 403", method, resp.StatusCode)
+		}
 	}
 }
