@@ -52,6 +52,9 @@ type Agent struct {
 	probeMu sync.Mutex
 	probes  map[string]lease.Probe
 
+	// az is the region's repository in Azure Blob Storage (nil: a directory).
+	az *azureRepos
+
 	// bk runs the region's backups, one at a time; rs its restores.
 	bk *backupRunner
 	rs *restoreRunner
@@ -83,6 +86,9 @@ func New(cfg Config, st store.Store, runner *postgres.Runner, ca Issuer, log *sl
 	}
 	a := &Agent{cfg: cfg, st: st, runner: runner, ca: ca, log: log.With("region", cfg.Region), workers: map[string]*worker{}, published: make(chan struct{}),
 		specByUID: map[string]instance.Spec{}, locks: map[string]*sync.Mutex{}, bk: newBackupRunner(), rs: newRestoreRunner(), served: newBackupServers()}
+	if cfg.Backup.RepoType == RepoAzure {
+		a.az = newAzureRepos(&a.cfg.Backup.Azure, cfg.Region)
+	}
 	guardFile := ""
 	if len(cfg.GuardCommand) > 0 {
 		guardFile = cfg.GuardFile

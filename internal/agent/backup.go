@@ -44,6 +44,10 @@ type BackupConfig struct {
 	// Timeout bounds one backup: it holds the machine's one backup slot. It bounds a
 	// restore's temporary login too.
 	Timeout time.Duration
+	// RepoType is where the region's repository is: RepoPosix (Dir, the default) or
+	// RepoAzure (Azure, a container per stanza).
+	RepoType string
+	Azure    AzureConfig
 	// RestoreDir holds the scratch copies of databases under restore, one directory per
 	// restore command (default: restores/<region> beside the agent's instance directory).
 	RestoreDir string
@@ -61,6 +65,8 @@ func (c *BackupConfig) registerFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Bin, "pgbackrest", c.Bin, "the pgbackrest executable (default: found on PATH; without it instances archive no WAL and take no backups)")
 	fs.DurationVar(&c.ArchiveTimeout, "archive-timeout", c.ArchiveTimeout, "archive_timeout: WAL is archived at least this often while anything is written, the most a restore from the repository can miss")
 	fs.DurationVar(&c.Timeout, "backup-timeout", c.Timeout, "the longest one backup may run before it is stopped (it holds the machine's one backup slot; the next one resumes it)")
+	fs.StringVar(&c.RepoType, "backup-repo-type", c.RepoType, "where the region's backup repository is: posix (a directory, --backup-dir) or azure (Azure Blob Storage, a container per instance's stanza: --backup-azure-*)")
+	c.Azure.registerFlags(fs)
 	fs.Int64Var(&c.QueueMax, "archive-queue-max", c.QueueMax, "bytes of WAL that may wait to be archived before the oldest is dropped (the archive then has a gap, reported, instead of a full disk)")
 }
 
@@ -92,6 +98,9 @@ func (c *BackupConfig) validate(instances, region string) error {
 	}
 	if c.WaitArchived == 0 {
 		c.WaitArchived = 5 * time.Minute
+	}
+	if err := c.validateRepo(); err != nil {
+		return err
 	}
 	if c.Off {
 		return nil
@@ -376,6 +385,13 @@ func (w *worker) observeBackups(ctx context.Context, k *conns, s instance.Spec, 
 	}
 	b := st.Backup
 	w.collectBackup(s, b)
+	if r, ok := k.c.(repositoryServer); ok {
+		repo, err := r.BackupRepository(ctx)
+		if err != nil {
+			w.log.Warn("renew the credentials of the backup repository", "instance", s.Name, "err", err)
+		}
+		b.Repository = repo
+	}
 	if time.Since(b.CheckedAt) > 5*time.Minute && b.Stanza != "" {
 		if list, err := k.c.Backups(ctx); err == nil {
 			b.Backups, b.CheckedAt = list, time.Now().UTC()
@@ -444,11 +460,18 @@ func (a *Agent) driver(c *postgres.Cluster, stanza string) (*pgbackrest.Driver, 
 // ConfigureBackup writes the instance's pgBackRest configuration and returns the
 // archive_command that pushes its WAL into the region's repository.
 func (p *pgServer) ConfigureBackup(b instance.BackupSpec) (string, error) {
-	text, err := p.a.backupConfig(p.Cluster, b).Render()
+	cfg, err := p.repoConfig(context.Background(), p.Cluster, b)
+	if errors.Is(err, errObjectStore) {
+		return p.configureWithoutStore(b, err)
+	}
 	if err != nil {
 		return "", err
 	}
-	paths, err := p.Cluster.PrepareBackup(p.a.cfg.Backup.Dir, b.Stanza, text)
+	text, err := cfg.Render()
+	if err != nil {
+		return "", err
+	}
+	paths, err := p.Cluster.PrepareBackup(p.a.repoRoot(), b.Stanza, text)
 	if paths.SetAside != "" {
 		p.a.log.Warn("another instance's OS user owned the instance's stanza in the region's repository; it was set aside",
 			"stanza", b.Stanza, "aside", paths.SetAside)
@@ -484,7 +507,15 @@ func (p *pgServer) StanzaCreate(ctx context.Context) (string, error) {
 	if !pgbackrest.IsCode(err, pgbackrest.CodeFileInvalid) {
 		return "", err
 	}
-	aside, serr := p.Cluster.SetStanzaAside(p.a.cfg.Backup.Dir, p.backup.Stanza, time.Now())
+	var aside string
+	var serr error
+	if p.a.az != nil {
+		// A container cannot be renamed: it is marked set aside, and the instance gets a
+		// new one.
+		aside, serr = p.a.az.setAside(ctx, p.uid, p.backup.Stanza, time.Now())
+	} else {
+		aside, serr = p.Cluster.SetStanzaAside(p.a.cfg.Backup.Dir, p.backup.Stanza, time.Now())
+	}
 	if serr != nil {
 		return "", fmt.Errorf("%w; %v", err, serr)
 	}
@@ -500,7 +531,7 @@ func (p *pgServer) StanzaCreate(ctx context.Context) (string, error) {
 func (p *pgServer) Backup(ctx context.Context, typ string, seq int64, from *instance.BackupServed) error {
 	d, err := p.backupDriver()
 	if from != nil {
-		d, err = p.standbyDriver(*from)
+		d, err = p.standbyDriver(ctx, *from)
 	}
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -36,10 +37,14 @@ func realAgent(ctx context.Context, t *testing.T, dir string, st store.Store, ui
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var out io.Writer = io.Discard
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		out = os.Stderr
 	}
+	if w, ok := agentLogs.Load(t); ok {
+		out = io.MultiWriter(out, w.(io.Writer))
+	}
+	log := slog.New(slog.NewTextHandler(out, nil))
 	r, err := postgres.NewRunner(bin, "postgres", log)
 	if err != nil {
 		t.Fatal(err)
@@ -77,6 +82,9 @@ func realAgent(ctx context.Context, t *testing.T, dir string, st store.Store, ui
 	})
 	return stop
 }
+
+// agentLogs holds, by test, a writer that gets a copy of what realAgent's agent logs.
+var agentLogs sync.Map
 
 func freeTCPPort(t *testing.T) int {
 	t.Helper()

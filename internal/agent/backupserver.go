@@ -229,14 +229,19 @@ func (p *pgServer) StopServingBackups() { p.a.served.stop(p.uid) }
 // from says, and returns the driver that runs it: pg1 the primary through its TLS server
 // (its paths, its PostgreSQL port), with this instance's replication certificate as its
 // identity; pg2 this standby, whose files are copied.
-func (p *pgServer) standbyDriver(from instance.BackupServed) (*pgbackrest.Driver, error) {
+func (p *pgServer) standbyDriver(ctx context.Context, from instance.BackupServed) (*pgbackrest.Driver, error) {
 	if p.backup == nil {
 		return nil, errors.New("the instance has no backups")
 	}
 	if from.Stanza != p.backup.Stanza {
 		return nil, fmt.Errorf("the group's primary serves stanza %s, not this instance's %s", from.Stanza, p.backup.Stanza)
 	}
-	cfg := p.a.backupConfig(p.Cluster, *p.backup)
+	// The region's repository as the instance's own configuration has it (for Azure, its
+	// container with a SAS written afresh for each backup).
+	cfg, err := p.repoConfig(ctx, p.Cluster, *p.backup)
+	if err != nil {
+		return nil, err
+	}
 	local := cfg.PG
 	cfg.ArchiveAsync = false // this configuration only backs up; archive-push uses the other
 	cfg.PG = pgbackrest.PG{Path: from.DataDir, SocketPath: from.SocketDir, Port: from.PGPort,

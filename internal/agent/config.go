@@ -65,7 +65,8 @@ const (
 // Defaults returns the configuration with the defaults the flags show filled in.
 func Defaults() Config {
 	return Config{PGUser: DefaultPGUser, Resync: DefaultResync, Observe: DefaultObserve,
-		Backup: BackupConfig{ArchiveTimeout: DefaultArchiveTimeout, QueueMax: DefaultQueueMax, Timeout: DefaultBackupTimeout}}
+		Backup: BackupConfig{ArchiveTimeout: DefaultArchiveTimeout, QueueMax: DefaultQueueMax, Timeout: DefaultBackupTimeout,
+			RepoType: RepoPosix, Azure: AzureConfig{Port: DefaultAzurePort, ContainerPrefix: DefaultAzureContainerPrefix}}}
 }
 
 // RegisterFlags binds the flags of the PostgreSQL the agent runs to c; their defaults are

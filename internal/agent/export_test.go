@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"time"
 
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/store"
@@ -56,4 +57,26 @@ func (t *TestWorker) RunRestores(ctx context.Context) <-chan struct{} {
 	done := make(chan struct{})
 	go func() { t.w.a.runRestores(ctx); close(done) }()
 	return done
+}
+
+// ContainerName is the name of a stanza's container (azure.go).
+var ContainerName = containerName
+
+// AzureContainer finds or makes instance uid's container of stanza as an agent with the
+// settings b does the first time it configures the instance, and returns its name.
+func AzureContainer(ctx context.Context, b BackupConfig, region, uid, stanza string) (string, error) {
+	if err := b.validateRepo(); err != nil {
+		return "", err
+	}
+	c, _, err := newAzureRepos(&b.Azure, region).container(ctx, uid, stanza)
+	return c.name, err
+}
+
+// AzureSetAside sets instance uid's container of stanza aside, as StanzaCreate does when it
+// holds another system's history, and returns its name.
+func AzureSetAside(ctx context.Context, b BackupConfig, region, uid, stanza string) (string, error) {
+	if err := b.validateRepo(); err != nil {
+		return "", err
+	}
+	return newAzureRepos(&b.Azure, region).setAside(ctx, uid, stanza, time.Now())
 }

@@ -749,7 +749,10 @@ func (p *pgServer) prepareScratch(ctx context.Context, sc *postgres.Cluster) (*p
 	if err := sc.StopNow(ctx, true); err != nil {
 		return nil, false, err
 	}
-	cfg := p.a.backupConfig(sc, *p.backup)
+	cfg, err := p.repoConfig(ctx, sc, *p.backup)
+	if err != nil {
+		return nil, false, err
+	}
 	cfg.ArchiveAsync, cfg.ArchivePushQueueMax, cfg.PG.Port = false, 0, sc.Port
 	text, err := cfg.Render()
 	if err != nil {
@@ -759,7 +762,7 @@ func (p *pgServer) prepareScratch(ctx context.Context, sc *postgres.Cluster) (*p
 	if err != nil {
 		return nil, false, fmt.Errorf("scratch directory: %w", err)
 	}
-	if _, err := sc.PrepareBackup(p.a.cfg.Backup.Dir, p.backup.Stanza, text); err != nil {
+	if _, err := sc.PrepareBackup(p.a.repoRoot(), p.backup.Stanza, text); err != nil {
 		return nil, false, fmt.Errorf("scratch directory: %w", err)
 	}
 	sd, err := p.a.driver(sc, p.backup.Stanza)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/fogdb/fog/internal/agent"
 	"github.com/fogdb/fog/internal/instance"
 	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/postgres"
@@ -33,7 +34,7 @@ type restoreWorld struct {
 
 const restorePassword = "Secret-pass-1"
 
-func newRestoreWorld(ctx context.Context, t *testing.T, uid string) *restoreWorld {
+func newRestoreWorld(ctx context.Context, t *testing.T, uid string, edit ...func(*agent.Config)) *restoreWorld {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {
@@ -45,7 +46,7 @@ func newRestoreWorld(ctx context.Context, t *testing.T, uid string) *restoreWorl
 	}
 	t.Cleanup(func() { bolt.Close() })
 	w := &restoreWorld{t: t, ctx: ctx, dir: dir, st: bolt}
-	w.stop = realAgent(ctx, t, dir, bolt, []string{uid})
+	w.stop = realAgent(ctx, t, dir, bolt, []string{uid}, edit...)
 	w.spec = instance.Spec{UID: uid, Name: "mi-restore", Region: "eastus", Generation: 1, Host: "127.0.0.1", Port: freeTCPPort(t),
 		Locale: "C.UTF-8", Timezone: "UTC", AdminLogin: "admin1", AdminVerifier: pgtypes.SCRAMVerifier(restorePassword), VCores: 2,
 		Backup: &instance.BackupSpec{Stanza: uid, RetentionDays: 7}}

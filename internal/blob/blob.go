@@ -157,6 +157,98 @@ func (c *Client) CreateContainer(ctx context.Context, name string) error {
 	}
 }
 
+// CreateContainerWithMetadata creates the container with metadata meta (names: letters and
+// digits; values: printable ASCII) and reports whether it made it; a container that exists
+// already is left as it is (false, nil). A container SAS can neither read nor write a
+// container's metadata: only the account key can, so the metadata is the key holder's.
+func (c *Client) CreateContainerWithMetadata(ctx context.Context, name string, meta map[string]string) (bool, error) {
+	if !containerRE.MatchString(name) {
+		return false, fmt.Errorf("%w: container %q", ErrInvalid, name)
+	}
+	h, err := metaHeaders(meta)
+	if err != nil {
+		return false, err
+	}
+	op := "create container " + name
+	resp, err := c.doWith(ctx, http.MethodPut, name, url.Values{"restype": {"container"}}, h)
+	if err != nil {
+		return false, fmt.Errorf("blob: %s: %w", op, err)
+	}
+	switch code := resp.Header.Get("x-ms-error-code"); {
+	case resp.StatusCode == http.StatusCreated:
+		return true, nil
+	case resp.StatusCode == http.StatusConflict && code == "ContainerAlreadyExists":
+		return false, nil
+	default:
+		return false, &StatusError{Op: op, Status: resp.StatusCode, Code: code}
+	}
+}
+
+// ContainerMetadata returns the container's metadata (names in lower case) and whether the
+// container exists.
+func (c *Client) ContainerMetadata(ctx context.Context, name string) (map[string]string, bool, error) {
+	if !containerRE.MatchString(name) {
+		return nil, false, fmt.Errorf("%w: container %q", ErrInvalid, name)
+	}
+	op := "container " + name + " properties"
+	resp, err := c.do(ctx, http.MethodHead, name, url.Values{"restype": {"container"}})
+	if err != nil {
+		return nil, false, fmt.Errorf("blob: %s: %w", op, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return nil, false, nil
+	default:
+		return nil, false, &StatusError{Op: op, Status: resp.StatusCode, Code: resp.Header.Get("x-ms-error-code")}
+	}
+	meta := map[string]string{}
+	for k, v := range resp.Header {
+		if n, ok := strings.CutPrefix(strings.ToLower(k), "x-ms-meta-"); ok && len(v) > 0 {
+			meta[n] = v[0]
+		}
+	}
+	return meta, true, nil
+}
+
+// SetContainerMetadata replaces the container's metadata with meta.
+func (c *Client) SetContainerMetadata(ctx context.Context, name string, meta map[string]string) error {
+	if !containerRE.MatchString(name) {
+		return fmt.Errorf("%w: container %q", ErrInvalid, name)
+	}
+	h, err := metaHeaders(meta)
+	if err != nil {
+		return err
+	}
+	op := "set container " + name + " metadata"
+	resp, err := c.doWith(ctx, http.MethodPut, name, url.Values{"restype": {"container"}, "comp": {"metadata"}}, h)
+	if err != nil {
+		return fmt.Errorf("blob: %s: %w", op, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return &StatusError{Op: op, Status: resp.StatusCode, Code: resp.Header.Get("x-ms-error-code")}
+	}
+	return nil
+}
+
+var metaNameRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,62}$`)
+
+func metaHeaders(meta map[string]string) (http.Header, error) {
+	h := http.Header{}
+	for k, v := range meta {
+		if !metaNameRE.MatchString(k) {
+			return nil, fmt.Errorf("%w: metadata name %q", ErrInvalid, k)
+		}
+		for _, r := range v {
+			if r < 0x20 || r > 0x7e {
+				return nil, fmt.Errorf("%w: metadata %s: not printable ASCII", ErrInvalid, k)
+			}
+		}
+		h.Set("x-ms-meta-"+k, v)
+	}
+	return h, nil
+}
+
 // ContainerExists reports whether the container is there.
 func (c *Client) ContainerExists(ctx context.Context, name string) (bool, error) {
 	if !containerRE.MatchString(name) {
@@ -180,6 +272,11 @@ func (c *Client) ContainerExists(ctx context.Context, name string) (bool, error)
 // do sends a request without a body, signed with the shared key, and returns the answer
 // with its body read (a bounded amount) and closed.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values) (*http.Response, error) {
+	return c.doWith(ctx, method, path, q, nil)
+}
+
+// doWith is do with the headers h added (signed with the others).
+func (c *Client) doWith(ctx context.Context, method, path string, q url.Values, h http.Header) (*http.Response, error) {
 	u := *c.base
 	u.Path = c.base.Path + "/" + path
 	u.RawPath = ""
@@ -187,6 +284,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values) (*ht
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+	for k, v := range h {
+		req.Header[k] = v
 	}
 	req.Header.Set("x-ms-date", time.Now().UTC().Format(http.TimeFormat))
 	req.Header.Set("x-ms-version", Version)

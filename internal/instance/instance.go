@@ -260,6 +260,21 @@ type BackupStatus struct {
 	// Served is set while a group's primary serves its partner's backups (docs/backups.md):
 	// what the standby's member needs to take its region's backups from the standby.
 	Served *BackupServed `json:"served,omitempty"`
+	// Repository is where the stanza's backups go in this region.
+	Repository *BackupRepository `json:"repository,omitempty"`
+}
+
+// BackupRepository is where an instance's backups go in its region, without any credential.
+type BackupRepository struct {
+	// Type is "posix" (a directory, Path, on the agent's machine) or "azure" (Container in
+	// storage Account).
+	Type      string `json:"type"`
+	Path      string `json:"path,omitempty"`
+	Account   string `json:"account,omitempty"`
+	Container string `json:"container,omitempty"`
+	// CredentialExpiry is when the credential in the instance's configuration expires (a
+	// SAS); the agent renews it well before.
+	CredentialExpiry time.Time `json:"credentialExpiry,omitzero"`
 }
 
 // BackupServed is the pgBackRest TLS server a group's primary runs, as its own OS user, for

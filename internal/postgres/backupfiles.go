@@ -40,7 +40,8 @@ func (c *Cluster) BackupPaths(repoRoot, stanza string) BackupPaths {
 	}
 }
 
-// PrepareBackup makes the directories of BackupPaths and writes the configuration conf. The
+// PrepareBackup makes the directories of BackupPaths and writes the configuration conf. An
+// empty repoRoot is a repository in an object store: nothing of it is on this machine. The
 // repository root is root's (0711: an instance's user passes through it to its own stanza's
 // directory and sees no other name); the stanza's directory is the instance's user's (0700).
 // Everything is made through descriptors (package safedir): a name the instance's user
@@ -57,6 +58,9 @@ func (c *Cluster) PrepareBackup(repoRoot, stanza string, conf []byte) (BackupPat
 		if err := d.Mkdir(rel, 0o700, o); err != nil {
 			return p, fmt.Errorf("backup files: %w", err)
 		}
+	}
+	if repoRoot == "" {
+		return p, c.writeBackupFile(d, "pgbackrest.conf", conf)
 	}
 	if err := os.MkdirAll(repoRoot, 0o711); err != nil {
 		return p, fmt.Errorf("backup repository: %w", err)
@@ -91,16 +95,33 @@ func (c *Cluster) PrepareBackup(repoRoot, stanza string, conf []byte) (BackupPat
 	if err := root.Mkdir(stanza, 0o700, o); err != nil {
 		return p, fmt.Errorf("backup repository: %w", err)
 	}
-	// Root's, readable by the instance's group: the instance's user reads it and cannot
-	// change where its archive goes.
+	return p, c.writeBackupFile(d, "pgbackrest.conf", conf)
+}
+
+// writeBackupFile writes a file pgBackRest reads into the instance's directory d: root's,
+// readable by the instance's group, so the instance's user reads it and cannot change where
+// its archive goes.
+func (c *Cluster) writeBackupFile(d *safedir.Dir, name string, data []byte) error {
 	fo := safedir.Keep
 	if c.R.switchTo {
 		fo = safedir.Owner{UID: os.Geteuid(), GID: c.R.gid}
 	}
-	if err := d.WriteFile("pgbackrest.conf", conf, 0o640, fo); err != nil {
-		return p, fmt.Errorf("backup configuration: %w", err)
+	if err := d.WriteFile(name, data, 0o640, fo); err != nil {
+		return fmt.Errorf("backup configuration: %w", err)
 	}
-	return p, nil
+	return nil
+}
+
+// WriteBackupFile writes name into the instance's directory as PrepareBackup writes the
+// configuration (root's, 0640, the instance's group): a file the configuration names, such as
+// an object store's CA certificate.
+func (c *Cluster) WriteBackupFile(name string, data []byte) error {
+	d, err := c.prepareDir()
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return c.writeBackupFile(d, name, data)
 }
 
 // SetStanzaAside renames stanza's directory in the repository root repoRoot to
