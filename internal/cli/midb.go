@@ -168,6 +168,7 @@ func newMIDBCommand(g *globals) *cobra.Command {
 	common(listDeleted, false)
 
 	midb.AddCommand(create, show, list, del, restore, listDeleted, newShortTermRetentionCommand(g),
+		newLTRPolicyCommand(g), newLTRBackupCommand(g),
 		newWaitCommand(g, "database", func(c *client, rg, _, mi, name string) string {
 			return c.DatabasePath(rg, mi, name)
 		}, false, true))

@@ -171,6 +171,7 @@ func (c *Controller) Lead(ctx context.Context, st store.Store) error {
 			if time.Since(lastBackups) >= c.backupEvery {
 				lastBackups = time.Now()
 				c.noteBackups(ctx, t)
+				c.ltrTick(ctx, t.eng)
 				t.backups.Tick(ctx)
 			}
 			if time.Since(lastPrune) > 10*time.Minute {

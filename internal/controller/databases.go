@@ -198,9 +198,11 @@ func (c *Controller) PutDatabase(ctx context.Context, sub, rg, mi, db string, bo
 	case mode == "" || strings.EqualFold(mode, resource.CreateModeDefault):
 	case strings.EqualFold(mode, resource.CreateModePointInTimeRestore):
 		return c.restoreDatabase(ctx, m, db, body.Properties)
+	case strings.EqualFold(mode, resource.CreateModeRestoreLTR):
+		return c.restoreLTRBackup(ctx, m, db, body.Properties)
 	default:
 		return nil, nil, fault.Invalid("InvalidCreateMode",
-			"createMode '%s' is not supported; use Default (a new, empty database) or PointInTimeRestore (with sourceDatabaseId and restorePointInTime).", mode)
+			"createMode '%s' is not supported; use Default (a new, empty database), PointInTimeRestore (with sourceDatabaseId and restorePointInTime) or RestoreLongTermRetentionBackup (with longTermRetentionBackupResourceId).", mode)
 	}
 	for _, d := range c.refresh(ctx, m) {
 		if d.Name == db {

@@ -51,6 +51,9 @@ type DatabaseProperties struct {
 	// (restorableDroppedDatabases), as it was when dropped unless RestorePointInTime is
 	// earlier.
 	RestorableDroppedDatabaseID string `json:"restorableDroppedDatabaseId,omitempty"`
+	// LongTermRetentionBackupResourceID, with createMode RestoreLongTermRetentionBackup,
+	// restores the database as it was at the end of that long-term retention backup.
+	LongTermRetentionBackupResourceID string `json:"longTermRetentionBackupResourceId,omitempty"`
 	// EarliestRestorePoint is Azure's read-only earliest point in time the database can be
 	// restored to; absent until its instance has a backup.
 	EarliestRestorePoint *time.Time `json:"earliestRestorePoint,omitempty"`
@@ -69,6 +72,8 @@ type DatabaseProperties struct {
 const (
 	CreateModeDefault            = "Default"
 	CreateModePointInTimeRestore = "PointInTimeRestore"
+	// CreateModeRestoreLTR restores a long-term retention backup.
+	CreateModeRestoreLTR = "RestoreLongTermRetentionBackup"
 )
 
 // Backup types as the API names them (lastBackupType).
