@@ -44,6 +44,8 @@ type BackupConfig struct {
 	// Timeout bounds one backup: it holds the machine's one backup slot. It bounds a
 	// restore's temporary login too.
 	Timeout time.Duration
+	// Now is the clock expiry judges retention by (nil: time.Now); tests move it weeks ahead.
+	Now func() time.Time
 	// RestoreDir holds the scratch copies of databases under restore, one directory per
 	// restore command (default: restores/<region> beside the agent's instance directory).
 	RestoreDir string
@@ -537,7 +539,11 @@ func (p *pgServer) Backup(ctx context.Context, typ string, seq int64) error {
 	}
 	// Expiry follows each backup, as pgBackRest's own did. A failure leaves more in the
 	// repository than needed, never less, and the next backup expires again.
-	if sets, err := p.ExpireBackups(ctx, p.keep, time.Now()); err != nil {
+	now := time.Now()
+	if p.a.cfg.Backup.Now != nil {
+		now = p.a.cfg.Backup.Now()
+	}
+	if sets, err := p.ExpireBackups(ctx, p.keep, now); err != nil {
 		p.a.log.Warn("expire backups", "instance", p.uid, "err", err)
 	} else if len(sets) > 0 {
 		p.a.log.Info("backups expired", "instance", p.uid, "sets", sets)
