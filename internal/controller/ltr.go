@@ -223,7 +223,7 @@ func (c *Controller) DeleteLTRBackup(ctx context.Context, q LTRQuery, name strin
 	if err := c.st.Txn(ctx, nil, []store.Op{{Key: key, Delete: true}, store.PutOp(opKey(op.ID), op), store.PutOp(activity.Key(op.ID), activityOf(op))}); err != nil {
 		return nil, internalError(err)
 	}
-	if err := c.syncKeep(ctx, c.eng, b.Subscription, b.ResourceGroup, b.InstanceName, b.InstanceUID); err != nil {
+	if err := c.syncKeep(ctx, c.eng, b.Subscription, b.ResourceGroup, b.InstanceName, b.InstanceUID, now); err != nil {
 		c.log.Warn("long-term retention: update the backups kept", "instance", b.InstanceName, "err", err)
 	}
 	c.log.Info("long-term retention backup deleted", "instance", b.InstanceName, "database", b.Database, "label", b.Label, "id", op.ID)
@@ -249,7 +249,7 @@ func keepOf(bs []resource.LTRBackup, uid string, now time.Time) []ltr.Keep {
 
 // syncKeep writes into the instance's record (and so its desired state) the labels its LTR
 // records keep, when they differ from what it carries.
-func (c *Controller) syncKeep(ctx context.Context, e *engine.Engine, sub, rg, name, uid string) error {
+func (c *Controller) syncKeep(ctx context.Context, e *engine.Engine, sub, rg, name, uid string, now time.Time) error {
 	for attempt := 0; attempt < 3; attempt++ {
 		m, rev, err := c.getInstance(ctx, sub, rg, name)
 		if errors.Is(err, fault.ErrNotFound) {
@@ -265,7 +265,7 @@ func (c *Controller) syncKeep(ctx context.Context, e *engine.Engine, sub, rg, na
 		if err != nil {
 			return err
 		}
-		keep := keepOf(bs, uid, time.Now())
+		keep := keepOf(bs, uid, now)
 		if slices.Equal(keep, m.BackupKeep) {
 			return nil
 		}
@@ -425,7 +425,7 @@ func (c *Controller) ltrJudge(ctx context.Context, e *engine.Engine, now time.Ti
 	for i := range ms {
 		m := &ms[i]
 		if !slices.Equal(keepOf(all, m.UID, now), m.BackupKeep) {
-			if err := c.syncKeep(ctx, e, m.Subscription, m.ResourceGroup, m.Name, m.UID); err != nil {
+			if err := c.syncKeep(ctx, e, m.Subscription, m.ResourceGroup, m.Name, m.UID, now); err != nil {
 				c.log.Warn("long-term retention: update the backups kept", "instance", m.Name, "err", err)
 			}
 		}
