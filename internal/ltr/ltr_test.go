@@ -99,8 +99,11 @@ func TestClassify(t *testing.T) {
 			prev = stop
 		}
 	}
-	if yearly != 1 || monthly != 11 || weekly != 40 {
-		t.Errorf("yearly, monthly, weekly = %d, %d, %d; want 1, 11, 40", yearly, monthly, weekly)
+	// 2025's twelve months: March's first full backup is week 10's (yearly), and October's
+	// is Thursday October 2 (the week's second, kept as the month's first), so Monday
+	// October 6 is a weekly one; 52 Mondays, 10 of them a month's first and 1 week 10's.
+	if yearly != 1 || monthly != 12 || weekly != 41 {
+		t.Errorf("yearly, monthly, weekly = %d, %d, %d; want 1, 12, 41", yearly, monthly, weekly)
 	}
 
 	// Rules that are off keep nothing; a policy keeps from the first backup after it is set.
