@@ -23,10 +23,11 @@ func TestLongTermRetention(t *testing.T) {
 		t.Skip("pgBackRest is not installed (CI installs Debian's pgbackrest)")
 	}
 	ctx := context.Background()
-	// Full backups every 30 seconds: a full backup that ends after the policy is set comes
-	// within a tick or two of the schedule, whenever the instance's first one ended.
+	// Full backups every 15 seconds and the leader's backup tick every 3: a full backup that
+	// ends after the policy is set comes soon, whenever the instance's first one ended.
 	f := startFog(t, "", withBackups, func(c *server.Config) {
-		c.Controller.Backup.FullInterval, c.Controller.Backup.DiffInterval = 30*time.Second, 30*time.Second
+		c.Controller.Backup.FullInterval, c.Controller.Backup.DiffInterval = 15*time.Second, 15*time.Second
+		c.Controller.BackupTick = 3 * time.Second
 	})
 	inst := f.createInstance("rg-ltr", "ltr1", "eastus", nil)
 	started := time.Now()
