@@ -53,6 +53,14 @@ func newLTRPolicyCommand(g *globals) *cobra.Command {
 					return usageErr(f.flag, "%q is not an ISO 8601 duration: give one such as P12W, P6M or P5Y, or PT0S for none", f.v)
 				}
 			}
+			weekN := -1
+			if week != "" {
+				n, err := strconv.Atoi(week)
+				if err != nil {
+					return usageErr("--week-of-year", "%q is not a week of the year: give 1 to 52", week)
+				}
+				weekN = n
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
@@ -65,12 +73,8 @@ func newLTRPolicyCommand(g *globals) *cobra.Command {
 			p.WeeklyRetention = orKeep(weekly, p.WeeklyRetention)
 			p.MonthlyRetention = orKeep(monthly, p.MonthlyRetention)
 			p.YearlyRetention = orKeep(yearly, p.YearlyRetention)
-			if week != "" {
-				n, err := strconv.Atoi(week)
-				if err != nil {
-					return usageErr("--week-of-year", "%q is not a week of the year: give 1 to 52", week)
-				}
-				p.WeekOfYear = n
+			if weekN >= 0 {
+				p.WeekOfYear = weekN
 			}
 			op, err := c.BeginSetLongTermRetentionPolicy(cmd.Context(), rg, mi, name, p)
 			return g.finish(cmd, c, op, err, noWait, "Setting long-term retention", true)
