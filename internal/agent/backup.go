@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/ltr"
 	"github.com/fogdb/fog/internal/pgbackrest"
 	"github.com/fogdb/fog/internal/postgres"
 	"github.com/fogdb/fog/internal/store"
@@ -48,6 +49,8 @@ type BackupConfig struct {
 	// RepoAzure (Azure, a container per stanza).
 	RepoType string
 	Azure    AzureConfig
+	// Now is the clock expiry judges retention by (nil: time.Now); tests move it weeks ahead.
+	Now func() time.Time
 	// RestoreDir holds the scratch copies of databases under restore, one directory per
 	// restore command (default: restores/<region> beside the agent's instance directory).
 	RestoreDir string
@@ -431,7 +434,10 @@ func (a *Agent) backupConfig(c *postgres.Cluster, b instance.BackupSpec) pgbackr
 	p := c.BackupPaths(a.cfg.Backup.Dir, b.Stanza)
 	return pgbackrest.Config{
 		Stanza: b.Stanza,
-		Repos:  []pgbackrest.Repo{{Path: p.Repo, Retention: pgbackrest.Retention{FullDays: max(b.RetentionDays, 1)}}},
+		// pgBackRest never expires a full backup on its own: after each backup the agent
+		// expires what neither the short-term window (RetentionDays) nor long-term retention
+		// keeps (ExpireBackups), which pgBackRest's time-based retention cannot express.
+		Repos: []pgbackrest.Repo{{Path: p.Repo, Retention: pgbackrest.Retention{FullCount: ltr.MaxKeep}}},
 		PG: pgbackrest.PG{Path: c.DataDir(), SocketPath: c.SocketDir, Port: c.Port,
 			User: postgres.BackupUser, Database: postgres.SystemDB},
 		ArchiveAsync: true, SpoolPath: p.Spool, LockPath: p.Lock, LogPath: p.Log,
@@ -583,7 +589,62 @@ func (p *pgServer) Backup(ctx context.Context, typ string, seq int64, from *inst
 	}
 	wctx, cancel := context.WithTimeout(ctx, p.a.cfg.Backup.WaitArchived)
 	defer cancel()
-	return d.WaitArchived(wctx, b.Archive.Stop, time.Second)
+	if err := d.WaitArchived(wctx, b.Archive.Stop, time.Second); err != nil {
+		return err
+	}
+	// Expiry follows each backup, as pgBackRest's own did. A failure leaves more in the
+	// repository than needed, never less, and the next backup expires again.
+	now := time.Now()
+	if p.a.cfg.Backup.Now != nil {
+		now = p.a.cfg.Backup.Now()
+	}
+	if sets, err := p.ExpireBackups(ctx, p.keep, now); err != nil {
+		p.a.log.Warn("expire backups", "instance", p.uid, "err", err)
+	} else if len(sets) > 0 {
+		p.a.log.Info("backups expired", "instance", p.uid, "sets", sets)
+	}
+	return nil
+}
+
+// ExpireBackups expires, at now, the stanza's backups in the region's repository that
+// neither the short-term window (the spec's RetentionDays, as pgBackRest's time-based
+// retention keeps it) nor long-term retention (keep: full backups by label, until a time)
+// needs, and trims the WAL archive so that the LTR backups older than the window keep only
+// the WAL that makes them consistent (ltr.Expire). It returns the sets expired.
+func (p *pgServer) ExpireBackups(ctx context.Context, keep []ltr.Keep, now time.Time) ([]string, error) {
+	d, err := p.backupDriver()
+	if err != nil {
+		return nil, err
+	}
+	info, err := p.info(ctx, d, "")
+	if err != nil {
+		return nil, err
+	}
+	var bs []ltr.Backup
+	for _, b := range info.Backup {
+		if b.Failed() {
+			continue
+		}
+		bs = append(bs, ltr.Backup{Label: b.Label, Full: b.Type == pgbackrest.BackupType(instance.BackupFull), Prior: b.Prior, Stop: b.Stop()})
+	}
+	plan := ltr.Expire(bs, max(p.backup.RetentionDays, 1), keep, now)
+	ctx, cancel := context.WithTimeout(ctx, p.a.cfg.Backup.Timeout)
+	defer cancel()
+	var done []string
+	for _, set := range plan.Sets {
+		if err := d.ExpireWith(ctx, pgbackrest.ExpireOptions{Set: set, ArchiveFulls: plan.ArchiveFulls}); err != nil {
+			return done, fmt.Errorf("expire backup %s: %w", set, err)
+		}
+		done = append(done, set)
+	}
+	if len(plan.Sets) == 0 {
+		// Nothing to expire, but the window moves: WAL that only backups now outside it
+		// needed goes.
+		if err := d.ExpireWith(ctx, pgbackrest.ExpireOptions{ArchiveFulls: plan.ArchiveFulls}); err != nil {
+			return nil, fmt.Errorf("expire WAL: %w", err)
+		}
+	}
+	return done, nil
 }
 
 // VerifyBackups runs pgBackRest's verify over the stanza in the region's repository, within

@@ -78,6 +78,9 @@ type RestoreRequest struct {
 	// commit time (instance.DroppedDB).
 	DropLSN string
 	Dropped time.Time
+	// Set, when given, is the backup restored, to its end of consistency
+	// (`--type=immediate`), rather than Time: a long-term retention backup.
+	Set string
 	// From is the instance whose backups hold Source, when it is another instance of the
 	// region than the one restored into (nil: the same): the scratch cluster is restored
 	// from its repository and runs as its OS user, and its WAL is switched to reach Time.
@@ -136,6 +139,8 @@ func (a *Agent) checkRestore(s instance.Spec, cmd instance.Command) error {
 		return fmt.Errorf("restore: %s is in the future", cmd.Time.UTC().Format(time.RFC3339Nano))
 	case cmd.DropLSN != "" && (cmd.Dropped.IsZero() || cmd.Time.After(cmd.Dropped)):
 		return errors.New("restore: a dropped database is restored to a time up to its drop")
+	case cmd.BackupSet != "" && (cmd.DropLSN != "" || !pgbackrest.ValidLabel(cmd.BackupSet)):
+		return fmt.Errorf("restore: backup %q: want a pgBackRest label, and no drop record", cmd.BackupSet)
 	}
 	if cmd.DropLSN != "" {
 		if _, err := pgtypes.ParseLSN(cmd.DropLSN); err != nil {
@@ -181,7 +186,7 @@ func (w *worker) submitRestore(s instance.Spec, cmd instance.Command) bool {
 		return false
 	}
 	req := RestoreRequest{ID: cmd.ID, Source: cmd.SourceDatabase, Database: cmd.Database, Owner: cmd.Owner,
-		Time: cmd.Time.UTC(), Latest: cmd.Latest, DropLSN: cmd.DropLSN, Dropped: cmd.Dropped.UTC(), Dir: w.a.restoreDir(cmd.ID)}
+		Time: cmd.Time.UTC(), Latest: cmd.Latest, Set: cmd.BackupSet, DropLSN: cmd.DropLSN, Dropped: cmd.Dropped.UTC(), Dir: w.a.restoreDir(cmd.ID)}
 	if src, ok := w.a.restoreSource(s, cmd); ok && src.UID != s.UID {
 		req.From = w.a.server(src)
 	}
@@ -688,6 +693,9 @@ func (p *pgServer) restoreScratch(ctx context.Context, sc *postgres.Cluster, r R
 	if r.Latest {
 		return p.restoreScratchLatest(ctx, sc, r, info, progress, started)
 	}
+	if r.Set != "" {
+		return p.restoreScratchSet(ctx, sc, r, d, info, progress, started)
+	}
 	stop, ok := info.Earliest(0)
 	if !ok {
 		return errors.New("the instance has no backup yet")
@@ -818,6 +826,43 @@ func (p *pgServer) restoreScratchLatest(ctx context.Context, sc *postgres.Cluste
 	opts := pgbackrest.RestoreOptions{Path: sc.DataDir(), Type: "default", Delta: nonEmpty, ArchiveOff: true,
 		Progress: func(f float64) { progress(40 * f) }}
 	return p.restoreInto(ctx, sc, r, d, sd, opts, newest.Label, started)
+}
+
+// restoreScratchSet restores backup r.Set into the scratch cluster, recovered to the
+// backup's end of consistency (`--type=immediate`): a long-term retention backup, whose WAL
+// the repository keeps only that far.
+func (p *pgServer) restoreScratchSet(ctx context.Context, sc *postgres.Cluster, r RestoreRequest, d *pgbackrest.Driver, info *pgbackrest.Info, progress func(float64), started time.Time) error {
+	if _, ok := info.Find(r.Set); !ok {
+		return fmt.Errorf("backup %s is not in the repository (expired or deleted)", r.Set)
+	}
+	if err := p.withSystem(ctx, func(sys *pgx.Conn) error { return p.checkScratchSpace(ctx, sys, r) }); err != nil {
+		return err
+	}
+	sd, nonEmpty, err := p.prepareScratch(ctx, sc)
+	if err != nil {
+		return err
+	}
+	opts := pgbackrest.RestoreOptions{
+		Path: sc.DataDir(), Set: r.Set, Type: "immediate", TargetAction: "pause",
+		Delta: nonEmpty, ArchiveOff: true,
+		Progress: func(f float64) { progress(40 * f) },
+	}
+	if in, err := p.info(ctx, d, r.Set); err != nil {
+		return fmt.Errorf("read backup %s: %w", r.Set, err)
+	} else if b, ok := in.Find(r.Set); ok && b.HasDatabase(r.Source) {
+		opts.DBInclude = []string{r.Source}
+	} else {
+		return fmt.Errorf("backup %s holds no database %s", r.Set, r.Source)
+	}
+	if err := sd.Restore(ctx, opts); err != nil {
+		return err
+	}
+	if err := sc.WriteConfig(postgres.Config{Name: "fog-restore", Timezone: "UTC", FogUser: p.a.cfg.FogUser,
+		GuardLibrary: p.a.cfg.GuardLibrary, Scratch: true}); err != nil {
+		return fmt.Errorf("configure the scratch cluster: %w", err)
+	}
+	p.stepDone(r, "scratch cluster restored from backup "+r.Set, started)
+	return sc.WriteMarker(markerRestored)
 }
 
 // atDrop reports whether restore r stops just before its dropped source's drop record

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fogdb/fog/internal/instance"
+	"github.com/fogdb/fog/internal/ltr"
 	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/fogdb/fog/internal/postgres"
 	"github.com/fogdb/fog/internal/proc"
@@ -143,7 +144,7 @@ func (a *Agent) server(s instance.Spec) Server {
 	if a.cfg.Servers != nil {
 		return a.cfg.Servers(s)
 	}
-	return &pgServer{Cluster: a.cluster(s), uid: s.UID, a: a, backup: s.Backup}
+	return &pgServer{Cluster: a.cluster(s), uid: s.UID, a: a, backup: s.Backup, keep: s.BackupKeep}
 }
 
 // pgServer is a Server that is a real PostgreSQL cluster.
@@ -152,6 +153,8 @@ type pgServer struct {
 	uid    string
 	a      *Agent
 	backup *instance.BackupSpec
+	// keep are the full backups long-term retention keeps (Spec.BackupKeep).
+	keep []ltr.Keep
 }
 
 func (p *pgServer) Dir() string                  { return p.Cluster.Dir }

@@ -26,6 +26,8 @@ var operationNames = map[string][2]string{
 	// A restore is a database PUT in Azure (createMode PointInTimeRestore).
 	controller.KindRestoreDatabase: {"Microsoft.Sql/managedInstances/databases/write", "Create/Update Managed Database"},
 	controller.KindPutRetention:    {"Microsoft.Sql/managedInstances/databases/backupShortTermRetentionPolicies/write", "Create/Update Managed Database Short Term Retention Policy"},
+	controller.KindPutLTR:          {"Microsoft.Sql/managedInstances/databases/backupLongTermRetentionPolicies/write", "Create/Update Managed Database Long Term Retention Policy"},
+	controller.KindDeleteLTRBackup: {"Microsoft.Sql/locations/longTermRetentionManagedInstances/longTermRetentionDatabases/longTermRetentionManagedInstanceBackups/delete", "Delete Long Term Retention Managed Instance Backup"},
 	controller.KindCreateGroup:     {"Microsoft.Sql/locations/instanceFailoverGroups/write", "Create/Update Instance Failover Group"},
 	controller.KindUpdateGroup:     {"Microsoft.Sql/locations/instanceFailoverGroups/write", "Create/Update Instance Failover Group"},
 	controller.KindDeleteGroup:     {"Microsoft.Sql/locations/instanceFailoverGroups/delete", "Delete Instance Failover Group"},
@@ -138,6 +140,10 @@ func (s *Server) activityLog(w http.ResponseWriter, r *http.Request) {
 			resourceType = "Microsoft.Sql/locations/instanceFailoverGroups"
 		case strings.Contains(e.ResourceID, "/backupShortTermRetentionPolicies/"):
 			resourceType = resource.TypeShortTermRetentionPolicy
+		case strings.Contains(e.ResourceID, "/backupLongTermRetentionPolicies/"):
+			resourceType = resource.TypeLongTermRetentionPolicy
+		case strings.Contains(e.ResourceID, "/longTermRetentionManagedInstanceBackups/"):
+			resourceType = resource.TypeLongTermRetentionBackup
 		case strings.Contains(e.ResourceID, "/databases/"):
 			resourceType = "Microsoft.Sql/managedInstances/databases"
 		}

@@ -117,6 +117,7 @@ func (s *Server) instanceRoutes(rt *arm.Router) {
 		s.replyOp(w, r, ver, op, aerr)
 	}))
 	s.retentionRoutes(rt, v)
+	s.ltrRoutes(rt, v)
 	rt.Handle("GET", rddPath, v(func(w http.ResponseWriter, r *http.Request, _ string) {
 		vs, aerr := s.c.ListRestorableDroppedDatabases(r.Context(), r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
 		s.reply(w, r, listOf(vs), aerr)
@@ -168,6 +169,11 @@ func (s *Server) writeResource(w http.ResponseWriter, r *http.Request, id string
 	p, err := arm.ParseInstanceID(miID)
 	if err != nil {
 		arm.WriteError(w, arm.Errorf(http.StatusInternalServerError, "InternalServerError", "operation names a bad resource id"))
+		return
+	}
+	if db, policy, ok := strings.Cut(db, "/backupLongTermRetentionPolicies/"); isDB && ok {
+		v, aerr := s.c.GetLongTermRetention(ctx, p.Subscription, p.ResourceGroup, p.Name, db, policy)
+		s.reply(w, r, v, aerr)
 		return
 	}
 	if db, policy, ok := strings.Cut(db, "/backupShortTermRetentionPolicies/"); isDB && ok {

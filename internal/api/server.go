@@ -108,7 +108,7 @@ func (s *Server) Handler() http.Handler {
 	if s.metrics != nil {
 		rt.Handle("GET", "/metrics", s.metrics.ServeHTTP)
 	}
-	for _, kind := range []string{"managedInstance", "managedDatabase", retentionOpKind} {
+	for _, kind := range []string{"managedInstance", "managedDatabase", retentionOpKind, ltrPolicyOpKind, ltrBackupOpKind} {
 		rt.Handle("GET", opBase+kind+"AzureAsyncOperation/{op}", s.operationStatus)
 		rt.Handle("GET", opBase+kind+"OperationResults/{op}", s.operationResult)
 	}
@@ -205,6 +205,10 @@ func (s *Server) accepted(w http.ResponseWriter, r *http.Request, op *controller
 		kind = "managedDatabase"
 	case controller.KindPutRetention:
 		kind = retentionOpKind
+	case controller.KindPutLTR:
+		kind = ltrPolicyOpKind
+	case controller.KindDeleteLTRBackup:
+		kind = ltrBackupOpKind
 	case controller.KindCreateGroup, controller.KindUpdateGroup, controller.KindDeleteGroup, controller.KindFailover, controller.KindForceFailover:
 		kind = "instanceFailoverGroup"
 	}
@@ -282,7 +286,7 @@ func (s *Server) operationResult(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch op.Kind {
-	case controller.KindPutInstance, controller.KindPutDatabase, controller.KindRestoreDatabase, controller.KindPutRetention:
+	case controller.KindPutInstance, controller.KindPutDatabase, controller.KindRestoreDatabase, controller.KindPutRetention, controller.KindPutLTR:
 		s.writeResource(w, r, op.ResourceID)
 	case controller.KindCreateGroup, controller.KindUpdateGroup, controller.KindFailover, controller.KindForceFailover:
 		v, err := s.c.GroupResult(ctx, op)

@@ -192,6 +192,7 @@ func newMIDBCommand(g *globals) *cobra.Command {
 	recover.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the operation to finish")
 
 	midb.AddCommand(create, show, list, del, restore, recover, listDeleted, newShortTermRetentionCommand(g),
+		newLTRPolicyCommand(g), newLTRBackupCommand(g),
 		newWaitCommand(g, "database", func(c *client, rg, _, mi, name string) string {
 			return c.DatabasePath(rg, mi, name)
 		}, false, true))

@@ -36,6 +36,9 @@ type Config struct {
 	ActivityRetentionDays int
 	// Backup is the backup schedule the leader keeps (package backupsched).
 	Backup backupsched.Config
+	// BackupTick is how often the leader runs the backup schedule and judges long-term
+	// retention (0: every 30 seconds); tests shorten it.
+	BackupTick time.Duration
 }
 
 // Defaults of the controller's settings.

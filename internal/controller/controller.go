@@ -59,6 +59,9 @@ func New(cfg Config, st store.Store, log *slog.Logger) (*Controller, error) {
 		return nil, err
 	}
 	c := &Controller{cfg: cfg, st: st, log: log, kick: make(chan string, 128), leases: lease.NewObserver(cfg.LeaseTTL, nil), resync: time.Second, backupEvery: backupEvery}
+	if cfg.BackupTick > 0 {
+		c.backupEvery = cfg.BackupTick
+	}
 	c.eng = c.engine(st)
 	return c, nil
 }
@@ -171,6 +174,7 @@ func (c *Controller) Lead(ctx context.Context, st store.Store) error {
 			if time.Since(lastBackups) >= c.backupEvery {
 				lastBackups = time.Now()
 				c.noteBackups(ctx, t)
+				c.ltrTick(ctx, t.eng)
 				t.backups.Tick(ctx)
 			}
 			if time.Since(lastPrune) > 10*time.Minute {

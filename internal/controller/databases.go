@@ -200,9 +200,11 @@ func (c *Controller) PutDatabase(ctx context.Context, sub, rg, mi, db string, bo
 		return c.restoreDatabase(ctx, m, db, body.Properties)
 	case strings.EqualFold(mode, resource.CreateModeRecovery):
 		return c.recoverDatabase(ctx, m, db, body.Properties)
+	case strings.EqualFold(mode, resource.CreateModeRestoreLTR):
+		return c.restoreLTRBackup(ctx, m, db, body.Properties)
 	default:
 		return nil, nil, fault.Invalid("InvalidCreateMode",
-			"createMode '%s' is not supported; use Default (a new, empty database), PointInTimeRestore (with sourceDatabaseId and restorePointInTime) or Recovery (with recoverableDatabaseId).", mode)
+			"createMode '%s' is not supported; use Default (a new, empty database), PointInTimeRestore (with sourceDatabaseId and restorePointInTime), Recovery (with recoverableDatabaseId) or RestoreLongTermRetentionBackup (with longTermRetentionBackupResourceId).", mode)
 	}
 	for _, d := range c.refresh(ctx, m) {
 		if d.Name == db {

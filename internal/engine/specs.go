@@ -24,7 +24,8 @@ func (e *Engine) BaseSpec(m *resource.ManagedInstance) instance.Spec {
 		DNSNames: []string{m.Name + "." + m.DNSZone + "." + e.cfg.DNSSuffix}, VCores: m.VCores,
 		// Every instance archives its WAL; the record keeps the backup last asked, so that
 		// every spec written (each failover step rewrites both members') still asks for it.
-		Backup: &instance.BackupSpec{Stanza: m.Stanza(), RetentionDays: m.RetentionDays(), Seq: m.BackupSeq, Type: m.BackupType},
+		Backup:     &instance.BackupSpec{Stanza: m.Stanza(), RetentionDays: m.RetentionDays(), Seq: m.BackupSeq, Type: m.BackupType},
+		BackupKeep: m.BackupKeep,
 	}
 }
 

@@ -35,6 +35,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fogdb/fog/internal/ltr"
 	"github.com/fogdb/fog/internal/pgtypes"
 )
 
@@ -97,6 +98,10 @@ type Spec struct {
 	// Backup is the instance's backups: WAL archived continuously into its region's
 	// repository, and backups taken when asked (nil: none, as for a spec an older Fog wrote).
 	Backup *BackupSpec `json:"backup,omitempty"`
+	// BackupKeep are the full backups long-term retention keeps in the region's repository,
+	// by pgBackRest label, each until its time: the agent's expiry after each backup leaves
+	// them (without their differential backups) while that time is ahead.
+	BackupKeep []ltr.Keep `json:"backupKeep,omitempty"`
 }
 
 // BackupSpec is what the control plane asks of an instance's backups (docs/backups.md).
@@ -425,6 +430,10 @@ type Command struct {
 	// database as it was when dropped.
 	DropLSN string    `json:"dropLsn,omitempty"`
 	Dropped time.Time `json:"dropped,omitzero"`
+	// BackupSet, for CmdRestoreDatabase, restores SourceDatabase as it was at the end of
+	// that backup (a pgBackRest label: a long-term retention backup) rather than at Time,
+	// which is then the backup's end, for the record.
+	BackupSet string `json:"backupSet,omitempty"`
 	// Progress is how far a long command has come, 0 to 100.
 	Progress float64 `json:"progress,omitempty"`
 	// Restored: a CmdRestoreDatabase's database is in the instance. The instance's worker

@@ -374,6 +374,45 @@ func (d *Driver) Expire(ctx context.Context, set string) error {
 	return err
 }
 
+// ExpireOptions are an expire run's own retention, given on its command line over the
+// configuration's.
+type ExpireOptions struct {
+	// Set expires that backup and the backups that depend on it, whatever the retention.
+	Set string
+	// Repo is the repository's number (0: the first).
+	Repo int
+	// ArchiveFulls, when above zero, keeps every WAL segment from the start of the newest
+	// ArchiveFulls full backups on (repo-retention-archive-type=full); an older backup keeps
+	// only the WAL that makes it consistent.
+	ArchiveFulls int
+}
+
+// ExpireWith runs expire with opts: Fog's own expiry (long-term retention) in a repository
+// whose configuration never expires a full backup by itself.
+func (d *Driver) ExpireWith(ctx context.Context, opts ExpireOptions) error {
+	repo := max(opts.Repo, 1)
+	args := []string{"--log-level-console=off", "--repo=" + strconv.Itoa(repo)}
+	if opts.Set != "" {
+		if !labelRe.MatchString(opts.Set) {
+			return fmt.Errorf("%w: backup label %q", ErrInvalidRestore, opts.Set)
+		}
+		args = append(args, "--set="+opts.Set)
+	}
+	if opts.ArchiveFulls > 0 {
+		p := "--repo" + strconv.Itoa(repo) + "-"
+		args = append(args, p+"retention-archive-type=full", p+"retention-archive="+strconv.Itoa(opts.ArchiveFulls))
+	}
+	_, err := d.run(ctx, "expire", args...)
+	return err
+}
+
+// labelRe is a pgBackRest backup label: a full one, or a differential or incremental one
+// after its full one's.
+var labelRe = regexp.MustCompile(`^[0-9]{8}-[0-9]{6}F(_[0-9]{8}-[0-9]{6}[DI])?$`)
+
+// ValidLabel reports whether s is a pgBackRest backup label.
+func ValidLabel(s string) bool { return labelRe.MatchString(s) }
+
 // Verify checks every file of the repositories against its checksum and that the WAL of each
 // backup is complete, and returns pgBackRest's report.
 func (d *Driver) Verify(ctx context.Context) (string, error) {

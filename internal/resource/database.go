@@ -55,6 +55,9 @@ type DatabaseProperties struct {
 	// (recoverableDatabases) from the copy of its instance's backups in this instance's
 	// region, to the end of the WAL archived there.
 	RecoverableDatabaseID string `json:"recoverableDatabaseId,omitempty"`
+	// LongTermRetentionBackupResourceID, with createMode RestoreLongTermRetentionBackup,
+	// restores the database as it was at the end of that long-term retention backup.
+	LongTermRetentionBackupResourceID string `json:"longTermRetentionBackupResourceId,omitempty"`
 	// EarliestRestorePoint is Azure's read-only earliest point in time the database can be
 	// restored to; absent until its instance has a backup.
 	EarliestRestorePoint *time.Time `json:"earliestRestorePoint,omitempty"`
@@ -74,6 +77,8 @@ const (
 	CreateModeDefault            = "Default"
 	CreateModePointInTimeRestore = "PointInTimeRestore"
 	CreateModeRecovery           = "Recovery"
+	// CreateModeRestoreLTR restores a long-term retention backup.
+	CreateModeRestoreLTR = "RestoreLongTermRetentionBackup"
 )
 
 // RecoverableDatabaseJSON is the wire form of a database that a geo-restore can recover

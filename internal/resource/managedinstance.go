@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/fogdb/fog/internal/ltr"
 	"regexp"
 	"slices"
 	"strings"
@@ -99,6 +100,10 @@ type ManagedInstance struct {
 	BackupRetentionDays int `json:"backupRetentionDays,omitempty"`
 	// BackupStorageRedundancy is the ARM property as asked ("": DefaultBackupStorageRedundancy).
 	BackupStorageRedundancy string `json:"backupStorageRedundancy,omitempty"`
+	// BackupKeep are the full backups long-term retention keeps in the instance's
+	// repository, each until its time (the longest of its databases' LTR records), carried
+	// to the agent's expiry by the spec (instance.Spec.BackupKeep).
+	BackupKeep []ltr.Keep `json:"backupKeep,omitempty"`
 }
 
 // Stanza is the instance's backup stanza. A record an older Fog wrote has none: it gets the
