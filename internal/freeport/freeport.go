@@ -18,7 +18,19 @@ import (
 
 // Ports returns n distinct ports that are free on 127.0.0.1 now and lie outside the kernel's
 // ephemeral range. All n are held open until all are picked, so none comes back twice.
-func Ports(n int) ([]int, error) {
+func Ports(n int) ([]int, error) { return PortsOn("127.0.0.1", n) }
+
+// PortOn returns one port free on host (an address of this machine), as Ports picks them.
+func PortOn(host string) (int, error) {
+	p, err := PortsOn(host, 1)
+	if err != nil {
+		return 0, err
+	}
+	return p[0], nil
+}
+
+// PortsOn is Ports for the address host.
+func PortsOn(host string, n int) ([]int, error) {
 	lo, hi := candidates()
 	var ports []int
 	var held []net.Listener
@@ -31,7 +43,7 @@ func Ports(n int) ([]int, error) {
 	start := rand.IntN(span)
 	for i := 0; i < span && len(ports) < n; i++ {
 		p := lo + (start+i)%span
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
 		if err != nil {
 			continue
 		}
@@ -39,7 +51,7 @@ func Ports(n int) ([]int, error) {
 		ports = append(ports, p)
 	}
 	if len(ports) < n {
-		return nil, fmt.Errorf("freeport: only %d of %d ports free in %d-%d on 127.0.0.1", len(ports), n, lo, hi)
+		return nil, fmt.Errorf("freeport: only %d of %d ports free in %d-%d on %s", len(ports), n, lo, hi, host)
 	}
 	return ports, nil
 }

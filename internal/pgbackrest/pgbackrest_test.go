@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/devca"
+	"github.com/fogdb/fog/internal/freeport"
 	"github.com/fogdb/fog/internal/pgbackrest"
 	"github.com/fogdb/fog/internal/postgres"
 	"github.com/jackc/pgx/v5"
@@ -20,12 +21,11 @@ import (
 
 func freePort(t *testing.T, host string) int {
 	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	p, err := freeport.PortOn(host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // instance is a running PostgreSQL cluster that archives into a stanza of a posix

@@ -13,18 +13,18 @@ import (
 	"time"
 
 	"github.com/fogdb/fog/internal/devca"
+	"github.com/fogdb/fog/internal/freeport"
 	"github.com/fogdb/fog/internal/pgtypes"
 	"github.com/jackc/pgx/v5"
 )
 
 func freePort(t *testing.T, host string) int {
 	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	p, err := freeport.PortOn(host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // testRunner finds the PostgreSQL binaries and a runner for them (as the postgres user when
