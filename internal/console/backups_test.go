@@ -36,7 +36,7 @@ func backupAPI(w http.ResponseWriter, r *http.Request, body string) bool {
 			{"operationName":{"value":"Microsoft.Sql/managedInstances/backups/action"},"status":{"value":"Succeeded"},"eventTimestamp":"2026-03-01T10:00:07Z",
 			 "properties":{"durationMs":7000,"backup":{"type":"full","size":25165824},"description":"full backup 1 (20260301-100000F) finished: 24.0 MiB of data, 3.1 MiB added to the repository, in 7s; the repository verified"}},
 			{"operationName":{"value":"Microsoft.Sql/managedInstances/databases/write"},"status":{"value":"Succeeded"},"eventTimestamp":"2026-03-01T10:01:00Z","properties":{}}]}`)
-	case !strings.HasPrefix(p, mibPath):
+	case !strings.HasPrefix(p, "/subscriptions/"+testSub+"/resourceGroups/rgb/"):
 		return false
 	case r.Method == "GET" && p == mibPath:
 		io.WriteString(w, `{"id":"`+mibPath+`","name":"mib","location":"eastus","properties":{"state":"Ready","backupStorageRedundancy":"Geo"}}`)
@@ -226,7 +226,7 @@ func TestBackupPages(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "next=%2Fconsole%2Finstances%2Frgb%2Fmib") {
 		t.Fatalf("dropped restore: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	want = map[string]any{"properties": map[string]any{"createMode": "PointInTimeRestore", "restorableDroppedDatabaseId": mibPath + "/restorableDroppedDatabases/ledger,134170000000000000"}}
+	want = map[string]any{"properties": map[string]any{"createMode": "PointInTimeRestore", "restorableDroppedDatabaseId": mibPath + "/restorableDroppedDatabases/ledger%2C134170000000000000"}} // the id the CLI sends (its path, escaped)
 	if diff := cmp.Diff(want, api.body(t, ledger)); diff != "" {
 		t.Errorf("the dropped database's restore (-want +got):\n%s", diff)
 	}
