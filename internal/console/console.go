@@ -116,6 +116,31 @@ func parseTemplates() map[string]*template.Template {
 			return t.UTC().Format("2006-01-02 15:04:05 UTC")
 		},
 		"lower": strings.ToLower,
+		"bytes": func(p any) string {
+			switch v := p.(type) {
+			case *int64:
+				if v == nil {
+					return ""
+				}
+				return bytesText(*v)
+			case int64:
+				return bytesText(v)
+			}
+			return ""
+		},
+		// seconds is a duration in whole seconds (*int64 seconds, or a time.Duration).
+		"seconds": func(p any) string {
+			switch v := p.(type) {
+			case *int64:
+				if v == nil {
+					return ""
+				}
+				return (time.Duration(*v) * time.Second).String()
+			case time.Duration:
+				return v.Round(time.Second).String()
+			}
+			return ""
+		},
 	}
 	base := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html"))
 	out := map[string]*template.Template{}

@@ -15,16 +15,28 @@ import (
 type fakeAPI struct {
 	mu   sync.Mutex
 	seen []string
+	// bodies are the bodies of the PUTs, by path.
+	bodies map[string]string
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
 	f.mu.Lock()
 	f.seen = append(f.seen, r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
+	if r.Method == "PUT" {
+		if f.bodies == nil {
+			f.bodies = map[string]string{}
+		}
+		f.bodies[r.URL.Path] = string(body)
+	}
 	f.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	if r.Header.Get("Authorization") != "Bearer good-token" {
 		w.WriteHeader(http.StatusUnauthorized)
 		io.WriteString(w, `{"error":{"code":"InvalidAuthenticationToken","message":"The access token is invalid."}}`)
+		return
+	}
+	if backupAPI(w, r, string(body)) {
 		return
 	}
 	switch {

@@ -34,6 +34,10 @@ func (c *Console) routes() {
 	m.HandleFunc("GET /console/instances/{rg}/{name}", c.authed(c.instancePage))
 	m.HandleFunc("POST /console/instances/{rg}/{name}/delete", c.authed(c.deleteInstance))
 	m.HandleFunc("POST /console/instances/{rg}/{name}/databases", c.authed(c.createDatabase))
+	m.HandleFunc("GET /console/instances/{rg}/{name}/databases/{db}", c.authed(c.databasePage))
+	m.HandleFunc("POST /console/instances/{rg}/{name}/databases/{db}/restore", c.authed(c.restoreDatabase))
+	m.HandleFunc("POST /console/instances/{rg}/{name}/databases/{db}/retention", c.authed(c.setRetention))
+	m.HandleFunc("POST /console/instances/{rg}/{name}/dropped/restore", c.authed(c.restoreDropped))
 	m.HandleFunc("GET /console/groups", c.authed(c.groupsPage))
 	m.HandleFunc("GET /console/groups/new", c.authed(c.newGroupPage))
 	m.HandleFunc("POST /console/groups", c.authed(c.createGroup))
@@ -267,19 +271,13 @@ func groupPath(sub, rg, loc, name string) string {
 	return fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Sql/locations/%s/instanceFailoverGroups/%s", url.PathEscape(sub), url.PathEscape(rg), url.PathEscape(loc), url.PathEscape(name))
 }
 
-type database struct {
-	Name       string
-	Properties struct {
-		Status       string `json:"status"`
-		Collation    string `json:"collation"`
-		CreationDate string `json:"creationDate"`
-	}
-}
+type database = resource.DatabaseJSON
 
 type instanceDetail struct {
 	instanceRow
 	Databases []database
 	Groups    []groupRow
+	Backups   backupsView
 }
 
 func (c *Console) instancePage(w http.ResponseWriter, r *http.Request, a *apiClient) {
@@ -304,6 +302,7 @@ func (c *Console) renderInstance(w http.ResponseWriter, r *http.Request, a *apiC
 			d.Groups = append(d.Groups, g)
 		}
 	}
+	d.Backups = a.backupsView(&d)
 	if actionErr != nil {
 		err = actionErr
 	}
