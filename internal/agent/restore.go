@@ -1006,6 +1006,19 @@ func (p *pgServer) dumpScratch(ctx context.Context, sc *postgres.Cluster, r Rest
 // waitPaused waits until the scratch cluster's recovery has reached its target and paused.
 // A recovery that fails ends the server: its log says why.
 func waitPaused(ctx context.Context, sc *postgres.Cluster, db string) error {
+	return waitRecovery(ctx, sc, db, false)
+}
+
+// waitRecovered waits until the scratch cluster has replayed all the WAL the repository
+// holds and ended its recovery (a restore to the end of the archive, which has no target to
+// pause at).
+func waitRecovered(ctx context.Context, sc *postgres.Cluster, db string) error {
+	return waitRecovery(ctx, sc, db, true)
+}
+
+// waitRecovery waits for the scratch cluster's recovery to pause at its target, or with
+// toEnd to end.
+func waitRecovery(ctx context.Context, sc *postgres.Cluster, db string, toEnd bool) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	started := time.Now()
@@ -1018,35 +1031,11 @@ func waitPaused(ctx context.Context, sc *postgres.Cluster, db string) error {
 			conn.Close(context.Background())
 			switch {
 			case err != nil:
+			case !inRecovery && toEnd:
+				return nil
 			case !inRecovery:
 				return errors.New("the scratch cluster ended its recovery instead of pausing at the restore point")
-			case paused:
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for the scratch cluster's recovery: %w", ctx.Err())
-		case <-tick.C:
-		}
-	}
-}
-
-// waitRecovered waits until the scratch cluster has replayed all the WAL the repository
-// holds and ended its recovery (a restore to the end of the archive, which has no target to
-// pause at). A recovery that fails ends the server: its log says why.
-func waitRecovered(ctx context.Context, sc *postgres.Cluster, db string) error {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	started := time.Now()
-	for {
-		if _, running := sc.PID(); !running && time.Since(started) > 2*time.Second {
-			return fmt.Errorf("the scratch cluster's recovery failed: %s", sc.LogTail(8))
-		}
-		if conn, err := sc.Connect(ctx, db); err == nil {
-			inRecovery, _, err := postgres.RecoveryPaused(ctx, conn)
-			conn.Close(context.Background())
-			if err == nil && !inRecovery {
+			case paused && !toEnd:
 				return nil
 			}
 		}
