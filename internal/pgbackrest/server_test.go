@@ -81,7 +81,15 @@ func TestServerCommand(t *testing.T) {
 	}
 	// Nothing of its process group is left (what it forked for connections included). A
 	// look at the port would not do: another test's server may take it as soon as it is free.
-	if err := syscall.Kill(-cmd.Process.Pid, 0); !errors.Is(err, syscall.ESRCH) {
-		t.Errorf("a process of the server's group is still there after it ended (kill -0: %v)", err)
+	// What it forked (the child that served the probe's connection) got the same SIGTERM and
+	// may take a moment longer.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err := syscall.Kill(-cmd.Process.Pid, 0)
+		if errors.Is(err, syscall.ESRCH) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a process of the server's group is still there 10 s after it ended (kill -0: %v)", err)
+		}
 	}
 }
