@@ -36,7 +36,7 @@ func TestAzureBackupRepository(t *testing.T) {
 	if err := os.WriteFile(caFile, az.CAPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f := startFog(t, "", withBackups, func(c *server.Config) {
+	f := startFog(t, "", withQuickBackups, func(c *server.Config) {
 		c.Regions = []string{"eastus"}
 		c.Agent.Backup.RepoType = agent.RepoAzure
 		c.Agent.Backup.Azure = agent.AzureConfig{Account: azuritetest.Account, KeyFile: keyFile, Host: az.Host, Port: az.Port, CAFile: caFile}

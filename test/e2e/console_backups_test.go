@@ -143,7 +143,7 @@ func TestConsoleBackups(t *testing.T) {
 	}
 	start := time.Now()
 	ctx := context.Background()
-	f := startFog(t, "", withBackups)
+	f := startFog(t, "", withQuickBackups)
 	const rg, mi = "rg-cbk", "cbk1"
 	inst := f.createInstance(rg, mi, "eastus", nil)
 	dbPath := miPath(rg, mi) + "/databases/"

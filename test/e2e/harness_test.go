@@ -98,6 +98,13 @@ type fog struct {
 // region's repository and take the schedule's backups, as with fog up's defaults.
 func withBackups(c *server.Config) { c.Agent.Backup.Off, c.Agent.Backup.OffReason = false, "" }
 
+// withQuickBackups is withBackups with the leader's backup schedule run every 3 s rather
+// than 30 s: for the tests about backups, which wait for an instance's first one.
+func withQuickBackups(c *server.Config) {
+	withBackups(c)
+	c.Controller.BackupTick = 3 * time.Second
+}
+
 // startFog runs a Fog in this process on dataDir (a new one when ""), until the test ends.
 func startFog(t *testing.T, dataDir string, mutate ...func(*server.Config)) *fog {
 	t.Helper()

@@ -24,7 +24,7 @@ func TestPointInTimeRestore(t *testing.T) {
 		t.Skip("pgBackRest is not installed (CI installs Debian's pgbackrest)")
 	}
 	ctx := context.Background()
-	f := startFog(t, "", withBackups)
+	f := startFog(t, "", withQuickBackups)
 	inst := f.createInstance("rg-pitr", "pitr1", "eastus", nil)
 	f.mustSucceed(f.call("PUT", miPath("rg-pitr", "pitr1")+"/databases/shop", map[string]any{}))
 	dbPath := miPath("rg-pitr", "pitr1") + "/databases/"

@@ -19,7 +19,7 @@ func TestShortTermRetentionAndBackupProperties(t *testing.T) {
 	if _, err := pgbackrest.FindBinary(""); err != nil {
 		t.Skipf("pgBackRest is not installed (Debian: apt-get install pgbackrest), so instances take no backups: %v", err)
 	}
-	f := startFog(t, "", withBackups)
+	f := startFog(t, "", withQuickBackups)
 	f.createInstance("rg-str", "str1", "eastus", nil)
 	if _, _, err := f.runCLI("", "sql", "midb", "create", "-g", "rg-str", "--mi", "str1", "-n", "sales"); err != nil {
 		t.Fatalf("midb create: %v", err)

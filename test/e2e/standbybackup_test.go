@@ -33,7 +33,7 @@ func TestBackupsFromTheStandby(t *testing.T) {
 	start := time.Now()
 	// A differential backup is due 20 s after the last one, so the one after the failover
 	// comes within the test; WAL is archived within 2 s of a write.
-	f := startFog(t, "", withBackups, func(c *server.Config) {
+	f := startFog(t, "", withQuickBackups, func(c *server.Config) {
 		c.Controller.Backup.DiffInterval = 20 * time.Second
 		c.Agent.Backup.ArchiveTimeout = 2 * time.Second
 	})
