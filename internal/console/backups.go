@@ -155,8 +155,8 @@ type restoreForm struct {
 type databaseForms struct {
 	Restore restoreForm
 	Days    string // the retention form's value
-	// LTR is the LTR policy form's values (nil: the policy's).
-	LTR        *ltrForm
+	// LTRPolicy is the LTR policy form's values (nil: the policy's).
+	LTRPolicy  *ltrForm
 	LTRRestore ltrRestoreForm
 }
 
@@ -210,8 +210,8 @@ func (c *Console) renderDatabase(w http.ResponseWriter, r *http.Request, a *apiC
 	}
 	d.LTR = a.ltrView(rg, inst.Location, mi, db)
 	switch {
-	case f.LTR != nil:
-		d.LTRForm = *f.LTR
+	case f.LTRPolicy != nil:
+		d.LTRForm = *f.LTRPolicy
 	case d.LTR.Policy != nil:
 		p := d.LTR.Policy
 		d.LTRForm = ltrForm{Weekly: p.WeeklyRetention, Monthly: p.MonthlyRetention, Yearly: p.YearlyRetention}

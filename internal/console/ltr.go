@@ -139,7 +139,7 @@ func (c *Console) setLTRPolicy(w http.ResponseWriter, r *http.Request, a *apiCli
 	rg, mi, db := r.PathValue("rg"), r.PathValue("name"), r.PathValue("db")
 	f := ltrForm{Weekly: r.PostFormValue("weeklyRetention"), Monthly: r.PostFormValue("monthlyRetention"), Yearly: r.PostFormValue("yearlyRetention"),
 		Week: strings.TrimSpace(r.PostFormValue("weekOfYear"))}
-	fail := func(err error) { c.renderDatabase(w, r, a, statusOf(err), err, databaseForms{LTR: &f}) }
+	fail := func(err error) { c.renderDatabase(w, r, a, statusOf(err), err, databaseForms{LTRPolicy: &f}) }
 	p := resource.LongTermRetentionProperties{WeeklyRetention: ltrRetention(f.Weekly), MonthlyRetention: ltrRetention(f.Monthly), YearlyRetention: ltrRetention(f.Yearly)}
 	var op *fogclient.Operation
 	var err error
