@@ -150,6 +150,16 @@ type restoreForm struct {
 	Target string
 }
 
+// databaseForms are the database page's forms' values after a refused change (zero: the
+// page as read).
+type databaseForms struct {
+	Restore restoreForm
+	Days    string // the retention form's value
+	// LTRPolicy is the LTR policy form's values (nil: the policy's).
+	LTRPolicy  *ltrForm
+	LTRRestore ltrRestoreForm
+}
+
 type databaseDetail struct {
 	RG, Instance, Location string
 	DB                     resource.DatabaseJSON
@@ -158,8 +168,10 @@ type databaseDetail struct {
 	RetentionErr  string
 	// Targets are the instances a restore may go into: the source's region's.
 	Targets []instanceRow
-	Restore restoreForm
-	Days    string // the retention form's value after a refused change
+	LTR     ltrView
+	databaseForms
+	// LTRForm is what the LTR policy form shows: the values sent, or the policy's.
+	LTRForm ltrForm
 	Now     time.Time
 }
 
@@ -172,15 +184,15 @@ func instancePagePath(rg, mi string) string {
 }
 
 func (c *Console) databasePage(w http.ResponseWriter, r *http.Request, a *apiClient) {
-	c.renderDatabase(w, r, a, http.StatusOK, nil, restoreForm{}, "")
+	c.renderDatabase(w, r, a, http.StatusOK, nil, databaseForms{})
 }
 
 // renderDatabase shows a database's page; after a refused change, with the change's error
 // and the form's values as sent.
-func (c *Console) renderDatabase(w http.ResponseWriter, r *http.Request, a *apiClient, status int, actionErr error, f restoreForm, days string) {
+func (c *Console) renderDatabase(w http.ResponseWriter, r *http.Request, a *apiClient, status int, actionErr error, f databaseForms) {
 	rg, mi, db := r.PathValue("rg"), r.PathValue("name"), r.PathValue("db")
 	title := "Database " + db + " of " + mi
-	d := databaseDetail{RG: rg, Instance: mi, Restore: f, Days: days, Now: time.Now().UTC()}
+	d := databaseDetail{RG: rg, Instance: mi, databaseForms: f, Now: time.Now().UTC()}
 	var inst resource.InstanceJSON
 	if _, err := a.call("GET", instancePath(a.s.sub, rg, mi), nil, &inst); err != nil {
 		c.render(w, r, statusOf(err), "database.html", a, title, nil, err)
@@ -196,6 +208,17 @@ func (c *Console) renderDatabase(w http.ResponseWriter, r *http.Request, a *apiC
 	} else if p.Properties.RetentionDays != nil {
 		d.RetentionDays = *p.Properties.RetentionDays
 	}
+	d.LTR = a.ltrView(rg, inst.Location, mi, db)
+	switch {
+	case f.LTRPolicy != nil:
+		d.LTRForm = *f.LTRPolicy
+	case d.LTR.Policy != nil:
+		p := d.LTR.Policy
+		d.LTRForm = ltrForm{Weekly: p.WeeklyRetention, Monthly: p.MonthlyRetention, Yearly: p.YearlyRetention}
+		if p.WeekOfYear != 0 {
+			d.LTRForm.Week = strconv.Itoa(p.WeekOfYear)
+		}
+	}
 	all, _ := a.instances()
 	for _, m := range all {
 		if strings.EqualFold(m.Location, inst.Location) {
@@ -204,6 +227,9 @@ func (c *Console) renderDatabase(w http.ResponseWriter, r *http.Request, a *apiC
 	}
 	if d.Restore.Target == "" {
 		d.Restore.Target = rg + "/" + mi
+	}
+	if d.LTRRestore.Target == "" {
+		d.LTRRestore.Target = rg + "/" + mi
 	}
 	c.render(w, r, status, "database.html", a, title, d, actionErr)
 }
@@ -233,7 +259,7 @@ func parseRestoreTime(s string) (time.Time, error) {
 func (c *Console) restoreDatabase(w http.ResponseWriter, r *http.Request, a *apiClient) {
 	rg, mi, db := r.PathValue("rg"), r.PathValue("name"), r.PathValue("db")
 	f := restoreForm{Name: strings.TrimSpace(r.PostFormValue("name")), Time: strings.TrimSpace(r.PostFormValue("time")), Target: r.PostFormValue("target")}
-	fail := func(err error) { c.renderDatabase(w, r, a, statusOf(err), err, f, "") }
+	fail := func(err error) { c.renderDatabase(w, r, a, statusOf(err), err, databaseForms{Restore: f}) }
 	destRG, destMI, ok := strings.Cut(f.Target, "/")
 	if !ok || destRG == "" || destMI == "" {
 		destRG, destMI = rg, mi
@@ -268,7 +294,7 @@ func (c *Console) setRetention(w http.ResponseWriter, r *http.Request, a *apiCli
 	if !jsonNumber.MatchString(days) {
 		err := &apiError{Status: http.StatusBadRequest, Code: "InvalidBackupRetentionPeriod",
 			Message: fmt.Sprintf("'%s' is not a number of days: give a whole number between %d and %d.", days, resource.MinRetentionDays, resource.MaxRetentionDays)}
-		c.renderDatabase(w, r, a, http.StatusBadRequest, err, restoreForm{}, days)
+		c.renderDatabase(w, r, a, http.StatusBadRequest, err, databaseForms{Days: days})
 		return
 	}
 	var op *fogclient.Operation
@@ -280,7 +306,7 @@ func (c *Console) setRetention(w http.ResponseWriter, r *http.Request, a *apiCli
 		op, err = a.c.Begin(a.ctx, http.MethodPut, p, map[string]any{"properties": map[string]any{"retentionDays": json.Number(days)}}, p)
 	}
 	if err != nil {
-		c.renderDatabase(w, r, a, statusOf(apiErr(err)), err, restoreForm{}, days)
+		c.renderDatabase(w, r, a, statusOf(apiErr(err)), err, databaseForms{Days: days})
 		return
 	}
 	redirectToOperation(w, r, op.First.Header, fmt.Sprintf("Setting %s's point-in-time restore window to %s days", db, days), databasePagePath(rg, mi, db))

@@ -15,6 +15,8 @@ import (
 const (
 	testSub = "00000000-0000-0000-0000-000000000000"
 	mibPath = "/subscriptions/" + testSub + "/resourceGroups/rgb/providers/Microsoft.Sql/managedInstances/mib"
+	// ltrBackupsPath is where database shop of mib lists its LTR backups.
+	ltrBackupsPath = "/subscriptions/" + testSub + "/resourceGroups/rgb/providers/Microsoft.Sql/locations/eastus/longTermRetentionManagedInstances/mib/longTermRetentionDatabases/shop/longTermRetentionManagedInstanceBackups"
 )
 
 // backupAPI answers the fake API's backup requests about instance mib of resource group rgb
@@ -51,6 +53,23 @@ func backupAPI(w http.ResponseWriter, r *http.Request, body string) bool {
 	case r.Method == "GET" && p == mibPath+"/restorableDroppedDatabases":
 		io.WriteString(w, `{"value":[{"name":"ledger,134170000000000000","properties":{"databaseName":"ledger","creationDate":"2026-03-01T09:00:00Z",
 			"deletionDate":"2026-03-02T11:00:00Z","earliestRestoreDate":"2026-03-01T10:00:08Z"}}]}`)
+	case r.Method == "GET" && p == mibPath+"/recoverableDatabases":
+		io.WriteString(w, `{"value":[{"id":"`+mibPath+`/recoverableDatabases/shop","name":"shop","properties":{"lastAvailableBackupDate":"2026-03-01T10:00:07Z",
+			"geoBackupRegion":"westus","lastArchivedTime":"2026-03-02T08:30:00Z"}}]}`)
+	case r.Method == "GET" && p == mibPath+"/databases/shop/backupLongTermRetentionPolicies/default":
+		io.WriteString(w, `{"name":"default","properties":{"weeklyRetention":"P12W","monthlyRetention":"PT0S","yearlyRetention":"P5Y","weekOfYear":1}}`)
+	case r.Method == "GET" && p == ltrBackupsPath:
+		io.WriteString(w, `{"value":[{"id":"`+ltrBackupsPath+`/uid1;20260301-100000F","name":"uid1;20260301-100000F","properties":{"databaseName":"shop",
+			"backupTime":"2026-03-01T10:00:07Z","backupExpirationTime":"2026-05-24T10:00:07Z"}}]}`)
+	case r.Method == "DELETE" && strings.HasPrefix(p, ltrBackupsPath+"/"):
+		w.Header().Set("Azure-AsyncOperation", "https://api.example/subscriptions/"+testSub+"/providers/Microsoft.Sql/locations/eastus/longTermRetentionManagedInstanceBackupAzureAsyncOperation/op3?api-version=2023-08-01")
+		w.WriteHeader(http.StatusAccepted)
+	case r.Method == "PUT" && strings.Contains(body, `"weeklyRetention":"P99Y"`):
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, `{"error":{"code":"InvalidParameterValue","message":"properties.weeklyRetention 'P99Y' is not valid: a retention is at least one week and at most ten years <b>."}}`)
+	case r.Method == "PUT" && strings.Contains(body, `"recoverableDatabaseId"`) && strings.HasSuffix(p, "/shop_far"):
+		w.WriteHeader(http.StatusConflict)
+		io.WriteString(w, `{"error":{"code":"GeoBackupNotAvailable","message":"The copy of managed instance 'mib''s backups is in westus <script>x</script>."}}`)
 	case r.Method == "PUT" && strings.Contains(body, `"restorePointInTime":"2020-`):
 		w.WriteHeader(http.StatusBadRequest)
 		io.WriteString(w, `{"error":{"code":"RestorePointInTimeOutOfRange","message":"The restore point in time 2020-01-01T00:00:00Z is outside database 'shop''s restore window, 2026-03-01T10:00:08Z to now <script>alert(1)</script>."}}`)

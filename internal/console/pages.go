@@ -38,6 +38,10 @@ func (c *Console) routes() {
 	m.HandleFunc("POST /console/instances/{rg}/{name}/databases/{db}/restore", c.authed(c.restoreDatabase))
 	m.HandleFunc("POST /console/instances/{rg}/{name}/databases/{db}/retention", c.authed(c.setRetention))
 	m.HandleFunc("POST /console/instances/{rg}/{name}/dropped/restore", c.authed(c.restoreDropped))
+	m.HandleFunc("POST /console/instances/{rg}/{name}/recover", c.authed(c.recoverDatabase))
+	m.HandleFunc("POST /console/instances/{rg}/{name}/databases/{db}/ltr-policy", c.authed(c.setLTRPolicy))
+	m.HandleFunc("POST /console/instances/{rg}/{name}/databases/{db}/ltr-backups/restore", c.authed(c.restoreLTRBackup))
+	m.HandleFunc("POST /console/instances/{rg}/{name}/databases/{db}/ltr-backups/delete", c.authed(c.deleteLTRBackup))
 	m.HandleFunc("GET /console/groups", c.authed(c.groupsPage))
 	m.HandleFunc("GET /console/groups/new", c.authed(c.newGroupPage))
 	m.HandleFunc("POST /console/groups", c.authed(c.createGroup))
@@ -278,6 +282,10 @@ type instanceDetail struct {
 	Databases []database
 	Groups    []groupRow
 	Backups   backupsView
+	// Recoverable are the databases a geo-restore can recover from the copy of the
+	// instance's backups in another region; Recover the recover form's values after a refusal.
+	Recoverable []recoverableRow
+	Recover     recoverForm
 }
 
 func (c *Console) instancePage(w http.ResponseWriter, r *http.Request, a *apiClient) {
@@ -285,8 +293,13 @@ func (c *Console) instancePage(w http.ResponseWriter, r *http.Request, a *apiCli
 }
 
 func (c *Console) renderInstance(w http.ResponseWriter, r *http.Request, a *apiClient, status int, actionErr error) {
+	c.renderInstanceWith(w, r, a, status, actionErr, recoverForm{})
+}
+
+// renderInstanceWith is renderInstance with the recover form's values as sent.
+func (c *Console) renderInstanceWith(w http.ResponseWriter, r *http.Request, a *apiClient, status int, actionErr error, rec recoverForm) {
 	rg, name := r.PathValue("rg"), r.PathValue("name")
-	var d instanceDetail
+	d := instanceDetail{Recover: rec}
 	if _, err := a.call("GET", instancePath(a.s.sub, rg, name), nil, &d.InstanceJSON); err != nil {
 		c.render(w, r, statusOf(err), "instance.html", a, name, nil, err)
 		return
@@ -303,6 +316,7 @@ func (c *Console) renderInstance(w http.ResponseWriter, r *http.Request, a *apiC
 		}
 	}
 	d.Backups = a.backupsView(&d)
+	d.Recoverable = a.recoverableView(&d, all)
 	if actionErr != nil {
 		err = actionErr
 	}

@@ -128,7 +128,8 @@ func (b *browser) signIn(token string) {
 }
 
 // TestConsoleBackups drives the console's backup pages in a real browser against a Fog whose
-// instances take backups: a retention out of range shows the API's code, then one is set;
+// instances take backups: a retention out of range shows the API's code, then one is set, and
+// so is a long-term retention policy after the API refused a retention of 99 years;
 // the instance page shows the first backup (a database's earliest restore point, the last
 // backup, and at the end the activity log's outcome); a restore to a time before the first backup shows
 // RestorePointInTimeOutOfRange with the window; a real restore through the form follows the
@@ -166,6 +167,23 @@ func TestConsoleBackups(t *testing.T) {
 	b.finish("retention 14")
 	if d := b.text("#retention-days"); d != "14 days" {
 		t.Errorf("after setting 14 days the page says %q", d)
+	}
+
+	// Long-term retention: the API's validation of a retention, then a policy set.
+	b.run("ltr weekly P99Y", chromedp.SetValue(chromedp.CSS("#ltr-weekly"), "P99Y"), chromedp.SetValue(chromedp.CSS("#ltr-week"), "1"),
+		chromedp.Submit(chromedp.CSS("#ltr-weekly")), chromedp.WaitVisible(chromedp.CSS(".error")))
+	if e := b.text(".error"); !strings.Contains(e, "InvalidParameterValue") || !strings.Contains(e, "weeklyRetention 'P99Y'") {
+		t.Errorf("weekly retention P99Y: %q", e)
+	}
+	b.run("ltr policy", chromedp.SetValue(chromedp.CSS("#ltr-weekly"), "P4W"), chromedp.SetValue(chromedp.CSS("#ltr-monthly"), "P12M"),
+		chromedp.SetValue(chromedp.CSS("#ltr-yearly"), "P5Y"), chromedp.SetValue(chromedp.CSS("#ltr-week"), "20"),
+		chromedp.Submit(chromedp.CSS("#ltr-weekly")), chromedp.WaitVisible(chromedp.CSS(".op-status")))
+	b.finish("ltr policy")
+	if p := b.text("#ltr-policy"); p != "weekly P4W, monthly P12M, yearly P5Y (week 20)" {
+		t.Errorf("after setting the LTR policy the page says %q", p)
+	}
+	if pol := f.call("GET", dbPath+"shop/backupLongTermRetentionPolicies/default", nil); !strings.Contains(string(pol.Body), `"weeklyRetention":"P4W"`) {
+		t.Errorf("the LTR policy the API reads after the console set it: %s", pol.Body)
 	}
 
 	// The first backup, as the instance page shows it.
