@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -69,7 +70,12 @@ func (b *browser) run(what string, steps ...chromedp.Action[chromedp.Void]) {
 
 func (b *browser) text(sel string) string {
 	b.t.Helper()
-	s, err := chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS(sel)))
+	// WaitReady first: right after a navigation the node may not be there yet.
+	err := chromedp.Do(b.ctx, chromedp.WaitReady(chromedp.CSS(sel)))
+	s := ""
+	if err == nil {
+		s, err = chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS(sel)))
+	}
 	if err != nil {
 		b.t.Fatalf("read %s: %v\npage:\n%s", sel, err, b.page())
 	}
@@ -103,7 +109,23 @@ func (b *browser) finish(what string) {
 	if s := b.text(".op-status"); !strings.HasPrefix(s, "Succeeded") {
 		b.t.Fatalf("%s: operation %q: %s", what, s, b.text("#op"))
 	}
-	b.run(what+": continue", chromedp.Click(chromedp.CSS("#continue")), chromedp.WaitReady(chromedp.CSS("main")))
+	// The operation page's own main is ready too: wait until the browser has left it.
+	from, err := chromedp.Run(b.ctx, chromedp.Evaluate[string]("location.href"))
+	if err != nil {
+		b.t.Fatalf("%s: %v", what, err)
+	}
+	b.run(what+": continue", chromedp.Click(chromedp.CSS("#continue")))
+	js, _ := json.Marshal(from)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		left, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool]("location.href !== "+string(js)+" && document.readyState === 'complete'"))
+		if err == nil && left {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("%s: continue did not leave the operation page (%v)\npage:\n%s", what, err, b.page())
+		}
+	}
+	b.run(what+": continue", chromedp.WaitReady(chromedp.CSS("main")))
 }
 
 // shot writes the page as PNG into FOG_CONSOLE_SCREENSHOTS, when it is set.
