@@ -21,6 +21,8 @@ import (
 //   - the instance has backups, and the region's repository holds a backup of the spec's
 //     stanza that the instance's OS user owns (a copy another OS user owns is set aside by
 //     ConfigureBackup, never read); and
+//   - the primary kept the WAL after the standby's: its slot for the standby is not
+//     invalidated (a standby reseeded for falling behind archived only what it received);
 //   - the archive cannot lead the standby off the primary's history: the primary's
 //     current timeline is 1, or that timeline's history file is in the region's archive.
 //     After a forced failover the old primary's region archive holds WAL of the lost range
@@ -51,6 +53,16 @@ func (w *worker) repositorySeed(ctx context.Context, p *pass) (label, why string
 		return "", "the primary's timeline is not known"
 	}
 	tli := pst.Replication.Timeline
+	if s.Upstream != nil {
+		for _, sl := range pst.Replication.Slots {
+			if sl.Name == s.Upstream.Slot && sl.WALStatus == "lost" {
+				// The standby fell behind further than max_slot_wal_keep_size: its region's
+				// archive holds only what it received, and the primary has removed what
+				// follows. A restored standby could never stream.
+				return "", "the primary invalidated the standby's slot: it no longer has the WAL that follows what the region's archive holds"
+			}
+		}
+	}
 	label, err := c.SeedBackup(ctx, tli)
 	if err != nil {
 		return "", fmt.Sprintf("the region's repository could not be read: %v", err)

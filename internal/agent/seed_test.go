@@ -22,6 +22,7 @@ func TestSeedSource(t *testing.T) {
 		timeline  int
 		histories []int
 		stalls    bool
+		lostSlot  bool
 		fail      string
 		noBackups bool
 		// want is the seed source; fallback a part of SeedFallback.
@@ -33,6 +34,8 @@ func TestSeedSource(t *testing.T) {
 		{name: "a backup, the primary's history archived", backup: "20250101-000000F", timeline: 3, histories: []int{2, 3}, want: instance.SeedFromRepository},
 		{name: "unsafe: the primary's history not archived", backup: "20250101-000000F", timeline: 3, histories: []int{2},
 			want: instance.SeedFromPrimary, fallback: "history file of the primary's timeline 3 is not in the region's archive"},
+		{name: "the primary invalidated the standby's slot", backup: "20250101-000000F", timeline: 1, lostSlot: true,
+			want: instance.SeedFromPrimary, fallback: "invalidated the standby's slot"},
 		{name: "the repository unreadable", backup: "20250101-000000F", timeline: 1, fail: "SeedBackup",
 			want: instance.SeedFromPrimary, fallback: "could not be read"},
 		{name: "the restore fails", backup: "20250101-000000F", timeline: 1, fail: "RestoreStandby",
@@ -49,7 +52,12 @@ func TestSeedSource(t *testing.T) {
 			}
 			w.set(p)
 			w.converge("uid-p")
-			w.net.PG("uid-p").Do(func(pg *agenttest.PG) { pg.Timeline = tc.timeline })
+			w.net.PG("uid-p").Do(func(pg *agenttest.PG) {
+				pg.Timeline = tc.timeline
+				if tc.lostSlot {
+					pg.LostSlots = []string{"fog_s"}
+				}
+			})
 			w.net.PG("uid-p").Write()
 			w.converge("uid-p")
 			w.net.Server(s).(*agenttest.PG).Do(func(pg *agenttest.PG) {

@@ -413,6 +413,14 @@ func (w *worker) seed(ctx context.Context, p *pass) error {
 	zero := 0.0
 	st.Phase, st.SeedPercent, st.Role = instance.PhaseCreating, &zero, instance.RoleStandby
 	st.SeedSource, st.SeedBackup, st.SeedFallback = "", "", ""
+	if p.backups {
+		// The data is about to be replaced whichever the source (both stop it at once), and
+		// deciding writes the configuration of the group's stanza, which the old server's
+		// archive_command would then push its own system's WAL with.
+		if err := c.StopNow(ctx, true); err != nil {
+			return err
+		}
+	}
 	label, why := w.repositorySeed(ctx, p)
 	if label != "" {
 		st.SeedSource, st.SeedBackup = instance.SeedFromRepository, label

@@ -156,6 +156,8 @@ type PG struct {
 	// RepoStalls makes a standby restored from it never stream (its primary no longer has
 	// the WAL after the archive's end). RestoredFrom lists the backups restored as a
 	// standby; RestoreCommand is the restore_command the last configuration set.
+	// LostSlots are slots of the server that show wal_status lost.
+	LostSlots      []string
 	RepoBackup     string
 	RepoHistories  []int
 	RepoStalls     bool
@@ -626,6 +628,9 @@ func (s *session) ReplicationState(ctx context.Context) (r pgtypes.Replication, 
 		}
 		for _, sl := range p.Slots {
 			slot := pgtypes.Slot{Name: sl, WALStatus: "reserved"}
+			if slices.Contains(p.LostSlots, sl) {
+				slot.WALStatus = "lost"
+			}
 			for _, o := range p.n.servers {
 				if o.up() == p && o.slot == sl {
 					slot.Active = true
