@@ -20,15 +20,17 @@ import (
 //
 //   - the instance has backups, and the region's repository holds a backup of the spec's
 //     stanza that the instance's OS user owns (a copy another OS user owns is set aside by
-//     ConfigureBackup, never read); and
+//     ConfigureBackup, never read), on the primary's timeline or an earlier one;
 //   - the primary kept the WAL after the standby's: its slot for the standby is not
 //     invalidated (a standby reseeded for falling behind archived only what it received);
+//     and
 //   - the archive cannot lead the standby off the primary's history: the primary's
 //     current timeline is 1, or that timeline's history file is in the region's archive.
 //     After a forced failover the old primary's region archive holds WAL of the lost range
 //     on the old timeline; with recovery_target_timeline=latest PostgreSQL follows the new
 //     timeline at the fork only if it can read the new timeline's history file, and would
-//     otherwise replay the lost range and never connect to the new primary.
+//     otherwise replay the lost range and never connect to the new primary. Recovery is
+//     pinned to the primary's timeline (seedFromRepository).
 //
 // Anything else, and any failure of that path (the restore fails, or the standby does not
 // stream from its primary while its WAL position stands still for BackupConfig.SeedStall:
