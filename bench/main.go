@@ -8,7 +8,7 @@
 //	go run ./bench -runs 3 lag
 //
 // Scenarios: planned, planneddns (planned with the writer on the DNS name in direct mode), loaded (planned under pgbench load), forced, silent (forced failover while the old primary's agent does not
-// answer), settle (kill -9 of fog in the middle of a planned failover), lag, gateway, seeding,
+// answer), settle (kill -9 of fog in the middle of a planned failover), lag, gateway, seeding, seedsource (a secondary seeded from its region's repository against pg_basebackup),
 // controlplane, distributed (servers and agents as separate processes on etcd: planned and
 // forced failovers, and kill -9 of the leader server), copysync (what fog.wait_for_copy_sync()
 // adds to a commit), backup (a full backup Fog takes against pgbackrest backup by hand),
@@ -41,11 +41,13 @@ type options struct {
 	pgbenchSecs int
 	archiveSecs int
 	seedScale   int
-	cpSeconds   float64
-	cpClients   int
-	pairs       int
-	pairSecs    int
-	out         string
+	// seedSourceScale is the pgbench scale of the seedsource scenario.
+	seedSourceScale int
+	cpSeconds       float64
+	cpClients       int
+	pairs           int
+	pairSecs        int
+	out             string
 }
 
 // result is one scenario's output: named samples and the summaries printed.
@@ -86,6 +88,7 @@ var scenarios = map[string]scenario{
 	"gatewaypairs": gatewayPairsScenario,
 	"planneddns":   plannedDNSScenario,
 	"seeding":      seedingScenario,
+	"seedsource":   seedSourceScenario,
 	"controlplane": controlPlaneScenario,
 	"silent":       silentScenario,
 	"settle":       settleScenario,
@@ -97,7 +100,7 @@ var scenarios = map[string]scenario{
 	"pitr":         pitrScenario,
 }
 
-var order = []string{"planned", "planneddns", "loaded", "forced", "silent", "settle", "lag", "gateway", "gatewaypairs", "seeding", "controlplane", "distributed", "copysync", "backup", "archiving", "pitr"}
+var order = []string{"planned", "planneddns", "loaded", "forced", "silent", "settle", "lag", "gateway", "gatewaypairs", "seeding", "seedsource", "controlplane", "distributed", "copysync", "backup", "archiving", "pitr"}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -125,6 +128,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&o.pairs, "pairs", 20, "pairs of pgbench runs per mode in gatewaypairs")
 	fs.IntVar(&o.pairSecs, "pair-seconds", 3, "pgbench duration of one run of a gatewaypairs pair")
 	fs.IntVar(&o.seedScale, "seed-scale", 70, "pgbench scale of the seeding database (70 is about 1 GB)")
+	fs.IntVar(&o.seedSourceScale, "seed-source-scale", 10, "pgbench scale of the seedsource database (10 is about 150 MB, 340 about 5 GB)")
 	fs.Float64Var(&o.cpSeconds, "cp-seconds", 5, "duration of one control-plane run, per request kind")
 	fs.IntVar(&o.cpClients, "cp-clients", 50, "concurrent API clients")
 	fs.StringVar(&o.out, "out", "", "JSON file for the raw results (default bench/results/<time>.json)")

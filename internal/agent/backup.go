@@ -51,6 +51,10 @@ type BackupConfig struct {
 	Azure    AzureConfig
 	// Now is the clock expiry judges retention by (nil: time.Now); tests move it weeks ahead.
 	Now func() time.Time
+	// SeedStall bounds a seed from the region's repository (seed.go): a standby restored
+	// from a backup whose WAL position has not moved for this long without streaming from
+	// its primary is seeded with pg_basebackup instead (default 60s).
+	SeedStall time.Duration
 	// RestoreDir holds the scratch copies of databases under restore, one directory per
 	// restore command (default: restores/<region> beside the agent's instance directory).
 	RestoreDir string
@@ -98,6 +102,9 @@ func (c *BackupConfig) validate(instances, region string) error {
 	}
 	if c.Timeout < time.Minute {
 		return fmt.Errorf("--backup-timeout %s: at least 1m", c.Timeout)
+	}
+	if c.SeedStall == 0 {
+		c.SeedStall = time.Minute
 	}
 	if c.WaitArchived == 0 {
 		c.WaitArchived = 5 * time.Minute

@@ -52,10 +52,13 @@
 //	  when       the spec is a standby with no data directory, or SeedGeneration is above
 //	             SeededGeneration
 //	  checks     epoch
-//	  does       pg_basebackup from the upstream, configure as its standby, start, wait
-//	             (bounded) for streaming
-//	  publishes  Creating, Role standby, SeedPercent while it copies; then SeededGeneration,
-//	             SeededAt, Rewound cleared
+//	  does       restore the newest backup of the region's repository (delta) and replay its
+//	             archive, when it has one of the stanza that cannot lead off the primary's
+//	             timeline, until it streams from the upstream (seed.go); else, or if that fails
+//	             or stalls, pg_basebackup from the upstream; configure as its standby, start,
+//	             wait (bounded) for streaming
+//	  publishes  Creating, Role standby, SeedSource (SeedBackup, SeedFallback), SeedPercent
+//	             while it copies; then SeededGeneration, SeededAt, Rewound cleared
 //	demote
 //	  when       the spec is a standby (not seeded in this pass)
 //	  checks     epoch; the server runs and pg_is_in_recovery() is false: a primary told to

@@ -86,6 +86,16 @@ type Server interface {
 	// FindDatabaseDrop reads the instance's WAL from from to to for the drop of the database
 	// with oid.
 	FindDatabaseDrop(ctx context.Context, oid uint32, from, to postgres.WALPosition) (postgres.DatabaseDrop, bool, error)
+	// Seeding from the region's repository (seed.go). SeedBackup writes the instance's
+	// pgBackRest configuration for its stanza (a copy of the stanza there that another OS
+	// user owns is set aside, never read) and names the newest backup of the stanza there
+	// on timeline tli or an earlier one ("": none); ArchivedHistory reports whether timeline tli's history file is in the
+	// stanza's archive there; RestoreStandby stops the server, restores backup set into the
+	// data directory as a standby (delta: an interrupted seed resumes), reporting progress
+	// from 0 to 100, and returns the restore_command that reads the region's archive.
+	SeedBackup(ctx context.Context, tli int) (string, error)
+	ArchivedHistory(ctx context.Context, tli int) (bool, error)
+	RestoreStandby(ctx context.Context, set string, up *postgres.Upstream, progress func(float64)) (restoreCommand string, err error)
 	// DisownBackups gives root the repository's directories of the instance's OS user,
 	// before that user is removed (its uid may be given to the next one).
 	DisownBackups() error

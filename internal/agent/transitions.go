@@ -89,8 +89,8 @@ var transitions = []transition{
 			return p.s.Role == instance.RoleStandby && (!p.srv.Initialized() || p.s.SeedGeneration > p.st.SeededGeneration)
 		},
 		epoch:     true,
-		does:      "pg_basebackup from the upstream, configure as its standby, start, wait (bounded) for streaming",
-		publishes: "Creating, Role standby, SeedPercent while it copies; then SeededGeneration, SeededAt, Rewound cleared",
+		does:      "restore the newest backup of the region's repository (delta) and replay its archive, when it has one of the stanza that cannot lead off the primary's timeline, until it streams from the upstream (seed.go); else, or if that fails or stalls, pg_basebackup from the upstream; configure as its standby, start, wait (bounded) for streaming",
+		publishes: "Creating, Role standby, SeedSource (SeedBackup, SeedFallback), SeedPercent while it copies; then SeededGeneration, SeededAt, Rewound cleared",
 		run:       (*worker).seed,
 	},
 	{
@@ -213,6 +213,8 @@ type pass struct {
 	seeded, demoted bool
 	// backups: the spec has backups and the agent runs pgBackRest.
 	backups bool
+	// seedTimeline: the primary's timeline a seed from the repository recovers along.
+	seedTimeline int
 }
 
 // reconcile brings the instance to its spec and returns what it observed: the rows of
@@ -398,45 +400,70 @@ func (w *worker) identity(ctx context.Context, p *pass) error {
 	return err
 }
 
-// seed makes a standby from a base backup of its upstream.
 // joining reports whether s is a failover group's member that the group has not made a
 // primary or a standby yet: its stanza is the group's, whose system it is not until it is
 // seeded, so it creates no copy of it.
 func joining(s instance.Spec) bool { return s.GroupID != "" && s.Role == "" }
 
+// seed makes a standby: from the region's backup repository when the rule of seed.go
+// allows, else (or when that fails) from a base backup of its upstream.
 func (w *worker) seed(ctx context.Context, p *pass) error {
-	c, s, st, up := p.srv, p.s, p.st, p.up
+	c, s, st := p.srv, p.s, p.st
 	p.seeded = true
-	w.log.Info("seeding standby", "instance", s.Name, "from", net.JoinHostPort(up.Host, fmt.Sprint(up.Port)))
 	zero := 0.0
 	st.Phase, st.SeedPercent, st.Role = instance.PhaseCreating, &zero, instance.RoleStandby
-	w.publish(ctx, *st)
-	last := time.Now()
-	err := c.BaseBackup(ctx, up, func(pct float64) {
-		if time.Since(last) > 500*time.Millisecond {
-			last = time.Now()
-			st.SeedPercent = &pct
-			w.publish(ctx, *st)
+	st.SeedSource, st.SeedBackup, st.SeedFallback = "", "", ""
+	if p.backups {
+		// The data is about to be replaced whichever the source (both stop it at once), and
+		// deciding writes the configuration of the group's stanza, which the old server's
+		// archive_command would then push its own system's WAL with.
+		if err := c.StopNow(ctx, true); err != nil {
+			return err
 		}
-	})
-	if err != nil {
-		return fmt.Errorf("seed from %s:%d: %w", up.Host, up.Port, err)
 	}
+	label, why := w.repositorySeed(ctx, p)
+	if label != "" {
+		st.SeedSource, st.SeedBackup = instance.SeedFromRepository, label
+		w.publish(ctx, *st)
+		err := w.seedFromRepository(ctx, p, label)
+		if err == nil {
+			w.seededNow(s, st)
+			w.log.Info("seeded standby from the region's backup repository; it streams from its primary", "instance", s.Name, "backup", label)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		why = fmt.Sprintf("seeding from backup %s of the region's repository failed: %v", label, err)
+		w.log.Warn("seeding from the region's backup repository failed; seeding from the primary instead", "instance", s.Name, "backup", label, "err", err)
+	} else if why != "" {
+		w.log.Info("seeding from the primary, not from the region's backup repository", "instance", s.Name, "why", why)
+	}
+	st.SeedSource, st.SeedBackup, st.SeedFallback, st.SeedPercent = instance.SeedFromPrimary, "", why, &zero
+	w.publish(ctx, *st)
+	if err := w.seedFromPrimary(ctx, p); err != nil {
+		return err
+	}
+	w.seededNow(s, st)
+	if err := w.configure(c, s, p.up); err != nil {
+		return err
+	}
+	w.log.Info("seeded standby from its primary", "instance", s.Name)
+	if err := c.Start(ctx); err != nil {
+		return err
+	}
+	w.waitStreaming(ctx, c)
+	return nil
+}
+
+// seededNow records in st that the seed of s's generation is done.
+func (w *worker) seededNow(s instance.Spec, st *instance.Status) {
 	st.SeededGeneration, st.SeedPercent, st.Rewound = s.SeedGeneration, nil, nil
 	st.SeededAt = time.Now().UTC()
 	if st.Backup != nil {
 		// Another system now: its stanza is checked again (row archive).
 		st.Backup.Stanza = ""
 	}
-	if err := w.configure(c, s, up); err != nil {
-		return err
-	}
-	w.log.Info("seeded standby", "instance", s.Name)
-	if err := c.Start(ctx); err != nil {
-		return err
-	}
-	w.waitStreaming(ctx, c)
-	return nil
 }
 
 func (w *worker) demote(ctx context.Context, p *pass) error {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/fogdb/fog/internal/agent"
 	"github.com/fogdb/fog/internal/agent/agenttest"
@@ -86,7 +87,7 @@ func (w *world) restart(uid string) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	// Backups on, whether or not pgBackRest is installed: the fake servers take them.
 	a, err := agent.New(agent.Config{Region: region(uid), Dir: filepath.Join(w.dir, region(uid)), Servers: w.net.Server,
-		Backup: agent.BackupConfig{Bin: "/bin/true"}}, w.st, nil, issuer{}, log)
+		Backup: agent.BackupConfig{Bin: "/bin/true", SeedStall: 300 * time.Millisecond}}, w.st, nil, issuer{}, log)
 	if err != nil {
 		w.t.Fatal(err)
 	}

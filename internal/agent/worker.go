@@ -120,6 +120,12 @@ func (w *worker) publish(ctx context.Context, st instance.Status) {
 }
 
 func (w *worker) configure(c Server, s instance.Spec, standby *postgres.Upstream) error {
+	return w.configureWith(c, s, standby, nil)
+}
+
+// configureWith is configure with a standby's recovery from an archive (a seed from the
+// region's repository replays its archive).
+func (w *worker) configureWith(c Server, s instance.Spec, standby *postgres.Upstream, rec *postgres.Recovery) error {
 	ips := []net.IP{}
 	for _, h := range append([]string{s.Host}, s.ExtraIPs...) {
 		if ip := net.ParseIP(h); ip != nil {
@@ -144,7 +150,7 @@ func (w *worker) configure(c Server, s instance.Spec, standby *postgres.Upstream
 	return c.WriteConfig(postgres.Config{
 		Name: s.Name, Timezone: s.Timezone, CertPEM: crt, KeyPEM: key, FogUser: w.a.cfg.FogUser,
 		CACertPEM: w.a.cfg.CACertPEM, Standby: standby, MaxSlotWALKeepSize: w.a.cfg.MaxSlotWALKeepSize,
-		GuardLibrary: w.a.cfg.GuardLibrary, Archive: archive,
+		GuardLibrary: w.a.cfg.GuardLibrary, Archive: archive, Recovery: rec,
 	})
 }
 

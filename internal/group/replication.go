@@ -10,7 +10,8 @@ import (
 // bytes between the primary's WAL end and what the secondary flushed ("hardened"). st is
 // both sides' observed state, indexed as Sides.
 func (g *FailoverGroup) Replication(st [2]instance.Status) *resource.ReplicationStatus {
-	r := &resource.ReplicationStatus{Epoch: g.Epoch, SeedingPercentComplete: st[g.Secondary()].SeedPercent}
+	sec := st[g.Secondary()]
+	r := &resource.ReplicationStatus{Epoch: g.Epoch, SeedingPercentComplete: sec.SeedPercent, SeedSource: sec.SeedSource, SeedBackup: sec.SeedBackup}
 	prim := st[g.Primary].Replication
 	if prim == nil || prim.InRecovery {
 		return r

@@ -211,6 +211,13 @@ type Status struct {
 	SeedPercent      *float64  `json:"seedPercent,omitempty"`
 	SeededGeneration int64     `json:"seededGeneration,omitempty"`
 	SeededAt         time.Time `json:"seededAt"`
+	// SeedSource is where the last seed (or the one under way) copied the data from:
+	// SeedFromRepository (SeedBackup names the backup of the region's repository it
+	// restored) or SeedFromPrimary (pg_basebackup). SeedFallback says why a seed that could
+	// have come from the repository did not.
+	SeedSource   string `json:"seedSource,omitempty"`
+	SeedBackup   string `json:"seedBackup,omitempty"`
+	SeedFallback string `json:"seedFallback,omitempty"`
 	// Rewound reports the WAL a rewind discarded, for the epoch it happened in.
 	Rewound *LostWAL `json:"rewound,omitempty"`
 	// Replication is the server's own view, refreshed on every resync.
@@ -225,6 +232,12 @@ type Status struct {
 	// backups, within its retention: what restorableDroppedDatabases lists.
 	Dropped []DroppedDB `json:"dropped,omitempty"`
 }
+
+// Seed sources (Status.SeedSource).
+const (
+	SeedFromRepository = "repository"
+	SeedFromPrimary    = "primary"
+)
 
 // DroppedDB is a database dropped from an instance, as its agent found the drop in the
 // instance's WAL.

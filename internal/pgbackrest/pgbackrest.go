@@ -439,6 +439,22 @@ func (d *Driver) Info(ctx context.Context, set string) (*Info, error) {
 	return ParseInfo(out, d.Stanza)
 }
 
+// Archived reports whether the stanza's WAL archive in the repository holds a file of that
+// name (a segment or a timeline's history file, such as "00000002.history"), under any of
+// the stanza's database systems.
+func (d *Driver) Archived(ctx context.Context, name string) (bool, error) {
+	out, err := d.run(ctx, "repo-ls", "--log-level-console=off", "--recurse", "--filter=(^|/)"+regexp.QuoteMeta(name)+"$", "archive/"+d.Stanza)
+	if err != nil {
+		return false, err
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if l = strings.TrimSpace(l); l == name || strings.HasSuffix(l, "/"+name) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // ParseInfo parses `pgbackrest info --output=json` and returns the stanza's entry.
 func ParseInfo(b []byte, stanza string) (*Info, error) {
 	var all []Info
@@ -461,7 +477,8 @@ type RestoreOptions struct {
 	// Set is the backup to start from (default: the latest one that can reach Target).
 	Set string
 	// Type is the recovery target's kind: "time", "lsn", "xid", "name", "immediate" (end of
-	// the backup's consistency), "default" (the end of the WAL) or "none".
+	// the backup's consistency), "default" (the end of the WAL), "none", or "standby" (a
+	// standby.signal: replay the archive and go on following a primary).
 	Type string
 	// Target is the point for Type time ("2006-01-02 15:04:05.999999+00"), lsn, xid or name.
 	Target string
@@ -502,7 +519,7 @@ func (o RestoreOptions) validate() error {
 		return fmt.Errorf("%w: %s", ErrInvalidRestore, fmt.Sprintf(format, a...))
 	}
 	switch o.Type {
-	case "", "default", "immediate", "none":
+	case "", "default", "immediate", "none", "standby":
 		if o.Target != "" {
 			return bad("type %q takes no target", o.Type)
 		}

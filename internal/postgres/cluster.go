@@ -309,6 +309,9 @@ type Config struct {
 	CACertPEM []byte
 	// Standby, when set, makes the cluster a streaming standby of that upstream.
 	Standby *Upstream
+	// Recovery, with Standby, makes the standby replay WAL from an archive as well as
+	// streaming it (a seed from the region's repository).
+	Recovery *Recovery
 	// MaxSlotWALKeepSize bounds the WAL a slot may hold back (default 2GB).
 	MaxSlotWALKeepSize string
 	// GuardLibrary is the fog_guard library's path ("" when it could not be built).
@@ -319,6 +322,14 @@ type Config struct {
 	// little memory, no archiving, only Fog's system role over the socket. It is recovered
 	// to a point in time by the settings pgBackRest wrote into postgresql.auto.conf.
 	Scratch bool
+}
+
+// Recovery is a standby's replay from an archive.
+type Recovery struct {
+	// Command is restore_command; PostgreSQL runs it as the instance's OS user.
+	Command string
+	// Timeline is recovery_target_timeline (0: latest). It takes effect at a start.
+	Timeline int
 }
 
 // Archive is continuous WAL archiving. archive_mode takes effect only at a restart, the
@@ -527,6 +538,12 @@ func (c *Cluster) WriteConfig(cfg Config) error {
 		settings["primary_conninfo"] = quote(c.ConnInfo(u, ""))
 		settings["primary_slot_name"] = quote(u.Slot)
 		settings["recovery_target_timeline"] = quote("latest")
+		if r := cfg.Recovery; r != nil {
+			settings["restore_command"] = quote(r.Command)
+			if r.Timeline > 0 {
+				settings["recovery_target_timeline"] = quote(strconv.Itoa(r.Timeline))
+			}
+		}
 	}
 	keys := make([]string, 0, len(settings))
 	for k := range settings {

@@ -78,7 +78,12 @@ type ReplicationStatus struct {
 	LastHardenedLSN        string     `json:"lastHardenedLsn,omitempty"`
 	LastHardenedTime       *time.Time `json:"lastHardenedTime,omitempty"`
 	SeedingPercentComplete *float64   `json:"seedingPercentComplete,omitempty"`
-	Epoch                  int64      `json:"epoch"`
+	// SeedSource is where the secondary's last seed came from: "repository" (a backup of
+	// its region's repository, SeedBackup, plus the archived WAL, then streaming) or
+	// "primary" (a copy from the primary, pg_basebackup). Read-only.
+	SeedSource string `json:"seedSource,omitempty"`
+	SeedBackup string `json:"seedBackup,omitempty"`
+	Epoch      int64  `json:"epoch"`
 }
 
 // LostWAL is the WAL a forced failover discarded and the transactions it held.

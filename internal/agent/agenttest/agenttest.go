@@ -151,6 +151,19 @@ type PG struct {
 	RestoreGate chan struct{}
 	Restores    int
 	Ended       map[string]bool
+	// RepoBackup is the newest backup of the instance's stanza in its region's repository
+	// ("": none); RepoHistories the timelines whose history file is archived there;
+	// RepoStalls makes a standby restored from it never stream (its primary no longer has
+	// the WAL after the archive's end). RestoredFrom lists the backups restored as a
+	// standby; RestoreCommand is the restore_command the last configuration set.
+	// LostSlots are slots of the server that show wal_status lost.
+	LostSlots      []string
+	RepoBackup     string
+	RepoHistories  []int
+	RepoStalls     bool
+	RestoredFrom   []string
+	RestoreCommand string
+	stalled        bool
 	// Log lists the calls that changed something, in order.
 	Log []string
 }
@@ -224,7 +237,7 @@ func (n *Net) stream() {
 
 // up is the server a running standby streams from now, or nil.
 func (p *PG) up() *PG {
-	if !p.Running || !p.Recovery || p.upstream == "" {
+	if !p.Running || !p.Recovery || p.upstream == "" || p.stalled {
 		return nil
 	}
 	up := p.n.byAddr(p.upstream)
@@ -376,6 +389,10 @@ func (p *PG) Reload(ctx context.Context) error {
 func (p *PG) WriteConfig(cfg postgres.Config) error {
 	return p.op("WriteConfig", func() error {
 		p.StandbySignal, p.Drained, p.upstream, p.slot = cfg.Standby != nil, false, "", ""
+		p.RestoreCommand = ""
+		if cfg.Recovery != nil {
+			p.RestoreCommand = cfg.Recovery.Command
+		}
 		if cfg.Standby != nil {
 			p.upstream, p.slot = net.JoinHostPort(cfg.Standby.Host, strconv.Itoa(cfg.Standby.Port)), cfg.Standby.Slot
 			p.files["replication.crt"], p.files["replication.key"] = cfg.Standby.CertPEM, cfg.Standby.KeyPEM
@@ -412,6 +429,35 @@ func (p *PG) BaseBackup(ctx context.Context, up *postgres.Upstream, progress fun
 		p.Data, p.StandbySignal, p.Timeline = true, true, src.Timeline
 		p.LSN, p.Received, p.history = src.LSN, src.LSN, src.history
 		p.upstream, p.slot = net.JoinHostPort(up.Host, strconv.Itoa(up.Port)), up.Slot
+		p.stalled = false
+		progress(100)
+		return nil
+	})
+}
+
+// SeedBackup implements agent.Server.
+func (p *PG) SeedBackup(ctx context.Context, tli int) (label string, err error) {
+	return label, p.op("SeedBackup", func() error { label = p.RepoBackup; return nil })
+}
+
+// ArchivedHistory implements agent.Server.
+func (p *PG) ArchivedHistory(ctx context.Context, tli int) (ok bool, err error) {
+	return ok, p.op("ArchivedHistory", func() error { ok = slices.Contains(p.RepoHistories, tli); return nil })
+}
+
+// RestoreStandby implements agent.Server: the data becomes the repository's backup, behind
+// the primary, on the primary's history; it catches up once it streams (RepoStalls: never).
+func (p *PG) RestoreStandby(ctx context.Context, set string, up *postgres.Upstream, progress func(float64)) (string, error) {
+	return "pgbackrest archive-get %f \"%p\"", p.op("RestoreStandby", func() error {
+		src := p.n.byAddr(net.JoinHostPort(up.Host, strconv.Itoa(up.Port)))
+		if set == "" || set != p.RepoBackup || src == nil {
+			return errors.New("no such backup")
+		}
+		p.Running, p.Recovery, p.Drained = false, false, false
+		p.Data, p.StandbySignal, p.Timeline = true, true, src.Timeline
+		p.LSN, p.Received, p.history = 0, 0, src.history
+		p.stalled = p.RepoStalls
+		p.RestoredFrom = append(p.RestoredFrom, set)
 		progress(100)
 		return nil
 	})
@@ -582,6 +628,9 @@ func (s *session) ReplicationState(ctx context.Context) (r pgtypes.Replication, 
 		}
 		for _, sl := range p.Slots {
 			slot := pgtypes.Slot{Name: sl, WALStatus: "reserved"}
+			if slices.Contains(p.LostSlots, sl) {
+				slot.WALStatus = "lost"
+			}
 			for _, o := range p.n.servers {
 				if o.up() == p && o.slot == sl {
 					slot.Active = true
