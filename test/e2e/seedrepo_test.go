@@ -28,7 +28,7 @@ func TestSeedFromTheRepository(t *testing.T) {
 	waitBound(t)
 	ctx := context.Background()
 	start := time.Now()
-	f := startFog(t, "", withBackups, func(c *server.Config) { c.Agent.Backup.ArchiveTimeout = 2 * time.Second })
+	f := startFog(t, "", withQuickBackups, func(c *server.Config) { c.Agent.Backup.ArchiveTimeout = 2 * time.Second })
 	p := newPair(t, f, "sr")
 	p.create(t, nil)
 	p.setupTable(t)
