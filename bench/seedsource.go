@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fogdb/fog/internal/server"
@@ -19,8 +20,9 @@ import (
 // group with no copy of the stanza in the secondary's region (pg_basebackup), waits for the
 // standby's own full backup there, deletes the group and creates it again (the repository).
 // It reports each seed's time, from the PUT to the operation's success (the secondary
-// streams), and the CPU time the primary's server spent meanwhile (the postmaster and its
-// children, a WAL sender included).
+// streams), and what the primary's server used meanwhile (the postmaster and its children,
+// a WAL sender included): CPU time, and the bytes it read from the disk and in all, each
+// seed starting with an empty page cache.
 func seedSourceScenario(ctx context.Context, o options) (*result, error) {
 	res := newResult(fmt.Sprintf("seeding a secondary of pgbench scale %d: from its region's repository against pg_basebackup from the primary", o.seedSourceScale))
 	f, err := startFog(ctx, "127.0.208.1", func(c *server.Config) { c.Agent.Backup.ArchiveTimeout = 2 * time.Second })
@@ -45,29 +47,33 @@ func seedSourceScenario(ctx context.Context, o options) (*result, error) {
 		return nil, fmt.Errorf("the primary's data directory: %v", dirs)
 	}
 	westCopy := filepath.Join(f.dir, "regions", "backups", "westus", filepath.Base(filepath.Dir(dirs[0])))
-	seed := func(want string) (time.Duration, float64, error) {
-		cpu0, err := primaryCPU(f.dir)
+	// seed creates the group and reports its time and the primary's use meanwhile. The page
+	// cache is emptied first (where the benchmark may: as root), so that what either source
+	// reads comes from the disk, as it does for a database larger than the machine's memory.
+	seed := func(want string) (time.Duration, primaryUse, error) {
+		dropCaches()
+		u0, err := primaryUsage(f.dir)
 		if err != nil {
-			return 0, 0, err
+			return 0, primaryUse{}, err
 		}
 		t0 := time.Now()
 		if err := f.do(ctx, "PUT", groupPath("rg-p", "eastus", g.name), g.body()); err != nil {
-			return 0, 0, err
+			return 0, primaryUse{}, err
 		}
 		took := time.Since(t0)
-		cpu1, err := primaryCPU(f.dir)
+		u1, err := primaryUsage(f.dir)
 		if err != nil {
-			return 0, 0, err
+			return 0, primaryUse{}, err
 		}
 		gr, err := f.getJSON(ctx, groupPath("rg-p", "eastus", g.name))
 		if err != nil {
-			return 0, 0, err
+			return 0, primaryUse{}, err
 		}
 		r, _ := gr["properties"].(map[string]any)["replication"].(map[string]any)
 		if got, _ := r["seedSource"].(string); got != want {
-			return 0, 0, fmt.Errorf("seedSource %q, want %q", got, want)
+			return 0, primaryUse{}, fmt.Errorf("seedSource %q, want %q", got, want)
 		}
-		return took, cpu1 - cpu0, nil
+		return took, u1.minus(u0), nil
 	}
 	undo := func() error {
 		if err := f.do(ctx, "DELETE", groupPath("rg-p", "eastus", g.name), nil); err != nil {
@@ -108,30 +114,56 @@ func seedSourceScenario(ctx context.Context, o options) (*result, error) {
 			return nil, err
 		}
 		res.add("basebackup_s", tp.Seconds())
-		res.add("basebackup_primary_cpu_s", cp)
+		res.add("basebackup_primary_cpu_s", cp.cpu)
+		res.add("basebackup_primary_disk_read_mb", cp.diskMB)
+		res.add("basebackup_primary_read_mb", cp.readMB)
 		res.add("repository_s", tr.Seconds())
-		res.add("repository_primary_cpu_s", cr)
-		fmt.Printf("  run %d: pg_basebackup %s (primary CPU %.2f s); repository %s (primary CPU %.2f s)\n", run+1,
+		res.add("repository_primary_cpu_s", cr.cpu)
+		res.add("repository_primary_disk_read_mb", cr.diskMB)
+		res.add("repository_primary_read_mb", cr.readMB)
+		fmt.Printf("  run %d: pg_basebackup %s (primary %s); repository %s (primary %s)\n", run+1,
 			tp.Round(time.Millisecond), cp, tr.Round(time.Millisecond), cr)
 	}
-	fmt.Print(res.finish("basebackup_s", "basebackup_primary_cpu_s", "repository_s", "repository_primary_cpu_s"))
+	fmt.Print(res.finish("basebackup_s", "basebackup_primary_cpu_s", "basebackup_primary_disk_read_mb", "basebackup_primary_read_mb",
+		"repository_s", "repository_primary_cpu_s", "repository_primary_disk_read_mb", "repository_primary_read_mb"))
 	return res, nil
 }
 
-// primaryCPU is the CPU time, in seconds, of eastus's one server: its postmaster's own and
-// its ended children's, and its running children's.
-func primaryCPU(dir string) (float64, error) {
+// primaryUse is what eastus's one server used: CPU seconds, megabytes read from the disk
+// (the block layer's read_bytes: page-cache misses) and megabytes read by any means (rchar:
+// read(2) and the like, the page cache included).
+type primaryUse struct{ cpu, diskMB, readMB float64 }
+
+func (u primaryUse) minus(v primaryUse) primaryUse {
+	return primaryUse{u.cpu - v.cpu, u.diskMB - v.diskMB, u.readMB - v.readMB}
+}
+
+func (u primaryUse) String() string {
+	return fmt.Sprintf("CPU %.2f s, disk read %.0f MB, read %.0f MB", u.cpu, u.diskMB, u.readMB)
+}
+
+// dropCaches writes back and empties the page cache; it does nothing where the benchmark
+// may not (not root).
+func dropCaches() {
+	syscall.Sync()
+	_ = os.WriteFile("/proc/sys/vm/drop_caches", []byte("1"), 0)
+}
+
+// primaryUsage is the use so far of eastus's one server: its postmaster's own and its
+// ended children's (the kernel adds a reaped child's CPU time and I/O to its parent's), and
+// its running children's.
+func primaryUsage(dir string) (primaryUse, error) {
 	pids, _ := filepath.Glob(filepath.Join(dir, "regions", "eastus", "*", "pgdata", "postmaster.pid"))
 	if len(pids) != 1 {
-		return 0, fmt.Errorf("the primary's postmaster.pid: %v", pids)
+		return primaryUse{}, fmt.Errorf("the primary's postmaster.pid: %v", pids)
 	}
 	b, err := os.ReadFile(pids[0])
 	if err != nil {
-		return 0, err
+		return primaryUse{}, err
 	}
 	pm, _, _ := strings.Cut(string(b), "\n")
 	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
-	var ticks int64
+	var ticks, disk, read int64
 	for _, p := range procs {
 		s, err := os.ReadFile(p)
 		if err != nil {
@@ -153,7 +185,25 @@ func primaryCPU(dir string) (float64, error) {
 			ticks += num(14) + num(15) + num(16) + num(17)
 		case f[1] == pm:
 			ticks += num(14) + num(15)
+		default:
+			continue
+		}
+		// /proc/<pid>/io of a process counts its reaped children's I/O too; reading it of
+		// another user's process needs root, and without it both stay 0.
+		io, err := os.ReadFile(filepath.Join(filepath.Dir(p), "io"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(io), "\n") {
+			k, v, _ := strings.Cut(line, ": ")
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			switch k {
+			case "read_bytes":
+				disk += n
+			case "rchar":
+				read += n
+			}
 		}
 	}
-	return float64(ticks) / 100, nil
+	return primaryUse{cpu: float64(ticks) / 100, diskMB: float64(disk) / 1e6, readMB: float64(read) / 1e6}, nil
 }
