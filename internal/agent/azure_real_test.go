@@ -286,7 +286,9 @@ func TestAzureSASRenewal(t *testing.T) {
 
 	// The new SAS works: a backup (and the WAL it waits for) goes into the container.
 	askBackup(ctx, t, bolt, &spec, 1, instance.BackupFull)
-	st := waitStatus(ctx, t, bolt, uid, "backup 1 done", func(s instance.Status) bool { return s.Backup != nil && s.Backup.Seq == 1 })
+	st := waitStatus(ctx, t, bolt, uid, "backup 1 done and verified", func(s instance.Status) bool {
+		return s.Backup != nil && s.Backup.Seq == 1 && (s.Backup.Error != "" || s.Backup.Verify != nil && s.Backup.Verify.Seq == 1)
+	})
 	if st.Backup.Error != "" || len(st.Backup.Backups) != 1 || st.Backup.Verify == nil || st.Backup.Verify.Error != "" {
 		t.Fatalf("a backup with the renewed SAS: %+v", derefBackup(st.Backup))
 	}

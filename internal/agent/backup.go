@@ -151,12 +151,16 @@ type backupJob struct {
 	// from is the group's primary a standby's backup starts and stops the backup on (nil:
 	// the instance backs itself up).
 	from *instance.BackupServed
-	// cancel ends a running job; done is set once it ended, with err, and for a backup
-	// taken the verification that followed it.
-	cancel context.CancelFunc
-	done   bool
-	err    error
-	verify *instance.BackupVerify
+	// cancel ends a running job. ended is set once the backup ended, with err; done once the
+	// job ended, with, for a backup taken, the verification that followed it (verify). A
+	// backup is published when it ended (reported), its verification when it is done: a
+	// backup is restorable, and its time its own, before the verification reads the stanza.
+	cancel   context.CancelFunc
+	ended    bool
+	reported bool
+	done     bool
+	err      error
+	verify   *instance.BackupVerify
 }
 
 func newBackupRunner() *backupRunner {
@@ -186,16 +190,23 @@ func (r *backupRunner) has(uid string) bool {
 	return ok
 }
 
-// collect returns, and forgets, the finished job of uid.
-func (r *backupRunner) collect(uid string) (*backupJob, bool) {
+// collect returns uid's job if it has news: backup, its backup ended and was not collected
+// before; verify, the job is done with a verification (the job is then forgotten).
+func (r *backupRunner) collect(uid string) (j *backupJob, backup, verify bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	j, ok := r.jobs[uid]
-	if !ok || !j.done {
-		return nil, false
+	if !ok {
+		return nil, false, false
 	}
-	delete(r.jobs, uid)
-	return j, true
+	if j.ended && !j.reported {
+		backup, j.reported = true, true
+	}
+	if j.done {
+		verify = j.verify != nil
+		delete(r.jobs, uid)
+	}
+	return j, backup, verify
 }
 
 // stop cancels uid's job, queued or running, and with wait waits until it has ended. Its
@@ -212,7 +223,7 @@ func (r *backupRunner) stopIf(uid string, wait bool, cond func(j *backupJob) boo
 	}
 	if j.cancel == nil {
 		// Queued: it never starts.
-		j.done, j.err = true, errBackupCancelled
+		j.ended, j.done, j.err = true, true, errBackupCancelled
 		r.mu.Unlock()
 		return
 	}
@@ -260,10 +271,17 @@ func (r *backupRunner) run(ctx context.Context) {
 		if err != nil && jctx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("%w (%v)", errBackupCancelled, err)
 		}
+		r.mu.Lock()
+		j.ended, j.err = true, err
+		r.mu.Unlock()
+		if j.kick != nil {
+			j.kick()
+		}
 		var verify *instance.BackupVerify
 		if err == nil {
 			// Each backup is verified when it is taken, with everything else the repository
-			// holds of the stanza: a file that rotted since is found on the next day.
+			// holds of the stanza: a file that rotted since is found on the next day. The
+			// backup was published first (ended): it is restorable, and its time is its own.
 			verify = &instance.BackupVerify{Seq: j.seq}
 			if verr := j.srv.VerifyBackups(jctx); verr != nil {
 				verify.Error = verr.Error()
@@ -275,7 +293,7 @@ func (r *backupRunner) run(ctx context.Context) {
 		}
 		j.cancel()
 		r.mu.Lock()
-		j.done, j.err, j.verify = true, err, verify
+		j.done, j.verify = true, verify
 		r.mu.Unlock()
 		if j.kick != nil {
 			j.kick()
@@ -342,8 +360,8 @@ func (w *worker) backupRow(ctx context.Context, p *pass) error {
 // collectBackup puts the outcome of the instance's finished backup, if there is one, into b,
 // and reports whether there was.
 func (w *worker) collectBackup(s instance.Spec, b *instance.BackupStatus) bool {
-	j, ok := w.a.bk.collect(w.uid)
-	if !ok {
+	j, backup, verify := w.a.bk.collect(w.uid)
+	if j == nil {
 		if b.Running != 0 && !w.a.bk.has(w.uid) {
 			// The job is gone without an outcome (the agent restarted): the backup row asks
 			// again, and pgBackRest resumes what it copied.
@@ -351,14 +369,19 @@ func (w *worker) collectBackup(s instance.Spec, b *instance.BackupStatus) bool {
 		}
 		return false
 	}
-	b.Seq, b.Running, b.Error, b.Cancelled = j.seq, 0, "", false
-	if j.err != nil {
-		b.Error, b.Cancelled = j.err.Error(), errors.Is(j.err, errBackupCancelled)
-		w.log.Error("backup failed", "instance", s.Name, "seq", j.seq, "err", j.err)
-	} else {
-		w.log.Info("backup done", "instance", s.Name, "seq", j.seq, "type", j.typ)
+	if !backup && !verify {
+		return false
 	}
-	if v := j.verify; v != nil {
+	if backup {
+		b.Seq, b.Running, b.Error, b.Cancelled = j.seq, 0, "", false
+		if j.err != nil {
+			b.Error, b.Cancelled = j.err.Error(), errors.Is(j.err, errBackupCancelled)
+			w.log.Error("backup failed", "instance", s.Name, "seq", j.seq, "err", j.err)
+		} else {
+			w.log.Info("backup done", "instance", s.Name, "seq", j.seq, "type", j.typ)
+		}
+	}
+	if v := j.verify; verify {
 		b.Verify = v
 		if v.Error != "" {
 			w.log.Error("the repository failed verification", "instance", s.Name, "seq", j.seq, "err", v.Error)
@@ -596,7 +619,7 @@ func (p *pgServer) Backup(ctx context.Context, typ string, seq int64, from *inst
 	}
 	wctx, cancel := context.WithTimeout(ctx, p.a.cfg.Backup.WaitArchived)
 	defer cancel()
-	if err := d.WaitArchived(wctx, b.Archive.Stop, time.Second); err != nil {
+	if err := d.WaitArchived(wctx, b.Archive.Stop, 200*time.Millisecond); err != nil {
 		return err
 	}
 	// Expiry follows each backup, as pgBackRest's own did. A failure leaves more in the

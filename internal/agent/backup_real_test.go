@@ -184,7 +184,9 @@ func TestBackupsOfARealInstance(t *testing.T) {
 
 	// A differential one.
 	askBackup(ctx, t, bolt, &spec, 2, instance.BackupDiff)
-	st = waitStatus(ctx, t, bolt, uid, "backup 2 done", func(s instance.Status) bool { return s.Backup != nil && s.Backup.Seq == 2 })
+	st = waitStatus(ctx, t, bolt, uid, "backup 2 done and verified", func(s instance.Status) bool {
+		return s.Backup != nil && s.Backup.Seq == 2 && (s.Backup.Error != "" || s.Backup.Verify != nil && s.Backup.Verify.Seq == 2)
+	})
 	if st.Backup.Error != "" || len(st.Backup.Backups) != 2 || st.Backup.Backups[1].Type != instance.BackupDiff || st.Backup.Backups[1].Seq != 2 {
 		t.Fatalf("after backup 2: error %q, backups %+v", st.Backup.Error, st.Backup.Backups)
 	}
@@ -199,7 +201,9 @@ func TestBackupsOfARealInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	askBackup(ctx, t, bolt, &spec, 3, instance.BackupDiff)
-	st = waitStatus(ctx, t, bolt, uid, "backup 3 done", func(s instance.Status) bool { return s.Backup != nil && s.Backup.Seq == 3 })
+	st = waitStatus(ctx, t, bolt, uid, "backup 3 done and verified", func(s instance.Status) bool {
+		return s.Backup != nil && s.Backup.Seq == 3 && (s.Backup.Error != "" || s.Backup.Verify != nil && s.Backup.Verify.Seq == 3)
+	})
 	if v := st.Backup.Verify; st.Backup.Error != "" || v == nil || v.Seq != 3 || v.Error == "" || st.Backup.Health != instance.BackupDegraded {
 		t.Fatalf("after a file rotted: error %q, verify %+v, health %s", st.Backup.Error, v, st.Backup.Health)
 	}

@@ -16,7 +16,8 @@ func (w *world) waitBackup(uid string, seq int64) instance.Status {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		st := w.reconcile(uid)
-		if st.Backup != nil && st.Backup.Seq == seq && st.Backup.Running == 0 {
+		// Done: failed, or taken and then verified (the verification is reported after it).
+		if b := st.Backup; b != nil && b.Seq == seq && b.Running == 0 && (b.Error != "" || b.Verify != nil && b.Verify.Seq == seq) {
 			return st
 		}
 		if time.Now().After(deadline) {

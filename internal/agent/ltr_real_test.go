@@ -72,7 +72,9 @@ func TestLongTermRetentionKeepsABackup(t *testing.T) {
 			if s.Backup == nil || s.Backup.Seq != seq {
 				return false
 			}
-			return s.Backup.Error != "" || slices.ContainsFunc(s.Backup.Backups, func(b instance.Backup) bool { return b.Seq == seq })
+			// The verification is reported after the backup.
+			return s.Backup.Error != "" || slices.ContainsFunc(s.Backup.Backups, func(b instance.Backup) bool { return b.Seq == seq }) &&
+				s.Backup.Verify != nil && s.Backup.Verify.Seq == seq
 		})
 		if st.Backup.Error != "" {
 			t.Fatalf("backup %d: %s", seq, st.Backup.Error)

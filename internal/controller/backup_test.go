@@ -243,7 +243,8 @@ func TestLeaderRunsTheBackupSchedule(t *testing.T) {
 }
 
 // A backup the agent reports done or failed is written to the activity log once, with its
-// type, size and duration; a new leader writes nothing again.
+// type, size and duration, and again when its verification is reported; a new leader writes
+// nothing again.
 func TestBackupsInTheActivityLog(t *testing.T) {
 	c := openTestController(t)
 	ctx := context.Background()
@@ -262,7 +263,7 @@ func TestBackupsInTheActivityLog(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	term1 := &term{eng: c.eng, backupSeq: map[string]int64{}}
+	term1 := &term{eng: c.eng, backupSeq: map[string]int64{}, backupVerified: map[string]int64{}}
 	events := func() []ActivityEvent {
 		t.Helper()
 		evs, err := c.ActivityLog(ctx, "sub", ActivityFilter{From: asked.Add(-time.Hour)})
@@ -300,6 +301,16 @@ func TestBackupsInTheActivityLog(t *testing.T) {
 		t.Errorf("description = %q, want %q", e.Description, want)
 	}
 
+	// Its verification is reported after it: the entry is written again with it, once, and
+	// a new leader seeing it verified writes nothing.
+	status(instance.BackupStatus{Seq: 1, Backups: []instance.Backup{full}, Verify: &instance.BackupVerify{Seq: 1, At: full.Stop.Add(time.Minute)}})
+	c.noteBackups(ctx, term1)
+	c.noteBackups(ctx, term1)
+	c.noteBackups(ctx, &term{eng: c.eng, backupSeq: map[string]int64{}, backupVerified: map[string]int64{}})
+	if evs = events(); len(evs) != 1 || evs[0].Description != e.Description+"; the repository verified" {
+		t.Fatalf("after the verification: %+v, want one entry ending %q", evs, "; the repository verified")
+	}
+
 	// The next one fails.
 	if _, err := store.Update(ctx, c.st, miKey("sub", "rg", "mi1"), func(m *resource.ManagedInstance) error {
 		m.BackupSeq, m.BackupType, m.BackupAskedAt = 2, instance.BackupDiff, asked.Add(30*time.Minute)
@@ -320,7 +331,7 @@ func TestBackupsInTheActivityLog(t *testing.T) {
 	}
 
 	// A new leader notes the last backup again and writes nothing.
-	term2 := &term{eng: c.eng, backupSeq: map[string]int64{}}
+	term2 := &term{eng: c.eng, backupSeq: map[string]int64{}, backupVerified: map[string]int64{}}
 	c.noteBackups(ctx, term2)
 	if n := len(events()); n != 2 {
 		t.Errorf("after a new leader: %d backup entries, want 2", n)

@@ -117,7 +117,8 @@ func backupInstances(ctx context.Context, e *engine.Engine) ([]backupsched.Insta
 // this leadership last looked (Status.Backup.Seq advanced): one record per backup, under a
 // key of its own written only if absent, so that a new leader, which notes every instance's
 // last backup again, writes nothing twice. One older than the activity log keeps is not
-// written again either (the log had it and pruned it).
+// written again either (the log had it and pruned it). The verification that follows a
+// backup is reported after it: the record is written again once it has its outcome.
 func (c *Controller) noteBackups(ctx context.Context, t *term) {
 	st := t.eng.Store()
 	_, kvs, err := st.Snapshot(ctx, "mi/", "observed/")
@@ -145,7 +146,12 @@ func (c *Controller) noteBackups(ctx context.Context, t *term) {
 		m := &ms[i]
 		seen[m.UID] = true
 		s, ok := statuses[instance.StatusKey(m.Location, m.UID)]
-		if !ok || s.Backup == nil || s.Backup.Seq == 0 || t.backupSeq[m.UID] == s.Backup.Seq {
+		if !ok || s.Backup == nil || s.Backup.Seq == 0 {
+			continue
+		}
+		seq := s.Backup.Seq
+		verified := s.Backup.Verify != nil && s.Backup.Verify.Seq == seq
+		if t.backupSeq[m.UID] == seq && (!verified || t.backupVerified[m.UID] == seq) {
 			continue
 		}
 		rec, ok := backupRecord(m, s.Backup, now, c.cfg.Backup.RetryAfter)
@@ -154,23 +160,43 @@ func (c *Controller) noteBackups(ctx context.Context, t *term) {
 		}
 		_, known := t.backupSeq[m.UID]
 		if !known && now.Sub(rec.Start) > c.cfg.activityRetention() {
-			t.backupSeq[m.UID] = s.Backup.Seq
+			t.backupSeq[m.UID], t.backupVerified[m.UID] = seq, seq
 			continue
 		}
-		key := activity.BackupKey(m.UID, s.Backup.Seq)
+		key := activity.BackupKey(m.UID, seq)
 		err := st.Txn(ctx, []store.Cond{{Key: key, Rev: 0}}, []store.Op{store.PutOp(key, rec)})
+		if errors.Is(err, store.ErrConflict) && verified {
+			// Recorded before its verification ended (by this leadership or an earlier one):
+			// written again with it, unless the record has it already.
+			var old activity.Record
+			rev, gerr := store.Get(ctx, st, key, &old)
+			switch {
+			case gerr != nil:
+				err = gerr
+			case old.Description != rec.Description:
+				if err = st.Txn(ctx, []store.Cond{{Key: key, Rev: rev}}, []store.Op{store.PutOp(key, rec)}); err == nil {
+					c.log.Info("backup verification", "instance", m.Name, "seq", seq, "what", rec.Description)
+					t.backupSeq[m.UID], t.backupVerified[m.UID] = seq, seq
+					continue
+				}
+			}
+		}
 		if err != nil && !errors.Is(err, store.ErrConflict) {
-			c.log.Warn("record a backup in the activity log", "instance", m.Name, "seq", s.Backup.Seq, "err", err)
+			c.log.Warn("record a backup in the activity log", "instance", m.Name, "seq", seq, "err", err)
 			continue
 		}
-		t.backupSeq[m.UID] = s.Backup.Seq
+		t.backupSeq[m.UID] = seq
+		if verified {
+			t.backupVerified[m.UID] = seq
+		}
 		if err == nil {
-			c.log.Info("backup "+strings.ToLower(rec.Status), "instance", m.Name, "seq", s.Backup.Seq, "what", rec.Description)
+			c.log.Info("backup "+strings.ToLower(rec.Status), "instance", m.Name, "seq", seq, "what", rec.Description)
 		}
 	}
 	for uid := range t.backupSeq {
 		if !seen[uid] {
 			delete(t.backupSeq, uid)
+			delete(t.backupVerified, uid)
 		}
 	}
 }

@@ -94,11 +94,12 @@ type term struct {
 	// policy is the automatic failover policy, which remembers the outages it sees (the
 	// scheduling goroutine only).
 	policy *autofailover.Policy
-	// backups is the backup schedule, which remembers the failures it sees, and backupSeq
-	// the last backup of each instance (by UID) noted in the activity log (the scheduling
-	// goroutine only).
-	backups   *backupsched.Scheduler
-	backupSeq map[string]int64
+	// backups is the backup schedule, which remembers the failures it sees, backupSeq the
+	// last backup of each instance (by UID) noted in the activity log, and backupVerified
+	// the last whose verification is in its record (the scheduling goroutine only).
+	backups        *backupsched.Scheduler
+	backupSeq      map[string]int64
+	backupVerified map[string]int64
 }
 
 // Lead drives operations through st, the leader's store, whose every write carries the
@@ -108,7 +109,7 @@ type term struct {
 func (c *Controller) Lead(ctx context.Context, st store.Store) error {
 	t := &term{eng: c.engine(st), driving: map[string]bool{}, seedSeen: map[string]int64{}}
 	t.policy = c.autoPolicy(t.eng)
-	t.backups, t.backupSeq = c.backupSchedule(t.eng), map[string]int64{}
+	t.backups, t.backupSeq, t.backupVerified = c.backupSchedule(t.eng), map[string]int64{}, map[string]int64{}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	tick := time.NewTicker(c.resync)
