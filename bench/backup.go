@@ -115,7 +115,9 @@ func (b *backupFog) askBackup(ctx context.Context, rg, name, typ string) (int64,
 }
 
 // waitBackup waits until the agent reports backup seq done and the repository listing has it,
-// and returns it with the time from start to the first report of it done.
+// and returns it with the time from start to the first report of it done. It returns only
+// once the verification that follows the backup has ended too (not counted in the time),
+// so that the next step of the benchmark does not share the machine with it.
 func (b *backupFog) waitBackup(ctx context.Context, rg, name string, seq int64, start time.Time, limit time.Duration) (time.Duration, finstance.Backup, error) {
 	var done time.Duration
 	for deadline := start.Add(limit); time.Now().Before(deadline); {
@@ -134,8 +136,9 @@ func (b *backupFog) waitBackup(ctx context.Context, rg, name string, seq int64, 
 			if done == 0 {
 				done = time.Since(start)
 			}
+			verified := bs.Verify != nil && bs.Verify.Seq >= seq
 			for _, k := range bs.Backups {
-				if k.Seq == seq {
+				if k.Seq == seq && verified {
 					return done, k, nil
 				}
 			}
@@ -146,7 +149,7 @@ func (b *backupFog) waitBackup(ctx context.Context, rg, name string, seq int64, 
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return 0, finstance.Backup{}, fmt.Errorf("backup %d of %s not reported done within %s", seq, name, limit)
+	return 0, finstance.Backup{}, fmt.Errorf("backup %d of %s not reported done and verified within %s", seq, name, limit)
 }
 
 // waitFirstBackup waits until the scheduler's first backup of the instance (asked as soon as
@@ -157,7 +160,8 @@ func (b *backupFog) waitFirstBackup(ctx context.Context, rg, name string) error 
 		if err != nil {
 			return err
 		}
-		if bs, err := b.observed(ctx, m); err == nil && m.BackupSeq > 0 && bs.Seq >= m.BackupSeq && bs.Running == 0 && len(bs.Backups) > 0 {
+		if bs, err := b.observed(ctx, m); err == nil && m.BackupSeq > 0 && bs.Seq >= m.BackupSeq && bs.Running == 0 && len(bs.Backups) > 0 &&
+			(bs.Error != "" || bs.Verify != nil && bs.Verify.Seq >= bs.Seq) {
 			return nil
 		}
 		select {
