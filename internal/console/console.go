@@ -115,6 +115,16 @@ func parseTemplates() map[string]*template.Template {
 			}
 			return t.UTC().Format("2006-01-02 15:04:05 UTC")
 		},
+		// whenText is when for a date the API gives as a string (a recoverable database's
+		// lastAvailableBackupDate, as Azure types it): the same display, or the text as
+		// given when it is no RFC 3339 time.
+		"whenText": func(s string) string {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return s
+			}
+			return t.UTC().Format("2006-01-02 15:04:05 UTC")
+		},
 		"lower": strings.ToLower,
 		"bytes": func(p any) string {
 			switch v := p.(type) {

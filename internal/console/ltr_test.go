@@ -24,7 +24,7 @@ func TestGeoRestoreAndLTRPages(t *testing.T) {
 	// Geo-restore: listed, with only the copy's region's instances as targets.
 	status, page := getPage(t, hc, srv.URL+"/console/instances/rgb/mib", ck)
 	for _, want := range []string{
-		`<tr data-recoverable="shop">`, "<td>westus</td>", "2026-03-01T10:00:07Z", "2026-03-02 08:30:00 UTC",
+		`<tr data-recoverable="shop">`, "<td>westus</td><td>2026-03-01 10:00:07 UTC</td><td>2026-03-02 08:30:00 UTC</td>",
 		`name="recoverable" value="shop"`, `<option value="rgb/miw">miw (rgb, westus)</option>`,
 	} {
 		if status != http.StatusOK || !strings.Contains(page, want) {

@@ -16,6 +16,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fogdb/fog/internal/server"
 )
 
 // browser is Debian's Chromium driven through the DevTools protocol, trusting one Fog's API
@@ -157,6 +159,10 @@ func (b *browser) signIn(token string) {
 // RestorePointInTimeOutOfRange with the window; a real restore through the form follows the
 // operation to the instance page, which lists the new database, which has exactly the rows
 // committed before the time; a database dropped with SQL is listed and restored from there.
+// The policy keeps a full backup that ends after it is set, which the database page lists: its
+// restore form gives a new database with exactly the rows committed before that backup, and
+// its delete form, refused until its box is ticked, removes it from the page, the CLI's list
+// and the API.
 func TestConsoleBackups(t *testing.T) {
 	if _, err := exec.LookPath("pgbackrest"); err != nil {
 		t.Skip("pgBackRest is not installed (CI installs Debian's pgbackrest)")
@@ -166,13 +172,27 @@ func TestConsoleBackups(t *testing.T) {
 	}
 	start := time.Now()
 	ctx := context.Background()
-	f := startFog(t, "", withQuickBackups)
+	// A full backup every 15 s: the LTR policy keeps the first one that ends after the
+	// console sets it, which need not be the instance's first.
+	f := startFog(t, "", withQuickBackups, func(c *server.Config) {
+		c.Controller.Backup.FullInterval, c.Controller.Backup.DiffInterval = 15*time.Second, 15*time.Second
+	})
 	const rg, mi = "rg-cbk", "cbk1"
 	inst := f.createInstance(rg, mi, "eastus", nil)
 	dbPath := miPath(rg, mi) + "/databases/"
 	f.mustSucceed(f.call("PUT", dbPath+"shop", map[string]any{}))
 	f.mustSucceed(f.call("PUT", dbPath+"ledger", map[string]any{}))
 	t.Logf("instance and databases ready after %s", time.Since(start).Round(time.Second))
+	c := mustConnect(t, f.info.CACert, inst, "shop")
+	exec1 := func(conn *pgx.Conn, sql string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	// The rows every backup after the policy has: what its LTR backup's restore must give.
+	exec1(c, "CREATE TABLE kept (id int PRIMARY KEY, item text)")
+	exec1(c, "INSERT INTO kept SELECT g, 'kept' FROM generate_series(1, 25) g")
 
 	b := startBrowser(t, f.info.APIURL, 3*time.Minute)
 	b.signIn(f.info.Token)
@@ -217,13 +237,6 @@ func TestConsoleBackups(t *testing.T) {
 
 	// Rows, a time, more rows: what the restore must tell apart.
 	time.Sleep(1100 * time.Millisecond) // past the second the backup ended in: the window's start
-	c := mustConnect(t, f.info.CACert, inst, "shop")
-	exec1 := func(conn *pgx.Conn, sql string) {
-		t.Helper()
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
 	exec1(c, "CREATE TABLE orders (id int PRIMARY KEY, item text)")
 	exec1(c, "INSERT INTO orders SELECT g, 'before' FROM generate_series(1, 50) g")
 	time.Sleep(50 * time.Millisecond)
@@ -277,6 +290,7 @@ func TestConsoleBackups(t *testing.T) {
 	if g := f.call("GET", dbPath+"ledger_back", nil); g.Status != http.StatusOK {
 		t.Errorf("GET the restored dropped database = %d", g.Status)
 	}
+	consoleLTRBackup(t, f, b, inst, c, rg, mi, "shop")
 	// The first backup's outcome, from the activity log: the leader records it when it next
 	// runs the schedule (every 30 s), so it is looked for last.
 	b.reloadUntil("the backup in the activity log", instPage, `document.querySelector('#recent-backups tr.backup-succeeded')`, 45*time.Second)
@@ -285,4 +299,69 @@ func TestConsoleBackups(t *testing.T) {
 	}
 	b.shot("console-backups.png")
 	t.Logf("done after %s", time.Since(start).Round(time.Second))
+}
+
+// consoleLTRBackup: database db of instance mi (inst, in rg and eastus) has an LTR policy, 25
+// rows in table kept, and a full backup every 15 s. Its page lists the LTR backup the policy
+// keeps; rows committed after it are not in the database its restore form makes; its delete
+// form refuses without the box ticked, then deletes it: gone from the page, the CLI's list
+// and the API.
+func consoleLTRBackup(t *testing.T, f *fog, b *browser, inst map[string]any, c *pgx.Conn, rg, mi, db string) {
+	t.Helper()
+	ctx := context.Background()
+	started := time.Now()
+	dbPage := "/console/instances/" + rg + "/" + mi + "/databases/" + db
+	const first = `document.querySelector('#ltr-backups tr[data-ltr-backup]')`
+	b.reloadUntil("an LTR backup listed", dbPage, first, time.Minute)
+	name, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](first+".dataset.ltrBackup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := `#ltr-backups tr[data-ltr-backup="` + name + `"]`
+	id, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector('`+row+` input[name="backup"]').value`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("LTR backup %s listed %s after the dropped database's restore", name, time.Since(started).Round(time.Second))
+	b.shot("console-ltr-backups.png")
+	if _, err := c.Exec(ctx, "INSERT INTO kept SELECT g, 'later' FROM generate_series(26, 30) g"); err != nil {
+		t.Fatal(err)
+	}
+
+	b.run("restore the LTR backup", chromedp.SetValue(chromedp.CSS(row+` input[name="name"]`), db+"_ltr"),
+		chromedp.Submit(chromedp.CSS(row+` input[name="name"]`)), chromedp.WaitVisible(chromedp.CSS(".op-status")))
+	b.finish("restore the LTR backup")
+	b.run("the LTR backup's database listed", chromedp.WaitVisible(chromedp.CSS(`tr[data-database="`+db+`_ltr"]`)))
+	r := mustConnect(t, f.info.CACert, inst, db+"_ltr")
+	var n, later int
+	if err := r.QueryRow(ctx, "SELECT count(*), count(*) FILTER (WHERE item = 'later') FROM kept").Scan(&n, &later); err != nil || n != 25 || later != 0 {
+		t.Errorf("the LTR backup restored through the console has %d rows, %d of them committed after it (%v); want the 25 before it", n, later, err)
+	}
+	r.Close(ctx)
+	t.Logf("LTR backup restored %s after it was listed", time.Since(started).Round(time.Second))
+
+	// Delete: refused without the box ticked (the browser would not send the form; the
+	// console must refuse it all the same), then deleted.
+	b.run("delete the LTR backup unconfirmed", chromedp.Navigate(b.base+dbPage), chromedp.WaitVisible(chromedp.CSS(row)),
+		chromedp.Submit(chromedp.CSS(row+` .ltr-delete button`)), chromedp.WaitVisible(chromedp.CSS(".error")))
+	if e := b.text(".error"); !strings.Contains(e, "ConfirmationMismatch") {
+		t.Errorf("an unconfirmed delete of an LTR backup: %q", e)
+	}
+	if g := f.call("GET", id, nil); g.Status != http.StatusOK {
+		t.Fatalf("the LTR backup after an unconfirmed delete: GET = %d %s", g.Status, g.Body)
+	}
+	b.run("delete the LTR backup", chromedp.Click(chromedp.CSS(row+` input[name="confirm"]`)), chromedp.Click(chromedp.CSS(row+` .ltr-delete button`)),
+		chromedp.WaitVisible(chromedp.CSS(".op-status")))
+	b.finish("delete the LTR backup")
+	gone, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`location.pathname === '`+dbPage+`' && !!document.querySelector('#ltr') && !document.querySelector('`+row+`')`))
+	if err != nil || !gone {
+		t.Errorf("after the delete the database page still lists the LTR backup (%v):\n%s", err, b.page())
+	}
+	out, stderr, err := f.runCLI("", "sql", "midb", "ltr-backup", "list", "-l", "eastus", "-g", rg, "--mi", mi, "-d", db)
+	if err != nil || strings.Contains(out, name) {
+		t.Errorf("fog sql midb ltr-backup list after the delete: %v %s %s", err, out, stderr)
+	}
+	if g := f.call("GET", id, nil); g.Status != http.StatusNotFound {
+		t.Errorf("GET a deleted LTR backup = %d %s", g.Status, g.Body)
+	}
 }
