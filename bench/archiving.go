@@ -62,6 +62,9 @@ func archivingScenario(ctx context.Context, o options) (*result, error) {
 		}
 		time.Sleep(time.Second)
 	}
+	if err := waitNoVerify(ctx, 5*time.Minute); err != nil {
+		return nil, err
+	}
 	archive, err := archiveDir(on.dir)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -308,3 +310,38 @@ func verifyCA(ca *x509.CertPool) func(tls.ConnectionState) error {
 }
 
 func addr(i instance) string { return net.JoinHostPort(i.host, fmt.Sprint(i.port)) }
+
+// waitNoVerify waits until no `pgbackrest ... verify` runs on the machine (the verification
+// an agent runs after each backup, which it reports after the backup): a scenario's timed
+// runs then do not share the machine with it. It gives up after limit.
+func waitNoVerify(ctx context.Context, limit time.Duration) error {
+	quiet := 0
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); {
+		running := false
+		cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range cmdlines {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				continue
+			}
+			args := strings.Split(string(b), "\x00")
+			if len(args) > 1 && filepath.Base(args[0]) == "pgbackrest" && slices.Contains(args, "verify") {
+				running = true
+				break
+			}
+		}
+		quiet++
+		if running {
+			quiet = 0
+		}
+		if quiet >= 5 { // a second without one
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("a pgBackRest verify still runs after %s", limit)
+}

@@ -103,6 +103,9 @@ func seedSourceScenario(ctx context.Context, o options) (*result, error) {
 			}
 			time.Sleep(time.Second)
 		}
+		if err := waitNoVerify(ctx, 10*time.Minute); err != nil {
+			return nil, err
+		}
 		if err := undo(); err != nil {
 			return nil, err
 		}
