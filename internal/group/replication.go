@@ -11,7 +11,8 @@ import (
 // both sides' observed state, indexed as Sides.
 func (g *FailoverGroup) Replication(st [2]instance.Status) *resource.ReplicationStatus {
 	sec := st[g.Secondary()]
-	r := &resource.ReplicationStatus{Epoch: g.Epoch, SeedingPercentComplete: sec.SeedPercent, SeedSource: sec.SeedSource, SeedBackup: sec.SeedBackup}
+	r := &resource.ReplicationStatus{Epoch: g.Epoch, SeedingPercentComplete: sec.SeedPercent, SeedSource: sec.SeedSource, SeedBackup: sec.SeedBackup,
+		SeedFallback: sec.SeedFallback}
 	prim := st[g.Primary].Replication
 	if prim == nil || prim.InRecovery {
 		return r

@@ -83,7 +83,11 @@ type ReplicationStatus struct {
 	// "primary" (a copy from the primary, pg_basebackup). Read-only.
 	SeedSource string `json:"seedSource,omitempty"`
 	SeedBackup string `json:"seedBackup,omitempty"`
-	Epoch      int64  `json:"epoch"`
+	// SeedFallback says why a seed from the primary did not come from the region's
+	// repository (no backup of the stanza there, or the restore from it failed), in words.
+	// Fog's own, read-only.
+	SeedFallback string `json:"seedFallback,omitempty"`
+	Epoch        int64  `json:"epoch"`
 }
 
 // LostWAL is the WAL a forced failover discarded and the transactions it held.

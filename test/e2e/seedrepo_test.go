@@ -41,14 +41,23 @@ func TestSeedFromTheRepository(t *testing.T) {
 		}
 	}
 	run(p.prim, "INSERT INTO w (id) SELECT generate_series(1, 30)")
-	seedSource := func() (string, string) {
+	replication := func() map[string]any {
 		r, _ := props(p.get(t, "rg-p", "eastus"))["replication"].(map[string]any)
+		return r
+	}
+	seedSource := func() (string, string) {
+		r := replication()
 		src, _ := r["seedSource"].(string)
 		label, _ := r["seedBackup"].(string)
 		return src, label
 	}
 	if src, _ := seedSource(); src != "primary" {
 		t.Errorf("the first group's seedSource = %q, want primary (the secondary's region held no backup of the stanza)", src)
+	}
+	if why, _ := replication()["seedFallback"].(string); why == "" {
+		t.Error("the first group's seedFallback is empty: the API does not say why the seed came from the primary")
+	} else {
+		t.Logf("seedFallback: %s", why)
 	}
 
 	// The standby's region takes its own full backup of the group's stanza.
@@ -88,6 +97,9 @@ func TestSeedFromTheRepository(t *testing.T) {
 			}
 		}
 		t.Fatalf("the group created again: seedSource %q, seedBackup %q; want repository and the backup's label\n%s", src, label, strings.Join(why, "\n"))
+	}
+	if why, ok := replication()["seedFallback"]; ok {
+		t.Errorf("seeded from the repository, seedFallback still reads %v", why)
 	}
 	eventually(t, 30*time.Second, "rows 1-60 on the secondary", func() bool {
 		c, err := connect(t, f.info.CACert, p.sec, "fogadmin", password, "app")
