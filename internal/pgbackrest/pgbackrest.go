@@ -139,7 +139,14 @@ func IsCode(err error, code int) bool {
 var errorLine = regexp.MustCompile(`ERROR: \[(\d{3})\]: (.*)`)
 
 func (d *Driver) command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	return d.prepare(ctx, append(append([]string{"--config=" + d.Config, "--stanza=" + d.Stanza}, args...), name))
+	return d.commandParams(ctx, name, args, nil)
+}
+
+// commandParams is command with the command's parameters (a path, a WAL segment), which
+// pgBackRest reads after the command's name.
+func (d *Driver) commandParams(ctx context.Context, name string, args, params []string) *exec.Cmd {
+	argv := append(append([]string{"--config=" + d.Config, "--stanza=" + d.Stanza}, args...), name)
+	return d.prepare(ctx, append(argv, params...))
 }
 
 // ServerCommand is `pgbackrest server` with the driver's configuration (Config.Server), as
@@ -187,9 +194,14 @@ func (d *Driver) binary() string {
 // run runs a command and returns its standard output. Its console log goes to stdout at
 // the level given; errors are read from stderr.
 func (d *Driver) run(ctx context.Context, name string, args ...string) ([]byte, error) {
+	return d.runParams(ctx, name, args, nil)
+}
+
+// runParams is run with the command's parameters.
+func (d *Driver) runParams(ctx context.Context, name string, args, params []string) ([]byte, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	cmd := d.command(ctx, name, args...)
+	cmd := d.commandParams(ctx, name, args, params)
 	// Bounded: the command runs as the instance's OS user and reads files that user owns.
 	stdout, stderr := &capped{max: 64 << 20}, &capped{max: 1 << 20}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -443,12 +455,16 @@ func (d *Driver) Info(ctx context.Context, set string) (*Info, error) {
 // name (a segment or a timeline's history file, such as "00000002.history"), under any of
 // the stanza's database systems.
 func (d *Driver) Archived(ctx context.Context, name string) (bool, error) {
-	out, err := d.run(ctx, "repo-ls", "--log-level-console=off", "--recurse", "--filter=(^|/)"+regexp.QuoteMeta(name)+"$", "archive/"+d.Stanza)
+	// A segment is stored as <name>-<sha1>[.<compression>], a history file as its name.
+	stored := regexp.QuoteMeta(name) + `(-[0-9a-f]{40}(\.[a-z0-9]+)?)?`
+	out, err := d.runParams(ctx, "repo-ls", []string{"--log-level-console=off", "--recurse", "--filter=(^|/)" + stored + "$"},
+		[]string{"archive/" + d.Stanza})
 	if err != nil {
 		return false, err
 	}
+	match := regexp.MustCompile(`(^|/)` + stored + `$`)
 	for _, l := range strings.Split(string(out), "\n") {
-		if l = strings.TrimSpace(l); l == name || strings.HasSuffix(l, "/"+name) {
+		if match.MatchString(strings.TrimSpace(l)) {
 			return true, nil
 		}
 	}

@@ -394,6 +394,18 @@ func TestPointInTimeRestoreOfOneDatabase(t *testing.T) {
 	if out, err := d.Verify(ctx); err != nil {
 		t.Errorf("verify: %v\n%s", err, out)
 	}
+	// Archived finds a file of the archive by name (the seed's check for a timeline's
+	// history file), and not one that is not there.
+	if in, err := d.Info(ctx, ""); err != nil || len(in.Archive) == 0 {
+		t.Errorf("info: %v (%+v)", err, in)
+	} else {
+		if ok, err := d.Archived(ctx, in.Archive[0].Max); err != nil || !ok {
+			t.Errorf("Archived(%s) = %v, %v; want true", in.Archive[0].Max, ok, err)
+		}
+		if ok, err := d.Archived(ctx, "00000009.history"); err != nil || ok {
+			t.Errorf("Archived(00000009.history) = %v, %v; want false", ok, err)
+		}
+	}
 	if err := d.Expire(ctx, ""); err != nil {
 		t.Errorf("expire: %v", err)
 	}
