@@ -251,7 +251,11 @@ func TestArchiveGapWhenTheRepositoryIsDown(t *testing.T) {
 		return s.Phase == instance.PhaseReady && s.Backup != nil && s.Backup.Stanza == spec.UID
 	})
 	askBackup(ctx, t, bolt, &spec, 1, instance.BackupFull)
-	waitStatus(ctx, t, bolt, spec.UID, "backup 1 done", func(s instance.Status) bool { return s.Backup.Seq == 1 && s.Backup.Error == "" })
+	// Done and verified: the verification, reported after the backup, must not run into the
+	// repository closed below.
+	waitStatus(ctx, t, bolt, spec.UID, "backup 1 done and verified", func(s instance.Status) bool {
+		return s.Backup.Seq == 1 && s.Backup.Error == "" && s.Backup.Verify != nil && s.Backup.Verify.Seq == 1
+	})
 
 	// The repository stops taking WAL: its stanza directory is closed to the instance's user.
 	stanzaDir := filepath.Join(dir, "backups", "eastus", spec.UID)
@@ -292,8 +296,8 @@ func TestArchiveGapWhenTheRepositoryIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	askBackup(ctx, t, bolt, &spec, 2, instance.BackupDiff)
-	st = waitStatus(ctx, t, bolt, spec.UID, "the gap closed by backup 2", func(s instance.Status) bool {
-		return s.Backup.Seq == 2 && !s.Backup.Archive.Gap
+	st = waitStatus(ctx, t, bolt, spec.UID, "the gap closed by backup 2, verified", func(s instance.Status) bool {
+		return s.Backup.Seq == 2 && !s.Backup.Archive.Gap && (s.Backup.Error != "" || s.Backup.Verify != nil && s.Backup.Verify.Seq == 2)
 	})
 	if st.Backup.Error != "" || st.Backup.Health != instance.BackupHealthy {
 		t.Errorf("after backup 2 the status reads %+v", st.Backup)
