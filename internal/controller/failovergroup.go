@@ -285,6 +285,19 @@ func sameInstance(id resource.ParsedID, s GroupSide) bool {
 // listeners' addresses, and writes the group, its operation and both members in one
 // transaction.
 func (c *Controller) createGroup(ctx context.Context, sub, rg, region, name string, spec *resource.FailoverGroupSpec) (*Operation, error) {
+	// A member's record can change between the read and the write for reasons of its own
+	// (the backup schedule asks a backup by writing it): the create is judged and written
+	// again, a few times, before the client is told to retry.
+	for attempt := 1; ; attempt++ {
+		op, err := c.createGroupOnce(ctx, sub, rg, region, name, spec)
+		if attempt < 3 && errors.Is(err, fault.ErrBusy) && ctx.Err() == nil {
+			continue
+		}
+		return op, err
+	}
+}
+
+func (c *Controller) createGroupOnce(ctx context.Context, sub, rg, region, name string, spec *resource.FailoverGroupSpec) (*Operation, error) {
 	in, aerr := c.readCreateInputs(ctx, sub, rg, region, name, spec)
 	if aerr != nil {
 		return nil, aerr
